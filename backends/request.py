@@ -1,0 +1,117 @@
+"""What an engine is asked to do: prepared images, prompts, a JSON schema and validated sampling options."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backends.errors import ConfigurationError
+
+TOKEN_PIXELS = 32
+"""One Qwen3-VL LLM token covers a 32×32 pixel square (16-pixel patches, 2×2 spatial merge)."""
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedImage:
+    """An RGB image already oriented and resized to the pixel budget; every engine sees exactly this.
+
+    Both sides are multiples of 32, so ``tokens`` is the number of visual tokens the model will get.
+    """
+
+    image: Image.Image
+    source: str = ""
+    original_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.image.mode != "RGB":
+            raise ValueError(f"prepared images are RGB, got {self.image.mode}")
+        w, h = self.image.size
+        if w % TOKEN_PIXELS or h % TOKEN_PIXELS:
+            raise ValueError(f"prepared image sides must be multiples of {TOKEN_PIXELS}, got {w}×{h}")
+
+    @property
+    def width(self) -> int:
+        return self.image.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.image.size[1]
+
+    @property
+    def tokens(self) -> int:
+        return (self.width // TOKEN_PIXELS) * (self.height // TOKEN_PIXELS)
+
+    @cached_property
+    def png_bytes(self) -> bytes:
+        """Lossless encoding, so an engine that decodes bytes sees the same pixels."""
+        buf = io.BytesIO()
+        self.image.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.image.tobytes()).hexdigest()
+
+    def data_url(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png_bytes).decode("ascii")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Send PNG bytes across process boundaries: smaller than raw pixels and exact.
+        return {"png": self.png_bytes, "source": self.source, "original_size": self.original_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        image = Image.open(io.BytesIO(state["png"]))
+        image.load()
+        object.__setattr__(self, "image", image)
+        object.__setattr__(self, "source", state["source"])
+        object.__setattr__(self, "original_size", state["original_size"])
+
+
+class SamplingOptions(BaseModel):
+    """Sampling options shared by every engine. An unknown option is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.8, gt=0.0, le=1.0)
+    top_k: int = Field(default=20, ge=0, le=1000)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    seed: int | None = Field(default=None, ge=0)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @classmethod
+    def from_user(cls, **values: Any) -> SamplingOptions:
+        """Validate options given by a person (CLI, settings) and say clearly what is wrong."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigurationError(f"Invalid generation option — {problems}") from None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: images (possibly none), the user prompt, an optional system prompt and JSON schema."""
+
+    prompt: str
+    images: tuple[PreparedImage, ...] = ()
+    system: str | None = None
+    json_schema: dict[str, Any] | None = None
+    options: SamplingOptions = field(default_factory=SamplingOptions)
+
+    @property
+    def image_tokens(self) -> int:
+        return sum(image.tokens for image in self.images)

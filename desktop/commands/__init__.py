@@ -1,0 +1,1 @@
+"""One module per `captioneer` subcommand, each with ``register(subparsers)``."""

@@ -1,0 +1,105 @@
+"""`captioneer caption IMAGE…`: run a task on images and stream the answers to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "caption",
+        help="caption, describe, keyword or read images",
+        description="Run a task on each image and stream the answer. Files that fail are reported and "
+        "skipped; the exit status is 1 if any file failed, 2 for a configuration error.",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, HEIC, WebP, RAW…)")
+    parser.add_argument("--task", help="task preset (see --list-tasks; default: caption, or question with --prompt)")
+    parser.add_argument("--prompt", help="your own question or instruction (the 'question' task)")
+    parser.add_argument("--language", help="output language (default: from settings, else English)")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--max-keywords", type=int, default=20, metavar="N", help="keywords task: at most N")
+    parser.add_argument("--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    add_engine_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
+    from backends.errors import ConfigurationError
+
+    if path is None:
+        return ()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read the vocabulary file {path}: {exc.strerror}") from None
+    words = tuple(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.startswith("#")))
+    if not words:
+        raise ConfigurationError(f"The vocabulary file {path} has no keywords.")
+    return words
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.registry import create_backend
+    from backends.request import SamplingOptions
+    from desktop.core.captioning import caption_file
+    from desktop.core.settings import load_settings
+    from desktop.core.tasks import TaskOptions, get_task
+
+    settings = load_settings()
+    task_id = args.task or ("question" if args.prompt else settings.task)
+    task = get_task(task_id)
+    task_options = TaskOptions(
+        language=args.language or settings.language,
+        question=args.prompt,
+        max_keywords=args.max_keywords,
+        vocabulary=_read_vocabulary(args.vocabulary),
+    )
+    sampling = SamplingOptions.from_user(
+        max_new_tokens=args.max_tokens or settings.max_tokens or task.max_tokens,
+        temperature=settings.temperature if args.temperature is None else args.temperature,
+        seed=args.seed,
+    )
+    config = engine_config_from_args(args, settings)
+    backend = create_backend(config)
+    multiple = len(args.images) > 1
+    failures = 0
+
+    def stream(chunk: str) -> None:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    def retrying(reason: str) -> None:
+        print(f"\ncaptioneer: {reason} Retrying once.", file=sys.stderr)
+
+    print(f"captioneer: loading {config.engine} model {config.model}…", file=sys.stderr)
+    backend.load()
+    try:
+        for index, image in enumerate(args.images):
+            if multiple and not args.json:
+                print(f"{'' if index == 0 else chr(10)}==> {image} <==", flush=True)
+            result = caption_file(
+                backend, image, task,
+                task_options=task_options, sampling=sampling, image_tokens=config.image_tokens,
+                on_chunk=None if args.json else stream, on_retry=retrying,
+            )
+            info = backend.info()
+            result.extra.update({"engine": info.engine, "model": info.model, "quant": info.quant})
+            if args.json:
+                print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+            elif result.ok:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+            if not result.ok:
+                failures += 1
+                print(f"captioneer: {image}: {result.error}", file=sys.stderr, flush=True)
+    finally:
+        backend.unload()
+    return 1 if failures else 0

@@ -1,0 +1,1 @@
+"""Qt-free core: settings, paths, images, prompt tasks and result parsing."""

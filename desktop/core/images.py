@@ -1,0 +1,219 @@
+"""Image preparation for every engine: decode safely, orient, convert to RGB, resize to the pixel budget."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from backends.errors import ImageError
+from backends.request import TOKEN_PIXELS, PreparedImage
+
+DEFAULT_IMAGE_TOKENS = 1024
+MIN_IMAGE_TOKENS = 4
+
+# Pillow plugins we let decode user files. PostScript/EPS and PDF are never decoded (EPS runs Ghostscript).
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
+
+RAW_SUFFIXES = frozenset(
+    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .erf .kdc .mrw .x3f .iiq".split()
+)
+IMAGE_SUFFIXES = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .tif .tiff .heic .heif .hif .avif .mpo .tga .ppm".split()
+) | RAW_SUFFIXES
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut-off file is an error, not a grey half-photo
+
+
+@dataclass(frozen=True)
+class PixelBudget:
+    """How many visual tokens an image may cost. One token is a 32×32 pixel square."""
+
+    max_tokens: int = DEFAULT_IMAGE_TOKENS
+    min_tokens: int = MIN_IMAGE_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < self.min_tokens or self.min_tokens < 1:
+            raise ValueError(f"invalid pixel budget {self.min_tokens}…{self.max_tokens} tokens")
+
+    def fit(self, width: int, height: int) -> tuple[int, int]:
+        """The size to resize ``width``×``height`` to: sides multiples of 32, aspect ratio kept as well as
+        the grid allows, token count within [min_tokens, max_tokens]."""
+        if width < 1 or height < 1:
+            raise ValueError("image has no pixels")
+        unit = TOKEN_PIXELS
+        w = max(unit, round(width / unit) * unit)
+        h = max(unit, round(height / unit) * unit)
+        if (w // unit) * (h // unit) > self.max_tokens:
+            beta = math.sqrt(width * height / (self.max_tokens * unit * unit))
+            w = max(unit, math.floor(width / beta / unit) * unit)
+            h = max(unit, math.floor(height / beta / unit) * unit)
+            # Very elongated images can still be over budget once a side is clamped to one token.
+            while (w // unit) * (h // unit) > self.max_tokens:
+                if w >= h:
+                    w -= unit
+                else:
+                    h -= unit
+        elif (w // unit) * (h // unit) < self.min_tokens:
+            beta = math.sqrt(self.min_tokens * unit * unit / (width * height))
+            w = math.ceil(width * beta / unit) * unit
+            h = math.ceil(height * beta / unit) * unit
+        return w, h
+
+    def tokens_for(self, width: int, height: int) -> int:
+        w, h = self.fit(width, height)
+        return (w // TOKEN_PIXELS) * (h // TOKEN_PIXELS)
+
+
+_heif_registered = False
+
+
+def _register_heif() -> bool:
+    global _heif_registered
+    if not _heif_registered:
+        try:
+            import pillow_heif
+        except ImportError:
+            return False
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+    return True
+
+
+def is_image_path(path: Path) -> bool:
+    """Whether the file's name says it is a photo we can read (content is checked when decoding)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _decode_raw_preview(path: Path) -> Image.Image:
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageError(
+            "RAW files need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
+        ) from None
+    try:
+        with rawpy.imread(str(path)) as raw:
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True))
+    except rawpy.LibRawError as exc:
+        raise ImageError(f"corrupt or unsupported RAW file ({exc})", kind="corrupt") from None
+    if thumb.format == rawpy.ThumbFormat.JPEG:
+        return _open_allowed(io.BytesIO(thumb.data))
+    return Image.fromarray(thumb.data)
+
+
+def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
+    _register_heif()
+    image: Image.Image | None = None
+    try:
+        image = Image.open(source, formats=ALLOWED_FORMATS)
+        image.load()  # decode now, inside the guards, not later in an engine
+    except UnidentifiedImageError:
+        raise ImageError("not an image, or a format Captioneer does not read", kind="not-an-image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if image is not None:
+            image.close()
+        raise ImageError(f"skipped: too large to decode safely ({exc})", kind="too-large") from None
+    except PermissionError:
+        raise ImageError("permission denied", kind="unreadable") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if image is not None:
+            image.close()
+        raise ImageError(f"corrupt or truncated image ({exc})", kind="corrupt") from None
+    return image
+
+
+def decode_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
+    """Open a file (or bytes) as a fully decoded Pillow image, with every safety guard on.
+
+    Raises:
+        ImageError: with a reason a person understands and a ``kind`` for reports.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageError("empty data", kind="empty")
+            return _open_allowed(io.BytesIO(source))
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageError("file not found", kind="missing") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+        if not path.is_file():
+            raise ImageError("not a regular file", kind="unreadable")
+        if size == 0:
+            raise ImageError("empty file (0 bytes)", kind="empty")
+        if path.suffix.lower() in RAW_SUFFIXES:
+            return _decode_raw_preview(path)
+        if path.suffix.lower() in {".heic", ".heif", ".hif", ".avif"} and not _register_heif():
+            raise ImageError("HEIC/AVIF needs pillow-heif: pip install pillow-heif", kind="needs-plugin")
+        return _open_allowed(path)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: transparency onto white, 16-bit and float scaled, CMYK converted."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        image = image.convert("I")
+        mode = "I"
+    if mode == "I":
+        # 16-bit data stored in 32-bit ints; scale to 8 bits instead of clipping everything to white.
+        hi = image.getextrema()[1]
+        scale = 1 / 256 if hi > 255 else 1
+        return image.point(lambda v: v * scale).convert("L").convert("RGB")
+    if mode == "F":
+        lo, hi = image.getextrema()
+        span = (hi - lo) or 1.0
+        return image.point(lambda v: (v - lo) * 255.0 / span).convert("L").convert("RGB")
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return image
+    return image.convert("RGB")
+
+
+def prepare_image(
+    source: str | os.PathLike[str] | bytes,
+    budget: PixelBudget | int = DEFAULT_IMAGE_TOKENS,
+) -> PreparedImage:
+    """The one way every engine gets an image: decoded, EXIF-oriented, RGB, resized to ``budget``.
+
+    The original file is never modified.
+    """
+    if isinstance(budget, int):
+        budget = PixelBudget(max_tokens=budget)
+    image = decode_image(source)
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        try:
+            oriented = ImageOps.exif_transpose(image)
+        except (ValueError, TypeError, SyntaxError, OSError):
+            oriented = image  # a malformed EXIF block must not lose the photo
+        original_size = oriented.size
+        rgb = to_rgb(oriented)
+        target = budget.fit(*rgb.size)
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        elif rgb is image:
+            rgb = rgb.copy()
+    finally:
+        image.close()
+    source_name = "" if isinstance(source, bytes) else os.fspath(source)
+    return PreparedImage(image=rgb, source=source_name, original_size=original_size)

@@ -1,0 +1,65 @@
+"""User settings, saved as JSON in the config dir; every field has a default so a new user needs none."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backends.errors import ConfigurationError
+from desktop.core.paths import config_dir
+
+
+class Settings(BaseModel):
+    """Everything the user chooses once and keeps. Unknown keys in the file are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = "gguf"
+    model: str = ""
+    mmproj: str | None = None
+    quant: str | None = None
+    device: str = "auto"
+    ollama_host: str | None = None
+    openai_base_urls: list[str] = Field(default_factory=list)
+    openai_api_key: str | None = None
+    image_tokens: int = Field(default=1024, ge=16, le=16384)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    language: str = "English"
+    task: str = "caption"
+    metadata_mode: str = "sidecar"
+    first_run_done: bool = False
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+def load_settings() -> Settings:
+    path = settings_path()
+    if not path.exists():
+        return Settings()
+    try:
+        return Settings.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError) as exc:
+        raise ConfigurationError(f"The settings file {path} is not valid ({exc}). Fix or delete it.") from None
+
+
+def save_settings(settings: Settings) -> None:
+    """Write atomically: a crash mid-save leaves the old settings, never half a file."""
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(settings.model_dump(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

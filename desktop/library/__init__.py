@@ -1,0 +1,1 @@
+"""Qt-free album tagger: scanner, SQLite catalog, tagging runs, metadata writer, export."""

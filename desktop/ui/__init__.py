@@ -1,0 +1,1 @@
+"""PySide6 views, worker threads, the wizard and dialogs."""

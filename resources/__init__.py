@@ -1,0 +1,1 @@
+"""Captioneer's data files (prompt presets, model catalog, icons), installed as the package captioneer_resources."""
