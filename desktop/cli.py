@@ -13,6 +13,7 @@ from desktop import __version__
 # Subcommand name -> module with ``register(subparsers)``; modules keep heavy imports inside functions.
 COMMANDS: dict[str, str] = {
     "caption": "desktop.commands.caption",
+    "tasks": "desktop.commands.tasks",
 }
 
 

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "skipped; the exit status is 1 if any file failed, 2 for a configuration error.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, HEIC, WebP, RAW…)")
-    parser.add_argument("--task", help="task preset (see --list-tasks; default: caption, or question with --prompt)")
+    parser.add_argument("--task", help="task preset (see `captioneer tasks`; default: caption, or question with --prompt)")
     parser.add_argument("--prompt", help="your own question or instruction (the 'question' task)")
     parser.add_argument("--language", help="output language (default: from settings, else English)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     def retrying(reason: str) -> None:
         print(f"\ncaptioneer: {reason} Retrying once.", file=sys.stderr)
 
-    print(f"captioneer: loading {config.engine} model {config.model}…", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(f"captioneer: loading {config.engine} model {config.model}…", file=sys.stderr)
     backend.load()
     try:
         for index, image in enumerate(args.images):

@@ -18,7 +18,7 @@ DEFAULT_IMAGE_TOKENS = 1024
 MIN_IMAGE_TOKENS = 4
 
 # Pillow plugins we let decode user files. PostScript/EPS and PDF are never decoded (EPS runs Ghostscript).
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
 
 RAW_SUFFIXES = frozenset(
     ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .erf .kdc .mrw .x3f .iiq".split()
@@ -110,11 +110,17 @@ def _decode_raw_preview(path: Path) -> Image.Image:
     return Image.fromarray(thumb.data)
 
 
+def _openable_formats() -> list[str]:
+    """The allowed formats that have a decoder here (HEIF/AVIF only once their plugin is registered)."""
+    Image.init()
+    return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
+
+
 def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
     _register_heif()
     image: Image.Image | None = None
     try:
-        image = Image.open(source, formats=ALLOWED_FORMATS)
+        image = Image.open(source, formats=_openable_formats())
         image.load()  # decode now, inside the guards, not later in an engine
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format Captioneer does not read", kind="not-an-image") from None

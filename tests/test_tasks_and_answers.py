@@ -1,0 +1,196 @@
+"""Task presets, schema validation, and the validate-and-retry loop every engine goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from backends.base import Backend, BackendInfo, Capabilities, EngineConfig
+from backends.cancel import CancelToken
+from backends.errors import Cancelled, ConfigurationError, InvalidOutputError, ResourceExhaustedError
+from backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from backends.structured import parse_structured
+from desktop.core.captioning import caption_file, generate_answer
+from desktop.core.tasks import TaskOptions, all_tasks, build_request, get_task, render_prompt, task_schema
+
+REQUIRED_TASKS = {"caption", "description", "alt_text", "keywords", "ocr", "question", "product", "social", "diagram"}
+
+
+class ScriptedEngine(Backend):
+    """A test stand-in for an engine: answers from a script, to exercise the orchestration around engines.
+
+    Real engines are tested on real tiny models in their own test files.
+    """
+
+    name = "scripted"
+    capabilities = Capabilities(json_schema=True)
+
+    def __init__(self, answers: list[str | Exception]) -> None:
+        super().__init__(EngineConfig(engine="scripted", model="script"))
+        self.answers = list(answers)
+        self.requests: list[GenerationRequest] = []
+
+    def load(self, progress=None, cancel=None) -> None:
+        pass
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        for i in range(0, len(answer), 4):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            yield answer[i : i + 4]
+
+    def unload(self) -> None:
+        pass
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(engine="scripted", model="script", loaded=True)
+
+
+def _image() -> PreparedImage:
+    return PreparedImage(image=Image.new("RGB", (64, 64), (1, 2, 3)))
+
+
+def test_every_required_task_exists_and_renders() -> None:
+    tasks = all_tasks()
+    assert REQUIRED_TASKS <= set(tasks)
+    for task in tasks.values():
+        options = TaskOptions(language="German", question="What is on the table?")
+        prompt = render_prompt(task, options)
+        assert "{" not in prompt, f"unfilled placeholder in {task.id}: {prompt}"
+        if task.translate:
+            assert "German" in prompt, f"{task.id} ignores the output language"
+        assert task.max_tokens > 0
+
+
+def test_structured_tasks_have_bounded_schemas() -> None:
+    keywords = task_schema(get_task("keywords"), TaskOptions(max_keywords=7))
+    assert keywords["required"] == ["caption", "keywords"]
+    assert keywords["properties"]["keywords"]["maxItems"] == 7
+    assert "title" in keywords["properties"]
+    social = task_schema(get_task("social"))
+    assert set(social["required"]) == {"caption", "hashtags", "alt_text"}
+    assert task_schema(get_task("caption")) is None
+
+
+def test_vocabulary_constrains_keywords() -> None:
+    task = get_task("keywords")
+    options = TaskOptions(vocabulary=("beach", "sunset", "dog", "beach"))
+    schema = task_schema(task, options)
+    assert schema["properties"]["keywords"]["items"]["enum"] == ["beach", "dog", "sunset"]
+    assert "beach, dog, sunset" in render_prompt(task, options)
+
+
+def test_question_task_needs_a_question() -> None:
+    with pytest.raises(ConfigurationError, match="needs a question"):
+        render_prompt(get_task("question"), TaskOptions())
+
+
+def test_unknown_task_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="caption"):
+        get_task("captionz")
+
+
+def test_unknown_sampling_option_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match="temprature"):
+        SamplingOptions.from_user(temprature=0.5)
+    with pytest.raises(ConfigurationError, match="max_new_tokens"):
+        SamplingOptions.from_user(max_new_tokens=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ('{"caption": "a dog"', "not valid JSON"),
+        ('{"caption": "a dog", "keywords": "dog"}', "keywords"),
+        ('{"caption": "a dog", "keywords": ["dog"], "extra": 1}', "schema"),
+        ('{"keywords": ["dog"]}', "caption"),
+    ],
+)
+def test_parse_structured_rejects_bad_answers(text: str, message: str) -> None:
+    schema = task_schema(get_task("keywords"))
+    with pytest.raises(InvalidOutputError, match=message):
+        parse_structured(text, schema)
+
+
+def test_parse_structured_accepts_fenced_json() -> None:
+    schema = task_schema(get_task("keywords"))
+    value = parse_structured('```json\n{"caption": "A dog.", "keywords": ["dog", "grass"]}\n```', schema)
+    assert value["keywords"] == ["dog", "grass"]
+
+
+def test_invalid_json_is_retried_once_with_a_new_seed() -> None:
+    good = '{"caption": "A dog on grass.", "keywords": ["dog", "grass"]}'
+    engine = ScriptedEngine(['{"caption": "A dog', good])
+    request = build_request(get_task("keywords"), [_image()], sampling=SamplingOptions(temperature=0.0, seed=3))
+    retries: list[str] = []
+    answer = generate_answer(engine, request, on_retry=retries.append)
+    assert answer.data == {"caption": "A dog on grass.", "keywords": ["dog", "grass"]}
+    assert answer.attempts == 2
+    assert len(retries) == 1 and "not valid JSON" in retries[0]
+    second = engine.requests[1].options
+    assert second.seed == 4 and second.temperature > 0, "a greedy retry would repeat the same mistake"
+
+
+def test_invalid_twice_gives_a_clear_invalid_output_error() -> None:
+    engine = ScriptedEngine(["nope", "still nope"])
+    request = build_request(get_task("keywords"), [_image()])
+    with pytest.raises(InvalidOutputError, match="after 2 attempts") as info:
+        generate_answer(engine, request)
+    assert info.value.raw == "still nope"
+
+
+def test_plain_task_streams_chunks_and_strips() -> None:
+    engine = ScriptedEngine(["  A red square on white.  \n"])
+    chunks: list[str] = []
+    answer = generate_answer(engine, build_request(get_task("caption"), [_image()]), on_chunk=chunks.append)
+    assert len(chunks) > 1 and "".join(chunks) == "  A red square on white.  \n"
+    assert answer.text == "A red square on white."
+
+
+def test_cancel_propagates() -> None:
+    engine = ScriptedEngine(["a long answer " * 10])
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        generate_answer(engine, build_request(get_task("caption"), [_image()]), cancel=cancel)
+
+
+def test_caption_file_reports_bad_files_and_keeps_going(tmp_path) -> None:
+    good = tmp_path / "good.png"
+    Image.new("RGB", (200, 100), (0, 128, 0)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a photo")
+    engine = ScriptedEngine(["A green rectangle."])
+    task = get_task("caption")
+    failed = caption_file(engine, bad, task)
+    assert not failed.ok and failed.error_kind == "not-an-image" and not engine.requests
+    done = caption_file(engine, good, task)
+    assert done.ok and done.text == "A green rectangle." and done.image_tokens == 18
+    assert done.to_json()["text"] == "A green rectangle."
+
+
+def test_out_of_memory_retries_once_at_half_the_budget(tmp_path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (1600, 1200), (0, 0, 200)).save(path)
+    engine = ScriptedEngine([ResourceExhaustedError("Out of memory."), "A blue field."])
+    result = caption_file(engine, path, get_task("caption"), image_tokens=1024)
+    assert result.ok
+    first, second = (req.image_tokens for req in engine.requests)
+    assert first == 972 and second <= 512
+    assert result.image_tokens == second
+
+
+def test_keywords_result_json_has_caption_and_keywords(tmp_path) -> None:
+    path = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(path)
+    engine = ScriptedEngine(['{"caption": "Night.", "title": "Dark", "keywords": ["night", "black"]}'])
+    result = caption_file(engine, path, get_task("keywords")).to_json()
+    assert result["ok"] and result["caption"] == "Night." and result["keywords"] == ["night", "black"]
+    assert result["title"] == "Dark" and result["image_tokens"] == 4
