@@ -33,6 +33,7 @@ class Settings(BaseModel):
     task: str = "caption"
     metadata_mode: str = "sidecar"
     first_run_done: bool = False
+    theme: str = Field(default="system", pattern="^(system|light|dark)$")
 
 
 def settings_path() -> Path:
