@@ -1,0 +1,487 @@
+"""Writing our captions and keywords into photos and sidecars safely: plan (the dry run), then apply.
+
+API for the catalog (everything Qt-free; ``generated`` is what a model produced for one photo):
+
+    from desktop.library.metadata import Generated, MergeOptions, image_content_key
+    from desktop.library.sidecars import SidecarNaming, WriteMode
+    from desktop.library.writer import WriteOptions, plan_write, apply, MetadataWriteError
+    from desktop.library.journal import Journal, undo, remove_stale_temps
+
+    remove_stale_temps(library_root)                    # once at start, holding the catalog lock
+    journal = Journal(data_dir / "journal" / run_id)    # one per run
+    plan = plan_write(photo, Generated(keywords=("beach",), caption="…", model="qwen3-vl-2b", …),
+                      library_root=root, options=WriteOptions(mode=WriteMode.EMBEDDED))
+    print(plan.describe())                              # dry run: the per-file diff; nothing was touched
+    outcome = apply(plan, journal)                      # outcome.status: "written" | "unchanged" | "skipped"
+    report = undo(data_dir / "journal" / run_id)        # byte-exact restore; report.ok, report.summary()
+    key = image_content_key(photo)                      # photo identity that survives our metadata writes
+
+- ``plan_write`` reads the photo and its sidecar(s), merges (never replaces), and returns a
+  :class:`WritePlan`: the files that would change with their before/after fields. A plan with no changes
+  means a write would change nothing on disk. A read-only folder gives ``plan.skipped`` (the item stays
+  pending); a read-only image, a proprietary RAW or a format exiv2 cannot write goes to a sidecar.
+- ``apply`` writes each change through a temp file beside the target (fsync, verify: decodes, pixels
+  unchanged, fields read back; then one rename), journals the previous bytes first, and re-reads and
+  re-merges when a file changed since the plan (compare-and-swap).
+- Errors (all :class:`backends.errors.CaptioneerError`, messages for people): :class:`WriteRefusedError`
+  (symbolic link, outside the library), :class:`DiskFullError` (original intact, pause the batch),
+  :class:`MetadataWriteError` (unreadable sidecar, exiv2 failure, verification failed),
+  :class:`~desktop.library.journal.JournalError`, :class:`~desktop.library.journal.ConcurrentChangeError`
+  (a file kept changing), ``ImageError`` (the photo is missing).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backends.errors import CaptioneerError, ImageError
+from desktop.library.journal import (
+    TEMP_PREFIX,
+    ConcurrentChangeError,
+    Journal,
+    copy_with_fsync,
+    fsync_dir,
+    sha256_file,
+    temp_path_for,
+)
+from desktop.library.metadata import (
+    Generated,
+    MergeOptions,
+    PhotoMetadata,
+    diff_lines,
+    exiv2_module,
+    merge,
+    pixel_digest,
+    read_metadata,
+    write_metadata,
+)
+from desktop.library.sidecars import (
+    DARKTABLE_WARNING,
+    SidecarNaming,
+    WriteMode,
+    choose_targets,
+    find_sidecar,
+    is_darktable_sidecar,
+)
+
+MAX_REPLANS = 3
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class MetadataWriteError(CaptioneerError):
+    """Metadata could not be written; the original files are untouched."""
+
+
+class WriteRefusedError(MetadataWriteError):
+    """A write would follow a symbolic link or leave the library."""
+
+
+class DiskFullError(MetadataWriteError):
+    """The disk filled up while writing; the original is intact and the temp file removed."""
+
+
+class _TargetChanged(Exception):
+    """Internal: the target changed since the plan read it; re-plan."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A file as the plan read it: compared again before replacing it (compare-and-swap)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How to write: where (mode), how new sidecars are named, and how results merge."""
+
+    mode: WriteMode = WriteMode.EMBEDDED
+    naming: SidecarNaming = SidecarNaming.FULL
+    merge: MergeOptions = field(default_factory=MergeOptions)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file a plan would change."""
+
+    target: Path
+    kind: str  # "embedded" or "sidecar"
+    fingerprint: Fingerprint | None  # None: the file does not exist yet
+    before: PhotoMetadata
+    after: PhotoMetadata
+    notes: tuple[str, ...] = ()
+
+    def diff(self) -> list[str]:
+        """The per-file diff in words."""
+        return diff_lines(self.before, self.after)
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What writing one photo would do. Making it touches nothing; :func:`apply` carries it out."""
+
+    photo: Path
+    library_root: Path
+    generated: Generated
+    options: WriteOptions
+    changes: tuple[FileChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    skipped: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether applying would change any file."""
+        return bool(self.changes) and not self.skipped
+
+    def describe(self) -> str:
+        """The dry-run text: per file, what changes, plus notes."""
+        lines = [str(self.photo)]
+        if self.skipped:
+            lines.append(f"  {self.skipped}")
+        elif not self.changes:
+            lines.append("  nothing to change")
+        for change in self.changes:
+            verb = "update" if change.fingerprint else "create"
+            lines.append(f"  {verb} {change.kind}: {change.target.name}")
+            lines += ["  " + line for line in change.diff()]
+            lines += [f"    note: {note}" for note in change.notes]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What :func:`apply` did for one photo.
+
+    Attributes:
+        status: ``written``, ``unchanged`` or ``skipped`` (``reason`` says why; the item stays pending).
+        files: each file written with its new sha256.
+        replanned: a file changed after the plan and the merge was redone.
+    """
+
+    photo: Path
+    status: str
+    files: tuple[tuple[Path, str], ...] = ()
+    notes: tuple[str, ...] = ()
+    reason: str = ""
+    replanned: bool = False
+
+
+# ------------------------------------------------------------------------------------------------ safety
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_target(path: Path, library_root: Path) -> None:
+    """Refuse a path that is a symbolic link or whose real folder is outside the library root.
+
+    Raises:
+        WriteRefusedError: with the reason.
+    """
+    root = Path(os.path.realpath(library_root))
+    if path.is_symlink():
+        raise WriteRefusedError(f"{path} is a symbolic link: Captioneer never writes through links")
+    folder = Path(os.path.realpath(path.parent))
+    if not _inside(folder, root):
+        raise WriteRefusedError(f"{path} is outside the library {library_root}: not written")
+
+
+def fingerprint(path: Path) -> Fingerprint | None:
+    """Size, mtime and sha256 of a file, or None when it does not exist."""
+    try:
+        stat = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return Fingerprint(stat.st_size, stat.st_mtime_ns, sha256_file(path))
+
+
+def _stat_matches(path: Path, expected: Fingerprint | None) -> bool:
+    try:
+        stat = os.lstat(path)
+    except FileNotFoundError:
+        return expected is None
+    return expected is not None and (stat.st_size, stat.st_mtime_ns) == (expected.size, expected.mtime_ns)
+
+
+def remove_temps_for(target: Path) -> None:
+    """Delete leftovers of an interrupted write of ``target`` (``.captioneer-tmp-<id>-<name>``)."""
+    for sibling in target.parent.glob(f"{TEMP_PREFIX}*"):
+        rest = sibling.name[len(TEMP_PREFIX) :]
+        if rest.partition("-")[2] == target.name and not sibling.is_symlink():
+            sibling.unlink()
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _open_image(path: Path) -> Any:
+    exiv2 = exiv2_module()
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    return image
+
+
+def _can_write(exiv2: Any, image: Any) -> bool:
+    mode = image.checkMode(exiv2.MetadataId.Xmp)
+    return mode in (exiv2.AccessMode.Write, exiv2.AccessMode.ReadWrite)
+
+
+def _parse_sidecar(data: bytes, path: Path) -> Any:
+    """An exiv2 image over sidecar bytes (the bytes object must outlive it)."""
+    exiv2 = exiv2_module()
+    try:
+        image = exiv2.ImageFactory.open(data)
+        image.readMetadata()
+    except exiv2.Exiv2Error as exc:
+        raise MetadataWriteError(
+            f"The sidecar {path} is not valid XMP ({exc.message if hasattr(exc, 'message') else exc}): "
+            "fix or remove it; Captioneer does not overwrite it"
+        ) from None
+    return image
+
+
+def _read_embedded(photo: Path) -> tuple[PhotoMetadata, bool, str]:
+    """(our fields embedded in the photo, whether exiv2 can write this format, a note)."""
+    exiv2 = exiv2_module()
+    try:
+        image = _open_image(photo)
+    except exiv2.Exiv2Error as exc:
+        return PhotoMetadata(), False, f"exiv2 cannot read this file's metadata ({exc})"
+    return read_metadata(image.xmpData(), image.iptcData(), image.exifData()), _can_write(exiv2, image), ""
+
+
+# ------------------------------------------------------------------------------------------------ plan
+
+
+def plan_write(
+    photo: Path,
+    generated: Generated,
+    *,
+    library_root: Path,
+    options: WriteOptions | None = None,
+) -> WritePlan:
+    """Work out what writing ``generated`` into ``photo`` would change. Touches nothing (this is the dry run).
+
+    Args:
+        photo: the photo, inside ``library_root``.
+        generated: the approved (or, with ``--write-unreviewed``, unreviewed) model result.
+        library_root: the library folder; nothing outside it is ever written.
+        options: mode, sidecar naming and merge choices.
+
+    Raises:
+        WriteRefusedError: the photo or its sidecar is a symbolic link, or lies outside the library.
+        ImageError: the photo is missing or not a regular file.
+        MetadataWriteError: an existing sidecar is not valid XMP.
+    """
+    options = options or WriteOptions()
+    photo = Path(photo)
+    library_root = Path(library_root)
+    if not generated.time:
+        generated = replace(generated, time=datetime.now(UTC).isoformat(timespec="seconds"))
+    check_target(photo, library_root)
+    if not photo.is_file():
+        raise ImageError(f"{photo} is missing or not a regular file", kind="missing")
+    plan = WritePlan(photo=photo, library_root=library_root, generated=generated, options=options)
+    if not os.access(photo.parent, os.W_OK):
+        return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
+
+    embedded, exiv2_can_write, read_note = _read_embedded(photo)
+    targets = choose_targets(
+        photo, options.mode, image_writable=os.access(photo, os.W_OK), exiv2_can_write=exiv2_can_write
+    )
+    notes = [read_note] if read_note else []
+    notes += targets.reasons
+    changes: list[FileChange] = []
+    if targets.embed:
+        result = merge(embedded, generated, options.merge)
+        if result.changed:
+            changes.append(
+                FileChange(photo, "embedded", fingerprint(photo), embedded, result.metadata, result.notes)
+            )
+        else:
+            notes += result.notes
+    if targets.sidecar:
+        change, sidecar_notes = _plan_sidecar(photo, embedded, generated, options)
+        notes += sidecar_notes
+        if change:
+            changes.append(change)
+    return replace(plan, changes=tuple(changes), notes=tuple(notes))
+
+
+def _plan_sidecar(
+    photo: Path, embedded: PhotoMetadata, generated: Generated, options: WriteOptions
+) -> tuple[FileChange | None, list[str]]:
+    choice = find_sidecar(photo, options.naming)
+    check_target(choice.path, photo.parent)
+    notes = list(choice.notes)
+    if choice.exists:
+        existing_print = fingerprint(choice.path)
+        data = choice.path.read_bytes()
+        image = _parse_sidecar(data, choice.path)
+        xmp = image.xmpData()
+        existing = read_metadata(xmp)
+        if is_darktable_sidecar([datum.key() for datum in xmp]):
+            notes.append(DARKTABLE_WARNING)
+    else:
+        existing_print = None
+        # A new sidecar starts from what the photo carries, so tools that prefer the sidecar see it all.
+        existing = replace(embedded, has_iptc=False)
+    result = merge(existing, generated, options.merge)
+    if not result.changed:
+        return None, notes + list(result.notes)
+    return FileChange(choice.path, "sidecar", existing_print, existing, result.metadata, result.notes), notes
+
+
+# ----------------------------------------------------------------------------------------------- apply
+
+
+def apply(plan: WritePlan, journal: Journal) -> WriteOutcome:
+    """Carry out a plan: every change through temp file, fsync, verify, journal, rename.
+
+    If a file changed since the plan read it, the photo is read and merged again (up to a few times), so an
+    edit made meanwhile by another program is kept.
+
+    Raises:
+        WriteRefusedError, DiskFullError, MetadataWriteError, JournalError, ConcurrentChangeError: see the
+        module docstring. Files written before the error stay written and journaled; the others are untouched.
+    """
+    replanned = False
+    for _attempt in range(MAX_REPLANS):
+        if plan.skipped:
+            return WriteOutcome(
+                plan.photo, "skipped", notes=plan.notes, reason=plan.skipped, replanned=replanned
+            )
+        if not plan.changes:
+            return WriteOutcome(plan.photo, "unchanged", notes=plan.notes, replanned=replanned)
+        written: list[tuple[Path, str]] = []
+        try:
+            for change in plan.changes:
+                written.append((change.target, _apply_change(plan, change, journal)))
+        except _TargetChanged:
+            plan = plan_write(
+                plan.photo, plan.generated, library_root=plan.library_root, options=plan.options
+            )
+            replanned = True
+            continue
+        notes = plan.notes + tuple(note for change in plan.changes for note in change.notes)
+        return WriteOutcome(plan.photo, "written", files=tuple(written), notes=notes, replanned=replanned)
+    raise ConcurrentChangeError(
+        f"{plan.photo} (or its sidecar) kept changing while Captioneer wrote it: try again when nothing else "
+        "is editing it"
+    )
+
+
+def _apply_change(plan: WritePlan, change: FileChange, journal: Journal) -> str:
+    """Write one file; return its new sha256."""
+    target = change.target
+    check_target(target, plan.library_root)
+    if fingerprint(target) != change.fingerprint:
+        raise _TargetChanged
+    remove_temps_for(target)
+    temp = temp_path_for(target)
+    try:
+        try:
+            if change.kind == "sidecar":
+                _build_sidecar(change, temp)
+            else:
+                _build_embedded(change, temp)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFullError(
+                    f"Not enough disk space to write metadata for {plan.photo}: the original is untouched. "
+                    "Free some space and resume the write."
+                ) from None
+            raise MetadataWriteError(
+                f"Cannot write metadata for {plan.photo}: {exc.strerror or exc}"
+            ) from None
+        after_sha = sha256_file(temp)
+        try:
+            entry = journal.record(
+                photo=plan.photo,
+                target=target,
+                kind=change.kind,
+                before_sha256=change.fingerprint.sha256 if change.fingerprint else None,
+                after_sha256=after_sha,
+                fields_before=change.before.fields(),
+                fields_after=change.after.fields(),
+            )
+        except ConcurrentChangeError:
+            raise _TargetChanged from None
+        if not _stat_matches(target, change.fingerprint):
+            journal.discard(entry)
+            raise _TargetChanged
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    fsync_dir(target.parent)
+    return after_sha
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _build_sidecar(change: FileChange, temp: Path) -> None:
+    exiv2 = exiv2_module()
+    data = change.target.read_bytes() if change.fingerprint else b""
+    if data:
+        image = _parse_sidecar(data, change.target)
+        xmp = image.xmpData()
+    else:
+        xmp = exiv2.XmpData()
+    write_metadata(change.before, change.after, xmp)  # sidecars carry no IPTC or EXIF, so no notes
+    status, packet = exiv2.XmpParser.encode(xmp)
+    if status != 0:
+        raise MetadataWriteError(f"exiv2 could not encode the XMP for {change.target} (status {status})")
+    with open(temp, "xb") as handle:
+        handle.write(packet.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    encoded = temp.read_bytes()
+    readback = read_metadata(_parse_sidecar(encoded, temp).xmpData())
+    if not readback.same_fields(change.after):
+        raise MetadataWriteError(
+            f"The new sidecar for {change.target} did not read back as written; not saved"
+        )
+
+
+def _build_embedded(change: FileChange, temp: Path) -> None:
+    exiv2 = exiv2_module()
+    original = change.target
+    digest = copy_with_fsync(original, temp)
+    if change.fingerprint is None or digest != change.fingerprint.sha256:
+        raise _TargetChanged
+    os.chmod(temp, os.lstat(original).st_mode & 0o7777)
+    try:
+        image = _open_image(temp)
+        write_metadata(change.before, change.after, image.xmpData(), image.iptcData(), image.exifData())
+        image.writeMetadata()
+        del image
+    except exiv2.Exiv2Error as exc:
+        raise MetadataWriteError(
+            f"exiv2 could not write metadata into {original} ({exc}); it is untouched"
+        ) from None
+    _fsync_file(temp)
+    try:
+        same_pixels = pixel_digest(original) == pixel_digest(temp)
+    except ImageError as exc:
+        raise MetadataWriteError(
+            f"{original} did not decode after writing metadata ({exc}); it is untouched"
+        ) from None
+    if not same_pixels:
+        raise MetadataWriteError(f"Writing metadata would change the pixels of {original}; it is untouched")
+    readback_image = _open_image(temp)
+    readback = read_metadata(readback_image.xmpData(), readback_image.iptcData(), readback_image.exifData())
+    if not readback.same_fields(change.after):
+        raise MetadataWriteError(f"The metadata of {original} did not read back as written; it is untouched")
