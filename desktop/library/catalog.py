@@ -1,0 +1,603 @@
+"""The album catalog: one SQLite file (WAL, foreign keys, checked on open, migrated in order, one writer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from backends.errors import CaptioneerError
+from desktop.core.paths import data_dir
+
+CATALOG_NAME = "catalog.sqlite"
+
+REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
+"""Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
+
+RUN_STATES = ("pending", "running", "paused", "cancelled", "done", "failed")
+ITEM_STATES = ("pending", "done", "failed")
+
+
+class CatalogError(CaptioneerError):
+    """The catalog cannot be used."""
+
+
+class CatalogLockedError(CatalogError):
+    """Another Captioneer process has the catalog open for writing."""
+
+
+class CatalogCorruptError(CatalogError):
+    """The catalog file is damaged."""
+
+    exit_code = 3
+
+
+def default_catalog_path() -> Path:
+    return data_dir() / CATALOG_NAME
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Migrations: an ordered list; each entry's position + 1 is its version, recorded in schema_migrations.
+# Never edit or reorder a released entry: append a new one.
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE libraries (
+            id INTEGER PRIMARY KEY,
+            root TEXT NOT NULL UNIQUE,
+            added_at REAL NOT NULL,
+            last_scan_at REAL
+        );
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            library_id INTEGER NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            content_key TEXT,
+            status TEXT NOT NULL DEFAULT 'present' CHECK (status IN ('present', 'missing', 'unreadable')),
+            error TEXT,
+            error_kind TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL
+        );
+        CREATE INDEX photos_content_key ON photos(content_key);
+        CREATE INDEX photos_library ON photos(library_id, path);
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            library_id INTEGER REFERENCES libraries(id) ON DELETE SET NULL,
+            scope TEXT NOT NULL,
+            task TEXT NOT NULL,
+            language TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            model TEXT NOT NULL,
+            quant TEXT,
+            prompt_hash TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'running', 'paused', 'cancelled', 'done', 'failed')),
+            message TEXT,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL
+        );
+        CREATE TABLE run_items (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            error_kind TEXT,
+            PRIMARY KEY (run_id, photo_id)
+        );
+        CREATE INDEX run_items_pending ON run_items(run_id, state, position);
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            task TEXT NOT NULL,
+            language TEXT NOT NULL,
+            caption TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',
+            title TEXT,
+            alt_text TEXT,
+            raw TEXT,
+            engine TEXT NOT NULL,
+            model TEXT NOT NULL,
+            quant TEXT,
+            prompt_hash TEXT NOT NULL,
+            seconds REAL,
+            image_tokens INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            review TEXT NOT NULL DEFAULT 'new'
+                CHECK (review IN ('new', 'needs_review', 'approved', 'rejected', 'written')),
+            review_reason TEXT,
+            edited INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (run_id, photo_id)
+        );
+        CREATE INDEX results_photo ON results(photo_id, task, model);
+        CREATE INDEX results_review ON results(review);
+        CREATE TABLE write_log (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results(id) ON DELETE CASCADE,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT,
+            journal_ref TEXT,
+            at REAL NOT NULL
+        );
+        CREATE INDEX write_log_run ON write_log(run_id);
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The single-writer lock: an OS file lock (released by the kernel when a process dies, so a stale lock is
+# recovered by simply taking it), with the holder's pid written inside for the message.
+
+
+class _WriterLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the catalog's life
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise CatalogLockedError(
+                f"The catalog {self.path.with_suffix('')} is in use by another Captioneer ({holder}). "
+                "Close the other window or wait for the other command to finish, then try again."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"process {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            _unlock_file(self._fh)
+            self._fh.close()
+            self._fh = None
+
+
+if os.name == "nt":
+    import msvcrt
+
+    def _lock_file(fh: IO[str]) -> None:
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock_file(fh: IO[str]) -> None:
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fh: IO[str]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_file(fh: IO[str]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    library_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_key: str | None
+    status: str
+    error: str | None
+    error_kind: str | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One model answer for one photo in one run, with its review state."""
+
+    id: int
+    photo_id: int
+    run_id: int
+    path: str
+    task: str
+    language: str
+    caption: str
+    keywords: tuple[str, ...]
+    title: str | None
+    alt_text: str | None
+    engine: str
+    model: str
+    quant: str | None
+    prompt_hash: str
+    seconds: float | None
+    review: str
+    review_reason: str | None
+    edited: bool
+    created_at: float
+    updated_at: float
+
+    def provenance(self) -> dict[str, Any]:
+        """Who made this result: for the metadata writer's provenance fields and exports."""
+        return {
+            "engine": self.engine,
+            "model": self.model,
+            "quant": self.quant,
+            "prompt_hash": self.prompt_hash,
+            "task": self.task,
+            "language": self.language,
+            "created_at": self.created_at,
+            "run_id": self.run_id,
+        }
+
+
+RESULT_COLUMNS = (
+    "r.id, r.photo_id, r.run_id, p.path, r.task, r.language, r.caption, r.keywords, r.title, r.alt_text, "
+    "r.engine, r.model, r.quant, r.prompt_hash, r.seconds, r.review, r.review_reason, r.edited, "
+    "r.created_at, r.updated_at"
+)
+
+
+def result_from_row(row: sqlite3.Row | Sequence[Any]) -> Result:
+    values = list(row)
+    values[7] = tuple(json.loads(values[7]))
+    values[17] = bool(values[17])
+    return Result(*values)
+
+
+class Catalog:
+    """An open catalog. Use :func:`open_catalog`; close it (or use ``with``) to release the writer lock.
+
+    Every method that writes commits before it returns (or inside :meth:`transaction`), so a killed process
+    loses at most the transaction in flight.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path, lock: _WriterLock | None) -> None:
+        self.db = db
+        self.path = path
+        self._lock = lock
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.rollback()
+            raise
+        self.db.commit()
+
+    def schema_version(self) -> int:
+        return _schema_version(self.db)
+
+    def integrity_check(self) -> list[str]:
+        """The full check (slow on big catalogs): an empty list means the file is sound."""
+        rows = [row[0] for row in self.db.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
+
+    # ---- libraries and photos -------------------------------------------------------------------------
+
+    def library_id(self, root: Path, create: bool = True) -> int | None:
+        row = self.db.execute("SELECT id FROM libraries WHERE root = ?", (str(root),)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO libraries (root, added_at) VALUES (?, ?)", (str(root), time.time())
+            )
+        return int(cursor.lastrowid)
+
+    def libraries(self) -> list[tuple[int, str]]:
+        return [(int(r[0]), r[1]) for r in self.db.execute("SELECT id, root FROM libraries ORDER BY root")]
+
+    def photo_by_path(self, path: str) -> Photo | None:
+        row = self.db.execute(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE path = ?", (path,)).fetchone()
+        return Photo(*row) if row else None
+
+    def photo(self, photo_id: int) -> Photo | None:
+        row = self.db.execute(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
+        return Photo(*row) if row else None
+
+    def photos_under(self, folder: Path, status: str | None = "present") -> list[Photo]:
+        """Photos whose path is ``folder`` or below it, in path order."""
+        prefix = str(folder).rstrip(os.sep) + os.sep
+        sql = f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE substr(path, 1, ?) = ?"
+        params: list[Any] = [len(prefix), prefix]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return [Photo(*row) for row in self.db.execute(sql + " ORDER BY path", params)]
+
+    # ---- results ----------------------------------------------------------------------------------------
+
+    def results(
+        self,
+        *,
+        run_id: int | None = None,
+        review: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        latest_only: bool = False,
+        where: str = "",
+        params: Sequence[Any] = (),
+    ) -> list[Result]:
+        """Results joined with their photo path, oldest first. ``latest_only`` keeps each photo's newest
+        result per task; ``where`` adds an SQL condition (from :mod:`desktop.library.search`)."""
+        clauses: list[str] = []
+        values: list[Any] = []
+        if run_id is not None:
+            clauses.append("r.run_id = ?")
+            values.append(run_id)
+        if review:
+            clauses.append(f"r.review IN ({','.join('?' * len(review))})")
+            values.extend(review)
+        if ids is not None:
+            clauses.append(f"r.id IN ({','.join('?' * len(ids))})" if ids else "0")
+            values.extend(ids)
+        if latest_only:
+            clauses.append(
+                "r.id = (SELECT r2.id FROM results r2 WHERE r2.photo_id = r.photo_id AND r2.task = r.task "
+                "ORDER BY r2.created_at DESC, r2.id DESC LIMIT 1)"
+            )
+        if where:
+            clauses.append(f"({where})")
+            values.extend(params)
+        sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [result_from_row(row) for row in self.db.execute(sql + " ORDER BY r.id", values)]
+
+    def result(self, result_id: int) -> Result | None:
+        found = self.results(ids=[result_id])
+        return found[0] if found else None
+
+    def set_review(self, result_ids: Sequence[int], state: str, reason: str | None = None) -> int:
+        """Move results to a review state; returns how many changed."""
+        if state not in REVIEW_STATES:
+            raise CatalogError(f"Unknown review state '{state}'. Use one of: {', '.join(REVIEW_STATES)}.")
+        if not result_ids:
+            return 0
+        marks = ",".join("?" * len(result_ids))
+        with self.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE results SET review = ?, review_reason = ?, updated_at = ? "
+                f"WHERE id IN ({marks}) AND review != ?",
+                (state, reason, time.time(), *result_ids, state),
+            )
+        return cursor.rowcount
+
+    def edit_result(
+        self,
+        result_id: int,
+        *,
+        caption: str | None = None,
+        keywords: Sequence[str] | None = None,
+        title: str | None = None,
+        alt_text: str | None = None,
+        review: str | None = None,
+    ) -> bool:
+        """Change a result's text as a person edited it; returns whether anything changed.
+
+        An edited result that had been written goes back to ``approved`` so the next write carries the edit.
+        """
+        current = self.result(result_id)
+        if current is None:
+            raise CatalogError(f"There is no result {result_id}.")
+        changes: dict[str, Any] = {}
+        if caption is not None and caption != current.caption:
+            changes["caption"] = caption
+        if keywords is not None and tuple(keywords) != current.keywords:
+            changes["keywords"] = json.dumps(list(keywords), ensure_ascii=False)
+        if title is not None and title != (current.title or ""):
+            changes["title"] = title or None
+        if alt_text is not None and alt_text != (current.alt_text or ""):
+            changes["alt_text"] = alt_text or None
+        text_changed = bool(changes)
+        if review is not None and review != current.review:
+            if review not in REVIEW_STATES:
+                raise CatalogError(
+                    f"Unknown review state '{review}'. Use one of: {', '.join(REVIEW_STATES)}."
+                )
+            changes["review"] = review
+        elif text_changed and current.review == "written":
+            changes["review"] = "approved"
+        if not changes:
+            return False
+        if text_changed:
+            changes["edited"] = 1
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        with self.transaction() as db:
+            db.execute(f"UPDATE results SET {assignments} WHERE id = ?", (*changes.values(), result_id))
+        return True
+
+    def log_write(
+        self,
+        result: Result,
+        mode: str,
+        outcome: str,
+        detail: str | None = None,
+        journal_ref: str | None = None,
+    ) -> None:
+        """Record what the metadata step did to one result's file, and mark it written on success."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO write_log (result_id, run_id, path, mode, outcome, detail, journal_ref, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (result.id, result.run_id, result.path, mode, outcome, detail, journal_ref, time.time()),
+            )
+            if outcome == "written":
+                db.execute(
+                    "UPDATE results SET review = 'written', updated_at = ? WHERE id = ?",
+                    (time.time(), result.id),
+                )
+
+
+_PHOTO_COLUMNS = "id, library_id, path, size, mtime_ns, content_key, status, error, error_kind"
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at REAL NOT NULL)"
+    )
+    current = _schema_version(db)
+    if current > len(MIGRATIONS):
+        raise CatalogError(
+            f"The catalog was made by a newer Captioneer (schema {current}, this version knows "
+            f"{len(MIGRATIONS)}). Update Captioneer."
+        )
+    for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            migration(db)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, migration.__name__.lstrip("_"), time.time()),
+            )
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=10)
+    else:
+        db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    # Case-insensitive matching that is right beyond ASCII (SQLite's lower() is ASCII-only).
+    db.create_function("casefold", 1, _casefold, deterministic=True)
+    try:
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise CatalogError(
+                    f"The catalog {path} cannot use write-ahead logging (journal mode {mode})."
+                )
+            db.execute("PRAGMA synchronous = NORMAL")
+        check = [row[0] for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _corrupt(path, str(exc)) from None
+    except BaseException:
+        db.close()
+        raise
+    if check != ["ok"]:
+        db.close()
+        raise _corrupt(path, "; ".join(check[:3]))
+    return db
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _corrupt(path: Path, detail: str) -> CatalogCorruptError:
+    return CatalogCorruptError(
+        f"The catalog {path} is damaged ({detail}). Your photos are not affected. Move the file aside "
+        f"(for example rename it to {path.name}.damaged) and run the scan again to rebuild it; results and "
+        "reviews stored only in the damaged catalog are lost unless it is restored from a backup."
+    )
+
+
+def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog:
+    """Open (creating and migrating if needed) the catalog.
+
+    A writable catalog takes the single-writer lock; ``readonly`` opens for queries only, without the lock.
+
+    Raises:
+        CatalogLockedError: another process holds the writer lock.
+        CatalogCorruptError: the file is not a sound SQLite database.
+        CatalogError: the catalog is missing (read-only) or from a newer Captioneer.
+    """
+    path = path or default_catalog_path()
+    if readonly:
+        if not path.exists():
+            raise CatalogError(
+                f"There is no catalog yet at {path}: tag a folder first (captioneer tag FOLDER)."
+            )
+        db = _connect(path, readonly=True)
+        version = _schema_version(db)
+        if version != len(MIGRATIONS):
+            db.close()
+            raise CatalogError(
+                f"The catalog {path} has schema {version}, this Captioneer expects {len(MIGRATIONS)}: "
+                "run a command that writes to it (captioneer tag) to upgrade it."
+            )
+        return Catalog(db, path, None)
+    lock = _WriterLock(path.with_name(path.name + ".lock"))
+    lock.acquire()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = _connect(path, readonly=False)
+        try:
+            _migrate(db)
+        except BaseException:
+            db.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+    return Catalog(db, path, lock)

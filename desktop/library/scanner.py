@@ -1,0 +1,354 @@
+"""Incremental, resumable library scans: find photos, key them by content, relink moves, never delete."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backends.cancel import CancelToken, token_or_new
+from backends.errors import CaptioneerError
+from desktop.core.images import is_image_path
+from desktop.library.catalog import Catalog
+
+ContentKey = Callable[[Path], str]
+ScanProgress = Callable[[int, str], None]
+"""Called with the number of files looked at so far and the current path."""
+
+HASH_ATTEMPTS = 3
+"""A file that keeps changing while it is read is left for the next scan after this many tries."""
+
+
+class LibraryOfflineError(CaptioneerError):
+    """The library root is missing, unreadable or empty: probably an unmounted drive."""
+
+    exit_code = 3
+
+
+@dataclass
+class ScanReport:
+    """What a scan found. Nothing here is ever deleted from disk or from the catalog."""
+
+    root: Path
+    library_id: int = 0
+    files: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    relinked: int = 0
+    missing: int = 0
+    unreadable: int = 0
+    catalog_writes: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) for what the scan did not enter: symlinks, special files, unreadable folders."""
+    requeued: list[str] = field(default_factory=list)
+    """Files that changed while they were read; the next scan picks them up."""
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.files} photos",
+            f"{self.new} new",
+            f"{self.changed} changed",
+            f"{self.unchanged} unchanged",
+        ]
+        for label, count in (
+            ("moved", self.relinked),
+            ("missing", self.missing),
+            ("unreadable", self.unreadable),
+            ("skipped", len(self.skipped)),
+            ("changing, left for next scan", len(self.requeued)),
+        ):
+            if count:
+                parts.append(f"{count} {label}")
+        return ", ".join(parts)
+
+
+def default_content_key(path: Path) -> str:
+    """Photo identity from the metadata layer: keyed on image data, so it survives our own metadata writes."""
+    from desktop.library.metadata import image_content_key
+
+    return image_content_key(path)
+
+
+def check_root_online(root: Path) -> None:
+    """Raise :class:`LibraryOfflineError` unless ``root`` is a readable folder with something in it."""
+    try:
+        if not root.is_dir():
+            raise LibraryOfflineError(
+                f"Library offline: {root} is not reachable. Connect the drive or check the path; "
+                "nothing in the catalog was marked missing."
+            )
+        with os.scandir(root) as entries:
+            empty = next(iter(entries), None) is None
+    except PermissionError:
+        raise LibraryOfflineError(
+            f"Library offline: no permission to read {root}. Nothing in the catalog was marked missing."
+        ) from None
+    except OSError as exc:
+        raise LibraryOfflineError(
+            f"Library offline: {root} cannot be read ({exc.strerror}). "
+            "Nothing in the catalog was marked missing."
+        ) from None
+    if empty:
+        raise LibraryOfflineError(
+            f"Library offline: {root} is empty (an unmounted drive looks like this). Nothing in the catalog "
+            "was marked missing."
+        )
+
+
+class _Batch:
+    """Groups catalog writes into transactions of bounded size and age, so a killed scan loses little."""
+
+    def __init__(self, catalog: Catalog, every: int, seconds: float) -> None:
+        self.db = catalog.db
+        self.every = every
+        self.seconds = seconds
+        self.pending = 0
+        self.started = 0.0
+        self.total = 0
+
+    def write(self, sql: str, params: tuple[object, ...]) -> int:
+        if self.pending == 0:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.started = time.monotonic()
+        cursor = self.db.execute(sql, params)
+        self.pending += 1
+        self.total += 1
+        return int(cursor.lastrowid or 0)
+
+    def maybe_commit(self) -> None:
+        if self.pending and (self.pending >= self.every or time.monotonic() - self.started >= self.seconds):
+            self.commit()
+
+    def commit(self) -> None:
+        if self.pending:
+            self.db.commit()
+            self.pending = 0
+
+    def rollback(self) -> None:
+        if self.pending:
+            self.db.rollback()
+            self.pending = 0
+
+
+def scan_library(
+    catalog: Catalog,
+    root: Path,
+    *,
+    content_key: ContentKey | None = None,
+    cancel: CancelToken | None = None,
+    progress: ScanProgress | None = None,
+    commit_every: int = 200,
+    commit_seconds: float = 2.0,
+) -> ScanReport:
+    """Bring the catalog up to date with the photos under ``root``.
+
+    Unchanged files (same size and modification time) cost one ``stat`` and no catalog write. New and
+    changed files are keyed by content; a new path whose content belongs to a photo that is gone from its
+    old path is that photo moved, and keeps its results. Photos not found are marked ``missing`` only when
+    the whole tree was read; files on disk are never touched. Writes are committed in small batches, so a
+    killed scan resumes where it stopped.
+
+    Raises:
+        LibraryOfflineError: ``root`` is unreachable or empty; the catalog is unchanged.
+        Cancelled: ``cancel`` was set; what was scanned so far is kept.
+    """
+    cancel = token_or_new(cancel)
+    key_of = content_key or default_content_key
+    root = Path(os.path.abspath(root))
+    check_root_online(root)
+    report = ScanReport(root=root)
+    report.library_id = library_id = _library_for(catalog, root)
+    prefix = str(root).rstrip(os.sep) + os.sep
+    known = {
+        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5])
+        for row in catalog.db.execute(
+            "SELECT path, id, size, mtime_ns, status, content_key FROM photos WHERE substr(path, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+    }
+    seen: set[str] = set()
+    unreadable_dirs: list[str] = []
+    batch = _Batch(catalog, commit_every, commit_seconds)
+    last_progress = 0.0
+    try:
+        for path, st in _walk(root, report, unreadable_dirs):
+            cancel.raise_if_cancelled()
+            name = str(path)
+            seen.add(name)
+            report.files += 1
+            if progress is not None and time.monotonic() - last_progress > 0.2:
+                last_progress = time.monotonic()
+                progress(report.files, name)
+            record = known.get(name)
+            if (
+                record is not None
+                and record[1] == st.st_size
+                and record[2] == st.st_mtime_ns
+                and (record[3] == "unreadable" or (record[3] == "present" and record[4]))
+            ):
+                report.unchanged += 1
+                continue
+            _index_file(batch, library_id, path, st, record, key_of, report)
+            batch.maybe_commit()
+        cancel.raise_if_cancelled()
+        _mark_missing(batch, known, seen, unreadable_dirs, report)
+        report.catalog_writes = batch.total
+        if batch.total:
+            batch.write("UPDATE libraries SET last_scan_at = ? WHERE id = ?", (time.time(), library_id))
+        batch.commit()
+    except BaseException:
+        # Keep what was scanned: every committed batch is consistent on its own.
+        if batch.pending:
+            batch.commit()
+        raise
+    return report
+
+
+def _library_for(catalog: Catalog, root: Path) -> int:
+    """The library that contains ``root`` (a scan of a subfolder belongs to it), or a new one."""
+    for library_id, library_root in catalog.libraries():
+        if root == Path(library_root) or root.is_relative_to(library_root):
+            return library_id
+    return catalog.library_id(root) or 0
+
+
+def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
+    """Yield (path, stat) for photo files below ``root`` in a stable order, entering no symlink, special
+    file or hidden folder; unreadable folders are reported and skipped."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            unreadable_dirs.append(str(folder).rstrip(os.sep) + os.sep)
+            report.skipped.append((str(folder), f"folder not readable ({exc.strerror})"))
+            continue
+        subfolders: list[Path] = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_symlink():
+                    if entry.is_dir() or is_image_path(path):
+                        report.skipped.append((entry.path, "symbolic link (not followed)"))
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        subfolders.append(path)
+                    continue
+                if not is_image_path(path) or entry.name.startswith("._"):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                report.skipped.append((entry.path, f"cannot read ({exc.strerror})"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                report.skipped.append((entry.path, "not a regular file"))
+                continue
+            yield path, st
+        stack.extend(reversed(subfolders))
+
+
+def _hash_stable(
+    path: Path, st: os.stat_result, key_of: ContentKey
+) -> tuple[str | None, str | None, str | None]:
+    """(key, error, kind) for ``path``, or (None, None, None) if it kept changing while being read."""
+    before = st
+    for _ in range(HASH_ATTEMPTS):
+        try:
+            key, error, kind = key_of(path), None, None
+        except CaptioneerError as exc:
+            key, error, kind = None, str(exc), getattr(exc, "kind", "unreadable")
+        except OSError as exc:
+            key, error, kind = None, f"cannot read ({exc.strerror})", "unreadable"
+        try:
+            after = path.stat()
+        except OSError:
+            return None, None, None
+        if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+            return key, error, kind
+        before = after
+    return None, None, None
+
+
+def _index_file(
+    batch: _Batch,
+    library_id: int,
+    path: Path,
+    st: os.stat_result,
+    record: tuple[int, int, int, str, str | None] | None,
+    key_of: ContentKey,
+    report: ScanReport,
+) -> None:
+    key, error, kind = _hash_stable(path, st, key_of)
+    name = str(path)
+    if key is None and error is None:
+        report.requeued.append(name)
+        return
+    status = "present" if key is not None else "unreadable"
+    if key is None:
+        report.unreadable += 1
+    now = time.time()
+    # Re-read size and mtime: the stable hash may have waited out a change.
+    current = path.stat()
+    if record is not None:
+        batch.write(
+            "UPDATE photos SET size = ?, mtime_ns = ?, content_key = ?, status = ?, error = ?, "
+            "error_kind = ?, last_seen = ? WHERE id = ?",
+            (current.st_size, current.st_mtime_ns, key, status, error, kind, now, record[0]),
+        )
+        report.changed += 1
+        return
+    if key is not None:
+        moved = _moved_photo(batch, key, name)
+        if moved is not None:
+            batch.write(
+                "UPDATE photos SET library_id = ?, path = ?, size = ?, mtime_ns = ?, status = 'present', "
+                "error = NULL, error_kind = NULL, last_seen = ? WHERE id = ?",
+                (library_id, name, current.st_size, current.st_mtime_ns, now, moved),
+            )
+            report.relinked += 1
+            return
+    batch.write(
+        "INSERT INTO photos (library_id, path, size, mtime_ns, content_key, status, error, error_kind, "
+        "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind, now, now),
+    )
+    report.new += 1
+
+
+def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
+    """A catalogued photo with this content whose file is gone from its old path (so it moved here)."""
+    for photo_id, old_path in batch.db.execute(
+        "SELECT id, path FROM photos WHERE content_key = ? AND path != ? "
+        "ORDER BY status = 'missing' DESC, id",
+        (key, new_path),
+    ):
+        if not os.path.lexists(old_path):
+            return int(photo_id)
+    return None
+
+
+def _mark_missing(
+    batch: _Batch,
+    known: dict[str, tuple[int, int, int, str, str | None]],
+    seen: set[str],
+    unreadable_dirs: list[str],
+    report: ScanReport,
+) -> None:
+    for name, record in known.items():
+        if name in seen or record[3] == "missing" or any(name.startswith(d) for d in unreadable_dirs):
+            continue
+        # Relinked photos moved away from this path already; only flag what is still recorded here.
+        row = batch.db.execute(
+            "SELECT status FROM photos WHERE id = ? AND path = ?", (record[0], name)
+        ).fetchone()
+        if row is None or (os.path.lexists(name) and not os.path.islink(name)):
+            continue
+        batch.write("UPDATE photos SET status = 'missing' WHERE id = ?", (record[0],))
+        report.missing += 1

@@ -1,0 +1,225 @@
+"""Library scans on real files: incremental, relinking moves, offline roots, odd entries, kills."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from desktop.library.catalog import open_catalog
+from desktop.library.metadata import image_content_key
+from desktop.library.scanner import LibraryOfflineError, scan_library
+
+
+def make_photo(path: Path, seed: int, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (48, 32), ((seed * 37) % 256, (seed * 91) % 256, (seed * 13) % 256))
+    image.putpixel((seed % 48, 0), (255 - seed % 256, 0, 0))
+    image.save(path, format=fmt)
+    return path
+
+
+class CountingKey:
+    """The real content key, counting calls (a rescan of an unchanged library must make none)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, path: Path) -> str:
+        self.calls += 1
+        return image_content_key(path)
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    root = tmp_path / "Photos"
+    for i in range(6):
+        make_photo(root / "2023" / f"img_{i}.jpg", i)
+    for i in range(6, 9):
+        make_photo(root / "2024" / "trip" / f"img_{i}.png", i)
+    (root / "notes.txt").write_text("not a photo")
+    make_photo(root / ".thumbnails" / "t.jpg", 99)
+    return root
+
+
+def test_first_scan_and_unchanged_rescan_is_stat_only(library: Path) -> None:
+    key = CountingKey()
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library, content_key=key)
+        assert (report.files, report.new, report.unchanged) == (9, 9, 0)
+        assert key.calls == 9
+        paths = [p.path for p in catalog.photos_under(library)]
+        assert len(paths) == 9 and all(p.endswith((".jpg", ".png")) for p in paths)
+        assert not any(".thumbnails" in p for p in paths)
+        before = catalog.db.total_changes
+        again = scan_library(catalog, library, content_key=key)
+        assert (again.files, again.new, again.unchanged, again.catalog_writes) == (9, 0, 9, 0)
+        assert key.calls == 9
+        assert catalog.db.total_changes == before
+
+
+def test_moved_folder_is_relinked_by_content(library: Path) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        ids = {Path(p.path).name: p.id for p in catalog.photos_under(library)}
+        (library / "2023").rename(library / "Summer 2023")
+        (library / "2024" / "trip" / "img_6.png").rename(library / "renamed.png")
+        report = scan_library(catalog, library)
+        assert (report.relinked, report.new, report.missing) == (7, 0, 0)
+        after = {Path(p.path).name: p.id for p in catalog.photos_under(library)}
+        assert after["renamed.png"] == ids["img_6.png"]
+        assert after["img_0.jpg"] == ids["img_0.jpg"]
+        assert catalog.photo(ids["img_0.jpg"]).path == str(library / "Summer 2023" / "img_0.jpg")
+        assert catalog.db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 9
+
+
+def test_a_copy_is_a_new_photo_and_a_deleted_one_is_only_marked_missing(library: Path) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        (library / "copy.jpg").write_bytes((library / "2023" / "img_1.jpg").read_bytes())
+        (library / "2023" / "img_2.jpg").unlink()
+        report = scan_library(catalog, library)
+        assert (report.new, report.relinked, report.missing) == (1, 0, 1)
+        statuses = {Path(p.path).name: p.status for p in catalog.photos_under(library, status=None)}
+        assert statuses["img_2.jpg"] == "missing" and statuses["copy.jpg"] == "present"
+        # The photo comes back: present again, same id.
+        gone = catalog.photo_by_path(str(library / "2023" / "img_2.jpg"))
+        make_photo(library / "2023" / "img_2.jpg", 2)
+        back = scan_library(catalog, library)
+        assert (back.changed, back.new) == (1, 0)
+        returned = catalog.photo_by_path(str(library / "2023" / "img_2.jpg"))
+        assert returned.id == gone.id and returned.status == "present"
+
+
+def test_metadata_only_change_keeps_identity(library: Path) -> None:
+    photo = library / "2023" / "img_3.jpg"
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        before = catalog.photo_by_path(str(photo))
+        data = photo.read_bytes()
+        comment = b"edited by another app"
+        photo.write_bytes(data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:])
+        report = scan_library(catalog, library)
+        assert report.changed == 1
+        after = catalog.photo_by_path(str(photo))
+        assert after.id == before.id and after.content_key == before.content_key and after.size != before.size
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "file"])
+def test_offline_root_aborts_and_marks_nothing_missing(library: Path, tmp_path: Path, state: str) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        moved = tmp_path / "unplugged"
+        library.rename(moved)
+        if state == "empty":
+            library.mkdir()
+        elif state == "file":
+            library.write_text("x")
+        with pytest.raises(LibraryOfflineError, match="Library offline"):
+            scan_library(catalog, library)
+        statuses = {p.status for p in catalog.photos_under(library, status=None)}
+        assert statuses == {"present"}
+    assert sum(1 for _ in moved.rglob("*.jpg")) == 7  # nothing on disk touched
+
+
+def test_bad_files_are_recorded_as_unreadable_with_the_reason(library: Path) -> None:
+    (library / "zero.jpg").write_bytes(b"")
+    (library / "random.jpg").write_bytes(os.urandom(2000))
+    good = (library / "2023" / "img_0.jpg").read_bytes()
+    (library / "cut.png").write_bytes((library / "2024" / "trip" / "img_7.png").read_bytes()[:60])
+    (library / "cut.jpg").write_bytes(good[: len(good) // 2])
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        assert report.unreadable >= 3
+        photos = {Path(p.path).name: p for p in catalog.photos_under(library, status=None)}
+        assert photos["zero.jpg"].status == "unreadable" and photos["zero.jpg"].error_kind in (
+            "empty",
+            "corrupt",
+        )
+        assert photos["random.jpg"].status == "unreadable"
+        assert photos["cut.png"].status == "unreadable"
+        assert again_unchanged(catalog, library)
+
+
+def again_unchanged(catalog, library: Path) -> bool:
+    report = scan_library(catalog, library)
+    return report.catalog_writes == 0 and report.unchanged == report.files
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files")
+def test_symlinks_fifos_and_unreadable_folders(library: Path, tmp_path: Path) -> None:
+    (library / "loop").symlink_to(library, target_is_directory=True)
+    (library / "link.jpg").symlink_to(library / "2023" / "img_0.jpg")
+    outside = make_photo(tmp_path / "outside" / "secret.jpg", 50)
+    (library / "outside").symlink_to(outside.parent, target_is_directory=True)
+    os.mkfifo(library / "pipe.jpg")
+    locked = library / "locked"
+    make_photo(locked / "hidden.jpg", 60)
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        locked.chmod(0)
+        try:
+            report = scan_library(catalog, library)
+        finally:
+            locked.chmod(0o755)
+        reasons = dict(report.skipped)
+        assert "symbolic link" in reasons[str(library / "loop")]
+        assert "symbolic link" in reasons[str(library / "link.jpg")]
+        assert "regular file" in reasons[str(library / "pipe.jpg")]
+        if os.geteuid() != 0:
+            assert "not readable" in reasons[str(locked)]
+        # A folder that could not be read keeps its photos as they were: never "missing".
+        assert catalog.photo_by_path(str(locked / "hidden.jpg")).status == "present"
+        assert not any("secret" in p.path for p in catalog.photos_under(library, status=None))
+
+
+def test_file_changing_while_hashed_is_requeued_not_stored(library: Path) -> None:
+    victim = library / "2023" / "img_4.jpg"
+
+    def changing_key(path: Path) -> str:
+        key = image_content_key(path)
+        if path == victim:
+            os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+        return key
+
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library, content_key=changing_key)
+        assert report.requeued == [str(victim)]
+        assert catalog.photo_by_path(str(victim)) is None
+        later = scan_library(catalog, library)
+        assert later.new == 1 and catalog.photo_by_path(str(victim)).content_key
+
+
+def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captioneer_home: Path) -> None:
+    root = tmp_path / "big"
+    for i in range(120):
+        make_photo(root / f"d{i % 7}" / f"p{i:03d}.png", i, "PNG")
+    script = (
+        "import time; from pathlib import Path\n"
+        "from desktop.library.catalog import open_catalog\n"
+        "from desktop.library.metadata import image_content_key\n"
+        "from desktop.library.scanner import scan_library\n"
+        "def slow(p):\n    time.sleep(0.01)\n    return image_content_key(p)\n"
+        f"scan_library(open_catalog(), Path({str(root)!r}), content_key=slow, commit_every=7)\n"
+    )
+    env = {**os.environ, "CAPTIONEER_HOME": str(captioneer_home)}
+    for delay in (0.4, 0.5):
+        child = subprocess.Popen([sys.executable, "-c", script], env=env)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    db = sqlite3.connect(captioneer_home / "data" / "catalog.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    with open_catalog() as catalog:
+        report = scan_library(catalog, root)
+        assert report.files == 120 and report.new + report.unchanged == 120
+        rows = catalog.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM photos").fetchone()
+        assert rows == (120, 120)
