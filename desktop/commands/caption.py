@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args, open_backend_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,6 @@ def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.registry import create_backend
     from backends.request import SamplingOptions
     from desktop.core.captioning import caption_file
     from desktop.core.settings import load_settings
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config = engine_config_from_args(args, settings)
-    backend = create_backend(config)
+    backend = open_backend_from_args(args, settings, config)
     multiple = len(args.images) > 1
     failures = 0
 

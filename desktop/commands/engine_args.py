@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from backends.base import EngineConfig
+from backends.base import Backend, EngineConfig
 from backends.errors import ConfigurationError
 from backends.registry import ENGINES
 from desktop.core.settings import Settings
@@ -35,6 +35,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a server that is not on this machine (your photos are sent to it)",
     )
     group.add_argument("--allow-cloud", action="store_true", help="allow Ollama *-cloud models (photos leave)")
+    group.add_argument(
+        "--in-process", action="store_true",
+        help="run gguf/transformers in this process instead of the engine host process (no crash isolation)",
+    )
 
 
 def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> EngineConfig:
@@ -66,3 +70,16 @@ def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> Eng
         )
     except ValueError as exc:
         raise ConfigurationError(f"Invalid engine option: {exc}") from None
+
+
+def open_backend_from_args(args: argparse.Namespace, settings: Settings, config: EngineConfig) -> Backend:
+    """The engine for a command: gguf and transformers run in the engine host process (recycled per the
+    settings) unless ``--in-process`` is given; server engines are used directly."""
+    from backends.host import HostPolicy, open_backend
+
+    limit_mb = settings.host_memory_limit_mb
+    policy = HostPolicy(
+        recycle_every=settings.host_recycle_every,
+        memory_limit_bytes=limit_mb * 2**20 if limit_mb else None,
+    )
+    return open_backend(config, in_process=args.in_process, policy=policy)

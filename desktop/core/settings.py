@@ -34,6 +34,8 @@ class Settings(BaseModel):
     metadata_mode: str = "sidecar"
     first_run_done: bool = False
     theme: str = Field(default="system", pattern="^(system|light|dark)$")
+    host_recycle_every: int | None = Field(default=None, ge=1)
+    host_memory_limit_mb: int | None = Field(default=None, ge=64)
 
 
 def settings_path() -> Path:
