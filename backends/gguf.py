@@ -1,0 +1,350 @@
+"""The gguf engine: a Qwen3-VL GGUF model and its mmproj run in-process by llama-cpp-python's mtmd handler."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.cancel import CancelToken, token_or_new
+from backends.errors import (
+    Cancelled,
+    CaptioneerError,
+    ConfigurationError,
+    EngineNotInstalledError,
+    GenerationError,
+    ModelFileError,
+    ResourceExhaustedError,
+)
+from backends.gguf_files import GGUFHeader, check_gguf_pair
+from backends.request import GenerationRequest, SamplingOptions
+
+CONTEXT_STEP = 512
+PROMPT_ALLOWANCE = 512
+"""Tokens kept for the chat template, the system prompt and the instruction."""
+OUTPUT_ALLOWANCE = 1024
+"""Tokens kept for the answer when the context is sized from the image budget."""
+TEMPLATE_OVERHEAD = 32
+"""Chat-template tokens around the prompt (role markers, vision start/end)."""
+
+_LOG_LINES = 200
+
+
+def context_size(image_tokens: int, override: int | None = None) -> int:
+    """Context length for one image of ``image_tokens`` plus prompt and answer, rounded up to 512."""
+    if override is not None:
+        return override
+    needed = image_tokens + PROMPT_ALLOWANCE + OUTPUT_ALLOWANCE
+    return -(-needed // CONTEXT_STEP) * CONTEXT_STEP
+
+
+def gpu_layers(requested: int, offload_supported: bool) -> int:
+    """Layers to offload: none on a CPU-only build, else what was asked (-1 = all)."""
+    return requested if offload_supported else 0
+
+
+def physical_cores() -> int:
+    """Physical CPU cores usable by this process (hyper-threads slow llama.cpp down).
+
+    Uses psutil when installed, else Linux's /proc/cpuinfo, else the logical core count.
+    """
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    physical: int | None = None
+    if importlib.util.find_spec("psutil") is not None:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+    elif Path("/proc/cpuinfo").is_file():
+        physical = len(_cpuinfo_cores(Path("/proc/cpuinfo").read_text(errors="replace"))) or None
+    return max(1, min(logical, physical or logical))
+
+
+def _cpuinfo_cores(cpuinfo: str) -> set[tuple[str, str]]:
+    """(package, core) pairs in a Linux /proc/cpuinfo text."""
+    cores = set()
+    for block in cpuinfo.split("\n\n"):
+        pairs = (line.partition(":") for line in block.splitlines())
+        fields = {key.strip(): value.strip() for key, _, value in pairs}
+        if "core id" in fields:
+            cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return cores
+
+
+def sampling_arguments(options: SamplingOptions) -> dict[str, Any]:
+    """llama-cpp-python keyword arguments for ``options``; its own extra samplers are switched off so that
+    temperature 0 is plain greedy decoding, as in every other engine."""
+    return {
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "top_k": options.top_k,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": 0.0,
+        "repeat_penalty": 1.0,
+        "seed": options.seed,
+    }
+
+
+def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
+    """OpenAI-style messages: images first, then the instruction (Qwen3-VL's recommended order)."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    content: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in request.images
+    ]
+    content.append({"type": "text", "text": request.prompt})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def device_name(system_info: str, offloading: bool) -> str:
+    """``cpu``, or the GPU backend this llama.cpp build offloads to."""
+    if not offloading:
+        return "cpu"
+    for marker, name in (("CUDA", "cuda"), ("METAL", "metal"), ("MTL", "metal"), ("HIP", "rocm"),
+                         ("VULKAN", "vulkan"), ("SYCL", "sycl")):
+        if marker in system_info.upper():
+            return name
+    return "gpu"
+
+
+_MEMORY_WORDS = ("out of memory", "failed to allocate", "cudamalloc", "unable to allocate", "oom")
+_CONTEXT_WORDS = ("exceed", "n_ctx", "context window", "kv slot", "memory slot", "no kv", "kv cache")
+
+
+def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
+    """Turn a llama-cpp-python or llama.cpp failure into the error the app shows (the one choke point)."""
+    if isinstance(exc, CaptioneerError):
+        return exc
+    text = f"{exc}\n{log_tail}".lower()
+    if isinstance(exc, MemoryError) or any(word in text for word in _MEMORY_WORDS):
+        return ResourceExhaustedError(
+            "llama.cpp ran out of memory on this image. Lower the image budget (--image-tokens), use a "
+            "smaller model or quantization, or close other programs."
+        )
+    if any(word in text for word in _CONTEXT_WORDS) or "llama_decode returned 1" in text:
+        return ResourceExhaustedError(
+            f"The image and prompt do not fit in the model's context ({exc}). Lower the image budget "
+            "(--image-tokens) or raise the context (--context)."
+        )
+    if "jinja2" in sys.modules and isinstance(exc, sys.modules["jinja2"].TemplateError):
+        from jinja2.sandbox import SecurityError
+
+        kind = "was blocked by the sandbox" if isinstance(exc, SecurityError) else "failed"
+        return ModelFileError(
+            f"The chat template inside the model file {kind} ({exc}). The file may be damaged or "
+            "tampered with; download the model again from its official repository."
+        )
+    if "bitmap" in text:
+        return GenerationError(f"llama.cpp could not decode the image ({exc}).")
+    return GenerationError(f"llama.cpp failed: {exc}")
+
+
+class _NativeLog:
+    """Receives llama.cpp's and mtmd's log lines instead of the terminal; keeps the last few for errors."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=_LOG_LINES)
+        self.callback: Any = None
+
+    def install(self, llama_cpp: Any, mtmd_cpp: Any) -> None:
+        if self.callback is None:
+
+            def collect(level: int, text: bytes, user_data: Any) -> None:
+                self.lines.append(text.decode("utf-8", errors="replace"))
+
+            self.callback = llama_cpp.llama_log_callback(collect)
+        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_log_set(self.callback, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(self.callback, ctypes.c_void_p(0))
+
+    def tail(self, lines: int = 20) -> str:
+        return "".join(list(self.lines)[-lines:])
+
+
+_NATIVE_LOG = _NativeLog()
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident memory where the OS tells it cheaply (Linux), else None."""
+    statm = Path("/proc/self/statm")
+    if not statm.is_file():
+        return None
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class GGUFBackend(Backend):
+    """llama.cpp in-process: a GGUF language model plus its mmproj vision projector.
+
+    The model's own chat template (from its GGUF metadata) is rendered by llama-cpp-python's
+    ``MTMDChatHandler`` in a sandboxed Jinja environment; each request starts from an empty KV cache.
+    """
+
+    name: ClassVar[str] = "gguf"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        vision=True, streaming=True, json_schema=True, in_process=True,
+        quantizations=("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16"),
+    )
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self._llama: Any = None
+        self._model_header: GGUFHeader | None = None
+        self._mmproj_header: GGUFHeader | None = None
+        self._threads = config.threads or physical_cores()
+        self._n_ctx = context_size(config.image_tokens, config.context_tokens)
+        self._gpu_layers = 0
+        self._device = "cpu"
+        self._lock = threading.Lock()
+
+    def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        if self._llama is not None:
+            return
+        cancel = token_or_new(cancel)
+        if progress:
+            progress(0.0, "Checking the model files")
+        model, mmproj = check_gguf_pair(self.config.model, self.config.mmproj)
+        cancel.raise_if_cancelled()
+        try:
+            import llama_cpp
+            import llama_cpp.mtmd_cpp as mtmd_cpp
+            from llama_cpp.llama_chat_format import MTMDChatHandler
+        except ImportError as exc:
+            raise EngineNotInstalledError(
+                f"The gguf engine needs llama-cpp-python ({exc}). "
+                "Install it with: pip install 'captioneer[gguf]'"
+            ) from None
+        _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        self._gpu_layers = gpu_layers(self.config.gpu_layers, offload and self.config.device != "cpu")
+        self._device = device_name(llama_cpp.llama_print_system_info().decode(errors="replace"),
+                                   self._gpu_layers != 0)
+        if progress:
+            progress(0.2, f"Loading {model.path.name}")
+        try:
+            handler = MTMDChatHandler(clip_model_path=str(mmproj.path), verbose=False,
+                                      use_gpu=self._gpu_layers != 0)
+            llama = llama_cpp.Llama(
+                model_path=str(model.path),
+                chat_handler=handler,
+                n_ctx=self._n_ctx,
+                n_threads=self._threads,
+                n_threads_batch=self._threads,
+                n_gpu_layers=self._gpu_layers,
+                flash_attn=self.config.flash_attention,
+                verbose=False,
+            )
+            _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(
+                f"llama.cpp could not load {model.path.name}: {exc}. {_NATIVE_LOG.tail(5).strip()}".strip()
+            ) from None
+        if progress:
+            progress(0.7, f"Loading the vision projector {mmproj.path.name}")
+        try:
+            # The handler would load the projector on the first image; load it now so errors show here.
+            handler._init_mtmd_context(llama)
+        except (ValueError, RuntimeError, OSError) as exc:
+            llama.close()
+            raise ModelFileError(
+                f"llama.cpp could not load the vision projector {mmproj.path.name}: {exc}. "
+                f"{_NATIVE_LOG.tail(5).strip()}".strip()
+            ) from None
+        self._llama, self._model_header, self._mmproj_header = llama, model, mmproj
+        if progress:
+            progress(1.0, "Ready")
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+            raise ConfigurationError(f"llama.cpp cannot turn the task's JSON schema into a grammar: {exc}") \
+                from None
+
+    def _max_tokens(self, request: GenerationRequest) -> int:
+        """Answer tokens that fit after the image and prompt; ResourceExhaustedError if nothing fits."""
+        text = (request.system or "") + request.prompt
+        prompt_tokens = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        used = request.image_tokens + prompt_tokens + TEMPLATE_OVERHEAD
+        room = self._n_ctx - used
+        if room < 16:
+            raise ResourceExhaustedError(
+                f"The image ({request.image_tokens} tokens) and prompt ({prompt_tokens} tokens) do not fit "
+                f"in the {self._n_ctx}-token context. Lower the image budget (--image-tokens) or raise the "
+                "context (--context)."
+            )
+        return min(request.options.max_new_tokens, room)
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
+        cancel = token_or_new(cancel)
+        if self._llama is None:
+            raise GenerationError("The gguf engine is not loaded: call load() first.")
+        cancel.raise_if_cancelled()
+        grammar = self._grammar(request.json_schema) if request.json_schema is not None else None
+        with self._lock:
+            llama = self._llama
+            max_tokens = self._max_tokens(request)
+            _NATIVE_LOG.lines.clear()
+            try:
+                stream = llama.create_chat_completion(
+                    messages=chat_messages(request),
+                    stream=True,
+                    max_tokens=max_tokens,
+                    grammar=grammar,
+                    **sampling_arguments(request.options),
+                )
+            except Exception as exc:  # the one choke point: every native failure is translated
+                raise translate_error(exc, _NATIVE_LOG.tail()) from exc
+            with contextlib.closing(stream):
+                cancel.raise_if_cancelled()
+                while True:
+                    try:
+                        chunk = next(stream)
+                    except StopIteration:
+                        break
+                    except Exception as exc:  # the one choke point, as above
+                        raise translate_error(exc, _NATIVE_LOG.tail()) from exc
+                    if cancel.cancelled:
+                        raise Cancelled()
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    def info(self) -> BackendInfo:
+        model = self._model_header
+        return BackendInfo(
+            engine=self.name,
+            model=self.config.model,
+            quant=model.quantization if model else None,
+            device=self._device,
+            loaded=self._llama is not None,
+            memory_bytes=_rss_bytes(),
+            details={
+                "mmproj": self.config.mmproj,
+                "mmproj_quant": self._mmproj_header.quantization if self._mmproj_header else None,
+                "architecture": model.architecture if model else None,
+                "threads": self._threads,
+                "context": self._n_ctx,
+                "gpu_layers": self._gpu_layers,
+                "flash_attention": self.config.flash_attention,
+            },
+        )
