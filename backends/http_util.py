@@ -7,13 +7,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from backends.base import EngineConfig
 from backends.cancel import CancelToken
-from backends.errors import GenerationError
+from backends.errors import ConfigurationError, GenerationError
 
 T = TypeVar("T")
 
@@ -178,3 +178,13 @@ def backoff(attempt: int, cancel: CancelToken) -> bool:
     if cancel.wait(RETRY_DELAYS[attempt]):
         cancel.raise_if_cancelled()
     return True
+
+
+def positive_seconds(extra: Mapping[str, Any], key: str) -> float | None:
+    """A duration from ``EngineConfig.extra`` (e.g. ``request_timeout``), checked; None when absent."""
+    value = extra.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"Engine option {key} must be a positive number of seconds, got {value!r}.")
+    return float(value)

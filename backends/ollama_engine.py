@@ -27,6 +27,7 @@ from backends.http_util import (
     EngineTimeoutError,
     ServerBusyError,
     backoff,
+    positive_seconds,
     relay,
     warn_if_remote,
 )
@@ -396,7 +397,7 @@ class OllamaBackend(Backend):
         self.tag = config.model.strip()
         self.num_ctx = context_tokens(config)
         self.keep_alive = keep_alive_value(config.keep_alive)
-        self.request_timeout = _positive_seconds(config.extra, "request_timeout")
+        self.request_timeout = positive_seconds(config.extra, "request_timeout")
         self._version: str | None = None
         self._capabilities: list[str] = []
         self._loaded = False
@@ -522,11 +523,3 @@ class OllamaBackend(Backend):
             },
         )
 
-
-def _positive_seconds(extra: Mapping[str, Any], key: str) -> float | None:
-    value = extra.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"Engine option {key} must be a positive number of seconds, got {value!r}.")
-    return float(value)

@@ -1,0 +1,431 @@
+"""The `openai` engine: OpenAI-compatible servers (llama-server, LM Studio, vLLM, SGLang), one or several."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.cancel import CancelToken, token_or_new
+from backends.errors import (
+    CaptioneerError,
+    ConfigurationError,
+    EngineUnavailableError,
+    GenerationError,
+    ModelNotFoundError,
+    ResourceExhaustedError,
+)
+from backends.http_util import (
+    CONNECT_TIMEOUT,
+    METADATA_TIMEOUT,
+    RETRYABLE_STATUSES,
+    EngineTimeoutError,
+    ServerBusyError,
+    backoff,
+    positive_seconds,
+    relay,
+    warn_if_remote,
+)
+from backends.request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+DOWN_SECONDS = 30.0
+"""How long a server that failed to answer sits out of the rotation before it is tried again."""
+
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+"""Ways to ask for schema-constrained JSON, best first: OpenAI's ``json_schema``; ``json_object`` with a
+``schema`` (llama-cpp-python's server and others); none (the answer is still validated by the caller)."""
+
+NO_KEY = "no-key"
+"""Sent when no API key is configured: the client library wants one, local servers ignore it."""
+
+
+def normalize_base_url(url: str) -> str:
+    """``host:port`` or ``http://host:port`` become ``http://host:port/v1``; a given path is kept."""
+    text = url.strip().rstrip("/")
+    if "://" not in text:
+        text = f"http://{text}"
+    if urlsplit(text).path in ("", "/"):
+        text = f"{text}/v1"
+    return text
+
+
+def response_format(schema: dict[str, Any], style: str) -> dict[str, Any] | None:
+    """The ``response_format`` for ``schema`` in one of :data:`RESPONSE_FORMATS`."""
+    if style == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
+    """System message (if any), then one user message: the images as PNG data URLs, then the prompt."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    content: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in request.images
+    ]
+    content.append({"type": "text", "text": request.prompt})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def completion_arguments(model: str, request: GenerationRequest, style: str) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create``: streamed, capped, with the schema if any."""
+    options = request.options
+    arguments: dict[str, Any] = {
+        "model": model,
+        "messages": chat_messages(request),
+        "stream": True,
+        "max_tokens": options.max_new_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "presence_penalty": options.presence_penalty,
+        # Not in OpenAI's API, but llama-server, vLLM, SGLang and LM Studio read it.
+        "extra_body": {"top_k": options.top_k},
+    }
+    if options.seed is not None:
+        arguments["seed"] = options.seed
+    if request.json_schema is not None:
+        fmt = response_format(request.json_schema, style)
+        if fmt is not None:
+            arguments["response_format"] = fmt
+    return arguments
+
+
+@dataclass
+class Server:
+    """One OpenAI-compatible server in the rotation."""
+
+    url: str
+    down_until: float = 0.0
+    last_error: str = ""
+    excluded: str | None = None
+    format_style: int = 0
+    models: tuple[str, ...] = ()
+
+    @property
+    def style(self) -> str:
+        return RESPONSE_FORMATS[self.format_style]
+
+
+class ServerPool:
+    """Round robin over servers. A server that fails to answer sits out ``down_seconds``, then is tried
+    again; when every server is out, the one out longest is tried rather than failing without trying."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        down_seconds: float = DOWN_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not urls:
+            raise ConfigurationError(
+                "No OpenAI-compatible server given: pass --base-url, e.g. http://127.0.0.1:8080/v1."
+            )
+        self.servers = [Server(url) for url in dict.fromkeys(urls)]
+        self.down_seconds = down_seconds
+        self._clock = clock
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def pick(self) -> Server:
+        """The next server to send a request to."""
+        with self._lock:
+            now = self._clock()
+            count = len(self.servers)
+            for step in range(count):
+                index = (self._next + step) % count
+                server = self.servers[index]
+                if server.excluded is None and server.down_until <= now:
+                    self._next = (index + 1) % count
+                    return server
+            candidates = [server for server in self.servers if server.excluded is None]
+            if not candidates:
+                raise ConfigurationError("None of the servers serves the chosen model.")
+            return min(candidates, key=lambda server: server.down_until)
+
+    def mark_down(self, server: Server, reason: str) -> None:
+        with self._lock:
+            server.down_until = self._clock() + self.down_seconds
+            server.last_error = reason
+
+    def mark_up(self, server: Server) -> None:
+        with self._lock:
+            server.down_until = 0.0
+            server.last_error = ""
+
+    def is_down(self, server: Server) -> bool:
+        return server.down_until > self._clock()
+
+    def in_rotation(self) -> list[Server]:
+        return [server for server in self.servers if server.excluded is None]
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(inner, str):
+            return inner
+    return str(getattr(exc, "message", "") or exc)
+
+
+def classify(exc: Exception) -> str:
+    """What to do about a failure before anything was streamed: ``down`` (take the server out and try
+    another), ``busy`` (back off and retry), ``format`` (retry with a simpler response_format) or ``fail``."""
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):
+        return "down"
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code in RETRYABLE_STATUSES:
+            return "busy"
+        # llama-cpp-python's server answers an unknown response_format with 500, others with 400/422.
+        if exc.status_code in (400, 422, 500) and "response_format" in _message(exc):
+            return "format"
+    return "fail"
+
+
+def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
+    """The one choke point that turns client, HTTP and in-stream failures into messages for people."""
+    import openai
+
+    if isinstance(exc, CaptioneerError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return EngineUnavailableError(
+            f"The server at {url} did not answer in time — check that it is running and not overloaded."
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return EngineUnavailableError(
+            f"Nothing answers at {url} — start the server (llama-server, LM Studio, vLLM…) "
+            "or check --base-url."
+        )
+    message = _message(exc)
+    lowered = message.lower()
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in (401, 403):
+            return ConfigurationError(
+                f"The server at {url} refused the API key (HTTP {status}: {message}) — "
+                "pass the right --api-key."
+            )
+        if status == 404:
+            return ModelNotFoundError(
+                f"The server at {url} has no model {model} (HTTP 404: {message}) — check --model, and that "
+                "the base URL ends with /v1."
+            )
+        if "memory" in lowered or "context" in lowered or "too long" in lowered:
+            return ResourceExhaustedError(f"The server at {url} cannot fit this request: {message}")
+        if status in RETRYABLE_STATUSES:
+            return ServerBusyError(
+                f"The server at {url} stayed busy (HTTP {status}: {message}); try again later."
+            )
+        return GenerationError(f"The server at {url} refused the request (HTTP {status}): {message}")
+    if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
+        kind = ResourceExhaustedError if "memory" in lowered else GenerationError
+        return kind(f"The server at {url} failed while answering with {model}: {message}")
+    if isinstance(exc, ValueError):
+        return GenerationError(f"The server at {url} sent an answer Captioneer cannot read: {exc}")
+    raise exc
+
+
+class OpenAIBackend(Backend):
+    """Qwen3-VL behind one or several OpenAI-compatible servers.
+
+    Configuration: ``base_urls`` (one or more; several share the work round robin), ``api_key``,
+    ``model`` (the server's model name), ``allow_remote``; ``extra["request_timeout"]`` (seconds for one
+    whole answer, default none) and ``extra["retry_down_after"]`` (seconds a failed server sits out).
+    """
+
+    name = "openai"
+    capabilities = Capabilities(vision=True, streaming=True, json_schema=True, in_process=False)
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self.model = config.model.strip()
+        down = positive_seconds(config.extra, "retry_down_after")
+        self.pool = ServerPool(
+            [normalize_base_url(url) for url in config.base_urls],
+            down_seconds=DOWN_SECONDS if down is None else down,
+        )
+        self.request_timeout = positive_seconds(config.extra, "request_timeout")
+        self._loaded = False
+
+    def _client(self, url: str, read_timeout: float | None) -> Any:
+        import httpx
+        import openai
+
+        return openai.OpenAI(
+            base_url=url,
+            api_key=self.config.api_key or NO_KEY,
+            timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
+            max_retries=0,
+        )
+
+    def _list_models(self, server: Server) -> tuple[str, ...]:
+        client = self._client(server.url, METADATA_TIMEOUT)
+        try:
+            return tuple(entry.id for entry in client.models.list())
+        except Exception as exc:
+            raise translate_error(exc, server.url, self.model) from None
+        finally:
+            client.close()
+
+    def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Ask every server for its models (``/v1/models``); servers that do not answer sit out for now,
+        servers without the model leave the rotation. Fails when no server can serve the model."""
+        if self._loaded:
+            return
+        if not self.model:
+            raise ConfigurationError("No model chosen: pass --model with a name the server lists.")
+        cancel = token_or_new(cancel)
+        warn_if_remote(self.config)
+        servers = self.pool.servers
+        for index, server in enumerate(servers):
+            cancel.raise_if_cancelled()
+            if progress is not None:
+                progress(index / len(servers), f"Checking {server.url}")
+            try:
+                server.models = self._list_models(server)
+            except EngineUnavailableError as exc:
+                self.pool.mark_down(server, str(exc))
+                if len(servers) > 1:
+                    log.warning("%s — continuing without it for now.", exc)
+                continue
+            if server.models and self.model not in server.models:
+                server.excluded = f"does not serve {self.model}"
+                if len(servers) > 1:
+                    log.warning("%s does not serve %s; leaving it out.", server.url, self.model)
+        answering = [server for server in servers if not self.pool.is_down(server)]
+        if not answering:
+            raise self._all_down()
+        if not self.pool.in_rotation():
+            offered = sorted({name for server in answering for name in server.models})
+            where = ", ".join(server.url for server in answering)
+            raise ModelNotFoundError(
+                f"{where} does not serve a model called {self.model}; it serves: {', '.join(offered)} — "
+                "pass one of those with --model."
+            )
+        self._loaded = True
+        if progress is not None:
+            progress(1.0, f"{self.model} is ready on {len(self.pool.in_rotation())} server(s)")
+
+    def _all_down(self) -> EngineUnavailableError:
+        servers = self.pool.servers
+        if len(servers) == 1:
+            return EngineUnavailableError(servers[0].last_error or f"Nothing answers at {servers[0].url}.")
+        return EngineUnavailableError(
+            f"None of the servers answers ({', '.join(server.url for server in servers)}) — start them or "
+            "check --base-url."
+        )
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
+        """Stream the answer from the next server in the rotation. Before anything is streamed, a server
+        that does not answer is taken out and the next one tried, a busy one is retried with backoff, and
+        a server that rejects ``response_format`` is asked again with a simpler one."""
+        cancel = token_or_new(cancel)
+        if not self._loaded:
+            self.load(cancel=cancel)
+        busy_attempt = 0
+        failed: set[str] = set()
+        while True:
+            server = self.pool.pick()
+            yielded = False
+            try:
+                for text in self._stream(server, request, cancel):
+                    yielded = True
+                    yield text
+                self.pool.mark_up(server)
+                return
+            except CaptioneerError:
+                raise
+            except Exception as exc:
+                if yielded:
+                    raise translate_error(exc, server.url, self.model) from None
+                action = classify(exc)
+                if action == "format" and server.format_style + 1 < len(RESPONSE_FORMATS):
+                    server.format_style += 1
+                    log.info("%s rejects this response_format; using %s", server.url, server.style)
+                    continue
+                if action == "down":
+                    error = translate_error(exc, server.url, self.model)
+                    self.pool.mark_down(server, str(error))
+                    failed.add(server.url)
+                    if len(failed) < len(self.pool.in_rotation()):
+                        sits_out = self.pool.down_seconds
+                        log.warning("%s — trying another server; this one sits out %g s.", error, sits_out)
+                        continue
+                    raise (error if len(self.pool.servers) == 1 else self._all_down()) from None
+                if action == "busy" and backoff(busy_attempt, cancel):
+                    busy_attempt += 1
+                    continue
+                raise translate_error(exc, server.url, self.model) from None
+
+    def _stream(self, server: Server, request: GenerationRequest, cancel: CancelToken) -> Iterator[str]:
+        client = self._client(server.url, None)
+        arguments = completion_arguments(self.model, request, server.style)
+        deadline = None if self.request_timeout is None else time.monotonic() + self.request_timeout
+
+        def chunks() -> Iterator[Any]:
+            stream = client.chat.completions.create(**arguments)
+            try:
+                yield from stream
+            finally:
+                stream.close()
+
+        finished = False
+        try:
+            for chunk in relay(
+                chunks(),
+                cancel=cancel,
+                abandon=client.close,
+                deadline=deadline,
+                on_deadline=lambda: EngineTimeoutError(
+                    f"The server at {server.url} did not finish the answer within {self.request_timeout:g} s."
+                ),
+            ):
+                for choice in chunk.choices:
+                    if choice.delta is not None and choice.delta.content:
+                        yield choice.delta.content
+                    if choice.finish_reason:
+                        finished = True
+        finally:
+            client.close()
+        if not finished:
+            raise GenerationError(
+                f"The server at {server.url} ended the answer without finishing it (did it stop or crash?)."
+            )
+
+    def unload(self) -> None:
+        """Forget the session; the servers keep their models."""
+        self._loaded = False
+
+    def info(self) -> BackendInfo:
+        servers = [
+            {
+                "url": server.url,
+                "state": server.excluded or ("out of rotation" if self.pool.is_down(server) else "ok"),
+                "response_format": server.style,
+            }
+            for server in self.pool.servers
+        ]
+        return BackendInfo(
+            engine=self.name,
+            model=self.model,
+            device=", ".join(server.url for server in self.pool.servers),
+            loaded=self._loaded,
+            details={"servers": servers},
+        )

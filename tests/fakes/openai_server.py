@@ -1,0 +1,168 @@
+"""A stand-in for an OpenAI-compatible server, for what the real one in the tests (llama-cpp-python's
+server on the tiny GGUF) cannot be made to do on demand: answer busy (429/503), refuse an API key, send
+an error event inside a 200 stream, end a stream early, or hang.
+
+It speaks ``GET /v1/models`` and streamed ``POST /v1/chat/completions`` (server-sent events, ``data: {…}``
+chunks with ``choices[].delta.content`` and ``finish_reason``, then ``data: [DONE]``) on 127.0.0.1 and
+records every request body. It is not a model: answers come from the test's ``responder``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class FakeOpenAI:
+    """The stand-in server; use as a context manager. ``url`` ends with ``/v1``.
+
+    Attributes:
+        models: what ``/v1/models`` lists.
+        responder: the answer text for a request body.
+        failures: (status, message) answered to the next chat requests, used up in order.
+        api_key: when set, requests without ``Authorization: Bearer <api_key>`` get 401.
+        stream_error: after this many pieces, an ``{"error": …}`` event inside the 200 stream.
+        drop_stream_after: after this many pieces, end the stream with no ``finish_reason``.
+        hang_chat: chat requests wait until the server stops.
+        reject_response_format: answer 400 to any request that has a ``response_format``.
+        port: where to listen (0: any free port).
+    """
+
+    models: list[str] = field(default_factory=lambda: ["qwen3-vl-2b"])
+    responder: Callable[[dict[str, Any]], str] = field(default=lambda body: "A red square.")
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    api_key: str | None = None
+    stream_error: tuple[int, str] | None = None
+    drop_stream_after: int | None = None
+    hang_chat: bool = False
+    reject_response_format: bool = False
+    port: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> FakeOpenAI:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start the stand-in first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def chats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for body in self.requests if "messages" in body]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeOpenAI
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+
+    def _event(self, payload: dict[str, Any] | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        data = f"data: {text}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _authorised(self) -> bool:
+        key = self.fake.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self._error(401, "Invalid API Key")
+        return False
+
+    def do_GET(self) -> None:
+        self.fake.requests.append({"path": self.path})
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") != "/v1/models":
+            self._error(404, "Not Found")
+            return
+        data = [{"id": name, "object": "model", "owned_by": "stand-in"} for name in self.fake.models]
+        self._json(200, {"object": "list", "data": data})
+
+    def do_POST(self) -> None:
+        try:
+            self._chat()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _chat(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        with self.fake._lock:
+            self.fake.requests.append(body)
+            failure = self.fake.failures.pop(0) if self.fake.failures else None
+        if not self._authorised():
+            return
+        if self.path != "/v1/chat/completions":
+            self._error(404, "Not Found")
+            return
+        if failure is not None:
+            self._error(*failure)
+            return
+        if self.fake.reject_response_format and "response_format" in body:
+            self._error(400, "response_format is not supported")
+            return
+        if body.get("model") not in self.fake.models:
+            self._error(404, f"The model `{body.get('model')}` does not exist.")
+            return
+        if self.fake.hang_chat:
+            self.fake._stopping.wait()
+            self.close_connection = True
+            return
+        words = self.fake.responder(body).split(" ")
+        pieces = [word + " " for word in words[:-1]] + [words[-1]]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {"id": "chatcmpl-stand-in", "object": "chat.completion.chunk", "created": int(time.time())}
+        base["model"] = body["model"]
+        for index, piece in enumerate(pieces):
+            if self.fake.stream_error is not None and index == self.fake.stream_error[0]:
+                self._event({"error": {"message": self.fake.stream_error[1], "type": "server_error"}})
+                break
+            if self.fake.drop_stream_after is not None and index == self.fake.drop_stream_after:
+                break
+            delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+            self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        else:
+            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        self._event("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
