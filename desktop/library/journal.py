@@ -324,30 +324,62 @@ def undo(journal_dir: Path, *, force: bool = False) -> UndoReport:
     Raises:
         JournalError: the journal directory is missing or damaged.
     """
-    report = UndoReport()
-    for entry in reversed(read_entries(journal_dir)):
+    entries = read_entries(journal_dir)
+    outcome: dict[Path, str] = {}  # per target: restored, already, conflict or error (the worst one wins)
+    messages: dict[Path, str] = {}
+    rank = {"already": 0, "restored": 1, "conflict": 2, "error": 3}
+
+    def note(target: Path, result: str, message: str = "") -> None:
+        if rank[result] >= rank[outcome.get(target, "already")]:
+            outcome[target] = result
+            messages[target] = message or messages.get(target, "")
+
+    for index in range(len(entries) - 1, -1, -1):
+        entry = entries[index]
         target = Path(entry.target)
+        if outcome.get(target) in ("conflict", "error") and not force:
+            continue  # an older change of a file we could not restore stays as it is
         try:
             current = _current_sha(target)
-            before = entry.before.sha256 if entry.before.exists else None
-            if current == before:
-                if target not in report.restored:
-                    report.already_restored.append(target)
+            if current == _sha_or_none(entry.before):
+                note(target, "already")
                 continue
-            if current != entry.after.sha256 and not force:
-                report.conflicts.append(
-                    (target, "changed after Captioneer wrote it: left alone (use force to restore anyway)")
-                )
-                continue
+            if current != entry.after.sha256:
+                older = {
+                    _sha_or_none(state)
+                    for e in entries[:index]
+                    if e.target == entry.target
+                    for state in (e.before, e.after)
+                }
+                if current in older:
+                    note(target, "already")  # undone past this change already (an earlier undo ran)
+                    continue
+                if not force:
+                    note(
+                        target,
+                        "conflict",
+                        "changed after Captioneer wrote it: left alone (force restores it)",
+                    )
+                    continue
             _restore(journal_dir, entry, target)
-            if target not in report.restored:
-                report.restored.append(target)
-            if target in report.already_restored:
-                report.already_restored.remove(target)
+            note(target, "restored")
         except (OSError, JournalError) as exc:
-            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            report.errors.append((target, message))
+            note(target, "error", exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    report = UndoReport()
+    for target, result in outcome.items():
+        if result == "restored":
+            report.restored.append(target)
+        elif result == "already":
+            report.already_restored.append(target)
+        elif result == "conflict":
+            report.conflicts.append((target, messages[target]))
+        else:
+            report.errors.append((target, messages[target]))
     return report
+
+
+def _sha_or_none(state: FileState) -> str | None:
+    return state.sha256 if state.exists else None
 
 
 def remove_stale_temps(root: Path) -> list[Path]:

@@ -70,6 +70,7 @@ from desktop.library.sidecars import (
 )
 
 MAX_REPLANS = 3
+JPEG_XMP_LIMIT = 65_000  # one APP1 segment holds 65,533 bytes, less the XMP namespace header
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -195,6 +196,11 @@ def check_target(path: Path, library_root: Path) -> None:
         raise WriteRefusedError(f"{path} is outside the library {library_root}: not written")
 
 
+def _writable(path: Path) -> bool:
+    """Writable for us and not marked read-only (the mode bits count even for root, who may write anyway)."""
+    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o222)
+
+
 def fingerprint(path: Path) -> Fingerprint | None:
     """Size, mtime and sha256 of a file, or None when it does not exist."""
     try:
@@ -249,14 +255,26 @@ def _parse_sidecar(data: bytes, path: Path) -> Any:
     return image
 
 
-def _read_embedded(photo: Path) -> tuple[PhotoMetadata, bool, str]:
-    """(our fields embedded in the photo, whether exiv2 can write this format, a note)."""
+def _read_embedded(photo: Path) -> tuple[PhotoMetadata, Any, str]:
+    """(our fields embedded in the photo, the exiv2 image or None when exiv2 cannot write it, a note)."""
     exiv2 = exiv2_module()
     try:
         image = _open_image(photo)
     except exiv2.Exiv2Error as exc:
-        return PhotoMetadata(), False, f"exiv2 cannot read this file's metadata ({exc})"
-    return read_metadata(image.xmpData(), image.iptcData(), image.exifData()), _can_write(exiv2, image), ""
+        return PhotoMetadata(), None, f"exiv2 cannot read this file's metadata ({exc})"
+    metadata = read_metadata(image.xmpData(), image.iptcData(), image.exifData())
+    return metadata, image if _can_write(exiv2, image) else None, ""
+
+
+def _too_big_for_jpeg(image: Any, before: PhotoMetadata, after: PhotoMetadata) -> bool:
+    """Whether the new XMP overflows a JPEG's 64 KB APP1 segment (edits only the copy in memory)."""
+    exiv2 = exiv2_module()
+    if image.mimeType() != "image/jpeg":
+        return False
+    xmp = image.xmpData()
+    write_metadata(before, after, xmp)
+    _status, packet = exiv2.XmpParser.encode(xmp, exiv2.XmpParser.XmpFormatFlags.useCompactFormat)
+    return len(packet.encode("utf-8")) > JPEG_XMP_LIMIT
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -291,19 +309,22 @@ def plan_write(
     if not photo.is_file():
         raise ImageError(f"{photo} is missing or not a regular file", kind="missing")
     plan = WritePlan(photo=photo, library_root=library_root, generated=generated, options=options)
-    if not os.access(photo.parent, os.W_OK):
+    if not _writable(photo.parent):
         return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
 
-    embedded, exiv2_can_write, read_note = _read_embedded(photo)
+    embedded, image, read_note = _read_embedded(photo)
     targets = choose_targets(
-        photo, options.mode, image_writable=os.access(photo, os.W_OK), exiv2_can_write=exiv2_can_write
+        photo, options.mode, image_writable=_writable(photo), exiv2_can_write=image is not None
     )
     notes = [read_note] if read_note else []
     notes += targets.reasons
     changes: list[FileChange] = []
     if targets.embed:
         result = merge(embedded, generated, options.merge)
-        if result.changed:
+        if result.changed and _too_big_for_jpeg(image, embedded, result.metadata):
+            notes.append("the metadata is too large for a JPEG's 64 KB XMP segment: using a sidecar")
+            targets = replace(targets, embed=False, sidecar=True)
+        elif result.changed:
             changes.append(
                 FileChange(photo, "embedded", fingerprint(photo), embedded, result.metadata, result.notes)
             )

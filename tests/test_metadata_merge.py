@@ -1,0 +1,185 @@
+"""Pure decisions of the metadata writer: keyword merge, hierarchy escaping, text fields, sidecar names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from desktop.library.metadata import (
+    Generated,
+    MergeOptions,
+    PhotoMetadata,
+    Provenance,
+    clean_keyword,
+    diff_lines,
+    digikam_entry,
+    lr_entry,
+    merge,
+    merge_keywords,
+    text_hash,
+)
+from desktop.library.sidecars import (
+    SidecarNaming,
+    WriteMode,
+    choose_sidecar,
+    choose_targets,
+    stem_owner,
+)
+
+
+@pytest.mark.parametrize(
+    ("existing", "generated", "expected", "added"),
+    [
+        (["Family", "Beach"], ["beach", "sunset"], ["Family", "Beach", "sunset"], ["sunset"]),
+        ([], ["Sunset", "sunset", " SUNSET "], ["Sunset"], ["Sunset"]),
+        (["Straße"], ["STRASSE"], ["Straße"], []),  # casefold, not lower()
+        (["a"], ["", "  ", "\x00", "\ufffe"], ["a"], []),
+        (["x"], ["new\tline\nkeyword"], ["x", "new line keyword"], ["new line keyword"]),
+        (["x"], ["nul\x00inside", "bad\ufffechar"], ["x", "nulinside", "badchar"], ["nulinside", "badchar"]),
+    ],
+)
+def test_keywords_merge_case_insensitively_and_never_drop_the_users(existing, generated, expected, added):
+    merged, new = merge_keywords(existing, generated)
+    assert list(merged) == expected
+    assert list(new) == added
+
+
+def test_clean_keyword_keeps_unicode_and_markup_characters():
+    for keyword in ("日本の海", "🌅 sunset", "fish & chips", "a < b", "]]>", "AC/DC", "this|that"):
+        assert clean_keyword(keyword) == keyword
+
+
+def test_separators_inside_a_keyword_do_not_create_hierarchy_levels():
+    assert lr_entry("AC/DC") == "AC/DC"
+    assert "|" not in lr_entry("this|that")
+    assert digikam_entry("this|that") == "this|that"
+    assert "/" not in digikam_entry("AC/DC")
+    assert lr_entry("this|that", "AI").split("|") == ["AI", lr_entry("this|that")]
+    assert digikam_entry("AC/DC", "AI").split("/") == ["AI", digikam_entry("AC/DC")]
+
+
+def test_merge_adds_new_keywords_to_every_keyword_field_and_records_them_as_ours():
+    existing = PhotoMetadata(
+        keywords=("Family", "Beach"), hierarchical=("People|Family",), tags_list=("People/Family",)
+    )
+    result = merge(existing, Generated(keywords=("beach", "sunset"), model="m", engine="gguf"))
+    meta = result.metadata
+    assert result.changed
+    assert meta.keywords == ("Family", "Beach", "sunset")
+    assert meta.hierarchical == ("People|Family", "sunset")
+    assert meta.tags_list == ("People/Family", "sunset")
+    assert meta.provenance.keywords == ("sunset",)
+    assert meta.provenance.model == "m"
+
+
+def test_ai_branch_puts_generated_keywords_under_their_own_branch():
+    result = merge(PhotoMetadata(), Generated(keywords=("sunset",)), MergeOptions(ai_branch="AI"))
+    assert result.metadata.keywords == ("sunset",)
+    assert result.metadata.hierarchical == ("AI|sunset",)
+    assert result.metadata.tags_list == ("AI/sunset",)
+
+
+def test_a_second_identical_merge_changes_nothing_not_even_provenance():
+    generated = Generated(keywords=("beach", "sunset"), caption="A beach.", language="en", time="t1")
+    first = merge(PhotoMetadata(keywords=("Family",)), generated)
+    second = merge(first.metadata, Generated(**{**generated.__dict__, "time": "t2"}))
+    assert not second.changed
+    assert second.metadata is first.metadata
+
+
+def test_caption_is_written_when_empty_in_x_default_and_the_language():
+    meta = merge(PhotoMetadata(), Generated(caption="Ein Strand.", language="de")).metadata
+    assert meta.caption == {"x-default": "Ein Strand.", "de": "Ein Strand."}
+    assert meta.provenance.caption_hash == text_hash("Ein Strand.")
+
+
+def test_users_caption_is_kept_unless_replacing_is_asked_for():
+    existing = PhotoMetadata(caption={"x-default": "Grandma's 80th", "fr": "Les 80 ans"})
+    result = merge(existing, Generated(caption="A cake."))
+    assert not result.changed
+    assert result.metadata.caption == existing.caption
+    assert any("kept the existing caption" in note for note in result.notes)
+    replaced = merge(existing, Generated(caption="A cake."), MergeOptions(replace_text=True)).metadata
+    assert replaced.caption == {"x-default": "A cake.", "fr": "Les 80 ans"}
+
+
+def test_our_own_earlier_caption_is_updated():
+    first = merge(PhotoMetadata(), Generated(caption="A cake.")).metadata
+    second = merge(first, Generated(caption="A birthday cake with candles.")).metadata
+    assert second.caption == {"x-default": "A birthday cake with candles."}
+
+
+def test_our_earlier_keywords_stay_in_provenance_when_more_are_added():
+    first = merge(PhotoMetadata(), Generated(keywords=("sunset",))).metadata
+    second = merge(first, Generated(keywords=("sea",))).metadata
+    assert second.provenance.keywords == ("sunset", "sea")
+
+
+def test_provenance_forgets_keywords_the_user_removed():
+    prov = Provenance(keywords=("sunset", "gone"))
+    meta = merge(PhotoMetadata(keywords=("sunset",), provenance=prov), Generated(keywords=("sea",))).metadata
+    assert meta.provenance.keywords == ("sunset", "sea")
+
+
+def test_diff_lines_name_fields_and_languages():
+    after = merge(
+        PhotoMetadata(keywords=("a",)), Generated(keywords=("b",), caption="c", language="en")
+    ).metadata
+    lines = "\n".join(diff_lines(PhotoMetadata(keywords=("a",)), after))
+    assert "dc:subject: + b" in lines
+    assert "dc:description[en]" in lines and "dc:description[x-default]" in lines
+
+
+@pytest.mark.parametrize(
+    ("photo", "siblings", "owner"),
+    [
+        ("IMG_1.JPG", ["IMG_1.JPG"], True),
+        ("IMG_1.JPG", ["IMG_1.JPG", "IMG_1.CR2"], False),
+        ("IMG_1.CR2", ["IMG_1.JPG", "IMG_1.CR2"], True),
+        ("IMG_1.JPG", ["IMG_1.JPG", "IMG_1.TIF"], False),
+        ("IMG_1.NEF", ["IMG_1.NEF", "IMG_1.CR2"], False),
+    ],
+)
+def test_stem_sidecar_owner(photo, siblings, owner):
+    assert stem_owner(Path(photo), siblings) is owner
+
+
+@pytest.mark.parametrize(
+    ("photo", "naming", "siblings", "full", "stem", "expected", "note"),
+    [
+        ("IMG.JPG", SidecarNaming.FULL, ["IMG.JPG"], False, False, "IMG.JPG.xmp", ""),
+        ("IMG.JPG", SidecarNaming.STEM, ["IMG.JPG"], False, False, "IMG.xmp", ""),
+        ("IMG.JPG", SidecarNaming.FULL, ["IMG.JPG"], False, True, "IMG.xmp", ""),  # update, don't shadow
+        ("IMG.JPG", SidecarNaming.STEM, ["IMG.JPG"], True, False, "IMG.JPG.xmp", ""),
+        ("IMG.JPG", SidecarNaming.FULL, ["IMG.JPG"], True, True, "IMG.JPG.xmp", "both"),
+        ("IMG.JPG", SidecarNaming.FULL, ["IMG.JPG", "IMG.CR2"], False, True, "IMG.JPG.xmp", "belongs"),
+        ("IMG.CR2", SidecarNaming.FULL, ["IMG.JPG", "IMG.CR2"], False, True, "IMG.xmp", ""),
+        ("IMG.JPG", SidecarNaming.STEM, ["IMG.JPG", "IMG.CR2"], False, False, "IMG.JPG.xmp", "shared"),
+    ],
+)
+def test_choose_sidecar(photo, naming, siblings, full, stem, expected, note):
+    choice = choose_sidecar(Path("/lib") / photo, naming, siblings, full, stem)
+    assert choice.path.name == expected
+    assert choice.exists is (full if expected.endswith(photo + ".xmp") else stem)
+    assert (note in " ".join(choice.notes)) if note else not choice.notes
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "writable", "exiv2_ok", "embed", "sidecar"),
+    [
+        ("a.jpg", WriteMode.EMBEDDED, True, True, True, False),
+        ("a.jpg", WriteMode.BOTH, True, True, True, True),
+        ("a.jpg", WriteMode.SIDECAR, True, True, False, True),
+        ("a.jpg", WriteMode.EMBEDDED, False, True, False, True),
+        ("a.cr2", WriteMode.EMBEDDED, True, True, False, True),
+        ("a.cr2", WriteMode.BOTH, True, True, False, True),
+        ("a.dng", WriteMode.EMBEDDED, True, True, True, False),
+        ("a.heic", WriteMode.EMBEDDED, True, False, False, True),
+        ("a.gif", WriteMode.EMBEDDED, True, True, False, True),
+    ],
+)
+def test_choose_targets(name, mode, writable, exiv2_ok, embed, sidecar):
+    targets = choose_targets(Path(name), mode, image_writable=writable, exiv2_can_write=exiv2_ok)
+    assert (targets.embed, targets.sidecar) == (embed, sidecar)
+    assert bool(targets.reasons) == (not embed and mode is not WriteMode.SIDECAR)
