@@ -14,6 +14,14 @@ from desktop import __version__
 COMMANDS: dict[str, str] = {
     "caption": "desktop.commands.caption",
     "tasks": "desktop.commands.tasks",
+    "tag": "desktop.commands.tag",
+    "runs": "desktop.commands.runs",
+    "review": "desktop.commands.review",
+    "write": "desktop.commands.write",
+    "undo": "desktop.commands.undo",
+    "search": "desktop.commands.search",
+    "export": "desktop.commands.export",
+    "import": "desktop.commands.import_",
 }
 
 

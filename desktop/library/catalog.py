@@ -468,14 +468,14 @@ class Catalog:
         detail: str | None = None,
         journal_ref: str | None = None,
     ) -> None:
-        """Record what the metadata step did to one result's file, and mark it written on success."""
+        """Record what the metadata step did to one result's file; written or already there: ``written``."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO write_log (result_id, run_id, path, mode, outcome, detail, journal_ref, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.id, result.run_id, result.path, mode, outcome, detail, journal_ref, time.time()),
             )
-            if outcome == "written":
+            if outcome in ("written", "unchanged"):
                 db.execute(
                     "UPDATE results SET review = 'written', updated_at = ? WHERE id = ?",
                     (time.time(), result.id),

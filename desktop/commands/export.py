@@ -1,0 +1,46 @@
+"""`captioneer export --format csv|json`: every result with its photo's path, for spreadsheets and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export results as CSV or JSON",
+        description="Export every result with its photo's path. Edit the CSV in a spreadsheet and bring "
+        "the changes back with `captioneer import FILE.csv` (keywords are separated by '; ').",
+    )
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    parser.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="write here instead of to the terminal"
+    )
+    parser.add_argument("--query", metavar="QUERY", help="only results matching a search")
+    parser.add_argument("--latest", action="store_true", help="only each photo's newest result per task")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.errors import ConfigurationError
+    from desktop.library.catalog import open_catalog
+    from desktop.library.exchange import export_csv, export_json
+    from desktop.library.search import compile_query
+
+    query = compile_query(args.query) if args.query else None
+    with open_catalog(readonly=True) as catalog:
+        results = catalog.results(
+            latest_only=args.latest, where=query.where if query else "", params=query.params if query else ()
+        )
+    text = export_csv(results) if args.format == "csv" else export_json(results)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot write {args.output}: {exc.strerror}") from None
+        print(f"captioneer: exported {len(results)} results to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,143 @@
+"""`captioneer review`: list, approve, reject and edit tagging results from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+LIST_DEFAULT = ("new", "needs_review")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "review",
+        help="list, approve, reject or edit results before they are written",
+        description="Review results before `captioneer write` puts them into your photos. Only approved "
+        "results are written (unless --unreviewed). Select results by id, or with --all plus --run, "
+        "--status and --query filters.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="show results (default: new and needs-review)")
+    _add_filters(listing)
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="show at most N")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    for name, text in (
+        ("approve", "approve results for writing"),
+        ("reject", "reject results (never written)"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("ids", nargs="*", type=int, metavar="ID", help="result ids (see `review list`)")
+        action.add_argument("--all", action="store_true", help="every result matching the filters")
+        _add_filters(action)
+
+    edit = actions.add_parser("edit", help="change a result's caption, title, alt text or keywords")
+    edit.add_argument("id", type=int, metavar="ID")
+    edit.add_argument("--caption")
+    edit.add_argument("--title")
+    edit.add_argument("--alt-text")
+    edit.add_argument("--keywords", help="replace all keywords: 'beach; sunset; family'")
+    edit.add_argument("--add-keyword", action="append", default=[], metavar="KEYWORD")
+    edit.add_argument("--remove-keyword", action="append", default=[], metavar="KEYWORD")
+    edit.add_argument("--approve", action="store_true", help="approve it too")
+    parser.set_defaults(func=run)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=int, metavar="RUN", help="only results of this run")
+    parser.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only results in this state: new, needs_review, approved, rejected, written (repeatable)",
+    )
+    parser.add_argument(
+        "--query", metavar="QUERY", help="only results matching a search (see `captioneer search`)"
+    )
+
+
+def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
+    from backends.errors import ConfigurationError
+    from desktop.library.search import compile_query
+
+    states = tuple(state.replace("-", "_") for state in (args.status or default_states))
+    ids = getattr(args, "ids", None)
+    if ids is not None and not ids and not args.all:
+        raise ConfigurationError("Give result ids, or --all (with --run, --status or --query to narrow it).")
+    if ids and args.all:
+        raise ConfigurationError("Give result ids or --all, not both.")
+    query = compile_query(args.query) if args.query else None
+    return catalog.results(
+        run_id=args.run,
+        review=None if ids else states,
+        ids=ids or None,
+        latest_only=not ids,
+        where=query.where if query else "",
+        params=query.params if query else (),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.errors import ConfigurationError
+    from desktop.library.catalog import open_catalog
+    from desktop.library.keywords import merge_keywords
+
+    if args.action == "list":
+        with open_catalog(readonly=True) as catalog:
+            results = _select(catalog, args, LIST_DEFAULT)
+        if args.limit:
+            results = results[: args.limit]
+        for result in results:
+            if args.json:
+                from desktop.library.exchange import result_record
+
+                print(json.dumps(result_record(result), ensure_ascii=False))
+                continue
+            flag = f"  ({result.review_reason})" if result.review_reason else ""
+            print(f"#{result.id} [{result.review}] {result.path}{flag}")
+            print(f"    caption:  {result.caption}")
+            if result.title:
+                print(f"    title:    {result.title}")
+            print(f"    keywords: {'; '.join(result.keywords)}")
+        if not args.json:
+            print(f"{len(results)} results", file=sys.stderr)
+        return 0
+
+    with open_catalog() as catalog:
+        if args.action in ("approve", "reject"):
+            defaults = (
+                ("new", "needs_review") if args.action == "approve" else ("new", "needs_review", "approved")
+            )
+            results = _select(catalog, args, defaults)
+            if args.ids:
+                missing = set(args.ids) - {result.id for result in results}
+                if missing:
+                    raise ConfigurationError(f"No result with id {', '.join(map(str, sorted(missing)))}.")
+            state = "approved" if args.action == "approve" else "rejected"
+            changed = catalog.set_review([result.id for result in results], state, "by review")
+            print(f"{changed} results {state}", file=sys.stderr)
+            return 0
+        result = catalog.result(args.id)
+        if result is None:
+            raise ConfigurationError(f"No result with id {args.id}.")
+        keywords = None
+        if args.keywords is not None:
+            keywords = [k.strip() for k in args.keywords.split(";") if k.strip()]
+        if args.add_keyword or args.remove_keyword:
+            keywords = merge_keywords(
+                keywords if keywords is not None else list(result.keywords), args.add_keyword
+            )
+            removed = {k.casefold() for k in args.remove_keyword}
+            keywords = [k for k in keywords if k.casefold() not in removed]
+        changed = catalog.edit_result(
+            args.id,
+            caption=args.caption,
+            title=args.title,
+            alt_text=args.alt_text,
+            keywords=keywords,
+            review="approved" if args.approve else None,
+        )
+        print(f"result {args.id} {'updated' if changed else 'unchanged'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,45 @@
+"""`captioneer search QUERY`: find results by keyword, caption text, status, folder (AND/OR/NOT)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search tagged photos",
+        description="Search the catalog. Words match keywords, captions and titles; combine with AND "
+        '(or just spaces), OR, NOT or -word, and parentheses; "quoted phrases"; '
+        "fields: keyword: (* wildcard), "
+        "caption:, title:, alt:, status:, folder:, model:, engine:, run:, task:. Example: "
+        "'keyword:beach (sunset OR dusk) NOT status:rejected'.",
+    )
+    parser.add_argument("query", nargs="+", metavar="QUERY", help="the search (quote it in your shell)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--paths", action="store_true", help="print only the photo paths")
+    parser.add_argument(
+        "--all-results", action="store_true", help="search older results too, not only the newest"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from desktop.library.catalog import open_catalog
+    from desktop.library.exchange import result_record
+    from desktop.library.search import search
+
+    with open_catalog(readonly=True) as catalog:
+        results = search(catalog, " ".join(args.query), latest_only=not args.all_results)
+    for result in results:
+        if args.json:
+            print(json.dumps(result_record(result), ensure_ascii=False))
+        elif args.paths:
+            print(result.path)
+        else:
+            print(
+                f"#{result.id} [{result.review}] {result.path}: {result.caption} "
+                f"[{'; '.join(result.keywords)}]"
+            )
+    return 0 if results else 1

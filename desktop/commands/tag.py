@@ -1,0 +1,252 @@
+"""`captioneer tag FOLDER`: scan a folder, tag its new photos (resuming an unfinished run), maybe write."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args, open_backend_from_args
+
+WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tag",
+        help="caption and keyword every photo in a folder (resumable)",
+        description="Scan FOLDER into the catalog and tag each photo not yet tagged with this task and "
+        "model. "
+        "Results are stored as they land: stop with Ctrl-C (or lose power) and run the same command again to "
+        "finish. Photos that cannot be read are listed and skipped. Nothing is written into your photos "
+        "unless you pass --write; by default only approved results are written (see `captioneer review`). "
+        "Exit status: 0 done, 1 done but some photos failed, 2 configuration error, 3 library offline, "
+        "130 interrupted.",
+    )
+    parser.add_argument("folder", type=Path, metavar="FOLDER", help="the photo folder (scanned recursively)")
+    parser.add_argument(
+        "--task", default="keywords", help="task preset (default: keywords = caption + keywords)"
+    )
+    parser.add_argument("--language", help="output language (default: from settings, else English)")
+    parser.add_argument(
+        "--max-keywords", type=int, default=20, metavar="N", help="at most N keywords per photo"
+    )
+    parser.add_argument(
+        "--vocabulary",
+        type=Path,
+        metavar="FILE",
+        help="your keyword list: one a line, synonyms as `keyword = synonym, synonym`",
+    )
+    parser.add_argument(
+        "--vocabulary-loose",
+        action="store_true",
+        help="map keywords onto the vocabulary but keep words outside it (default: only vocabulary words)",
+    )
+    parser.add_argument("--redo", action="store_true", help="tag photos again that already have a result")
+    parser.add_argument(
+        "--write",
+        choices=WRITE_CHOICES,
+        default="none",
+        help="after tagging, write results into the photos: sidecar, embedded or both (default: none)",
+    )
+    parser.add_argument(
+        "--write-unreviewed", action="store_true", help="write results without reviewing them"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --write: show what would change, touch nothing"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, metavar="N", help="photos per batch where supported"
+    )
+    parser.add_argument(
+        "--recycle-every",
+        type=int,
+        metavar="N",
+        help="restart the engine process every N photos (memory growth)",
+    )
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    add_engine_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _say(message: str) -> None:
+    print(f"captioneer: {message}", file=sys.stderr, flush=True)
+
+
+class ProgressPrinter:
+    """One updating line on a terminal; a line every few seconds otherwise (logs, pipes)."""
+
+    def __init__(self, stream: Any = None, interval: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self.last = 0.0
+        self.width = 0
+
+    def __call__(self, progress: Any) -> None:
+        now = time.monotonic()
+        final = progress.finished >= progress.total
+        if self.tty:
+            if now - self.last < 0.1 and not final:
+                return
+            line = progress.describe()
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            if now - self.last < self.interval and not final:
+                return
+            self.stream.write(progress.describe() + "\n")
+        self.last = now
+        self.stream.flush()
+
+    def event(self, message: str) -> None:
+        self.end_line()
+        _say(message)
+
+    def end_line(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
+@contextmanager
+def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) asks the run to stop after the current photo; a second Ctrl-C stops at once."""
+    previous = {}
+
+    def handler(signum: int, _frame: object) -> None:
+        _say("stopping after the current photo (Ctrl-C again to stop now)…")
+        cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.errors import ConfigurationError
+    from desktop.core.settings import load_settings
+    from desktop.library.catalog import open_catalog
+    from desktop.library.keywords import parse_vocabulary
+    from desktop.library.publishing import writable_results, write_results
+    from desktop.library.runs import (
+        RunController,
+        RunSpec,
+        execute_run,
+        failed_items,
+        plan_run,
+        run_counts,
+        set_run_state,
+    )
+    from desktop.library.scanner import scan_library
+    from desktop.library.sidecars import WriteMode
+
+    settings = load_settings()
+    folder = args.folder.expanduser().absolute()
+    vocabulary = None
+    if args.vocabulary is not None:
+        try:
+            text = args.vocabulary.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"Cannot read the vocabulary file {args.vocabulary}: {exc.strerror}"
+            ) from None
+        vocabulary = parse_vocabulary(text, str(args.vocabulary))
+    if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
+        raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
+    config = engine_config_from_args(args, settings)
+    sampling: dict[str, Any] = {
+        "temperature": settings.temperature if args.temperature is None else args.temperature
+    }
+    if args.max_tokens or settings.max_tokens:
+        sampling["max_new_tokens"] = args.max_tokens or settings.max_tokens
+    if args.seed is not None:
+        sampling["seed"] = args.seed
+    spec = RunSpec(
+        task=args.task,
+        language=args.language or settings.language,
+        max_keywords=args.max_keywords,
+        vocabulary=vocabulary.terms if vocabulary else (),
+        synonyms=dict(vocabulary.synonyms) if vocabulary else {},
+        vocabulary_only=not args.vocabulary_loose,
+        sampling=sampling,
+        image_tokens=config.image_tokens,
+        batch_size=args.batch_size,
+    )
+    printer = ProgressPrinter()
+    with open_catalog() as catalog:
+        report = scan_library(catalog, folder)
+        _say(f"scanned {folder}: {report.summary()}")
+        for path, reason in report.skipped[:20]:
+            _say(f"skipped {path}: {reason}")
+        photos = catalog.photos_under(folder)
+        plan = plan_run(catalog, str(folder), photos, spec, config, redo=args.redo)
+        if plan.run_id is None:
+            _say(
+                f"nothing to tag: all {plan.already_done} photos already have a result from this model "
+                "(--redo to tag them again)"
+            )
+            return 0
+        counts = run_counts(catalog, plan.run_id)
+        verb = "resuming run" if plan.resumed else "run"
+        done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
+        _say(f"{verb} {plan.run_id}: {counts.pending} photos to tag{done_note}")
+        if counts.pending:
+            if args.recycle_every:
+                settings = settings.model_copy(update={"host_recycle_every": args.recycle_every})
+            backend = open_backend_from_args(args, settings, config)
+            controller = RunController()
+            _say(f"loading the {config.engine} model {config.model}…")
+            with cancel_on_signals(controller.cancel):
+                backend.load(cancel=controller.cancel_token)
+                try:
+                    counts = execute_run(
+                        catalog,
+                        plan.run_id,
+                        backend,
+                        controller=controller,
+                        on_progress=printer,
+                        on_event=printer.event,
+                    )
+                finally:
+                    printer.end_line()
+                    backend.unload()
+        else:
+            set_run_state(catalog, plan.run_id, "done")
+        failed = failed_items(catalog, plan.run_id)
+        _say(
+            f"run {plan.run_id} finished: {counts.done} tagged, {counts.failed} failed, "
+            f"{counts.needs_review} need review"
+        )
+        for path, error, _kind in failed:
+            _say(f"failed {path}: {error}")
+        if args.write != "none" or args.dry_run:
+            mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
+            results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
+            if not results:
+                _say("nothing to write: approve results first (captioneer review) or pass --write-unreviewed")
+            else:
+                summary = write_results(
+                    catalog,
+                    results,
+                    mode=mode,
+                    dry_run=args.dry_run,
+                    report=print if args.dry_run else _say,
+                )
+                _say(summary.describe(args.dry_run))
+        else:
+            _say("review the results with `captioneer review list`, then write them with `captioneer write`")
+    return 1 if failed else 0

@@ -1,0 +1,68 @@
+"""`captioneer write`: put approved results into the photos' metadata (XMP sidecars and/or embedded)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "write",
+        help="write approved results into photo metadata",
+        description="Merge approved results into each photo's metadata: keywords into XMP dc:subject, "
+        "lr:hierarchicalSubject and digiKam:TagsList, the caption into dc:description, title and alt text, "
+        "with provenance. Your existing keywords and every property Captioneer does not own are kept. Every "
+        "change is journaled per run: `captioneer undo RUN` restores the files byte for byte.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="show the change per file; touch nothing")
+    parser.add_argument(
+        "--mode",
+        choices=("sidecar", "embedded", "both"),
+        help="where to write (default: from settings, else sidecar); read-only files and RAW get sidecars",
+    )
+    parser.add_argument(
+        "--naming",
+        choices=("full", "stem"),
+        default="full",
+        help="new sidecar names: IMG_1.JPG.xmp (full, default) or IMG_1.xmp (stem, Lightroom)",
+    )
+    parser.add_argument("--unreviewed", action="store_true", help="also write results nobody approved")
+    parser.add_argument("--run", type=int, metavar="RUN", help="only results of this run")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from desktop.core.settings import load_settings
+    from desktop.library.catalog import open_catalog
+    from desktop.library.publishing import writable_results, write_results
+    from desktop.library.sidecars import SidecarNaming, WriteMode
+
+    mode = WriteMode(args.mode or load_settings().metadata_mode)
+    with open_catalog() as catalog:
+        results = writable_results(catalog, unreviewed=args.unreviewed, run_id=args.run)
+        if not results:
+            print(
+                "captioneer: nothing to write: approve results first (captioneer review approve) "
+                "or pass --unreviewed",
+                file=sys.stderr,
+            )
+            return 0
+
+        def report(message: str) -> None:
+            print(
+                message if args.dry_run else f"captioneer: {message}",
+                file=sys.stdout if args.dry_run else sys.stderr,
+                flush=True,
+            )
+
+        summary = write_results(
+            catalog,
+            results,
+            mode=mode,
+            naming=SidecarNaming(args.naming),
+            dry_run=args.dry_run,
+            report=report,
+        )
+    print(f"captioneer: {summary.describe(args.dry_run)}", file=sys.stderr)
+    return 1 if summary.failed else 0

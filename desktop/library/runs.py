@@ -1,0 +1,717 @@
+"""Tagging runs: a queue of photos in the catalog, processed exactly once, resumable after a crash, with
+progress, pause, cancel, batching, keyword clean-up and degenerate-output detection."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backends.base import Backend, EngineConfig
+from backends.cancel import CancelToken
+from backends.errors import (
+    Cancelled,
+    ConfigurationError,
+    EngineCrashedError,
+    GenerationError,
+    ImageError,
+    InvalidOutputError,
+    ResourceExhaustedError,
+)
+from backends.host import QuarantinedImageError
+from backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from backends.structured import parse_structured
+from desktop.core.captioning import Answer, generate_answer
+from desktop.core.images import PixelBudget, prepare_image
+from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
+from desktop.library.catalog import Catalog, CatalogError, Photo
+from desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
+from desktop.library.quality import REPEAT_WINDOW, answer_problems, normalise_caption, repeated_caption
+
+CRASH_LIMIT = 3
+"""A photo during which the engine crashed this many times is quarantined (marked failed)."""
+FAILURE_LIMIT = 2
+"""A photo whose generation failed this many times (not a crash) is marked failed."""
+RESUMABLE_STATES = ("pending", "running", "paused")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run asks of every photo; stored with the run so a resumed run asks exactly the same."""
+
+    task: str = "keywords"
+    language: str = "English"
+    max_keywords: int = 20
+    vocabulary: tuple[str, ...] = ()
+    synonyms: dict[str, str] = field(default_factory=dict)
+    vocabulary_only: bool = True
+    sampling: dict[str, Any] = field(default_factory=dict)
+    image_tokens: int = 1024
+    batch_size: int = 1
+
+    def task_options(self) -> TaskOptions:
+        return TaskOptions(language=self.language, max_keywords=self.max_keywords, vocabulary=self.vocabulary)
+
+    def cleanup_rules(self) -> CleanupRules:
+        return CleanupRules(
+            max_count=self.max_keywords,
+            vocabulary=Vocabulary(terms=self.vocabulary, synonyms=dict(self.synonyms)),
+            vocabulary_only=self.vocabulary_only,
+        )
+
+    def sampling_options(self, task: Task) -> SamplingOptions:
+        values = {"max_new_tokens": task.max_tokens, **self.sampling}
+        return SamplingOptions.from_user(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        data["vocabulary"] = tuple(data.get("vocabulary", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    scope: str
+    task: str
+    language: str
+    engine: str
+    model: str
+    quant: str | None
+    prompt_hash: str
+    spec: RunSpec
+    state: str
+    message: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    total: int = 0
+    pending: int = 0
+    done: int = 0
+    failed: int = 0
+    needs_review: int = 0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The outcome of :func:`plan_run`: which run (None when there is nothing to tag), and how the selection
+    was split."""
+
+    run_id: int | None
+    resumed: bool
+    added: int
+    already_done: int
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A snapshot for progress displays."""
+
+    run_id: int
+    total: int
+    done: int
+    failed: int
+    needs_review: int
+    elapsed: float
+    photos_per_minute: float | None
+    eta_seconds: float | None
+    current: str = ""
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    def describe(self) -> str:
+        """One line: ``run 3: 120/400 (2 failed, 5 to review) · 41.2 photos/min · ETA 6m 49s``."""
+        parts = [f"run {self.run_id}: {self.finished}/{self.total}"]
+        extras = [f"{self.failed} failed"] if self.failed else []
+        if self.needs_review:
+            extras.append(f"{self.needs_review} to review")
+        if extras:
+            parts[0] += f" ({', '.join(extras)})"
+        if self.photos_per_minute is not None:
+            parts.append(f"{self.photos_per_minute:.1f} photos/min")
+        if self.eta_seconds is not None:
+            parts.append(f"ETA {format_duration(self.eta_seconds)}")
+        return " · ".join(parts)
+
+
+ProgressCallback = Callable[[RunProgress], None]
+EventCallback = Callable[[str], None]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+class RunController:
+    """Pause, resume and cancel a run from another thread (the window, a signal handler)."""
+
+    def __init__(self) -> None:
+        self.cancel_token = CancelToken()
+        self._running = threading.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block while paused; raise Cancelled if cancelled meanwhile."""
+        while not self._running.wait(0.2):
+            self.cancel_token.raise_if_cancelled()
+        self.cancel_token.raise_if_cancelled()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning
+
+
+def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
+    """(engine, model, quant) as recorded on runs and results; model files are named by file name."""
+    model = config.model
+    if config.engine in ("gguf", "transformers") and ("/" in model or "\\" in model) and Path(model).exists():
+        model = Path(model).name
+    return config.engine, model, config.quant
+
+
+def spec_prompt_hash(spec: RunSpec) -> str:
+    task = get_task(spec.task)
+    return prompt_hash(build_request(task, [], spec.task_options(), spec.sampling_options(task)))
+
+
+def plan_run(
+    catalog: Catalog,
+    scope: str,
+    photos: Sequence[Photo],
+    spec: RunSpec,
+    config: EngineConfig,
+    *,
+    redo: bool = False,
+) -> RunPlan:
+    """Queue ``photos`` for tagging, resuming an unfinished run with the same scope, task, model and prompt.
+
+    Photos that already have a result for the same task and model are left out unless ``redo``; a photo is
+    never queued twice in one run.
+    """
+    task = get_task(spec.task)
+    if task.needs_question:
+        raise ConfigurationError(f"The '{task.id}' task needs a question and cannot tag a library.")
+    engine, model, quant = model_identity(config)
+    phash = spec_prompt_hash(spec)
+    photo_ids = [photo.id for photo in photos if photo.status == "present"]
+    with catalog.transaction() as db:
+        row = db.execute(
+            "SELECT id FROM runs WHERE scope = ? AND task = ? AND engine = ? AND model = ? "
+            "AND prompt_hash = ? "
+            f"AND state IN ({','.join('?' * len(RESUMABLE_STATES))}) ORDER BY id DESC LIMIT 1",
+            (scope, spec.task, engine, model, phash, *RESUMABLE_STATES),
+        ).fetchone()
+        run_id = int(row[0]) if row is not None else None
+        done_ids: set[int] = set()
+        if not redo:
+            done_ids = {
+                int(r[0])
+                for r in db.execute(
+                    "SELECT DISTINCT photo_id FROM results WHERE task = ? AND model = ? AND run_id != ?",
+                    (spec.task, model, run_id or 0),
+                )
+            }
+        wanted = [photo_id for photo_id in photo_ids if photo_id not in done_ids]
+        already_done = len(photo_ids) - len(wanted)
+        if run_id is None and not wanted:
+            return RunPlan(run_id=None, resumed=False, added=0, already_done=already_done)
+        if run_id is not None:
+            db.execute("UPDATE runs SET state = 'pending', message = NULL WHERE id = ?", (run_id,))
+        else:
+            cursor = db.execute(
+                "INSERT INTO runs (scope, task, language, engine, model, quant, prompt_hash, options, state, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (scope, spec.task, spec.language, engine, model, quant, phash, spec.to_json(), time.time()),
+            )
+            run_id = int(cursor.lastrowid)
+        position = int(
+            db.execute(
+                "SELECT COALESCE(MAX(position), -1) FROM run_items WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+        )
+        added = 0
+        for photo_id in wanted:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO run_items (run_id, photo_id, position) VALUES (?, ?, ?)",
+                (run_id, photo_id, position + 1),
+            )
+            if cursor.rowcount:
+                position += 1
+                added += 1
+    return RunPlan(run_id=run_id, resumed=row is not None, added=added, already_done=already_done)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Queries
+
+
+_RUN_COLUMNS = (
+    "id, scope, task, language, engine, model, quant, prompt_hash, options, state, message, created_at, "
+    "started_at, finished_at"
+)
+
+
+def get_run(catalog: Catalog, run_id: int) -> Run:
+    row = catalog.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise CatalogError(f"There is no run {run_id}. List runs with: captioneer runs")
+    return _run_from_row(row)
+
+
+def list_runs(catalog: Catalog) -> list[Run]:
+    return [_run_from_row(row) for row in catalog.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id")]
+
+
+def run_counts(catalog: Catalog, run_id: int) -> RunCounts:
+    counts = dict(
+        catalog.db.execute("SELECT state, COUNT(*) FROM run_items WHERE run_id = ? GROUP BY state", (run_id,))
+    )
+    review = catalog.db.execute(
+        "SELECT COUNT(*) FROM results WHERE run_id = ? AND review = 'needs_review'", (run_id,)
+    ).fetchone()[0]
+    return RunCounts(
+        total=sum(counts.values()),
+        pending=counts.get("pending", 0),
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+        needs_review=int(review),
+    )
+
+
+def failed_items(catalog: Catalog, run_id: int) -> list[tuple[str, str | None, str | None]]:
+    """(path, error, kind) of the photos a run could not tag."""
+    return [
+        (row[0], row[1], row[2])
+        for row in catalog.db.execute(
+            "SELECT p.path, i.error, i.error_kind FROM run_items i JOIN photos p ON p.id = i.photo_id "
+            "WHERE i.run_id = ? AND i.state = 'failed' ORDER BY i.position",
+            (run_id,),
+        )
+    ]
+
+
+def _run_from_row(row: Sequence[Any]) -> Run:
+    values = list(row)
+    values[8] = RunSpec.from_json(values[8])
+    return Run(*values)
+
+
+def set_run_state(catalog: Catalog, run_id: int, state: str, message: str | None = None) -> None:
+    now = time.time()
+    with catalog.transaction() as db:
+        db.execute(
+            "UPDATE runs SET state = ?, message = ?, "
+            "started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END, "
+            "finished_at = CASE WHEN ? IN ('done', 'cancelled', 'failed') THEN ? ELSE finished_at END "
+            "WHERE id = ?",
+            (state, message, state, now, state, now, run_id),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Execution
+
+
+@dataclass
+class _Outcome:
+    caption: str = ""
+    keywords: list[str] = field(default_factory=list)
+    title: str | None = None
+    alt_text: str | None = None
+    raw: str = ""
+    attempts: int = 1
+    problems: list[str] = field(default_factory=list)
+    retried: bool = False
+
+
+class _Runner:
+    def __init__(
+        self,
+        catalog: Catalog,
+        run: Run,
+        backend: Backend,
+        controller: RunController,
+        on_progress: ProgressCallback | None,
+        on_event: EventCallback | None,
+        retries: int,
+    ) -> None:
+        self.catalog = catalog
+        self.run = run
+        self.spec = run.spec
+        self.backend = backend
+        self.controller = controller
+        self.cancel = controller.cancel_token
+        self.on_progress = on_progress
+        self.on_event = on_event
+        self.retries = retries
+        self.task = get_task(run.task)
+        self.task_options = self.spec.task_options()
+        self.sampling = self.spec.sampling_options(self.task)
+        self.schema = task_schema(self.task, self.task_options)
+        self.rules = self.spec.cleanup_rules()
+        self.recent: deque[tuple[int, str]] = deque(maxlen=REPEAT_WINDOW)
+        self.started = time.monotonic()
+        self.processed_here = 0
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def execute(self) -> RunCounts:
+        self._load_recent()
+        set_run_state(self.catalog, self.run.id, "running")
+        self._report("")
+        try:
+            while True:
+                self.controller.wait_while_paused()
+                batch = self._next_items()
+                if not batch:
+                    break
+                self._process(batch)
+        except Cancelled:
+            set_run_state(
+                self.catalog, self.run.id, "paused", "Paused: run the same command again to resume."
+            )
+            raise
+        except BaseException as exc:
+            set_run_state(self.catalog, self.run.id, "paused", f"Stopped: {exc}")
+            raise
+        counts = run_counts(self.catalog, self.run.id)
+        set_run_state(self.catalog, self.run.id, "done")
+        return counts
+
+    def _next_items(self) -> list[tuple[int, int]]:
+        size = self.spec.batch_size if self.backend.capabilities.batching else 1
+        rows = self.catalog.db.execute(
+            "SELECT photo_id, attempts FROM run_items WHERE run_id = ? AND state = 'pending' "
+            "ORDER BY position LIMIT ?",
+            (self.run.id, max(1, size)),
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def _load_recent(self) -> None:
+        rows = self.catalog.db.execute(
+            "SELECT r.id, r.caption FROM results r "
+            "JOIN run_items i ON i.run_id = r.run_id AND i.photo_id = r.photo_id "
+            "WHERE r.run_id = ? ORDER BY i.position DESC LIMIT ?",
+            (self.run.id, REPEAT_WINDOW),
+        ).fetchall()
+        for result_id, caption in reversed(rows):
+            self.recent.append((int(result_id), caption))
+
+    def _process(self, items: list[tuple[int, int]]) -> None:
+        prepared: list[tuple[Photo, PreparedImage, float]] = []
+        for photo_id, _attempts in items:
+            self.cancel.raise_if_cancelled()
+            photo = self.catalog.photo(photo_id)
+            started = time.perf_counter()
+            if photo is None or photo.status != "present":
+                self._fail(photo_id, "the photo is no longer in the library", "missing")
+                continue
+            self._report(photo.path)
+            try:
+                image = prepare_image(photo.path, PixelBudget(max_tokens=self.spec.image_tokens))
+            except ImageError as exc:
+                self._fail(photo_id, str(exc), exc.kind)
+                continue
+            prepared.append((photo, image, started))
+        if not prepared:
+            return
+        answers: list[str | None] = [None] * len(prepared)
+        if len(prepared) > 1:
+            requests = [self._request(image) for _, image, _ in prepared]
+            try:
+                answers = list(self.backend.generate_batch(requests, self.cancel))
+            except (EngineCrashedError, ResourceExhaustedError, GenerationError) as exc:
+                self._event(f"batch failed ({exc}); going one photo at a time")
+        for (photo, image, started), first in zip(prepared, answers, strict=True):
+            self.cancel.raise_if_cancelled()
+            self._process_one(photo, image, started, first)
+
+    def _process_one(self, photo: Photo, image: PreparedImage, started: float, first: str | None) -> None:
+        try:
+            outcome = self._answer(image, first)
+        except QuarantinedImageError as exc:
+            self._fail(photo.id, str(exc), "quarantined")
+            return
+        except EngineCrashedError as exc:
+            # The engine host restarts itself on the next request; the photo stays queued until it has
+            # crashed the engine too often.
+            attempts = self._bump_attempts(photo.id)
+            if attempts >= CRASH_LIMIT:
+                self._fail(
+                    photo.id,
+                    f"quarantined: the engine crashed {attempts} times on this photo ({exc})",
+                    "quarantined",
+                )
+            else:
+                self._event(f"{photo.path}: {exc}")
+            return
+        except ResourceExhaustedError as exc:
+            self._fail(photo.id, str(exc), "resources")
+            return
+        except GenerationError as exc:
+            attempts = self._bump_attempts(photo.id)
+            if attempts >= FAILURE_LIMIT:
+                self._fail(photo.id, str(exc), "generation")
+            return
+        neighbours = [caption for _, caption in self.recent]
+        if outcome.caption and repeated_caption(outcome.caption, neighbours):
+            if outcome.attempts <= self.retries and not outcome.retried:
+                retry = self._answer(image, None, attempt=outcome.attempts)
+                retry.attempts += outcome.attempts
+                outcome = retry
+            if repeated_caption(outcome.caption, neighbours):
+                outcome.problems.append("same caption as neighbouring photos")
+        self._commit(photo, image, outcome, time.perf_counter() - started)
+
+    def _request(self, image: PreparedImage, attempt: int = 0) -> GenerationRequest:
+        sampling = self.sampling
+        if attempt:
+            # A retry must not repeat a greedy mistake: vary the seed and allow a little temperature.
+            sampling = sampling.model_copy(
+                update={"seed": (sampling.seed or 0) + attempt, "temperature": sampling.temperature or 0.3}
+            )
+        return build_request(self.task, [image], self.task_options, sampling)
+
+    def _answer(self, image: PreparedImage, first: str | None, attempt: int = 0) -> _Outcome:
+        """Generate (or use the batch's answer), validate, clean and check; retry once when degenerate."""
+        outcome = self._evaluate(image, first, attempt)
+        if outcome.problems and not outcome.retried and attempt == 0 and self.retries > 0:
+            retry = self._evaluate(image, None, attempt=outcome.attempts)
+            retry.attempts += outcome.attempts
+            return retry
+        return outcome
+
+    def _evaluate(self, image: PreparedImage, first: str | None, attempt: int) -> _Outcome:
+        try:
+            answer = self._generate(image, first, attempt)
+        except ResourceExhaustedError:
+            smaller = max(16, self.spec.image_tokens // 2)
+            if smaller >= image.tokens:
+                raise
+            self._event(f"out of memory; retrying at {smaller} image tokens")
+            resized = PreparedImage(
+                image=image.image.resize(PixelBudget(max_tokens=smaller).fit(*image.image.size)),
+                source=image.source,
+                original_size=image.original_size,
+            )
+            answer = self._generate(resized, None, attempt)
+        except InvalidOutputError as exc:
+            return _Outcome(
+                raw=exc.raw, attempts=1 + self.retries, problems=[f"invalid output: {exc}"], retried=True
+            )
+        return self._outcome(answer)
+
+    def _generate(self, image: PreparedImage, first: str | None, attempt: int) -> Answer:
+        if first is not None and self.schema is not None:
+            try:
+                return Answer(text=first, data=parse_structured(first, self.schema))
+            except InvalidOutputError:
+                self._event("a batched answer was invalid; asking again for that photo")
+        elif first is not None:
+            return Answer(text=first.strip())
+        return generate_answer(
+            self.backend,
+            self._request(image, attempt),
+            cancel=self.cancel,
+            retries=self.retries,
+            on_retry=lambda reason: self._event(f"{reason} Retrying once."),
+        )
+
+    def _outcome(self, answer: Answer) -> _Outcome:
+        data = answer.data or {}
+        if self.task.structured:
+            caption = str(data.get("caption") or data.get("alt_text") or "").strip()
+            raw_keywords = data.get("keywords") or data.get("hashtags") or []
+        else:
+            caption, raw_keywords = answer.text.strip(), []
+        keywords = clean_keywords(raw_keywords if isinstance(raw_keywords, list) else [], self.rules)
+        title = str(data["title"]).strip() if data.get("title") else None
+        alt_text = str(data["alt_text"]).strip() if data.get("alt_text") else None
+        if self.task.id == "alt_text":
+            alt_text = caption
+        caption_limit = None
+        if self.schema is not None:
+            caption_limit = self.schema.get("properties", {}).get("caption", {}).get("maxLength")
+        problems = answer_problems(
+            caption,
+            keywords,
+            language=self.spec.language if self.task.translate else "",
+            max_caption_chars=caption_limit,
+            needs_keywords="keywords" in (self.schema or {}).get("properties", {}),
+        )
+        return _Outcome(
+            caption=caption,
+            keywords=keywords,
+            title=title,
+            alt_text=alt_text,
+            raw=answer.text,
+            attempts=answer.attempts,
+            problems=problems,
+        )
+
+    # -- catalog writes: each result lands with its item marked done, in one transaction -----------------
+
+    def _commit(self, photo: Photo, image: PreparedImage, outcome: _Outcome, seconds: float) -> None:
+        review = "needs_review" if outcome.problems else "new"
+        reason = "; ".join(outcome.problems) or None
+        now = time.time()
+        with self.catalog.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO results (photo_id, run_id, task, language, caption, keywords, title, alt_text, "
+                "raw, "
+                "engine, model, quant, prompt_hash, seconds, image_tokens, attempts, review, review_reason, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    photo.id,
+                    self.run.id,
+                    self.run.task,
+                    self.spec.language,
+                    outcome.caption,
+                    json.dumps(outcome.keywords, ensure_ascii=False),
+                    outcome.title,
+                    outcome.alt_text,
+                    outcome.raw,
+                    self.run.engine,
+                    self.run.model,
+                    self.run.quant,
+                    self.run.prompt_hash,
+                    seconds,
+                    image.tokens,
+                    outcome.attempts,
+                    review,
+                    reason,
+                    now,
+                    now,
+                ),
+            )
+            result_id = int(cursor.lastrowid)
+            db.execute(
+                "UPDATE run_items SET state = 'done', attempts = attempts + 1, error = NULL, "
+                "error_kind = NULL "
+                "WHERE run_id = ? AND photo_id = ?",
+                (self.run.id, photo.id),
+            )
+            if "same caption as neighbouring photos" in outcome.problems:
+                # The neighbours that share it are just as suspect.
+                norm = normalise_caption(outcome.caption)
+                twins = [rid for rid, caption in self.recent if normalise_caption(caption) == norm]
+                if twins:
+                    db.execute(
+                        f"UPDATE results SET review = 'needs_review', review_reason = "
+                        f"'same caption as neighbouring photos', updated_at = ? "
+                        f"WHERE review = 'new' AND id IN ({','.join('?' * len(twins))})",
+                        (now, *twins),
+                    )
+        self.recent.append((result_id, outcome.caption))
+        self.processed_here += 1
+        self._report("")
+
+    def _fail(self, photo_id: int, error: str, kind: str) -> None:
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE run_items SET state = 'failed', attempts = attempts + 1, error = ?, error_kind = ? "
+                "WHERE run_id = ? AND photo_id = ?",
+                (error, kind, self.run.id, photo_id),
+            )
+        self.processed_here += 1
+        photo = self.catalog.photo(photo_id)
+        self._event(f"{photo.path if photo else photo_id}: {error}")
+        self._report("")
+
+    def _bump_attempts(self, photo_id: int) -> int:
+        with self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE run_items SET attempts = attempts + 1 WHERE run_id = ? AND photo_id = ?",
+                (self.run.id, photo_id),
+            )
+            row = db.execute(
+                "SELECT attempts FROM run_items WHERE run_id = ? AND photo_id = ?", (self.run.id, photo_id)
+            ).fetchone()
+        return int(row[0])
+
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    def _report(self, current: str) -> None:
+        if self.on_progress is None:
+            return
+        counts = run_counts(self.catalog, self.run.id)
+        elapsed = time.monotonic() - self.started
+        rate = self.processed_here / (elapsed / 60) if self.processed_here and elapsed > 0 else None
+        remaining = counts.pending
+        eta = remaining / rate * 60 if rate else None
+        self.on_progress(
+            RunProgress(
+                run_id=self.run.id,
+                total=counts.total,
+                done=counts.done,
+                failed=counts.failed,
+                needs_review=counts.needs_review,
+                elapsed=elapsed,
+                photos_per_minute=rate,
+                eta_seconds=eta,
+                current=current,
+            )
+        )
+
+
+def execute_run(
+    catalog: Catalog,
+    run_id: int,
+    backend: Backend,
+    *,
+    controller: RunController | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_event: EventCallback | None = None,
+    retries: int = 1,
+) -> RunCounts:
+    """Process the run's pending photos in order with a loaded ``backend``.
+
+    Each result is committed together with its queue item, so a process killed at any moment resumes
+    (``plan_run`` + ``execute_run`` again) with every photo processed exactly once. Degenerate answers are
+    retried once, then kept as ``needs_review``. Bad photos fail with their reason; the run goes on.
+
+    Raises:
+        Cancelled: the controller cancelled; the run is left ``paused`` and resumes later.
+        CaptioneerError: the engine cannot go on (server down, model missing); the run is ``paused``.
+    """
+    run = get_run(catalog, run_id)
+    runner = _Runner(catalog, run, backend, controller or RunController(), on_progress, on_event, retries)
+    return runner.execute()

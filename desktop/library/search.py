@@ -1,0 +1,248 @@
+"""The catalog search language: words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
+
+``beach sunset`` = both; ``dog OR cat``; ``NOT status:rejected``;
+``keyword:"new york" (caption:boat OR -title:ship)``.
+Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard), ``caption:``, ``title:``, ``alt:``, ``status:``,
+``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word matches a keyword, the caption or
+the title.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from backends.errors import CaptioneerError
+from desktop.library.catalog import REVIEW_STATES, Catalog, Result
+
+
+class SearchSyntaxError(CaptioneerError):
+    """The search text cannot be understood."""
+
+    exit_code = 2
+
+
+FIELDS = {
+    "keyword": "keyword",
+    "keywords": "keyword",
+    "kw": "keyword",
+    "tag": "keyword",
+    "caption": "caption",
+    "title": "title",
+    "alt": "alt",
+    "alt_text": "alt",
+    "status": "status",
+    "review": "status",
+    "folder": "folder",
+    "path": "folder",
+    "model": "model",
+    "engine": "engine",
+    "run": "run",
+    "task": "task",
+}
+_STATUS_ALIASES = {"needs-review": "needs_review", "review": "needs_review", "needsreview": "needs_review"}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "(", ")", "AND", "OR", "NOT", "TERM"
+    position: int
+    field: str | None = None
+    value: str = ""
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<paren>[()])
+      | (?P<minus>-)(?=[\w"(])
+      | (?:(?P<field>[A-Za-z_]+):)?(?:"(?P<quoted>[^"]*)(?P<closed>")?|(?P<word>[^\s()"]+))
+    )""",
+    re.VERBOSE,
+)
+
+
+def tokenize(query: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(query):
+        if query[position:].strip() == "":
+            break
+        match = _TOKEN.match(query, position)
+        if match is None or match.end() == position:
+            raise SearchSyntaxError(
+                f"Cannot read the search at character {position + 1}: {query[position:]!r}"
+            )
+        start = match.start() + (len(match.group(0)) - len(match.group(0).lstrip()))
+        if match.group("paren"):
+            tokens.append(_Token(match.group("paren"), start))
+        elif match.group("minus"):
+            tokens.append(_Token("NOT", start))
+        else:
+            field = match.group("field")
+            if match.group("quoted") is not None:
+                if not match.group("closed"):
+                    raise SearchSyntaxError(f"A quote opened at character {start + 1} is never closed.")
+                value = match.group("quoted")
+            else:
+                value = match.group("word")
+                if field is None and value in ("AND", "OR", "NOT"):
+                    tokens.append(_Token(value, start))
+                    position = match.end()
+                    continue
+            if field is not None:
+                canonical = FIELDS.get(field.lower())
+                if canonical is None:
+                    known = ", ".join(sorted(set(FIELDS.values())))
+                    raise SearchSyntaxError(f"Unknown search field '{field}:'. Use one of: {known}.")
+                field = canonical
+            tokens.append(_Token("TERM", start, field, value))
+        position = match.end()
+    return tokens
+
+
+@dataclass(frozen=True)
+class Query:
+    """A compiled search: an SQL condition over ``results r JOIN photos p`` and its parameters."""
+
+    text: str
+    where: str
+    params: tuple[Any, ...]
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Token]) -> None:
+        self.tokens = tokens
+        self.index = 0
+        self.params: list[Any] = []
+
+    def peek(self) -> _Token | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def take(self) -> _Token:
+        token = self.tokens[self.index]
+        self.index += 1
+        return token
+
+    def parse(self) -> str:
+        if not self.tokens:
+            return "1"
+        sql = self.or_expr()
+        extra = self.peek()
+        if extra is not None:
+            raise SearchSyntaxError(
+                f"Unexpected '{extra.value or extra.kind}' at character {extra.position + 1}."
+            )
+        return sql
+
+    def or_expr(self) -> str:
+        parts = [self.and_expr()]
+        while (token := self.peek()) is not None and token.kind == "OR":
+            self.take()
+            parts.append(self.and_expr())
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+    def and_expr(self) -> str:
+        parts = [self.not_expr()]
+        while (token := self.peek()) is not None and token.kind in ("AND", "NOT", "TERM", "("):
+            if token.kind == "AND":
+                self.take()
+            parts.append(self.not_expr())
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def not_expr(self) -> str:
+        token = self.peek()
+        if token is not None and token.kind == "NOT":
+            self.take()
+            return f"NOT {self.not_expr()}"
+        return self.atom()
+
+    def atom(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise SearchSyntaxError("The search ends where a word or a parenthesis was expected.")
+        if token.kind == "(":
+            self.take()
+            inner = self.or_expr()
+            closing = self.peek()
+            if closing is None or closing.kind != ")":
+                raise SearchSyntaxError(f"The parenthesis at character {token.position + 1} is never closed.")
+            self.take()
+            return inner
+        if token.kind != "TERM":
+            raise SearchSyntaxError(
+                f"Expected a word at character {token.position + 1}, found '{token.kind}'."
+            )
+        self.take()
+        return self.term(token)
+
+    def term(self, token: _Token) -> str:
+        value = token.value
+        field = token.field
+        if field is None:
+            parts = (self.keyword(value), self.contains("r.caption", value), self.contains("r.title", value))
+            return "(" + " OR ".join(parts) + ")"
+        if field == "keyword":
+            return self.keyword(value)
+        if field in ("caption", "title", "alt"):
+            column = {"caption": "r.caption", "title": "r.title", "alt": "r.alt_text"}[field]
+            return self.contains(column, value)
+        if field == "status":
+            state = _STATUS_ALIASES.get(value.lower(), value.lower())
+            if state not in REVIEW_STATES:
+                raise SearchSyntaxError(f"Unknown status '{value}'. Use one of: {', '.join(REVIEW_STATES)}.")
+            self.params.append(state)
+            return "r.review = ?"
+        if field == "folder":
+            return self.folder(value)
+        if field == "run":
+            if not value.isdigit():
+                raise SearchSyntaxError(f"run: needs a run number, not '{value}'.")
+            self.params.append(int(value))
+            return "r.run_id = ?"
+        column = {"model": "r.model", "engine": "r.engine", "task": "r.task"}[field]
+        return self.contains(column, value)
+
+    def keyword(self, value: str) -> str:
+        folded = value.casefold()
+        if "*" in folded:
+            pattern = re.sub(r"([\[\]?])", r"[\1]", folded)
+            self.params.append(pattern)
+            return "EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) GLOB ?)"
+        self.params.append(folded)
+        return "EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) = ?)"
+
+    def contains(self, column: str, value: str) -> str:
+        self.params.append(value.casefold())
+        return f"instr(casefold(COALESCE({column}, '')), ?) > 0"
+
+    def folder(self, value: str) -> str:
+        if os.path.isabs(value):
+            prefix = os.path.abspath(value).rstrip(os.sep) + os.sep
+            self.params.extend([len(prefix), prefix])
+            return "substr(p.path, 1, ?) = ?"
+        self.params.append(os.sep + value.strip(os.sep).casefold() + os.sep)
+        return "instr(casefold(p.path), ?) > 0"
+
+
+def compile_query(text: str) -> Query:
+    """Turn search text into an SQL condition.
+
+    Raises:
+        SearchSyntaxError: with the position of the problem.
+    """
+    parser = _Parser(tokenize(text))
+    where = parser.parse()
+    return Query(text=text, where=where, params=tuple(parser.params))
+
+
+def search(catalog: Catalog, text: str, *, latest_only: bool = True) -> list[Result]:
+    """Results matching ``text``; by default only each photo's newest result per task."""
+    query = compile_query(text)
+    return catalog.results(latest_only=latest_only, where=query.where, params=query.params)
+
+
+def search_ids(catalog: Catalog, text: str) -> Sequence[int]:
+    return [result.id for result in search(catalog, text)]

@@ -1,0 +1,315 @@
+"""Tagging runs on real catalogs and real image files, through a stand-in engine (tests/fakes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from backends.errors import Cancelled
+from desktop.library.catalog import Catalog, open_catalog
+from desktop.library.runs import (
+    RunController,
+    RunProgress,
+    RunSpec,
+    execute_run,
+    failed_items,
+    get_run,
+    plan_run,
+    run_counts,
+)
+from desktop.library.scanner import scan_library
+from tests.fakes.tagging_engine import BatchingFakeEngine, FakeEngine, fake_config, read_log
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def colour(i: int) -> tuple[int, int, int]:
+    return ((i * 53) % 256, (i * 97) % 256, (i * 29) % 256)
+
+
+def make_library(root: Path, count: int) -> Path:
+    for i in range(count):
+        path = root / f"sub{i % 3}" / f"photo_{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), colour(i)).save(path)
+    return root
+
+
+def key(i: int) -> str:
+    return ",".join(str(v) for v in colour(i))
+
+
+def setup_run(catalog: Catalog, root: Path, spec: RunSpec | None = None, **extra: object):
+    spec = spec or RunSpec(image_tokens=16)
+    scan_library(catalog, root)
+    config = fake_config(**extra)
+    plan = plan_run(catalog, str(root), catalog.photos_under(root), spec, config)
+    return plan, config
+
+
+def results_by_name(catalog: Catalog, run_id: int) -> dict[str, object]:
+    return {Path(r.path).name: r for r in catalog.results(run_id=run_id)}
+
+
+def test_run_tags_every_photo_once_with_clean_keywords_and_provenance(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 12)
+    seen: list[RunProgress] = []
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        assert (plan.added, plan.resumed, plan.already_done) == (12, False, 0)
+        engine = FakeEngine(config)
+        counts = execute_run(catalog, plan.run_id, engine, on_progress=seen.append)
+        assert (counts.total, counts.done, counts.failed, counts.pending) == (12, 12, 0, 0)
+        assert len(engine.requests) == 12
+        results = catalog.results(run_id=plan.run_id)
+        assert len({r.photo_id for r in results}) == 12
+        first = results[0]
+        assert first.review == "new" and first.caption.startswith("A ") and first.title
+        assert "2024" not in first.keywords and "keywords" not in first.keywords
+        assert sum(1 for k in first.keywords if k.casefold() == "square") == 1
+        assert len(first.keywords) == 3  # colour (plural merged), Square, "tint n"
+        assert (first.engine, first.model, first.task, first.language) == (
+            "gguf",
+            "fake-model.gguf",
+            "keywords",
+            "English",
+        )
+        assert first.seconds is not None and len(first.prompt_hash) == 16
+        run = get_run(catalog, plan.run_id)
+        assert run.state == "done" and run.finished_at is not None
+        # Progress: photos/minute and an ETA while running, everything finished at the end.
+        assert seen[-1].finished == 12 and seen[-1].photos_per_minute and seen[-1].photos_per_minute > 0
+        assert any(p.eta_seconds is not None for p in seen[:-1])
+        assert "photos/min" in seen[-1].describe() and "run " in seen[-1].describe()
+
+
+def test_done_photos_are_skipped_unless_redo(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 6)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+        make_library(tmp_path / "lib2", 0)
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(root / "new.jpg")
+        scan_library(catalog, root)
+        again = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+        assert (again.added, again.already_done, again.resumed) == (1, 6, False)
+        engine = FakeEngine(config)
+        execute_run(catalog, again.run_id, engine)
+        assert len(engine.requests) == 1
+        redo = plan_run(
+            catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config, redo=True
+        )
+        assert redo.added == 7
+        # Another model is another result: not skipped.
+        other = plan_run(
+            catalog,
+            str(root),
+            catalog.photos_under(root),
+            RunSpec(image_tokens=16),
+            config.model_copy(update={"model": "other.gguf"}),
+        )
+        assert other.added == 7
+
+
+def test_bad_photos_fail_with_reason_and_the_run_goes_on(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 5)
+    with open_catalog() as catalog:
+        (root / "zero.jpg").write_bytes(b"")
+        plan, config = setup_run(catalog, root)
+        assert plan.added == 5  # the unreadable file was never queued
+        victim = root / "sub1" / "photo_001.png"
+        victim.write_bytes(victim.read_bytes()[:40] + bytes(60))  # damaged after the scan
+        counts = execute_run(catalog, plan.run_id, FakeEngine(config))
+        assert (counts.done, counts.failed) == (4, 1)
+        [(path, error, kind)] = failed_items(catalog, plan.run_id)
+        assert path == str(victim) and kind in ("corrupt", "not-an-image") and error
+
+
+def test_engine_crashes_are_retried_then_the_photo_is_quarantined(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 4)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, crash_on=[key(2)])
+        events: list[str] = []
+        engine = FakeEngine(config)
+        counts = execute_run(catalog, plan.run_id, engine, on_event=events.append)
+        assert (counts.done, counts.failed) == (3, 1)
+        [(path, error, kind)] = failed_items(catalog, plan.run_id)
+        assert path.endswith("photo_002.png") and kind == "quarantined" and "crashed 3 times" in error
+        assert sum(1 for r in engine.requests if r.images[0].source == path) == 3
+
+
+def test_invalid_output_is_retried_once_then_kept_for_review(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 3)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, invalid_on=[key(1)])
+        engine = FakeEngine(config)
+        execute_run(catalog, plan.run_id, engine)
+        result = results_by_name(catalog, plan.run_id)["photo_001.png"]
+        assert result.review == "needs_review" and "invalid output" in result.review_reason
+        assert result.caption == "" and result.keywords == ()
+        assert sum(1 for r in engine.requests if r.images[0].source.endswith("photo_001.png")) == 2
+        retry = [r for r in engine.requests if r.images[0].source.endswith("photo_001.png")][1]
+        assert retry.options.temperature > 0 and retry.options.seed == 1
+        assert results_by_name(catalog, plan.run_id)["photo_000.png"].review == "new"
+
+
+def test_same_caption_on_neighbours_is_flagged_after_one_retry(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 6)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, same_caption=True)
+        engine = FakeEngine(config)
+        counts = execute_run(catalog, plan.run_id, engine)
+        results = catalog.results(run_id=plan.run_id)
+        assert counts.needs_review == 6
+        assert all(r.review == "needs_review" and "same caption" in r.review_reason for r in results)
+        # Photos 1-2 are fine (no repeats yet), from the third on each is retried once.
+        assert len(engine.requests) == 6 + 4
+
+
+def test_wrong_language_needs_review(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 2)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, language="german")
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+        reasons = {r.review_reason for r in catalog.results(run_id=plan.run_id)}
+        assert reasons == {"caption is not in English"}
+        german = plan_run(
+            catalog,
+            str(root),
+            catalog.photos_under(root),
+            RunSpec(language="German", image_tokens=16),
+            config,
+            redo=True,
+        )
+        execute_run(catalog, german.run_id, FakeEngine(config))
+        assert {r.review for r in catalog.results(run_id=german.run_id)} == {"new"}
+
+
+def test_cancel_then_resume_finishes_exactly_once(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 10)
+    controller = RunController()
+
+    def stop_after_four(progress: RunProgress) -> None:
+        if progress.done == 4:
+            controller.cancel()
+
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        first = FakeEngine(config)
+        with pytest.raises(Cancelled):
+            execute_run(catalog, plan.run_id, first, controller=controller, on_progress=stop_after_four)
+        assert get_run(catalog, plan.run_id).state == "paused"
+        assert run_counts(catalog, plan.run_id).done == 4
+        resumed = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+        assert (resumed.run_id, resumed.resumed, resumed.added) == (plan.run_id, True, 0)
+        second = FakeEngine(config)
+        counts = execute_run(catalog, plan.run_id, second)
+        assert counts.done == 10 and len(second.requests) == 6
+        assert len(catalog.results(run_id=plan.run_id)) == 10
+
+
+def test_pause_waits_and_resume_continues(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 4)
+    controller = RunController()
+    paused_at: list[float] = []
+
+    def pause_once(progress: RunProgress) -> None:
+        if progress.done == 2 and not paused_at:
+            controller.pause()
+            paused_at.append(time.monotonic())
+            threading.Timer(0.5, controller.resume).start()
+
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        counts = execute_run(
+            catalog, plan.run_id, FakeEngine(config), controller=controller, on_progress=pause_once
+        )
+        assert counts.done == 4 and time.monotonic() - paused_at[0] >= 0.5
+
+
+def test_batching_engine_gets_batches(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 10)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, RunSpec(image_tokens=16, batch_size=4))
+        engine = BatchingFakeEngine(config)
+        counts = execute_run(catalog, plan.run_id, engine)
+        assert counts.done == 10 and engine.batches == [4, 4, 2] and engine.requests == []
+
+
+def test_vocabulary_constrains_the_schema_and_the_keywords(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 3)
+    spec = RunSpec(image_tokens=16, vocabulary=("Square", "red", "blue"), synonyms={"tint 1": "red"})
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, spec)
+        engine = FakeEngine(config)
+        execute_run(catalog, plan.run_id, engine)
+        schema = engine.requests[0].json_schema
+        assert schema["properties"]["keywords"]["items"]["enum"] == ["Square", "blue", "red"]
+        for result in catalog.results(run_id=plan.run_id):
+            assert set(result.keywords) <= {"Square", "red", "blue"} and "Square" in result.keywords
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from desktop.library.catalog import open_catalog
+from desktop.library.runs import RunSpec, execute_run, plan_run
+from desktop.library.scanner import scan_library
+from tests.fakes.tagging_engine import FakeEngine, fake_config
+root, log = Path(sys.argv[1]), sys.argv[2]
+catalog = open_catalog()
+scan_library(catalog, root)
+config = fake_config(delay=0.02, log=log)
+plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+execute_run(catalog, plan.run_id, FakeEngine(config))
+print("finished", flush=True)
+"""
+
+
+def test_sigkill_at_any_moment_then_resume_processes_each_photo_once(
+    tmp_path: Path, captioneer_home: Path
+) -> None:
+    root = make_library(tmp_path / "lib", 40)
+    log = tmp_path / "generations.log"
+    env = {**os.environ, "CAPTIONEER_HOME": str(captioneer_home), "PYTHONPATH": str(REPO)}
+    for lines, extra_wait in ((6, 0.0), (15, 0.011), (24, 0.023)):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(log)], env=env, cwd=REPO)
+        deadline = time.monotonic() + 30
+        while len(read_log(log)) < lines and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.005)
+        time.sleep(extra_wait)  # land before, during and after a result's commit
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    db = sqlite3.connect(captioneer_home / "data" / "catalog.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    done_before = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    db.close()
+    assert 0 < done_before < 40, "the kills should land mid-run"
+    finished = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root), str(log)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "finished" in finished.stdout, finished.stderr
+    with open_catalog() as catalog:
+        rows = catalog.db.execute("SELECT photo_id, COUNT(*) FROM results GROUP BY photo_id").fetchall()
+        assert len(rows) == 40 and all(count == 1 for _, count in rows)
+        assert catalog.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+        assert run_counts(catalog, 1).done == 40
+    generations = read_log(log)
+    # Every photo was asked at least once; only a photo in flight at a kill was asked again.
+    assert len(set(generations)) == 40 and len(generations) <= 40 + 3
+    assert json.loads(json.dumps(generations))  # the log is plain text paths
