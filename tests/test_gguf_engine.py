@@ -1,0 +1,366 @@
+"""The gguf engine on the real llama-cpp-python with the tiny Qwen3-VL GGUF pair: streaming, determinism,
+cancel, JSON schemas, fresh state per image, context/error handling and the sandboxed chat template."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from jinja2.sandbox import SecurityError
+from PIL import Image
+
+from backends.base import EngineConfig
+from backends.cancel import CancelToken
+from backends.errors import (
+    Cancelled,
+    GenerationError,
+    ModelFileError,
+    ResourceExhaustedError,
+)
+from backends.gguf import (
+    GGUFBackend,
+    _cpuinfo_cores,
+    chat_messages,
+    context_size,
+    device_name,
+    gpu_layers,
+    sampling_arguments,
+    translate_error,
+)
+from backends.registry import create_backend
+from backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from desktop.core.captioning import caption_file, generate_answer
+from desktop.core.tasks import build_request, get_task
+from tests.test_gguf_files import rewrite_string
+
+GREEDY = SamplingOptions(temperature=0.0, max_new_tokens=24)
+
+
+def red_square() -> PreparedImage:
+    return PreparedImage(Image.new("RGB", (320, 256), (200, 30, 30)), source="red.png")
+
+
+def noise() -> PreparedImage:
+    pixels = np.random.default_rng(7).integers(0, 255, (320, 224, 3), dtype=np.uint8)
+    return PreparedImage(Image.fromarray(pixels), source="noise.png")
+
+
+def describe(image: PreparedImage, options: SamplingOptions = GREEDY) -> GenerationRequest:
+    return GenerationRequest(prompt="Describe this image.", images=(image,), options=options)
+
+
+def make_backend(model: Path, mmproj: Path | None, **overrides) -> GGUFBackend:
+    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj) if mmproj else None,
+                          image_tokens=256, threads=2, **overrides)
+    backend = create_backend(config)
+    assert isinstance(backend, GGUFBackend)
+    return backend
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_gguf: tuple[Path, Path]) -> Iterator[GGUFBackend]:
+    backend = make_backend(*tiny_gguf)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+def run(backend: GGUFBackend, request: GenerationRequest) -> str:
+    return "".join(backend.generate(request))
+
+
+def test_streams_several_chunks(engine: GGUFBackend) -> None:
+    chunks = list(engine.generate(describe(red_square())))
+    assert len(chunks) >= 5
+    assert all(isinstance(chunk, str) and chunk for chunk in chunks)
+    assert "".join(chunks).strip()
+
+
+def test_greedy_is_deterministic_and_sees_the_image(engine: GGUFBackend) -> None:
+    first = run(engine, describe(red_square()))
+    assert run(engine, describe(red_square())) == first
+    assert run(engine, describe(noise())) != first
+
+
+def test_no_state_bleed_between_alternating_images(tiny_gguf: tuple[Path, Path], engine: GGUFBackend) -> None:
+    alone = {}
+    for name, image in (("red", red_square()), ("noise", noise())):
+        with make_backend(*tiny_gguf) as fresh:
+            alone[name] = run(fresh, describe(image))
+    assert alone["red"] != alone["noise"]
+    for _ in range(3):
+        assert run(engine, describe(noise())) == alone["noise"]
+        assert run(engine, describe(red_square())) == alone["red"]
+
+
+def test_seeded_sampling_is_reproducible(engine: GGUFBackend) -> None:
+    def sampled(seed: int) -> str:
+        options = SamplingOptions(temperature=1.0, seed=seed, max_new_tokens=24)
+        return run(engine, describe(red_square(), options))
+
+    assert sampled(11) == sampled(11)
+    assert len({sampled(seed) for seed in (1, 2, 3)}) > 1
+
+
+def test_max_new_tokens_caps_the_answer(engine: GGUFBackend) -> None:
+    chunks = list(engine.generate(describe(red_square(), SamplingOptions(temperature=0.0, max_new_tokens=3))))
+    assert 1 <= len(chunks) <= 3
+
+
+def test_cancel_from_another_thread_stops_promptly(engine: GGUFBackend) -> None:
+    cancel = CancelToken()
+    started = threading.Event()
+    outcome: dict[str, object] = {"chunks": 0}
+    long_answer = describe(noise(), SamplingOptions(temperature=0.0, max_new_tokens=1500))
+
+    def consume() -> None:
+        try:
+            for _ in engine.generate(long_answer, cancel):
+                outcome["chunks"] = int(outcome["chunks"]) + 1
+                started.set()
+                time.sleep(0.002)
+        except Cancelled as exc:
+            outcome["error"] = exc
+            outcome["stopped"] = time.perf_counter()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert started.wait(10)
+    cancelled_at = time.perf_counter()
+    cancel.cancel()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert isinstance(outcome.get("error"), Cancelled)
+    assert float(outcome["stopped"]) - cancelled_at < 0.5
+    assert int(outcome["chunks"]) < 1000
+    # The engine is usable right after a cancel, from a clean state.
+    assert run(engine, describe(red_square())) == run(engine, describe(red_square()))
+
+
+def test_cancelled_before_start_raises_at_once(engine: GGUFBackend) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        next(engine.generate(describe(red_square()), cancel))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_keywords_task_returns_schema_valid_json(engine: GGUFBackend, seed: int) -> None:
+    task = get_task("keywords")
+    request = build_request(task, [noise() if seed % 2 else red_square()],
+                            sampling=SamplingOptions(temperature=0.8, seed=seed, max_new_tokens=1024))
+    answer = generate_answer(engine, request, retries=0)
+    jsonschema.validate(answer.data, request.json_schema)
+    assert answer.data["caption"] and answer.data["keywords"]
+
+
+def test_json_schema_with_a_vocabulary_is_obeyed(engine: GGUFBackend) -> None:
+    schema = {
+        "type": "object", "required": ["keywords"], "additionalProperties": False,
+        "properties": {"keywords": {"type": "array", "minItems": 1, "maxItems": 3,
+                                    "items": {"type": "string", "enum": ["beach", "dog", "sunset"]}}},
+    }
+    request = GenerationRequest(prompt="Keywords as JSON.", images=(noise(),), json_schema=schema,
+                                options=SamplingOptions(temperature=0.0, max_new_tokens=200))
+    answer = generate_answer(engine, request, retries=0)
+    assert set(answer.data["keywords"]) <= {"beach", "dog", "sunset"}
+
+
+def test_image_larger_than_the_context_is_a_resource_error(tiny_gguf: tuple[Path, Path]) -> None:
+    big = PreparedImage(Image.new("RGB", (1024, 1024), (10, 120, 40)), original_size=(4096, 4096))
+    with make_backend(*tiny_gguf, context_tokens=768) as backend, \
+            pytest.raises(ResourceExhaustedError, match="do not fit"):
+        run(backend, describe(big))
+
+
+def test_caption_retries_at_a_lower_budget_after_a_context_overflow(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path
+) -> None:
+    photo = tmp_path / "wide.png"
+    Image.new("RGB", (2048, 1536), (90, 60, 200)).save(photo)
+    retries: list[str] = []
+    with make_backend(*tiny_gguf, context_tokens=1024) as backend:
+        result = caption_file(backend, photo, get_task("caption"), image_tokens=1024,
+                              sampling=GREEDY, on_retry=retries.append)
+    assert result.ok, result.error
+    assert result.image_tokens <= 512
+    assert len(retries) == 1 and "context" in retries[0]
+
+
+def _template_model(tiny_gguf: tuple[Path, Path], tmp_path: Path, template: str) -> Path:
+    return rewrite_string(tiny_gguf[0], "tokenizer.chat_template", template, tmp_path / "templated.gguf")
+
+
+def test_the_models_own_template_is_used(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
+    # A different (harmless) template changes the prompt the model sees, so the answer changes:
+    # proof that the GGUF's template is what renders the chat.
+    odd = ("{% for m in messages %}<|im_start|>{{ m.role }}\nPlease, {% for p in m.content %}"
+           "{{ p.text }}{% endfor %}<|im_end|>\n{% endfor %}<|im_start|>assistant\n")
+    with make_backend(*tiny_gguf) as normal:
+        expected = run(normal, describe(red_square()))
+    with make_backend(_template_model(tiny_gguf, tmp_path, odd), tiny_gguf[1]) as backend:
+        assert run(backend, describe(red_square())) != expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ cycler.__init__.__globals__.os.system('touch {marker}') }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}"
+        "{{ lipsum.__globals__['os'].system('touch {marker}') }}",
+        "{% for c in [].__class__.__base__.__subclasses__() %}"
+        "{{ c('touch {marker}', shell=True) }}{% endfor %}",
+    ],
+    ids=["cycler-globals", "mro-subclasses", "subclass-loop"],
+)
+def test_a_malicious_chat_template_runs_no_code(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path, payload: str
+) -> None:
+    marker = tmp_path / "pwned"
+    model = _template_model(tiny_gguf, tmp_path, payload.replace("{marker}", str(marker)))
+    blocked = "chat template inside the model file was blocked"
+    with make_backend(model, tiny_gguf[1]) as backend, pytest.raises(ModelFileError, match=blocked) as caught:
+        run(backend, describe(red_square()))
+    assert isinstance(caught.value.__cause__, SecurityError)
+    assert not marker.exists()
+
+
+def test_info_reports_what_is_loaded(engine: GGUFBackend, tiny_gguf: tuple[Path, Path]) -> None:
+    info = engine.info()
+    assert info.engine == "gguf" and info.loaded
+    assert info.model == str(tiny_gguf[0])
+    assert info.quant == "F16"
+    assert info.device == "cpu"
+    assert info.details["threads"] == 2
+    assert info.details["context"] == context_size(256)
+    assert info.details["mmproj"] == str(tiny_gguf[1])
+    assert info.memory_bytes is None or info.memory_bytes > 10_000_000
+
+
+def test_bad_files_fail_before_loading_with_exit_code_2(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_gguf[0].read_bytes()[:5000])
+    for model, mmproj, message in (
+        (cut, tiny_gguf[1], "truncated"),
+        (tiny_gguf[0], None, "No vision projector given"),
+        (tiny_gguf[1], tiny_gguf[0], "is a vision projector"),
+    ):
+        backend = make_backend(model, mmproj)
+        with pytest.raises(ModelFileError, match=message) as caught:
+            backend.load()
+        assert caught.value.exit_code == 2
+        assert not backend.info().loaded
+
+
+def test_generate_before_load_is_an_error(tiny_gguf: tuple[Path, Path]) -> None:
+    with pytest.raises(GenerationError, match="not loaded"):
+        next(make_backend(*tiny_gguf).generate(describe(red_square())))
+
+
+def test_load_and_unload_are_idempotent(tiny_gguf: tuple[Path, Path]) -> None:
+    backend = make_backend(*tiny_gguf)
+    backend.load()
+    backend.load()
+    assert run(backend, describe(red_square()))
+    backend.unload()
+    backend.unload()
+    assert not backend.info().loaded
+
+
+def test_registry_does_not_import_llama_cpp() -> None:
+    code = ("import sys, backends.registry, backends.gguf, desktop.cli; "
+            "print('llama_cpp' in sys.modules, 'jinja2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_llama_cpp_output_is_silenced(tiny_gguf: tuple[Path, Path]) -> None:
+    code = (
+        "from PIL import Image\n"
+        "from backends.base import EngineConfig\n"
+        "from backends.registry import create_backend\n"
+        "from backends.request import GenerationRequest, PreparedImage, SamplingOptions\n"
+        f"config = EngineConfig(model={str(tiny_gguf[0])!r}, mmproj={str(tiny_gguf[1])!r}, threads=1)\n"
+        "b = create_backend(config)\n"
+        "b.load()\n"
+        "image = PreparedImage(Image.new('RGB', (64, 64), (1, 2, 3)))\n"
+        "r = GenerationRequest(prompt='Hi', images=(image,), options=SamplingOptions(max_new_tokens=4))\n"
+        "print('ANSWER', len(''.join(b.generate(r))) > 0)\n"
+        "b.unload()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ANSWER True\n"
+    assert out.stderr == ""
+
+
+# Pure decisions.
+
+@pytest.mark.parametrize(
+    ("image_tokens", "override", "expected"),
+    [(1024, None, 2560), (256, None, 2048), (16, None, 2048), (4096, None, 5632), (1024, 8192, 8192)],
+)
+def test_context_size(image_tokens: int, override: int | None, expected: int) -> None:
+    assert context_size(image_tokens, override) == expected
+
+
+def test_gpu_layers() -> None:
+    assert gpu_layers(-1, offload_supported=True) == -1
+    assert gpu_layers(20, offload_supported=True) == 20
+    assert gpu_layers(-1, offload_supported=False) == 0
+
+
+def test_device_name() -> None:
+    assert device_name("CPU : AVX2 = 1 | CUDA : ARCHS = 890", offloading=True) == "cuda"
+    assert device_name("MTL : EMBED_LIBRARY = 1 | CPU : NEON = 1", offloading=True) == "metal"
+    assert device_name("CPU : AVX2 = 1 | CUDA : ARCHS = 890", offloading=False) == "cpu"
+
+
+def test_sampling_arguments() -> None:
+    greedy = sampling_arguments(SamplingOptions(temperature=0.0, top_p=0.8, top_k=20, seed=5))
+    assert greedy["temperature"] == 0.0 and greedy["seed"] == 5
+    assert greedy["top_p"] == 0.8 and greedy["top_k"] == 20
+    # llama-cpp-python's own defaults (repeat penalty 1.1, min_p 0.05) are switched off.
+    assert greedy["repeat_penalty"] == 1.0 and greedy["min_p"] == 0.0
+    assert sampling_arguments(SamplingOptions(presence_penalty=1.5))["presence_penalty"] == 1.5
+
+
+def test_chat_messages_put_images_before_the_prompt() -> None:
+    request = GenerationRequest(prompt="What is this?", images=(red_square(),), system="Be brief.")
+    system, user = chat_messages(request)
+    assert system == {"role": "system", "content": "Be brief."}
+    assert user["content"][0]["type"] == "image_url"
+    assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert user["content"][1] == {"type": "text", "text": "What is this?"}
+
+
+def test_cpuinfo_counts_physical_cores() -> None:
+    block = "processor : {n}\nphysical id : {p}\ncore id : {c}\n"
+    text = "\n".join(block.format(n=n, p=0, c=n % 4) for n in range(8))
+    assert len(_cpuinfo_cores(text)) == 4
+
+
+@pytest.mark.parametrize(
+    ("error", "log", "expected", "words"),
+    [
+        (MemoryError(), "", ResourceExhaustedError, "out of memory"),
+        (RuntimeError("llama_decode returned -3"), "ggml_backend_cpu_buffer_type_alloc_buffer: failed to "
+         "allocate CPU buffer of size 9999", ResourceExhaustedError, "out of memory"),
+        (ValueError("Prompt exceeds n_ctx: 5000 > 4096"), "", ResourceExhaustedError, "context"),
+        (RuntimeError("llama_decode returned 1"), "", ResourceExhaustedError, "context"),
+        (ValueError("Failed to create bitmap from image bytes"), "", GenerationError, "decode the image"),
+        (SecurityError("access to attribute '__globals__' is unsafe"), "", ModelFileError, "sandbox"),
+        (RuntimeError("something odd"), "", GenerationError, "something odd"),
+    ],
+)
+def test_translate_error(error: BaseException, log: str, expected: type, words: str) -> None:
+    translated = translate_error(error, log)
+    assert type(translated) is expected
+    assert words in str(translated)
