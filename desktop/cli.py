@@ -6,9 +6,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from backends.errors import Cancelled, CaptioneerError
+from backends.errors import Cancelled, CaptioneerError, ConfigurationError
 from desktop import __version__
+from desktop.commands.engine_args import add_engine_arguments
 
 # Subcommand name -> module with ``register(subparsers)``; modules keep heavy imports inside functions.
 COMMANDS: dict[str, str] = {
@@ -31,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Captions, alt text and keywords for photos with Qwen3-VL, on your own machine.",
     )
     parser.add_argument("--version", action="version", version=f"captioneer {__version__}")
+    parser.add_argument(
+        "--smoke-test", type=Path, metavar="IMAGE",
+        help="open the window, caption IMAGE through the real engine path and exit (0 = it worked)",
+    )
+    add_engine_arguments(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).register(subparsers)
@@ -40,10 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
+        if args.command is None:
+            return open_window(args)
         return int(args.func(args) or 0)
     except Cancelled:
         print("captioneer: cancelled", file=sys.stderr)
@@ -54,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaptioneerError as exc:
         print(f"captioneer: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def open_window(args: argparse.Namespace) -> int:
+    """The desktop window (Qt is imported only here, so subcommands and --version never need it)."""
+    try:
+        from desktop.ui.app import run_window
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"The window needs PySide6 ({exc.name or exc}): pip install 'captioneer[gui]'"
+        ) from None
+    return run_window(args, smoke_test=args.smoke_test)
 
 
 if __name__ == "__main__":

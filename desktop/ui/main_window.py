@@ -1,0 +1,545 @@
+"""The quick-caption controller: wires the main view to the caption worker, thumbnails, clipboard, dialogs."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from backends.base import BackendInfo, EngineConfig
+from backends.cancel import CancelToken
+from backends.errors import ConfigurationError
+from backends.request import SamplingOptions
+from desktop import __version__
+from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+from desktop.core.captioning import CaptionResult
+from desktop.core.images import IMAGE_SUFFIXES
+from desktop.core.settings import Settings, load_settings, save_settings
+from desktop.core.tasks import TaskOptions, all_tasks, get_task
+from desktop.ui.card_view import THUMB_EDGE, CardState, CardView
+from desktop.ui.main_view import MainView, paths_from_mime
+from desktop.ui.quick_caption import (
+    Collected,
+    all_as_json,
+    all_as_text,
+    copy_values,
+    display_text,
+    follow_up_question,
+    seconds_per_image,
+)
+from desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
+
+NO_MODEL_MESSAGE = (
+    "No model is set up yet. Choose Models ▸ Set Up a Model… to pick one that fits this computer, "
+    "or choose a model file in Settings."
+)
+
+
+def default_engine_args() -> argparse.Namespace:
+    """Engine options with nothing given on the command line: settings decide everything."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_engine_arguments(parser)
+    return parser.parse_args([])
+
+
+def format_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Card:
+    """One image in the list and what has happened to it."""
+
+    id: int
+    path: Path
+    view: CardView
+    result: CaptionResult | None = None
+    ticket: int | None = None
+    streamed: list[str] = field(default_factory=list)
+    prefix: str = ""  # earlier answers shown above a follow-up's answer
+    structured: bool = False
+
+
+class MainWindow(QObject):
+    """Quick caption: images in, streamed answers out, never blocking the event loop."""
+
+    submit = Signal(object, object, object)  # EngineConfig, [CaptionJob], CancelToken
+    requestShutdown = Signal()
+    resultReady = Signal(object)  # CaptionResult, for every finished card (ok or failed)
+    cardCancelled = Signal(int)
+    settingsChanged = Signal(object)  # Settings
+
+    def __init__(
+        self,
+        engine_args: argparse.Namespace | None = None,
+        opener: BackendOpener | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.engine_args = engine_args or default_engine_args()
+        self.settings = load_settings()
+        self.view = MainView()
+        self.cards: dict[int, Card] = {}
+        self._tickets: dict[int, Card] = {}
+        self._ids = itertools.count(1)
+        self._live: list[CancelToken] = []
+        self._durations: list[float] = []
+        self._shut_down = False
+
+        self.background = Background(self)
+        self.background.relay.thumbnailReady.connect(self._on_thumbnail)
+        self.background.relay.thumbnailFailed.connect(self._on_thumbnail_failed)
+        self.background.relay.collected.connect(self._on_collected)
+        self.background.relay.pasteSaved.connect(lambda path: self.add_paths([path]))
+        self.background.relay.pasteFailed.connect(self._status)
+
+        self.thread = QThread(self)
+        self.thread.setObjectName("caption-worker")
+        # Read the settings when the engine is opened, so recycling limits changed in Settings apply.
+        self.worker = CaptionWorker(opener or (lambda config: host_opener(self.settings)(config)))
+        self.worker.moveToThread(self.thread)
+        self.submit.connect(self.worker.run_batch)
+        self.requestShutdown.connect(self.worker.shutdown)
+        # quit() is thread-safe; a queued call would wait for the GUI loop that is blocked in shutdown().
+        self.worker.stopped.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.worker.jobStarted.connect(self._on_started)
+        self.worker.chunk.connect(self._on_chunk)
+        self.worker.retrying.connect(self._on_retrying)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.cancelled.connect(self._on_cancelled)
+        self.worker.engineLoading.connect(self._on_engine_loading)
+        self.worker.engineReady.connect(self._on_engine_ready)
+        self.worker.engineFailed.connect(self._on_engine_failed)
+        self.worker.batchDone.connect(self._on_batch_done)
+        self.thread.start()
+
+        self._wire_view()
+        self._fill_tasks()
+        self._refresh_setup_state()
+
+    # -- setup -------------------------------------------------------------------------------------------
+
+    def _wire_view(self) -> None:
+        v = self.view
+        v.pathsDropped.connect(self.add_paths)
+        v.imageDropped.connect(self.add_image)
+        v.closing.connect(self.shutdown)
+        for trigger in (v.open_action.triggered, v.open_button.clicked, v.empty_open_button.clicked):
+            trigger.connect(self.open_files)
+        v.open_folder_action.triggered.connect(self.open_folder)
+        for trigger in (v.paste_action.triggered, v.paste_button.clicked, v.empty_paste_button.clicked):
+            trigger.connect(self.paste)
+        v.clear_action.triggered.connect(self.clear)
+        v.quit_action.triggered.connect(v.close)
+        v.copy_all_text_action.triggered.connect(lambda: self.copy_all(as_json=False))
+        v.copy_all_json_action.triggered.connect(lambda: self.copy_all(as_json=True))
+        v.run_button.clicked.connect(self.run_all)
+        v.question_edit.returnPressed.connect(self.run_all)
+        v.cancel_button.clicked.connect(self.cancel)
+        v.settings_action.triggered.connect(self.open_settings)
+        v.wizard_action.triggered.connect(self.open_wizard)
+        v.models_action.triggered.connect(self.open_model_manager)
+        v.about_action.triggered.connect(self.about)
+        v.banner_button.clicked.connect(self.open_wizard)
+        v.task_combo.currentIndexChanged.connect(self._on_task_changed)
+
+    def _fill_tasks(self) -> None:
+        combo = self.view.task_combo
+        for task in all_tasks().values():
+            combo.addItem(task.label, task.id)
+            combo.setItemData(combo.count() - 1, task.summary, Qt.ItemDataRole.ToolTipRole)
+        index = combo.findData(self.settings.task)
+        combo.setCurrentIndex(max(index, 0))
+        language = self.view.language_combo
+        if language.findText(self.settings.language) < 0:
+            language.addItem(self.settings.language)
+        language.setCurrentText(self.settings.language)
+        self._on_task_changed()
+
+    def _on_task_changed(self) -> None:
+        task = get_task(self.current_task_id())
+        self.view.show_question(task.needs_question)
+        self.view.run_button.setText("Ask" if task.needs_question else "Caption")
+        self.view.task_combo.setToolTip(task.summary)
+
+    def current_task_id(self) -> str:
+        return str(self.view.task_combo.currentData())
+
+    def model_configured(self) -> bool:
+        return bool(self.engine_args.model or self.settings.model)
+
+    def _refresh_setup_state(self) -> None:
+        if self.model_configured():
+            self.view.set_banner(None)
+            config = self.engine_config()
+            name = Path(config.model).name or config.model
+            self.view.status_engine.setText(f"{config.engine} · {name} · not loaded yet")
+        else:
+            self.view.set_banner(NO_MODEL_MESSAGE)
+            self.view.status_engine.setText("No model set up")
+        self.view.status_memory.setText("")
+        self._show_speed()
+
+    def engine_config(self) -> EngineConfig:
+        """Command-line engine options over saved settings.
+
+        Raises:
+            ConfigurationError: no model is chosen, or an option is invalid.
+        """
+        if not self.model_configured():
+            raise ConfigurationError(NO_MODEL_MESSAGE)
+        return engine_config_from_args(self.engine_args, self.settings)
+
+    # -- adding images -----------------------------------------------------------------------------------
+
+    @Slot(list)
+    def add_paths(self, paths: list[Path]) -> None:
+        """Files and folders to caption; folders are expanded off the GUI thread."""
+        if paths:
+            self.background.collect([Path(p) for p in paths])
+
+    @Slot(QImage)
+    def add_image(self, image: QImage) -> None:
+        """Raw pixels (dropped or pasted) are saved as a PNG, then captioned like a file."""
+        if image.isNull():
+            self._status("That image could not be read.")
+            return
+        self.background.save_pasted(image)
+
+    def open_files(self) -> None:
+        patterns = " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
+        files, _ = QFileDialog.getOpenFileNames(
+            self.view, "Open Photos", str(Path.home()), f"Photos ({patterns});;All files (*)"
+        )
+        self.add_paths([Path(f) for f in files])
+
+    def open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.view, "Open a Folder of Photos", str(Path.home()))
+        if folder:
+            self.add_paths([Path(folder)])
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        paths = paths_from_mime(mime) if mime is not None else []
+        if paths:
+            self.add_paths(paths)
+        elif mime is not None and mime.hasImage():
+            self.add_image(QGuiApplication.clipboard().image())
+        else:
+            self._status("The clipboard holds no image. Copy a photo or a screenshot first.")
+
+    @Slot(object)
+    def _on_collected(self, collected: Collected) -> None:
+        notes = []
+        if collected.not_images:
+            notes.append(f"{collected.not_images} file(s) skipped: not photos")
+        if collected.over_limit:
+            notes.append(
+                f"{collected.over_limit} more photo(s) left out: quick caption takes up to "
+                f"{len(collected.files)} at a time"
+            )
+        if notes:
+            self._status("; ".join(notes) + ".")
+        if not collected.files:
+            if not notes:
+                self._status("No photos found there.")
+            return
+        new_cards = [self._new_card(path) for path in collected.files]
+        self.view.show_cards(True)
+        self.view.scroll.ensureWidgetVisible(new_cards[0].view)
+        self._run(new_cards, self.current_task_id(), self.view.question_edit.text())
+
+    def _new_card(self, path: Path) -> Card:
+        card = Card(id=next(self._ids), path=path, view=CardView(path.name))
+        card.view.setToolTip(str(path))
+        card.view.copyRequested.connect(lambda what, card=card: self.copy_card(card, what))
+        card.view.followUpRequested.connect(lambda question, card=card: self.follow_up(card, question))
+        card.view.removeRequested.connect(lambda card=card: self.remove_card(card))
+        self.cards[card.id] = card
+        self.view.add_card(card.view)
+        self.background.thumbnail(card.id, path, THUMB_EDGE * 2)
+        return card
+
+    @Slot(int, QImage)
+    def _on_thumbnail(self, card_id: int, image: QImage) -> None:
+        if card_id in self.cards:
+            self.cards[card_id].view.set_thumbnail(image)
+
+    @Slot(int, str)
+    def _on_thumbnail_failed(self, card_id: int, reason: str) -> None:
+        if card_id in self.cards:
+            self.cards[card_id].view.set_thumbnail_error(reason)
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def run_all(self) -> None:
+        """Run the chosen task on every card (earlier runs still going are cancelled first)."""
+        if not self.cards:
+            self._status("Add photos first: drop them on the window, paste, or use Open.")
+            return
+        self.cancel()
+        self._run(list(self.cards.values()), self.current_task_id(), self.view.question_edit.text())
+
+    def follow_up(self, card: Card, question: str) -> None:
+        """Ask more about one image; its latest answer goes along as context."""
+        previous = ""
+        if card.result is not None and card.result.ok:
+            previous = copy_values(card.result).text or card.result.text
+        prefix = card.view.text.text().rstrip()
+        self._run([card], "question", follow_up_question(previous, question), shown_question=question,
+                  prefix=f"{prefix}\n\nQ: {question}\nA: " if prefix else "")
+        card.view.follow_up.clear()
+
+    def _run(
+        self,
+        cards: list[Card],
+        task_id: str,
+        question: str | None,
+        shown_question: str | None = None,
+        prefix: str = "",
+    ) -> None:
+        task = get_task(task_id)
+        if task.needs_question and not (question and question.strip()):
+            self._status("Type your question first.")
+            self.view.question_edit.setFocus()
+            for card in cards:
+                if card.result is None and card.ticket is None:
+                    card.view.set_state(CardState.WAITING, "type a question")
+            return
+        try:
+            config = self.engine_config()
+            sampling = SamplingOptions.from_user(
+                max_new_tokens=self.settings.max_tokens or task.max_tokens,
+                temperature=self.settings.temperature,
+            )
+        except ConfigurationError as exc:
+            for card in cards:
+                self._show_failure(card, CaptionResult(str(card.path), task_id, ok=False, error=str(exc),
+                                                        error_kind="configuration"))
+            self._refresh_setup_state()
+            return
+        options = TaskOptions(language=self.view.language_combo.currentText().strip() or "English",
+                              question=question)
+        jobs = []
+        for card in cards:
+            card.ticket = next(self._ids)
+            self._tickets[card.ticket] = card
+            card.streamed = []
+            card.prefix = prefix
+            card.structured = task.structured
+            if not prefix:
+                card.view.set_text("")
+            card.view.set_state(CardState.WAITING)
+            jobs.append(CaptionJob(card.ticket, card.path, task_id, options, sampling, config.image_tokens))
+        token = CancelToken()
+        self._live.append(token)
+        self.view.set_busy(True)
+        self.submit.emit(config, jobs, token)
+
+    def cancel(self) -> None:
+        """Stop generating now: the current image stops between tokens, queued ones are skipped."""
+        for token in self._live:
+            token.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._live)
+
+    def _card_for(self, ticket: int) -> Card | None:
+        card = self._tickets.get(ticket)
+        return card if card is not None and card.ticket == ticket and card.id in self.cards else None
+
+    @Slot(int)
+    def _on_started(self, ticket: int) -> None:
+        card = self._card_for(ticket)
+        if card is not None:
+            card.view.set_state(CardState.WORKING)
+            if card.prefix:
+                card.view.set_text(card.prefix + "…")
+
+    @Slot(int, str)
+    def _on_chunk(self, ticket: int, text: str) -> None:
+        card = self._card_for(ticket)
+        if card is not None:
+            card.streamed.append(text)
+            card.view.set_text(card.prefix + "".join(card.streamed), monospace=card.structured)
+
+    @Slot(int, str)
+    def _on_retrying(self, ticket: int, reason: str) -> None:
+        card = self._card_for(ticket)
+        if card is not None:
+            card.streamed = []
+            card.view.set_state(CardState.WORKING, "retrying")
+            card.view.setToolTip(reason)
+
+    @Slot(int, object)
+    def _on_finished(self, ticket: int, result: CaptionResult) -> None:
+        card = self._card_for(ticket)
+        self._tickets.pop(ticket, None)
+        if card is None:
+            return
+        card.ticket = None
+        if result.ok:
+            card.result = result
+            card.view.set_text(card.prefix + display_text(result))
+            card.view.set_state(CardState.DONE, f"{result.seconds:.1f} s")
+            values = copy_values(result)
+            card.view.set_copy_enabled(bool(values.text), bool(values.alt_text), bool(values.keywords))
+            self._durations.append(result.seconds)
+            self._show_speed()
+        else:
+            self._show_failure(card, result)
+        self.resultReady.emit(result)
+
+    def _show_failure(self, card: Card, result: CaptionResult) -> None:
+        card.result = result
+        card.view.set_text(card.prefix + (result.error or "Failed."))
+        card.view.set_state(CardState.FAILED)
+        card.view.set_copy_enabled(False, False, False)
+
+    @Slot(int)
+    def _on_cancelled(self, ticket: int) -> None:
+        card = self._card_for(ticket)
+        self._tickets.pop(ticket, None)
+        if card is None:
+            return
+        card.ticket = None
+        card.streamed = []
+        if card.prefix:  # a cancelled follow-up keeps the earlier answers
+            card.view.set_text(card.prefix.rsplit("\n\nQ: ", 1)[0])
+        else:
+            card.result = None
+            card.view.set_text("Stopped before an answer was finished. Press Caption to run it again.")
+            card.view.set_copy_enabled(False, False, False)
+        card.view.set_state(CardState.CANCELLED)
+        self.cardCancelled.emit(card.id)
+
+    @Slot()
+    def _on_batch_done(self) -> None:
+        if self._live:
+            self._live.pop(0)
+        self.view.set_busy(self.busy)
+        if not self.busy:
+            self._status("Done.", 4000)
+
+    @Slot(str)
+    def _on_engine_loading(self, message: str) -> None:
+        self.view.status_engine.setText(message)
+
+    @Slot(object)
+    def _on_engine_ready(self, info: BackendInfo) -> None:
+        name = Path(info.model).name or info.model
+        parts = [info.engine, name, info.quant or "default precision", info.device or "device unknown"]
+        self.view.status_engine.setText(" · ".join(parts))
+        self.view.status_memory.setText(
+            f"Memory {format_bytes(info.memory_bytes)}" if info.memory_bytes else "Memory: not reported"
+        )
+        self.view.set_banner(None)
+
+    @Slot(str)
+    def _on_engine_failed(self, message: str) -> None:
+        self.view.status_engine.setText("Engine not ready")
+        self.view.set_banner(f"The engine could not start: {message}", "Open settings…")
+        self.view.banner_button.clicked.disconnect()
+        self.view.banner_button.clicked.connect(self.open_settings)
+
+    def _show_speed(self) -> None:
+        speed = seconds_per_image(self._durations)
+        self.view.status_speed.setText(f"{speed:.1f} s per image" if speed is not None else "")
+
+    def _status(self, message: str, msecs: int = 8000) -> None:
+        self.view.statusBar().showMessage(message, msecs)
+
+    # -- results -----------------------------------------------------------------------------------------
+
+    def copy_card(self, card: Card, what: str) -> None:
+        if card.result is None:
+            return
+        value = getattr(copy_values(card.result), what)
+        if value:
+            QGuiApplication.clipboard().setText(value)
+            card.view.flash_copied(what)
+
+    def finished_results(self) -> list[CaptionResult]:
+        return [card.result for card in self.cards.values() if card.result is not None]
+
+    def copy_all(self, as_json: bool) -> None:
+        results = self.finished_results()
+        if not results:
+            self._status("Nothing to copy yet.")
+            return
+        QGuiApplication.clipboard().setText(all_as_json(results) if as_json else all_as_text(results))
+        self._status(f"Copied {len(results)} result(s) as {'JSON' if as_json else 'text'}.")
+
+    def remove_card(self, card: Card) -> None:
+        self.cards.pop(card.id, None)
+        card.view.deleteLater()
+        if not self.cards:
+            self.view.show_cards(False)
+
+    def clear(self) -> None:
+        self.cancel()
+        for card in list(self.cards.values()):
+            self.remove_card(card)
+
+    # -- dialogs -----------------------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        from desktop.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self.view)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Save and use new settings; the engine reloads with them before the next image."""
+        save_settings(settings)
+        self.settings = settings
+        self.settingsChanged.emit(settings)
+        self._refresh_setup_state()
+
+    def open_wizard(self) -> None:
+        from desktop.ui.wizard import SetupWizard
+
+        wizard = SetupWizard(self.settings, self.view)
+        if wizard.exec():
+            self.apply_settings(wizard.chosen_settings())
+
+    def open_model_manager(self) -> None:
+        from desktop.ui.model_manager import ModelManagerDialog
+
+        ModelManagerDialog(self.view).exec()
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self.view,
+            "About Captioneer",
+            f"<b>Captioneer {__version__}</b><p>Captions, alt text and keywords for your photos with the "
+            "Qwen3-VL models, on your own computer. Photos never leave this machine.</p>"
+            "<p>Free software under the GNU GPL, version 3 or later.</p>",
+        )
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop generating, close the engine host process and wait for the worker threads."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.cancel()
+        self.requestShutdown.emit()
+        if not self.thread.wait(30_000):
+            self.thread.quit()
+            self.thread.wait(5_000)
+        self.background.wait()

@@ -1,0 +1,130 @@
+"""Qt-free decisions for the quick-caption window: which files to take, what each copy button copies,
+how "copy all" is written, and how a follow-up question carries the earlier answer."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.core.captioning import CaptionResult
+from desktop.core.images import is_image_path
+
+MAX_QUICK_IMAGES = 200
+"""Quick caption is for a handful of photos; whole libraries belong in the album tagger."""
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Image files found in what the user dropped or opened, and what was left out and why."""
+
+    files: tuple[Path, ...]
+    not_images: int = 0
+    over_limit: int = 0
+
+
+def collect_images(paths: Iterable[Path], limit: int = MAX_QUICK_IMAGES) -> Collected:
+    """Expand folders (recursively, sorted, hidden entries skipped, symlinked folders not followed) into
+    image files, keep files in the order given, drop duplicates, and stop at ``limit``."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    not_images = over = 0
+
+    def take(path: Path) -> None:
+        nonlocal not_images, over
+        if not is_image_path(path):
+            not_images += 1
+            return
+        key = path.absolute()
+        if key in seen:
+            return
+        if len(found) >= limit:
+            over += 1
+            return
+        seen.add(key)
+        found.append(path)
+
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, names in os.walk(path, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if not name.startswith("."):
+                        take(Path(root) / name)
+        else:
+            take(path)
+    return Collected(tuple(found), not_images, over)
+
+
+@dataclass(frozen=True)
+class CopyValues:
+    """What each of a card's copy buttons copies; ``None`` means the task did not produce it."""
+
+    text: str | None
+    alt_text: str | None
+    keywords: str | None
+
+
+def copy_values(result: CaptionResult) -> CopyValues:
+    """The main text, alt text and keywords of a finished result, ready for the clipboard."""
+    if not result.ok:
+        return CopyValues(None, None, None)
+    data = result.data or {}
+    text = str(data.get("caption") or result.text).strip() or None
+    alt_text: str | None = None
+    if result.task == "alt_text":
+        alt_text = result.text.strip() or None
+    elif isinstance(data.get("alt_text"), str):
+        alt_text = data["alt_text"].strip() or None
+    words = data.get("keywords") or data.get("hashtags")
+    keywords = ", ".join(str(word) for word in words) if isinstance(words, list) and words else None
+    return CopyValues(text, alt_text, keywords)
+
+
+def display_text(result: CaptionResult) -> str:
+    """A finished answer as a person reads it: structured answers are laid out as labelled lines."""
+    if not result.ok:
+        return result.error or "Failed."
+    if result.data is None:
+        return result.text
+    data = result.data
+    labels = (("title", "Title"), ("caption", "Caption"), ("alt_text", "Alt text"))
+    lines = [f"{label}: {data[key]}" for key, label in labels if isinstance(data.get(key), str) and data[key]]
+    for key, label in (("keywords", "Keywords"), ("hashtags", "Hashtags")):
+        if isinstance(data.get(key), list) and data[key]:
+            lines.append(f"{label}: {', '.join(str(word) for word in data[key])}")
+    return "\n".join(lines) if lines else result.text
+
+
+def all_as_text(results: Sequence[CaptionResult]) -> str:
+    """Every finished answer, one block per image headed by its file name."""
+    blocks = []
+    for result in results:
+        name = Path(result.path).name or result.path
+        body = display_text(result) if result.ok else f"(failed: {result.error})"
+        blocks.append(f"{name}\n{body}")
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def all_as_json(results: Sequence[CaptionResult]) -> str:
+    """Every result as a JSON list, the same objects `captioneer caption --json` prints."""
+    return json.dumps([result.to_json() for result in results], ensure_ascii=False, indent=2) + "\n"
+
+
+def follow_up_question(previous_answer: str, question: str) -> str:
+    """A follow-up asks about the same image again; the earlier answer travels along as context."""
+    question = question.strip()
+    if not question:
+        raise ValueError("a follow-up needs a question")
+    previous = previous_answer.strip()
+    if not previous:
+        return question
+    return f'Earlier you said about this image: "{previous}"\nNow answer this follow-up question: {question}'
+
+
+def seconds_per_image(durations: Sequence[float]) -> float | None:
+    """The mean of the recent successful timings (the last ten), or None before the first one."""
+    recent = list(durations)[-10:]
+    return sum(recent) / len(recent) if recent else None

@@ -1,0 +1,131 @@
+"""The settings dialog's behaviour: show the saved settings, enable what the chosen engine uses, validate,
+and hand back a new :class:`~desktop.core.settings.Settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from backends.registry import ENGINES, engine_installed
+from desktop.core.settings import Settings
+from desktop.ui.settings_view import SettingsView
+
+
+def budget_hint(tokens: int) -> str:
+    """What an image-token budget means in pixels (one token is 32×32 pixels)."""
+    megapixels = tokens * 32 * 32 / 1_000_000
+    return f"≈ {megapixels:.1f} megapixels per photo"
+
+
+class SettingsDialog(SettingsView):
+    """Edit a copy of the settings; :meth:`result_settings` returns the validated result."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._original = settings
+        self._result = settings
+        for name, entry in ENGINES.items():
+            installed = engine_installed(name)
+            self.engine.addItem(name if installed else f"{name} (not installed)", name)
+            self.engine.setItemData(self.engine.count() - 1, entry.summary, Qt.ItemDataRole.ToolTipRole)
+        self.engine.currentIndexChanged.connect(self._engine_changed)
+        self.image_tokens.valueChanged.connect(lambda v: self.image_tokens_hint.setText(budget_hint(v)))
+        self.model_browse.clicked.connect(self._browse_model)
+        self.mmproj_browse.clicked.connect(self._browse_mmproj)
+        self.buttons.accepted.connect(self._save)
+        self.load(settings)
+
+    def load(self, settings: Settings) -> None:
+        self.engine.setCurrentIndex(max(0, self.engine.findData(settings.engine)))
+        self.model.setText(settings.model)
+        self.mmproj.setText(settings.mmproj or "")
+        index = self.quant.findData(settings.quant or "")
+        if index < 0:
+            self.quant.addItem(settings.quant or "", settings.quant)
+            index = self.quant.count() - 1
+        self.quant.setCurrentIndex(index)
+        self.device.setCurrentText(settings.device)
+        self.image_tokens.setValue(settings.image_tokens)
+        self.image_tokens_hint.setText(budget_hint(settings.image_tokens))
+        self.max_tokens.setValue(settings.max_tokens or 0)
+        self.temperature.setValue(settings.temperature)
+        self.language.setCurrentText(settings.language)
+        self.ollama_host.setText(settings.ollama_host or "")
+        self.openai_urls.setPlainText("\n".join(settings.openai_base_urls))
+        self.openai_key.setText(settings.openai_api_key or "")
+        mode = self.metadata_mode.findData(settings.metadata_mode)
+        if mode < 0:
+            self.metadata_mode.addItem(settings.metadata_mode, settings.metadata_mode)
+            mode = self.metadata_mode.count() - 1
+        self.metadata_mode.setCurrentIndex(mode)
+        self.theme.setCurrentIndex(max(0, self.theme.findData(settings.theme)))
+        self._engine_changed()
+
+    def _engine_changed(self) -> None:
+        engine = self.engine.currentData()
+        self.mmproj.setEnabled(engine == "gguf")
+        self.mmproj_browse.setEnabled(engine == "gguf")
+        self.model_browse.setEnabled(engine in ("gguf", "transformers"))
+        self.quant.setEnabled(engine == "transformers")
+        self.device.setEnabled(engine in ("gguf", "transformers"))
+
+    def _browse_model(self) -> None:
+        start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())
+        if self.engine.currentData() == "transformers":
+            folder = QFileDialog.getExistingDirectory(self, "Choose the model folder", start)
+            if folder:
+                self.model.setText(folder)
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the GGUF model", start, "GGUF models (*.gguf)")
+        if path:
+            self.model.setText(path)
+
+    def _browse_mmproj(self) -> None:
+        start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose the vision projector", start, "GGUF projectors (mmproj*.gguf *.gguf)"
+        )
+        if path:
+            self.mmproj.setText(path)
+
+    def collect(self) -> Settings:
+        """The settings as the form shows them.
+
+        Raises:
+            ValidationError: a value is out of range.
+        """
+        urls = [line.strip() for line in self.openai_urls.toPlainText().splitlines() if line.strip()]
+        values = self._original.model_dump()
+        values.update(
+            engine=self.engine.currentData(),
+            model=self.model.text().strip(),
+            mmproj=self.mmproj.text().strip() or None,
+            quant=self.quant.currentData() or None,
+            device=self.device.currentText(),
+            image_tokens=self.image_tokens.value(),
+            max_tokens=self.max_tokens.value() or None,
+            temperature=round(self.temperature.value(), 2),
+            language=self.language.currentText().strip() or "English",
+            ollama_host=self.ollama_host.text().strip() or None,
+            openai_base_urls=urls,
+            openai_api_key=self.openai_key.text() or None,
+            metadata_mode=self.metadata_mode.currentData(),
+            theme=self.theme.currentData(),
+        )
+        return Settings.model_validate(values)
+
+    def _save(self) -> None:
+        try:
+            self._result = self.collect()
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            self.error.setText(f"Some values are not valid — {problems}")
+            self.error.show()
+            return
+        self.accept()
+
+    def result_settings(self) -> Settings:
+        return self._result

@@ -1,0 +1,153 @@
+"""The settings dialog's layout: engine and model, generation, language, servers, metadata and appearance."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.ui.main_view import LANGUAGES
+
+QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+METADATA_MODES = (
+    ("sidecar", "Sidecar files (.xmp) next to the photos"),
+    ("embedded", "Inside the photo files (sidecars for RAW)"),
+    ("both", "Both: inside the photos and in sidecars"),
+)
+THEME_LABELS = (("system", "Same as the system"), ("light", "Light"), ("dark", "Dark"))
+
+
+def _with_button(field: QLineEdit, button: QPushButton) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(6)
+    layout.addWidget(field, 1)
+    layout.addWidget(button)
+    return row
+
+
+class SettingsView(QDialog):
+    """Widgets of the settings dialog, grouped the way people think about them."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(560)
+
+        self.engine = QComboBox()
+        self.model = QLineEdit()
+        self.model.setPlaceholderText("GGUF file, model folder, Ollama tag or server model name")
+        self.model_browse = QPushButton("Browse…")
+        self.mmproj = QLineEdit()
+        self.mmproj.setPlaceholderText("mmproj-….gguf (the vision projector, GGUF only)")
+        self.mmproj_browse = QPushButton("Browse…")
+        self.quant = QComboBox()
+        for quant in QUANTS:
+            self.quant.addItem(quant or "Default for the model", quant)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        engine_box = QGroupBox("Engine and model")
+        engine_form = QFormLayout(engine_box)
+        engine_form.addRow("Engine", self.engine)
+        engine_form.addRow("Model", _with_button(self.model, self.model_browse))
+        engine_form.addRow("Vision projector", _with_button(self.mmproj, self.mmproj_browse))
+        engine_form.addRow("Precision", self.quant)
+        engine_form.addRow("Device", self.device)
+
+        self.image_tokens = QSpinBox()
+        self.image_tokens.setRange(64, 16384)
+        self.image_tokens.setSingleStep(64)
+        self.image_tokens.setSuffix(" tokens")
+        self.image_tokens_hint = QLabel()
+        self.max_tokens = QSpinBox()
+        self.max_tokens.setRange(0, 32768)
+        self.max_tokens.setSingleStep(32)
+        self.max_tokens.setSpecialValueText("Task default")
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 2.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setDecimals(2)
+        self.language = QComboBox()
+        self.language.setEditable(True)
+        self.language.addItems(LANGUAGES)
+        generation_box = QGroupBox("Generation")
+        generation_form = QFormLayout(generation_box)
+        budget = QWidget()
+        budget_layout = QHBoxLayout(budget)
+        budget_layout.setContentsMargins(0, 0, 0, 0)
+        budget_layout.addWidget(self.image_tokens)
+        budget_layout.addWidget(self.image_tokens_hint, 1)
+        generation_form.addRow("Image detail", budget)
+        generation_form.addRow("Max answer length", self.max_tokens)
+        generation_form.addRow("Temperature", self.temperature)
+        generation_form.addRow("Answer language", self.language)
+
+        self.ollama_host = QLineEdit()
+        self.ollama_host.setPlaceholderText("http://127.0.0.1:11434")
+        self.openai_urls = QPlainTextEdit()
+        self.openai_urls.setPlaceholderText("http://127.0.0.1:8080/v1\n(one server per line)")
+        self.openai_urls.setFixedHeight(self.fontMetrics().lineSpacing() * 4 + 12)
+        self.openai_key = QLineEdit()
+        self.openai_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.openai_key.setPlaceholderText("only if the server asks for one")
+        servers_box = QGroupBox("Servers")
+        servers_form = QFormLayout(servers_box)
+        servers_form.addRow("Ollama address", self.ollama_host)
+        servers_form.addRow("OpenAI-compatible servers", self.openai_urls)
+        servers_form.addRow("API key", self.openai_key)
+
+        self.metadata_mode = QComboBox()
+        for mode, label in METADATA_MODES:
+            self.metadata_mode.addItem(label, mode)
+        self.theme = QComboBox()
+        for theme, label in THEME_LABELS:
+            self.theme.addItem(label, theme)
+        other_box = QGroupBox("Metadata and appearance")
+        other_form = QFormLayout(other_box)
+        other_form.addRow("Write metadata to", self.metadata_mode)
+        other_form.addRow("Theme", self.theme)
+
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: palette(bright-text);")
+        self.error.hide()
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.rejected.connect(self.reject)
+
+        self.tabs = QTabWidget()
+        for box, title in (
+            (engine_box, "Engine"), (generation_box, "Generation"), (servers_box, "Servers"),
+            (other_box, "Metadata and look"),
+        ):
+            box.setTitle("")
+            box.setFlat(True)
+            page = QWidget()
+            page_layout = QVBoxLayout(page)
+            page_layout.setContentsMargins(12, 12, 12, 12)
+            page_layout.addWidget(box)
+            page_layout.addStretch(1)
+            self.tabs.addTab(page, title)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 16, 16, 12)
+        layout.setSpacing(12)
+        layout.addWidget(self.tabs)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
