@@ -177,9 +177,16 @@ def test_choose_sidecar(photo, naming, siblings, full, stem, expected, note):
         ("a.dng", WriteMode.EMBEDDED, True, True, True, False),
         ("a.heic", WriteMode.EMBEDDED, True, False, False, True),
         ("a.gif", WriteMode.EMBEDDED, True, True, False, True),
+        ("a.dng", WriteMode.EMBEDDED, True, None, False, True),  # None: pixels cannot be verified
     ],
 )
 def test_choose_targets(name, mode, writable, exiv2_ok, embed, sidecar):
-    targets = choose_targets(Path(name), mode, image_writable=writable, exiv2_can_write=exiv2_ok)
+    targets = choose_targets(
+        Path(name),
+        mode,
+        image_writable=writable,
+        exiv2_can_write=bool(exiv2_ok),
+        verifiable=exiv2_ok is not None,
+    )
     assert (targets.embed, targets.sidecar) == (embed, sidecar)
     assert bool(targets.reasons) == (not embed and mode is not WriteMode.SIDECAR)

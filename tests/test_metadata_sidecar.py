@@ -16,7 +16,7 @@ from PIL import Image
 from desktop.library.journal import Journal, remove_stale_temps
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import SidecarNaming, WriteMode
-from desktop.library.writer import WriteOptions, WriteRefusedError, apply, plan_write
+from desktop.library.writer import MetadataWriteError, WriteOptions, WriteRefusedError, apply, plan_write
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 
@@ -330,3 +330,54 @@ def test_leftover_temps_are_cleaned(library, journal):
     assert not leftover.exists()
     assert remove_stale_temps(library) == [other]
     assert not os.path.exists(other)
+
+
+def test_new_sidecar_carries_what_the_photo_already_has(library, journal):
+    photo = make_jpeg(library / "IMG.jpg")
+    subprocess.run(
+        [
+            "exiftool",
+            "-q",
+            "-overwrite_original",
+            "-XMP-dc:Subject=Family",
+            "-XMP-dc:Title=Grandma",
+            str(photo),
+        ],
+        check=True,
+    )
+    original = photo.read_bytes()
+    plan, outcome = write(photo, library, journal, keywords=("cake",))
+    assert "create sidecar: IMG.jpg.xmp" in plan.describe()
+    seen = exiftool(library / "IMG.jpg.xmp")
+    assert as_list(seen["XMP-dc:Subject"]) == ["Family", "cake"]
+    assert seen["XMP-dc:Title"] == "Grandma"
+    assert photo.read_bytes() == original
+
+
+def test_read_only_sidecar_is_skipped_and_kept(library, journal):
+    photo = make_jpeg(library / "IMG.jpg")
+    sidecar = library / "IMG.jpg.xmp"
+    sidecar.write_text(LIGHTROOM_SIDECAR.format(keyword="Mine"), encoding="utf-8")
+    sidecar.chmod(0o444)
+    content = sidecar.read_bytes()
+    _, outcome = write(photo, library, journal, keywords=("x",))
+    assert outcome.status == "skipped" and "read-only" in outcome.reason
+    assert sidecar.read_bytes() == content
+
+
+def test_damaged_sidecar_is_reported_and_never_overwritten(library, journal):
+    photo = make_jpeg(library / "IMG.jpg")
+    sidecar = library / "IMG.jpg.xmp"
+    sidecar.write_bytes(b"<x:xmpmeta this is not xml")
+    with pytest.raises(MetadataWriteError, match="not valid XMP"):
+        plan_write(photo, Generated(keywords=("x",)), library_root=library, options=SIDECAR)
+    assert sidecar.read_bytes() == b"<x:xmpmeta this is not xml"
+
+
+def test_zero_byte_sidecar_left_by_a_crashed_tool_is_replaced(library, journal):
+    photo = make_jpeg(library / "IMG.jpg")
+    sidecar = library / "IMG.jpg.xmp"
+    sidecar.write_bytes(b"")
+    _, outcome = write(photo, library, journal, keywords=("x",))
+    assert outcome.files[0][0] == sidecar
+    assert as_list(exiftool(sidecar)["XMP-dc:Subject"]) == ["x"]

@@ -27,7 +27,11 @@ _CHUNK = 1 << 20
 
 
 class JournalError(CaptioneerError):
-    """The journal cannot be written or read."""
+    """The journal cannot be written or read. ``errno`` is the operating system's error number, if any."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 def sha256_file(path: Path) -> str:
@@ -218,8 +222,10 @@ class Journal:
             )
             fsync_dir(self.backups_dir)
         except OSError as exc:
+            if before_sha256 is not None:  # no entry refers to the backup
+                (self.backups_dir / f"{entry_id}.bin").unlink(missing_ok=True)
             raise JournalError(
-                f"Cannot write the write journal at {self.directory}: {exc.strerror}"
+                f"Cannot write the write journal at {self.directory}: {exc.strerror}", errno=exc.errno
             ) from None
         return entry
 

@@ -9,6 +9,7 @@ what a model produced; :func:`merge` combines them without ever dropping anythin
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -629,20 +630,36 @@ def pixel_digest(path: Path) -> str:
     Raises:
         ImageError: the file does not decode.
     """
+    from backends.errors import ImageError
     from desktop.core.images import RAW_SUFFIXES, decode_image
 
     if path.suffix.lower() in RAW_SUFFIXES:
+        if not can_decode_raw():
+            raise ImageError(
+                "RAW pixels need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
+            )
         import rawpy
 
-        with rawpy.imread(str(path)) as raw:
-            return hashlib.sha256(raw.raw_image_visible.tobytes()).hexdigest()
+        try:
+            with rawpy.imread(str(path)) as raw:
+                return hashlib.sha256(raw.raw_image_visible.tobytes()).hexdigest()
+        except rawpy.LibRawError as exc:
+            raise ImageError(f"corrupt or unsupported RAW file ({exc})", kind="corrupt") from None
     image = decode_image(path)
     try:
-        digest = hashlib.sha256(f"{image.mode}:{image.size}:{getattr(image, 'n_frames', 1)}".encode())
-        digest.update(image.tobytes())
+        frames = getattr(image, "n_frames", 1)
+        digest = hashlib.sha256(f"{image.mode}:{image.size}:{frames}".encode())
+        for frame in range(frames):  # every page of a multi-page TIFF
+            image.seek(frame)
+            digest.update(image.tobytes())
         return digest.hexdigest()
     finally:
         image.close()
+
+
+def can_decode_raw() -> bool:
+    """Whether rawpy is installed (needed to check DNG pixels after writing)."""
+    return importlib.util.find_spec("rawpy") is not None
 
 
 def image_content_key(path: Path) -> str:
@@ -650,7 +667,8 @@ def image_content_key(path: Path) -> str:
 
     JPEG: every segment except APPn/COM, plus the scan data. PNG: every chunk except the text/EXIF/time
     chunks. TIFF, DNG, HEIC and the rest: the decoded pixels. Proprietary RAW (never written by us):
-    the whole file. The prefix (``jpeg:``, ``png:``, ``pixels:``, ``file:``) says which.
+    the whole file, as for files too large or lacking a decoder. The prefix (``jpeg:``, ``png:``,
+    ``pixels:``, ``file:``) says which.
 
     Raises:
         ImageError: the file cannot be read or decoded.
@@ -674,4 +692,10 @@ def image_content_key(path: Path) -> str:
         return key
     if path.suffix.lower() in RAW_SUFFIXES and path.suffix.lower() != ".dng":
         return "file:" + hashlib.sha256(data).hexdigest()
-    return "pixels:" + pixel_digest(path)
+    try:
+        return "pixels:" + pixel_digest(path)
+    except ImageError as exc:
+        if exc.kind not in ("too-large", "needs-plugin"):
+            raise
+    # Files we cannot decode are never written into (their pixels cannot be checked): the bytes identify them.
+    return "file:" + hashlib.sha256(data).hexdigest()

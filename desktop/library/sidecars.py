@@ -155,7 +155,9 @@ DARKTABLE_WARNING = (
 )
 
 
-def choose_targets(photo: Path, mode: WriteMode, *, image_writable: bool, exiv2_can_write: bool) -> Targets:
+def choose_targets(
+    photo: Path, mode: WriteMode, *, image_writable: bool, exiv2_can_write: bool, verifiable: bool = True
+) -> Targets:
     """Embedded, sidecar or both for one photo (pure).
 
     Args:
@@ -163,6 +165,7 @@ def choose_targets(photo: Path, mode: WriteMode, *, image_writable: bool, exiv2_
         mode: what the user asked for.
         image_writable: the image file itself may be written (not read-only).
         exiv2_can_write: exiv2 can write metadata into this file format.
+        verifiable: the pixels can be decoded to check them after writing (DNG needs rawpy).
     """
     suffix = photo.suffix.lower()
     if mode is WriteMode.SIDECAR:
@@ -174,6 +177,8 @@ def choose_targets(photo: Path, mode: WriteMode, *, image_writable: bool, exiv2_
         reason = f"Captioneer does not write into {suffix or 'extension-less'} files: using a sidecar"
     elif not exiv2_can_write:
         reason = f"exiv2 cannot write metadata into {suffix} files: using a sidecar"
+    elif not verifiable:
+        reason = f"{suffix} pixels cannot be checked after writing without rawpy (captioneer[raw]): sidecar"
     elif not image_writable:
         reason = "the image file is read-only: using a sidecar"
     if reason:

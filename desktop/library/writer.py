@@ -44,6 +44,7 @@ from desktop.library.journal import (
     TEMP_PREFIX,
     ConcurrentChangeError,
     Journal,
+    JournalError,
     copy_with_fsync,
     fsync_dir,
     sha256_file,
@@ -53,6 +54,7 @@ from desktop.library.metadata import (
     Generated,
     MergeOptions,
     PhotoMetadata,
+    can_decode_raw,
     diff_lines,
     exiv2_module,
     merge,
@@ -314,7 +316,11 @@ def plan_write(
 
     embedded, image, read_note = _read_embedded(photo)
     targets = choose_targets(
-        photo, options.mode, image_writable=_writable(photo), exiv2_can_write=image is not None
+        photo,
+        options.mode,
+        image_writable=_writable(photo),
+        exiv2_can_write=image is not None,
+        verifiable=photo.suffix.lower() != ".dng" or can_decode_raw(),
     )
     notes = [read_note] if read_note else []
     notes += targets.reasons
@@ -331,8 +337,10 @@ def plan_write(
         else:
             notes += result.notes
     if targets.sidecar:
-        change, sidecar_notes = _plan_sidecar(photo, embedded, generated, options)
+        change, sidecar_notes, skipped = _plan_sidecar(photo, embedded, generated, options)
         notes += sidecar_notes
+        if skipped:
+            return replace(plan, notes=tuple(notes), skipped=skipped)
         if change:
             changes.append(change)
     return replace(plan, changes=tuple(changes), notes=tuple(notes))
@@ -340,26 +348,36 @@ def plan_write(
 
 def _plan_sidecar(
     photo: Path, embedded: PhotoMetadata, generated: Generated, options: WriteOptions
-) -> tuple[FileChange | None, list[str]]:
+) -> tuple[FileChange | None, list[str], str]:
+    """(the sidecar change or None, notes, a reason to skip the photo or "")."""
     choice = find_sidecar(photo, options.naming)
     check_target(choice.path, photo.parent)
     notes = list(choice.notes)
-    if choice.exists:
+    if choice.exists and not _writable(choice.path):
+        return None, notes, f"skipped: the sidecar {choice.path.name} is read-only (the photo stays pending)"
+    data = choice.path.read_bytes() if choice.exists else b""
+    if data.strip():
         existing_print = fingerprint(choice.path)
-        data = choice.path.read_bytes()
         image = _parse_sidecar(data, choice.path)
         xmp = image.xmpData()
         existing = read_metadata(xmp)
         if is_darktable_sidecar([datum.key() for datum in xmp]):
             notes.append(DARKTABLE_WARNING)
     else:
-        existing_print = None
-        # A new sidecar starts from what the photo carries, so tools that prefer the sidecar see it all.
+        # Absent or empty (nothing to lose): the new sidecar starts from what the photo carries, so tools
+        # that prefer the sidecar see it all.
+        existing_print = fingerprint(choice.path) if choice.exists else None
         existing = replace(embedded, has_iptc=False)
     result = merge(existing, generated, options.merge)
     if not result.changed:
-        return None, notes + list(result.notes)
-    return FileChange(choice.path, "sidecar", existing_print, existing, result.metadata, result.notes), notes
+        return None, notes + list(result.notes), ""
+    # A new sidecar holds nothing yet: every field of the merged result is written into it.
+    before = existing if data.strip() else PhotoMetadata()
+    return (
+        FileChange(choice.path, "sidecar", existing_print, before, result.metadata, result.notes),
+        notes,
+        "",
+    )
 
 
 # ----------------------------------------------------------------------------------------------- apply
@@ -437,6 +455,13 @@ def _apply_change(plan: WritePlan, change: FileChange, journal: Journal) -> str:
             )
         except ConcurrentChangeError:
             raise _TargetChanged from None
+        except JournalError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFullError(
+                    f"Not enough disk space for the write journal ({journal.directory}): {plan.photo} is "
+                    "untouched. Free some space and resume the write."
+                ) from None
+            raise
         if not _stat_matches(target, change.fingerprint):
             journal.discard(entry)
             raise _TargetChanged
@@ -456,7 +481,7 @@ def _fsync_file(path: Path) -> None:
 def _build_sidecar(change: FileChange, temp: Path) -> None:
     exiv2 = exiv2_module()
     data = change.target.read_bytes() if change.fingerprint else b""
-    if data:
+    if data.strip():
         image = _parse_sidecar(data, change.target)
         xmp = image.xmpData()
     else:
