@@ -17,7 +17,7 @@ from PIL import Image
 from desktop.library.journal import Journal, read_entries, undo
 from desktop.library.metadata import Generated, image_content_key
 from desktop.library.sidecars import WriteMode
-from desktop.library.writer import WriteOptions, apply, plan_write
+from desktop.library.writer import MetadataWriteError, WriteOptions, apply, plan_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,3 +258,23 @@ def test_metadata_too_large_for_a_jpeg_goes_to_a_sidecar(library, journal_dir):
     assert [path.name for path, _ in outcome.files] == ["a.jpg.xmp"]
     assert sha(photo) == original
     assert len(as_list(exiftool(library / "a.jpg.xmp")["XMP-dc:Subject"])) == 900
+
+
+def test_title_and_alt_text_are_read_by_exiftool(library, journal_dir):
+    photo = make_image(library / "a.jpg")
+    write(photo, library, journal_dir, title="Harbour at dusk", alt_text="Boats moored in a calm harbour.")
+    seen = exiftool(photo)
+    assert seen["XMP-dc:Title"] == "Harbour at dusk"
+    assert seen["XMP-iptcCore:AltTextAccessibility"] == "Boats moored in a calm harbour."
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_truncated_jpeg_is_never_written_into(library, journal_dir, fraction):
+    photo = make_image(library / "a.jpg")
+    data = photo.read_bytes()
+    photo.write_bytes(data[: int(len(data) * fraction)])
+    cut = photo.read_bytes()
+    with pytest.raises(MetadataWriteError):
+        write(photo, library, journal_dir, keywords=("x",))
+    assert photo.read_bytes() == cut
+    assert sorted(p.name for p in library.iterdir()) == ["a.jpg"]

@@ -64,6 +64,7 @@ from desktop.library.metadata import (
 )
 from desktop.library.sidecars import (
     DARKTABLE_WARNING,
+    EMBEDDABLE_SUFFIXES,
     SidecarNaming,
     WriteMode,
     choose_targets,
@@ -300,7 +301,7 @@ def plan_write(
     Raises:
         WriteRefusedError: the photo or its sidecar is a symbolic link, or lies outside the library.
         ImageError: the photo is missing or not a regular file.
-        MetadataWriteError: an existing sidecar is not valid XMP.
+        MetadataWriteError: an existing sidecar is not valid XMP, or the photo looks damaged.
     """
     options = options or WriteOptions()
     photo = Path(photo)
@@ -315,6 +316,8 @@ def plan_write(
         return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
 
     embedded, image, read_note = _read_embedded(photo)
+    if read_note and options.mode is not WriteMode.SIDECAR and photo.suffix.lower() in EMBEDDABLE_SUFFIXES:
+        raise MetadataWriteError(f"{photo} looks damaged: {read_note}. Captioneer does not write into it.")
     targets = choose_targets(
         photo,
         options.mode,
@@ -510,6 +513,12 @@ def _build_embedded(change: FileChange, temp: Path) -> None:
         raise _TargetChanged
     os.chmod(temp, os.lstat(original).st_mode & 0o7777)
     try:
+        pixels_before = pixel_digest(temp)  # the verified copy, so a change to the original cannot confuse us
+    except ImageError as exc:
+        raise MetadataWriteError(
+            f"{original} does not decode ({exc}): Captioneer does not write into it"
+        ) from None
+    try:
         image = _open_image(temp)
         write_metadata(change.before, change.after, image.xmpData(), image.iptcData(), image.exifData())
         image.writeMetadata()
@@ -520,7 +529,7 @@ def _build_embedded(change: FileChange, temp: Path) -> None:
         ) from None
     _fsync_file(temp)
     try:
-        same_pixels = pixel_digest(original) == pixel_digest(temp)
+        same_pixels = pixels_before == pixel_digest(temp)
     except ImageError as exc:
         raise MetadataWriteError(
             f"{original} did not decode after writing metadata ({exc}); it is untouched"
