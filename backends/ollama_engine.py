@@ -513,7 +513,6 @@ class OllamaBackend(Backend):
         return BackendInfo(
             engine=self.name,
             model=self.tag,
-            device=self.host,
             loaded=self._loaded,
             details={
                 "host": self.host,

@@ -425,7 +425,6 @@ class OpenAIBackend(Backend):
         return BackendInfo(
             engine=self.name,
             model=self.model,
-            device=", ".join(server.url for server in self.pool.servers),
             loaded=self._loaded,
             details={"servers": servers},
         )

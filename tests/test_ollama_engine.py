@@ -171,6 +171,26 @@ def test_privacy_warning_names_the_remote_host() -> None:
     assert privacy_warning(EngineConfig(engine="ollama", model=TAG, host="127.0.0.1:11434")) is None
 
 
+def test_load_warns_before_sending_photos_to_another_machine(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    contacted: list[str] = []
+
+    def no_network(host: str) -> str:  # the test must not reach a real remote machine
+        contacted.append(host)
+        raise EngineUnavailableError("stopped before the network")
+
+    monkeypatch.setattr("backends.ollama_engine.server_version", no_network)
+    with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
+        OllamaBackend(EngineConfig(engine="ollama", model=TAG, host="192.168.1.20")).load()
+    assert "Your photos will be sent to http://192.168.1.20:11434" in caplog.text
+    assert contacted == ["http://192.168.1.20:11434"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
+        OllamaBackend(EngineConfig(engine="ollama", model=TAG, host="192.168.1.20", allow_remote=True)).load()
+    assert "photos will be sent" not in caplog.text
+
+
 # Loading: health check and model checks
 
 
@@ -321,6 +341,15 @@ def test_busy_server_gives_up_after_bounded_retries(ollama: FakeOllama, photo: P
     with pytest.raises(ServerBusyError, match="HTTP 429"):
         list(backend.generate(request_for(photo)))
     assert len(ollama.bodies("/api/chat")) == 1 + len(http_util.RETRY_DELAYS)
+
+
+def test_ollama_stopped_after_load_is_not_running(photo: Path) -> None:
+    server = FakeOllama().start()
+    backend = backend_for(server)
+    backend.load()
+    server.stop()
+    with pytest.raises(EngineUnavailableError, match="Ollama is not running at " + backend.host):
+        list(backend.generate(request_for(photo)))
 
 
 def test_model_removed_after_load_is_not_found(ollama: FakeOllama, photo: Path) -> None:

@@ -199,6 +199,18 @@ def test_remote_servers_are_named_in_the_privacy_warning() -> None:
     assert warning is not None and "http://10.1.2.3:8000/v1" in warning and "127.0.0.1" not in warning
 
 
+def test_load_warns_before_sending_photos_to_another_machine(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_network(self: OpenAIBackend, server: object) -> tuple[str, ...]:  # never reach a remote machine
+        raise EngineUnavailableError("stopped before the network")
+
+    monkeypatch.setattr(OpenAIBackend, "_list_models", no_network)
+    with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
+        backend_for("http://10.1.2.3:8000").load()
+    assert "Your photos will be sent to http://10.1.2.3:8000/v1" in caplog.text
+
+
 # The real server
 
 
@@ -239,16 +251,16 @@ def test_round_robin_skips_a_dead_server_and_retries_it_later(
 ) -> None:
     dead_port = free_port()
     dead = f"http://127.0.0.1:{dead_port}/v1"
-    backend = backend_for(llama_server.url, dead, model=REAL_MODEL, extra={"retry_down_after": 0.5})
+    backend = backend_for(llama_server.url, dead, model=REAL_MODEL, extra={"retry_down_after": 1.0})
     with caplog.at_level(logging.WARNING):
         backend.load()
     assert "Nothing answers at " + dead in caplog.text
-    for _ in range(3):
-        assert "".join(backend.generate(small_request(photo)))
     states = {server["url"]: server["state"] for server in backend.info().details["servers"]}
     assert states == {llama_server.url: "ok", dead: "out of rotation"}
+    for _ in range(3):
+        assert "".join(backend.generate(small_request(photo)))
     with FakeOpenAI(models=[REAL_MODEL], responder=lambda body: "back again", port=dead_port) as revived:
-        time.sleep(0.6)
+        time.sleep(1.1)
         answers = ["".join(backend.generate(small_request(photo))) for _ in range(2)]
         assert "back again" in answers, "the server that came back is used again"
         assert len(revived.chats()) == 1
