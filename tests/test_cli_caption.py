@@ -138,3 +138,14 @@ def test_bad_model_files_exit_2(tiny_gguf: tuple[Path, Path], tmp_path: Path, da
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert ("truncated" if damage == "truncated" else "is a vision projector") in done.stderr
+
+
+def test_in_process_and_engine_host_give_the_same_caption(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path
+) -> None:
+    image = photo(tmp_path / "a.jpg", (640, 480), (90, 160, 30))
+    hosted = captioneer("caption", image, "--json", *engine_args(tiny_gguf))
+    direct = captioneer("caption", image, "--json", "--in-process", *engine_args(tiny_gguf))
+    assert hosted.returncode == direct.returncode == 0, hosted.stderr + direct.stderr
+    assert direct.stderr == ""
+    assert json.loads(hosted.stdout)["text"] == json.loads(direct.stdout)["text"]
