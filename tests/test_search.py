@@ -1,0 +1,113 @@
+"""The search language: parsing, errors with positions, and matching against a real catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from desktop.library.catalog import Catalog, open_catalog
+from desktop.library.runs import RunSpec, execute_run, plan_run
+from desktop.library.scanner import scan_library
+from desktop.library.search import SearchSyntaxError, compile_query, search, tokenize
+from tests.fakes.tagging_engine import FakeEngine, fake_config
+
+PHOTOS = {
+    "trip/beach.png": ("Family on the beach at sunset.", ["beach", "sunset", "Family"], "approved"),
+    "trip/boat.png": ("A small boat in the harbour.", ["boat", "harbour", "sea"], "new"),
+    "trip/dune.png": ("Sand dunes under a blue sky.", ["sand", "dune", "sky"], "rejected"),
+    "home/cat.png": ("A cat sleeping on a sofa.", ["cat", "sofa", "Café"], "needs_review"),
+    "home/dog.png": ("A dog on the beach path.", ["dog", "New York", "beach path"], "written"),
+}
+
+
+@pytest.fixture
+def catalog(tmp_path: Path):
+    root = tmp_path / "lib"
+    for i, name in enumerate(PHOTOS):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(root / name)
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        config = fake_config()
+        plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+        for result in catalog.results():
+            caption, keywords, review = PHOTOS[str(Path(result.path).relative_to(root))]
+            catalog.edit_result(result.id, caption=caption, keywords=keywords, review=review)
+        yield catalog
+
+
+def names(catalog: Catalog, text: str) -> set[str]:
+    return {Path(result.path).stem for result in search(catalog, text)}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("beach", {"beach", "dog"}),  # keyword, or caption text ("the beach path")
+        ("keyword:beach", {"beach"}),
+        ("kw:BEACH", {"beach"}),
+        ("keyword:beach*", {"beach", "dog"}),
+        ('keyword:"new york"', {"dog"}),
+        ("keyword:café", {"cat"}),
+        ("KEYWORD:CAFÉ", {"cat"}),
+        ("beach sunset", {"beach"}),
+        ("beach AND sunset", {"beach"}),
+        ("cat OR boat", {"cat", "boat"}),
+        ("beach -sunset", {"dog"}),
+        ("beach NOT sunset", {"dog"}),
+        ("NOT beach", {"boat", "dune", "cat"}),
+        ("(cat OR boat) harbour", {"boat"}),
+        ("cat OR boat harbour", {"cat", "boat"}),  # AND binds tighter than OR
+        ('caption:"on the beach"', {"beach", "dog"}),
+        ('"blue sky"', {"dune"}),
+        ("status:approved", {"beach"}),
+        ("status:needs-review", {"cat"}),
+        ("NOT status:rejected NOT status:written", {"beach", "boat", "cat"}),
+        ("folder:trip", {"beach", "boat", "dune"}),
+        ("folder:home keyword:cat", {"cat"}),
+        ("model:fake engine:gguf run:1 task:keywords", {"beach", "boat", "dune", "cat", "dog"}),
+        ("title:square", {"beach", "boat", "dune", "cat", "dog"}),
+        ("", {"beach", "boat", "dune", "cat", "dog"}),
+        ("giraffe", set()),
+    ],
+)
+def test_queries(catalog: Catalog, query: str, expected: set[str]) -> None:
+    assert names(catalog, query) == expected
+
+
+def test_absolute_folder(catalog: Catalog, tmp_path: Path) -> None:
+    assert names(catalog, f'folder:"{tmp_path / "lib" / "home"}"') == {"cat", "dog"}
+    assert names(catalog, f'folder:"{tmp_path / "lib" / "hom"}"') == set()
+
+
+def test_only_newest_result_unless_asked(catalog: Catalog) -> None:
+    assert len(search(catalog, "")) == 5
+    assert len(search(catalog, "", latest_only=False)) == 5
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("(beach", "parenthesis at character 1 is never closed"),
+        ("beach)", "Unexpected"),
+        ('"open', "quote opened at character 1"),
+        ("colour:red", "Unknown search field 'colour:'"),
+        ("status:maybe", "Unknown status 'maybe'"),
+        ("run:abc", "run number"),
+        ("beach OR", "ends where a word"),
+        ("AND beach", "Expected a word at character 1"),
+    ],
+)
+def test_syntax_errors_say_where(query: str, message: str) -> None:
+    with pytest.raises(SearchSyntaxError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compile_query(query)
+
+
+def test_tokens_and_parameters_never_inline_text() -> None:
+    query = compile_query('keyword:"x\'); DROP TABLE results; --"')
+    assert "DROP" not in query.where and query.params == ("x'); drop table results; --",)
+    kinds = [token.kind for token in tokenize('a -b (c OR "d e") NOT kw:g')]
+    assert kinds == ["TERM", "NOT", "TERM", "(", "TERM", "OR", "TERM", ")", "NOT", "TERM"]
