@@ -278,3 +278,46 @@ def test_truncated_jpeg_is_never_written_into(library, journal_dir, fraction):
         write(photo, library, journal_dir, keywords=("x",))
     assert photo.read_bytes() == cut
     assert sorted(p.name for p in library.iterdir()) == ["a.jpg"]
+
+
+def make_dng(path: Path) -> Path:
+    """A minimal but real DNG: 16-bit Bayer data with the DNG tags LibRaw needs."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    data = bytes((i * 37 + i // 96) % 256 for i in range(96 * 64 * 2))
+    image = Image.frombytes("I;16", (96, 64), data)
+    tags = ImageFileDirectory_v2()
+    for tag, value, kind in (
+        (50706, bytes([1, 4, 0, 0]), 1),  # DNGVersion
+        (50707, bytes([1, 1, 0, 0]), 1),  # DNGBackwardVersion
+        (33421, (2, 2), 3),  # CFARepeatPatternDim
+        (33422, bytes([0, 1, 1, 2]), 1),  # CFAPattern: RGGB
+        (50717, 65535, 4),  # WhiteLevel
+    ):
+        tags[tag] = value
+        tags.tagtype[tag] = kind
+    tags[262] = 32803  # PhotometricInterpretation: colour filter array
+    tags[271], tags[272], tags[50708] = "Test", "Test DNG", "Test DNG"
+    image.save(path, format="TIFF", tiffinfo=tags)
+    return path
+
+
+def test_dng_is_written_embedded_with_raw_pixels_unchanged(library, journal_dir):
+    import rawpy
+
+    photo = make_dng(library / "IMG.dng")
+    original = sha(photo)
+    with rawpy.imread(str(photo)) as raw:
+        before = raw.raw_image_visible.copy()
+    key = image_content_key(photo)
+
+    outcome = write(photo, library, journal_dir, keywords=("dng",), caption="A raw file.")
+
+    assert [path for path, _ in outcome.files] == [photo]
+    with rawpy.imread(str(photo)) as raw:
+        assert (raw.raw_image_visible == before).all()
+    seen = exiftool(photo)
+    assert seen["File:FileType"] == "DNG"
+    assert as_list(seen["XMP-dc:Subject"]) == ["dng"] and seen["XMP-dc:Description"] == "A raw file."
+    assert image_content_key(photo) == key
+    assert undo(journal_dir).ok and sha(photo) == original
