@@ -119,8 +119,9 @@ def device_name(system_info: str, offloading: bool) -> str:
     return "gpu"
 
 
-_MEMORY_WORDS = ("out of memory", "failed to allocate", "cudamalloc", "unable to allocate", "oom")
-_CONTEXT_WORDS = ("exceed", "n_ctx", "context window", "kv slot", "memory slot", "no kv", "kv cache")
+# Phrases in llama-cpp-python exceptions and llama.cpp's log that tell what ran out.
+_MEMORY_WORDS = ("out of memory", "failed to allocate", "unable to allocate", "cudamalloc failed")
+_CONTEXT_WORDS = ("n_ctx", "context window", "memory slot", "kv slot", "llama_decode returned 1")
 
 
 def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
@@ -133,7 +134,7 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
             "llama.cpp ran out of memory on this image. Lower the image budget (--image-tokens), use a "
             "smaller model or quantization, or close other programs."
         )
-    if any(word in text for word in _CONTEXT_WORDS) or "llama_decode returned 1" in text:
+    if any(word in text for word in _CONTEXT_WORDS):
         return ResourceExhaustedError(
             f"The image and prompt do not fit in the model's context ({exc}). Lower the image budget "
             "(--image-tokens) or raise the context (--context)."
