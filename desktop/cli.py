@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="captioneer",
         description="Captions, alt text and keywords for photos with Qwen3-VL, on your own machine.",
+        # Subcommand options (`review approve --all`) must not be taken for abbreviations of global ones.
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"captioneer {__version__}")
     parser.add_argument(
