@@ -405,9 +405,9 @@ def _xmp_list(xmp: Any, key: str) -> tuple[str, ...]:
     if key not in xmp:
         return ()
     value = xmp[key].value()
-    if hasattr(value, "count") and type(value).__name__ == "XmpArrayValue":
+    if isinstance(value, exiv2_module().XmpArrayValue):
         return tuple(value.toString(i) for i in range(value.count()))
-    text = xmp[key].toString()
+    text = xmp[key].toString()  # a single text where a list belongs: still the user's keyword
     return (text,) if text else ()
 
 
@@ -415,7 +415,7 @@ def _xmp_lang_alt(xmp: Any, key: str) -> dict[str, str]:
     if key not in xmp:
         return {}
     value = xmp[key].value()
-    if type(value).__name__ == "LangAltValue":
+    if isinstance(value, exiv2_module().LangAltValue):
         return dict(value)
     text = xmp[key].toString()
     return {X_DEFAULT: text} if text else {}
@@ -546,8 +546,9 @@ def _write_iptc(exiv2: Any, iptc: Any, spec: FieldSpec, new: Any, text: str) -> 
             )
         else:
             notes.append(f"keyword {item!r} is longer than IPTC's {limit} bytes: written to XMP only")
-    for datum in [d for d in iptc if d.key() == spec.iptc]:
-        iptc.erase(iptc.findKey(exiv2.IptcKey(datum.key())))
+    # Count first: erasing invalidates references to the other datasets.
+    for _ in range(sum(1 for datum in iptc if datum.key() == spec.iptc)):
+        iptc.erase(iptc.findKey(exiv2.IptcKey(spec.iptc)))
     for item in kept:
         iptc.add(exiv2.IptcKey(spec.iptc), exiv2.StringValue(item))
     if any(not item.isascii() for item in kept) and IPTC_CHARSET_KEY not in iptc:

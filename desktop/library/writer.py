@@ -78,7 +78,7 @@ _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class MetadataWriteError(CaptioneerError):
-    """Metadata could not be written; the original files are untouched."""
+    """Metadata could not be written; the file being written is untouched."""
 
 
 class WriteRefusedError(MetadataWriteError):
