@@ -3,6 +3,7 @@ cancel, JSON schemas, fresh state per image, context/error handling and the sand
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ from backends.gguf import (
     context_size,
     device_name,
     gpu_layers,
+    physical_cores,
     sampling_arguments,
     translate_error,
 )
@@ -242,6 +244,21 @@ def test_info_reports_what_is_loaded(engine: GGUFBackend, tiny_gguf: tuple[Path,
     assert info.details["context"] == context_size(256)
     assert info.details["mmproj"] == str(tiny_gguf[1])
     assert info.memory_bytes is None or info.memory_bytes > 10_000_000
+
+
+def test_threads_default_to_physical_cores(tiny_gguf: tuple[Path, Path]) -> None:
+    config = EngineConfig(model=str(tiny_gguf[0]), mmproj=str(tiny_gguf[1]))
+    assert GGUFBackend(config).info().details["threads"] == physical_cores()
+    assert 1 <= physical_cores() <= (os.cpu_count() or 1)
+
+
+def test_flash_attention_off_gives_the_same_greedy_answer(
+    tiny_gguf: tuple[Path, Path], engine: GGUFBackend
+) -> None:
+    assert engine.info().details["flash_attention"] is True
+    with make_backend(*tiny_gguf, flash_attention=False) as plain:
+        assert plain.info().details["flash_attention"] is False
+        assert run(plain, describe(noise())) == run(engine, describe(noise()))
 
 
 def test_bad_files_fail_before_loading_with_exit_code_2(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
