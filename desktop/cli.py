@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "search": "desktop.commands.search",
     "export": "desktop.commands.export",
     "import": "desktop.commands.import_",
+    "hardware": "desktop.commands.hardware",
+    "recommend": "desktop.commands.recommend",
 }
 
 

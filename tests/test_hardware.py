@@ -1,0 +1,176 @@
+"""Hardware detection: fail-soft probes with labelled sources, the Ollama probe against loopback servers,
+sysfs and chip-name parsing, and `captioneer hardware`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import pytest
+
+from backends.hardware import (
+    GPU,
+    Fact,
+    HardwareFacts,
+    apple_chip_figures,
+    bitsandbytes_devices_from_files,
+    hypothetical_hardware,
+    probe_amd,
+    probe_disk,
+    probe_hardware,
+    probe_ollama,
+)
+from desktop.cli import main
+from tests.fakes.ollama_server import FakeOllama
+
+
+def _facts_in(data: object) -> list[dict]:
+    """Every {"value", "source"} pair in a JSON tree."""
+    found = []
+    if isinstance(data, dict):
+        if set(data) == {"value", "source"}:
+            return [data]
+        for value in data.values():
+            found += _facts_in(value)
+    elif isinstance(data, list):
+        for value in data:
+            found += _facts_in(value)
+    return found
+
+
+def test_probing_this_machine_labels_every_number(tmp_path):
+    facts = probe_hardware(tmp_path / "not" / "yet" / "models", ollama="http://127.0.0.1:9")
+    assert isinstance(facts, HardwareFacts) and not facts.hypothetical
+    data = facts.to_json()
+    pairs = _facts_in(data)
+    assert len(pairs) >= 7 and all(isinstance(p["source"], str) and p["source"] for p in pairs)
+    assert facts.ram_gb.value and facts.ram_gb.value > 0.5
+    assert facts.cores.value and facts.cores.value >= 1
+    assert facts.disk_free_gb.value is not None and str(tmp_path) in facts.disk_free_gb.source
+    assert "gguf" in facts.engines.value  # llama-cpp-python is installed here
+    if not facts.gpus:  # the development machine: the probes say why they found nothing
+        assert facts.gpu_kind == "none" and facts.gpu_notes
+    assert facts.ollama.running is False
+
+
+def test_probing_does_not_import_torch(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from backends.hardware import probe_hardware; "
+        f"f = probe_hardware(Path({str(tmp_path)!r}), ollama='http://127.0.0.1:9'); "
+        "print('torch' in sys.modules, 'bitsandbytes' in sys.modules, f.torch_cuda.source)"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    torch_loaded, bnb_loaded, source = result.stdout.strip().split(" ", 2)
+    assert (torch_loaded, bnb_loaded) == ("False", "False")
+    assert "torch" in source
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ollama_probe_running_and_not_running():
+    with FakeOllama(version="0.13.1") as server:
+        address = server.url
+        status = probe_ollama(address)
+    assert status.running and status.version == "0.13.1" and status.host == address
+    nobody = f"http://127.0.0.1:{_free_port()}"
+    status = probe_ollama(nobody)
+    assert not status.running and status.version is None and nobody in status.source
+
+
+class _NotOllama(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>a router page</html>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_ollama_probe_is_not_fooled_by_another_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotOllama)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status = probe_ollama(f"127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not status.running and "not Ollama" in status.source
+
+
+def test_amd_gpus_from_sysfs(tmp_path):
+    for card, vendor, vram in (("card0", "0x10de", 8 * 1024**3), ("card1", "0x1002", 16 * 1024**3)):
+        device = tmp_path / card / "device"
+        device.mkdir(parents=True)
+        (device / "vendor").write_text(f"{vendor}\n")
+        (device / "mem_info_vram_total").write_text(f"{vram}\n")
+    (tmp_path / "card1" / "device" / "product_name").write_text("Radeon RX 7800 XT\n")
+    (tmp_path / "card1-DP-1").mkdir()  # a connector, not a card
+    gpus, _ = probe_amd(tmp_path)
+    assert len(gpus) == 1
+    gpu = gpus[0]
+    assert (gpu.vendor, gpu.name.value, gpu.memory_gb.value) == ("amd", "Radeon RX 7800 XT", 16.0)
+    assert "mem_info_vram_total" in gpu.memory_gb.source and "estimate" in gpu.bandwidth_gbs.source
+    assert probe_amd(tmp_path / "missing") == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("chip", "name", "bandwidth"),
+    [("Apple M3 Max", "M3 Max", 400), ("Apple M4", "M4", 120), ("apple m2 pro", "M2 Pro", 200),
+     ("Apple M9 Hyper", None, 100.0)],
+)
+def test_apple_chip_names(chip, name, bandwidth):
+    matched, found_bandwidth, _ = apple_chip_figures(chip)
+    assert (matched, found_bandwidth) == (name, bandwidth)
+
+
+def test_bitsandbytes_devices_come_from_its_native_libraries():
+    names = ["__init__.py", "libbitsandbytes_cpu.so", "libbitsandbytes_cuda126.so",
+             "libbitsandbytes_cuda13.dll", "libbitsandbytes_rocm64.so"]
+    assert bitsandbytes_devices_from_files(names) == ["cuda", "rocm", "cpu"]
+    assert bitsandbytes_devices_from_files(["libbitsandbytes_mps.dylib"]) == ["mps"]
+    assert bitsandbytes_devices_from_files(["__init__.py"]) == []
+
+
+def test_free_disk_of_a_folder_not_made_yet(tmp_path):
+    fact = probe_disk(tmp_path / "a" / "b" / "models")
+    assert fact.value and fact.value > 0 and str(tmp_path) in fact.source
+
+
+def test_hypothetical_machines():
+    mac = hypothetical_hardware("apple", ram_gb=8, chip="M1")
+    assert mac.gpu_kind == "apple" and mac.gpu.name.value == "Apple M1"
+    assert mac.gpu.usable_gb.value == pytest.approx(8 * 2 / 3, abs=0.01)
+    assert mac.bitsandbytes.value == []
+    pc = hypothetical_hardware("nvidia", vram_gb=12, ram_gb=32, cores=6)
+    assert isinstance(pc.gpu, GPU) and pc.gpu.memory_gb == Fact(12.0, "given")
+    assert pc.cores == Fact(6, "given") and pc.bitsandbytes.value == ["cuda"]
+    assert hypothetical_hardware("none", ram_gb=16).cores.source.startswith("assumed")
+    with pytest.raises(ValueError, match="--vram-gb"):
+        hypothetical_hardware("amd", ram_gb=16)
+    with pytest.raises(ValueError, match="Unknown GPU kind"):
+        hypothetical_hardware("intel", ram_gb=16)
+
+
+def test_hardware_command(capsys, captioneer_home: Path, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_free_port()}")
+    assert main(["hardware", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ram_gb"]["source"] and data["ollama"]["running"] is False
+    assert str(captioneer_home) in data["disk_free_gb"]["source"]
+    assert main(["hardware"]) == 0
+    text = capsys.readouterr().out
+    assert "RAM" in text and "[psutil]" in text and "Ollama        not running" in text
