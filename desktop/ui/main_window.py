@@ -30,6 +30,7 @@ from desktop.ui.quick_caption import (
     copy_values,
     display_text,
     follow_up_question,
+    format_bytes,
     seconds_per_image,
 )
 from desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
@@ -45,15 +46,6 @@ def default_engine_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     add_engine_arguments(parser)
     return parser.parse_args([])
-
-
-def format_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -95,6 +87,7 @@ class MainWindow(QObject):
         self._live: list[CancelToken] = []
         self._durations: list[float] = []
         self._shut_down = False
+        self._banner_action = self.open_wizard
 
         self.background = Background(self)
         self.background.relay.thumbnailReady.connect(self._on_thumbnail)
@@ -150,7 +143,7 @@ class MainWindow(QObject):
         v.wizard_action.triggered.connect(self.open_wizard)
         v.models_action.triggered.connect(self.open_model_manager)
         v.about_action.triggered.connect(self.about)
-        v.banner_button.clicked.connect(self.open_wizard)
+        v.banner_button.clicked.connect(lambda: self._banner_action())
         v.task_combo.currentIndexChanged.connect(self._on_task_changed)
 
     def _fill_tasks(self) -> None:
@@ -179,6 +172,7 @@ class MainWindow(QObject):
         return bool(self.engine_args.model or self.settings.model)
 
     def _refresh_setup_state(self) -> None:
+        self._banner_action = self.open_wizard
         if self.model_configured():
             self.view.set_banner(None)
             config = self.engine_config()
@@ -450,8 +444,7 @@ class MainWindow(QObject):
     def _on_engine_failed(self, message: str) -> None:
         self.view.status_engine.setText("Engine not ready")
         self.view.set_banner(f"The engine could not start: {message}", "Open settings…")
-        self.view.banner_button.clicked.disconnect()
-        self.view.banner_button.clicked.connect(self.open_settings)
+        self._banner_action = self.open_settings
 
     def _show_speed(self) -> None:
         speed = seconds_per_image(self._durations)
@@ -518,7 +511,9 @@ class MainWindow(QObject):
     def open_model_manager(self) -> None:
         from desktop.ui.model_manager import ModelManagerDialog
 
-        ModelManagerDialog(self.view).exec()
+        dialog = ModelManagerDialog(self.settings, self.view)
+        dialog.modelChosen.connect(self.apply_settings)
+        dialog.exec()
 
     def about(self) -> None:
         QMessageBox.about(

@@ -128,3 +128,13 @@ def seconds_per_image(durations: Sequence[float]) -> float | None:
     """The mean of the recent successful timings (the last ten), or None before the first one."""
     recent = list(durations)[-10:]
     return sum(recent) / len(recent) if recent else None
+
+
+def format_bytes(count: int) -> str:
+    """Sizes as people read them: 512 B, 18 KB, 3.4 MB, 1.2 GB."""
+    value = float(count)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit != "MB" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

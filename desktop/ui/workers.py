@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import ImageOps
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
-from backends.base import Backend, EngineConfig
+from backends.base import Backend, EngineConfig, ProgressCallback
 from backends.cancel import CancelToken
 from backends.errors import Cancelled, CaptioneerError, EngineCrashedError, ImageError
 from backends.request import SamplingOptions
@@ -256,3 +256,79 @@ class Background(QObject):
 
     def wait(self, msecs: int = 5000) -> bool:
         return self.pool.waitForDone(msecs)
+
+
+Work = Callable[[ProgressCallback, CancelToken], object]
+
+
+class _CallWorker(QObject):
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    done = Signal()
+
+    def __init__(self, work: Work, token: CancelToken) -> None:
+        super().__init__()
+        self._work = work
+        self._token = token
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            value = self._work(lambda fraction, message: self.progress.emit(fraction, message), self._token)
+        except Cancelled:
+            self.cancelled.emit()
+        except CaptioneerError as exc:
+            self.failed.emit(str(exc))
+        else:
+            self.succeeded.emit(value)
+        finally:
+            self.done.emit()
+
+
+class Call(QObject):
+    """One long action (probe, download, verify, test caption) on its own thread, with progress and cancel.
+
+    ``work(progress, cancel)`` runs off the GUI thread; exactly one of ``succeeded``, ``failed`` or
+    ``cancelled`` follows, then ``finished``.
+    """
+
+    progress = Signal(float, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    finished = Signal()
+
+    def __init__(self, work: Work, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.token = CancelToken()
+        self.running = False
+        self._thread = QThread(self)
+        self._worker = _CallWorker(work, self.token)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.succeeded.connect(self.succeeded)
+        self._worker.failed.connect(self.failed)
+        self._worker.cancelled.connect(self.cancelled)
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        self._worker.done.connect(self._finish)
+
+    def start(self) -> Call:
+        self.running = True
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        """Cancel and wait for the thread (used when a dialog closes mid-action)."""
+        self.token.cancel()
+        return self._thread.wait(msecs)
+
+    @Slot()
+    def _finish(self) -> None:
+        self.running = False
+        self.finished.emit()
