@@ -7,6 +7,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import secrets
 import sys
 import threading
 from collections import deque
@@ -299,13 +300,18 @@ class GGUFBackend(Backend):
             llama = self._llama
             max_tokens = self._max_tokens(request)
             _NATIVE_LOG.lines.clear()
+            sampling = sampling_arguments(request.options)
+            if sampling["seed"] is None:
+                # Without a seed llama-cpp-python derives each request's seed from the previous one;
+                # an unseeded request gets its own, so no request depends on the ones before it.
+                sampling["seed"] = secrets.randbelow(2**32)
             try:
                 stream = llama.create_chat_completion(
                     messages=chat_messages(request),
                     stream=True,
                     max_tokens=max_tokens,
                     grammar=grammar,
-                    **sampling_arguments(request.options),
+                    **sampling,
                 )
             except Exception as exc:  # the one choke point: every native failure is translated
                 raise translate_error(exc, _NATIVE_LOG.tail()) from exc
