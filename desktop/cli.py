@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "search": "desktop.commands.search",
     "export": "desktop.commands.export",
     "import": "desktop.commands.import_",
+    "models": "desktop.commands.models",
     "hardware": "desktop.commands.hardware",
     "recommend": "desktop.commands.recommend",
 }
