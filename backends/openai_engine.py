@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -247,11 +248,15 @@ class OpenAIBackend(Backend):
 
     Configuration: ``base_urls`` (one or more; several share the work round robin), ``api_key``,
     ``model`` (the server's model name), ``allow_remote``; ``extra["request_timeout"]`` (seconds for one
-    whole answer, default none) and ``extra["retry_down_after"]`` (seconds a failed server sits out).
+    whole answer, default none), ``extra["retry_down_after"]`` (seconds a failed server sits out) and
+    ``extra["parallel"]`` (requests each server answers at once in a batch, default 1).
     """
 
     name = "openai"
-    capabilities = Capabilities(vision=True, streaming=True, json_schema=True, in_process=False)
+    # "batching": a batch is spread over the servers in rotation, answered concurrently.
+    capabilities = Capabilities(
+        vision=True, streaming=True, json_schema=True, batching=True, in_process=False
+    )
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
@@ -262,6 +267,11 @@ class OpenAIBackend(Backend):
             down_seconds=DOWN_SECONDS if down is None else down,
         )
         self.request_timeout = positive_seconds(config.extra, "request_timeout")
+        self.parallel = config.extra.get("parallel", 1)
+        if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) or self.parallel < 1:
+            raise ConfigurationError(
+                f"Engine option parallel must be a whole number ≥ 1, got {self.parallel!r}."
+            )
         self._loaded = False
 
     def _client(self, url: str, read_timeout: float | None) -> Any:
@@ -373,6 +383,23 @@ class OpenAIBackend(Backend):
                     busy_attempt += 1
                     continue
                 raise translate_error(exc, server.url, self.model) from None
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
+    ) -> list[str]:
+        """Answer ``requests`` concurrently, ``parallel`` at a time per server in rotation; answers come
+        back in the order of ``requests``. The first failure (in that order) is raised once all are done."""
+        cancel = token_or_new(cancel)
+        if not self._loaded:
+            self.load(cancel=cancel)
+        workers = max(1, min(len(requests), len(self.pool.in_rotation()) * self.parallel))
+
+        def answer(request: GenerationRequest) -> str:
+            return "".join(self.generate(request, cancel))
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-openai") as executor:
+            futures = [executor.submit(answer, request) for request in requests]
+        return [future.result() for future in futures]
 
     def _stream(self, server: Server, request: GenerationRequest, cancel: CancelToken) -> Iterator[str]:
         client = self._client(server.url, None)

@@ -274,6 +274,33 @@ def test_round_robin_spreads_requests_over_live_servers(llama_server: LlamaServe
     assert len(other.chats()) == 2
 
 
+def test_a_batch_is_answered_concurrently_across_servers(photo: Path) -> None:
+    def echo(name: str):
+        return lambda body: f"{name} saw {body['messages'][0]['content']}"
+
+    with (
+        FakeOpenAI(responder=echo("first"), piece_delay=0.1) as first,
+        FakeOpenAI(responder=echo("second"), piece_delay=0.1) as second,
+    ):
+        backend = backend_for(first.url, second.url)
+        assert backend.capabilities.batching
+        requests = [small_request(photo, system=f"photo-{index}") for index in range(4)]
+        answers = backend.generate_batch(requests)
+    assert [answer.split(" saw ")[1] for answer in answers] == [f"photo-{index}" for index in range(4)]
+    assert [len(first.chats()), len(second.chats())] == [2, 2]
+    overlaps = [
+        a_start < b_end and b_start < a_end
+        for a_start, a_end in first.windows
+        for b_start, b_end in second.windows
+    ]
+    assert any(overlaps), "both servers were working at the same time"
+
+
+def test_bad_parallel_option_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="parallel"):
+        backend_for("127.0.0.1:8080", extra={"parallel": 0})
+
+
 def test_cli_captions_through_the_real_server(llama_server: LlamaServer, photo: Path) -> None:
     done = subprocess.run(
         [

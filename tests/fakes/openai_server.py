@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass
@@ -32,6 +34,8 @@ class FakeOpenAI:
         hang_chat: chat requests wait until the server stops.
         reject_response_format: answer 400 to any request that has a ``response_format``.
         port: where to listen (0: any free port).
+        piece_delay: seconds before each streamed piece (a slow model).
+        windows: (start, end) ``time.monotonic()`` of every streamed answer, to see concurrency.
     """
 
     models: list[str] = field(default_factory=lambda: ["qwen3-vl-2b"])
@@ -43,32 +47,29 @@ class FakeOpenAI:
     hang_chat: bool = False
     reject_response_format: bool = False
     port: int = 0
+    piece_delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     def __enter__(self) -> FakeOpenAI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = LoopbackServer(type("Handler", (_Handler,), {"fake": self}), self.port)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     @property
     def url(self) -> str:
         assert self._server is not None, "start the stand-in first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._server.port}/v1"
 
     def chats(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -153,7 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         base = {"id": "chatcmpl-stand-in", "object": "chat.completion.chunk", "created": int(time.time())}
         base["model"] = body["model"]
+        started = time.monotonic()
         for index, piece in enumerate(pieces):
+            time.sleep(self.fake.piece_delay)
             if self.fake.stream_error is not None and index == self.fake.stream_error[0]:
                 self._event({"error": {"message": self.fake.stream_error[1], "type": "server_error"}})
                 break
@@ -166,3 +169,5 @@ class _Handler(BaseHTTPRequestHandler):
         self._event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+        with self.fake._lock:
+            self.fake.windows.append((started, time.monotonic()))
