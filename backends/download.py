@@ -555,12 +555,15 @@ def pull(
     folder = store_folder(models_dir, variant)
     address = hub_endpoint(endpoint)
     previous = read_manifest(folder)
-    usable = previous is not None and not update and previous.repo == variant.repo and previous.files
-    if usable:
+    pinned = previous is not None and not update and previous.repo == variant.repo and bool(previous.files)
+    if pinned:
         commit, files = previous.revision, previous.files
     else:
         commit, files = resolve(variant, endpoint=address, token=token)
     folder.mkdir(parents=True, exist_ok=True)
+    if previous is not None and previous.revision != commit:
+        for stale in folder.rglob(f"*{PART_SUFFIX}"):  # partial files of the old commit cannot be resumed
+            stale.unlink()
     manifest = Manifest(store=folder.name, engine=variant.engine, repo=variant.repo or "", revision=commit,
                         files=files)
     _write_manifest(folder, manifest)

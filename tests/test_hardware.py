@@ -4,6 +4,7 @@ sysfs and chip-name parsing, and `captioneer hardware`."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -174,3 +175,92 @@ def test_hardware_command(capsys, captioneer_home: Path, monkeypatch):
     assert main(["hardware"]) == 0
     text = capsys.readouterr().out
     assert "RAM" in text and "[psutil]" in text and "Ollama        not running" in text
+
+
+class _StandInNVML:
+    """A stand-in for the ``pynvml`` module (no NVIDIA driver here): one RTX 4090-like card."""
+
+    NVML_CLOCK_MEM = 2
+
+    class NVMLError(Exception):
+        pass
+
+    class _Memory:
+        total = 24 * 1024**3
+        free = 20 * 1024**3
+
+    def __init__(self) -> None:
+        self.shut_down = False
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlShutdown(self) -> None:
+        self.shut_down = True
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"handle{index}"
+
+    def nvmlDeviceGetName(self, handle: str) -> bytes:
+        return b"NVIDIA GeForce RTX 4090"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str) -> _Memory:
+        return self._Memory()
+
+    def nvmlDeviceGetMemoryBusWidth(self, handle: str) -> int:
+        return 384
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: str, clock: int) -> int:
+        assert clock == self.NVML_CLOCK_MEM
+        return 10501
+
+
+def test_nvidia_through_nvml(monkeypatch):
+    from backends.hardware import probe_nvidia
+
+    nvml = _StandInNVML()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    gpus, notes = probe_nvidia()
+    assert notes == [] and nvml.shut_down
+    (gpu,) = gpus
+    assert (gpu.vendor, gpu.name.value, gpu.memory_gb.value, gpu.free_gb.value) == (
+        "nvidia", "NVIDIA GeForce RTX 4090", 24.0, 20.0
+    )
+    assert gpu.bandwidth_gbs == Fact(1008.1, "NVML bus width × memory clock")  # the 4090's 1,008 GB/s
+    assert gpu.memory_gb.source == "NVML" and "estimate" in gpu.tflops.source
+
+
+def test_nvidia_through_nvidia_smi_when_nvml_fails(monkeypatch, tmp_path):
+    from backends.hardware import probe_nvidia
+
+    class _BrokenNVML(_StandInNVML):
+        def nvmlInit(self) -> None:
+            raise self.NVMLError("Driver Not Loaded")
+
+    monkeypatch.setitem(sys.modules, "pynvml", _BrokenNVML())
+    # A stand-in nvidia-smi on PATH that prints what the real one prints for this query.
+    script = tmp_path / "nvidia-smi"
+    script.write_text("#!/bin/sh\necho 'NVIDIA GeForce RTX 3060, 12288, 11900'\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    gpus, notes = probe_nvidia()
+    (gpu,) = gpus
+    assert (gpu.name.value, gpu.memory_gb.value) == ("NVIDIA GeForce RTX 3060", 12.0)
+    assert gpu.memory_gb.source == "nvidia-smi" and gpu.free_gb.value == pytest.approx(11.62, abs=0.01)
+    assert notes == ["NVIDIA: NVML unavailable (Driver Not Loaded)"]
+    script.write_text("#!/bin/sh\nexit 9\n")
+    gpus, notes = probe_nvidia()
+    assert gpus == [] and notes[-1] == "NVIDIA: nvidia-smi not found or failed"
+
+
+def test_a_probed_gpu_drives_the_recommendation(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "pynvml", _StandInNVML())
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_free_port()}")
+    assert main(["recommend", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["hardware"]["gpu_kind"] == "nvidia"
+    first = payload["profiles"][0]
+    assert first["device"] == "cuda" and first["memory_gb"] <= 24.0 and "of VRAM" in first["reason"]
