@@ -254,3 +254,25 @@ def test_ollama_profiles_are_pulled_by_ollama(capsys: pytest.CaptureFixture[str]
 
 def test_models_land_in_the_data_folder(captioneer_home: Path):
     assert models_dir() == captioneer_home / "data" / "models"
+
+
+def test_the_stand_in_speaks_the_hubs_protocol(hub: FakeHub, tmp_path: Path):
+    """huggingface_hub's own metadata (HEAD) and download work against the stand-in: it is faithful."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    meta = get_hf_file_metadata(hf_hub_url(GGUF_REPO, MODEL_FILE, endpoint=hub.url))
+    data = TINY_GGUF_MODEL.read_bytes()
+    assert (meta.commit_hash, meta.etag, meta.size) == (OLD, hashlib.sha256(data).hexdigest(), len(data))
+    path = hf_hub_download(HF_REPO, "config.json", endpoint=hub.url, cache_dir=tmp_path)
+    assert Path(path).read_bytes() == transformers_repo_files()["config.json"] and f"snapshots/{OLD}" in path
+
+
+def test_gguf_files_that_do_not_belong_together_are_not_installed(hub: FakeHub):
+    swapped = gguf_repo_files()
+    swapped[MODEL_FILE], swapped[MMPROJ_FILE] = swapped[MMPROJ_FILE], swapped[MODEL_FILE]
+    hub.add_repo(GGUF_REPO, swapped, commit=NEW)
+    gguf = variant("qwen3-vl-2b-gguf-q4_k_m")
+    with pytest.raises(ModelFileError, match="vision projector"):
+        pull(gguf, models_dir())
+    assert installed_model(gguf, models_dir()) is None
+    assert read_manifest(models_dir() / gguf.store).complete is False
