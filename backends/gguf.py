@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,7 @@ class GGUFBackend(Backend):
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self._llama: Any = None
+        self._close: weakref.finalize | None = None
         self._model_header: GGUFHeader | None = None
         self._mmproj_header: GGUFHeader | None = None
         self._threads = config.threads or physical_cores()
@@ -264,6 +266,8 @@ class GGUFBackend(Backend):
                 f"{_NATIVE_LOG.tail(5).strip()}".strip()
             ) from None
         self._llama, self._model_header, self._mmproj_header = llama, model, mmproj
+        # Free native memory when this engine is garbage-collected or the interpreter exits unloaded.
+        self._close = weakref.finalize(self, llama.close)
         if progress:
             progress(1.0, "Ready")
 
@@ -333,7 +337,7 @@ class GGUFBackend(Backend):
     def unload(self) -> None:
         with self._lock:
             if self._llama is not None:
-                self._llama.close()
+                self._close()
                 self._llama = None
 
     def info(self) -> BackendInfo:
