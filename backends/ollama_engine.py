@@ -40,6 +40,7 @@ DEFAULT_PORT = 11434
 PROMPT_ALLOWANCE = 2048
 """Context tokens kept for the prompt, the system prompt and the answer on top of the image budget."""
 MIN_CONTEXT = 4096
+MIN_OLLAMA_FOR_QWEN3VL = "0.12.7"
 
 
 class ModelWithoutVisionError(ConfigurationError):
@@ -150,7 +151,11 @@ def _not_installed(host: str, tag: str) -> ModelNotFoundError:
 
 
 def translate_error(exc: Exception, host: str, tag: str) -> CaptioneerError:
-    """The one choke point that turns client, HTTP and in-stream failures into messages for people."""
+    """The one choke point that turns client, HTTP and in-stream failures into messages for people.
+
+    ``tag`` is empty for requests that are not about a model. Anything that is not a network, HTTP or
+    protocol failure is a bug and is re-raised as it is.
+    """
     import httpx
     from ollama import ResponseError
 
@@ -177,6 +182,10 @@ def translate_error(exc: Exception, host: str, tag: str) -> CaptioneerError:
             kind = ResourceExhaustedError if "memory" in lowered else GenerationError
             return kind(f"Ollama failed while answering with {tag}: {message}")
         if status == 404:
+            if not tag:  # a model-independent endpoint is missing: this is not Ollama's API
+                return EngineUnavailableError(
+                    f"Something answers at {host}, but it is not Ollama — check --host."
+                )
             return _not_installed(host, tag)
         if status == 400 and ("image" in lowered or "vision" in lowered):
             return ModelWithoutVisionError(
@@ -214,9 +223,10 @@ def server_version(host: str) -> str:
     except httpx.HTTPError as exc:
         raise translate_error(exc, host, "") from None
     try:
-        version = response.json().get("version") if response.status_code == 200 else None
+        data = response.json() if response.status_code == 200 else None
     except ValueError:
-        version = None
+        data = None
+    version = data.get("version") if isinstance(data, dict) else None
     if not isinstance(version, str):
         raise EngineUnavailableError(
             f"Something answers at {host}, but it is not Ollama "
@@ -264,8 +274,9 @@ def installed_models(host: str) -> list[InstalledModel]:
     ]
 
 
-def model_capabilities(host: str, tag: str) -> list[str]:
-    """What Ollama says ``tag`` can do (``completion``, ``vision``, ``thinking``, ``tools``…)."""
+def model_capabilities(host: str, tag: str) -> list[str] | None:
+    """What Ollama says ``tag`` can do (``completion``, ``vision``, ``thinking``, ``tools``…); None from an
+    Ollama too old to say (before 0.6.4)."""
     client = _client(host, METADATA_TIMEOUT)
     try:
         shown = client.show(tag)
@@ -273,7 +284,7 @@ def model_capabilities(host: str, tag: str) -> list[str]:
         raise translate_error(exc, host, tag) from None
     finally:
         client.close()
-    return list(shown.capabilities or [])
+    return None if shown.capabilities is None else list(shown.capabilities)
 
 
 def _check_cloud(tag: str, allow_cloud: bool) -> None:
@@ -423,7 +434,13 @@ class OllamaBackend(Backend):
         wanted = normalize_tag(self.tag)
         if wanted not in {normalize_tag(model.name) for model in installed_models(self.host)}:
             raise _not_installed(self.host, self.tag)
-        self._capabilities = model_capabilities(self.host, self.tag)
+        capabilities = model_capabilities(self.host, self.tag)
+        if capabilities is None:
+            raise ConfigurationError(
+                f"Ollama {self._version} at {self.host} is too old for Qwen3-VL — update Ollama "
+                f"(Qwen3-VL needs {MIN_OLLAMA_FOR_QWEN3VL} or newer)."
+            )
+        self._capabilities = capabilities
         if "vision" not in self._capabilities:
             raise ModelWithoutVisionError(
                 f"{self.tag} cannot see images (Ollama lists: "

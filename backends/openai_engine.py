@@ -184,8 +184,9 @@ def _message(exc: Any) -> str:
 
 
 def classify(exc: Exception) -> str:
-    """What to do about a failure before anything was streamed: ``down`` (take the server out and try
-    another), ``busy`` (back off and retry), ``format`` (retry with a simpler response_format) or ``fail``."""
+    """What to do about a failure before anything was streamed: ``down`` (take the server out for a while
+    and try another), ``busy`` (back off and retry), ``format`` (retry with a simpler response_format),
+    ``missing`` (the server lacks the model: leave it out if others remain) or ``fail``."""
     import openai
 
     if isinstance(exc, openai.APIConnectionError):
@@ -196,6 +197,8 @@ def classify(exc: Exception) -> str:
         # llama-cpp-python's server answers an unknown response_format with 500, others with 400/422.
         if exc.status_code in (400, 422, 500) and "response_format" in _message(exc):
             return "format"
+        if exc.status_code == 404:
+            return "missing"
     return "fail"
 
 
@@ -286,9 +289,16 @@ class OpenAIBackend(Backend):
         )
 
     def _list_models(self, server: Server) -> tuple[str, ...]:
+        import openai
+
         client = self._client(server.url, METADATA_TIMEOUT)
         try:
             return tuple(entry.id for entry in client.models.list())
+        except openai.NotFoundError:
+            raise EngineUnavailableError(
+                f"Something answers at {server.url}, but not with the OpenAI API (HTTP 404 for /models) — "
+                "the base URL usually ends with /v1."
+            ) from None
         except Exception as exc:
             raise translate_error(exc, server.url, self.model) from None
         finally:
@@ -353,6 +363,7 @@ class OpenAIBackend(Backend):
         failed: set[str] = set()
         while True:
             server = self.pool.pick()
+            style = server.format_style
             yielded = False
             try:
                 for text in self._stream(server, request, cancel):
@@ -366,9 +377,13 @@ class OpenAIBackend(Backend):
                 if yielded:
                     raise translate_error(exc, server.url, self.model) from None
                 action = classify(exc)
-                if action == "format" and server.format_style + 1 < len(RESPONSE_FORMATS):
-                    server.format_style += 1
+                if action == "format" and style + 1 < len(RESPONSE_FORMATS):
+                    server.format_style = max(server.format_style, style + 1)
                     log.info("%s rejects this response_format; using %s", server.url, server.style)
+                    continue
+                if action == "missing" and len(self.pool.in_rotation()) > 1:
+                    server.excluded = f"does not serve {self.model}"
+                    log.warning("%s does not serve %s; leaving it out.", server.url, self.model)
                     continue
                 if action == "down":
                     error = translate_error(exc, server.url, self.model)

@@ -243,6 +243,19 @@ def test_model_without_vision_is_refused(ollama: FakeOllama) -> None:
         backend_for(ollama, model="qwen3:4b").load()
 
 
+def test_ollama_too_old_for_capabilities_is_told_to_update(ollama: FakeOllama) -> None:
+    ollama.version = "0.5.7"
+    ollama.models = [FakeModel(TAG, capabilities=None)]
+    with pytest.raises(ConfigurationError, match="Ollama 0.5.7 .* too old for Qwen3-VL"):
+        backend_for(ollama).load()
+
+
+def test_a_proxy_without_ollamas_api_is_not_ollama(ollama: FakeOllama) -> None:
+    ollama.failures.append(ScriptedFailure("/api/tags", 404, "404 page not found"))
+    with pytest.raises(EngineUnavailableError, match="not Ollama"):
+        backend_for(ollama).load()
+
+
 def test_cloud_models_need_opt_in(ollama: FakeOllama) -> None:
     ollama.models.append(FakeModel("qwen3-vl:235b-cloud"))
     with pytest.raises(ConfigurationError, match="cloud model"):

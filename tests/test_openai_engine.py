@@ -393,6 +393,25 @@ def test_stream_without_finish_reason_is_a_failure(stand_in: FakeOpenAI, photo: 
         list(backend_for(stand_in.url).generate(small_request(photo)))
 
 
+def test_a_server_without_the_openai_api_is_named(stand_in: FakeOpenAI) -> None:
+    with pytest.raises(EngineUnavailableError, match="not with the OpenAI API .* ends with /v1"):
+        backend_for(stand_in.url.removesuffix("/v1") + "/api").load()
+
+
+def test_a_server_that_lacks_the_model_leaves_the_rotation(stand_in: FakeOpenAI, photo: Path) -> None:
+    with FakeOpenAI(models=["other-model"]) as late:
+        backend = backend_for(stand_in.url, late.url)
+        backend.load()  # the late server is excluded at load: it lists only other-model
+        assert [server["state"] for server in backend.info().details["servers"]] == [
+            "ok", "does not serve qwen3-vl-2b"
+        ]
+        backend.pool.servers[1].excluded = None  # as if it had been down at load time
+        answers = ["".join(backend.generate(small_request(photo))) for _ in range(3)]
+    assert answers == ["A red square."] * 3
+    assert backend.pool.servers[1].excluded == "does not serve qwen3-vl-2b"
+    assert len(late.chats()) == 1
+
+
 def test_unknown_model_on_the_stand_in_is_not_found(stand_in: FakeOpenAI) -> None:
     with pytest.raises(ModelNotFoundError, match="it serves: qwen3-vl-2b"):
         backend_for(stand_in.url, model="gpt-4o").load()

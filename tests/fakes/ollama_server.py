@@ -31,7 +31,8 @@ class FakeModel:
     """A model the stand-in claims to have pulled."""
 
     name: str
-    capabilities: tuple[str, ...] = ("completion", "vision")
+    capabilities: tuple[str, ...] | None = ("completion", "vision")
+    """None imitates an Ollama from before 0.6.4, whose /api/show has no capabilities."""
     size: int = 1_900_000_000
     family: str = "qwen3vl"
 
@@ -262,18 +263,17 @@ class _Handler(BaseHTTPRequestHandler):
         if model is None:
             self._error(404, f"model '{name}' not found")
             return
-        self._send_json(
-            200,
-            {
-                "modelfile": f"FROM {model.name}",
-                "parameters": "temperature 0.7\ntop_k 20\ntop_p 0.8",
-                "template": "{{ .Prompt }}",
-                "details": {"format": "gguf", "family": model.family, "parameter_size": "2.1B"},
-                "model_info": {"general.architecture": model.family},
-                "capabilities": list(model.capabilities),
-                "modified_at": "2026-11-01T10:00:00.000000+00:00",
-            },
-        )
+        shown: dict[str, Any] = {
+            "modelfile": f"FROM {model.name}",
+            "parameters": "temperature 0.7\ntop_k 20\ntop_p 0.8",
+            "template": "{{ .Prompt }}",
+            "details": {"format": "gguf", "family": model.family, "parameter_size": "2.1B"},
+            "model_info": {"general.architecture": model.family},
+            "modified_at": "2026-11-01T10:00:00.000000+00:00",
+        }
+        if model.capabilities is not None:
+            shown["capabilities"] = list(model.capabilities)
+        self._send_json(200, shown)
 
     def _chat(self, body: dict[str, Any]) -> None:
         name = body.get("model", "")
@@ -283,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         messages = body.get("messages") or []
         images = [image for message in messages for image in message.get("images") or []]
-        if images and "vision" not in model.capabilities:
+        if images and "vision" not in (model.capabilities or ()):
             self._error(400, "this model does not support image input")
             return
         for image in images:
@@ -292,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._error(400, "illegal base64 data in image")
                 return
-        if body.get("think") is True and "thinking" not in model.capabilities:
+        if body.get("think") is True and "thinking" not in (model.capabilities or ()):
             self._error(400, f'"{name}" does not support thinking')
             return
         text = self.fake.responder(body)
