@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import sys
@@ -39,6 +40,7 @@ TEMPLATE_OVERHEAD = 32
 """Chat-template tokens around the prompt (role markers, vision start/end)."""
 
 _LOG_LINES = 200
+native_log = logging.getLogger("backends.gguf.native")
 
 
 def context_size(image_tokens: int, override: int | None = None) -> int:
@@ -155,7 +157,8 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
 
 
 class _NativeLog:
-    """Receives llama.cpp's and mtmd's log lines instead of the terminal; keeps the last few for errors."""
+    """Receives llama.cpp's and mtmd's log lines instead of the terminal: keeps the last few to explain
+    errors and passes them to Python logging at debug level (logger ``backends.gguf.native``)."""
 
     def __init__(self) -> None:
         self.lines: deque[str] = deque(maxlen=_LOG_LINES)
@@ -165,7 +168,9 @@ class _NativeLog:
         if self.callback is None:
 
             def collect(level: int, text: bytes, user_data: Any) -> None:
-                self.lines.append(text.decode("utf-8", errors="replace"))
+                line = text.decode("utf-8", errors="replace")
+                self.lines.append(line)
+                native_log.debug("%s", line.rstrip("\n"))
 
             self.callback = llama_cpp.llama_log_callback(collect)
         llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))

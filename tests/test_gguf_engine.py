@@ -3,6 +3,7 @@ cancel, JSON schemas, fresh state per image, context/error handling and the sand
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -316,6 +317,15 @@ def test_llama_cpp_output_is_silenced(tiny_gguf: tuple[Path, Path]) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ANSWER True\n"
     assert out.stderr == ""
+
+
+def test_native_log_goes_to_python_debug_logging(
+    engine: GGUFBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="backends.gguf.native"):
+        run(engine, describe(red_square()))
+    messages = [record.getMessage() for record in caplog.records if record.name == "backends.gguf.native"]
+    assert any("image" in message for message in messages), messages[:10]
 
 
 # Pure decisions.
