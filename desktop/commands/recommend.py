@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     hardware = _hardware(args)
     profiles = recommend(hardware, engines=args.engines, include_unfit=args.all_profiles)
     if args.json:
-        payload = {"hardware": hardware.to_json(), "profiles": [profile.to_json() for profile in profiles]}
-        print(json.dumps(payload, indent=2, sort_keys=True))
+        # The ranked list itself; `captioneer hardware --json` gives the facts behind it.
+        print(json.dumps([profile.to_json() for profile in profiles], indent=2, sort_keys=True))
         return 0 if any(profile.fits for profile in profiles) else 1
     if not any(profile.fits for profile in profiles):
         print("No profile fits this machine's memory.")
