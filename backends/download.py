@@ -46,6 +46,8 @@ DISK_HEADROOM_BYTES = 200 * 1024**2
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 
+OFFLINE_MESSAGE = "Downloads are switched off: HF_HUB_OFFLINE is set. Unset it to download models."
+
 
 class DownloadError(CaptioneerError):
     """A download could not be done: the hub is unreachable, refuses, or the disk is full."""
@@ -263,9 +265,7 @@ def _check_online() -> None:
     from huggingface_hub import constants
 
     if constants.is_offline_mode():
-        raise DownloadError(
-            "Downloads are switched off: HF_HUB_OFFLINE is set. Unset it to download models from the hub."
-        )
+        raise DownloadError(OFFLINE_MESSAGE)
 
 
 def _hub_error(exc: Exception, repo: str, endpoint: str) -> DownloadError:
@@ -282,7 +282,7 @@ def _hub_error(exc: Exception, repo: str, endpoint: str) -> DownloadError:
     if isinstance(exc, errors.RemoteEntryNotFoundError):
         return DownloadError(f"A file of {repo} is missing on {endpoint}: {exc}")
     if isinstance(exc, errors.OfflineModeIsEnabled):
-        return DownloadError("Downloads are switched off: HF_HUB_OFFLINE is set. Unset it to download.")
+        return DownloadError(OFFLINE_MESSAGE)
     if isinstance(exc, errors.HfHubHTTPError):
         return DownloadError(f"The hub at {endpoint} refused the download of {repo}: {exc}")
     if isinstance(exc, httpx2.HTTPError):
