@@ -298,6 +298,11 @@ class Catalog:
             self._lock.release()
             self._lock = None
 
+    def open_sibling(self) -> Catalog:
+        """Another connection to this catalog for another thread of this process (an SQLite connection stays
+        in the thread that made it). It works under this catalog's writer lock: close it before this one."""
+        return Catalog(_connect(self.path, readonly=not self.writable), self.path, None)
+
     def __enter__(self) -> Catalog:
         return self
 
