@@ -40,6 +40,8 @@ TEMPLATE_OVERHEAD = 32
 """Chat-template tokens around the prompt (role markers, vision start/end)."""
 
 _LOG_LINES = 200
+_GGML_WARN, _GGML_ERROR = 3, 4
+"""ggml_log_level values (ggml.h)."""
 native_log = logging.getLogger("backends.gguf.native")
 
 
@@ -157,8 +159,9 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
 
 
 class _NativeLog:
-    """Receives llama.cpp's and mtmd's log lines instead of the terminal: keeps the last few to explain
-    errors and passes them to Python logging at debug level (logger ``backends.gguf.native``)."""
+    """Receives llama.cpp's and mtmd's log lines instead of the terminal: keeps the last warnings and
+    errors to explain failures, and passes every line to Python logging at debug level (logger
+    ``backends.gguf.native``)."""
 
     def __init__(self) -> None:
         self.lines: deque[str] = deque(maxlen=_LOG_LINES)
@@ -169,7 +172,8 @@ class _NativeLog:
 
             def collect(level: int, text: bytes, user_data: Any) -> None:
                 line = text.decode("utf-8", errors="replace")
-                self.lines.append(line)
+                if level in (_GGML_WARN, _GGML_ERROR):
+                    self.lines.append(line)
                 native_log.debug("%s", line.rstrip("\n"))
 
             self.callback = llama_cpp.llama_log_callback(collect)
@@ -182,6 +186,20 @@ class _NativeLog:
 
 
 _NATIVE_LOG = _NativeLog()
+
+
+def _load_error(what: str, exc: Exception) -> CaptioneerError:
+    """A failed load: out of memory, or a file llama.cpp refuses (with its own reason from the log)."""
+    reason = " ".join(line.strip() for line in _NATIVE_LOG.tail(3).splitlines() if line.strip())
+    if any(word in f"{exc} {reason}".lower() for word in _MEMORY_WORDS):
+        return ResourceExhaustedError(
+            f"Not enough memory to load {what}. Pick a smaller model or quantization, or a lower image "
+            "budget; on a GPU, offload fewer layers."
+        )
+    return ModelFileError(
+        f"llama.cpp could not load {what}: {exc}{f' ({reason})' if reason else ''}. The file may be for "
+        "a newer llama.cpp, or damaged: update Captioneer or download the model again."
+    )
 
 
 def _rss_bytes() -> int | None:
@@ -235,6 +253,7 @@ class GGUFBackend(Backend):
                 "Install it with: pip install 'captioneer[gguf]'"
             ) from None
         _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
+        _NATIVE_LOG.lines.clear()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         self._gpu_layers = gpu_layers(self.config.gpu_layers, offload and self.config.device != "cpu")
         self._device = device_name(llama_cpp.llama_print_system_info().decode(errors="replace"),
@@ -256,9 +275,7 @@ class GGUFBackend(Backend):
             )
             _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelFileError(
-                f"llama.cpp could not load {model.path.name}: {exc}. {_NATIVE_LOG.tail(5).strip()}".strip()
-            ) from None
+            raise _load_error(model.path.name, exc) from None
         if progress:
             progress(0.7, f"Loading the vision projector {mmproj.path.name}")
         try:
@@ -266,10 +283,7 @@ class GGUFBackend(Backend):
             handler._init_mtmd_context(llama)
         except (ValueError, RuntimeError, OSError) as exc:
             llama.close()
-            raise ModelFileError(
-                f"llama.cpp could not load the vision projector {mmproj.path.name}: {exc}. "
-                f"{_NATIVE_LOG.tail(5).strip()}".strip()
-            ) from None
+            raise _load_error(f"the vision projector {mmproj.path.name}", exc) from None
         self._llama, self._model_header, self._mmproj_header = llama, model, mmproj
         # Free native memory when this engine is garbage-collected or the interpreter exits unloaded.
         self._close = weakref.finalize(self, llama.close)

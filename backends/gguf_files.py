@@ -310,8 +310,13 @@ def check_model_file(path: str | Path) -> GGUFHeader:
             f"{header.path} is a vision projector (mmproj), not the language model. Pass it with --mmproj "
             "and give the model file (e.g. Qwen3VL-2B-Instruct-Q4_K_M.gguf) as --model."
         )
-    if header.architecture is None or header.embedding_length is None:
-        raise ModelFileError(f"{header.path} is not a language model: its header has no architecture.")
+    if header.architecture is None:
+        raise ModelFileError(f"{header.path} is not a language model: its header names no architecture.")
+    if header.embedding_length is None:
+        raise ModelFileError(
+            f"{header.path} is not a complete {header.architecture} model: its header has no "
+            f"{header.architecture}.embedding_length."
+        )
     return header
 
 

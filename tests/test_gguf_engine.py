@@ -29,6 +29,7 @@ from backends.errors import (
 from backends.gguf import (
     GGUFBackend,
     _cpuinfo_cores,
+    _load_error,
     chat_messages,
     context_size,
     device_name,
@@ -275,6 +276,28 @@ def test_bad_files_fail_before_loading_with_exit_code_2(tiny_gguf: tuple[Path, P
             backend.load()
         assert caught.value.exit_code == 2
         assert not backend.info().loaded
+
+
+def test_files_llama_cpp_refuses_are_explained_with_its_reason(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path
+) -> None:
+    model, mmproj = tiny_gguf
+    odd_vocab = rewrite_string(model, "tokenizer.ggml.model", "nonsense", tmp_path / "odd-vocab.gguf")
+    with pytest.raises(ModelFileError, match="could not load odd-vocab.gguf.*unknown tokenizer: 'nonsense'"):
+        make_backend(odd_vocab, mmproj).load()
+    odd_projector = rewrite_string(
+        mmproj, "clip.projector_type", "nonsense_merger", tmp_path / "odd-mmproj.gguf"
+    )
+    backend = make_backend(model, odd_projector)
+    with pytest.raises(ModelFileError, match="vision projector odd-mmproj.gguf.*unknown projector type"):
+        backend.load()
+    assert not backend.info().loaded
+
+
+def test_out_of_memory_while_loading_is_a_resource_error() -> None:
+    error = _load_error("model.gguf", ValueError("ggml_backend_cuda_buffer_type_alloc_buffer: out of memory"))
+    assert isinstance(error, ResourceExhaustedError) and "Not enough memory to load model.gguf" in str(error)
+    assert isinstance(_load_error("model.gguf", ValueError("Failed to load model")), ModelFileError)
 
 
 def test_generate_before_load_is_an_error(tiny_gguf: tuple[Path, Path]) -> None:
