@@ -53,9 +53,23 @@ def context_size(image_tokens: int, override: int | None = None) -> int:
     return -(-needed // CONTEXT_STEP) * CONTEXT_STEP
 
 
-def gpu_layers(requested: int, offload_supported: bool) -> int:
-    """Layers to offload: none on a CPU-only build, else what was asked (-1 = all)."""
-    return requested if offload_supported else 0
+def gpu_layers(device: str, requested: int, offload_supported: bool) -> int:
+    """Layers to offload (-1 = all) for ``device`` (auto, cpu, cuda, mps…).
+
+    ``auto`` offloads what was asked where this llama.cpp build can and runs on the CPU where it cannot;
+    a GPU asked for by name on a CPU-only build is an error rather than a silent slow run.
+    """
+    if device == "cpu":
+        return 0
+    if offload_supported:
+        return requested
+    if device == "auto":
+        return 0
+    raise ConfigurationError(
+        f"The installed llama-cpp-python has no GPU support, so --device {device} cannot be used. "
+        "Install a GPU build of llama-cpp-python (see its install notes for CUDA or Metal), or use "
+        "--device auto."
+    )
 
 
 def physical_cores() -> int:
@@ -255,7 +269,7 @@ class GGUFBackend(Backend):
         _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
         _NATIVE_LOG.lines.clear()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
-        self._gpu_layers = gpu_layers(self.config.gpu_layers, offload and self.config.device != "cpu")
+        self._gpu_layers = gpu_layers(self.config.device, self.config.gpu_layers, offload)
         self._device = device_name(llama_cpp.llama_print_system_info().decode(errors="replace"),
                                    self._gpu_layers != 0)
         if progress:

@@ -22,6 +22,7 @@ from backends.base import EngineConfig
 from backends.cancel import CancelToken
 from backends.errors import (
     Cancelled,
+    ConfigurationError,
     GenerationError,
     ModelFileError,
     ResourceExhaustedError,
@@ -361,10 +362,26 @@ def test_context_size(image_tokens: int, override: int | None, expected: int) ->
     assert context_size(image_tokens, override) == expected
 
 
-def test_gpu_layers() -> None:
-    assert gpu_layers(-1, offload_supported=True) == -1
-    assert gpu_layers(20, offload_supported=True) == 20
-    assert gpu_layers(-1, offload_supported=False) == 0
+@pytest.mark.parametrize(
+    ("device", "requested", "supported", "expected"),
+    [("auto", -1, True, -1), ("auto", 20, True, 20), ("auto", -1, False, 0), ("cpu", -1, True, 0),
+     ("cuda", -1, True, -1), ("mps", 12, True, 12)],
+)
+def test_gpu_layers(device: str, requested: int, supported: bool, expected: int) -> None:
+    assert gpu_layers(device, requested, offload_supported=supported) == expected
+
+
+def test_a_named_gpu_on_a_cpu_only_build_is_an_error(tiny_gguf: tuple[Path, Path]) -> None:
+    with pytest.raises(ConfigurationError, match="no GPU support, so --device cuda cannot be used"):
+        gpu_layers("cuda", -1, offload_supported=False)
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python build has GPU support")
+    # On a CPU-only build the engine refuses instead of silently running on the CPU.
+    backend = make_backend(*tiny_gguf, device="cuda")
+    with pytest.raises(ConfigurationError, match="no GPU support"):
+        backend.load()
 
 
 def test_device_name() -> None:
