@@ -299,14 +299,17 @@ class HostedBackend(Backend):
             self._stop()
             raise
 
-    def _stop(self) -> None:
-        """End the host process: ask it to exit, wait a little, then kill it. Always leaves no child."""
+    def _stop(self, kill: bool = False) -> None:
+        """End the host process: ask it to exit, wait a little, then kill it (at once with ``kill``).
+        Always leaves no child behind."""
         process, conn = self._process, self._conn
         if process is None or conn is None:
             return
         self._process = self._conn = None
         if self._finalizer is not None:
             self._finalizer.detach()
+        if kill and process.is_alive():
+            process.kill()
         if process.is_alive():
             self._cancel_event.set()  # a request still running stops at the next token
             try:
@@ -369,7 +372,7 @@ class HostedBackend(Backend):
             grace = self.policy.cancel_grace_seconds
             if cancelled_at is not None and time.monotonic() - cancelled_at > grace:
                 log.warning("engine host did not stop within %.0f s of a cancel; killing it", grace)
-                self._stop()
+                self._stop(kill=True)
                 raise Cancelled()
             ready = wait([conn, process.sentinel], timeout=_POLL_SECONDS)
             if not ready:
@@ -466,7 +469,7 @@ class HostedBackend(Backend):
                     return
             elif ready:
                 break
-        self._stop()
+        self._stop(kill=True)
 
     def generate_batch(
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None

@@ -236,9 +236,9 @@ def _quantization_config(profile: str) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_QUANTIZATION)
 
 
-def _attention_for(device: str, profile: str) -> str:
-    """Flash attention where it is installed and can run (CUDA, half precision); SDPA everywhere else."""
-    if device.startswith("cuda") and profile != "fp32" and importlib.util.find_spec("flash_attn") is not None:
+def choose_attention(device: str, profile: str, *, wanted: bool, flash_installed: bool) -> str:
+    """Flash attention where it is wanted, installed and can run (CUDA, half precision); SDPA elsewhere."""
+    if wanted and flash_installed and device.startswith("cuda") and profile != "fp32":
         return "flash_attention_2"
     return "sdpa"
 
@@ -340,7 +340,10 @@ class TransformersBackend(Backend):
             _probe_bitsandbytes(profile, device)
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        attention = _attention_for(device, profile)
+        attention = choose_attention(
+            device, profile, wanted=self.config.flash_attention,
+            flash_installed=importlib.util.find_spec("flash_attn") is not None,
+        )
 
         report(0.1, "Loading the processor")
         try:

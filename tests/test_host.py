@@ -405,3 +405,17 @@ def test_gguf_through_the_host(tiny_gguf: tuple[Path, Path], host_factory) -> No
             if index == 0:
                 os.kill(victim, signal.SIGKILL)
     assert "".join(host.generate(request)) == expected
+
+
+def test_an_engine_that_ignores_cancel_is_killed(tiny_hf_model: Path, host_factory) -> None:
+    """With no grace at all the host cannot stop in time: it is killed; the next request gets a new one."""
+    host = host_factory(hf_config(tiny_hf_model), HostPolicy(cancel_grace_seconds=0.0))
+    host.load()
+    pid = host.pid
+    cancel = CancelToken()
+    with pytest.raises(Cancelled):
+        for _ in host.generate(ask(picture(64, 64, 15), LONG), cancel):
+            cancel.cancel()
+    assert gone(pid) and host.pid is None
+    assert "".join(host.generate(ask(picture(64, 64, 15))))
+    assert host.crashes == 0 and host.starts == 2

@@ -19,6 +19,7 @@ from backends.transformers_engine import (
     DEFAULT_BATCH_SIZE,
     TransformersBackend,
     check_extra,
+    choose_attention,
     choose_device,
     choose_profile,
     processor_size,
@@ -110,6 +111,22 @@ def test_choose_profile(quant: str | None, device: str, bf16: bool, expected: st
 def test_choose_profile_names_the_alternative(quant: str, device: str, bf16: bool, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         choose_profile(quant, device, bf16_supported=bf16)
+
+
+@pytest.mark.parametrize(
+    ("device", "profile", "wanted", "installed", "expected"),
+    [
+        ("cuda", "bf16", True, True, "flash_attention_2"),
+        ("cuda:0", "nf4", True, True, "flash_attention_2"),
+        ("cuda", "bf16", False, True, "sdpa"),
+        ("cuda", "bf16", True, False, "sdpa"),
+        ("cuda", "fp32", True, True, "sdpa"),
+        ("cpu", "bf16", True, True, "sdpa"),
+        ("mps", "fp16", True, True, "sdpa"),
+    ],
+)
+def test_choose_attention(device: str, profile: str, wanted: bool, installed: bool, expected: str) -> None:
+    assert choose_attention(device, profile, wanted=wanted, flash_installed=installed) == expected
 
 
 def test_processor_size_is_exactly_the_prepared_areas() -> None:
