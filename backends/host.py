@@ -264,6 +264,7 @@ class HostedBackend(Backend):
         self._lock = threading.Lock()
         self._served = 0
         self._rss: int | None = None
+        self._engine_info: BackendInfo | None = None  # the engine's last answer to "info"
         self._crashes: Counter[str] = Counter()
         self.starts = 0
         self.recycles = 0
@@ -295,6 +296,8 @@ class HostedBackend(Backend):
             for reply in self._exchange(("load",), cancel, "loading the model"):
                 if reply[0] == "progress" and progress is not None:
                     progress(reply[1], reply[2])
+            for reply in self._exchange(("info",), cancel, "describing itself"):
+                self._engine_info = reply[1]
         except BaseException:
             self._stop()
             raise
@@ -327,6 +330,7 @@ class HostedBackend(Backend):
             process.kill()
             process.join()
         self._rss = None
+        self._engine_info = None
 
     def _ensure_running(self, cancel: CancelToken) -> None:
         if self._process is not None and self._process.is_alive():
@@ -499,25 +503,37 @@ class HostedBackend(Backend):
             self._stop()
 
     def info(self) -> BackendInfo:
+        """The hosted engine's description, with the host's pid, resident memory and counters. While a
+        request runs it answers at once from what the host last reported, so a status bar never waits."""
+        if not self._lock.acquire(blocking=False):
+            return self._describe(busy=True)
+        try:
+            if self._process is None or not self._process.is_alive():
+                self._engine_info = None
+            else:
+                for reply in self._exchange(("info",), CancelToken(), "describing itself"):
+                    self._engine_info = reply[1]
+        finally:
+            self._lock.release()
+        return self._describe(busy=False)
+
+    def _describe(self, busy: bool) -> BackendInfo:
         host = {
             "host_pid": self.pid,
+            "host_busy": busy,
             "host_requests": self._served,
             "host_starts": self.starts,
             "host_recycles": self.recycles,
             "host_crashes": self.crashes,
+            "host_rss_bytes": self._rss,
         }
-        with self._lock:
-            if self._process is None or not self._process.is_alive():
-                return BackendInfo(
-                    engine=self.config.engine, model=self.config.model, quant=self.config.quant,
-                    loaded=False, details=host,
-                )
-            engine_info: BackendInfo | None = None
-            for reply in self._exchange(("info",), CancelToken(), "describing itself"):
-                engine_info = reply[1]
-        assert engine_info is not None
-        details = {**engine_info.details, **host, "engine_memory_bytes": engine_info.memory_bytes,
-                   "host_rss_bytes": self._rss}
+        engine_info = self._engine_info
+        if engine_info is None:
+            return BackendInfo(
+                engine=self.config.engine, model=self.config.model, quant=self.config.quant,
+                loaded=self.pid is not None, memory_bytes=self._rss, details=host,
+            )
+        details = {**engine_info.details, **host, "engine_memory_bytes": engine_info.memory_bytes}
         return replace(engine_info, memory_bytes=self._rss, details=details)
 
 

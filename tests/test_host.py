@@ -298,12 +298,17 @@ def test_cancel_through_the_host_within_a_second(tiny_hf_model: Path, host_facto
     pid = host.pid
     cancel = CancelToken()
     started = None
+    busy_info = None
     with pytest.raises(Cancelled):
         for _ in host.generate(ask(picture(64, 64, 7), LONG), cancel):
             if started is None:
                 started = time.monotonic()
                 threading.Timer(0.05, cancel.cancel).start()
+                busy_info = host.info()  # mid-request: answered from the last report, without waiting
     assert started is not None and time.monotonic() - started < 1.0
+    assert busy_info.loaded and busy_info.details["host_busy"] and busy_info.quant == "fp32"
+    assert busy_info.details["host_pid"] == pid and busy_info.memory_bytes > 0
+    assert not host.info().details["host_busy"]
     # A consumer that walks away mid-stream: the host stops and stays in step for the next request.
     stream = host.generate(ask(picture(64, 64, 7), LONG))
     next(stream)
