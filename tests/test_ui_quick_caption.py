@@ -30,6 +30,7 @@ pytestmark = [
 ]
 
 ANSWER_TIMEOUT_MS = 90_000
+SHORT = Settings(max_tokens=24)  # the tiny model's words are noise: keep answers short and tests fast
 
 
 def photo(path: Path, colour: str = "red", size: tuple[int, int] = (320, 240)) -> Path:
@@ -127,7 +128,7 @@ def test_empty_window_invites_a_drop_and_asks_for_a_model(open_window) -> None:
 
 
 def test_drop_captions_with_the_real_engine_and_never_blocks(qtbot, open_window, tiny_gguf, tmp_path) -> None:
-    window = open_window(gguf_args(tiny_gguf))
+    window = open_window(gguf_args(tiny_gguf), SHORT)
     folder = tmp_path / "album"
     folder.mkdir()
     photo(folder / "red.png", "red")
@@ -179,7 +180,7 @@ def test_drop_captions_with_the_real_engine_and_never_blocks(qtbot, open_window,
 
 
 def test_paste_captions_the_clipboard_image(qtbot, open_window, tiny_gguf) -> None:
-    window = open_window(gguf_args(tiny_gguf))
+    window = open_window(gguf_args(tiny_gguf), SHORT)
     image = QImage(200, 150, QImage.Format.Format_RGB32)
     image.fill(Qt.GlobalColor.darkGreen)
     QGuiApplication.clipboard().setImage(image)
@@ -202,7 +203,7 @@ def test_paste_without_an_image_says_so(open_window) -> None:
 def test_a_broken_photo_fails_in_its_card_and_the_rest_continue(
     qtbot, open_window, tiny_gguf, tmp_path
 ) -> None:
-    window = open_window(gguf_args(tiny_gguf))
+    window = open_window(gguf_args(tiny_gguf), SHORT)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     good = photo(tmp_path / "good.png")

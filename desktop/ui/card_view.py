@@ -57,14 +57,16 @@ class CardView(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.setStyleSheet(
-            "#card { background: palette(base); border: 1px solid palette(mid); border-radius: 10px; }"
+            # alternate-base, not base: text fields inside the card (base) must stand out in both themes.
+            "#card { background: palette(alternate-base); border: 1px solid palette(mid);"
+            " border-radius: 10px; }"
         )
         self.state = CardState.WAITING
 
         self.thumbnail = QLabel()
         self.thumbnail.setFixedSize(QSize(THUMB_EDGE, THUMB_EDGE))
         self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.thumbnail.setStyleSheet("background: palette(alternate-base); border-radius: 6px;")
+        self.thumbnail.setStyleSheet("background: palette(window); border-radius: 6px;")
         self.thumbnail.setText("…")
 
         self.name = QLabel(name)
@@ -98,7 +100,9 @@ class CardView(QFrame):
         self.copy_text = QPushButton("Copy text")
         self.copy_alt = QPushButton("Copy alt text")
         self.copy_keywords = QPushButton("Copy keywords")
-        buttons = QHBoxLayout()
+        self.actions = QWidget()
+        buttons = QHBoxLayout(self.actions)
+        buttons.setContentsMargins(0, 0, 0, 0)
         buttons.setSpacing(6)
         for button, what in (
             (self.copy_text, "text"), (self.copy_alt, "alt_text"), (self.copy_keywords, "keywords")
@@ -114,7 +118,9 @@ class CardView(QFrame):
         self.ask_button = QPushButton("Ask")
         self.follow_up.returnPressed.connect(self._emit_follow_up)
         self.ask_button.clicked.connect(self._emit_follow_up)
-        follow = QHBoxLayout()
+        self.follow_row = QWidget()
+        follow = QHBoxLayout(self.follow_row)
+        follow.setContentsMargins(0, 0, 0, 0)
         follow.setSpacing(6)
         follow.addWidget(self.follow_up, 1)
         follow.addWidget(self.ask_button)
@@ -131,8 +137,8 @@ class CardView(QFrame):
         right.addWidget(self.progress)
         right.addWidget(self.text)
         right.addStretch(1)
-        right.addLayout(buttons)
-        right.addLayout(follow)
+        right.addWidget(self.actions)
+        right.addWidget(self.follow_row)
 
         grid = QGridLayout(self)
         grid.setContentsMargins(12, 12, 12, 12)
@@ -141,6 +147,7 @@ class CardView(QFrame):
         grid.addLayout(right, 0, 1)
         grid.setColumnStretch(1, 1)
         self.set_state(CardState.WAITING)
+        self.show_actions(False)
 
     def _emit_follow_up(self) -> None:
         question = self.follow_up.text().strip()
@@ -171,9 +178,6 @@ class CardView(QFrame):
             f"background: {background}; color: {foreground}; border-radius: 9px; padding: 2px 10px;"
         )
         self.progress.setVisible(state is CardState.WORKING)
-        working = state in (CardState.WAITING, CardState.WORKING)
-        self.follow_up.setEnabled(not working)
-        self.ask_button.setEnabled(not working)
         failed_colour = "#ff9d97" if is_dark(self) else "#a3261f"
         self.text.setStyleSheet(f"color: {failed_colour};" if state is CardState.FAILED else "")
 
@@ -183,6 +187,11 @@ class CardView(QFrame):
         )
         self.text.setFont(font)
         self.text.setText(text)
+
+    def show_actions(self, on: bool) -> None:
+        """Copy buttons and the follow-up field, shown once there is an answer to copy or ask about."""
+        self.actions.setVisible(on)
+        self.follow_row.setVisible(on)
 
     def set_copy_enabled(self, text: bool, alt_text: bool, keywords: bool) -> None:
         self.copy_text.setEnabled(text)

@@ -334,9 +334,11 @@ class MainWindow(QObject):
             if not prefix:
                 card.view.set_text("")
             card.view.set_state(CardState.WAITING)
+            self._sync_actions(card)
             jobs.append(CaptionJob(card.ticket, card.path, task_id, options, sampling, config.image_tokens))
         token = CancelToken()
         self._live.append(token)
+        self._status(f"Working on {len(cards)} photo{'s' if len(cards) != 1 else ''}…", 0)
         self.view.set_busy(True)
         self.submit.emit(config, jobs, token)
 
@@ -352,6 +354,11 @@ class MainWindow(QObject):
     def _card_for(self, ticket: int) -> Card | None:
         card = self._tickets.get(ticket)
         return card if card is not None and card.ticket == ticket and card.id in self.cards else None
+
+    @staticmethod
+    def _sync_actions(card: Card) -> None:
+        idle = card.ticket is None
+        card.view.show_actions(idle and card.result is not None and card.result.ok)
 
     @Slot(int)
     def _on_started(self, ticket: int) -> None:
@@ -393,6 +400,7 @@ class MainWindow(QObject):
             self._show_speed()
         else:
             self._show_failure(card, result)
+        self._sync_actions(card)
         self.resultReady.emit(result)
 
     def _show_failure(self, card: Card, result: CaptionResult) -> None:
@@ -416,6 +424,7 @@ class MainWindow(QObject):
             card.view.set_text("Stopped before an answer was finished. Press Caption to run it again.")
             card.view.set_copy_enabled(False, False, False)
         card.view.set_state(CardState.CANCELLED)
+        self._sync_actions(card)
         self.cardCancelled.emit(card.id)
 
     @Slot()
@@ -433,11 +442,10 @@ class MainWindow(QObject):
     @Slot(object)
     def _on_engine_ready(self, info: BackendInfo) -> None:
         name = Path(info.model).name or info.model
-        parts = [info.engine, name, info.quant or "default precision", info.device or "device unknown"]
-        self.view.status_engine.setText(" · ".join(parts))
-        self.view.status_memory.setText(
-            f"Memory {format_bytes(info.memory_bytes)}" if info.memory_bytes else "Memory: not reported"
-        )
+        parts = [info.engine, name, info.quant, info.device]
+        self.view.status_engine.setText(" · ".join(part for part in parts if part))
+        memory = info.memory_bytes
+        self.view.status_memory.setText(f"Memory {format_bytes(memory)}" if memory else "")
         self.view.set_banner(None)
 
     @Slot(str)
@@ -476,6 +484,8 @@ class MainWindow(QObject):
 
     def remove_card(self, card: Card) -> None:
         self.cards.pop(card.id, None)
+        card.view.hide()
+        self.view.cards_layout.removeWidget(card.view)
         card.view.deleteLater()
         if not self.cards:
             self.view.show_cards(False)

@@ -48,7 +48,7 @@ class SettingsView(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(680)
 
         self.engine = QComboBox()
         self.model = QLineEdit()

@@ -1,0 +1,204 @@
+"""The library grid's model and delegate: photo ids in filter order, rows fetched from SQLite a page at a
+time, thumbnails from the cache, painted as uniform tiles with the review state on each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from desktop.library.browse import PhotoRow, fetch_rows
+from desktop.library.catalog import Catalog
+from desktop.ui.library_thumbs import ThumbnailCache
+
+PAGE = 200
+ROW_CACHE_LIMIT = 6000
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+"""The :class:`PhotoRow` of an index."""
+FAILED_ROLE = Qt.ItemDataRole.UserRole + 2
+"""Why the photo has no thumbnail, or None."""
+
+# Review state → (badge text, light colour, dark colour).
+BADGES = {
+    "untagged": ("untagged", "#8a9099", "#8a9099"),
+    "new": ("new", "#2f6fd6", "#6ea1ff"),
+    "needs_review": ("check", "#c77700", "#ffb347"),
+    "approved": ("approved", "#1f8a4c", "#5fd38d"),
+    "rejected": ("rejected", "#c0392b", "#ff7b6e"),
+    "written": ("written", "#6b47c7", "#b49bff"),
+}
+
+
+class PhotoGridModel(QAbstractListModel):
+    """Photo ids in display order; each row's data is fetched with its page when a view first asks for it."""
+
+    def __init__(self, catalog: Catalog, thumbs: ThumbnailCache, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.catalog = catalog
+        self.thumbs = thumbs
+        self._ids: list[int] = []
+        self._positions: dict[int, int] = {}
+        self._rows: dict[int, PhotoRow] = {}
+        self._by_key: dict[str, int] = {}
+        thumbs.ready.connect(self._thumbnail_changed)
+        thumbs.failed.connect(self._thumbnail_changed)
+
+    # ---- contents --------------------------------------------------------------------------------------
+
+    def set_ids(self, ids: Sequence[int]) -> None:
+        self.beginResetModel()
+        self._ids = list(ids)
+        self._positions = {photo_id: row for row, photo_id in enumerate(self._ids)}
+        self._rows.clear()
+        self._by_key.clear()
+        self.endResetModel()
+
+    def ids(self) -> list[int]:
+        return self._ids
+
+    def row_of(self, photo_id: int) -> int | None:
+        return self._positions.get(photo_id)
+
+    def photo_row(self, row: int) -> PhotoRow | None:
+        if not 0 <= row < len(self._ids):
+            return None
+        photo_id = self._ids[row]
+        found = self._rows.get(photo_id)
+        if found is None:
+            self._fetch_page(row)
+            found = self._rows.get(photo_id)
+        return found
+
+    def refresh(self, photo_ids: Sequence[int] | None = None) -> None:
+        """Forget cached rows (these, or all) and repaint them: the catalog changed under them."""
+        if photo_ids is None:
+            self._rows.clear()
+            if self._ids:
+                self.dataChanged.emit(self.index(0), self.index(len(self._ids) - 1))
+            return
+        for photo_id in photo_ids:
+            self._rows.pop(photo_id, None)
+            row = self._positions.get(photo_id)
+            if row is not None:
+                self.dataChanged.emit(self.index(row), self.index(row))
+
+    def _fetch_page(self, row: int) -> None:
+        if len(self._rows) > ROW_CACHE_LIMIT:
+            self._rows.clear()
+        start = row - row % PAGE
+        self._rows.update(fetch_rows(self.catalog, self._ids[start : start + PAGE]))
+
+    # ---- Qt model --------------------------------------------------------------------------------------
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._ids)
+
+    def data(
+        self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> object:
+        if not index.isValid():
+            return None
+        row = self.photo_row(index.row())
+        if row is None:
+            return None
+        if role == ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.DisplayRole:
+            return row.name
+        if role == Qt.ItemDataRole.DecorationRole:
+            self._by_key[self.thumbs.key(row.path, row.size, row.mtime_ns)] = row.photo_id
+            return self.thumbs.get(row.path, row.size, row.mtime_ns)
+        if role == FAILED_ROLE:
+            return self.thumbs.error(row.path, row.size, row.mtime_ns)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [row.path, f"Status: {BADGES[row.status][0]}"]
+            if row.caption:
+                lines.append(row.caption)
+            if row.keywords:
+                lines.append("Keywords: " + "; ".join(row.keywords))
+            return "\n".join(lines)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{row.name}, {BADGES[row.status][0]}"
+        return None
+
+    def _thumbnail_changed(self, key: str) -> None:
+        photo_id = self._by_key.pop(key, None)
+        row = self._positions.get(photo_id) if photo_id is not None else None
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class TileDelegate(QStyledItemDelegate):
+    """A square thumbnail, the file name under it, and the review state as a coloured badge."""
+
+    def __init__(self, edge: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.edge = edge
+
+    def tile_size(self) -> QSize:
+        return QSize(self.edge + 16, self.edge + 40)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
+        return self.tile_size()
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        row: PhotoRow | None = index.data(ROW_ROLE)
+        if row is None:
+            return
+        palette = option.palette  # type: ignore[attr-defined]
+        rect: QRect = option.rect  # type: ignore[attr-defined]
+        state = option.state  # type: ignore[attr-defined]
+        dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        tile = rect.adjusted(3, 3, -3, -3)
+        selected = bool(state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 2))
+            highlight = QColor(palette.color(QPalette.ColorRole.Highlight))
+            highlight.setAlpha(60)
+            painter.setBrush(highlight)
+        else:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
+        painter.drawRoundedRect(tile, 8, 8)
+
+        square = QRect(tile.left() + 5, tile.top() + 5, tile.width() - 10, tile.width() - 10)
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        if pixmap is not None and not pixmap.isNull():
+            scaled = pixmap.size().scaled(square.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(square.center())
+            painter.drawPixmap(target, pixmap)
+        else:
+            failed = index.data(FAILED_ROLE)
+            painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read" if failed else "…")
+
+        text, light, darker = BADGES[row.status]
+        badge_font = QFont(option.font)  # type: ignore[attr-defined]
+        badge_font.setPointSizeF(max(6.5, badge_font.pointSizeF() * 0.78))
+        badge_font.setBold(True)
+        painter.setFont(badge_font)
+        metrics = painter.fontMetrics()
+        badge = QRect(0, 0, metrics.horizontalAdvance(text) + 12, metrics.height() + 4)
+        badge.moveTopRight(QPoint(square.right() - 4, square.top() + 4))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(darker if dark else light))
+        painter.drawRoundedRect(badge, badge.height() / 2, badge.height() / 2)
+        painter.setPen(QColor("#101114" if dark else "#ffffff"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+
+        painter.setFont(option.font)  # type: ignore[attr-defined]
+        name_rect = QRect(
+            tile.left() + 6, square.bottom() + 4, tile.width() - 12, tile.bottom() - square.bottom() - 6
+        )
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        name = painter.fontMetrics().elidedText(row.name, Qt.TextElideMode.ElideMiddle, name_rect.width())
+        painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
+        painter.restore()

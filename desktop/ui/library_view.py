@@ -1,0 +1,310 @@
+"""The library window's layout: folders and filters on the left, the thumbnail grid with its search box in the
+middle, the photo's details on the right, the run panel below. Layout only; library_window.py wires it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QToolBar,
+    QTreeWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.library.browse import STATUS_FILTERS, STATUS_LABELS
+from desktop.ui.app import app_icon
+
+PREVIEW_EDGE = 360
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+class PhotoGrid(QListView):
+    """The virtualised grid: uniform tiles, laid out in batches, only visible rows are ever asked for."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setUniformItemSizes(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(2000)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setSpacing(2)
+        self.setWordWrap(False)
+        self.setDragEnabled(False)
+        self.setAccessibleName("Photos")
+
+
+class DetailPanel(QWidget):
+    """The selected photo, big, with its caption, title, alt text and keywords ready to edit."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.preview = QLabel("No photo selected")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(QSize(PREVIEW_EDGE, 240))
+        self.preview.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.preview.setStyleSheet(
+            "QLabel { background: palette(dark); border-radius: 6px; color: palette(light); }"
+        )
+        self.name = QLabel()
+        self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.name.setWordWrap(True)
+        bold = self.name.font()
+        bold.setBold(True)
+        self.name.setFont(bold)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.caption = QPlainTextEdit()
+        self.caption.setPlaceholderText("Caption (dc:description)")
+        self.caption.setTabChangesFocus(True)
+        self.caption.setMinimumHeight(70)
+        self.caption.setAccessibleName("Caption")
+        self.title = QLineEdit()
+        self.title.setPlaceholderText("Title")
+        self.title.setAccessibleName("Title")
+        self.alt_text = QLineEdit()
+        self.alt_text.setPlaceholderText("Alt text for screen readers (≤ 150 characters)")
+        self.alt_text.setAccessibleName("Alt text")
+        self.keywords = QLineEdit()
+        self.keywords.setPlaceholderText("Keywords, separated by ;")
+        self.keywords.setAccessibleName("Keywords")
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Caption", self.caption)
+        form.addRow("Title", self.title)
+        form.addRow("Alt text", self.alt_text)
+        form.addRow("Keywords", self.keywords)
+        self.approve_button = QPushButton("Approve  (A)")
+        self.reject_button = QPushButton("Reject  (R)")
+        self.save_button = QPushButton("Save Edits")
+        self.save_button.setToolTip("Save the edited text (Ctrl+S); Ctrl+Return saves and approves")
+        self.revert_button = QPushButton("Revert")
+        buttons = QHBoxLayout()
+        for button in (self.approve_button, self.reject_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.revert_button)
+        buttons.addWidget(self.save_button)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setForegroundRole(self.info.foregroundRole())
+        small = self.info.font()
+        small.setPointSizeF(small.pointSizeF() * 0.9)
+        self.info.setFont(small)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.preview, 3)
+        layout.addWidget(self.name)
+        layout.addWidget(self.status)
+        layout.addLayout(form, 2)
+        layout.addLayout(buttons)
+        layout.addWidget(self.info)
+        layout.addStretch(0)
+        self.editors: tuple[QWidget, ...] = (self.caption, self.title, self.alt_text, self.keywords)
+
+
+class RunPanel(QFrame):
+    """The running (or paused) tagging run: what it is working on now, how far, how fast, pause and cancel."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.live = QLabel()
+        self.live.setFixedSize(QSize(96, 72))
+        self.live.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.live.setStyleSheet("QLabel { background: palette(dark); border-radius: 4px; }")
+        self.title = _heading("Tagging")
+        self.current = QLabel()
+        self.current.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.stats = QLabel()
+        self.event = QLabel()
+        self.event.setWordWrap(True)
+        self.pause_button = QPushButton("Pause")
+        self.cancel_button = QPushButton("Stop")
+        self.cancel_button.setToolTip("Stop after the current photo; the run can be resumed later")
+        text = QVBoxLayout()
+        top = QHBoxLayout()
+        top.addWidget(self.title)
+        top.addWidget(self.current, 1)
+        text.addLayout(top)
+        text.addWidget(self.progress)
+        text.addWidget(self.stats)
+        text.addWidget(self.event)
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.pause_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.live)
+        layout.addLayout(text, 1)
+        layout.addLayout(buttons)
+
+
+class Banner(QFrame):
+    """A one-line notice across the top with up to two buttons (offer to resume a run, read-only notes)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setStyleSheet(
+            "#banner { background: palette(alternate-base); border: 1px solid palette(mid); "
+            "border-radius: 6px; }"
+        )
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.accept_button = QPushButton("Resume")
+        self.dismiss_button = QPushButton("Not Now")
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.accept_button)
+        layout.addWidget(self.dismiss_button)
+
+
+class LibraryView(QMainWindow):
+    """Every widget of the library window; the controller connects them."""
+
+    closing = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Captioneer Library")
+        self.setWindowIcon(app_icon())
+        self.resize(1440, 900)
+
+        toolbar = QToolBar("Library")
+        toolbar.setObjectName("library-toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(toolbar)
+        self.add_folder_action = QAction("Add Folder…", self)
+        self.rescan_action = QAction("Rescan", self)
+        self.tag_action = QAction("Tag Photos…", self)
+        self.tag_action.setShortcut(QKeySequence("Ctrl+T"))
+        self.write_action = QAction("Write Metadata…", self)
+        self.write_action.setShortcut(QKeySequence("Ctrl+W"))
+        self.undo_write_action = QAction("Undo a Write…", self)
+        self.export_action = QAction("Export…", self)
+        self.import_action = QAction("Import…", self)
+        self.search_action = QAction("Search", self)
+        self.search_action.setShortcut(QKeySequence.StandardKey.Find)
+        self.addAction(self.search_action)
+        for action in (self.add_folder_action, self.rescan_action, self.tag_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.write_action, self.undo_write_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.export_action, self.import_action):
+            toolbar.addAction(action)
+        for action in (self.tag_action, self.write_action):
+            self.addAction(action)
+
+        # Left: libraries and folders, then the filters.
+        self.folders = QTreeWidget()
+        self.folders.setHeaderLabels(["Folder", "Photos"])
+        self.folders.setColumnCount(2)
+        self.folders.setUniformRowHeights(True)
+        self.folders.setAccessibleName("Libraries and folders")
+        self.statuses = QListWidget()
+        self.statuses.setAccessibleName("Status filter")
+        for status in STATUS_FILTERS:
+            self.statuses.addItem(STATUS_LABELS[status])
+        self.statuses.setCurrentRow(0)
+        self.statuses.setMaximumHeight(self.statuses.sizeHintForRow(0) * (len(STATUS_FILTERS) + 1) + 6)
+        self.keyword_filter = QLineEdit()
+        self.keyword_filter.setPlaceholderText("Keyword (e.g. beach, sun*)")
+        self.keyword_filter.setClearButtonEnabled(True)
+        self.text_filter = QLineEdit()
+        self.text_filter.setPlaceholderText("Caption or title contains…")
+        self.text_filter.setClearButtonEnabled(True)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        left_layout.addWidget(_heading("Libraries"))
+        left_layout.addWidget(self.folders, 1)
+        left_layout.addWidget(_heading("Status"))
+        left_layout.addWidget(self.statuses)
+        left_layout.addWidget(_heading("Keyword"))
+        left_layout.addWidget(self.keyword_filter)
+        left_layout.addWidget(_heading("Text"))
+        left_layout.addWidget(self.text_filter)
+
+        # Middle: the search box over the grid.
+        self.search = QLineEdit()
+        self.search.setClearButtonEnabled(True)
+        self.search.setPlaceholderText(
+            'Search (Ctrl+F): beach sunset · keyword:"new york" · dog OR cat · -status:rejected · folder:2024'
+        )
+        self.search.setAccessibleName("Search")
+        self.search_error = QLabel()
+        self.search_error.setWordWrap(True)
+        self.search_error.setStyleSheet("QLabel { color: #c0392b; }")
+        self.search_error.hide()
+        self.count = QLabel()
+        self.hint = QLabel("A approve · R reject · E edit · J/K next/previous · U undo · Ctrl+F search")
+        hint_font = QFont(self.hint.font())
+        hint_font.setPointSizeF(hint_font.pointSizeF() * 0.9)
+        self.hint.setFont(hint_font)
+        self.grid = PhotoGrid()
+        self.banner = Banner()
+        self.banner.hide()
+        middle = QWidget()
+        middle_layout = QVBoxLayout(middle)
+        middle_layout.setContentsMargins(0, 6, 0, 6)
+        middle_layout.addWidget(self.banner)
+        middle_layout.addWidget(self.search)
+        middle_layout.addWidget(self.search_error)
+        row = QHBoxLayout()
+        row.addWidget(self.count, 1)
+        row.addWidget(self.hint)
+        middle_layout.addLayout(row)
+        middle_layout.addWidget(self.grid, 1)
+
+        self.detail = DetailPanel()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(middle)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setSizes([250, 780, 410])
+
+        self.run_panel = RunPanel()
+        self.run_panel.hide()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(4, 0, 4, 4)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.run_panel)
+        self.setCentralWidget(central)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.closing.emit()
+        super().closeEvent(event)

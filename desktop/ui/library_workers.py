@@ -1,0 +1,218 @@
+"""Workers of the library window, each with its own catalog connection off the GUI thread: filter queries and
+the folder/keyword overview, tagging runs through the engine host process, and one-off catalog jobs
+(scan, write, undo, export, import) on top of :class:`desktop.ui.workers.Call`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from backends.base import EngineConfig, ProgressCallback
+from backends.cancel import CancelToken
+from backends.errors import Cancelled, CaptioneerError, ConfigurationError
+from desktop.library.browse import BrowseFilter, keyword_counts, library_trees, photo_ids, photos_by_id
+from desktop.library.catalog import Catalog
+from desktop.library.runs import (
+    RunController,
+    RunCounts,
+    RunSpec,
+    execute_run,
+    get_run,
+    model_identity,
+    plan_run,
+    run_counts,
+    set_run_state,
+)
+from desktop.library.scanner import scan_library
+from desktop.ui.workers import BackendOpener, Call
+
+
+class QueryWorker(QObject):
+    """Answers filter queries and the folder/keyword overview on its own thread, newest question only."""
+
+    queried = Signal(int, object)  # generation, [photo id]
+    queryFailed = Signal(int, str)
+    overviewReady = Signal(object, object)  # [FolderNode], [(keyword, count)]
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__()
+        self._source = catalog
+        self._catalog: Catalog | None = None
+        self.latest = 0
+
+    def _db(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = self._source.open_sibling()
+        return self._catalog
+
+    @Slot(int, object)
+    def query(self, generation: int, browse: BrowseFilter) -> None:
+        if generation != self.latest:
+            return  # a newer filter is already queued behind this one
+        try:
+            ids = photo_ids(self._db(), browse)
+        except CaptioneerError as exc:
+            self.queryFailed.emit(generation, str(exc))
+            return
+        self.queried.emit(generation, ids)
+
+    @Slot()
+    def overview(self) -> None:
+        catalog = self._db()
+        self.overviewReady.emit(library_trees(catalog), keyword_counts(catalog))
+
+    @Slot()
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run the window starts: which photos (ids, or a folder scanned first), and what to ask of each.
+
+    ``resume`` names an unfinished run to go on with instead of planning a new one.
+    """
+
+    scope: str
+    spec: RunSpec
+    photo_ids: tuple[int, ...] = ()
+    folder: Path | None = None
+    redo: bool = False
+    resume: int | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: ``done``, ``paused`` (stopped or cancelled; resumable), ``failed`` or ``nothing``."""
+
+    state: str
+    message: str
+    run_id: int | None = None
+    counts: RunCounts | None = None
+
+
+class RunWorker(QObject):
+    """Plans and executes one tagging run on its thread: scan (for a folder), plan, load the engine through
+    the opener (the engine host process in the app), tag with progress, and always unload."""
+
+    status = Signal(str)
+    progress = Signal(object)  # RunProgress
+    event = Signal(str)
+    finished = Signal(object)  # RunOutcome
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        opener: BackendOpener,
+        config: EngineConfig,
+        request: RunRequest,
+        controller: RunController,
+    ) -> None:
+        super().__init__()
+        self._source = catalog
+        self._opener = opener
+        self._config = config
+        self._request = request
+        self.controller = controller
+
+    @Slot()
+    def run(self) -> None:
+        catalog = self._source.open_sibling()
+        try:
+            outcome = self._run(catalog)
+        except Cancelled:
+            outcome = RunOutcome("paused", "Stopped before tagging began.")
+        except CaptioneerError as exc:
+            outcome = RunOutcome("failed", str(exc))
+        except BaseException:
+            self.finished.emit(RunOutcome("failed", "Unexpected error — see the crash report."))
+            raise
+        finally:
+            catalog.close()
+        self.finished.emit(outcome)
+
+    def _run(self, catalog: Catalog) -> RunOutcome:
+        request, token = self._request, self.controller.cancel_token
+        if request.resume is not None:
+            run_id = request.resume
+            run = get_run(catalog, run_id)
+            engine, model, _quant = model_identity(self._config)
+            if (run.engine, run.model) != (engine, model):
+                raise ConfigurationError(
+                    f"Run {run_id} was made with {run.model} ({run.engine}), but the model chosen now is "
+                    f"{model} ({engine}). Choose that model in Settings to resume the run, or tag the photos "
+                    "again as a new run."
+                )
+        else:
+            photos: Sequence[Any]
+            if request.folder is not None:
+                self.status.emit(f"Scanning {request.folder}…")
+                report = scan_library(catalog, request.folder, cancel=token)
+                self.event.emit(f"Scanned {request.folder}: {report.summary()}")
+                photos = catalog.photos_under(request.folder)
+            else:
+                photos = photos_by_id(catalog, request.photo_ids)
+            plan = plan_run(catalog, request.scope, photos, request.spec, self._config, redo=request.redo)
+            if plan.run_id is None:
+                return RunOutcome(
+                    "nothing",
+                    f"Nothing to tag: all {plan.already_done} photos already have a result from this model "
+                    "(tick “Tag again” to redo them).",
+                )
+            run_id = plan.run_id
+        counts = run_counts(catalog, run_id)
+        if not counts.pending:
+            set_run_state(catalog, run_id, "done")
+            return RunOutcome("done", f"Run {run_id}: every photo is already tagged.", run_id, counts)
+        self.status.emit(f"Loading {Path(self._config.model).name or self._config.model}…")
+        backend = self._opener(self._config)
+        try:
+            backend.load(
+                progress=lambda fraction, message: self.status.emit(f"{message} ({fraction:.0%})"),
+                cancel=token,
+            )
+            self.status.emit(f"Tagging {counts.pending} photos")
+            counts = execute_run(
+                catalog,
+                run_id,
+                backend,
+                controller=self.controller,
+                on_progress=self.progress.emit,
+                on_event=self.event.emit,
+            )
+        except Cancelled:
+            return RunOutcome(
+                "paused",
+                f"Run {run_id} stopped; resume it to tag the rest.",
+                run_id,
+                run_counts(catalog, run_id),
+            )
+        finally:
+            backend.unload()
+        note = f", {counts.failed} could not be tagged" if counts.failed else ""
+        review = f", {counts.needs_review} need a closer look" if counts.needs_review else ""
+        return RunOutcome(
+            "done", f"Run {run_id} finished: {counts.done} tagged{note}{review}.", run_id, counts
+        )
+
+
+CatalogWork = Callable[[Catalog, ProgressCallback, CancelToken], object]
+
+
+def catalog_call(catalog: Catalog, work: CatalogWork, parent: QObject | None = None) -> Call:
+    """A :class:`Call` whose work gets its own connection to ``catalog`` (closed when the work ends)."""
+
+    def run(progress: ProgressCallback, cancel: CancelToken) -> object:
+        sibling = catalog.open_sibling()
+        try:
+            return work(sibling, progress, cancel)
+        finally:
+            sibling.close()
+
+    return Call(run, parent)
