@@ -133,6 +133,14 @@ def test_bad_photos_fail_with_reason_and_the_run_goes_on(tmp_path: Path) -> None
         assert (counts.done, counts.failed) == (4, 1)
         [(path, error, kind)] = failed_items(catalog, plan.run_id)
         assert path == str(victim) and kind in ("corrupt", "not-an-image") and error
+        assert catalog.photo_by_path(str(victim)).status == "unreadable"
+        # Not queued again while the file stays as it is; queued again once it is repaired.
+        spec = RunSpec(image_tokens=16)
+        other = config.model_copy(update={"model": "other.gguf"})
+        assert plan_run(catalog, str(root), catalog.photos_under(root), spec, other).added == 4
+        Image.new("RGB", (64, 64), colour(1)).save(victim)
+        scan_library(catalog, root)
+        assert plan_run(catalog, str(root), catalog.photos_under(root), spec, config).added == 1
 
 
 def test_engine_crashes_are_retried_then_the_photo_is_quarantined(tmp_path: Path) -> None:

@@ -38,6 +38,10 @@ CRASH_LIMIT = 3
 FAILURE_LIMIT = 2
 """A photo whose generation failed this many times (not a crash) is marked failed."""
 RESUMABLE_STATES = ("pending", "running", "paused")
+UNUSABLE_IMAGE_KINDS = frozenset(
+    {"empty", "not-an-image", "unsupported", "needs-plugin", "corrupt", "too-large"}
+)
+"""Image failures that will not go away by trying again: the photo is marked unreadable until it changes."""
 
 
 @dataclass(frozen=True)
@@ -649,6 +653,13 @@ class _Runner:
                 "WHERE run_id = ? AND photo_id = ?",
                 (error, kind, self.run.id, photo_id),
             )
+            if kind in UNUSABLE_IMAGE_KINDS:
+                # Like the scanner's verdict: not queued again until the file changes on disk.
+                db.execute(
+                    "UPDATE photos SET status = 'unreadable', error = ?, error_kind = ? "
+                    "WHERE id = ? AND status = 'present'",
+                    (error, kind, photo_id),
+                )
         self.processed_here += 1
         photo = self.catalog.photo(photo_id)
         self._event(f"{photo.path if photo else photo_id}: {error}")
