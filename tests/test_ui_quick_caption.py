@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.core.captioning import CaptionResult
 from desktop.core.paths import cache_dir
-from desktop.core.settings import Settings, save_settings
+from desktop.core.settings import Settings, load_settings, save_settings
 from desktop.ui.card_view import CardState
 from desktop.ui.main_window import MainWindow, default_engine_args
 
@@ -190,6 +190,26 @@ def test_paste_captions_the_clipboard_image(qtbot, open_window, tiny_gguf) -> No
     saved = Path(res.path)
     assert saved.parent == cache_dir() / "pasted" and saved.suffix == ".png"
     assert Image.open(saved).size == (200, 150)
+
+
+def test_heic_photos_get_a_thumbnail_and_a_caption_and_the_choice_is_remembered(
+    qtbot, open_window, tiny_gguf, tmp_path
+) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    heic = tmp_path / "IMG_0001.HEIC"
+    Image.new("RGB", (300, 200), "orange").save(heic)
+    window = open_window(gguf_args(tiny_gguf), SHORT)
+    view = window.view
+    view.task_combo.setCurrentIndex(view.task_combo.findData("alt_text"))
+    view.language_combo.setCurrentText("Deutsch")
+    window.add_paths([heic])
+    (res,) = wait_results(qtbot, window, 1)
+    assert res.ok and res.task == "alt_text", res.error
+    card = next(iter(window.cards.values()))
+    qtbot.waitUntil(lambda: not card.view.thumbnail.pixmap().isNull(), timeout=10_000)
+    assert card.view.copy_alt.isEnabled()
+    assert (load_settings().task, load_settings().language) == ("alt_text", "Deutsch")
 
 
 def test_paste_without_an_image_says_so(open_window) -> None:

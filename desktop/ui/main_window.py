@@ -322,8 +322,10 @@ class MainWindow(QObject):
                                                         error_kind="configuration"))
             self._refresh_setup_state()
             return
-        options = TaskOptions(language=self.view.language_combo.currentText().strip() or "English",
-                              question=question)
+        language = self.view.language_combo.currentText().strip() or "English"
+        options = TaskOptions(language=language, question=question)
+        if not prefix:
+            self._remember(task_id, language)
         jobs = []
         for card in cards:
             card.ticket = next(self._ids)
@@ -341,6 +343,12 @@ class MainWindow(QObject):
         self._status(f"Working on {len(cards)} photo{'s' if len(cards) != 1 else ''}…", 0)
         self.view.set_busy(True)
         self.submit.emit(config, jobs, token)
+
+    def _remember(self, task_id: str, language: str) -> None:
+        """The next start opens with the task and language used last."""
+        if (self.settings.task, self.settings.language) != (task_id, language):
+            self.settings = self.settings.model_copy(update={"task": task_id, "language": language})
+            save_settings(self.settings)
 
     def cancel(self) -> None:
         """Stop generating now: the current image stops between tokens, queued ones are skipped."""
