@@ -300,8 +300,9 @@ class Catalog:
 
     def open_sibling(self) -> Catalog:
         """Another connection to this catalog for another thread of this process (an SQLite connection stays
-        in the thread that made it). It works under this catalog's writer lock: close it before this one."""
-        return Catalog(_connect(self.path, readonly=not self.writable), self.path, None)
+        in the thread that made it). It works under this catalog's writer lock: close it before this one.
+        The file was checked when this catalog opened, so the sibling skips the (slow) check."""
+        return Catalog(_connect(self.path, readonly=not self.writable, quick_check=False), self.path, None)
 
     def __enter__(self) -> Catalog:
         return self
@@ -525,7 +526,7 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.commit()
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Connection:
     if readonly:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=10)
     else:
@@ -542,7 +543,7 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
                     f"The catalog {path} cannot use write-ahead logging (journal mode {mode})."
                 )
             db.execute("PRAGMA synchronous = NORMAL")
-        check = [row[0] for row in db.execute("PRAGMA quick_check")]
+        check = [row[0] for row in db.execute("PRAGMA quick_check")] if quick_check else ["ok"]
     except sqlite3.DatabaseError as exc:
         db.close()
         raise _corrupt(path, str(exc)) from None
