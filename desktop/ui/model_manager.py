@@ -111,6 +111,7 @@ class ModelManagerDialog(ModelManagerView):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self.table.setVisible(bool(self.entries))
         self.empty.setVisible(not self.entries)
+        self.buttons.setVisible(bool(self.entries))
         if self.entries:
             self.table.selectRow(0)
         self._update_buttons()

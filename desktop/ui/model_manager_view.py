@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -38,6 +39,7 @@ class ModelManagerView(QDialog):
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.empty = QLabel("No models are downloaded yet. Use Models ▸ Set Up a Model… to get one.")
         self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.hide()
@@ -49,7 +51,9 @@ class ModelManagerView(QDialog):
         self.delete_button = QPushButton("Delete…")
         self.cancel_button = QPushButton("Stop")
         self.cancel_button.hide()
-        buttons = QHBoxLayout()
+        self.buttons = QWidget()
+        buttons = QHBoxLayout(self.buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addWidget(self.verify_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.use_button)
@@ -61,8 +65,8 @@ class ModelManagerView(QDialog):
         layout.setSpacing(10)
         layout.addWidget(self.intro)
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.empty)
+        layout.addWidget(self.empty, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addLayout(buttons)
+        layout.addWidget(self.buttons)
         layout.addWidget(close)
