@@ -17,6 +17,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
+from backends.base import Backend, BackendInfo, Capabilities
 from desktop.core.captioning import CaptionResult
 from desktop.core.paths import cache_dir
 from desktop.core.settings import Settings, load_settings, save_settings
@@ -321,3 +322,41 @@ def test_version_and_subcommands_do_not_import_qt() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+class BuggyBackend(Backend):
+    """A stand-in engine with a programming error in generate (real engines cannot be made to have one)."""
+
+    name = "buggy"
+    capabilities = Capabilities()
+
+    def load(self, progress=None, cancel=None) -> None:
+        return None
+
+    def generate(self, request, cancel=None):
+        raise RuntimeError("a bug, not a bad photo")
+        yield ""  # pragma: no cover (makes this a generator)
+
+    def unload(self) -> None:
+        return None
+
+    def info(self) -> BackendInfo:
+        return BackendInfo(engine="buggy", model="none")
+
+
+def test_a_bug_in_the_engine_marks_the_card_and_reaches_the_crash_handler(qtbot, tmp_path) -> None:
+    args = default_engine_args()
+    args.engine, args.model = "gguf", "stand-in"
+    window = MainWindow(args, opener=BuggyBackend)
+    qtbot.addWidget(window.view)
+    try:
+        with qtbot.captureExceptions() as exceptions:
+            window.add_paths([photo(tmp_path / "a.png")])
+            qtbot.waitUntil(lambda: bool(window.cards) and not window.busy
+                            and next(iter(window.cards.values())).result is not None, timeout=20_000)
+        card = next(iter(window.cards.values()))
+        assert card.view.state is CardState.FAILED and "Unexpected error" in card.view.text.text()
+        assert not window.view.cancel_button.isEnabled()
+        assert any("a bug, not a bad photo" in str(exc[1]) for exc in exceptions)
+    finally:
+        window.shutdown()

@@ -76,6 +76,12 @@ class CaptionWorker(QObject):
 
     @Slot(object, object, object)
     def run_batch(self, config: EngineConfig, jobs: Sequence[CaptionJob], cancel: CancelToken) -> None:
+        try:
+            self._run_batch(config, jobs, cancel)
+        finally:
+            self.batchDone.emit()  # even after a bug, so the window never stays "busy"
+
+    def _run_batch(self, config: EngineConfig, jobs: Sequence[CaptionJob], cancel: CancelToken) -> None:
         for index, job in enumerate(jobs):
             if cancel.cancelled:
                 self._cancel_rest(jobs[index:])
@@ -97,7 +103,6 @@ class CaptionWorker(QObject):
                 self._cancel_rest(jobs[index:])
                 break
             self.finished.emit(job.card_id, result)
-        self.batchDone.emit()
 
     def _run_one(self, backend: Backend, job: CaptionJob, cancel: CancelToken) -> CaptionResult:
         started = time.perf_counter()
