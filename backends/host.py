@@ -146,6 +146,10 @@ def _error_state(exc: BaseException, engine: str) -> dict[str, Any]:
 def _inject_fault(fault: dict[str, Any] | None, images: Sequence[PreparedImage]) -> None:
     """Test-only: die like a native crash when asked to (see :data:`FAULT_INJECTION_KEY`)."""
     if fault and fault.get("abort_on_image") in {image.sha256 for image in images}:
+        if os.name == "posix":
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a test's deliberate abort leaves no core file
         os.abort()
 
 
@@ -225,10 +229,6 @@ def _reap(process: multiprocessing.process.BaseProcess, conn: Connection) -> Non
     process.join(5)
 
 
-class _HostCrashed(Exception):
-    """Internal: the child died mid-exchange; turned into EngineCrashedError with context by the caller."""
-
-
 class HostedBackend(Backend):
     """Any in-process engine, run in the engine host process and used through the same interface.
 
@@ -298,8 +298,10 @@ class HostedBackend(Backend):
                     progress(reply[1], reply[2])
             for reply in self._exchange(("info",), cancel, "describing itself"):
                 self._engine_info = reply[1]
-        except BaseException:
-            self._stop()
+        except BaseException as exc:
+            # An error the engine answered with leaves an idle host that exits cleanly; anything else
+            # (Ctrl+C while loading, say) may find it busy, so it is killed.
+            self._stop(kill=not isinstance(exc, CaptioneerError))
             raise
 
     def _stop(self, kill: bool = False) -> None:
@@ -311,9 +313,10 @@ class HostedBackend(Backend):
         self._process = self._conn = None
         if self._finalizer is not None:
             self._finalizer.detach()
-        if kill and process.is_alive():
-            process.kill()
-        if process.is_alive():
+        if kill:
+            if process.is_alive():
+                process.kill()
+        elif process.is_alive():
             self._cancel_event.set()  # a request still running stops at the next token
             try:
                 conn.send(("exit",))
@@ -336,6 +339,9 @@ class HostedBackend(Backend):
         if self._process is not None and self._process.is_alive():
             return
         if self._process is not None:
+            log.warning("the %s engine host died while idle (exit code %s); starting a new one",
+                        self.config.engine, self._process.exitcode)
+            self.crashes += 1
             self._stop()
         if not self._wanted:
             raise GenerationError(f"The {self.config.engine} engine is not loaded: call load() first.")
