@@ -424,3 +424,32 @@ def test_an_engine_that_ignores_cancel_is_killed(tiny_hf_model: Path, host_facto
     assert gone(pid) and host.pid is None
     assert "".join(host.generate(ask(picture(64, 64, 15))))
     assert host.crashes == 0 and host.starts == 2
+
+
+def test_cli_reports_a_photo_that_crashes_the_host_and_goes_on(
+    tiny_hf_model: Path, tmp_path: Path, fast_start: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import desktop.commands.caption as caption_command
+    from desktop.core.images import prepare_image
+
+    poison, fine = tmp_path / "poison.png", tmp_path / "fine.png"
+    Image.new("RGB", (300, 200), (220, 30, 30)).save(poison)
+    Image.new("RGB", (300, 200), (30, 30, 220)).save(fine)
+    fault = {FAULT_INJECTION_KEY: {"abort_on_image": prepare_image(poison, 64).sha256}}
+    configure = caption_command.engine_config_from_args
+    monkeypatch.setattr(caption_command, "engine_config_from_args",
+                        lambda args, settings: configure(args, settings).model_copy(update={"extra": fault}))
+    monkeypatch.setattr(caption_command, "open_backend_from_args",
+                        lambda args, settings, config: HostedBackend(config, start_method=fast_start))
+    code = cli_main([
+        "caption", str(poison), str(fine), "--engine", "transformers", "--model", str(tiny_hf_model),
+        "--device", "cpu", "--temperature", "0", "--max-tokens", "8", "--image-tokens", "64", "--json",
+    ])
+    captured = capsys.readouterr()
+    crashed, captioned = (json.loads(line) for line in captured.out.splitlines())
+    assert code == 1
+    assert (crashed["ok"], crashed["error_kind"]) == (False, "engine-crashed")
+    assert "killed by SIGABRT" in crashed["error"]
+    assert captioned["ok"] and captioned["text"]
+    assert f"{poison}: The transformers engine process was killed by SIGABRT" in captured.err

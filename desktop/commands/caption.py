@@ -47,8 +47,9 @@ def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from backends.errors import EngineCrashedError
     from backends.request import SamplingOptions
-    from desktop.core.captioning import caption_file
+    from desktop.core.captioning import CaptionResult, caption_file
     from desktop.core.settings import load_settings
     from desktop.core.tasks import TaskOptions, get_task
 
@@ -85,11 +86,17 @@ def run(args: argparse.Namespace) -> int:
         for index, image in enumerate(args.images):
             if multiple and not args.json:
                 print(f"{'' if index == 0 else chr(10)}==> {image} <==", flush=True)
-            result = caption_file(
-                backend, image, task,
-                task_options=task_options, sampling=sampling, image_tokens=config.image_tokens,
-                on_chunk=None if args.json else stream, on_retry=retrying,
-            )
+            try:
+                result = caption_file(
+                    backend, image, task,
+                    task_options=task_options, sampling=sampling, image_tokens=config.image_tokens,
+                    on_chunk=None if args.json else stream, on_retry=retrying,
+                )
+            except EngineCrashedError as exc:
+                # The engine host died on this photo (or refuses it after repeated crashes); the next photo
+                # gets a fresh host.
+                result = CaptionResult(path=image, task=task.id, ok=False, error=str(exc),
+                                       error_kind="engine-crashed")
             info = backend.info()
             result.extra.update({"engine": info.engine, "model": info.model, "quant": info.quant})
             if args.json:
