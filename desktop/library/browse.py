@@ -1,0 +1,473 @@
+"""Browsing the catalog a page at a time: filters over photos and their newest result, ordered photo ids, row
+pages, folder trees, keyword counts, reversible review steps and the library window's remembered choices."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from desktop.core.paths import config_dir
+from desktop.library.catalog import Catalog, CatalogError, Photo, Result
+from desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
+from desktop.library.search import compile_query
+
+STATUS_FILTERS = ("all", "untagged", "new", "needs_review", "approved", "rejected", "written")
+"""What the status filter offers: every photo, photos without a result, or one review state."""
+
+STATUS_LABELS = {
+    "all": "All photos",
+    "untagged": "Not tagged yet",
+    "new": "New",
+    "needs_review": "Needs review",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "written": "Written",
+}
+
+KEYWORD_SEPARATOR = "; "
+
+log = logging.getLogger(__name__)
+
+# Each photo's newest result (of any task): the one the grid shows and review acts on.
+_NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id)"
+_FROM = f"photos p LEFT JOIN results r ON {_NEWEST}"
+
+
+@dataclass(frozen=True)
+class BrowseFilter:
+    """What the grid shows: photos present in the catalog, narrowed by every field that is set.
+
+    Attributes:
+        folder: only photos in this folder or below it.
+        status: one of :data:`STATUS_FILTERS`.
+        keyword: photos whose newest result has this keyword (case-insensitive; ``*`` wildcard).
+        text: photos whose caption, title or alt text contains this text.
+        query: the search language of ``captioneer search``.
+    """
+
+    folder: str = ""
+    status: str = "all"
+    keyword: str = ""
+    text: str = ""
+    query: str = ""
+
+    def describe(self) -> str:
+        """A short label for the scope of a run or an export: ``folder /a · needs review · "beach"``."""
+        parts = []
+        if self.folder:
+            parts.append(f"folder {self.folder}")
+        if self.status != "all":
+            parts.append(STATUS_LABELS[self.status].lower())
+        if self.keyword:
+            parts.append(f"keyword {self.keyword}")
+        if self.text:
+            parts.append(f'text "{self.text}"')
+        if self.query:
+            parts.append(f"search {self.query}")
+        return " · ".join(parts) or "all photos"
+
+
+def folder_bounds(folder: str) -> tuple[str, str]:
+    """The path range ``[low, high)`` holding everything below ``folder``, so the path index answers it."""
+    low = folder.rstrip(os.sep) + os.sep
+    return low, low[:-1] + chr(ord(os.sep) + 1)
+
+
+def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
+    """The SQL condition (over ``photos p`` and the newest result ``r``) and its parameters.
+
+    Raises:
+        SearchSyntaxError: the search text cannot be understood (the message says where).
+        CatalogError: the status is not one of :data:`STATUS_FILTERS`.
+    """
+    clauses = ["p.status = 'present'"]
+    params: list[Any] = []
+    if browse.folder:
+        clauses.append("p.path >= ? AND p.path < ?")
+        params.extend(folder_bounds(browse.folder))
+    if browse.status not in STATUS_FILTERS:
+        raise CatalogError(
+            f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
+        )
+    if browse.status == "untagged":
+        clauses.append("r.id IS NULL")
+    elif browse.status != "all":
+        clauses.append("r.review = ?")
+        params.append(browse.status)
+    if browse.keyword.strip():
+        folded = browse.keyword.strip().casefold()
+        operator = "GLOB" if "*" in folded else "="
+        clauses.append(f"EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?)")
+        params.append(folded)
+    if browse.text.strip():
+        clauses.append(
+            "instr(casefold(COALESCE(r.caption, '') || ' ' || COALESCE(r.title, '') || ' ' || "
+            "COALESCE(r.alt_text, '')), ?) > 0"
+        )
+        params.append(browse.text.strip().casefold())
+    if browse.query.strip():
+        query = compile_query(browse.query)
+        clauses.append(f"({query.where})")
+        params.extend(query.params)
+    return " AND ".join(clauses), params
+
+
+def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
+    """The ids of the photos the filter lets through, in path order (100,000 of them are a few hundred KB)."""
+    where, params = compile_filter(browse)
+    return [
+        row[0]
+        for row in catalog.db.execute(f"SELECT p.id FROM {_FROM} WHERE {where} ORDER BY p.path", params)
+    ]
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    """One grid cell: a photo and its newest result (``result_id`` is None for a photo not tagged yet)."""
+
+    photo_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    result_id: int | None = None
+    run_id: int | None = None
+    review: str | None = None
+    review_reason: str | None = None
+    caption: str = ""
+    title: str = ""
+    alt_text: str = ""
+    keywords: tuple[str, ...] = ()
+    model: str = ""
+    edited: bool = False
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def status(self) -> str:
+        """The review state, or ``untagged``."""
+        return self.review or "untagged"
+
+
+_ROW_COLUMNS = (
+    "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
+    "r.alt_text, r.keywords, r.model, r.edited"
+)
+
+
+def _row(values: Sequence[Any]) -> PhotoRow:
+    return PhotoRow(
+        photo_id=values[0],
+        path=values[1],
+        size=values[2],
+        mtime_ns=values[3],
+        result_id=values[4],
+        run_id=values[5],
+        review=values[6],
+        review_reason=values[7],
+        caption=values[8] or "",
+        title=values[9] or "",
+        alt_text=values[10] or "",
+        keywords=tuple(json.loads(values[11])) if values[11] else (),
+        model=values[12] or "",
+        edited=bool(values[13]),
+    )
+
+
+def fetch_rows(catalog: Catalog, ids: Sequence[int]) -> dict[int, PhotoRow]:
+    """The rows for these photo ids (one page), keyed by photo id; ids no longer in the catalog are absent."""
+    found: dict[int, PhotoRow] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for values in catalog.db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM {_FROM} WHERE p.id IN ({marks})", chunk
+        ):
+            row = _row(values)
+            found[row.photo_id] = row
+    return found
+
+
+# ---- folders and keywords -----------------------------------------------------------------------------
+
+
+@dataclass
+class FolderNode:
+    """A folder in a library with the number of photos in it and below it."""
+
+    path: str
+    name: str
+    count: int = 0
+    children: dict[str, FolderNode] = field(default_factory=dict)
+
+    def sorted_children(self) -> list[FolderNode]:
+        return sorted(self.children.values(), key=lambda node: node.name.casefold())
+
+
+def folder_tree(root: str, paths: Sequence[str]) -> FolderNode:
+    """The folders holding ``paths`` below ``root``, each counting the photos in it and its subfolders."""
+    top = FolderNode(path=root, name=Path(root).name or root)
+    base = root.rstrip(os.sep) + os.sep
+    for path in paths:
+        top.count += 1
+        if not path.startswith(base):
+            continue
+        node = top
+        for part in path[len(base) :].split(os.sep)[:-1]:
+            child = node.children.get(part)
+            if child is None:
+                child = node.children[part] = FolderNode(
+                    path=node.path.rstrip(os.sep) + os.sep + part, name=part
+                )
+            child.count += 1
+            node = child
+    return top
+
+
+def library_trees(catalog: Catalog) -> list[FolderNode]:
+    """Every library as a folder tree of its present photos."""
+    trees = []
+    for library_id, root in catalog.libraries():
+        paths = [
+            row[0]
+            for row in catalog.db.execute(
+                "SELECT path FROM photos WHERE library_id = ? AND status = 'present'", (library_id,)
+            )
+        ]
+        trees.append(folder_tree(root, paths))
+    return trees
+
+
+def keyword_counts(catalog: Catalog) -> list[tuple[str, int]]:
+    """The keywords on each photo's newest result, most used first (spelling of the first one seen)."""
+    counts: dict[str, list[Any]] = {}
+    rows = catalog.db.execute(
+        "SELECT k.value FROM results r JOIN json_each(r.keywords) k "
+        "WHERE r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = r.photo_id) "
+        "AND r.review != 'rejected'"
+    )
+    for (value,) in rows:
+        if not isinstance(value, str):
+            continue
+        entry = counts.setdefault(value.casefold(), [value, 0])
+        entry[1] += 1
+    return sorted(((word, count) for word, count in counts.values()), key=lambda item: (-item[1], item[0]))
+
+
+def completion_words(library: Sequence[tuple[str, int]], vocabulary: Sequence[str]) -> list[str]:
+    """Words for keyword autocomplete: the library's own keywords (most used first), then the vocabulary's
+    others, each once whatever its case."""
+    seen: set[str] = set()
+    words = []
+    for word in [word for word, _count in library] + list(vocabulary):
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
+            words.append(word)
+    return words
+
+
+def split_keywords(text: str) -> list[str]:
+    """Keywords typed as ``beach; sunset, family`` (either separator), trimmed, each once."""
+    seen: set[str] = set()
+    keywords = []
+    for part in text.replace(",", ";").split(";"):
+        word = " ".join(part.split())
+        if word and word.casefold() not in seen:
+            seen.add(word.casefold())
+            keywords.append(word)
+    return keywords
+
+
+def join_keywords(keywords: Sequence[str]) -> str:
+    return KEYWORD_SEPARATOR.join(keywords)
+
+
+def keyword_being_typed(text: str) -> tuple[str, str]:
+    """Split keyword-field text into what is finished and the word being typed: ``("beach; ", "sun")``."""
+    cut = max(text.rfind(";"), text.rfind(","))
+    head = text[: cut + 1]
+    token = text[cut + 1 :]
+    stripped = token.lstrip()
+    return head + token[: len(token) - len(stripped)], stripped
+
+
+def complete_keyword(text: str, word: str) -> str:
+    """The field text with the word being typed replaced by a completion, ready for the next keyword."""
+    head, _token = keyword_being_typed(text)
+    if head and not head.endswith(" "):
+        head += " "
+    return f"{head}{word}{KEYWORD_SEPARATOR}"
+
+
+# ---- reversible review steps ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultState:
+    """What a review step may change on a result, as it was before."""
+
+    result_id: int
+    review: str
+    review_reason: str | None
+    caption: str
+    title: str | None
+    alt_text: str | None
+    keywords: str
+    edited: int
+
+
+@dataclass(frozen=True)
+class ReviewStep:
+    """One review action (approve, reject, edit) over one or more results, with their states before it."""
+
+    label: str
+    before: tuple[ResultState, ...]
+
+
+def snapshot(catalog: Catalog, result_ids: Sequence[int]) -> tuple[ResultState, ...]:
+    """The current state of these results, to undo a review action on them."""
+    if not result_ids:
+        return ()
+    marks = ",".join("?" * len(result_ids))
+    rows = catalog.db.execute(
+        "SELECT id, review, review_reason, caption, title, alt_text, keywords, edited FROM results "
+        f"WHERE id IN ({marks})",
+        list(result_ids),
+    )
+    return tuple(ResultState(*row) for row in rows)
+
+
+def restore(catalog: Catalog, states: Sequence[ResultState]) -> None:
+    """Put results back exactly as :func:`snapshot` saw them, in one transaction."""
+    now = time.time()
+    with catalog.transaction() as db:
+        for state in states:
+            db.execute(
+                "UPDATE results SET review = ?, review_reason = ?, caption = ?, title = ?, alt_text = ?, "
+                "keywords = ?, edited = ?, updated_at = ? WHERE id = ?",
+                (
+                    state.review,
+                    state.review_reason,
+                    state.caption,
+                    state.title,
+                    state.alt_text,
+                    state.keywords,
+                    state.edited,
+                    now,
+                    state.result_id,
+                ),
+            )
+
+
+class ReviewHistory:
+    """The review actions of this session, newest last, so U takes back the last one."""
+
+    def __init__(self, limit: int = 200) -> None:
+        self.limit = limit
+        self._steps: list[ReviewStep] = []
+
+    def push(self, step: ReviewStep) -> None:
+        if step.before:
+            self._steps.append(step)
+            del self._steps[: -self.limit]
+
+    def pop(self) -> ReviewStep | None:
+        return self._steps.pop() if self._steps else None
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+
+# ---- runs the window offers to resume -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumableRun:
+    run: Run
+    pending: int
+    total: int
+
+    def describe(self) -> str:
+        return (
+            f"Run {self.run.id} ({self.run.task}, {self.run.model}) stopped with {self.pending} of "
+            f"{self.total} photos still to tag."
+        )
+
+
+def resumable_runs(catalog: Catalog) -> list[ResumableRun]:
+    """Unfinished runs that still have photos to tag, newest first (a closed window leaves its run paused)."""
+    found = []
+    for run in reversed(list_runs(catalog)):
+        if run.state not in RESUMABLE_STATES:
+            continue
+        counts = run_counts(catalog, run.id)
+        if counts.pending:
+            found.append(ResumableRun(run=run, pending=counts.pending, total=counts.total))
+    return found
+
+
+def written_runs(catalog: Catalog) -> list[tuple[Run, int]]:
+    """Runs whose results were written into files, with how many results are marked written, newest first."""
+    counts = dict(
+        catalog.db.execute(
+            "SELECT run_id, SUM(review = 'written') FROM results WHERE run_id IN "
+            "(SELECT DISTINCT run_id FROM write_log WHERE outcome = 'written') GROUP BY run_id"
+        )
+    )
+    return [(run, int(counts[run.id] or 0)) for run in reversed(list_runs(catalog)) if run.id in counts]
+
+
+def photos_by_id(catalog: Catalog, ids: Sequence[int]) -> list[Photo]:
+    """Catalog photos for these ids, in the given order (for planning a run over a selection)."""
+    photos = (catalog.photo(photo_id) for photo_id in ids)
+    return [photo for photo in photos if photo is not None]
+
+
+# ---- remembered window choices -------------------------------------------------------------------------
+
+
+@dataclass
+class LibraryPrefs:
+    """What the library window remembers between sessions (a small JSON file in the config folder)."""
+
+    task: str = "keywords"
+    language: str = ""
+    vocabulary: str = ""
+    vocabulary_only: bool = True
+    write_mode: str = ""
+    thumb_edge: int = 160
+
+    @staticmethod
+    def path() -> Path:
+        return config_dir() / "library-window.json"
+
+    @classmethod
+    def load(cls) -> LibraryPrefs:
+        """The saved choices; defaults when there are none or the file is unreadable (it is only comfort)."""
+        path = cls.path()
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{key: value for key, value in data.items() if key in cls.__dataclass_fields__})
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("Ignoring the unreadable library window settings %s (%s); using defaults.", path, exc)
+            return cls()
+
+    def save(self) -> None:
+        path = self.path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+
+def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
+    """The newest result of each photo the filter lets through (what Export writes), in result order."""
+    where, params = compile_filter(browse)
+    return catalog.results(where=f"{where} AND {_NEWEST}", params=params)
