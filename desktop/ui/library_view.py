@@ -41,7 +41,7 @@ def _heading(text: str) -> QLabel:
 
 
 class PhotoGrid(QListView):
-    """The virtualised grid: uniform tiles, laid out in batches, only visible rows are ever asked for."""
+    """The virtualised grid: uniform tiles in icon mode; only visible rows are ever asked for."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,7 +50,7 @@ class PhotoGrid(QListView):
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setLayoutMode(QListView.LayoutMode.Batched)
-        self.setBatchSize(2000)
+        self.setBatchSize(5000)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setSpacing(2)

@@ -75,13 +75,17 @@ def default_engine_args() -> argparse.Namespace:
 class KeywordCompleter(QCompleter):
     """Completes the keyword being typed in a ``beach; sunset; …`` field, keeping the ones before it."""
 
+    def __init__(self, model: QStringListModel, parent: QObject | None = None) -> None:
+        super().__init__(model, parent)
+        self._typed = ""
+
     def splitPath(self, path: str) -> list[str]:
+        # Remember what was typed: a highlighted completion replaces the field's text before it is chosen.
+        self._typed = path
         return [keyword_being_typed(path)[1]]
 
     def pathFromIndex(self, index: QModelIndex) -> str:
-        widget = self.widget()
-        text = widget.text() if widget is not None and hasattr(widget, "text") else ""
-        return complete_keyword(text, str(index.data()))
+        return complete_keyword(self._typed, str(index.data()))
 
 
 class LibraryWindow(QObject):
@@ -163,8 +167,8 @@ class LibraryWindow(QObject):
 
         self._completion_model = QStringListModel(self)
         self._wire()
+        self.apply_filter()  # first, so the grid fills before the folder tree and keyword counts
         self.refresh_overview()
-        self.apply_filter()
         self._offer_resume()
 
     # ---- wiring ------------------------------------------------------------------------------------------
@@ -782,6 +786,8 @@ class LibraryWindow(QObject):
 
     @Slot(object)
     def _run_progress(self, progress: RunProgress) -> None:
+        if self._closed:
+            return
         panel = self.view.run_panel
         panel.progress.setRange(0, max(1, progress.total))
         panel.progress.setValue(progress.finished)
@@ -1110,8 +1116,9 @@ class LibraryWindow(QObject):
             self._run_thread.wait()
         for call in list(self._calls):
             call.wait()
-        self.thumbs.wait()
-        self.previews.wait()
+        for cache in (self.thumbs, self.previews):
+            cache.blockSignals(True)  # what is still queued must not reach a closed catalog
+            cache.wait()
         self._closeQuery.emit()
         self._query_thread.quit()
         self._query_thread.wait()

@@ -1,0 +1,395 @@
+"""The library window, offscreen with pytest-qt, on real catalogs and photos: filters and search, keyboard
+review with undo, editing with keyword autocomplete, runs with pause/stop/resume across a reopened window,
+the metadata diff, write and undo (checked with exiftool), and CSV/JSON export and import.
+
+Runs here use the stand-in engine of tests/fakes (a real Backend answering from pixel colours) so they take
+a second; tests/test_ui_library_gguf.py runs the real gguf engine through the engine host process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtWidgets import QApplication
+
+from backends.base import EngineConfig
+from backends.errors import ConfigurationError
+from desktop.library.browse import STATUS_FILTERS
+from desktop.library.catalog import open_catalog
+from desktop.library.runs import RunSpec, execute_run, plan_run
+from desktop.library.scanner import scan_library
+from desktop.ui.library_thumbs import thumbs_dir
+from desktop.ui.library_window import KeywordCompleter, LibraryWindow, default_engine_args
+from desktop.ui.library_workers import RunOutcome, RunRequest
+from tests.fakes.tagging_engine import FakeEngine, fake_config
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    # The offscreen platform's own notices (a popup asks to raise itself and grab the keyboard) are not ours.
+    pytest.mark.qt_log_ignore(
+        "OpenType support missing", "propagateSizeHints", "does not support raise", "grabbing the keyboard"
+    ),
+]
+
+
+def fake_colour(k: int) -> tuple[int, int, int]:
+    """A pixel colour the stand-in engine names COLOURS[k] (red, green, blue, yellow, purple, orange, …)."""
+    return (224, 0, 8 * ((k - 7) % 8) + 4)
+
+
+def make_photos(root: Path, count: int = 6) -> list[Path]:
+    """PNG photos (exact colours, so the stand-in's answers are known): 2023/IMG_000.png is "red", then
+    green, blue; 2024/IMG_003.png is "yellow", then purple, orange."""
+    paths = []
+    for i in range(count):
+        path = root / ("2023" if i < 3 else "2024") / f"IMG_{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (320, 240), fake_colour(i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def tag_directly(root: Path) -> None:
+    """A finished run made by the core (as `captioneer tag` would), so the window has results to review."""
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        config = fake_config()
+        spec = RunSpec(image_tokens=16)
+        plan = plan_run(catalog, str(root), catalog.photos_under(root), spec, fake_args_config())
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+
+
+def fake_args() -> argparse.Namespace:
+    args = default_engine_args()
+    args.engine, args.model = "gguf", "fake-model.gguf"
+    return args
+
+
+def fake_args_config() -> EngineConfig:
+    return EngineConfig(engine="gguf", model="fake-model.gguf", image_tokens=1024)
+
+
+def fake_opener(delay: float = 0.0):
+    """Stands in for the engine host: the fake engine, slowed down so pause and stop can be seen."""
+    return lambda config: FakeEngine(fake_config(delay=delay))
+
+
+@pytest.fixture
+def open_window(qtbot):
+    windows: list[LibraryWindow] = []
+
+    def make(delay: float = 0.0) -> LibraryWindow:
+        window = LibraryWindow(engine_args=fake_args(), opener=fake_opener(delay))
+        qtbot.addWidget(window.view)
+        with qtbot.waitSignal(window.filtered, timeout=10_000):
+            window.view.show()
+        qtbot.waitExposed(window.view)
+        window.view.activateWindow()
+        window.view.grid.setFocus()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.shutdown()
+
+
+def stems(window: LibraryWindow) -> list[str]:
+    return [Path(window.model.photo_row(row).path).stem for row in range(window.model.rowCount())]
+
+
+def reviews(root: Path) -> dict[str, str]:
+    with open_catalog(readonly=True) as catalog:
+        return {Path(r.path).stem: r.review for r in catalog.results(latest_only=True)}
+
+
+def filter_to(qtbot, window: LibraryWindow, **fields: str) -> None:
+    with qtbot.waitSignal(window.filtered, timeout=10_000):
+        assert window.apply_filter(**fields)
+
+
+def press(qtbot, window: LibraryWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    qtbot.keyClick(window.view.grid, key, modifier)
+
+
+def test_window_shows_the_library_and_filters_it(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    window = open_window()
+    assert window.model.rowCount() == 6
+    qtbot.waitUntil(lambda: window.view.folders.topLevelItemCount() == 2, timeout=10_000)
+    library = window.view.folders.topLevelItem(1)
+    assert library.text(0) == "Photos" and library.text(1) == "6"
+    assert [library.child(i).text(0) for i in range(library.childCount())] == ["2023", "2024"]
+
+    with qtbot.waitSignal(window.filtered, timeout=10_000):
+        window.view.folders.setCurrentItem(library.child(1))
+    assert stems(window) == ["IMG_003", "IMG_004", "IMG_005"]
+
+    with qtbot.waitSignal(window.filtered, timeout=10_000):
+        window.view.statuses.setCurrentRow(STATUS_FILTERS.index("approved"))
+    assert window.model.rowCount() == 0
+
+    filter_to(qtbot, window, folder="", status="all")
+    with qtbot.waitSignal(window.filtered, timeout=10_000):
+        qtbot.keyClicks(window.view.search, "keyword:red OR keyword:green")
+    assert stems(window) == ["IMG_000", "IMG_001"]
+    assert "search keyword:red OR keyword:green" in window.view.count.text()
+
+    # A search that cannot be read says where, and leaves the grid as it was.
+    assert not window.apply_filter(query='caption:"open')
+    assert window.view.search_error.isVisible() and "never closed" in window.view.search_error.text()
+    assert stems(window) == ["IMG_000", "IMG_001"]
+
+
+def test_keyboard_review_approve_reject_undo_and_edit(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    window = open_window()
+    grid = window.view.grid
+    assert window.current_row().name == "IMG_000.png"
+    detail = window.view.detail
+    assert detail.caption.toPlainText().startswith("A red square")
+
+    press(qtbot, window, Qt.Key.Key_A)  # approve, move on
+    assert window.current_row().name == "IMG_001.png"
+    press(qtbot, window, Qt.Key.Key_R)  # reject, move on
+    press(qtbot, window, Qt.Key.Key_J)  # skip one
+    press(qtbot, window, Qt.Key.Key_K)  # back
+    assert window.current_row().name == "IMG_002.png"
+    assert reviews(root) == {
+        "IMG_000": "approved", "IMG_001": "rejected", "IMG_002": "new",
+        "IMG_003": "new", "IMG_004": "new", "IMG_005": "new",
+    }  # fmt: skip
+    press(qtbot, window, Qt.Key.Key_U)  # take back the reject
+    assert reviews(root)["IMG_001"] == "new"
+    assert window.current_row().name == "IMG_001.png"
+
+    # E puts the cursor in the caption; Ctrl+Return saves, approves and moves on.
+    press(qtbot, window, Qt.Key.Key_E)
+    assert detail.caption.hasFocus()
+    qtbot.keyClicks(detail.caption, "Two friends cycling along the harbour at dawn.")
+    detail.keywords.setText("cycling; harbour; friends")
+    qtbot.keyClick(detail.caption, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert grid.hasFocus() and window.current_row().name == "IMG_002.png"
+    with open_catalog(readonly=True) as catalog:
+        edited = next(r for r in catalog.results() if r.path.endswith("IMG_001.png"))
+    assert edited.caption == "Two friends cycling along the harbour at dawn."
+    assert (
+        edited.keywords == ("cycling", "harbour", "friends") and edited.review == "approved" and edited.edited
+    )
+    press(qtbot, window, Qt.Key.Key_U)  # the edit goes back too
+    with open_catalog(readonly=True) as catalog:
+        restored = next(r for r in catalog.results() if r.path.endswith("IMG_001.png"))
+    assert restored.caption.startswith("A green square") and restored.review == "new"
+
+    # Several selected photos are approved at once; what the grid shows follows.
+    grid.selectionModel().clearSelection()
+    for row in (3, 4, 5):
+        grid.selectionModel().select(window.model.index(row), grid.selectionModel().SelectionFlag.Select)
+    assert window.approve() == 3
+    assert [reviews(root)[f"IMG_00{i}"] for i in (3, 4, 5)] == ["approved"] * 3
+    assert window.model.photo_row(4).review == "approved"
+
+
+def test_keyword_autocomplete_offers_the_library_and_the_vocabulary(
+    qtbot, tmp_path: Path, open_window
+) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    vocabulary = tmp_path / "vocabulary.txt"
+    vocabulary.write_text("harbour\nsunset = dusk, evening\n", encoding="utf-8")
+    window = open_window()
+    qtbot.waitUntil(lambda: "red" in window.completion_words(), timeout=10_000)
+    window.load_vocabulary(vocabulary)
+    words = window.completion_words()
+    assert words.index("red") < words.index("harbour") and "sunset" in words
+
+    field = window.view.detail.keywords
+    completer = field.completer()
+    assert isinstance(completer, KeywordCompleter)
+    field.setText("")
+    field.setFocus()
+    qtbot.keyClicks(field, "red; har")  # what a person types
+    qtbot.waitUntil(lambda: completer.popup().isVisible(), timeout=5_000)
+    assert completer.currentCompletion() == "red; harbour; "
+    qtbot.keyClick(completer.popup(), Qt.Key.Key_Down)
+    qtbot.keyClick(completer.popup(), Qt.Key.Key_Return)
+    assert field.text() == "red; harbour; "
+
+
+def test_run_pause_stop_and_resume_after_reopening(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    window = open_window(delay=0.25)
+    with pytest.raises(ConfigurationError, match="Choose a folder"):
+        window.run_request("folder", window.run_spec("keywords", "English"))
+    request = RunRequest(scope=str(root), spec=window.run_spec("keywords", "English"), folder=root)
+    progress: list = []
+    window.runProgress.connect(progress.append)
+    with qtbot.waitSignal(window.runProgress, timeout=10_000):
+        window.start_run(request)
+    assert window.view.run_panel.isVisible()
+    qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+
+    window.toggle_pause()
+    qtbot.wait(400)  # the photo in flight finishes, then nothing moves
+    frozen = max(p.done for p in progress)
+    qtbot.wait(700)
+    assert max(p.done for p in progress) == frozen
+    assert "paused" in window.view.run_panel.stats.text()
+    window.toggle_pause()
+    qtbot.waitUntil(lambda: max(p.done for p in progress) > frozen, timeout=10_000)
+    assert any(p.photos_per_minute for p in progress) and window.view.run_panel.current.text().endswith(
+        ".png"
+    )
+
+    with qtbot.waitSignal(window.runFinished, timeout=10_000) as stopped:
+        window.stop_run()
+    outcome: RunOutcome = stopped.args[0]
+    assert outcome.state == "paused" and 0 < outcome.counts.done < 6
+    window.shutdown()
+
+    # A new window (the app reopened) offers to resume, and finishes without redoing anything.
+    again = open_window()
+    banner = again.view.banner
+    assert banner.isVisible() and f"Run {outcome.run_id}" in banner.text.text()
+    with qtbot.waitSignal(again.runFinished, timeout=20_000) as finished:
+        banner.accept_button.click()
+    assert finished.args[0].state == "done" and finished.args[0].counts.done == 6
+    with open_catalog(readonly=True) as catalog:
+        assert len(catalog.results()) == 6  # exactly once each
+    qtbot.waitUntil(lambda: again.model.rowCount() == 6 and again.model.photo_row(5).review == "new")
+
+
+def test_a_run_with_no_model_says_so(qtbot, tmp_path: Path) -> None:
+    window = LibraryWindow(opener=fake_opener())
+    qtbot.addWidget(window.view)
+    try:
+        with pytest.raises(ConfigurationError, match="No model chosen"):
+            window.run_spec("keywords", "English")
+    finally:
+        window.shutdown()
+
+
+def exiftool_json(path: Path) -> dict:
+    binary = shutil.which("exiftool")
+    assert binary, "exiftool is needed to check what was written"
+    out = subprocess.run(
+        [binary, "-j", "-G1", "-struct", str(path)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)[0]
+
+
+def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    photos = make_photos(root, 3)
+    tag_directly(root)
+    window = open_window()
+    press(qtbot, window, Qt.Key.Key_A)
+    press(qtbot, window, Qt.Key.Key_A)  # two approved, the third left new
+
+    dialog = window.open_write_dialog()
+    qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
+    assert "2 results" in dialog.summary.text()
+    preview = dialog.preview.toPlainText()
+    assert "IMG_000.png.xmp" in preview and "IMG_002" not in preview and "red" in preview
+    assert not any(p.with_name(p.name + ".xmp").exists() for p in photos)  # the preview touched nothing
+
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "written" in m):
+        dialog.write_button.click()
+    sidecar = photos[0].with_name(photos[0].name + ".xmp")
+    assert sidecar.exists() and not photos[2].with_name(photos[2].name + ".xmp").exists()
+    seen = exiftool_json(sidecar)
+    assert "red" in seen["XMP-dc:Subject"] and seen["XMP-dc:Description"].startswith("A red square")
+    assert reviews(root)["IMG_000"] == "written"
+    dialog.close()
+
+    with open_catalog(readonly=True) as catalog:
+        run_id = catalog.results()[0].run_id
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo run" in m):
+        window.undo_write(run_id)
+    assert not sidecar.exists()
+    assert reviews(root)["IMG_000"] == "approved"
+
+
+def test_export_and_import_csv_and_json(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    window = open_window()
+    filter_to(qtbot, window, folder=str(root / "2023"))
+    exported = tmp_path / "out.csv"
+    with qtbot.waitSignal(window.message, timeout=10_000, check_params_cb=lambda m: "Exported" in m) as done:
+        window.export_results(exported)
+    assert "Exported 3 results" in done.args[0]
+    rows = list(csv.DictReader(exported.open(encoding="utf-8")))
+    assert sorted(Path(row["path"]).stem for row in rows) == ["IMG_000", "IMG_001", "IMG_002"]
+
+    rows[0]["caption"] = "A red postbox on a wet street."
+    rows[0]["status"] = "approved"
+    with exported.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with qtbot.waitSignal(window.filtered, timeout=10_000):
+        window.import_results(exported)
+    changed = Path(rows[0]["path"]).stem
+    assert reviews(root)[changed] == "approved"
+    assert any(window.model.photo_row(i).caption == "A red postbox on a wet street." for i in range(3))
+
+    as_json = tmp_path / "out.json"
+    with qtbot.waitSignal(window.message, timeout=10_000, check_params_cb=lambda m: "Exported" in m):
+        window.export_results(as_json)
+    assert len(json.loads(as_json.read_text(encoding="utf-8"))) == 3
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("result_id,status\n999,approved\n", encoding="utf-8")
+    with qtbot.waitSignal(window.message, timeout=10_000) as failed:
+        window.import_results(broken)
+    assert failed.args[0].startswith("Import failed")
+
+
+def test_closing_the_window_mid_run_leaves_it_resumable(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    window = open_window(delay=0.3)
+    spec = window.run_spec("keywords", "English")
+    progress: list = []
+    window.runProgress.connect(progress.append)
+    window.start_run(RunRequest(scope=str(root), spec=spec, folder=root))
+    qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+    window.view.close()  # what the user does; the run stops after its photo and stays resumable
+    with open_catalog(readonly=True) as catalog:
+        state = catalog.db.execute("SELECT state FROM runs").fetchone()[0]
+    assert state == "paused"
+    QApplication.processEvents()
+
+
+def test_grid_model_fetches_rows_a_page_at_a_time(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    window = open_window()
+    model = window.model
+    model.refresh()
+    assert model.data(QModelIndex()) is None
+    assert model.data(model.index(0), Qt.ItemDataRole.DisplayRole) == "IMG_000.png"
+    assert "Keywords:" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    qtbot.waitUntil(
+        lambda: model.data(model.index(0), Qt.ItemDataRole.DecorationRole) is not None, timeout=10_000
+    )
+    pixmap = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
+    assert max(pixmap.width(), pixmap.height()) == window.thumbs.edge
+    assert list(thumbs_dir().rglob("*.jpg"))  # cached on disk for the next session
