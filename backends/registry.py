@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 
 from backends.base import Backend, EngineConfig
@@ -62,12 +63,32 @@ def _entry(name: str) -> EngineEntry:
         raise ConfigurationError(f"Unknown engine '{name}'. Choose one of: {known}.") from None
 
 
+def install_hint(name: str, frozen: bool | None = None) -> str:
+    """How a person gets a missing engine: pip for a Python install; for the packaged app (``sys.frozen``),
+    which pip cannot change, the download that carries it.
+
+    Args:
+        name: the engine.
+        frozen: whether this is the packaged app (default: ``sys.frozen``, set by PyInstaller).
+    """
+    entry = _entry(name)
+    if frozen is None:
+        frozen = bool(getattr(sys, "frozen", False))
+    if not frozen:
+        return f"Install it with: pip install 'captioneer[{entry.extra}]'"
+    if name == "transformers":
+        return (
+            "This Captioneer download leaves it out to stay small (it needs PyTorch, several GB). "
+            "Download \"Captioneer Full\" from the releases page for it, or keep the gguf engine, "
+            "which runs the same Qwen3-VL models."
+        )
+    return "This Captioneer download should include it: download Captioneer again from the releases page."
+
+
 def backend_class(name: str) -> type[Backend]:
     entry = _entry(name)
     if not engine_installed(name):
-        raise EngineNotInstalledError(
-            f"The {name} engine is not installed. Install it with: pip install 'captioneer[{entry.extra}]'"
-        )
+        raise EngineNotInstalledError(f"The {name} engine is not installed. {install_hint(name)}")
     module = importlib.import_module(entry.module)
     return getattr(module, entry.cls)
 

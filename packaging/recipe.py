@@ -1,0 +1,187 @@
+"""What goes into a Captioneer bundle: version, modules, exclusions, names (for the spec and build.py)."""
+
+from __future__ import annotations
+
+import plistlib
+import shutil
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "Captioneer"
+BUNDLE_ID = "app.captioneer.Captioneer"
+VARIANTS = ("base", "full")
+
+# The transformers engine pack: torch and friends are gigabytes, so only the "full" variant carries them.
+TRANSFORMERS_PACK = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "transformers",
+    "accelerate",
+    "bitsandbytes",
+    "safetensors",
+    "triton",
+    "flash_attn",
+    "nvidia",  # the pip CUDA runtime wheels torch pulls in
+)
+# Never useful in the app, but reachable through optional imports of libraries we ship.
+NEVER_BUNDLED = (
+    "tkinter",
+    "IPython",
+    "matplotlib",
+    "pandas",
+    "scipy",
+    "sympy",
+    "pytest",
+    "_pytest",
+    "pytestqt",
+    "pytest_socket",
+    "llama_cpp.server",  # llama-cpp-python's own HTTP server (tests use it; the app does not)
+    "fastapi",
+    "uvicorn",
+    "sse_starlette",
+    "starlette_context",
+)
+# Imported by name at run time (registry, CLI command table, engine host), so PyInstaller cannot see them.
+DYNAMIC_ROOTS = ("desktop", "backends")
+
+
+@dataclass(frozen=True)
+class Names:
+    """File names of the executables and artifacts for one platform and variant."""
+
+    executable: str
+    console_executable: str | None
+    folder: str
+
+
+def project_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """The version in ``pyproject.toml``'s ``[project]`` table, the one source of the app's version."""
+    with pyproject.open("rb") as handle:
+        data = tomllib.load(handle)
+    try:
+        version = data["project"]["version"]
+    except KeyError:
+        raise ValueError(f"{pyproject} has no [project] version") from None
+    if not isinstance(version, str) or not version:
+        raise ValueError(f"{pyproject} has an empty or non-text [project] version")
+    return version
+
+
+def names(platform: str = sys.platform, variant: str = "base") -> Names:
+    """Executable and folder names: ``Captioneer`` on macOS/Windows, ``captioneer`` on Linux; Windows also
+    gets ``captioneer-cli.exe`` because a windowed .exe has no console for the headless commands."""
+    check_variant(variant)
+    suffix = "" if variant == "base" else "-full"
+    if platform == "win32":
+        return Names("Captioneer", "captioneer-cli", f"{APP_NAME}{suffix}")
+    if platform == "darwin":
+        return Names(APP_NAME, None, f"{APP_NAME}{suffix}")
+    return Names("captioneer", None, f"captioneer{suffix}")
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+
+
+def excluded_modules(variant: str) -> list[str]:
+    """Top-level modules kept out of the bundle: the transformers pack in ``base``, dev tools always."""
+    check_variant(variant)
+    pack = list(TRANSFORMERS_PACK) if variant == "base" else []
+    return pack + list(NEVER_BUNDLED)
+
+
+def source_modules(root: Path = ROOT, packages: tuple[str, ...] = DYNAMIC_ROOTS) -> list[str]:
+    """Every module under our import roots, found from the files (nothing is imported to list them)."""
+    modules: list[str] = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules.append(".".join(parts))
+    return modules
+
+
+def stage_resources(resources: Path, staging: Path) -> Path:
+    """Copy ``resources/`` to ``staging/captioneer_resources`` so PyInstaller finds it under its import name
+    (pyproject maps the folder to that package; PyInstaller only sees import names on ``pathex``)."""
+    if not (resources / "__init__.py").is_file():
+        raise FileNotFoundError(f"{resources} is not the captioneer_resources package (no __init__.py)")
+    target = staging / "captioneer_resources"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(resources, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def resource_datas(package_dir: Path) -> list[tuple[str, str]]:
+    """(source file, destination folder) pairs for every data file of the staged resources package."""
+    pairs: list[tuple[str, str]] = []
+    for path in sorted(package_dir.rglob("*")):
+        if path.is_file() and path.suffix not in {".py", ".pyc"}:
+            destination = Path("captioneer_resources") / path.parent.relative_to(package_dir)
+            pairs.append((str(path), destination.as_posix()))
+    return pairs
+
+
+def windows_version_tuple(version: str) -> tuple[int, int, int, int]:
+    """``0.1.0`` -> (0, 1, 0, 0) for the Windows version resource (four numbers, pre-release tags dropped)."""
+    numbers: list[int] = []
+    for part in version.split(".")[:4]:
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        numbers.append(int(digits or 0))
+        if digits != part:
+            break
+    first_four = (numbers + [0, 0, 0, 0])[:4]
+    return (first_four[0], first_four[1], first_four[2], first_four[3])
+
+
+def windows_version_file(version: str, executable: str) -> str:
+    """The version resource Windows shows in a file's Properties > Details, as the text PyInstaller reads
+    from a version file (PyInstaller's own classes for it import only on Windows)."""
+    numbers = windows_version_tuple(version)
+    strings = {
+        "CompanyName": "Captioneer developers",
+        "FileDescription": APP_NAME,
+        "FileVersion": version,
+        "InternalName": executable,
+        "LegalCopyright": "GPL-3.0-or-later",
+        "OriginalFilename": f"{executable}.exe",
+        "ProductName": APP_NAME,
+        "ProductVersion": version,
+    }
+    string_structs = ",\n".join(f"{' ' * 10}StringStruct({k!r}, {v!r})" for k, v in strings.items())
+    return (
+        "VSVersionInfo(\n"
+        f"  ffi=FixedFileInfo(filevers={numbers!r}, prodvers={numbers!r}),\n"
+        "  kids=[\n"
+        "    StringFileInfo([\n"
+        "      StringTable('040904B0', [\n"  # US English, Unicode
+        f"{string_structs},\n"
+        "      ]),\n"
+        "    ]),\n"
+        "    VarFileInfo([VarStruct('Translation', [0x0409, 1200])]),\n"
+        "  ],\n"
+        ")\n"
+    )
+
+
+def info_plist(version: str, template: Path = ROOT / "packaging" / "macos" / "Info.plist") -> dict[str, Any]:
+    """The app's Info.plist values: packaging/macos/Info.plist plus the version from pyproject.toml."""
+    with template.open("rb") as handle:
+        values = plistlib.load(handle)
+    if values.get("CFBundleIdentifier") != BUNDLE_ID:
+        raise ValueError(f"{template} names bundle id {values.get('CFBundleIdentifier')!r}, not {BUNDLE_ID}")
+    values["CFBundleShortVersionString"] = version
+    values["CFBundleVersion"] = version
+    return values
