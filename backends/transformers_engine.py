@@ -164,6 +164,22 @@ def resolve_model_dir(model: str) -> Path:
     return path
 
 
+def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
+    """The chat for one request: the system prompt (with a JSON-only instruction and the schema for
+    structured requests), then the images and the prompt as the user's turn."""
+    system = request.system
+    if request.json_schema is not None:
+        hint = JSON_HINT.format(schema=json.dumps(request.json_schema, ensure_ascii=False))
+        system = f"{system}\n\n{hint}" if system else hint
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
+    content.append({"type": "text", "text": request.prompt})
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
 def _cached_snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -431,24 +447,11 @@ class TransformersBackend(Backend):
         if self._model is None:
             raise GenerationError("The transformers engine is not loaded: call load() first.")
 
-    def _messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
-        system = request.system
-        if request.json_schema is not None:
-            hint = JSON_HINT.format(schema=json.dumps(request.json_schema, ensure_ascii=False))
-            system = f"{system}\n\n{hint}" if system else hint
-        content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
-        content.append({"type": "text", "text": request.prompt})
-        messages: list[dict[str, Any]] = []
-        if system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-        messages.append({"role": "user", "content": content})
-        return messages
-
     def _inputs(self, requests: Sequence[GenerationRequest]) -> Any:
         """Tokenize a batch (left-padded) with every image at exactly its prepared size."""
         processor = self._processor
         texts = [
-            processor.apply_chat_template(self._messages(r), tokenize=False, add_generation_prompt=True)
+            processor.apply_chat_template(chat_messages(r), tokenize=False, add_generation_prompt=True)
             for r in requests
         ]
         images = [image.image for r in requests for image in r.images]

@@ -18,6 +18,7 @@ from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.transformers_engine import (
     DEFAULT_BATCH_SIZE,
     TransformersBackend,
+    chat_messages,
     check_extra,
     choose_attention,
     choose_device,
@@ -131,6 +132,21 @@ def test_choose_attention(device: str, profile: str, wanted: bool, installed: bo
 
 def test_processor_size_is_exactly_the_prepared_areas() -> None:
     assert processor_size([64 * 64, 224 * 128, 96 * 160]) == {"shortest_edge": 4096, "longest_edge": 28672}
+
+
+def test_chat_messages() -> None:
+    image = picture(64, 64, 1)
+    plain = chat_messages(GenerationRequest("Caption.", (image, image)))
+    assert plain == [{"role": "user", "content": [{"type": "image"}, {"type": "image"},
+                                                   {"type": "text", "text": "Caption."}]}]
+    schema = {"type": "object", "required": ["keywords"]}
+    structured = chat_messages(GenerationRequest("Tags.", (image,), system="Be brief.", json_schema=schema))
+    system = structured[0]
+    assert system["role"] == "system"
+    assert system["content"].startswith("Be brief.\n\nReply with one JSON object")
+    assert json.dumps(schema) in system["content"]
+    alone = chat_messages(GenerationRequest("Tags.", json_schema=schema))[0]
+    assert alone["content"].startswith("Reply with")
 
 
 def test_extra_settings_are_checked() -> None:
