@@ -398,7 +398,8 @@ class TransformersBackend(Backend):
             raise Cancelled()
         self._model, self._processor = model, processor
         self._device, self._profile, self._model_dir, self._attention = device, profile, model_dir, attention
-        report(1.0, "Ready")
+        if progress is not None:
+            progress(1.0, "Ready")  # loaded: a cancel arriving now is too late to undo it
 
     def unload(self) -> None:
         if self._model is None:
