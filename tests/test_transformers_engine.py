@@ -357,6 +357,11 @@ def test_not_loaded_and_unknown_settings(tiny_hf_model: Path) -> None:
     with pytest.raises(GenerationError, match="not loaded"):
         list(backend.generate(GenerationRequest("Hi")))
     assert backend.info().loaded is False
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        backend.load(cancel=cancel)
+    assert backend.info().loaded is False
     with pytest.raises(ConfigurationError, match="batch_sise"):
         engine(tiny_hf_model, "fp32", batch_sise=2)
     with pytest.raises(ConfigurationError, match="Unknown precision"):
