@@ -37,6 +37,7 @@ from desktop.library.browse import (
     compile_filter,
     complete_keyword,
     completion_words,
+    fetch_rows,
     filtered_results,
     join_keywords,
     keyword_being_typed,
@@ -401,13 +402,14 @@ class LibraryWindow(QObject):
         return self.model.photo_row(index.row()) if index.isValid() else None
 
     def selected_rows(self) -> list[PhotoRow]:
-        """The selected photos in grid order (the current one when nothing else is selected)."""
+        """The selected photos in grid order (the current one when nothing else is selected), read afresh
+        from the catalog: a running run may have tagged them since the grid last painted."""
         indexes = sorted(self.view.grid.selectionModel().selectedIndexes(), key=lambda index: index.row())
-        rows = [self.model.photo_row(index.row()) for index in indexes]
-        found = [row for row in rows if row is not None]
-        if not found and (current := self.current_row()) is not None:
-            found = [current]
-        return found
+        if not indexes and self.view.grid.currentIndex().isValid():
+            indexes = [self.view.grid.currentIndex()]
+        ids = [self.model.ids()[index.row()] for index in indexes if index.row() < self.model.rowCount()]
+        fresh = fetch_rows(self.catalog, ids)
+        return [fresh[photo_id] for photo_id in ids if photo_id in fresh]
 
     @Slot(QModelIndex, QModelIndex)
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
@@ -847,6 +849,8 @@ class LibraryWindow(QObject):
             self._run_worker.deleteLater()
         self._run_thread = self._run_worker = None
         self._controller = None
+        if not self._closed:
+            self.model.refresh()
         panel = self.view.run_panel
         panel.pause_button.setEnabled(False)
         panel.cancel_button.setEnabled(False)
@@ -1119,6 +1123,7 @@ class LibraryWindow(QObject):
         for cache in (self.thumbs, self.previews):
             cache.blockSignals(True)  # what is still queued must not reach a closed catalog
             cache.wait()
+        self.view.grid.setModel(None)  # nothing may page rows from the catalog once it is closed
         self._closeQuery.emit()
         self._query_thread.quit()
         self._query_thread.wait()
