@@ -1,12 +1,13 @@
 """Build Captioneer for this computer's OS with PyInstaller, package it, and smoke-test the frozen app.
 
-    python packaging/build.py [--variant base|full] [--skip-smoke-test] [--keep-smoke-dir]
+    python packaging/build.py [--variant base|full] [--label L] [--skip-smoke-test] [--keep-smoke-dir]
 
 Steps: icons from the SVG, PyInstaller with packaging/captioneer.spec, then per OS the thing people download
 (macOS: signed/notarized .app in a DMG when credentials are set; Windows: the Inno Setup installer when
 ISCC.exe is found; Linux: a tarball of the onedir folder), then the frozen app is copied outside the source
 tree and must print its version, caption a test image in its window through the engine host process, caption
-it again headless, and explain that a left-out engine is not in this download.
+it again headless, and (base) explain that the transformers engine is in the Full download or (full) caption
+with the transformers engine pack.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ROOT = recipe.ROOT
 BUILD = ROOT / "build"
 DIST = ROOT / "dist"
 TINY_MODEL = ROOT / "tests" / "fixtures" / "tiny-qwen3vl-gguf"
+TINY_TRANSFORMERS_MODEL = ROOT / "tests" / "fixtures" / "tiny-qwen3vl"
 SMOKE_TIMEOUT_S = 900
 ISCC_PLACES = (
     Path(os.environ.get("PROGRAMFILES(X86)", r"C:\Program Files (x86)")) / "Inno Setup 6" / "ISCC.exe",
@@ -185,7 +187,7 @@ class SmokeOutcome:
     ok: bool
     seconds: float
     output: str
-    children: tuple[str, ...]  # command lines of the processes the app started
+    children: tuple[tuple[str, str], ...]  # (executable, command line) of each process the app started
 
 
 def smoke_environment(home: Path) -> dict[str, str]:
@@ -208,7 +210,7 @@ def run_frozen(command: Sequence[str | Path], cwd: Path, env: dict[str, str], lo
 
     print("+ " + " ".join(str(part) for part in command), flush=True)
     started = time.monotonic()
-    children: dict[int, str] = {}
+    children: dict[int, tuple[str, str]] = {}
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as captured:
         process = subprocess.Popen(
             [str(part) for part in command], cwd=cwd, env=env, stdout=captured, stderr=subprocess.STDOUT,
@@ -227,7 +229,7 @@ def run_frozen(command: Sequence[str | Path], cwd: Path, env: dict[str, str], lo
             for child in found:
                 try:
                     # Overwrite: right after fork a child still shows its parent's command line.
-                    children[child.pid] = " ".join(child.cmdline())
+                    children[child.pid] = (child.exe(), " ".join(child.cmdline()))
                 except psutil.Error:  # it ended while we looked
                     continue
             time.sleep(0.02)
@@ -243,7 +245,15 @@ def run_frozen(command: Sequence[str | Path], cwd: Path, env: dict[str, str], lo
 
 def started_engine_host(outcome: SmokeOutcome, bundle: Path) -> bool:
     """Whether one of the app's child processes was a multiprocessing spawn child run from the bundle."""
-    return any("--multiprocessing-fork" in line and str(bundle) in line for line in outcome.children)
+    return any(
+        "--multiprocessing-fork" in line and inside(exe, bundle) for exe, line in outcome.children
+    )
+
+
+def inside(path: str, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder``, compared after resolving links and short names (macOS's /var is
+    /private/var; Windows' temp folder may come as RUNNER~1)."""
+    return bool(path) and Path(path).resolve().is_relative_to(folder.resolve())
 
 
 def leftover_processes(bundle: Path, wait_s: float = 10.0) -> list[str]:
@@ -255,7 +265,7 @@ def leftover_processes(bundle: Path, wait_s: float = 10.0) -> list[str]:
         left = []
         for process in psutil.process_iter(["exe", "cmdline"]):
             exe = process.info["exe"] or ""
-            if exe.startswith(str(bundle)):
+            if inside(exe, bundle):
                 left.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [exe])}")
         if not left or time.monotonic() > deadline:
             return left
@@ -277,7 +287,7 @@ def smoke_test(bundle: Path, variant: str, version: str, keep: bool, report: Rep
     """Copy the app outside the source tree and check it: --version, the window's smoke test (engine host
     child started from the bundle), a headless caption, and the left-out engine's message."""
     with tempfile.TemporaryDirectory(prefix="captioneer-smoke-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(tmp_name).resolve()
         if tmp.resolve().is_relative_to(ROOT):
             raise BuildError(f"The smoke test must run outside the source tree, but {tmp} is inside {ROOT}")
         started = time.monotonic()
@@ -316,6 +326,14 @@ def smoke_test(bundle: Path, variant: str, version: str, keep: bool, report: Rep
         if not started_engine_host(outcome, copy):
             failures.append("the caption command did not start its engine host process from the bundle")
 
+        if variant == "full":
+            shutil.copytree(TINY_TRANSFORMERS_MODEL, tmp / "transformers-model")
+            pack = ["--engine", "transformers", "--model", tmp / "transformers-model", "--quant", "fp32",
+                    "--device", "cpu"]
+            outcome = run_frozen([cli, "caption", image, *pack], tmp, env, log)
+            report.steps.append(("frozen headless caption (transformers pack)", outcome.seconds))
+            if not outcome.ok or not started_engine_host(outcome, copy):
+                failures.append("the transformers engine pack did not caption through its engine host")
         if variant == "base":
             missing_engine = ["--engine", "transformers", "--model", "x"]
             outcome = run_frozen([cli, "caption", image, *missing_engine], tmp, env, log)

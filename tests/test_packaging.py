@@ -360,16 +360,24 @@ def test_smoke_environment_isolates_the_frozen_app(build: types.ModuleType, monk
 
 def test_engine_host_is_recognised_only_inside_the_bundle(build: types.ModuleType, tmp_path: Path) -> None:
     bundle = tmp_path / "captioneer"
+    (bundle / "_internal").mkdir(parents=True)
+    executable = bundle / "captioneer"
+    executable.touch()
+    (tmp_path / "alias").symlink_to(bundle)  # like macOS's /var -> /private/var
 
-    def outcome(*children: str) -> Any:
+    def outcome(*children: tuple[str, str]) -> Any:
         return build.SmokeOutcome(True, 1.0, "", children)
 
-    inside = f"{bundle}/captioneer --multiprocessing-fork tracker_fd=13 pipe_handle=15"
-    tracker = f"{bundle}/captioneer -B -S -I -c from multiprocessing.resource_tracker import main;main(12)"
-    source_tree = "/v/bin/python -c from multiprocessing.spawn import spawn_main --multiprocessing-fork"
-    assert build.started_engine_host(outcome(tracker, inside), bundle)
+    fork = "--multiprocessing-fork tracker_fd=13 pipe_handle=15"
+    host = (str(executable), f"{executable} {fork}")
+    host_via_alias = (str(tmp_path / "alias" / "captioneer"), f"captioneer {fork}")
+    tracker = (str(executable), f"{executable} -B -S -I -c from multiprocessing.resource_tracker import main")
+    source_tree = ("/v/bin/python", f"/v/bin/python -c from multiprocessing.spawn import spawn_main {fork}")
+    assert build.started_engine_host(outcome(tracker, host), bundle)
+    assert build.started_engine_host(outcome(host_via_alias), bundle)
     assert not build.started_engine_host(outcome(tracker), bundle)
     assert not build.started_engine_host(outcome(source_tree), bundle)
+    assert not build.started_engine_host(outcome(("", fork)), bundle)  # exe unknown: not proof
 
 
 def test_artifact_names(build: types.ModuleType) -> None:
@@ -471,6 +479,21 @@ def test_macos_workflow_builds_metal_and_passes_signing_secrets() -> None:
     credentials = {"CAPTIONEER_SIGN_IDENTITY", "APPLE_ID", "APPLE_TEAM_ID", "APPLE_APP_PASSWORD"}
     assert set(build_step["env"]) == credentials
     assert job["strategy"]["matrix"]["variant"] == ["base", "full"]
+
+
+def test_macos_engine_pack_is_the_transformers_extra_without_bitsandbytes() -> None:
+    """macOS installs the extra by hand (bitsandbytes has no macOS build); keep the two lists in step."""
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        extra = tomllib.load(handle)["project"]["optional-dependencies"]["transformers"]
+    (job,) = workflow("build-macos.yml")["jobs"].values()
+    pack = next(step for step in steps(job) if "engine pack" in step.get("name", ""))
+    for requirement in extra:
+        if requirement.startswith(("bitsandbytes", "psutil")):  # psutil comes with the gguf extra
+            assert requirement not in pack["run"]
+        else:
+            assert f'"{requirement}"' in pack["run"], requirement
 
 
 def test_windows_workflow_builds_cpu_and_cuda() -> None:
