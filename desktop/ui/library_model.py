@@ -24,7 +24,7 @@ FAILED_ROLE = Qt.ItemDataRole.UserRole + 2
 BADGES = {
     "untagged": ("untagged", "#8a9099", "#8a9099"),
     "new": ("new", "#2f6fd6", "#6ea1ff"),
-    "needs_review": ("check", "#c77700", "#ffb347"),
+    "needs_review": ("review", "#c77700", "#ffb347"),
     "approved": ("approved", "#1f8a4c", "#5fd38d"),
     "rejected": ("rejected", "#c0392b", "#ff7b6e"),
     "written": ("written", "#6b47c7", "#b49bff"),

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListView,
@@ -83,6 +84,7 @@ class DetailPanel(QWidget):
         self.caption.setPlaceholderText("Caption (dc:description)")
         self.caption.setTabChangesFocus(True)
         self.caption.setMinimumHeight(70)
+        self.caption.setMaximumHeight(130)
         self.caption.setAccessibleName("Caption")
         self.title = QLineEdit()
         self.title.setPlaceholderText("Title")
@@ -117,13 +119,12 @@ class DetailPanel(QWidget):
         small.setPointSizeF(small.pointSizeF() * 0.9)
         self.info.setFont(small)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.preview, 3)
+        layout.addWidget(self.preview, 1)
         layout.addWidget(self.name)
         layout.addWidget(self.status)
-        layout.addLayout(form, 2)
+        layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.info)
-        layout.addStretch(0)
         self.editors: tuple[QWidget, ...] = (self.caption, self.title, self.alt_text, self.keywords)
 
 
@@ -148,6 +149,9 @@ class RunPanel(QFrame):
         self.pause_button = QPushButton("Pause")
         self.cancel_button = QPushButton("Stop")
         self.cancel_button.setToolTip("Stop after the current photo; the run can be resumed later")
+        self.close_button = QPushButton("Close")
+        self.close_button.setToolTip("Hide this panel")
+        self.close_button.hide()
         text = QVBoxLayout()
         top = QHBoxLayout()
         top.addWidget(self.title)
@@ -159,6 +163,7 @@ class RunPanel(QFrame):
         buttons = QVBoxLayout()
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.close_button)
         buttons.addStretch(1)
         layout = QHBoxLayout(self)
         layout.addWidget(self.live)
@@ -230,6 +235,11 @@ class LibraryView(QMainWindow):
         self.folders.setHeaderLabels(["Folder", "Photos"])
         self.folders.setColumnCount(2)
         self.folders.setUniformRowHeights(True)
+        header = self.folders.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.folders.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.folders.setAccessibleName("Libraries and folders")
         self.statuses = QListWidget()
         self.statuses.setAccessibleName("Status filter")

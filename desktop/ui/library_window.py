@@ -237,6 +237,7 @@ class LibraryWindow(QObject):
         view.banner.accept_button.clicked.connect(self._accept_banner)
         view.run_panel.pause_button.clicked.connect(self.toggle_pause)
         view.run_panel.cancel_button.clicked.connect(self.stop_run)
+        view.run_panel.close_button.clicked.connect(view.run_panel.hide)
 
     def notify(self, text: str) -> None:
         """Tell the user something in the status bar (and anyone listening)."""
@@ -257,10 +258,29 @@ class LibraryWindow(QObject):
             return False
         self.view.search_error.hide()
         self.filter = browse
+        self._show_filter(browse)
         self._generation += 1
         self._query_worker.latest = self._generation
         self._query.emit(self._generation, browse)
         return True
+
+    def _show_filter(self, browse: BrowseFilter) -> None:
+        """Make the filter widgets say what the filter is, when it was set by code (a scan, a test)."""
+        view = self.view
+        for line, value in (
+            (view.search, browse.query),
+            (view.keyword_filter, browse.keyword),
+            (view.text_filter, browse.text),
+        ):
+            if line.text().strip() != value:
+                line.blockSignals(True)
+                line.setText(value)
+                line.blockSignals(False)
+        row = STATUS_FILTERS.index(browse.status)
+        if view.statuses.currentRow() != row:
+            view.statuses.blockSignals(True)
+            view.statuses.setCurrentRow(row)
+            view.statuses.blockSignals(False)
 
     def refilter(self) -> None:
         """Ask again with the same filter (after a run, a write or an import changed the catalog)."""
@@ -448,6 +468,8 @@ class LibraryWindow(QObject):
             detail.title.setText(row.title)
             detail.alt_text.setText(row.alt_text)
             detail.keywords.setText(join_keywords(row.keywords))
+            for line in (detail.title, detail.alt_text, detail.keywords):
+                line.setCursorPosition(0)  # show the start of a long text, not its end
             detail.info.setText(
                 f"{Path(row.path).parent}\n" + (f"{row.model} · run {row.run_id}" if tagged else "")
             )
@@ -751,8 +773,10 @@ class LibraryWindow(QObject):
         panel.stats.setText("Starting…")
         panel.event.setText("")
         panel.pause_button.setText("Pause")
-        panel.pause_button.setEnabled(True)
-        panel.cancel_button.setEnabled(True)
+        for button in (panel.pause_button, panel.cancel_button):
+            button.setEnabled(True)
+            button.show()
+        panel.close_button.hide()
         panel.live.setPixmap(QPixmap())
         panel.show()
         thread.start()
@@ -838,6 +862,12 @@ class LibraryWindow(QObject):
     @Slot()
     def _refresh_grid_rows(self) -> None:
         self.model.refresh()
+        shown = self._shown
+        if shown is not None and not self._dirty:
+            row = self.model.row_of(shown.photo_id)
+            fresh = self.model.photo_row(row) if row is not None else None
+            if fresh is not None and fresh != shown:
+                self._show_detail(fresh)  # the run just tagged the photo on show
 
     @Slot(object)
     def _run_finished(self, outcome: RunOutcome) -> None:
@@ -852,8 +882,16 @@ class LibraryWindow(QObject):
         if not self._closed:
             self.model.refresh()
         panel = self.view.run_panel
-        panel.pause_button.setEnabled(False)
-        panel.cancel_button.setEnabled(False)
+        panel.pause_button.hide()
+        panel.cancel_button.hide()
+        panel.close_button.show()
+        panel.current.setText("")
+        self._live_photo = ""
+        panel.title.setText(
+            {"done": "Finished", "paused": "Stopped", "failed": "Could not tag", "nothing": "Nothing to tag"}[
+                outcome.state
+            ]
+        )
         panel.progress.setRange(0, 1)
         panel.progress.setValue(1 if outcome.state == "done" else 0)
         if outcome.counts is not None and outcome.counts.total:
@@ -1032,6 +1070,9 @@ class LibraryWindow(QObject):
             return
         dialog.summary.setText(summary)
         dialog.preview.setPlainText(text)
+        dialog.write_button.setText(
+            f"Write {changes:,} File{'s' if changes != 1 else ''}" if changes else "Write"
+        )
         dialog.write_button.setEnabled(changes > 0)
 
     def _choose_undo(self) -> None:
