@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from backends.base import EngineConfig
@@ -175,7 +175,11 @@ def test_keyboard_review_approve_reject_undo_and_edit(qtbot, tmp_path: Path, ope
     assert reviews(root)["IMG_001"] == "new"
     assert window.current_row().name == "IMG_001.png"
 
-    # E puts the cursor in the caption; Ctrl+Return saves, approves and moves on.
+    # Enter (or E) puts the cursor in the caption; Escape goes back; Ctrl+Return saves, approves, moves on.
+    press(qtbot, window, Qt.Key.Key_Return)
+    assert detail.caption.hasFocus()
+    qtbot.keyClick(detail.caption, Qt.Key.Key_Escape)
+    assert grid.hasFocus()
     press(qtbot, window, Qt.Key.Key_E)
     assert detail.caption.hasFocus()
     qtbot.keyClicks(detail.caption, "Two friends cycling along the harbour at dawn.")
@@ -393,3 +397,47 @@ def test_grid_model_fetches_rows_a_page_at_a_time(qtbot, tmp_path: Path, open_wi
     pixmap = model.data(model.index(0), Qt.ItemDataRole.DecorationRole)
     assert max(pixmap.width(), pixmap.height()) == window.thumbs.edge
     assert list(thumbs_dir().rglob("*.jpg"))  # cached on disk for the next session
+
+
+def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+    vocabulary = tmp_path / "words.txt"
+    vocabulary.write_text("red\nblue\nsquare\n", encoding="utf-8")
+    window = open_window()
+    grid = window.view.grid
+    for row in (0, 2):
+        grid.selectionModel().select(window.model.index(row), grid.selectionModel().SelectionFlag.Select)
+    seen: dict[str, object] = {}
+
+    def fill_and_start() -> None:
+        dialog = next(
+            w for w in QApplication.topLevelWidgets() if w.windowTitle() == "Tag Photos" and w.isVisible()
+        )
+        seen["selection"] = dialog.scope_selection.text()
+        seen["model"] = dialog.engine.text()
+        dialog.scope_selection.setChecked(True)
+        dialog.task.setCurrentIndex(dialog.task.findData("keywords"))
+        dialog.vocabulary.setText(str(vocabulary))
+        dialog.vocabulary_only.setChecked(True)
+        dialog.start_button.click()
+
+    QTimer.singleShot(200, fill_and_start)
+    with qtbot.waitSignal(window.runFinished, timeout=20_000) as finished:
+        window.view.tag_action.trigger()
+    assert seen == {"selection": "Selected photos (2)", "model": "fake-model.gguf (gguf)"}
+    assert finished.args[0].state == "done" and finished.args[0].counts.done == 2
+    with open_catalog(readonly=True) as catalog:
+        results = {Path(r.path).stem: r for r in catalog.results()}
+    assert set(results) == {"IMG_000", "IMG_002"}
+    assert set(results["IMG_000"].keywords) <= {"red", "blue", "square"}  # only vocabulary words
+    assert "square" in window.completion_words()
+    window.shutdown()
+    again = LibraryWindow(engine_args=fake_args(), opener=fake_opener())  # the vocabulary is remembered
+    qtbot.addWidget(again.view)
+    try:
+        assert {"red", "blue", "square"} <= set(again.completion_words())
+    finally:
+        again.shutdown()

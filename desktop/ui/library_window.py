@@ -168,6 +168,11 @@ class LibraryWindow(QObject):
 
         self._completion_model = QStringListModel(self)
         self._wire()
+        if self.prefs.vocabulary and Path(self.prefs.vocabulary).is_file():
+            try:
+                self.load_vocabulary(Path(self.prefs.vocabulary))
+            except CaptioneerError as exc:
+                self.notify(str(exc))
         self.apply_filter()  # first, so the grid fills before the folder tree and keyword counts
         self.refresh_overview()
         self._offer_resume()
@@ -958,7 +963,10 @@ class LibraryWindow(QObject):
         self.notify(f"Scanning {folder}…")
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            return scan_library(catalog, folder, cancel=cancel).summary()
+            def found(count: int, name: str) -> None:
+                progress(0.0, f"Scanning {folder}: {count:,} photos so far ({name})")
+
+            return scan_library(catalog, folder, cancel=cancel, progress=found).summary()
 
         def done(summary: str) -> None:
             self.notify(f"Scanned {folder}: {summary}")
