@@ -115,19 +115,6 @@ def sampling_arguments(options: SamplingOptions) -> dict[str, Any]:
     }
 
 
-def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
-    """OpenAI-style messages: images first, then the instruction (Qwen3-VL's recommended order)."""
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    content: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in request.images
-    ]
-    content.append({"type": "text", "text": request.prompt})
-    messages.append({"role": "user", "content": content})
-    return messages
-
-
 def device_name(system_info: str, offloading: bool) -> str:
     """``cpu``, or the GPU backend this llama.cpp build offloads to."""
     if not offloading:
@@ -344,7 +331,7 @@ class GGUFBackend(Backend):
                 sampling["seed"] = secrets.randbelow(2**32)
             try:
                 stream = llama.create_chat_completion(
-                    messages=chat_messages(request),
+                    messages=request.openai_messages(),
                     stream=True,
                     max_tokens=max_tokens,
                     grammar=grammar,

@@ -66,25 +66,12 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any] | None
     return None
 
 
-def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
-    """System message (if any), then one user message: the images as PNG data URLs, then the prompt."""
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    content: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": image.data_url()}} for image in request.images
-    ]
-    content.append({"type": "text", "text": request.prompt})
-    messages.append({"role": "user", "content": content})
-    return messages
-
-
 def completion_arguments(model: str, request: GenerationRequest, style: str) -> dict[str, Any]:
     """Keyword arguments for ``chat.completions.create``: streamed, capped, with the schema if any."""
     options = request.options
     arguments: dict[str, Any] = {
         "model": model,
-        "messages": chat_messages(request),
+        "messages": request.openai_messages(),
         "stream": True,
         "max_tokens": options.max_new_tokens,
         "temperature": options.temperature,

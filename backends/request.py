@@ -115,3 +115,17 @@ class GenerationRequest:
     @property
     def image_tokens(self) -> int:
         return sum(image.tokens for image in self.images)
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        """OpenAI-style chat messages: the system prompt (if any), then one user message with the images as
+        PNG data URLs before the instruction (Qwen3-VL's recommended order). llama.cpp and every
+        OpenAI-compatible server take this shape."""
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": self.system})
+        content: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": image.data_url()}} for image in self.images
+        ]
+        content.append({"type": "text", "text": self.prompt})
+        messages.append({"role": "user", "content": content})
+        return messages

@@ -31,7 +31,6 @@ from backends.gguf import (
     GGUFBackend,
     _cpuinfo_cores,
     _load_error,
-    chat_messages,
     context_size,
     device_name,
     gpu_layers,
@@ -401,7 +400,7 @@ def test_sampling_arguments() -> None:
 
 def test_chat_messages_put_images_before_the_prompt() -> None:
     request = GenerationRequest(prompt="What is this?", images=(red_square(),), system="Be brief.")
-    system, user = chat_messages(request)
+    system, user = request.openai_messages()
     assert system == {"role": "system", "content": "Be brief."}
     assert user["content"][0]["type"] == "image_url"
     assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
