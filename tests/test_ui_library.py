@@ -26,6 +26,7 @@ from desktop.library.browse import STATUS_FILTERS
 from desktop.library.catalog import open_catalog
 from desktop.library.runs import RunSpec, execute_run, plan_run
 from desktop.library.scanner import scan_library
+from desktop.ui.library_model import FAILED_ROLE, ROW_ROLE
 from desktop.ui.library_thumbs import thumbs_dir
 from desktop.ui.library_window import KeywordCompleter, LibraryWindow, default_engine_args
 from desktop.ui.library_workers import RunOutcome, RunRequest
@@ -391,6 +392,8 @@ def test_grid_model_fetches_rows_a_page_at_a_time(qtbot, tmp_path: Path, open_wi
     assert model.data(QModelIndex()) is None
     assert model.data(model.index(0), Qt.ItemDataRole.DisplayRole) == "IMG_000.png"
     assert "Keywords:" in model.data(model.index(0), Qt.ItemDataRole.ToolTipRole)
+    assert model.data(model.index(1), ROW_ROLE).name == "IMG_001.png"
+    assert model.data(model.index(1), FAILED_ROLE) is None
     qtbot.waitUntil(
         lambda: model.data(model.index(0), Qt.ItemDataRole.DecorationRole) is not None, timeout=10_000
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.library.browse import PhotoRow, fetch_rows
@@ -42,6 +42,7 @@ class PhotoGridModel(QAbstractListModel):
         self._positions: dict[int, int] = {}
         self._rows: dict[int, PhotoRow] = {}
         self._by_key: dict[str, int] = {}
+        self._keys: dict[int, str] = {}
         thumbs.ready.connect(self._thumbnail_changed)
         thumbs.failed.connect(self._thumbnail_changed)
 
@@ -53,6 +54,7 @@ class PhotoGridModel(QAbstractListModel):
         self._positions = {photo_id: row for row, photo_id in enumerate(self._ids)}
         self._rows.clear()
         self._by_key.clear()
+        self._keys.clear()
         self.endResetModel()
 
     def ids(self) -> list[int]:
@@ -75,11 +77,13 @@ class PhotoGridModel(QAbstractListModel):
         """Forget cached rows (these, or all) and repaint them: the catalog changed under them."""
         if photo_ids is None:
             self._rows.clear()
+            self._keys.clear()
             if self._ids:
                 self.dataChanged.emit(self.index(0), self.index(len(self._ids) - 1))
             return
         for photo_id in photo_ids:
             self._rows.pop(photo_id, None)
+            self._keys.pop(photo_id, None)
             row = self._positions.get(photo_id)
             if row is not None:
                 self.dataChanged.emit(self.index(row), self.index(row))
@@ -108,8 +112,7 @@ class PhotoGridModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return row.name
         if role == Qt.ItemDataRole.DecorationRole:
-            self._by_key[self.thumbs.key(row.path, row.size, row.mtime_ns)] = row.photo_id
-            return self.thumbs.get(row.path, row.size, row.mtime_ns)
+            return self.thumbnail(row)
         if role == FAILED_ROLE:
             return self.thumbs.error(row.path, row.size, row.mtime_ns)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -123,6 +126,14 @@ class PhotoGridModel(QAbstractListModel):
             return f"{row.name}, {BADGES[row.status][0]}"
         return None
 
+    def thumbnail(self, row: PhotoRow) -> QPixmap | None:
+        """The row's thumbnail if it is ready (it is on its way otherwise, and the row repaints then)."""
+        key = self._keys.get(row.photo_id)
+        if key is None:
+            key = self._keys[row.photo_id] = self.thumbs.key(row.path, row.size, row.mtime_ns)
+        self._by_key[key] = row.photo_id
+        return self.thumbs.get_by_key(key, row.path)
+
     def _thumbnail_changed(self, key: str) -> None:
         photo_id = self._by_key.pop(key, None)
         row = self._positions.get(photo_id) if photo_id is not None else None
@@ -132,11 +143,18 @@ class PhotoGridModel(QAbstractListModel):
 
 
 class TileDelegate(QStyledItemDelegate):
-    """A square thumbnail, the file name under it, and the review state as a coloured badge."""
+    """A square thumbnail, the file name under it, and the review state as a coloured badge.
+
+    It reads rows and thumbnails from the model directly (no QVariant round trips) and keeps its fonts:
+    a screen of tiles is painted on every scroll step.
+    """
 
     def __init__(self, edge: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.edge = edge
+        self._font_key = ""
+        self._badge_font = QFont()
+        self._badge_metrics = QFontMetrics(self._badge_font)
 
     def tile_size(self) -> QSize:
         return QSize(self.edge + 16, self.edge + 40)
@@ -144,21 +162,33 @@ class TileDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:
         return self.tile_size()
 
+    def _fonts(self, font: QFont) -> None:
+        key = font.key()
+        if key != self._font_key:
+            self._font_key = key
+            self._badge_font = QFont(font)
+            self._badge_font.setPointSizeF(max(6.5, font.pointSizeF() * 0.78))
+            self._badge_font.setBold(True)
+            self._badge_metrics = QFontMetrics(self._badge_font)
+
     def paint(
         self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
     ) -> None:
-        row: PhotoRow | None = index.data(ROW_ROLE)
+        model = index.model()
+        if not isinstance(model, PhotoGridModel):
+            return
+        row = model.photo_row(index.row())
         if row is None:
             return
         palette = option.palette  # type: ignore[attr-defined]
         rect: QRect = option.rect  # type: ignore[attr-defined]
-        state = option.state  # type: ignore[attr-defined]
+        font: QFont = option.font  # type: ignore[attr-defined]
+        self._fonts(font)
         dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         tile = rect.adjusted(3, 3, -3, -3)
-        selected = bool(state & QStyle.StateFlag.State_Selected)
-        if selected:
+        if option.state & QStyle.StateFlag.State_Selected:  # type: ignore[attr-defined]
             painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), 2))
             highlight = QColor(palette.color(QPalette.ColorRole.Highlight))
             highlight.setAlpha(60)
@@ -169,24 +199,22 @@ class TileDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(tile, 8, 8)
 
         square = QRect(tile.left() + 5, tile.top() + 5, tile.width() - 10, tile.width() - 10)
-        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        pixmap = model.thumbnail(row)
         if pixmap is not None and not pixmap.isNull():
             scaled = pixmap.size().scaled(square.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(0, 0, scaled.width(), scaled.height())
             target.moveCenter(square.center())
             painter.drawPixmap(target, pixmap)
         else:
-            failed = index.data(FAILED_ROLE)
+            failed = model.thumbs.error(row.path, row.size, row.mtime_ns)
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read" if failed else "…")
 
         text, light, darker = BADGES[row.status]
-        badge_font = QFont(option.font)  # type: ignore[attr-defined]
-        badge_font.setPointSizeF(max(6.5, badge_font.pointSizeF() * 0.78))
-        badge_font.setBold(True)
-        painter.setFont(badge_font)
-        metrics = painter.fontMetrics()
-        badge = QRect(0, 0, metrics.horizontalAdvance(text) + 12, metrics.height() + 4)
+        painter.setFont(self._badge_font)
+        badge = QRect(
+            0, 0, self._badge_metrics.horizontalAdvance(text) + 12, self._badge_metrics.height() + 4
+        )
         badge.moveTopRight(QPoint(square.right() - 4, square.top() + 4))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(darker if dark else light))
@@ -194,11 +222,13 @@ class TileDelegate(QStyledItemDelegate):
         painter.setPen(QColor("#101114" if dark else "#ffffff"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
 
-        painter.setFont(option.font)  # type: ignore[attr-defined]
+        painter.setFont(font)
         name_rect = QRect(
             tile.left() + 6, square.bottom() + 4, tile.width() - 12, tile.bottom() - square.bottom() - 6
         )
         painter.setPen(palette.color(QPalette.ColorRole.Text))
-        name = painter.fontMetrics().elidedText(row.name, Qt.TextElideMode.ElideMiddle, name_rect.width())
+        name = option.fontMetrics.elidedText(  # type: ignore[attr-defined]
+            row.name, Qt.TextElideMode.ElideMiddle, name_rect.width()
+        )
         painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
         painter.restore()

@@ -100,7 +100,10 @@ class ThumbnailCache(QObject):
 
     def get(self, path: str, size: int, mtime_ns: int) -> QPixmap | None:
         """The thumbnail if it is ready; otherwise None, and it is on its way."""
-        key = self.key(path, size, mtime_ns)
+        return self.get_by_key(self.key(path, size, mtime_ns), path)
+
+    def get_by_key(self, key: str, path: str) -> QPixmap | None:
+        """:meth:`get` for a caller that already has the key (the grid, on every paint)."""
         pixmap = self._memory.get(key)
         if pixmap is not None:
             self._memory.move_to_end(key)
