@@ -49,7 +49,7 @@ from desktop.library.browse import (
 )
 from desktop.library.catalog import Catalog, open_catalog
 from desktop.library.exchange import export_csv, export_json, import_file
-from desktop.library.keywords import parse_vocabulary
+from desktop.library.keywords import Vocabulary, parse_vocabulary
 from desktop.library.publishing import undo_run, writable_results, write_results
 from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration
 from desktop.library.scanner import scan_library
@@ -94,7 +94,6 @@ class LibraryWindow(QObject):
 
     filtered = Signal(int)  # rows shown after a filter answered
     overviewChanged = Signal()
-    runStarted = Signal(int)
     runProgress = Signal(object)  # RunProgress
     runFinished = Signal(object)  # RunOutcome
     message = Signal(str)
@@ -164,7 +163,7 @@ class LibraryWindow(QObject):
         self._scroll_timer = QTimer(self)
         self._scroll_timer.setSingleShot(True)
         self._scroll_timer.setInterval(120)
-        self._scroll_timer.timeout.connect(grid.viewport().update)
+        self._scroll_timer.timeout.connect(self._scroll_settled)
 
         self._completion_model = QStringListModel(self)
         self._wire()
@@ -397,11 +396,11 @@ class LibraryWindow(QObject):
     def completion_words(self) -> list[str]:
         return self._completion_model.stringList()
 
-    def load_vocabulary(self, path: Path) -> tuple[str, ...]:
-        """Read a vocabulary file for the run and for keyword autocomplete.
+    def load_vocabulary(self, path: Path) -> Vocabulary:
+        """Read a vocabulary file for a run; its words join keyword autocomplete.
 
         Raises:
-            ConfigurationError: the file cannot be read.
+            ConfigurationError: the file cannot be read or understood.
         """
         try:
             text = path.read_text(encoding="utf-8")
@@ -410,7 +409,7 @@ class LibraryWindow(QObject):
         vocabulary = parse_vocabulary(text, str(path))
         self.vocabulary_terms = vocabulary.terms
         self._update_completions()
-        return vocabulary.terms
+        return vocabulary
 
     # ---- selection and the detail panel ------------------------------------------------------------------
 
@@ -630,6 +629,12 @@ class LibraryWindow(QObject):
     def _scrolled(self, _value: int) -> None:
         self._scroll_timer.start()
 
+    @Slot()
+    def _scroll_settled(self) -> None:
+        """Scrolling stopped: drop thumbnails queued for tiles that flew past; the visible ones ask again."""
+        self.thumbs.forget_queued()
+        self.view.grid.viewport().update()
+
     # ---- runs --------------------------------------------------------------------------------------------
 
     def engine_config(self) -> EngineConfig:
@@ -652,13 +657,8 @@ class LibraryWindow(QObject):
         terms: tuple[str, ...] = ()
         synonyms: dict[str, str] = {}
         if vocabulary is not None:
-            text = vocabulary.read_text(encoding="utf-8") if vocabulary.exists() else None
-            if text is None:
-                raise ConfigurationError(f"The vocabulary file {vocabulary} does not exist.")
-            parsed = parse_vocabulary(text, str(vocabulary))
+            parsed = self.load_vocabulary(vocabulary)
             terms, synonyms = parsed.terms, dict(parsed.synonyms)
-            self.vocabulary_terms = terms
-            self._update_completions()
         sampling: dict[str, Any] = {"temperature": self.settings.temperature}
         if self.settings.max_tokens:
             sampling["max_new_tokens"] = self.settings.max_tokens
@@ -751,7 +751,7 @@ class LibraryWindow(QObject):
         return self._run_thread is not None
 
     def start_run(self, request: RunRequest) -> None:
-        """Start tagging on a worker thread; ``runStarted``, ``runProgress`` and ``runFinished`` follow.
+        """Start tagging on a worker thread; ``runProgress`` and then ``runFinished`` follow.
 
         Raises:
             ConfigurationError: no model is set up, or a run is already going.
