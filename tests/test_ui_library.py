@@ -444,3 +444,26 @@ def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, 
         assert {"red", "blue", "square"} <= set(again.completion_words())
     finally:
         again.shutdown()
+
+
+def test_the_main_window_opens_one_library_window(qtbot, tmp_path: Path) -> None:
+    from desktop.ui.main_window import MainWindow
+
+    main = MainWindow(fake_args())
+    qtbot.addWidget(main.view)
+    try:
+        menu = next(a for a in main.view.menuBar().actions() if a.text() == "&Library")
+        assert main.view.menuBar().actions()[-1].text() == "&Help"  # the Library menu sits before Help
+        (action,) = menu.menu().actions()
+        assert action.shortcut().toString() == "Ctrl+L"
+        action.trigger()
+        (library,) = main.findChildren(LibraryWindow)
+        assert library.view.isVisible()
+        action.trigger()  # a second time brings the same window forward
+        assert main.findChildren(LibraryWindow) == [library]
+        main.view.close()  # closing the app closes the library window and releases the catalog
+        assert library.closed and not library.view.isVisible()
+        with open_catalog():  # the writer lock is free again
+            pass
+    finally:
+        main.shutdown()

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QCompleter,
     QFileDialog,
     QInputDialog,
+    QMessageBox,
     QTreeWidgetItem,
-    QWidget,
 )
 
 from backends.base import EngineConfig, ProgressCallback
@@ -747,6 +747,11 @@ class LibraryWindow(QObject):
             self.notify(str(exc))
 
     @property
+    def closed(self) -> bool:
+        """Whether the window was closed (its catalog is released)."""
+        return self._closed
+
+    @property
     def running(self) -> bool:
         return self._run_thread is not None
 
@@ -1191,10 +1196,23 @@ def _status_line(row: PhotoRow) -> str:
     return text
 
 
-def open_library(parent: QWidget | None = None, **kwargs: Any) -> LibraryWindow:
-    """Open and show the library window (used by the main window's Library menu)."""
-    window = LibraryWindow(**kwargs)
-    if parent is not None:
-        window.setParent(parent)
+def open_library(owner: QObject, engine_args: argparse.Namespace | None = None) -> LibraryWindow | None:
+    """Show the library window for ``owner`` (the main window's controller, whose ``view`` is its window):
+    the open one brought to the front, or a new one that closes with the owner's window. A catalog that
+    cannot be opened is explained in a message box, and None is returned."""
+    for window in owner.findChildren(LibraryWindow):
+        if not window.closed:
+            window.view.showNormal()
+            window.view.raise_()
+            window.view.activateWindow()
+            return window
+    parent = getattr(owner, "view", None)
+    try:
+        window = LibraryWindow(engine_args=engine_args, parent=owner)
+    except CaptioneerError as exc:
+        QMessageBox.warning(parent, "Captioneer Library", str(exc))
+        return None
+    if parent is not None and hasattr(parent, "closing"):
+        parent.closing.connect(window.view.close)
     window.view.show()
     return window

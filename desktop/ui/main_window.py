@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QImage
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtGui import QGuiApplication, QImage, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from backends.base import BackendInfo, EngineConfig
 from backends.cancel import CancelToken
@@ -145,6 +145,10 @@ class MainWindow(QObject):
         v.about_action.triggered.connect(self.about)
         v.banner_button.clicked.connect(lambda: self._banner_action())
         v.task_combo.currentIndexChanged.connect(self._on_task_changed)
+        # The album tagger's window (desktop/ui/library_window.py), in a menu before Help.
+        library_menu = QMenu("&Library", v)
+        library_menu.addAction("Open &Library…", QKeySequence("Ctrl+L"), self.open_library)
+        v.menuBar().insertMenu(v.menuBar().actions()[-1], library_menu)
 
     def _fill_tasks(self) -> None:
         combo = self.view.task_combo
@@ -541,6 +545,12 @@ class MainWindow(QObject):
             "Qwen3-VL models, on your own computer. Photos never leave this machine.</p>"
             "<p>Free software under the GNU GPL, version 3 or later.</p>",
         )
+
+    def open_library(self) -> None:
+        """Library ▸ Open Library…: browse, review, tag and write a photo library (one window at a time)."""
+        from desktop.ui.library_window import open_library  # loaded when asked: quick caption starts faster
+
+        open_library(self, self.engine_args)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
