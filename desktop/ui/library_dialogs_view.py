@@ -52,6 +52,8 @@ class RunDialogView(QDialog):
         vocabulary_row.addWidget(self.vocabulary, 1)
         vocabulary_row.addWidget(self.vocabulary_browse)
         self.vocabulary_only = QCheckBox("Only keywords from the vocabulary")
+        self.vocabulary_only.setEnabled(False)
+        self.vocabulary.textChanged.connect(lambda text: self.vocabulary_only.setEnabled(bool(text.strip())))
         self.redo = QCheckBox("Tag again photos that already have a result from this model")
         self.engine = QLabel()
         self.engine.setWordWrap(True)

@@ -9,7 +9,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 
 from backends.errors import ImageError
@@ -82,11 +82,12 @@ class ThumbnailCache(QObject):
     ready = Signal(str)
     failed = Signal(str)
 
-    def __init__(self, edge: int, threads: int = 2, parent: QObject | None = None) -> None:
+    def __init__(self, edge: int, threads: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.edge = edge
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
+        # Leave a core for the interface (and the engine): decoding is CPU-bound.
+        self.pool.setMaxThreadCount(threads or max(1, min(4, QThread.idealThreadCount() - 1)))
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
         self._errors: dict[str, str] = {}
         self._pending: set[str] = set()

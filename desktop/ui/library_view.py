@@ -4,7 +4,7 @@ middle, the photo's details on the right, the run panel below. Layout only; libr
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -60,18 +60,48 @@ class PhotoGrid(QListView):
         self.setAccessibleName("Photos")
 
 
+class PhotoPreview(QLabel):
+    """The selected photo, scaled to fit whatever room the panel has (again whenever that changes)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._source = QPixmap()
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(QSize(PREVIEW_EDGE, 240))
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setStyleSheet("QLabel { background: palette(dark); border-radius: 6px; color: palette(light); }")
+
+    def show_photo(self, pixmap: QPixmap | None, text: str = "") -> None:
+        """Show a photo, or (with None) a line of text in its place."""
+        self._source = pixmap if pixmap is not None else QPixmap()
+        if pixmap is None:
+            self.setPixmap(QPixmap())
+            self.setText(text)
+        else:
+            self._fit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if not self._source.isNull():
+            self.setPixmap(
+                self._source.scaled(
+                    self.size(),
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+
+
 class DetailPanel(QWidget):
     """The selected photo, big, with its caption, title, alt text and keywords ready to edit."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.preview = QLabel("No photo selected")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumSize(QSize(PREVIEW_EDGE, 240))
-        self.preview.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.preview.setStyleSheet(
-            "QLabel { background: palette(dark); border-radius: 6px; color: palette(light); }"
-        )
+        self.preview = PhotoPreview()
+        self.preview.show_photo(None, "No photo selected")
         self.name = QLabel()
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.name.setWordWrap(True)

@@ -462,8 +462,7 @@ class LibraryWindow(QObject):
                 for line in (detail.title, detail.alt_text, detail.keywords):
                     line.setText("")
                 detail.info.setText("")
-                detail.preview.setPixmap(QPixmap())
-                detail.preview.setText("No photo selected")
+                detail.preview.show_photo(None, "No photo selected")
                 return
             detail.name.setText(row.name)
             detail.name.setToolTip(row.path)
@@ -483,18 +482,10 @@ class LibraryWindow(QObject):
             self._set_dirty(False)
 
     def _show_preview(self, row: PhotoRow) -> None:
-        label = self.view.detail.preview
         pixmap = self.previews.get(row.path, row.size, row.mtime_ns)
-        if pixmap is None:
-            failed = self.previews.error(row.path, row.size, row.mtime_ns)
-            label.setPixmap(QPixmap())
-            label.setText(f"Cannot show this photo:\n{failed}" if failed else "Loading…")
-            return
-        target = label.size()
-        label.setPixmap(
-            pixmap.scaled(
-                target, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
+        failed = self.previews.error(row.path, row.size, row.mtime_ns) if pixmap is None else None
+        self.view.detail.preview.show_photo(
+            pixmap, f"Cannot show this photo:\n{failed}" if failed else "Loading…"
         )
 
     @Slot(str)
