@@ -857,11 +857,13 @@ class LibraryWindow(QObject):
 
     @Slot(str)
     def _live_ready(self, _key: str) -> None:
-        if self.running and self._live_photo:
+        if self.running and self._live_photo and not self._closed:
             self._show_live()
 
     @Slot()
     def _refresh_grid_rows(self) -> None:
+        if self._closed:
+            return
         self.model.refresh()
         shown = self._shown
         if shown is not None and not self._dirty:
@@ -1159,6 +1161,8 @@ class LibraryWindow(QObject):
             return
         self._leave_current()
         self._closed = True
+        for timer in (self._filter_timer, self._grid_timer, self._scroll_timer):
+            timer.stop()
         if self._controller is not None:
             self._controller.cancel()
         if self._run_thread is not None:
