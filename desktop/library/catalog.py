@@ -21,9 +21,6 @@ CATALOG_NAME = "catalog.sqlite"
 REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
 """Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
 
-RUN_STATES = ("pending", "running", "paused", "cancelled", "done", "failed")
-ITEM_STATES = ("pending", "done", "failed")
-
 
 class CatalogError(CaptioneerError):
     """The catalog cannot be used."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,6 +242,3 @@ def search(catalog: Catalog, text: str, *, latest_only: bool = True) -> list[Res
     query = compile_query(text)
     return catalog.results(latest_only=latest_only, where=query.where, params=query.params)
 
-
-def search_ids(catalog: Catalog, text: str) -> Sequence[int]:
-    return [result.id for result in search(catalog, text)]
