@@ -239,29 +239,29 @@ def test_run_pause_stop_and_resume_after_reopening(qtbot, tmp_path: Path, open_w
     make_photos(root)
     window = open_window(delay=0.25)
     with pytest.raises(ConfigurationError, match="Choose a folder"):
-        window.run_request("folder", window.run_spec("keywords", "English"))
-    request = RunRequest(scope=str(root), spec=window.run_spec("keywords", "English"), folder=root)
+        window.runs.run_request("folder", window.runs.run_spec("keywords", "English"))
+    request = RunRequest(scope=str(root), spec=window.runs.run_spec("keywords", "English"), folder=root)
     progress: list = []
-    window.runProgress.connect(progress.append)
-    with qtbot.waitSignal(window.runProgress, timeout=10_000):
-        window.start_run(request)
+    window.runs.progressed.connect(progress.append)
+    with qtbot.waitSignal(window.runs.progressed, timeout=10_000):
+        window.runs.start_run(request)
     assert window.view.run_panel.isVisible()
     qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
 
-    window.toggle_pause()
+    window.runs.toggle_pause()
     qtbot.wait(400)  # the photo in flight finishes, then nothing moves
     frozen = max(p.done for p in progress)
     qtbot.wait(700)
     assert max(p.done for p in progress) == frozen
     assert "paused" in window.view.run_panel.stats.text()
-    window.toggle_pause()
+    window.runs.toggle_pause()
     qtbot.waitUntil(lambda: max(p.done for p in progress) > frozen, timeout=10_000)
     assert any(p.photos_per_minute for p in progress) and window.view.run_panel.current.text().endswith(
         ".png"
     )
 
-    with qtbot.waitSignal(window.runFinished, timeout=10_000) as stopped:
-        window.stop_run()
+    with qtbot.waitSignal(window.runs.finished, timeout=10_000) as stopped:
+        window.runs.stop_run()
     outcome: RunOutcome = stopped.args[0]
     assert outcome.state == "paused" and 0 < outcome.counts.done < 6
     window.shutdown()
@@ -270,7 +270,7 @@ def test_run_pause_stop_and_resume_after_reopening(qtbot, tmp_path: Path, open_w
     again = open_window()
     banner = again.view.banner
     assert banner.isVisible() and f"Run {outcome.run_id}" in banner.text.text()
-    with qtbot.waitSignal(again.runFinished, timeout=20_000) as finished:
+    with qtbot.waitSignal(again.runs.finished, timeout=20_000) as finished:
         banner.accept_button.click()
     assert finished.args[0].state == "done" and finished.args[0].counts.done == 6
     with open_catalog(readonly=True) as catalog:
@@ -283,7 +283,7 @@ def test_a_run_with_no_model_says_so(qtbot, tmp_path: Path) -> None:
     qtbot.addWidget(window.view)
     try:
         with pytest.raises(ConfigurationError, match="No model chosen"):
-            window.run_spec("keywords", "English")
+            window.runs.run_spec("keywords", "English")
     finally:
         window.shutdown()
 
@@ -305,7 +305,7 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     press(qtbot, window, Qt.Key.Key_A)
     press(qtbot, window, Qt.Key.Key_A)  # two approved, the third left new
 
-    dialog = window.open_write_dialog()
+    dialog = window.files.open_write_dialog()
     qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
     assert "2 results" in dialog.summary.text()
     preview = dialog.preview.toPlainText()
@@ -324,7 +324,7 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     with open_catalog(readonly=True) as catalog:
         run_id = catalog.results()[0].run_id
     with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo run" in m):
-        window.undo_write(run_id)
+        window.files.undo_write(run_id)
     assert not sidecar.exists()
     assert reviews(root)["IMG_000"] == "approved"
 
@@ -337,7 +337,7 @@ def test_export_and_import_csv_and_json(qtbot, tmp_path: Path, open_window) -> N
     filter_to(qtbot, window, folder=str(root / "2023"))
     exported = tmp_path / "out.csv"
     with qtbot.waitSignal(window.message, timeout=10_000, check_params_cb=lambda m: "Exported" in m) as done:
-        window.export_results(exported)
+        window.files.export_results(exported)
     assert "Exported 3 results" in done.args[0]
     rows = list(csv.DictReader(exported.open(encoding="utf-8")))
     assert sorted(Path(row["path"]).stem for row in rows) == ["IMG_000", "IMG_001", "IMG_002"]
@@ -349,20 +349,20 @@ def test_export_and_import_csv_and_json(qtbot, tmp_path: Path, open_window) -> N
         writer.writeheader()
         writer.writerows(rows)
     with qtbot.waitSignal(window.filtered, timeout=10_000):
-        window.import_results(exported)
+        window.files.import_results(exported)
     changed = Path(rows[0]["path"]).stem
     assert reviews(root)[changed] == "approved"
     assert any(window.model.photo_row(i).caption == "A red postbox on a wet street." for i in range(3))
 
     as_json = tmp_path / "out.json"
     with qtbot.waitSignal(window.message, timeout=10_000, check_params_cb=lambda m: "Exported" in m):
-        window.export_results(as_json)
+        window.files.export_results(as_json)
     assert len(json.loads(as_json.read_text(encoding="utf-8"))) == 3
 
     broken = tmp_path / "broken.csv"
     broken.write_text("result_id,status\n999,approved\n", encoding="utf-8")
     with qtbot.waitSignal(window.message, timeout=10_000) as failed:
-        window.import_results(broken)
+        window.files.import_results(broken)
     assert failed.args[0].startswith("Import failed")
 
 
@@ -370,10 +370,10 @@ def test_closing_the_window_mid_run_leaves_it_resumable(qtbot, tmp_path: Path, o
     root = tmp_path / "Photos"
     make_photos(root)
     window = open_window(delay=0.3)
-    spec = window.run_spec("keywords", "English")
+    spec = window.runs.run_spec("keywords", "English")
     progress: list = []
-    window.runProgress.connect(progress.append)
-    window.start_run(RunRequest(scope=str(root), spec=spec, folder=root))
+    window.runs.progressed.connect(progress.append)
+    window.runs.start_run(RunRequest(scope=str(root), spec=spec, folder=root))
     qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
     window.view.close()  # what the user does; the run stops after its photo and stays resumable
     with open_catalog(readonly=True) as catalog:
@@ -428,7 +428,7 @@ def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, 
         dialog.start_button.click()
 
     QTimer.singleShot(200, fill_and_start)
-    with qtbot.waitSignal(window.runFinished, timeout=20_000) as finished:
+    with qtbot.waitSignal(window.runs.finished, timeout=20_000) as finished:
         window.view.tag_action.trigger()
     assert seen == {"selection": "Selected photos (2)", "model": "fake-model.gguf (gguf)"}
     assert finished.args[0].state == "done" and finished.args[0].counts.done == 2

@@ -73,15 +73,15 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
         window.view.activateWindow()
 
         with qtbot.waitSignal(window.filtered, timeout=20_000):
-            window.add_folder(root)
+            window.files.add_folder(root)
         assert window.model.rowCount() == 3 and window.model.photo_row(0).status == "untagged"
 
-        spec = window.run_spec("keywords", "English")
+        spec = window.runs.run_spec("keywords", "English")
         assert spec.image_tokens == 64
         hosts: list[int] = []
-        window.runProgress.connect(lambda _p: hosts.append(len(engine_hosts())))
-        with qtbot.waitSignal(window.runFinished, timeout=240_000) as finished:
-            window.start_run(window.run_request("folder", spec))
+        window.runs.progressed.connect(lambda _p: hosts.append(len(engine_hosts())))
+        with qtbot.waitSignal(window.runs.finished, timeout=240_000) as finished:
+            window.runs.start_run(window.runs.run_request("folder", spec))
         outcome = finished.args[0]
         assert outcome.state == "done", outcome.message
         assert outcome.counts.done + outcome.counts.failed == 3 and outcome.counts.done >= 1
@@ -104,7 +104,7 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
         with qtbot.waitSignal(
             window.message, timeout=60_000, check_params_cb=lambda m: "written" in m
         ) as wrote:
-            window.write_metadata(WriteMode.SIDECAR)
+            window.files.write_metadata(WriteMode.SIDECAR)
         assert f"{len(writable)} written" in wrote.args[0]
         for result in results:
             sidecar = Path(result.path + ".xmp")

@@ -1,6 +1,6 @@
-"""The library window's controller: browse and filter the catalog, review at keyboard speed (approve,
-reject, edit, undo), tag photos through the engine host process with pause/stop/resume, preview and write
-metadata, undo a run's write, and export/import CSV or JSON, never blocking on a model or a scan."""
+"""The library window's controller: browse and filter the catalog (queries on a worker thread), show a
+photo's details with keyword autocomplete, and review at keyboard speed (approve, reject, edit, undo).
+Runs live in library_runs.py, scanning/writing/export in library_files.py; this composes them."""
 
 from __future__ import annotations
 
@@ -10,22 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QObject, QStringListModel, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCompleter,
-    QFileDialog,
-    QInputDialog,
-    QMessageBox,
-    QTreeWidgetItem,
-)
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QAbstractItemView, QCompleter, QMessageBox, QTreeWidgetItem
 
-from backends.base import EngineConfig, ProgressCallback
-from backends.cancel import CancelToken
 from backends.errors import CaptioneerError, ConfigurationError
-from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+from desktop.commands.engine_args import add_engine_arguments
 from desktop.core.settings import Settings, load_settings
-from desktop.core.tasks import all_tasks
 from desktop.library.browse import (
     STATUS_FILTERS,
     BrowseFilter,
@@ -38,31 +28,23 @@ from desktop.library.browse import (
     complete_keyword,
     completion_words,
     fetch_rows,
-    filtered_results,
     join_keywords,
     keyword_being_typed,
     restore,
-    resumable_runs,
     snapshot,
     split_keywords,
-    written_runs,
 )
 from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.exchange import export_csv, export_json, import_file
 from desktop.library.keywords import Vocabulary, parse_vocabulary
-from desktop.library.publishing import undo_run, writable_results, write_results
-from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration
-from desktop.library.scanner import scan_library
-from desktop.library.sidecars import WriteMode
-from desktop.ui.library_dialogs_view import SCOPES, RunDialogView, WriteDialogView
+from desktop.ui.library_files import FilesController
 from desktop.ui.library_model import PhotoGridModel, TileDelegate
+from desktop.ui.library_runs import RunsController
 from desktop.ui.library_thumbs import ThumbnailCache
 from desktop.ui.library_view import PREVIEW_EDGE, LibraryView
-from desktop.ui.library_workers import QueryWorker, RunOutcome, RunRequest, RunWorker, catalog_call
-from desktop.ui.workers import BackendOpener, Call, host_opener
+from desktop.ui.library_workers import QueryWorker
+from desktop.ui.workers import BackendOpener, host_opener
 
 FILTER_DELAY_MS = 250
-PREVIEW_LINES = 4000
 GRID_REFRESH_MS = 700
 
 
@@ -125,12 +107,6 @@ class LibraryWindow(QObject):
         self._dirty = False
         self._loading_detail = False
         self._closed = False
-        self._calls: list[Call] = []
-        self._run_thread: QThread | None = None
-        self._run_worker: RunWorker | None = None
-        self._controller: RunController | None = None
-        self._write_dialog: WriteDialogView | None = None
-        self._live_photo = ""
 
         self.thumbs = ThumbnailCache(self.prefs.thumb_edge, parent=self)
         self.previews = ThumbnailCache(PREVIEW_EDGE * 2, threads=1, parent=self)
@@ -167,6 +143,9 @@ class LibraryWindow(QObject):
 
         self._completion_model = QStringListModel(self)
         self._wire()
+        self.runs = RunsController(self)
+        self.files = FilesController(self)
+        self.runs.progressed.connect(self._run_progressed)
         if self.prefs.vocabulary and Path(self.prefs.vocabulary).is_file():
             try:
                 self.load_vocabulary(Path(self.prefs.vocabulary))
@@ -174,7 +153,7 @@ class LibraryWindow(QObject):
                 self.notify(str(exc))
         self.apply_filter()  # first, so the grid fills before the folder tree and keyword counts
         self.refresh_overview()
-        self._offer_resume()
+        self.runs.offer_resume()
 
     # ---- wiring ------------------------------------------------------------------------------------------
 
@@ -186,7 +165,6 @@ class LibraryWindow(QObject):
         grid.verticalScrollBar().valueChanged.connect(self._scrolled)
         self.previews.ready.connect(self._preview_ready)
         self.previews.failed.connect(self._preview_ready)
-        self.thumbs.ready.connect(self._live_ready)
 
         for key, slot in (
             ("A", self.approve),
@@ -229,19 +207,6 @@ class LibraryWindow(QObject):
         view.search.returnPressed.connect(self._apply_typed_filters)
         view.statuses.currentRowChanged.connect(self._status_chosen)
         view.folders.currentItemChanged.connect(self._folder_chosen)
-
-        view.add_folder_action.triggered.connect(self._choose_folder)
-        view.rescan_action.triggered.connect(self.rescan)
-        view.tag_action.triggered.connect(self.open_run_dialog)
-        view.write_action.triggered.connect(self.open_write_dialog)
-        view.undo_write_action.triggered.connect(self._choose_undo)
-        view.export_action.triggered.connect(self._choose_export)
-        view.import_action.triggered.connect(self._choose_import)
-        view.banner.dismiss_button.clicked.connect(view.banner.hide)
-        view.banner.accept_button.clicked.connect(self._accept_banner)
-        view.run_panel.pause_button.clicked.connect(self.toggle_pause)
-        view.run_panel.cancel_button.clicked.connect(self.stop_run)
-        view.run_panel.close_button.clicked.connect(view.run_panel.hide)
 
     def notify(self, text: str) -> None:
         """Tell the user something in the status bar (and anyone listening)."""
@@ -626,239 +591,11 @@ class LibraryWindow(QObject):
         self.thumbs.forget_queued()
         self.view.grid.viewport().update()
 
-    # ---- runs --------------------------------------------------------------------------------------------
-
-    def engine_config(self) -> EngineConfig:
-        """The engine and model the settings (or the given engine options) choose.
-
-        Raises:
-            ConfigurationError: no model is set up yet.
-        """
-        return engine_config_from_args(self.engine_args, self.settings)
-
-    def run_spec(
-        self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
-    ) -> RunSpec:
-        """What every photo of a new run is asked, from the dialog's choices and the settings.
-
-        Raises:
-            ConfigurationError: no model is set up, or the vocabulary file cannot be read.
-        """
-        config = self.engine_config()
-        terms: tuple[str, ...] = ()
-        synonyms: dict[str, str] = {}
-        if vocabulary is not None:
-            parsed = self.load_vocabulary(vocabulary)
-            terms, synonyms = parsed.terms, dict(parsed.synonyms)
-        sampling: dict[str, Any] = {"temperature": self.settings.temperature}
-        if self.settings.max_tokens:
-            sampling["max_new_tokens"] = self.settings.max_tokens
-        return RunSpec(
-            task=task,
-            language=language or self.settings.language,
-            vocabulary=terms,
-            synonyms=synonyms,
-            vocabulary_only=vocabulary_only and bool(terms),
-            sampling=sampling,
-            image_tokens=config.image_tokens,
-        )
-
-    def run_request(self, scope: str, spec: RunSpec, redo: bool = False) -> RunRequest:
-        """Which photos a run takes: the selection, the folder being browsed, or all the filter shows."""
-        if scope == "selection":
-            rows = self.selected_rows()
-            return RunRequest(
-                scope="selection "
-                + ",".join(str(row.photo_id) for row in rows[:50])
-                + ("…" if len(rows) > 50 else ""),
-                spec=spec,
-                photo_ids=tuple(row.photo_id for row in rows),
-                redo=redo,
-            )
-        if scope == "folder":
-            folder = self.filter.folder or (self.trees[0].path if len(self.trees) == 1 else "")
-            if not folder:
-                raise ConfigurationError("Choose a folder on the left first.")
-            return RunRequest(scope=folder, spec=spec, folder=Path(folder), redo=redo)
-        return RunRequest(
-            scope=f"filter {self.filter.describe()}", spec=spec, photo_ids=tuple(self.model.ids()), redo=redo
-        )
-
-    def open_run_dialog(self) -> None:
-        """Tag Photos…: choose photos, task, language and vocabulary, then start."""
-        if self.running:
-            self.notify("A run is already going; stop it first or wait for it to finish.")
-            return
-        dialog = RunDialogView(self.view)
-        selected = len(self.selected_rows())
-        folder = self.filter.folder or (self.trees[0].path if len(self.trees) == 1 else "")
-        dialog.scope_selection.setText(f"Selected photos ({selected:,})")
-        dialog.scope_folder.setText(f"Folder {folder} (scanned for new photos first)" if folder else "Folder")
-        dialog.scope_folder.setEnabled(bool(folder))
-        dialog.scope_filter.setText(f"Photos shown now ({self.model.rowCount():,}: {self.filter.describe()})")
-        (
-            dialog.scope_selection if selected > 1 else dialog.scope_folder if folder else dialog.scope_filter
-        ).setChecked(True)
-        for task in all_tasks().values():
-            if not task.needs_question:
-                dialog.task.addItem(task.label, task.id)
-        dialog.task.setCurrentIndex(max(0, dialog.task.findData(self.prefs.task)))
-        dialog.language.setText(self.prefs.language or self.settings.language)
-        dialog.vocabulary.setText(self.prefs.vocabulary)
-        dialog.vocabulary_only.setChecked(self.prefs.vocabulary_only)
-        try:
-            config = self.engine_config()
-            dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
-        except ConfigurationError as exc:
-            dialog.engine.setText(str(exc))
-            dialog.start_button.setEnabled(False)
-        dialog.vocabulary_browse.clicked.connect(
-            lambda: dialog.vocabulary.setText(
-                QFileDialog.getOpenFileName(dialog, "Vocabulary", "", "Text files (*.txt);;All files (*)")[0]
-                or dialog.vocabulary.text()
-            )
-        )
-        if dialog.exec() != dialog.DialogCode.Accepted:
-            return
-        scope = SCOPES[dialog.scope_buttons.checkedId()]
-        vocabulary = dialog.vocabulary.text().strip()
-        self.prefs.task = dialog.task.currentData()
-        self.prefs.language = dialog.language.text().strip()
-        self.prefs.vocabulary = vocabulary
-        self.prefs.vocabulary_only = dialog.vocabulary_only.isChecked()
-        try:
-            spec = self.run_spec(
-                self.prefs.task,
-                self.prefs.language,
-                Path(vocabulary).expanduser() if vocabulary else None,
-                self.prefs.vocabulary_only,
-            )
-            self.start_run(self.run_request(scope, spec, redo=dialog.redo.isChecked()))
-        except CaptioneerError as exc:
-            self.notify(str(exc))
-
-    @property
-    def closed(self) -> bool:
-        """Whether the window was closed (its catalog is released)."""
-        return self._closed
-
-    @property
-    def running(self) -> bool:
-        return self._run_thread is not None
-
-    def start_run(self, request: RunRequest) -> None:
-        """Start tagging on a worker thread; ``runProgress`` and then ``runFinished`` follow.
-
-        Raises:
-            ConfigurationError: no model is set up, or a run is already going.
-        """
-        if self.running:
-            raise ConfigurationError("A run is already going; stop it first or wait for it to finish.")
-        config = self.engine_config()
-        self.view.banner.hide()
-        self._controller = RunController()
-        thread = QThread(self)
-        worker = RunWorker(self.catalog, self.opener, config, request, self._controller)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.status.connect(self._run_status)
-        worker.progress.connect(self._run_progress)
-        worker.event.connect(self._run_event)
-        worker.finished.connect(self._run_finished)
-        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
-        self._run_thread, self._run_worker = thread, worker
-        panel = self.view.run_panel
-        panel.title.setText("Resuming run" if request.resume else "Tagging")
-        panel.current.setText("")
-        panel.progress.setRange(0, 0)
-        panel.stats.setText("Starting…")
-        panel.event.setText("")
-        panel.pause_button.setText("Pause")
-        for button in (panel.pause_button, panel.cancel_button):
-            button.setEnabled(True)
-            button.show()
-        panel.close_button.hide()
-        panel.live.setPixmap(QPixmap())
-        panel.show()
-        thread.start()
-
-    def toggle_pause(self) -> None:
-        controller = self._controller
-        if controller is None:
-            return
-        panel = self.view.run_panel
-        if controller.paused:
-            controller.resume()
-            panel.pause_button.setText("Pause")
-            panel.stats.setText("Resuming…")
-        else:
-            controller.pause()
-            panel.pause_button.setText("Resume")
-            panel.stats.setText(panel.stats.text() + " · paused after the current photo")
-
-    def stop_run(self) -> None:
-        """Stop after the current photo; the run stays resumable."""
-        if self._controller is not None:
-            self._controller.cancel()
-            self.view.run_panel.stats.setText("Stopping after the current photo…")
-            self.view.run_panel.cancel_button.setEnabled(False)
-
-    @Slot(str)
-    def _run_status(self, text: str) -> None:
-        self.view.run_panel.stats.setText(text)
-
-    @Slot(str)
-    def _run_event(self, text: str) -> None:
-        self.view.run_panel.event.setText(text)
-
     @Slot(object)
-    def _run_progress(self, progress: RunProgress) -> None:
-        if self._closed:
-            return
-        panel = self.view.run_panel
-        panel.progress.setRange(0, max(1, progress.total))
-        panel.progress.setValue(progress.finished)
-        panel.progress.setFormat(f"{progress.finished:,} / {progress.total:,}")
-        parts = [f"run {progress.run_id}"]
-        if progress.failed:
-            parts.append(f"{progress.failed} failed")
-        if progress.needs_review:
-            parts.append(f"{progress.needs_review} to check")
-        if progress.photos_per_minute is not None:
-            parts.append(f"{progress.photos_per_minute:.1f} photos/min")
-        if progress.eta_seconds is not None:
-            parts.append(f"about {format_duration(progress.eta_seconds)} left")
-        if self._controller is not None and self._controller.paused:
-            parts.append("paused")
-        panel.stats.setText(" · ".join(parts))
-        if progress.current:
-            panel.current.setText(Path(progress.current).name)
-            panel.current.setToolTip(progress.current)
-            self._live_photo = progress.current
-            self._show_live()
+    def _run_progressed(self, _progress: object) -> None:
+        """A run moved on: repaint the grid's rows soon (once per interval, however fast photos land)."""
         if not self._grid_timer.isActive():
             self._grid_timer.start()
-        self.runProgress.emit(progress)
-
-    def _show_live(self) -> None:
-        photo = self.catalog.photo_by_path(self._live_photo) if self._live_photo else None
-        if photo is None:
-            return
-        pixmap = self.thumbs.get(photo.path, photo.size, photo.mtime_ns)
-        if pixmap is not None:
-            label = self.view.run_panel.live
-            label.setPixmap(
-                pixmap.scaled(
-                    label.size(),
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.SmoothTransformation,
-                )
-            )
-
-    @Slot(str)
-    def _live_ready(self, _key: str) -> None:
-        if self.running and self._live_photo and not self._closed:
-            self._show_live()
 
     @Slot()
     def _refresh_grid_rows(self) -> None:
@@ -872,288 +609,12 @@ class LibraryWindow(QObject):
             if fresh is not None and fresh != shown:
                 self._show_detail(fresh)  # the run just tagged the photo on show
 
-    @Slot(object)
-    def _run_finished(self, outcome: RunOutcome) -> None:
-        thread = self._run_thread
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
-        if self._run_worker is not None:
-            self._run_worker.deleteLater()
-        self._run_thread = self._run_worker = None
-        self._controller = None
-        if not self._closed:
-            self.model.refresh()
-        panel = self.view.run_panel
-        panel.pause_button.hide()
-        panel.cancel_button.hide()
-        panel.close_button.show()
-        panel.current.setText("")
-        self._live_photo = ""
-        panel.title.setText(
-            {"done": "Finished", "paused": "Stopped", "failed": "Could not tag", "nothing": "Nothing to tag"}[
-                outcome.state
-            ]
-        )
-        panel.progress.setRange(0, 1)
-        panel.progress.setValue(1 if outcome.state == "done" else 0)
-        if outcome.counts is not None and outcome.counts.total:
-            panel.progress.setRange(0, outcome.counts.total)
-            panel.progress.setValue(outcome.counts.done + outcome.counts.failed)
-        panel.stats.setText(outcome.message)
-        self.notify(outcome.message)
-        if not self._closed:
-            self.refresh_overview()
-            self.refilter()
-            if outcome.state == "paused":
-                self._offer_resume()
-        self.runFinished.emit(outcome)
-
-    def _offer_resume(self) -> None:
-        runs = resumable_runs(self.catalog)
-        if not runs or self.running:
-            return
-        banner = self.view.banner
-        banner.text.setText(runs[0].describe() + " Resume it?")
-        banner.accept_button.setText("Resume")
-        banner.setProperty("run_id", runs[0].run.id)
-        banner.show()
-
-    def resume_run(self, run_id: int) -> None:
-        """Go on with an unfinished run (after a stop, a crash or closing the window).
-
-        Raises:
-            ConfigurationError: no model is set up, or the chosen model is not the run's.
-        """
-        run = next((found.run for found in resumable_runs(self.catalog) if found.run.id == run_id), None)
-        if run is None:
-            raise ConfigurationError(f"Run {run_id} has nothing left to tag.")
-        self.start_run(RunRequest(scope=run.scope, spec=run.spec, resume=run_id))
-
-    def _accept_banner(self) -> None:
-        try:
-            self.resume_run(int(self.view.banner.property("run_id")))
-        except CaptioneerError as exc:
-            self.notify(str(exc))
-            self.view.run_panel.show()
-            self.view.run_panel.stats.setText(str(exc))
-
-    # ---- scanning, writing, undo, export and import ------------------------------------------------------
-
-    def _call(self, work: Any, on_success: Any, label: str) -> Call:
-        call = catalog_call(self.catalog, work, self)
-        self._calls.append(call)
-        call.succeeded.connect(on_success)
-        call.failed.connect(lambda message: self.notify(f"{label} failed: {message}"))
-        call.progress.connect(lambda _fraction, text: self.view.statusBar().showMessage(text))
-        call.finished.connect(lambda: self._calls.remove(call) if call in self._calls else None)
-        call.start()
-        return call
-
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.view, "Add a Photo Folder")
-        if folder:
-            self.add_folder(Path(folder))
-
-    def add_folder(self, folder: Path) -> Call:
-        """Scan a folder into the catalog (off the GUI thread), then show it."""
-        folder = folder.expanduser().absolute()
-        self.notify(f"Scanning {folder}…")
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            def found(count: int, name: str) -> None:
-                progress(0.0, f"Scanning {folder}: {count:,} photos so far ({name})")
-
-            return scan_library(catalog, folder, cancel=cancel, progress=found).summary()
-
-        def done(summary: str) -> None:
-            self.notify(f"Scanned {folder}: {summary}")
-            self.filter = replace(self.filter, folder=str(folder))
-            self.refresh_overview()
-            self.refilter()
-
-        return self._call(work, done, "Scanning")
-
-    def rescan(self) -> Call:
-        """Rescan every library for new, changed and moved photos."""
-        roots = [Path(root) for _id, root in self.catalog.libraries()]
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            return "; ".join(
-                f"{root.name}: {scan_library(catalog, root, cancel=cancel).summary()}" for root in roots
-            )
-
-        def done(summary: str) -> None:
-            self.notify(f"Rescanned: {summary}" if summary else "No library yet: add a folder first.")
-            self.refresh_overview()
-            self.refilter()
-
-        return self._call(work, done, "Scanning")
-
-    def write_mode(self) -> WriteMode:
-        return WriteMode(self.prefs.write_mode or self.settings.metadata_mode)
-
-    def preview_write(self, mode: WriteMode, unreviewed: bool = False) -> Call:
-        """The per-file metadata diff of writing the approved results; succeeded carries (summary, text)."""
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> tuple[str, str, int]:
-            results = writable_results(catalog, unreviewed=unreviewed)
-            lines: list[str] = []
-            summary = write_results(catalog, results, mode=mode, dry_run=True, report=lines.append)
-            text = "\n\n".join(lines[:PREVIEW_LINES])
-            if len(lines) > PREVIEW_LINES:
-                text += f"\n\n… and {len(lines) - PREVIEW_LINES:,} more files"
-            if not results:
-                return (
-                    "Nothing to write: approve photos first (A), or tick the box to write unreviewed ones.",
-                    "",
-                    0,
-                )
-            return f"{len(results):,} results: {summary.describe(True)}.", text, summary.would_change
-
-        return self._call(work, self._preview_ready_for_dialog, "The preview")
-
-    def write_metadata(self, mode: WriteMode, unreviewed: bool = False) -> Call:
-        """Write the approved results into the photos (journaled per run, so it can be undone)."""
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            results = writable_results(catalog, unreviewed=unreviewed)
-            total = max(1, len(results))
-            done = [0]
-
-            def report(text: str) -> None:
-                done[0] += 1
-                progress(min(1.0, done[0] / total), text)
-
-            return write_results(catalog, results, mode=mode, report=report).describe(False)
-
-        def finished(summary: str) -> None:
-            self.notify(f"Metadata written: {summary}.")
-            if self._write_dialog is not None:
-                self._write_dialog.summary.setText(f"Done: {summary}. Undo a Write… puts the files back.")
-                self._write_dialog.write_button.setEnabled(False)
-            self.refilter()
-
-        return self._call(work, finished, "Writing")
-
-    def open_write_dialog(self) -> WriteDialogView:
-        """Write Metadata…: the diff per file first, then Write (non-modal, so the grid stays usable)."""
-        if self._write_dialog is not None:
-            self._write_dialog.raise_()
-            return self._write_dialog
-        dialog = WriteDialogView(self.view)
-        dialog.mode.setCurrentIndex(max(0, dialog.mode.findData(self.write_mode().value)))
-        self._write_dialog = dialog
-
-        def refresh_preview() -> None:
-            dialog.write_button.setEnabled(False)
-            dialog.summary.setText("Preparing the preview…")
-            dialog.preview.setPlainText("")
-            self.prefs.write_mode = dialog.mode.currentData()
-            self.preview_write(WriteMode(dialog.mode.currentData()), dialog.unreviewed.isChecked())
-
-        def write() -> None:
-            dialog.write_button.setEnabled(False)
-            dialog.summary.setText("Writing…")
-            self.write_metadata(WriteMode(dialog.mode.currentData()), dialog.unreviewed.isChecked())
-
-        def closed() -> None:
-            self._write_dialog = None
-
-        dialog.mode.currentIndexChanged.connect(lambda _index: refresh_preview())
-        dialog.unreviewed.toggled.connect(lambda _checked: refresh_preview())
-        dialog.write_button.clicked.connect(write)
-        dialog.finished.connect(lambda _code: closed())
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.show()
-        refresh_preview()
-        return dialog
-
-    def _preview_ready_for_dialog(self, value: tuple[str, str, int]) -> None:
-        summary, text, changes = value
-        dialog = self._write_dialog
-        if dialog is None:
-            return
-        dialog.summary.setText(summary)
-        dialog.preview.setPlainText(text)
-        dialog.write_button.setText(
-            f"Write {changes:,} File{'s' if changes != 1 else ''}" if changes else "Write"
-        )
-        dialog.write_button.setEnabled(changes > 0)
-
-    def _choose_undo(self) -> None:
-        runs = written_runs(self.catalog)
-        if not runs:
-            self.notify("Nothing has been written yet, so there is nothing to undo.")
-            return
-        labels = [f"Run {run.id}: {run.task}, {count:,} photos written ({run.scope})" for run, count in runs]
-        choice, ok = QInputDialog.getItem(
-            self.view, "Undo a Write", "Put back the files this run's write changed:", labels, 0, False
-        )
-        if ok:
-            self.undo_write(runs[labels.index(choice)][0].id)
-
-    def undo_write(self, run_id: int, force: bool = False) -> Call:
-        """Restore every file a run's write changed, byte for byte; its results go back to approved."""
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            report = undo_run(catalog, run_id, force=force)
-            problems = [f"{path}: {reason}" for path, reason in report.conflicts + report.errors]
-            return f"Undo run {run_id}: {report.summary()}" + (
-                "\n" + "\n".join(problems[:20]) if problems else ""
-            )
-
-        def done(summary: str) -> None:
-            self.notify(summary)
-            self.refilter()
-
-        return self._call(work, done, "Undo")
-
-    def _choose_export(self) -> None:
-        path, _filter = QFileDialog.getSaveFileName(
-            self.view, "Export Results", "captioneer-results.csv", "CSV (*.csv);;JSON (*.json)"
-        )
-        if path:
-            self.export_results(Path(path))
-
-    def export_results(self, path: Path) -> Call:
-        """Export the newest result of every photo the filter shows, as CSV or JSON (by the file's suffix)."""
-        browse = self.filter
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            results = filtered_results(catalog, browse)
-            text = export_json(results) if path.suffix.lower() == ".json" else export_csv(results)
-            try:
-                path.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise ConfigurationError(f"Cannot write {path}: {exc.strerror}") from None
-            return f"Exported {len(results):,} results to {path}."
-
-        return self._call(work, self.notify, "Export")
-
-    def _choose_import(self) -> None:
-        path, _filter = QFileDialog.getOpenFileName(
-            self.view, "Import Edited Results", "", "Exports (*.csv *.json);;All files (*)"
-        )
-        if path:
-            self.import_results(Path(path))
-
-    def import_results(self, path: Path) -> Call:
-        """Apply an edited export (every row checked first; nothing changes if one is wrong)."""
-
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            report = import_file(catalog, path)
-            return f"Imported {path.name}: {report.updated} results updated, {report.unchanged} unchanged."
-
-        def done(summary: str) -> None:
-            self.notify(summary)
-            self.model.refresh()
-            self.refresh_overview()
-            self.refilter()
-
-        return self._call(work, done, "Import")
-
     # ---- closing -----------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the window was closed (its catalog is released)."""
+        return self._closed
 
     def shutdown(self) -> None:
         """Stop a run (it stays resumable), finish background jobs, release the catalog; safe twice."""
@@ -1163,12 +624,8 @@ class LibraryWindow(QObject):
         self._closed = True
         for timer in (self._filter_timer, self._grid_timer, self._scroll_timer):
             timer.stop()
-        if self._controller is not None:
-            self._controller.cancel()
-        if self._run_thread is not None:
-            self._run_thread.wait()
-        for call in list(self._calls):
-            call.wait()
+        self.runs.shutdown()
+        self.files.shutdown()
         for cache in (self.thumbs, self.previews):
             cache.blockSignals(True)  # what is still queued must not reach a closed catalog
             cache.wait()

@@ -1,0 +1,360 @@
+"""Tagging runs from the library window: what to tag and how (the Tag Photos dialog), the run on its worker
+thread through the engine opener, its panel (live photo, progress, photos/minute, ETA, pause and stop), and
+the offer to resume an unfinished run, also after the window was closed and opened again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QFileDialog
+
+from backends.base import EngineConfig
+from backends.errors import CaptioneerError, ConfigurationError
+from desktop.commands.engine_args import engine_config_from_args
+from desktop.core.tasks import all_tasks
+from desktop.library.browse import resumable_runs
+from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration
+from desktop.ui.library_dialogs_view import SCOPES, RunDialogView
+from desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
+
+if TYPE_CHECKING:
+    from desktop.ui.library_window import LibraryWindow
+
+FINISHED_TITLES = {
+    "done": "Finished",
+    "paused": "Stopped",
+    "failed": "Could not tag",
+    "nothing": "Nothing to tag",
+}
+
+
+class RunsController(QObject):
+    """One run at a time for a library window; ``progressed`` and ``finished`` tell the window and tests."""
+
+    progressed = Signal(object)  # RunProgress
+    finished = Signal(object)  # RunOutcome
+
+    def __init__(self, window: LibraryWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self._thread: QThread | None = None
+        self._worker: RunWorker | None = None
+        self._controller: RunController | None = None
+        self._live_photo = ""
+        view = window.view
+        view.tag_action.triggered.connect(self.open_run_dialog)
+        view.banner.dismiss_button.clicked.connect(view.banner.hide)
+        view.banner.accept_button.clicked.connect(self._accept_banner)
+        view.run_panel.pause_button.clicked.connect(self.toggle_pause)
+        view.run_panel.cancel_button.clicked.connect(self.stop_run)
+        view.run_panel.close_button.clicked.connect(view.run_panel.hide)
+        window.thumbs.ready.connect(self._live_ready)
+
+    def engine_config(self) -> EngineConfig:
+        """The engine and model the settings (or the given engine options) choose.
+
+        Raises:
+            ConfigurationError: no model is set up yet.
+        """
+        return engine_config_from_args(self.window.engine_args, self.window.settings)
+
+    def run_spec(
+        self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
+    ) -> RunSpec:
+        """What every photo of a new run is asked, from the dialog's choices and the settings.
+
+        Raises:
+            ConfigurationError: no model is set up, or the vocabulary file cannot be read.
+        """
+        config = self.engine_config()
+        terms: tuple[str, ...] = ()
+        synonyms: dict[str, str] = {}
+        if vocabulary is not None:
+            parsed = self.window.load_vocabulary(vocabulary)
+            terms, synonyms = parsed.terms, dict(parsed.synonyms)
+        sampling: dict[str, Any] = {"temperature": self.window.settings.temperature}
+        if self.window.settings.max_tokens:
+            sampling["max_new_tokens"] = self.window.settings.max_tokens
+        return RunSpec(
+            task=task,
+            language=language or self.window.settings.language,
+            vocabulary=terms,
+            synonyms=synonyms,
+            vocabulary_only=vocabulary_only and bool(terms),
+            sampling=sampling,
+            image_tokens=config.image_tokens,
+        )
+
+    def run_request(self, scope: str, spec: RunSpec, redo: bool = False) -> RunRequest:
+        """Which photos a run takes: the selection, the folder being browsed, or all the filter shows."""
+        if scope == "selection":
+            rows = self.window.selected_rows()
+            return RunRequest(
+                scope="selection "
+                + ",".join(str(row.photo_id) for row in rows[:50])
+                + ("…" if len(rows) > 50 else ""),
+                spec=spec,
+                photo_ids=tuple(row.photo_id for row in rows),
+                redo=redo,
+            )
+        if scope == "folder":
+            folder = self.window.filter.folder or (
+                self.window.trees[0].path if len(self.window.trees) == 1 else ""
+            )
+            if not folder:
+                raise ConfigurationError("Choose a folder on the left first.")
+            return RunRequest(scope=folder, spec=spec, folder=Path(folder), redo=redo)
+        return RunRequest(
+            scope=f"filter {self.window.filter.describe()}",
+            spec=spec,
+            photo_ids=tuple(self.window.model.ids()),
+            redo=redo,
+        )
+
+    def open_run_dialog(self) -> None:
+        """Tag Photos…: choose photos, task, language and vocabulary, then start."""
+        if self.running:
+            self.window.notify("A run is already going; stop it first or wait for it to finish.")
+            return
+        dialog = RunDialogView(self.window.view)
+        selected = len(self.window.selected_rows())
+        folder = self.window.filter.folder or (
+            self.window.trees[0].path if len(self.window.trees) == 1 else ""
+        )
+        dialog.scope_selection.setText(f"Selected photos ({selected:,})")
+        dialog.scope_folder.setText(f"Folder {folder} (scanned for new photos first)" if folder else "Folder")
+        dialog.scope_folder.setEnabled(bool(folder))
+        dialog.scope_filter.setText(
+            f"Photos shown now ({self.window.model.rowCount():,}: {self.window.filter.describe()})"
+        )
+        (
+            dialog.scope_selection if selected > 1 else dialog.scope_folder if folder else dialog.scope_filter
+        ).setChecked(True)
+        for task in all_tasks().values():
+            if not task.needs_question:
+                dialog.task.addItem(task.label, task.id)
+        dialog.task.setCurrentIndex(max(0, dialog.task.findData(self.window.prefs.task)))
+        dialog.language.setText(self.window.prefs.language or self.window.settings.language)
+        dialog.vocabulary.setText(self.window.prefs.vocabulary)
+        dialog.vocabulary_only.setChecked(self.window.prefs.vocabulary_only)
+        try:
+            config = self.engine_config()
+            dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
+        except ConfigurationError as exc:
+            dialog.engine.setText(str(exc))
+            dialog.start_button.setEnabled(False)
+        dialog.vocabulary_browse.clicked.connect(
+            lambda: dialog.vocabulary.setText(
+                QFileDialog.getOpenFileName(dialog, "Vocabulary", "", "Text files (*.txt);;All files (*)")[0]
+                or dialog.vocabulary.text()
+            )
+        )
+        if dialog.exec() != dialog.DialogCode.Accepted:
+            return
+        scope = SCOPES[dialog.scope_buttons.checkedId()]
+        vocabulary = dialog.vocabulary.text().strip()
+        self.window.prefs.task = dialog.task.currentData()
+        self.window.prefs.language = dialog.language.text().strip()
+        self.window.prefs.vocabulary = vocabulary
+        self.window.prefs.vocabulary_only = dialog.vocabulary_only.isChecked()
+        try:
+            spec = self.run_spec(
+                self.window.prefs.task,
+                self.window.prefs.language,
+                Path(vocabulary).expanduser() if vocabulary else None,
+                self.window.prefs.vocabulary_only,
+            )
+            self.start_run(self.run_request(scope, spec, redo=dialog.redo.isChecked()))
+        except CaptioneerError as exc:
+            self.window.notify(str(exc))
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start_run(self, request: RunRequest) -> None:
+        """Start tagging on a worker thread; ``runProgress`` and then ``runFinished`` follow.
+
+        Raises:
+            ConfigurationError: no model is set up, or a run is already going.
+        """
+        if self.running:
+            raise ConfigurationError("A run is already going; stop it first or wait for it to finish.")
+        config = self.engine_config()
+        self.window.view.banner.hide()
+        self._controller = RunController()
+        thread = QThread(self)
+        worker = RunWorker(self.window.catalog, self.window.opener, config, request, self._controller)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.status.connect(self._run_status)
+        worker.progress.connect(self._run_progress)
+        worker.event.connect(self._run_event)
+        worker.finished.connect(self._run_finished)
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        self._thread, self._worker = thread, worker
+        panel = self.window.view.run_panel
+        panel.title.setText("Resuming run" if request.resume else "Tagging")
+        panel.current.setText("")
+        panel.progress.setRange(0, 0)
+        panel.stats.setText("Starting…")
+        panel.event.setText("")
+        panel.pause_button.setText("Pause")
+        for button in (panel.pause_button, panel.cancel_button):
+            button.setEnabled(True)
+            button.show()
+        panel.close_button.hide()
+        panel.live.setPixmap(QPixmap())
+        panel.show()
+        thread.start()
+
+    def toggle_pause(self) -> None:
+        controller = self._controller
+        if controller is None:
+            return
+        panel = self.window.view.run_panel
+        if controller.paused:
+            controller.resume()
+            panel.pause_button.setText("Pause")
+            panel.stats.setText("Resuming…")
+        else:
+            controller.pause()
+            panel.pause_button.setText("Resume")
+            panel.stats.setText(panel.stats.text() + " · paused after the current photo")
+
+    def stop_run(self) -> None:
+        """Stop after the current photo; the run stays resumable."""
+        if self._controller is not None:
+            self._controller.cancel()
+            self.window.view.run_panel.stats.setText("Stopping after the current photo…")
+            self.window.view.run_panel.cancel_button.setEnabled(False)
+
+    @Slot(str)
+    def _run_status(self, text: str) -> None:
+        self.window.view.run_panel.stats.setText(text)
+
+    @Slot(str)
+    def _run_event(self, text: str) -> None:
+        self.window.view.run_panel.event.setText(text)
+
+    @Slot(object)
+    def _run_progress(self, progress: RunProgress) -> None:
+        if self.window.closed:
+            return
+        panel = self.window.view.run_panel
+        panel.progress.setRange(0, max(1, progress.total))
+        panel.progress.setValue(progress.finished)
+        panel.progress.setFormat(f"{progress.finished:,} / {progress.total:,}")
+        parts = [f"run {progress.run_id}"]
+        if progress.failed:
+            parts.append(f"{progress.failed} failed")
+        if progress.needs_review:
+            parts.append(f"{progress.needs_review} to check")
+        if progress.photos_per_minute is not None:
+            parts.append(f"{progress.photos_per_minute:.1f} photos/min")
+        if progress.eta_seconds is not None:
+            parts.append(f"about {format_duration(progress.eta_seconds)} left")
+        if self._controller is not None and self._controller.paused:
+            parts.append("paused")
+        panel.stats.setText(" · ".join(parts))
+        if progress.current:
+            panel.current.setText(Path(progress.current).name)
+            panel.current.setToolTip(progress.current)
+            self._live_photo = progress.current
+            self._show_live()
+        self.progressed.emit(progress)
+
+    def _show_live(self) -> None:
+        photo = self.window.catalog.photo_by_path(self._live_photo) if self._live_photo else None
+        if photo is None:
+            return
+        pixmap = self.window.thumbs.get(photo.path, photo.size, photo.mtime_ns)
+        if pixmap is not None:
+            label = self.window.view.run_panel.live
+            label.setPixmap(
+                pixmap.scaled(
+                    label.size(),
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+
+    @Slot(str)
+    def _live_ready(self, _key: str) -> None:
+        if self.running and self._live_photo and not self.window.closed:
+            self._show_live()
+
+    @Slot(object)
+    def _run_finished(self, outcome: RunOutcome) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.wait()
+            thread.deleteLater()
+        if self._worker is not None:
+            self._worker.deleteLater()
+        self._thread = self._worker = None
+        self._controller = None
+        if not self.window.closed:
+            self.window.model.refresh()
+        panel = self.window.view.run_panel
+        panel.pause_button.hide()
+        panel.cancel_button.hide()
+        panel.close_button.show()
+        panel.current.setText("")
+        self._live_photo = ""
+        panel.title.setText(FINISHED_TITLES[outcome.state])
+        panel.progress.setRange(0, 1)
+        panel.progress.setValue(1 if outcome.state == "done" else 0)
+        if outcome.counts is not None and outcome.counts.total:
+            panel.progress.setRange(0, outcome.counts.total)
+            panel.progress.setValue(outcome.counts.done + outcome.counts.failed)
+        panel.stats.setText(outcome.message)
+        self.window.notify(outcome.message)
+        if not self.window.closed:
+            self.window.refresh_overview()
+            self.window.refilter()
+            if outcome.state == "paused":
+                self.offer_resume()
+        self.finished.emit(outcome)
+
+    def offer_resume(self) -> None:
+        """Show the banner offering to resume the newest unfinished run, if there is one."""
+        runs = resumable_runs(self.window.catalog)
+        if not runs or self.running:
+            return
+        banner = self.window.view.banner
+        banner.text.setText(runs[0].describe() + " Resume it?")
+        banner.accept_button.setText("Resume")
+        banner.setProperty("run_id", runs[0].run.id)
+        banner.show()
+
+    def resume_run(self, run_id: int) -> None:
+        """Go on with an unfinished run (after a stop, a crash or closing the window).
+
+        Raises:
+            ConfigurationError: no model is set up, or the chosen model is not the run's.
+        """
+        run = next(
+            (found.run for found in resumable_runs(self.window.catalog) if found.run.id == run_id), None
+        )
+        if run is None:
+            raise ConfigurationError(f"Run {run_id} has nothing left to tag.")
+        self.start_run(RunRequest(scope=run.scope, spec=run.spec, resume=run_id))
+
+    def _accept_banner(self) -> None:
+        try:
+            self.resume_run(int(self.window.view.banner.property("run_id")))
+        except CaptioneerError as exc:
+            self.window.notify(str(exc))
+            self.window.view.run_panel.show()
+            self.window.view.run_panel.stats.setText(str(exc))
+
+    def shutdown(self) -> None:
+        """Stop the run after its current photo (it stays resumable) and wait for its thread."""
+        if self._controller is not None:
+            self._controller.cancel()
+        if self._thread is not None:
+            self._thread.wait()
