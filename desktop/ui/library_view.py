@@ -242,7 +242,7 @@ class LibraryView(QMainWindow):
         self.tag_action = QAction("Tag Photos…", self)
         self.tag_action.setShortcut(QKeySequence("Ctrl+T"))
         self.write_action = QAction("Write Metadata…", self)
-        self.write_action.setShortcut(QKeySequence("Ctrl+W"))
+        self.write_action.setShortcut(QKeySequence("Ctrl+Shift+W"))
         self.undo_write_action = QAction("Undo a Write…", self)
         self.export_action = QAction("Export…", self)
         self.import_action = QAction("Import…", self)
