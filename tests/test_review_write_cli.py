@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from backends.cancel import CancelToken
 from desktop.cli import main
+from desktop.commands.tag import ProgressPrinter, cancel_on_signals
 from desktop.library.catalog import open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
+from desktop.library.runs import RunProgress, RunSpec, execute_run, plan_run
 from desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
@@ -97,3 +103,56 @@ def test_search_exit_status_and_lock_message(library: Path, capsys) -> None:
         assert main(["review", "approve", "--all"]) == 1
         assert "in use by another Captioneer" in capsys.readouterr().err
         assert main(["search", "square"]) == 0  # reading works while another process writes
+
+
+class FakeTerminal(io.StringIO):
+    """A stderr that says it is a terminal (a stand-in for a TTY)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def progress(done: int, total: int = 10) -> RunProgress:
+    return RunProgress(
+        run_id=1,
+        total=total,
+        done=done,
+        failed=0,
+        needs_review=0,
+        elapsed=done * 6.0,
+        photos_per_minute=10.0 if done else None,
+        eta_seconds=(total - done) * 6.0 if done else None,
+    )
+
+
+def test_progress_is_one_updating_line_on_a_terminal() -> None:
+    terminal = FakeTerminal()
+    printer = ProgressPrinter(terminal)
+    for done in range(11):
+        printer(progress(done))
+        time.sleep(0.11)
+    printer.end_line()
+    text = terminal.getvalue()
+    assert text.count("\r") == 11 and text.count("\n") == 1
+    assert "run 1: 10/10 · 10.0 photos/min · ETA 0s" in text and "ETA 54s" in text
+
+
+def test_progress_in_a_log_is_periodic_lines() -> None:
+    log = io.StringIO()
+    printer = ProgressPrinter(log, interval=3600)
+    for done in range(11):
+        printer(progress(done))
+    lines = log.getvalue().splitlines()
+    assert lines == ["run 1: 0/10", "run 1: 10/10 · 10.0 photos/min · ETA 0s"]
+
+
+def test_ctrl_c_asks_the_run_to_stop_instead_of_killing_it() -> None:
+    token = CancelToken()
+    with cancel_on_signals(token.cancel):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert token.cancelled
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -21,6 +21,7 @@ from desktop.library.runs import (
     RunController,
     RunProgress,
     RunSpec,
+    abandon_run,
     execute_run,
     failed_items,
     get_run,
@@ -321,3 +322,43 @@ def test_sigkill_at_any_moment_then_resume_processes_each_photo_once(
     # Every photo was asked at least once; only a photo in flight at a kill was asked again.
     assert len(set(generations)) == 40 and len(generations) <= 40 + 3
     assert json.loads(json.dumps(generations))  # the log is plain text paths
+
+
+def test_moved_folder_keeps_results_and_is_not_tagged_again(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 5)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+        captions = {Path(r.path).name: r.caption for r in catalog.results()}
+        moved = tmp_path / "Archive" / "lib"
+        moved.parent.mkdir()
+        root.rename(moved)
+        scan_library(catalog, moved.parent)
+        again = plan_run(
+            catalog, str(moved.parent), catalog.photos_under(moved.parent), RunSpec(image_tokens=16), config
+        )
+        assert (again.run_id, again.already_done) == (None, 5)
+        assert {Path(r.path).name: r.caption for r in catalog.results()} == captions
+        assert all(r.path.startswith(str(moved)) for r in catalog.results())
+
+
+def test_an_engine_that_never_started_leaves_no_empty_run(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 3)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        abandon_run(catalog, plan.run_id, "The engine did not start: model missing")
+        assert catalog.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+        plan, config = setup_run(catalog, root)
+        controller = RunController()
+
+        def stop_after_one(progress: RunProgress) -> None:
+            if progress.done == 1:
+                controller.cancel()
+
+        with pytest.raises(Cancelled):
+            execute_run(
+                catalog, plan.run_id, FakeEngine(config), controller=controller, on_progress=stop_after_one
+            )
+        abandon_run(catalog, plan.run_id, "The engine did not start: model missing")
+        run = get_run(catalog, plan.run_id)
+        assert run.state == "paused" and "did not start" in run.message

@@ -87,20 +87,21 @@ class ProgressPrinter:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.interval = interval
-        self.last = 0.0
+        self.last: float | None = None
         self.width = 0
 
     def __call__(self, progress: Any) -> None:
         now = time.monotonic()
         final = progress.finished >= progress.total
+        since = now - self.last if self.last is not None else float("inf")
         if self.tty:
-            if now - self.last < 0.1 and not final:
+            if since < 0.1 and not final:
                 return
             line = progress.describe()
             self.stream.write("\r" + line.ljust(self.width))
             self.width = len(line)
         else:
-            if now - self.last < self.interval and not final:
+            if since < self.interval and not final:
                 return
             self.stream.write(progress.describe() + "\n")
         self.last = now
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from desktop.library.runs import (
         RunController,
         RunSpec,
+        abandon_run,
         execute_run,
         failed_items,
         plan_run,
@@ -211,7 +213,11 @@ def run(args: argparse.Namespace) -> int:
             controller = RunController()
             _say(f"loading the {config.engine} model {config.model}…")
             with cancel_on_signals(controller.cancel):
-                backend.load(cancel=controller.cancel_token)
+                try:
+                    backend.load(cancel=controller.cancel_token)
+                except BaseException as exc:
+                    abandon_run(catalog, plan.run_id, f"The engine did not start: {exc}")
+                    raise
                 try:
                     counts = execute_run(
                         catalog,

@@ -336,6 +336,16 @@ def _run_from_row(row: Sequence[Any]) -> Run:
     return Run(*values)
 
 
+def abandon_run(catalog: Catalog, run_id: int, message: str) -> None:
+    """The engine could not start: forget the run if nothing was tagged yet, else leave it paused."""
+    with catalog.transaction() as db:
+        has_results = db.execute("SELECT 1 FROM results WHERE run_id = ? LIMIT 1", (run_id,)).fetchone()
+        if has_results is None:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        else:
+            db.execute("UPDATE runs SET state = 'paused', message = ? WHERE id = ?", (message, run_id))
+
+
 def set_run_state(catalog: Catalog, run_id: int, state: str, message: str | None = None) -> None:
     now = time.time()
     with catalog.transaction() as db:
