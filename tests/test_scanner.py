@@ -223,3 +223,19 @@ def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captionee
         assert report.files == 120 and report.new + report.unchanged == 120
         rows = catalog.db.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM photos").fetchone()
         assert rows == (120, 120)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX byte file names")
+def test_odd_file_names(library: Path) -> None:
+    make_photo(library / "-leading dash.jpg", 70)
+    make_photo(library / "cafe\u0301 NFD.jpg", 71)
+    make_photo(library / "日本 🌅.png", 72)
+    legacy = os.fsencode(library) + b"/caf\xe9 latin1.jpg"
+    with open(legacy, "wb") as fh:
+        fh.write((library / "2023" / "img_0.jpg").read_bytes())
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        names = {Path(p.path).name for p in catalog.photos_under(library)}
+        assert {"-leading dash.jpg", "cafe\u0301 NFD.jpg", "日本 🌅.png"} <= names
+        assert any("not UTF-8" in reason for _, reason in report.skipped)
+        assert report.files == 12

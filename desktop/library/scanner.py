@@ -232,6 +232,11 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
         subfolders: list[Path] = []
         for entry in entries:
             path = Path(entry.path)
+            if not _utf8_name(entry.name):
+                # The catalog stores names as UTF-8 text; a legacy-encoded name is reported, not guessed.
+                shown = entry.path.encode("utf-8", "replace").decode()
+                report.skipped.append((shown, "file name is not UTF-8"))
+                continue
             try:
                 if entry.is_symlink():
                     if entry.is_dir() or is_image_path(path):
@@ -252,6 +257,14 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
                 continue
             yield path, st
         stack.extend(reversed(subfolders))
+
+
+def _utf8_name(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _hash_stable(
