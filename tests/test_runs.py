@@ -362,3 +362,39 @@ def test_an_engine_that_never_started_leaves_no_empty_run(tmp_path: Path) -> Non
         abandon_run(catalog, plan.run_id, "The engine did not start: model missing")
         run = get_run(catalog, plan.run_id)
         assert run.state == "paused" and "did not start" in run.message
+
+
+class ForgetfulFakeEngine(FakeEngine):
+    """The stand-in without its request log, so only the run itself could grow."""
+
+    def generate(self, request, cancel=None):
+        yield from super().generate(request, cancel)
+        self.requests.clear()
+
+
+def _resident_kib() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_long_run_keeps_memory_files_and_threads_flat(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(1200):
+        Image.new("RGB", (8, 8), (i % 256, (i // 256) * 40, 7)).save(root / f"{i:05d}.png")
+    samples: dict[int, tuple[int, int, int]] = {}
+
+    def sample(progress: RunProgress) -> None:
+        if progress.done in (300, 1200):
+            files = len(os.listdir("/proc/self/fd"))
+            samples[progress.done] = (_resident_kib(), files, threading.active_count())
+
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root)
+        counts = execute_run(catalog, plan.run_id, ForgetfulFakeEngine(config), on_progress=sample)
+    assert counts.done == 1200
+    (rss_early, fds_early, threads_early), (rss_late, fds_late, threads_late) = samples[300], samples[1200]
+    assert fds_late == fds_early and threads_late == threads_early
+    growth = rss_late - rss_early
+    assert growth < 8 * 1024, f"resident memory grew by {growth} KiB over 900 photos"
