@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backends.errors import CaptioneerError, ImageError
+from backends.errors import CaptioneerError
 from desktop.core.paths import data_dir
 from desktop.library.catalog import Catalog, Result
 from desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import SidecarNaming, WriteMode
-from desktop.library.writer import DiskFullError, MetadataWriteError, WriteOptions, apply, plan_write
+from desktop.library.writer import DiskFullError, WriteOptions, apply, plan_write
 
 WRITABLE_REVIEWED = ("approved",)
 WRITABLE_UNREVIEWED = ("approved", "new", "needs_review")
@@ -175,7 +175,7 @@ def write_results(
             raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
         except JournalError as exc:
             raise WriteStopped(f"Writing stopped: {exc}") from None
-        except (MetadataWriteError, ImageError, CaptioneerError) as exc:  # refused, unreadable, kept changing
+        except CaptioneerError as exc:  # refused (symlink, outside the library), unreadable, kept changing
             summary.failed.append((result.path, str(exc)))
             say(f"{result.path}: {exc}")
             if not dry_run:

@@ -428,14 +428,14 @@ class _Runner:
         set_run_state(self.catalog, self.run.id, "done")
         return counts
 
-    def _next_items(self) -> list[tuple[int, int]]:
+    def _next_items(self) -> list[int]:
+        """The next pending photos in queue order: a batch where the engine batches, else one."""
         size = self.spec.batch_size if self.backend.capabilities.batching else 1
         rows = self.catalog.db.execute(
-            "SELECT photo_id, attempts FROM run_items WHERE run_id = ? AND state = 'pending' "
-            "ORDER BY position LIMIT ?",
+            "SELECT photo_id FROM run_items WHERE run_id = ? AND state = 'pending' ORDER BY position LIMIT ?",
             (self.run.id, max(1, size)),
         ).fetchall()
-        return [(int(r[0]), int(r[1])) for r in rows]
+        return [int(r[0]) for r in rows]
 
     def _load_recent(self) -> None:
         rows = self.catalog.db.execute(
@@ -447,9 +447,9 @@ class _Runner:
         for result_id, caption in reversed(rows):
             self.recent.append((int(result_id), caption))
 
-    def _process(self, items: list[tuple[int, int]]) -> None:
+    def _process(self, items: list[int]) -> None:
         prepared: list[tuple[Photo, PreparedImage, float]] = []
-        for photo_id, _attempts in items:
+        for photo_id in items:
             self.cancel.raise_if_cancelled()
             photo = self.catalog.photo(photo_id)
             started = time.perf_counter()
