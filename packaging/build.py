@@ -13,6 +13,7 @@ with the transformers engine pack.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shutil
@@ -73,8 +74,6 @@ def run(command: Sequence[str | Path], **kwargs: object) -> subprocess.Completed
 
 def check_prerequisites(variant: str) -> None:
     """Fail early, with the install command, when the build environment lacks something the app needs."""
-    import importlib.util
-
     needed = {
         "PyInstaller": "packaging",
         "PySide6": "gui",
@@ -82,6 +81,7 @@ def check_prerequisites(variant: str) -> None:
         "ollama": "ollama",
         "openai": "openai",
         "huggingface_hub": "hub",
+        "psutil": "hardware",  # the smoke test watches the app's processes with it
     }
     if variant == "full":
         needed |= {"torch": "transformers", "transformers": "transformers"}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import plistlib
 import shutil
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,22 @@ def source_modules(root: Path = ROOT, packages: tuple[str, ...] = DYNAMIC_ROOTS)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             modules.append(".".join(parts))
+    return modules
+
+
+def extension_modules(package: str, folder: Path, suffixes: Sequence[str] | None = None) -> list[str]:
+    """Python extension modules directly in ``folder`` (the package ``package``), by file name.
+
+    torchvision loads its operators (``_C_stable.so``) by path instead of importing them, so PyInstaller never
+    sees them; naming them as hidden imports collects them where torchvision looks.
+    """
+    suffixes = tuple(suffixes if suffixes is not None else importlib.machinery.EXTENSION_SUFFIXES)
+    modules = []
+    for path in sorted(folder.iterdir()):
+        # Longest suffix first: "_C.cpython-311-x86_64-linux-gnu.so" also ends with plain ".so".
+        suffix = next((s for s in sorted(suffixes, key=len, reverse=True) if path.name.endswith(s)), None)
+        if suffix and path.is_file():
+            modules.append(f"{package}.{path.name[: -len(suffix)]}")
     return modules
 
 

@@ -132,6 +132,18 @@ def test_names_per_platform(recipe: types.ModuleType) -> None:
     assert recipe.names("linux", "base").executable == "captioneer"
 
 
+def test_extension_modules_are_found_by_their_file_names(recipe: types.ModuleType, tmp_path: Path) -> None:
+    for name in ("_C_stable.so", "image.cpython-311-x86_64-linux-gnu.so", "ops.pyd", "utils.py", "libx.so.1"):
+        (tmp_path / name).touch()
+    (tmp_path / "sub.so").mkdir()
+    suffixes = [".cpython-311-x86_64-linux-gnu.so", ".abi3.so", ".so", ".pyd"]
+    assert recipe.extension_modules("torchvision", tmp_path, suffixes) == [
+        "torchvision._C_stable",
+        "torchvision.image",
+        "torchvision.ops",
+    ]
+
+
 def test_staged_resources_carry_every_data_file(recipe: types.ModuleType, tmp_path: Path) -> None:
     staged = recipe.stage_resources(ROOT / "resources", tmp_path)
     assert staged == tmp_path / "captioneer_resources"
