@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,22 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_default_path_follows_captioneer_home(captioneer_home: Path) -> None:
     assert default_catalog_path() == captioneer_home / "data" / "catalog.sqlite"
+
+
+def test_sibling_connection_for_a_worker_thread(tmp_path: Path) -> None:
+    with open_catalog() as catalog:
+        found: list[object] = []
+
+        def worker() -> None:
+            sibling = catalog.open_sibling()
+            try:
+                found.append(sibling.library_id(tmp_path / "from-worker"))
+            finally:
+                sibling.close()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert found and catalog.libraries() == [(found[0], str(tmp_path / "from-worker"))]
+        with pytest.raises(CatalogLockedError):  # closing the sibling kept the process's writer lock
+            open_catalog()
