@@ -16,6 +16,7 @@ from desktop.library.catalog import (
     CatalogCorruptError,
     CatalogError,
     CatalogLockedError,
+    backup_path,
     default_catalog_path,
     open_catalog,
 )
@@ -141,3 +142,28 @@ def test_sibling_connection_for_a_worker_thread(tmp_path: Path) -> None:
         assert found and catalog.libraries() == [(found[0], str(tmp_path / "from-worker"))]
         with pytest.raises(CatalogLockedError):  # closing the sibling kept the process's writer lock
             open_catalog()
+
+
+def test_damaged_catalog_offers_the_daily_backup(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    with open_catalog(path) as catalog:
+        catalog.library_id(tmp_path / "photos")
+    backup = backup_path(path)
+    assert backup.exists()
+    with open_catalog(path) as catalog:  # the backup is fresh: not rewritten on every open
+        catalog.library_id(tmp_path / "more")
+    copy = sqlite3.connect(backup)
+    assert copy.execute("SELECT COUNT(*) FROM libraries").fetchone()[0] == 1
+    copy.close()
+    os.utime(backup, (0, 0))
+    with open_catalog(path):  # a day old: refreshed, now with both libraries
+        pass
+    path.write_bytes(os.urandom(path.stat().st_size))
+    with pytest.raises(CatalogCorruptError, match="restore the backup") as caught:
+        open_catalog(path)
+    assert backup.name in str(caught.value)
+    path.rename(tmp_path / "catalog.sqlite.damaged")
+    Path(f"{path}-wal").unlink(missing_ok=True)
+    path.write_bytes(backup.read_bytes())
+    with open_catalog(path) as catalog:
+        assert {root for _, root in catalog.libraries()} == {str(tmp_path / "photos"), str(tmp_path / "more")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -10,13 +11,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from backends.errors import CaptioneerError
 from desktop.core.paths import data_dir
 
+log = logging.getLogger(__name__)
+
 CATALOG_NAME = "catalog.sqlite"
+BACKUP_EVERY_SECONDS = 24 * 3600
 
 REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
 """Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
@@ -557,11 +562,47 @@ def _casefold(value: object) -> object:
     return value.casefold() if isinstance(value, str) else value
 
 
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".backup")
+
+
+def _refresh_backup(db: sqlite3.Connection, path: Path) -> None:
+    """Keep a copy of the (just checked, sound) catalog, at most a day old, to restore if the file is damaged.
+
+    Written to a temp file and renamed, so a crash never leaves a half backup in place of a good one."""
+    backup = backup_path(path)
+    try:
+        if backup.exists() and time.time() - backup.stat().st_mtime < BACKUP_EVERY_SECONDS:
+            return
+        temp = backup.with_name(backup.name + ".tmp")
+        temp.unlink(missing_ok=True)
+        target = sqlite3.connect(temp)
+        try:
+            db.backup(target)
+        finally:
+            target.close()
+        os.replace(temp, backup)
+    except (OSError, sqlite3.Error) as exc:
+        # A missing backup must not stop the user's work; it is logged and the next open tries again.
+        log.warning("Could not back up the catalog to %s: %s", backup, exc)
+
+
 def _corrupt(path: Path, detail: str) -> CatalogCorruptError:
+    backup = backup_path(path)
+    if backup.exists():
+        when = datetime.fromtimestamp(backup.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        remedy = (
+            f"To restore the backup from {when}, rename the damaged file to {path.name}.damaged and copy "
+            f"{backup.name} to {path.name} (results since then are lost); or move the file aside and run the "
+            "scan again to rebuild a fresh catalog."
+        )
+    else:
+        remedy = (
+            f"Move the file aside (for example rename it to {path.name}.damaged) and run the scan again to "
+            "rebuild it; results and reviews stored only in the damaged catalog are lost."
+        )
     return CatalogCorruptError(
-        f"The catalog {path} is damaged ({detail}). Your photos are not affected. Move the file aside "
-        f"(for example rename it to {path.name}.damaged) and run the scan again to rebuild it; results and "
-        "reviews stored only in the damaged catalog are lost unless it is restored from a backup."
+        f"The catalog {path} is damaged ({detail}). Your photos are not affected. {remedy}"
     )
 
 
@@ -597,6 +638,7 @@ def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog
         db = _connect(path, readonly=False)
         try:
             _migrate(db)
+            _refresh_backup(db, path)
         except BaseException:
             db.close()
             raise
