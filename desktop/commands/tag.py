@@ -91,19 +91,24 @@ class ProgressPrinter:
         self.width = 0
 
     def __call__(self, progress: Any) -> None:
+        """Show a run's progress (a :class:`~desktop.library.runs.RunProgress`)."""
+        self.show(progress.describe, final=progress.finished >= progress.total)
+
+    def scanning(self, files: int, _path: str) -> None:
+        """Show a scan's progress."""
+        self.show(lambda: f"scanning: {files} photos so far", final=False)
+
+    def show(self, line: Callable[[], str], final: bool) -> None:
         now = time.monotonic()
-        final = progress.finished >= progress.total
         since = now - self.last if self.last is not None else float("inf")
+        if since < (0.1 if self.tty else self.interval) and not final:
+            return
         if self.tty:
-            if since < 0.1 and not final:
-                return
-            line = progress.describe()
-            self.stream.write("\r" + line.ljust(self.width))
-            self.width = len(line)
+            text = line()
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
         else:
-            if since < self.interval and not final:
-                return
-            self.stream.write(progress.describe() + "\n")
+            self.stream.write(line() + "\n")
         self.last = now
         self.stream.flush()
 
@@ -189,8 +194,12 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     printer = ProgressPrinter()
-    with open_catalog() as catalog:
-        report = scan_library(catalog, folder)
+    controller = RunController()
+    with open_catalog() as catalog, cancel_on_signals(controller.cancel):
+        try:
+            report = scan_library(catalog, folder, cancel=controller.cancel_token, progress=printer.scanning)
+        finally:
+            printer.end_line()
         _say(f"scanned {folder}: {report.summary()}")
         for path, reason in report.skipped[:20]:
             _say(f"skipped {path}: {reason}")
@@ -210,26 +219,24 @@ def run(args: argparse.Namespace) -> int:
             if args.recycle_every:
                 settings = settings.model_copy(update={"host_recycle_every": args.recycle_every})
             backend = open_backend_from_args(args, settings, config)
-            controller = RunController()
             _say(f"loading the {config.engine} model {config.model}…")
-            with cancel_on_signals(controller.cancel):
-                try:
-                    backend.load(cancel=controller.cancel_token)
-                except BaseException as exc:
-                    abandon_run(catalog, plan.run_id, f"The engine did not start: {exc}")
-                    raise
-                try:
-                    counts = execute_run(
-                        catalog,
-                        plan.run_id,
-                        backend,
-                        controller=controller,
-                        on_progress=printer,
-                        on_event=printer.event,
-                    )
-                finally:
-                    printer.end_line()
-                    backend.unload()
+            try:
+                backend.load(cancel=controller.cancel_token)
+            except BaseException as exc:
+                abandon_run(catalog, plan.run_id, f"The engine did not start: {exc}")
+                raise
+            try:
+                counts = execute_run(
+                    catalog,
+                    plan.run_id,
+                    backend,
+                    controller=controller,
+                    on_progress=printer,
+                    on_event=printer.event,
+                )
+            finally:
+                printer.end_line()
+                backend.unload()
         else:
             set_run_state(catalog, plan.run_id, "done")
         failed = failed_items(catalog, plan.run_id)
