@@ -29,6 +29,7 @@ TRANSFORMERS_PACK = (
     "triton",
     "flash_attn",
     "nvidia",  # the pip CUDA runtime wheels torch pulls in
+    "sympy",  # torch._dynamo's symbolic shapes, imported when torchvision's operators load
 )
 # Never useful in the app, but reachable through optional imports of libraries we ship.
 NEVER_BUNDLED = (
@@ -37,7 +38,6 @@ NEVER_BUNDLED = (
     "matplotlib",
     "pandas",
     "scipy",
-    "sympy",
     "pytest",
     "_pytest",
     "pytestqt",

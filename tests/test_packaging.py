@@ -113,7 +113,7 @@ def test_every_dynamically_imported_module_is_listed(recipe: types.ModuleType) -
 
 def test_base_leaves_out_the_transformers_pack_and_full_keeps_it(recipe: types.ModuleType) -> None:
     base, full = recipe.excluded_modules("base"), recipe.excluded_modules("full")
-    for heavy in ("torch", "transformers", "bitsandbytes", "accelerate"):
+    for heavy in ("torch", "transformers", "bitsandbytes", "accelerate", "sympy"):
         assert heavy in base
         assert heavy not in full
     for engine_library in ("llama_cpp", "ollama", "openai", "PySide6", "numpy", "huggingface_hub"):
