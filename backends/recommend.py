@@ -448,7 +448,8 @@ def recommend(
     Args:
         hardware: probed (:func:`~backends.hardware.probe_hardware`) or described
             (:func:`~backends.hardware.hypothetical_hardware`) facts.
-        engines: consider only these engines (default: gguf, transformers, ollama).
+        engines: consider only these engines (default: those the facts say are installed — every engine
+            for a hypothetical machine).
         include_unfit: append the variants that fit nowhere, with why, after the ranked ones.
         catalog: the model catalog (default: the shipped one).
 
@@ -456,6 +457,8 @@ def recommend(
         Profiles sorted by :func:`rank_key`; those that fit first, each with its reason.
     """
     catalog = catalog or load_catalog()
+    if engines is None:
+        engines = hardware.engines.value
     accelerator, cpu = devices_for(hardware)
     chosen: list[Profile] = []
     unfit: list[Profile] = []
@@ -463,7 +466,7 @@ def recommend(
         evaluated = [
             _best_budget(variant, device)
             for variant in candidate_variants(catalog, device, hardware)
-            if engines is None or variant.engine in engines
+            if variant.engine in engines
         ]
         chosen = sorted((p for p in evaluated if p.fits), key=rank_key, reverse=True)
         if device is accelerator or not unfit:

@@ -193,3 +193,13 @@ def test_this_machine(capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload and all(p["fits"] for p in payload)
     assert payload[0]["device"] == "cpu" and payload[0]["image_tokens"] <= 512  # no GPU here
+
+
+def test_a_probed_machine_is_offered_only_its_installed_engines() -> None:
+    # The wizard and `captioneer recommend` on this machine must not rank an engine that is not installed
+    # (the base app bundle has no transformers engine).
+    everything = hypothetical_hardware("nvidia", vram_gb=12, ram_gb=32)
+    assert {p.engine for p in recommend(everything)} >= {"gguf", "transformers", "ollama"}
+    base_bundle = dataclasses.replace(everything, engines=Fact(["gguf", "ollama", "openai"], "test"))
+    engines = {p.engine for p in recommend(base_bundle, include_unfit=True)}
+    assert engines == {"gguf", "ollama"}
