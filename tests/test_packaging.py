@@ -197,7 +197,9 @@ def run_spec(tmp_path: Path, variant: str, icons: Path) -> Recorded:
 
 
 @pytest.fixture(scope="module")
-def icons(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def icons(qapp: object, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # pytest-qt's QApplication must exist first: icons.py would otherwise make a bare QGuiApplication,
+    # and every later widget test in this process would abort ("Must construct a QApplication").
     pytest.importorskip("PySide6.QtSvg")
     return load("icons").write_icons(tmp_path_factory.mktemp("icons"))
 
