@@ -28,6 +28,7 @@ from backends.base import ProgressCallback
 from backends.cancel import CancelToken, token_or_new
 from backends.catalog import Catalog, Variant, load_catalog, resolve_gguf_files, transformers_files
 from backends.errors import Cancelled, CaptioneerError, ConfigurationError, ModelFileError
+from backends.files import write_atomically
 
 MANIFEST_NAME = "captioneer-manifest.json"
 MANIFEST_FORMAT = 1
@@ -173,9 +174,7 @@ def read_manifest(folder: Path) -> Manifest | None:
 
 def _write_manifest(folder: Path, manifest: Manifest) -> None:
     manifest.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
-    temp = folder / f"{MANIFEST_NAME}.tmp"
-    temp.write_text(json.dumps(manifest.to_json(), indent=2), encoding="utf-8")
-    os.replace(temp, folder / MANIFEST_NAME)
+    write_atomically(folder / MANIFEST_NAME, json.dumps(manifest.to_json(), indent=2).encode("utf-8"))
 
 
 def installed_model(variant: Variant, models_dir: Path) -> InstalledModel | None:

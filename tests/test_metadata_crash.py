@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from desktop.library.journal import TEMP_PREFIX, read_entries, remove_stale_temps, undo
+from backends.files import TEMP_PREFIX
+from desktop.library.journal import read_entries, remove_stale_temps, undo
 from desktop.library.metadata import exiv2_module, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]

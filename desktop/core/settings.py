@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backends.errors import ConfigurationError
+from backends.files import write_atomically
 from desktop.core.paths import config_dir
 
 
@@ -49,20 +48,13 @@ def load_settings() -> Settings:
     try:
         return Settings.model_validate_json(path.read_text(encoding="utf-8"))
     except (ValidationError, ValueError) as exc:
-        raise ConfigurationError(f"The settings file {path} is not valid ({exc}). Fix or delete it.") from None
+        raise ConfigurationError(
+            f"The settings file {path} is not valid ({exc}). Fix or delete it."
+        ) from None
 
 
 def save_settings(settings: Settings) -> None:
     """Write atomically: a crash mid-save leaves the old settings, never half a file."""
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(settings.model_dump(), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(settings.model_dump(), indent=2).encode("utf-8"))

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import CaptioneerError
+from backends.files import TEMP_PREFIX, fsync_dir, temp_path_for, write_atomically
 
 JOURNAL_VERSION = 1
-TEMP_PREFIX = ".captioneer-tmp-"
 _CHUNK = 1 << 20
 
 
@@ -42,40 +42,6 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (a no-op where folders cannot be opened, as on Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename itself is still atomic
-    finally:
-        os.close(fd)
-
-
-def temp_path_for(target: Path) -> Path:
-    """A fresh temp name beside ``target``, recognisable as ours so leftovers can be cleaned."""
-    return target.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{target.name}")
-
-
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temp file beside it, fsync, rename, fsync the folder."""
-    temp = temp_path_for(target)
-    try:
-        with open(temp, "xb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    fsync_dir(target.parent)
 
 
 def copy_with_fsync(source: Path, destination: Path) -> str:

@@ -40,15 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import CaptioneerError, ImageError
+from backends.files import TEMP_PREFIX, fsync_dir, temp_path_for
 from desktop.library.journal import (
-    TEMP_PREFIX,
     ConcurrentChangeError,
     Journal,
     JournalError,
     copy_with_fsync,
-    fsync_dir,
     sha256_file,
-    temp_path_for,
 )
 from desktop.library.metadata import (
     Generated,
