@@ -1,4 +1,4 @@
-"""Shared test fixtures: an isolated CAPTIONEER_HOME for every test, offscreen Qt, paths of the tiny models."""
+"""Shared test fixtures: a CAPTIONEER_HOME per test, offscreen Qt, paths of the tiny models."""
 
 from __future__ import annotations
 

@@ -40,7 +40,10 @@ def test_unknown_task_is_a_configuration_error(tmp_path, capsys) -> None:
 def test_reader_going_away_is_not_a_traceback() -> None:
     # Like `captioneer tasks | head -0`: the pipe is closed before the command writes anything.
     process = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "tasks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "desktop.cli", "tasks"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()

@@ -1,4 +1,4 @@
-"""Image preparation: every bad input from reliability.md (I), every colour mode, EXIF orientation, pixel budget."""
+"""Image preparation: bad inputs from reliability.md (I), colour modes, EXIF orientation, pixel budget."""
 
 from __future__ import annotations
 
@@ -158,11 +158,23 @@ def test_content_not_matching_extension_is_decoded_by_content(tmp_path: Path) ->
         ("empty.jpg", b"", "empty", "empty file"),
         ("notes.jpg", b"These are my holiday notes, not a photo.\n" * 20, "not-an-image", "not an image"),
         ("random.jpg", bytes(range(256)) * 64, "not-an-image", "not an image"),
-        ("drawing.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "not-an-image", "not an image"),
-        ("doc.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", "not-an-image", "not an image"),
+        (
+            "drawing.eps",
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+            "not-an-image",
+            "not an image",
+        ),
+        (
+            "doc.pdf",
+            b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n",
+            "not-an-image",
+            "not an image",
+        ),
     ],
 )
-def test_bad_files_give_clear_reasons(tmp_path: Path, name: str, content: bytes, kind: str, words: str) -> None:
+def test_bad_files_give_clear_reasons(
+    tmp_path: Path, name: str, content: bytes, kind: str, words: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(ImageError) as info:

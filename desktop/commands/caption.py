@@ -17,15 +17,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a task on each image and stream the answer. Files that fail are reported and "
         "skipped; the exit status is 1 if any file failed, 2 for a configuration error.",
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, HEIC, WebP, RAW…)")
-    parser.add_argument("--task", help="task preset (see `captioneer tasks`; default: caption, or question with --prompt)")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, HEIC, WebP, RAW…)"
+    )
+    parser.add_argument(
+        "--task", help="task preset (see `captioneer tasks`; default: caption, or question with --prompt)"
+    )
     parser.add_argument("--prompt", help="your own question or instruction (the 'question' task)")
     parser.add_argument("--language", help="output language (default: from settings, else English)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--max-keywords", type=int, default=20, metavar="N", help="keywords task: at most N")
-    parser.add_argument("--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)")
+    parser.add_argument(
+        "--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     add_engine_arguments(parser)
     parser.set_defaults(func=run)
@@ -88,15 +94,21 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{'' if index == 0 else chr(10)}==> {image} <==", flush=True)
             try:
                 result = caption_file(
-                    backend, image, task,
-                    task_options=task_options, sampling=sampling, image_tokens=config.image_tokens,
-                    on_chunk=None if args.json else stream, on_retry=retrying,
+                    backend,
+                    image,
+                    task,
+                    task_options=task_options,
+                    sampling=sampling,
+                    image_tokens=config.image_tokens,
+                    on_chunk=None if args.json else stream,
+                    on_retry=retrying,
                 )
             except EngineCrashedError as exc:
                 # The engine host died on this photo (or refuses it after repeated crashes); the next photo
                 # gets a fresh host.
-                result = CaptionResult(path=image, task=task.id, ok=False, error=str(exc),
-                                       error_kind="engine-crashed")
+                result = CaptionResult(
+                    path=image, task=task.id, ok=False, error=str(exc), error_kind="engine-crashed"
+                )
             info = backend.info()
             result.extra.update({"engine": info.engine, "model": info.model, "quant": info.quant})
             if args.json:

@@ -13,30 +13,43 @@ from desktop.core.settings import Settings
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("engine")
-    group.add_argument("--engine", choices=list(ENGINES), help="engine to use (default: from settings, else gguf)")
+    group.add_argument(
+        "--engine", choices=list(ENGINES), help="engine to use (default: from settings, else gguf)"
+    )
     group.add_argument("--model", help="GGUF file, model folder or repo id, Ollama tag, or server model name")
     group.add_argument("--mmproj", help="GGUF vision projector (mmproj) that belongs to --model")
     group.add_argument("--quant", help="transformers precision: bf16, fp16, fp32, nf4, int8")
     group.add_argument("--device", help="auto, cpu, cuda or mps (in-process engines)")
     group.add_argument("--host", help="Ollama address (default: $OLLAMA_HOST or http://127.0.0.1:11434)")
     group.add_argument(
-        "--base-url", action="append", dest="base_urls", metavar="URL",
+        "--base-url",
+        action="append",
+        dest="base_urls",
+        metavar="URL",
         help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (repeat to spread work over several)",
     )
     group.add_argument("--api-key", help="API key for an OpenAI-compatible server (default: $OPENAI_API_KEY)")
     group.add_argument(
-        "--image-tokens", type=int, metavar="N",
+        "--image-tokens",
+        type=int,
+        metavar="N",
         help="pixel budget in visual tokens (one token = 32×32 pixels; default 1024)",
     )
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads for in-process engines")
-    group.add_argument("--context", type=int, dest="context_tokens", metavar="N", help="context length override")
     group.add_argument(
-        "--allow-remote", action="store_true",
+        "--context", type=int, dest="context_tokens", metavar="N", help="context length override"
+    )
+    group.add_argument(
+        "--allow-remote",
+        action="store_true",
         help="allow a server that is not on this machine (your photos are sent to it)",
     )
-    group.add_argument("--allow-cloud", action="store_true", help="allow Ollama *-cloud models (photos leave)")
     group.add_argument(
-        "--in-process", action="store_true",
+        "--allow-cloud", action="store_true", help="allow Ollama *-cloud models (photos leave)"
+    )
+    group.add_argument(
+        "--in-process",
+        action="store_true",
         help="run gguf/transformers in this process instead of the engine host process (no crash isolation)",
     )
 

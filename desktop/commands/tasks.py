@@ -6,7 +6,9 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("tasks", help="list the task presets", description="List the task presets.")
+    parser = subparsers.add_parser(
+        "tasks", help="list the task presets", description="List the task presets."
+    )
     parser.set_defaults(func=run)
 
 

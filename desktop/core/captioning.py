@@ -126,7 +126,7 @@ def caption_file(
     path: str | os.PathLike[str],
     task: Task,
     *,
-    task_options: TaskOptions = TaskOptions(),
+    task_options: TaskOptions | None = None,
     sampling: SamplingOptions | None = None,
     image_tokens: int = 1024,
     on_chunk: ChunkCallback | None = None,
@@ -135,6 +135,7 @@ def caption_file(
 ) -> CaptionResult:
     """Prepare one file and run ``task`` on it. Expected failures become a failed result, not an exception;
     cancellation and configuration errors propagate."""
+    task_options = task_options or TaskOptions()
     started = time.perf_counter()
     name = os.fspath(path)
     result = CaptionResult(path=name, task=task.id, ok=False)
@@ -145,9 +146,17 @@ def caption_file(
         result.seconds = time.perf_counter() - started
         return result
     return _caption_prepared(
-        backend, image, task, result, started,
-        task_options=task_options, sampling=sampling, image_tokens=image_tokens,
-        on_chunk=on_chunk, on_retry=on_retry, cancel=cancel,
+        backend,
+        image,
+        task,
+        result,
+        started,
+        task_options=task_options,
+        sampling=sampling,
+        image_tokens=image_tokens,
+        on_chunk=on_chunk,
+        on_retry=on_retry,
+        cancel=cancel,
     )
 
 
@@ -168,9 +177,7 @@ def _caption_prepared(
     result.image_tokens = image.tokens
     request = build_request(task, [image], task_options, sampling)
     try:
-        answer = generate_answer(
-            backend, request, on_chunk=on_chunk, on_retry=on_retry, cancel=cancel
-        )
+        answer = generate_answer(backend, request, on_chunk=on_chunk, on_retry=on_retry, cancel=cancel)
     except ResourceExhaustedError as exc:
         # Out of memory or context at this budget: one retry at half the pixels, then give up on this photo.
         smaller = max(64, image_tokens // 2)
@@ -186,9 +193,17 @@ def _caption_prepared(
             original_size=image.original_size,
         )
         return _caption_prepared(
-            backend, resized, task, result, started,
-            task_options=task_options, sampling=sampling, image_tokens=smaller,
-            on_chunk=on_chunk, on_retry=on_retry, cancel=cancel,
+            backend,
+            resized,
+            task,
+            result,
+            started,
+            task_options=task_options,
+            sampling=sampling,
+            image_tokens=smaller,
+            on_chunk=on_chunk,
+            on_retry=on_retry,
+            cancel=cancel,
         )
     except InvalidOutputError as exc:
         result.error, result.error_kind = str(exc), "invalid-output"

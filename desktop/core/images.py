@@ -21,11 +21,53 @@ MIN_IMAGE_TOKENS = 4
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
 
 RAW_SUFFIXES = frozenset(
-    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .dng .3fr .erf .kdc .mrw .x3f .iiq".split()
+    [
+        ".cr2",
+        ".cr3",
+        ".crw",
+        ".nef",
+        ".nrw",
+        ".arw",
+        ".srf",
+        ".sr2",
+        ".raf",
+        ".orf",
+        ".rw2",
+        ".pef",
+        ".srw",
+        ".dng",
+        ".3fr",
+        ".erf",
+        ".kdc",
+        ".mrw",
+        ".x3f",
+        ".iiq",
+    ]
 )
-IMAGE_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .webp .gif .bmp .tif .tiff .heic .heif .hif .avif .mpo .tga .ppm".split()
-) | RAW_SUFFIXES
+IMAGE_SUFFIXES = (
+    frozenset(
+        [
+            ".jpg",
+            ".jpeg",
+            ".jpe",
+            ".jfif",
+            ".png",
+            ".webp",
+            ".gif",
+            ".bmp",
+            ".tif",
+            ".tiff",
+            ".heic",
+            ".heif",
+            ".hif",
+            ".avif",
+            ".mpo",
+            ".tga",
+            ".ppm",
+        ]
+    )
+    | RAW_SUFFIXES
+)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut-off file is an error, not a grey half-photo
 

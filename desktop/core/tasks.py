@@ -91,7 +91,9 @@ def task_schema(task: Task, options: TaskOptions = TaskOptions()) -> dict[str, A
     schema = copy.deepcopy(_catalog()["schemas"][task.schema_name])
     keywords = schema.get("properties", {}).get("keywords")
     if keywords is not None:
-        keywords["maxItems"] = max(1, min(options.max_keywords, keywords.get("maxItems", options.max_keywords)))
+        keywords["maxItems"] = max(
+            1, min(options.max_keywords, keywords.get("maxItems", options.max_keywords))
+        )
         if options.vocabulary:
             keywords["items"] = {"type": "string", "enum": sorted(set(options.vocabulary))}
     return schema
@@ -102,7 +104,9 @@ def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
         raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
     vocabulary = ""
     if options.vocabulary:
-        vocabulary = " Choose keywords only from this list: " + ", ".join(sorted(set(options.vocabulary))) + "."
+        vocabulary = (
+            " Choose keywords only from this list: " + ", ".join(sorted(set(options.vocabulary))) + "."
+        )
     return task.prompt.format(
         language=options.language,
         question=(options.question or "").strip(),
