@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,8 +121,29 @@ def child_env(threads: int, home: str, no_amx: bool, tiled_mm: bool) -> dict[str
     return env
 
 
+QUIET_LOAD = 2.5
+"""The 1-minute load average below which the machine counts as quiet enough to time a row."""
+QUIET_WAIT_S = 180.0
+"""How long a row waits for a quiet machine before it runs anyway (its load is printed next to it)."""
+
+
+def wait_for_quiet(threshold: float = QUIET_LOAD, max_wait: float = QUIET_WAIT_S) -> float:
+    """Wait until the 1-minute load average drops below ``threshold`` (at most ``max_wait`` seconds);
+    return the load average then."""
+    deadline = time.monotonic() + max_wait
+    load = os.getloadavg()[0]
+    if load >= threshold:
+        log(f"  waiting for a quieter machine (load average {load:.1f})")
+    while load >= threshold and time.monotonic() < deadline:
+        time.sleep(10)
+        load = os.getloadavg()[0]
+    return round(load, 2)
+
+
 def run_worker(args: dict[str, Any], timeout: float, no_amx: bool, tiled_mm: bool) -> dict[str, Any]:
-    """Run one measurement in a fresh process; its result, or ``{"error": ...}`` with the reason."""
+    """Run one measurement in a fresh process once the machine is quiet; its result (with the 1-minute load
+    average before it, to show whether other work shared the CPU), or ``{"error": ...}`` with the reason."""
+    load_before = wait_for_quiet()
     with tempfile.TemporaryDirectory(prefix="captioneer-bench-home-") as home:
         env = child_env(args.get("threads", 1), home, no_amx, tiled_mm)
         try:
@@ -131,7 +153,7 @@ def run_worker(args: dict[str, Any], timeout: float, no_amx: bool, tiled_mm: boo
             return {"error": f"no result within {timeout:.0f} s"}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return {**json.loads(line[len("RESULT "):]), "load_before": load_before}
     tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
     return {"error": f"exit {done.returncode}: " + " / ".join(tail)}
 
@@ -147,6 +169,7 @@ def run_tagger(
         "--threads", str(args.threads), "--max-tokens", str(args.tokens), "--temperature", "0", "--seed", "0",
     ]
     photos = len(list(folder.glob("*.jpg")))
+    load_before = wait_for_quiet()
     with tempfile.TemporaryDirectory(prefix="captioneer-bench-home-") as home:
         env = child_env(args.threads, home, args.no_amx, args.tiled_mm == "on")
         start = time.perf_counter()
@@ -159,16 +182,16 @@ def run_tagger(
     if process.returncode not in (0, 1):
         return {"error": f"captioneer tag exited {process.returncode}: {output.strip().splitlines()[-1:]}"}
     return {"photos": photos, "wall_s": wall, "photos_per_hour": photos / wall * 3600,
-            "peak_rss": usage.ru_maxrss * 1024, "exit": process.returncode}
+            "peak_rss": usage.ru_maxrss * 1024, "exit": process.returncode, "load_before": load_before}
 
 
-def estimates(quant: str, budget: int, bandwidth_gbs: float, threads: int) -> dict[str, float]:
+def estimates(size: str, quant: str, budget: int, bandwidth_gbs: float, threads: int) -> dict[str, float]:
     """The recommendation's memory (GiB, with and without its safety margin) and seconds for this row."""
     from backends.catalog import load_catalog
     from backends.hardware import CPU_GFLOPS_PER_CORE
     from backends.recommend import Device, estimate_memory, estimate_seconds
 
-    variant = load_catalog().find(f"qwen3-vl-2b-gguf-{quant.lower()}")
+    variant = load_catalog().find(f"qwen3-vl-{size.lower()}-gguf-{quant.lower()}")
     device = Device(kind="cpu", usable_gb=0.0, usable_label="", bandwidth_gbs=bandwidth_gbs,
                     tflops=threads * CPU_GFLOPS_PER_CORE / 1000)
     memory = estimate_memory(variant, budget, device)
@@ -230,6 +253,8 @@ def render(run: Run) -> str:
         if r["kind"] != "captioneer":
             continue
         label = f"{r['engine']} {r['quant']} ({r.get('device', r.get('device_wanted'))})"
+        if r.get("load_before") is not None:
+            label += f" [load {r['load_before']:.1f}]"
         if "error" in r:
             lines.append(f"| {label} | {r['budget']} | failed: {r['error']} |" + " |" * 13)
             continue
@@ -241,13 +266,17 @@ def render(run: Run) -> str:
         est = r.get("estimate")
         peak = r["peak_rss"] + r.get("copy_bytes", 0)
         error = (est["memory_gib"] * GIB / peak - 1) * 100 if est and peak else None
+        before = r.get("estimate_before")
+        error_text = "—" if error is None else f"{error:+.0f} %"
+        if before and error is not None:
+            error_text += f" (was {(before['memory_gib'] * GIB / peak - 1) * 100:+.0f} %)"
         lines.append(
             f"| {label} | {r['budget']} | {r['image_tokens']} | {_f(r['prepare_s'], 2)} | {_f(r['first_s'])} "
             f"| {_f(r['decode_tps'])} ({r['tokens']} tok) | {_f(photo_s)} | {_f(base_s)} "
             f"| {_f(photo_s / base_s if base_s else None, 2, '×')} "
             f"| {_f(seed_s / photo_s if seed_s else None, 1, '×')} | {_f(share, 0, ' %')} "
             f"| {_gib(r['peak_rss'])} | {_gib(peak)} | {_f(est['memory_gib'] if est else None, 2)} "
-            f"| {_f(error, 0, ' %') if error is None else f'{error:+.0f} %'} "
+            f"| {error_text} "
             f"| {_f(est['seconds'] if est else None)} |"
         )
     lines += ["", "Baselines (same photo, same budget, same settings):", "",
@@ -262,6 +291,8 @@ def render(run: Run) -> str:
             budget = r["budget"]
         else:
             continue
+        if r.get("load_before") is not None:
+            label += f" [load {r['load_before']:.1f}]"
         if "error" in r:
             lines.append(f"| {label} | {budget} | failed: {r['error']} |" + " |" * 5)
             continue
@@ -280,7 +311,8 @@ def render(run: Run) -> str:
             if "error" in r:
                 lines.append(f"| gguf {r['quant']} | {r['budget']} | failed: {r['error']} | | | |")
                 continue
-            lines.append(f"| gguf {r['quant']} | {r['budget']} | {r['photos']} | {_f(r['wall_s'])} "
+            lines.append(f"| gguf {r['quant']} [load {r['load_before']:.1f}] | {r['budget']} | {r['photos']} "
+                         f"| {_f(r['wall_s'])} "
                          f"| {_f(r['photos_per_hour'], 0)} | {_gib(r['peak_rss'])} |")
     lines += ["", "Columns: *vision + prefill* = seconds to the first token; *decode tok/s* = tokens after "
               "the first ÷ their time; *s / photo* = preparation + generation; *Captioneer overhead* = "
@@ -291,15 +323,113 @@ def render(run: Run) -> str:
               "error* = estimate ÷ peak RSS with the weight copy − 1; *with weight copy* = peak RSS + the "
               "extra memory llama.cpp's default weight buffers (AMX or repacked kernels) took when loading "
               "the same model (measured by loading it both ways; 0 where the rows ran with them); "
-              "*estimated s* = `estimate_seconds`."]
+              "*estimated s* = `estimate_seconds`; [load x] = the machine's 1-minute load average just "
+              f"before the row (with {m['logical_cpus']} CPUs, above ~{m['logical_cpus'] + 0.5:.1f} other "
+              "work shared them)."]
     lines += [f"- {note}" for note in run.notes]
     return "\n".join(lines) + "\n"
+
+
+def reestimate(out: Path) -> Run:
+    """Reload a run's results and recompute its estimates with the estimator as it is now, keeping the ones
+    the run made as ``estimate_before`` (to show an estimator fix against the same measurements)."""
+    data = json.loads(out.with_suffix(".json").read_text())
+    run = Run(settings=data["settings"], machine=data["machine"], files=data["files"], rows=data["rows"],
+              notes=data["notes"])
+    bandwidth = next((r["gbs"] for r in run.rows if r["kind"] == "bandwidth" and "gbs" in r), 0.0)
+    for row in run.rows:
+        if row["kind"] == "captioneer" and "estimate" in row:
+            row.setdefault("estimate_before", row["estimate"])
+            row["estimate"] = estimates(run.settings["size"], row["quant"], row["budget"], bandwidth,
+                                        run.settings["threads"])
+    save(run, out)
+    return run
 
 
 def save(run: Run, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(run))
     out.with_suffix(".json").write_text(json.dumps(run.to_json(), indent=1) + "\n")
+
+
+class Bench:
+    """The measurements of one run, each appended to ``run`` and saved as soon as it lands."""
+
+    def __init__(self, run: Run, args: argparse.Namespace, photo: Path, prepared: Path, prompt: str,
+                 system: str | None, bandwidth_gbs: float) -> None:
+        self.run, self.args, self.photo, self.prepared = run, args, photo, prepared
+        self.prompt, self.system, self.bandwidth_gbs = prompt, system, bandwidth_gbs
+        self.mmproj = mmproj_path(args.size, args.cache)
+        self.tiled = args.tiled_mm == "on"
+
+    def _worker(self, job: dict[str, Any], no_amx: bool | None = None) -> dict[str, Any]:
+        no_amx = self.args.no_amx if no_amx is None else no_amx
+        return run_worker(job, self.args.timeout, no_amx, self.tiled)
+
+    def _add(self, row: dict[str, Any]) -> None:
+        self.run.rows.append(row)
+        log(f"  {row}")
+        save(self.run, self.args.out)
+
+    def weight_copy(self, quant: str, model: Path) -> int:
+        """Bytes llama.cpp's default weight buffers add when loading ``model`` (the rows run without them
+        where they crash): the model loaded both ways, nothing else."""
+        job = {"kind": "load", "model": str(model), "n_ctx": context_size(min(self.args.budgets)),
+               "threads": self.args.threads}
+        plain, default = self._worker(job, True), self._worker(job, False)
+        measured = "error" not in plain and "error" not in default
+        copy = max(0, default["peak_rss"] - plain["peak_rss"]) if measured else 0
+        self._add({"kind": "load", "quant": quant, "plain": plain, "default": default, "copy_bytes": copy})
+        return copy
+
+    def gguf(self, device: str, quant: str, budgets: list[int]) -> None:
+        """Captioneer's path and the raw engine call for one GGUF profile at each budget."""
+        args = self.args
+        model = gguf_path(args.size, quant, args.cache)
+        copy = self.weight_copy(quant, model) if device == "cpu" and args.no_amx else 0
+        common = {"model": str(model), "mmproj": str(self.mmproj), "threads": args.threads,
+                  "max_tokens": args.tokens}
+        for budget in budgets:
+            png, tokens = prepared_png(self.photo, budget, self.prepared)
+            log(f"Captioneer gguf {quant} at {budget} tokens ({device})")
+            row = {"kind": "captioneer", "engine": "gguf", "quant": quant, "budget": budget,
+                   "device_wanted": device, "llm_bytes": model.stat().st_size, "copy_bytes": copy}
+            if device == "cpu":
+                row["estimate"] = estimates(args.size, quant, budget, self.bandwidth_gbs, args.threads)
+            result = self._worker({"kind": "captioneer", "engine": "gguf", "photo": str(self.photo),
+                                   "budget": budget, "device": device, "task": TASK, **common})
+            self._add({**row, **result})
+            log(f"raw llama-cpp-python {quant} at {budget} tokens ({device})")
+            result = self._worker({"kind": "raw", "png": str(png), "prompt": self.prompt,
+                                   "system": self.system, "n_ctx": context_size(budget), **common})
+            self._add({"kind": "raw", "quant": quant, "budget": budget, "device_wanted": device,
+                       "image_tokens": tokens, **result})
+
+    def seed(self, device: str) -> None:
+        """The seed documents' recipe on the same photo, untouched."""
+        log(f"seed recipe: transformers, no pixel cap ({device})")
+        self._add({"kind": "seed", **self._worker({
+            "kind": "seed", "model": str(hf_path(self.args.size, self.args.cache)), "photo": str(self.photo),
+            "prompt": self.prompt, "threads": self.args.threads, "max_tokens": self.args.tokens,
+            "device": device})})
+
+    def transformers_cuda(self, quant: str, budget: int) -> None:
+        """Captioneer's transformers engine on CUDA (bf16, NF4 or int8; SDPA attention)."""
+        log(f"Captioneer transformers {quant} at {budget} tokens (cuda)")
+        result = self._worker({"kind": "captioneer", "engine": "transformers", "quant": quant,
+                               "model": str(hf_path(self.args.size, self.args.cache)),
+                               "photo": str(self.photo), "budget": budget, "device": "cuda", "task": TASK,
+                               "threads": self.args.threads, "max_tokens": self.args.tokens})
+        self._add({"kind": "captioneer", "engine": "transformers", "quant": quant, "budget": budget,
+                   "device_wanted": "cuda", **result})
+
+    def tagger(self, quant: str, photos: list[Path]) -> None:
+        """``captioneer tag`` over the generated photos."""
+        args = self.args
+        log(f"captioneer tag, gguf {quant} at {args.tagger_budget} tokens, {len(photos)} photos")
+        result = run_tagger(photos[0].parent, gguf_path(args.size, quant, args.cache), self.mmproj,
+                            args.tagger_budget, args)
+        self._add({"kind": "tagger", "quant": quant, "budget": args.tagger_budget, **result})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -309,21 +439,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="2B", choices=("2B", "4B", "8B"))
     parser.add_argument("--quants", nargs="+", default=["Q4_K_M", "Q8_0", "F16"])
-    parser.add_argument("--budgets", nargs="+", type=int, default=[256, 512, 1024])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[256, 512, 1024],
+                        help="image budgets for the first quantization (default 256 512 1024)")
+    parser.add_argument("--other-budgets", nargs="+", type=int, default=[512],
+                        help="image budgets for the other quantizations (default 512)")
     parser.add_argument("--tokens", type=int, default=64, help="output tokens per photo (default 64)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tagger-quants", nargs="*", default=["Q4_K_M", "Q8_0", "F16"])
+    parser.add_argument("--tagger-quants", nargs="*", default=["Q4_K_M"])
     parser.add_argument("--tagger-budget", type=int, default=512)
     parser.add_argument("--no-seed", action="store_true", help="skip the seed recipe (the slowest row)")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one row may take")
+    parser.add_argument("--reestimate", action="store_true",
+                        help="measure nothing: recompute the estimates of the results in --out, rewrite them")
     parser.add_argument("--amx", choices=("auto", "on", "off"), default="auto",
                         help="llama.cpp's AMX weight buffers: auto = off where the CPU has AMX (they crash)")
     parser.add_argument("--tiled-mm", choices=("on", "off"), default="off",
                         help="llama.cpp's tiled CPU matmul (GGML_CPU_TILED_MM); default off: it made "
                         "decoding ~20x slower here")
     args = parser.parse_args()
+    # A plain ``kill`` ends the run like Ctrl-C: subprocess.run then kills the row's worker too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.reestimate:
+        print(render(reestimate(args.out)))
+        return
     args.no_amx = args.amx == "off" or (args.amx == "auto" and amx_in_llama_cpp())
     tiled = args.tiled_mm == "on"
 
@@ -366,81 +506,22 @@ def main() -> None:
     from desktop.core.tasks import get_task, render_prompt
 
     task = get_task(TASK)
-    prompt, system = render_prompt(task), task.system
-    mmproj = mmproj_path(args.size, args.cache)
+    bench = Bench(run, args, photo, prepared, render_prompt(task), task.system, bandwidth.get("gbs", 0.0))
+    first, *others = args.quants
     for device in devices:
-        for quant in args.quants:
-            model = gguf_path(args.size, quant, args.cache)
-            llm_bytes = model.stat().st_size
-            copy = 0
-            if device == "cpu" and args.no_amx:
-                # The rows below run without llama.cpp's weight copy (it crashes here); measure what the copy
-                # weighs by loading the model both ways, so the memory figures can include it.
-                load = {"kind": "load", "model": str(model), "n_ctx": context_size(min(args.budgets)),
-                        "threads": args.threads}
-                plain = run_worker(load, args.timeout, True, tiled)
-                default = run_worker(load, args.timeout, False, tiled)
-                if "error" not in plain and "error" not in default:
-                    copy = max(0, default["peak_rss"] - plain["peak_rss"])
-                run.rows.append({"kind": "load", "quant": quant, "plain": plain, "default": default,
-                                 "copy_bytes": copy})
-                log(f"  weight copy of {quant}: {copy / GIB:.2f} GiB ({plain}, {default})")
-            for budget in args.budgets:
-                png, tokens = prepared_png(photo, budget, prepared)
-                common = {"model": str(model), "mmproj": str(mmproj), "threads": args.threads,
-                          "max_tokens": args.tokens}
-                row = {"kind": "captioneer", "engine": "gguf", "quant": quant, "budget": budget,
-                       "device_wanted": device, "llm_bytes": llm_bytes, "copy_bytes": copy}
-                log(f"Captioneer gguf {quant} at {budget} tokens ({device})")
-                result = run_worker({"kind": "captioneer", "engine": "gguf", "photo": str(photo),
-                                     "budget": budget, "device": device, "task": TASK, **common},
-                                    args.timeout, args.no_amx, tiled)
-                if device == "cpu":
-                    row["estimate"] = estimates(quant, budget, bandwidth.get("gbs", 0.0), args.threads)
-                run.rows.append({**row, **result})
-                log(f"  {result}")
-                save(run, args.out)
-                log(f"raw llama-cpp-python {quant} at {budget} tokens ({device})")
-                result = run_worker({"kind": "raw", "png": str(png), "prompt": prompt, "system": system,
-                                     "n_ctx": context_size(budget), "gpu": device != "cpu", **common},
-                                    args.timeout, args.no_amx, tiled)
-                run.rows.append({"kind": "raw", "quant": quant, "budget": budget, "device_wanted": device,
-                                 "image_tokens": tokens, **result})
-                log(f"  {result}")
-                save(run, args.out)
-
+        bench.gguf(device, first, args.budgets)
+        if device == "cpu" and not args.no_seed:
+            bench.seed("cpu")
+        for quant in others:
+            bench.gguf(device, quant, args.other_budgets)
     if gpu:
+        if not args.no_seed:
+            bench.seed("cuda")
         for quant in ("bf16", "nf4", "int8"):
             for budget in args.budgets:
-                log(f"Captioneer transformers {quant} at {budget} tokens (cuda)")
-                result = run_worker({"kind": "captioneer", "engine": "transformers", "quant": quant,
-                                     "model": str(hf_path(args.size, args.cache)), "photo": str(photo),
-                                     "budget": budget, "device": "cuda", "task": TASK,
-                                     "threads": args.threads, "max_tokens": args.tokens},
-                                    args.timeout, args.no_amx, tiled)
-                run.rows.append({"kind": "captioneer", "engine": "transformers", "quant": quant,
-                                 "budget": budget, "device_wanted": "cuda", **result})
-                log(f"  {result}")
-                save(run, args.out)
-
+                bench.transformers_cuda(quant, budget)
     for quant in args.tagger_quants:
-        log(f"captioneer tag, gguf {quant} at {args.tagger_budget} tokens, {len(photos)} photos")
-        result = run_tagger(photos[0].parent, gguf_path(args.size, quant, args.cache), mmproj,
-                            args.tagger_budget, args)
-        run.rows.append({"kind": "tagger", "quant": quant, "budget": args.tagger_budget, **result})
-        log(f"  {result}")
-        save(run, args.out)
-
-    if not args.no_seed:
-        for device in devices:
-            log(f"seed recipe: transformers, no pixel cap ({device})")
-            result = run_worker({"kind": "seed", "model": str(hf_path(args.size, args.cache)),
-                                 "photo": str(photo), "prompt": prompt, "threads": args.threads,
-                                 "max_tokens": args.tokens, "device": device},
-                                args.timeout, args.no_amx, tiled)
-            run.rows.append({"kind": "seed", **result})
-            log(f"  {result}")
-            save(run, args.out)
+        bench.tagger(quant, photos)
 
     run.settings["finished"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     run.settings["load_average_end"] = round(os.getloadavg()[0], 2)
