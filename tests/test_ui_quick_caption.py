@@ -162,6 +162,7 @@ def test_drop_captions_with_the_real_engine_and_never_blocks(qtbot, open_window,
     assert window.view.status_memory.text().startswith("Memory")
     qtbot.waitUntil(lambda: not window.busy, timeout=10_000)
     assert not window.view.cancel_button.isEnabled()
+    assert window.view.statusBar().currentMessage() == "Done."
 
     cards[0].view.copy_text.click()
     assert QGuiApplication.clipboard().text() == results[0].text
@@ -266,6 +267,7 @@ def test_cancel_stops_generation_at_once_and_leaves_no_partial_answer(
         assert "Stopped before an answer was finished" in card.view.text.text()
     qtbot.waitUntil(lambda: not window.busy, timeout=10_000)
     assert not window.view.cancel_button.isEnabled()
+    assert window.view.statusBar().currentMessage() == "Cancelled."
 
 
 def test_an_engine_that_cannot_start_fails_every_card_with_the_reason(qtbot, open_window, tmp_path) -> None:

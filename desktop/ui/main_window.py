@@ -441,11 +441,10 @@ class MainWindow(QObject):
 
     @Slot()
     def _on_batch_done(self) -> None:
-        if self._live:
-            self._live.pop(0)
+        finished = self._live.pop(0) if self._live else None
         self.view.set_busy(self.busy)
         if not self.busy:
-            self._status("Done.", 4000)
+            self._status("Cancelled." if finished is not None and finished.cancelled else "Done.", 4000)
 
     @Slot(str)
     def _on_engine_loading(self, message: str) -> None:
