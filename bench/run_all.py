@@ -240,7 +240,8 @@ def render(run: Run) -> str:
         f"{m['load_average_start']}, at the end {s.get('load_average_end', '—')}.",
         "",
         f"Model: Qwen3-VL-{s['size']} built from its real configuration with random weights. Photo for the "
-        f"per-image rows: {s['photo']}; task `{TASK}`; {s['tokens']} output tokens (end of text "
+        f"per-image rows: {s['photo']}, the fastest of {s.get('repeats', 1)} runs per GGUF row (one for "
+        f"the seed recipe); task `{TASK}`; {s['tokens']} output tokens (end of text "
         "suppressed in the raw and seed rows; the Captioneer rows show how many came). Memory bandwidth "
         f"(numpy copy, read + write): {_f(bandwidth)} GB/s.",
         "",
@@ -388,7 +389,7 @@ class Bench:
         model = gguf_path(args.size, quant, args.cache)
         copy = self.weight_copy(quant, model) if device == "cpu" and args.no_amx else 0
         common = {"model": str(model), "mmproj": str(self.mmproj), "threads": args.threads,
-                  "max_tokens": args.tokens}
+                  "max_tokens": args.tokens, "repeats": args.repeats}
         for budget in budgets:
             png, tokens = prepared_png(self.photo, budget, self.prepared)
             log(f"Captioneer gguf {quant} at {budget} tokens ({device})")
@@ -445,6 +446,8 @@ def main() -> None:
                         help="image budgets for the other quantizations (default 512)")
     parser.add_argument("--tokens", type=int, default=64, help="output tokens per photo (default 64)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="photos per GGUF row, the fastest counts (default 2; the seed recipe runs once)")
     parser.add_argument("--tagger-quants", nargs="*", default=["Q4_K_M"])
     parser.add_argument("--tagger-budget", type=int, default=512)
     parser.add_argument("--no-seed", action="store_true", help="skip the seed recipe (the slowest row)")
@@ -476,6 +479,7 @@ def main() -> None:
     prepared.mkdir(exist_ok=True)
     run = Run(
         settings={"size": args.size, "quants": args.quants, "budgets": args.budgets, "tokens": args.tokens,
+                  "repeats": args.repeats,
                   "threads": args.threads, "photo": f"{photo.name}",
                   "tagger_photos": [p.name for p in photos],
                   "started": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",

@@ -70,6 +70,13 @@ def timed_stream(open_stream) -> dict[str, float]:
     return {"first_s": first if first is not None else total, "total_s": total, "tokens": pieces}
 
 
+def fastest(open_stream, repeats: int) -> dict[str, Any]:
+    """Time the stream ``repeats`` times (each from an empty KV cache); the fastest run, with every total."""
+    runs = [timed_stream(open_stream) for _ in range(max(1, repeats))]
+    best = min(runs, key=lambda run: run["total_s"])
+    return {**best, "runs_s": [round(run["total_s"], 2) for run in runs]}
+
+
 def decode_rate(result: dict[str, float]) -> float | None:
     """Tokens per second after the first token (decoding only)."""
     decode_s = result["total_s"] - result["first_s"]
@@ -99,7 +106,7 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     sampling = SamplingOptions(max_new_tokens=args["max_tokens"], temperature=0.0, seed=0)
     request = build_request(get_task(args["task"]), [image], sampling=sampling)
     try:
-        result = timed_stream(lambda: backend.generate(request))
+        result = fastest(lambda: backend.generate(request), args.get("repeats", 1))
         host = backend.pid
         peak = peak_rss_bytes(host) if host else peak_rss_bytes()
         gpu = gpu_memory_bytes(host) if host else None
@@ -144,7 +151,7 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
         )
         return (chunk for chunk in stream if chunk["choices"][0]["delta"].get("content"))
 
-    result = timed_stream(pieces)
+    result = fastest(pieces, args.get("repeats", 1))
     llama.close()
     return {**result, "load_s": load_s, "decode_tps": decode_rate(result), "peak_rss": peak_rss_bytes(),
             "device": "cuda" if offload else "cpu"}
