@@ -7,6 +7,7 @@ Memory for one profile at an image budget of T visual tokens (GB = GiB):
   + KV cache                      context × 2 × layers × KV heads × head_dim × 2 bytes (f16)
   + vision-encoder activations    4·T patches × VISION_BYTES_PER_PATCH (scaled by the encoder's width),
                                   + NO_FLASH_SCORE_COPIES × heads × (4·T)² × 4 bytes without flash attention
+  + weight copy                   llama.cpp on a CPU copies the weights for its repacked/AMX kernels
   + runtime                       RUNTIME_GB: compute buffers, the CUDA/Metal context, the interpreter
   × SAFETY_MARGIN
 
@@ -31,9 +32,10 @@ from backends.ollama_engine import PROMPT_ALLOWANCE as OLLAMA_PROMPT_ALLOWANCE
 SAFETY_MARGIN = 1.10
 """Headroom on every estimate: allocator fragmentation, the desktop's share of a primary GPU, and error."""
 
-RUNTIME_GB = {"gpu": 0.8, "cpu": 1.1}
-"""Memory beyond weights, KV and the vision step. GPU: compute buffers (~0.5 GB) and the CUDA/Metal context.
-CPU: the whole process, measured at ~1.1 GB of RSS beyond weights, KV and vision (2B Q4_K_M, 234 tokens)."""
+RUNTIME_GB = {"gpu": 0.8, "cpu": 0.2}
+"""Memory beyond weights (and their CPU copy), KV and the vision step. GPU: compute buffers (~0.5 GB) and the
+CUDA/Metal context. CPU: the rest of the engine process, measured at 0.2 GiB of peak RSS beyond the files, KV
+and vision (2B Q4_K_M, 234 tokens, bench/README.md)."""
 
 CONTEXT_ALLOWANCE = 1024
 """Context tokens beyond the image for the prompt and the answer with transformers (its cache grows with
@@ -242,11 +244,26 @@ def vision_activation_bytes(variant: Variant, image_tokens: int, flash_attention
     return linear + NO_FLASH_SCORE_COPIES * spec.vision_heads * patches**2 * 4
 
 
+def weight_copy_gb(variant: Variant, device: Device) -> float:
+    """GB of the language model that llama.cpp (the gguf engine, Ollama) holds twice on a CPU.
+
+    It copies the weights into buffers of its own for its repacked kernels (Q4_K on AVX2 and ARM, Q8_0 on
+    ARM) and its AMX kernels (Q4_K, Q8_0, F16 on Xeons), while the mapped file stays resident. Counted for
+    every quantization so the estimate never falls short; it is high by the file's size where no copy is
+    made (Q8_0 and F16 on an x86 CPU without AMX). Measured with the benchmark's real-size 2B on an AMX CPU
+    (bench/README.md): +1.04 GiB for Q4_K_M (file 1.03 GiB), +1.89 for Q8_0 (1.71), +3.20 for F16 (3.21).
+    """
+    if device.family == "cpu" and variant.engine in ("gguf", "ollama"):
+        return variant.decode_gb
+    return 0.0
+
+
 def estimate_memory(variant: Variant, image_tokens: int, device: Device) -> MemoryEstimate:
-    """Weights + KV cache + vision-encoder activations at ``image_tokens`` + runtime, in GiB."""
+    """Weights (with llama.cpp's CPU copy) + KV cache + vision-encoder activations at ``image_tokens`` +
+    runtime, in GiB."""
     flash = uses_flash_attention(variant, device)
     return MemoryEstimate(
-        weights_gb=variant.weights_gb * 1e9 / GIB,
+        weights_gb=(variant.weights_gb + weight_copy_gb(variant, device)) * 1e9 / GIB,
         kv_cache_gb=context_tokens(variant, image_tokens) * variant.model.kv_bytes_per_token / GIB,
         vision_gb=vision_activation_bytes(variant, image_tokens, flash) / GIB,
         runtime_gb=RUNTIME_GB[device.family],
