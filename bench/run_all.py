@@ -180,7 +180,8 @@ def run_tagger(
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode not in (0, 1):
-        return {"error": f"captioneer tag exited {process.returncode}: {output.strip().splitlines()[-1:]}"}
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        return {"error": f"captioneer tag exited {process.returncode}: {last}"}
     return {"photos": photos, "wall_s": wall, "photos_per_hour": photos / wall * 3600,
             "peak_rss": usage.ru_maxrss * 1024, "exit": process.returncode, "load_before": load_before}
 
