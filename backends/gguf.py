@@ -211,6 +211,32 @@ def _rss_bytes() -> int | None:
     return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def needs_plain_cpu_buffers(system_info: str, gpu_layers: int) -> bool:
+    """Whether to keep llama.cpp's weights out of its "extra" CPU buffers (AMX, repacking).
+
+    On CPUs with AMX, llama.cpp 0.3.36 moves Q4_K_M/Q8_0 weights into AMX buffers and the first decode crashes
+    with SIGSEGV (measured with a real-size 2B model; F16 runs). Plain buffers work everywhere.
+    """
+    return gpu_layers == 0 and "AMX_INT8 = 1" in system_info
+
+
+@contextlib.contextmanager
+def _plain_cpu_buffers(bindings: Any) -> Iterator[None]:
+    """Load models with ``use_extra_bufts`` off: llama-cpp-python takes its defaults from this function."""
+    original = bindings.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
+
+
 class GGUFBackend(Backend):
     """llama.cpp in-process: a GGUF language model plus its mmproj vision projector.
 
@@ -234,6 +260,7 @@ class GGUFBackend(Backend):
         self._n_ctx = context_size(config.image_tokens, config.context_tokens)
         self._gpu_layers = 0
         self._device = "cpu"
+        self._plain_buffers = False
         self._lock = threading.Lock()
 
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
@@ -257,23 +284,29 @@ class GGUFBackend(Backend):
         _NATIVE_LOG.lines.clear()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
         self._gpu_layers = gpu_layers(self.config.device, self.config.gpu_layers, offload)
-        self._device = device_name(llama_cpp.llama_print_system_info().decode(errors="replace"),
-                                   self._gpu_layers != 0)
+        system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
+        self._device = device_name(system_info, self._gpu_layers != 0)
+        self._plain_buffers = needs_plain_cpu_buffers(system_info, self._gpu_layers)
+        if self._plain_buffers:
+            # With weights in plain buffers llama.cpp's tiled CPU matmul decodes ~20× slower (0.4 vs 9 tok/s).
+            os.environ.setdefault("GGML_CPU_TILED_MM", "0")
         if progress:
             progress(0.2, f"Loading {model.path.name}")
+        buffers = _plain_cpu_buffers(llama_cpp.llama_cpp) if self._plain_buffers else contextlib.nullcontext()
         try:
             handler = MTMDChatHandler(clip_model_path=str(mmproj.path), verbose=False,
                                       use_gpu=self._gpu_layers != 0)
-            llama = llama_cpp.Llama(
-                model_path=str(model.path),
-                chat_handler=handler,
-                n_ctx=self._n_ctx,
-                n_threads=self._threads,
-                n_threads_batch=self._threads,
-                n_gpu_layers=self._gpu_layers,
-                flash_attn=self.config.flash_attention,
-                verbose=False,
-            )
+            with buffers:
+                llama = llama_cpp.Llama(
+                    model_path=str(model.path),
+                    chat_handler=handler,
+                    n_ctx=self._n_ctx,
+                    n_threads=self._threads,
+                    n_threads_batch=self._threads,
+                    n_gpu_layers=self._gpu_layers,
+                    flash_attn=self.config.flash_attention,
+                    verbose=False,
+                )
             _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
         except (ValueError, RuntimeError, OSError) as exc:
             raise _load_error(model.path.name, exc) from None
@@ -377,5 +410,6 @@ class GGUFBackend(Backend):
                 "context": self._n_ctx,
                 "gpu_layers": self._gpu_layers,
                 "flash_attention": self.config.flash_attention,
+                "plain_cpu_buffers": self._plain_buffers,
             },
         )

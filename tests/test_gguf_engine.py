@@ -31,9 +31,11 @@ from backends.gguf import (
     GGUFBackend,
     _cpuinfo_cores,
     _load_error,
+    _plain_cpu_buffers,
     context_size,
     device_name,
     gpu_layers,
+    needs_plain_cpu_buffers,
     physical_cores,
     sampling_arguments,
     translate_error,
@@ -430,3 +432,26 @@ def test_translate_error(error: BaseException, log: str, expected: type, words: 
     translated = translate_error(error, log)
     assert type(translated) is expected
     assert words in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("system_info", "layers", "plain"),
+    [
+        ("CPU : SSE3 = 1 | AVX2 = 1 | AMX_INT8 = 1 | AVX512 = 1 |", 0, True),
+        ("CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 |", 0, False),
+        ("CPU : AMX_INT8 = 0 | AVX2 = 1 |", 0, False),
+        ("CUDA : ARCHS = 890 | CPU : AMX_INT8 = 1 |", -1, False),  # weights live on the GPU
+    ],
+)
+def test_plain_cpu_buffers_only_where_amx_would_crash(system_info: str, layers: int, plain: bool) -> None:
+    # On AMX CPUs llama.cpp 0.3.36 crashed (SIGSEGV) on the first decode of a real Q4_K_M 2B model.
+    assert needs_plain_cpu_buffers(system_info, layers) is plain
+
+
+def test_plain_cpu_buffers_switch_off_extra_buffer_types_for_the_load_only() -> None:
+    import llama_cpp.llama_cpp as bindings
+
+    assert bindings.llama_model_default_params().use_extra_bufts is True
+    with _plain_cpu_buffers(bindings):
+        assert bindings.llama_model_default_params().use_extra_bufts is False
+    assert bindings.llama_model_default_params().use_extra_bufts is True
