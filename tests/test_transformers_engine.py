@@ -292,6 +292,45 @@ def test_text_only_request(fp32: TransformersBackend) -> None:
     assert "".join(fp32.generate(GenerationRequest("Say hello.", options=GREEDY)))
 
 
+def compute_thread_is_idle(backend: TransformersBackend) -> bool:
+    """Whether the backend's compute thread takes a new job at once (it is not still generating)."""
+    backend._compute.submit(lambda: None).result(timeout=1.0)
+    return True
+
+
+def test_all_torch_work_runs_on_one_thread(tiny_hf_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading, preprocessing and generation (streamed and batched) share one thread, so PyTorch keeps one
+    OpenMP team (a second one slowed CPU decoding by 17 %)."""
+    import transformers
+
+    threads: dict[str, set[int]] = {}
+
+    def note(name: str) -> None:
+        threads.setdefault(name, set()).add(threading.get_ident())
+
+    original_load = transformers.AutoModelForImageTextToText.from_pretrained.__func__
+
+    def load(cls, *args, **kwargs):
+        note("load")
+        return original_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", classmethod(load))
+    backend = engine(tiny_hf_model, "fp32")
+    backend.load()
+    original_inputs, original_generate = backend._inputs, backend._model.generate
+    monkeypatch.setattr(backend, "_inputs", lambda *a, **k: (note("inputs"), original_inputs(*a, **k))[1])
+    monkeypatch.setattr(backend._model, "generate",
+                        lambda *a, **k: (note("generate"), original_generate(*a, **k))[1])
+    request = GenerationRequest("Describe.", (picture(64, 64, 3),), options=GREEDY)
+    try:
+        assert "".join(backend.generate(request)) and backend.generate_batch([request, request])
+    finally:
+        backend.unload()
+    assert set(threads) == {"load", "inputs", "generate"}
+    used = set().union(*threads.values())
+    assert len(used) == 1 and threading.get_ident() not in used
+
+
 def test_cancel_between_tokens_returns_within_a_second(fp32: TransformersBackend) -> None:
     cancel = CancelToken()
     request = GenerationRequest("Describe.", (picture(64, 64, 5),), options=SamplingOptions(
@@ -303,7 +342,7 @@ def test_cancel_between_tokens_returns_within_a_second(fp32: TransformersBackend
                 started = time.monotonic()
                 threading.Timer(0.05, cancel.cancel).start()
     assert started is not None and time.monotonic() - started < 1.0
-    assert not [t for t in threading.enumerate() if t.name == "transformers-generate"]
+    assert compute_thread_is_idle(fp32)
 
 
 def test_cancel_before_start_and_an_abandoned_stream(fp32: TransformersBackend) -> None:
@@ -317,8 +356,8 @@ def test_cancel_before_start_and_an_abandoned_stream(fp32: TransformersBackend) 
         fp32.generate_batch([request], cancel)
     stream = fp32.generate(request)
     next(stream)
-    stream.close()  # the consumer walks away: the worker thread must stop, not generate 4,000 tokens
-    assert not [t for t in threading.enumerate() if t.name == "transformers-generate"]
+    stream.close()  # the consumer walks away: the compute thread must stop, not generate 4,000 tokens
+    assert compute_thread_is_idle(fp32)
     assert "".join(fp32.generate(GenerationRequest("Describe.", (picture(64, 64, 6),), options=GREEDY)))
 
 
