@@ -62,7 +62,7 @@ DECODE_EFFICIENCY = 0.55
 TRANSFORMERS_DECODE_CAP = 50.0
 """Tokens/s ceiling of Hugging Face ``generate`` at batch 1 (overhead bound: 45–60 tok/s published)."""
 
-TRANSFORMERS_SPEED = {"bf16": 1.0, "fp16": 1.0, "nf4": 0.72, "int8": 0.25}
+TRANSFORMERS_SPEED = {"bf16": 1.0, "fp16": 1.0, "fp32": 1.0, "nf4": 0.72, "int8": 0.25}
 """Decode speed relative to bf16: NF4 ~0.7–0.75×, LLM.int8 3–5× slower."""
 
 PROMPT_TOKENS = 60
@@ -94,7 +94,7 @@ TARGET_SECONDS = {"gpu": 15.0, "cpu": 20.0}
 """Seconds per photo a first choice should meet: on a CPU, a 1,000-photo album in under six hours."""
 
 SIZE_RANK = {"2B": 0, "4B": 1, "8B": 2}
-QUANT_TIER = {"Q4_K_M": 1, "nf4": 1, "Q8_0": 2, "int8": 2, "F16": 2, "bf16": 2, "fp16": 2}
+QUANT_TIER = {"Q4_K_M": 1, "nf4": 1, "Q8_0": 2, "int8": 2, "F16": 2, "bf16": 2, "fp16": 2, "fp32": 2}
 """Quality of (size, quantization), best last. 8-bit is practically lossless, so Q8_0 and 16-bit tie and
 the faster Q8_0 wins; a bigger model beats a finer quantization of a smaller one."""
 

@@ -11,7 +11,8 @@ builds them. Everything lands in a cache outside the repository (default ``~/.ca
 
 The tokenizer is the small one of the test fixtures (``tests/fixtures/make_tiny_models.py``), but the
 embedding matrix has the real 151,936 rows, so the files are full size; the output head only picks printable
-tokens, so every engine writes exactly the number of tokens asked for. Each step is skipped when its output
+words that start with a space, so every engine writes exactly the number of tokens asked for and streams them
+one at a time (transformers' streamer holds text back until a space). Each step is skipped when its output
 exists. Run ``python bench/build_model.py --size 2B``.
 """
 
@@ -145,7 +146,7 @@ def build_hf(size: str, out: Path) -> int:
     finally:
         torch.set_default_dtype(torch.float32)
     params = sum(p.numel() for p in model.parameters())
-    keep_printable_head(model, tokenizer)
+    keep_word_head(model, tokenizer)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     model.generation_config.eos_token_id = [eos, pad]
@@ -178,13 +179,17 @@ def build_hf(size: str, out: Path) -> int:
     return params
 
 
-def keep_printable_head(model, tokenizer) -> None:
-    """Zero the output-head rows of every token but the printable ones of the small tokenizer.
+def keep_word_head(model, tokenizer) -> None:
+    """Zero the output-head rows of every token but the small tokenizer's words with a leading space
+    (" the", " dog", ...: a space and ASCII letters).
 
-    The rows past the tokenizer (up to 151,936), the special tokens (end of text included) and partial UTF-8
-    bytes then score 0 and lose to any positive logit, so every engine writes the full number of visible
-    tokens that was asked for: random weights cannot stop early or stream empty pieces. The matrix keeps its
-    full size (the 2B ties it to the input embeddings), so it costs what the real one costs.
+    The rows past the tokenizer (up to 151,936), the special tokens (end of text included), partial UTF-8
+    bytes and word pieces then score 0 and lose to any positive logit, so every engine writes the full number
+    of visible tokens that was asked for: random weights cannot stop early or stream empty pieces; the answer
+    has exactly one space per token (the benchmark counts them); and since each token starts a word,
+    transformers' ``TextIteratorStreamer`` (which holds text back until a space) passes them on one by one
+    as llama.cpp does. The matrix keeps its full size (the 2B ties it to the input
+    embeddings), so it costs what the real one costs.
     """
     import torch
 
@@ -193,7 +198,10 @@ def keep_printable_head(model, tokenizer) -> None:
     keep = torch.zeros(head.shape[0], dtype=torch.bool)
     for token_id in range(len(tokenizer)):
         text = tokenizer.decode([token_id])
-        keep[token_id] = token_id not in special and bool(text) and all(" " <= ch <= "~" for ch in text)
+        keep[token_id] = (token_id not in special and len(text) > 1 and text[0] == " "
+                          and text[1:].isascii() and text[1:].isalpha())
+    if not keep.any():
+        raise RuntimeError("The tokenizer has no word tokens with a leading space to keep in the output head")
     with torch.no_grad():
         head[~keep] = 0.0
 

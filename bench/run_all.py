@@ -186,13 +186,14 @@ def run_tagger(
             "peak_rss": usage.ru_maxrss * 1024, "exit": process.returncode, "load_before": load_before}
 
 
-def estimates(size: str, quant: str, budget: int, bandwidth_gbs: float, threads: int) -> dict[str, float]:
+def estimates(size: str, engine: str, quant: str, budget: int, bandwidth_gbs: float,
+              threads: int) -> dict[str, float]:
     """The recommendation's memory (GiB, with and without its safety margin) and seconds for this row."""
     from backends.catalog import load_catalog
     from backends.hardware import CPU_GFLOPS_PER_CORE
     from backends.recommend import Device, estimate_memory, estimate_seconds
 
-    variant = load_catalog().find(f"qwen3-vl-{size.lower()}-gguf-{quant.lower()}")
+    variant = load_catalog().find(f"qwen3-vl-{size.lower()}-{engine}-{quant.lower()}")
     device = Device(kind="cpu", usable_gb=0.0, usable_label="", bandwidth_gbs=bandwidth_gbs,
                     tflops=threads * CPU_GFLOPS_PER_CORE / 1000)
     memory = estimate_memory(variant, budget, device)
@@ -232,7 +233,8 @@ def render(run: Run) -> str:
     seeds = [r for r in rows if r["kind"] == "seed" and "error" not in r and r.get("device") == "cpu"]
     seed = seeds[0] if seeds else None
     seed_s = seed["prepare_s"] + seed["total_s"] if seed else None
-    raw = {(r["quant"], r["budget"], r.get("device_wanted")): r for r in rows if r["kind"] == "raw"}
+    raw = {(r.get("engine", "gguf"), r["quant"], r["budget"], r.get("device_wanted")): r
+           for r in rows if r["kind"] == "raw"}
     lines = [
         f"Measured {s['started']} – {s.get('finished', 'unfinished (partial run)')} on {m['cpu']} "
         f"({m['logical_cpus']} logical CPUs, {m['ram_gib']} GiB RAM, GPU: {m['gpu'] or 'none'}), "
@@ -241,9 +243,10 @@ def render(run: Run) -> str:
         f"{m['load_average_start']}, at the end {s.get('load_average_end', '—')}.",
         "",
         f"Model: Qwen3-VL-{s['size']} built from its real configuration with random weights. Photo for the "
-        f"per-image rows: {s['photo']}, the fastest of {s.get('repeats', 1)} runs per GGUF row (one for "
-        f"the seed recipe); task `{TASK}`; {s['tokens']} output tokens (end of text "
-        "suppressed in the raw and seed rows; the Captioneer rows show how many came). Memory bandwidth "
+        f"per-image rows: {s['photo']}, the fastest of {s.get('repeats', 1)} runs per GGUF and transformers "
+        f"row (the first run of a process includes its warm-up; one run for the seed recipe); task `{TASK}`; "
+        f"{s['tokens']} output tokens (end of text suppressed in the raw and seed rows; the Captioneer rows "
+        "show how many came). Memory bandwidth "
         f"(numpy copy, read + write): {_f(bandwidth)} GB/s.",
         "",
         "| engine / profile | budget | image tokens | prepare s | vision + prefill s | decode tok/s "
@@ -261,9 +264,10 @@ def render(run: Run) -> str:
             lines.append(f"| {label} | {r['budget']} | failed: {r['error']} |" + " |" * 13)
             continue
         photo_s = r["prepare_s"] + r["total_s"]
-        base = raw.get((r["quant"], r["budget"], r.get("device_wanted")))
+        base = raw.get((r["engine"], r["quant"], r["budget"], r.get("device_wanted")))
         base_s = base["total_s"] if base and "error" not in base else None
-        limit = bandwidth / (r["llm_bytes"] / 1e9) if bandwidth and r.get("llm_bytes") else None
+        llm_bytes = r.get("llm_bytes") or (base or {}).get("llm_bytes")
+        limit = bandwidth / (llm_bytes / 1e9) if bandwidth and llm_bytes else None
         share = r["decode_tps"] / limit * 100 if limit and r.get("decode_tps") else None
         est = r.get("estimate")
         peak = r["peak_rss"] + r.get("copy_bytes", 0)
@@ -289,7 +293,8 @@ def render(run: Run) -> str:
             label = f"seed recipe: transformers {r.get('quant', '')}, no pixel cap ({r.get('device', '—')})"
             budget = "none"
         elif r["kind"] == "raw":
-            label = f"raw llama-cpp-python {r['quant']} ({r.get('device', '—')})"
+            library = "transformers" if r.get("engine") == "transformers" else "llama-cpp-python"
+            label = f"raw {library} {r['quant']} ({r.get('device', '—')})"
             budget = r["budget"]
         else:
             continue
@@ -318,9 +323,11 @@ def render(run: Run) -> str:
                          f"| {_f(r['photos_per_hour'], 0)} | {_gib(r['peak_rss'])} |")
     lines += ["", "Columns: *vision + prefill* = seconds to the first token; *decode tok/s* = tokens after "
               "the first ÷ their time; *s / photo* = preparation + generation; *Captioneer overhead* = "
-              "s / photo ÷ the raw engine call's s / photo on the same prepared image; *speed-up vs seed* = "
+              "s / photo ÷ the raw engine call's s / photo on the same prepared image (llama-cpp-python or "
+              "transformers directly, same precision); *speed-up vs seed* = "
               "the seed recipe's s / photo ÷ this row's; *% of decode limit* = decode tok/s ÷ (bandwidth ÷ "
-              "bytes of the GGUF language model); *estimate* = "
+              "bytes of weights read per token: the GGUF language-model file; for transformers the decoder "
+              "layers and output head as loaded, quantized ones at their packed size); *estimate* = "
               "`backends.recommend.estimate_memory(...).total_gb` (with its safety margin) and *estimate "
               "error* = estimate ÷ peak RSS with the weight copy − 1; *with weight copy* = peak RSS + the "
               "extra memory llama.cpp's default weight buffers (AMX or repacked kernels) took when loading "
@@ -342,8 +349,8 @@ def reestimate(out: Path) -> Run:
     for row in run.rows:
         if row["kind"] == "captioneer" and "estimate" in row:
             row.setdefault("estimate_before", row["estimate"])
-            row["estimate"] = estimates(run.settings["size"], row["quant"], row["budget"], bandwidth,
-                                        run.settings["threads"])
+            row["estimate"] = estimates(run.settings["size"], row["engine"], row["quant"], row["budget"],
+                                        bandwidth, run.settings["threads"])
     save(run, out)
     return run
 
@@ -397,15 +404,16 @@ class Bench:
             row = {"kind": "captioneer", "engine": "gguf", "quant": quant, "budget": budget,
                    "device_wanted": device, "llm_bytes": model.stat().st_size, "copy_bytes": copy}
             if device == "cpu":
-                row["estimate"] = estimates(args.size, quant, budget, self.bandwidth_gbs, args.threads)
+                row["estimate"] = estimates(args.size, "gguf", quant, budget, self.bandwidth_gbs,
+                                            args.threads)
             result = self._worker({"kind": "captioneer", "engine": "gguf", "photo": str(self.photo),
                                    "budget": budget, "device": device, "task": TASK, **common})
             self._add({**row, **result})
             log(f"raw llama-cpp-python {quant} at {budget} tokens ({device})")
             result = self._worker({"kind": "raw", "png": str(png), "prompt": self.prompt,
                                    "system": self.system, "n_ctx": context_size(budget), **common})
-            self._add({"kind": "raw", "quant": quant, "budget": budget, "device_wanted": device,
-                       "image_tokens": tokens, **result})
+            self._add({"kind": "raw", "engine": "gguf", "quant": quant, "budget": budget,
+                       "device_wanted": device, "image_tokens": tokens, **result})
 
     def seed(self, device: str) -> None:
         """The seed documents' recipe on the same photo, untouched."""
@@ -415,15 +423,28 @@ class Bench:
             "prompt": self.prompt, "threads": self.args.threads, "max_tokens": self.args.tokens,
             "device": device})})
 
-    def transformers_cuda(self, quant: str, budget: int) -> None:
-        """Captioneer's transformers engine on CUDA (bf16, NF4 or int8; SDPA attention)."""
-        log(f"Captioneer transformers {quant} at {budget} tokens (cuda)")
-        result = self._worker({"kind": "captioneer", "engine": "transformers", "quant": quant,
-                               "model": str(hf_path(self.args.size, self.args.cache)),
-                               "photo": str(self.photo), "budget": budget, "device": "cuda", "task": TASK,
-                               "threads": self.args.threads, "max_tokens": self.args.tokens})
-        self._add({"kind": "captioneer", "engine": "transformers", "quant": quant, "budget": budget,
-                   "device_wanted": "cuda", **result})
+    def transformers(self, device: str, quant: str, budgets: list[int]) -> None:
+        """Captioneer's transformers engine and the raw transformers call (no Captioneer code) in one
+        precision profile at each budget: on a CPU fp32, bf16, NF4 or int8; on CUDA bf16, NF4 or int8."""
+        args = self.args
+        common = {"model": str(hf_path(args.size, args.cache)), "quant": quant, "device": device,
+                  "threads": args.threads, "max_tokens": args.tokens, "repeats": args.repeats}
+        for budget in budgets:
+            png, tokens = prepared_png(self.photo, budget, self.prepared)
+            log(f"Captioneer transformers {quant} at {budget} tokens ({device})")
+            row = {"kind": "captioneer", "engine": "transformers", "quant": quant, "budget": budget,
+                   "device_wanted": device}
+            if device == "cpu":
+                row["estimate"] = estimates(args.size, "transformers", quant, budget, self.bandwidth_gbs,
+                                            args.threads)
+            result = self._worker({"kind": "captioneer", "engine": "transformers", "photo": str(self.photo),
+                                   "budget": budget, "task": TASK, **common})
+            self._add({**row, **result})
+            log(f"raw transformers {quant} at {budget} tokens ({device})")
+            result = self._worker({"kind": "raw_transformers", "png": str(png), "prompt": self.prompt,
+                                   "system": self.system, **common})
+            self._add({"kind": "raw", "engine": "transformers", "quant": quant, "budget": budget,
+                       "device_wanted": device, "image_tokens": tokens, **result})
 
     def tagger(self, quant: str, photos: list[Path]) -> None:
         """``captioneer tag`` over the generated photos."""
@@ -448,9 +469,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="output tokens per photo (default 64)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2,
-                        help="photos per GGUF row, the fastest counts (default 2; the seed recipe runs once)")
+                        help="photos per GGUF or transformers row, the fastest counts (default 2; the seed "
+                        "recipe runs once)")
     parser.add_argument("--tagger-quants", nargs="*", default=["Q4_K_M"])
     parser.add_argument("--tagger-budget", type=int, default=512)
+    parser.add_argument("--transformers-quants", nargs="*", default=["fp32", "bf16", "fp16", "nf4", "int8"],
+                        help="the transformers engine's CPU profiles to measure (default fp32 bf16 fp16 nf4 int8; "
+                        "on CUDA bf16 nf4 int8 are measured at every --budgets)")
+    parser.add_argument("--transformers-budgets", nargs="+", type=int, default=[512],
+                        help="image budgets for the transformers CPU profiles (default 512)")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed recipe (the slowest row)")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.md")
@@ -480,7 +507,8 @@ def main() -> None:
     prepared.mkdir(exist_ok=True)
     run = Run(
         settings={"size": args.size, "quants": args.quants, "budgets": args.budgets, "tokens": args.tokens,
-                  "repeats": args.repeats,
+                  "repeats": args.repeats, "transformers_quants": args.transformers_quants,
+                  "transformers_budgets": args.transformers_budgets,
                   "threads": args.threads, "photo": f"{photo.name}",
                   "tagger_photos": [p.name for p in photos],
                   "started": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -519,12 +547,13 @@ def main() -> None:
             bench.seed("cpu")
         for quant in others:
             bench.gguf(device, quant, args.other_budgets)
+    for quant in args.transformers_quants:
+        bench.transformers("cpu", quant, args.transformers_budgets)
     if gpu:
         if not args.no_seed:
             bench.seed("cuda")
         for quant in ("bf16", "nf4", "int8"):
-            for budget in args.budgets:
-                bench.transformers_cuda(quant, budget)
+            bench.transformers("cuda", quant, args.budgets)
     for quant in args.tagger_quants:
         bench.tagger(quant, photos)
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,41 @@ def peak_rss_bytes(pid: int | str = "self") -> int:
     raise RuntimeError(f"/proc/{pid}/status has no VmHWM line")
 
 
+def rss_bytes(pid: int | str = "self") -> int:
+    """The process's resident memory now (VmRSS) in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+
+
+class RunningPeak:
+    """The highest resident memory of ``pid`` while the ``with`` block runs, sampled every 50 ms: the memory
+    a loaded model needs to work, without what loading alone touched (transformers reads the safetensors
+    file through a mapping, whose pages count in the lifetime peak but are dropped once the weights are
+    copied)."""
+
+    def __init__(self, pid: int | str = "self") -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            if self._stop.wait(0.05):
+                return
+
+    def __enter__(self) -> RunningPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
 def gpu_memory_bytes(pid: int) -> int | None:
     """GPU memory ``pid`` holds according to nvidia-smi, or None without nvidia-smi."""
     if shutil.which("nvidia-smi") is None:
@@ -58,16 +94,18 @@ def gpu_memory_bytes(pid: int) -> int | None:
 
 def timed_stream(open_stream) -> dict[str, float]:
     """Open a token stream (``open_stream()``, timed too: llama-cpp-python encodes the image before it
-    returns) and consume it; return seconds to the first piece, total seconds and the piece count."""
+    returns) and consume it; return seconds to the first piece, total seconds, the piece count and the
+    text."""
     start = time.perf_counter()
     first = None
-    pieces = 0
-    for _ in open_stream():
-        pieces += 1
+    pieces: list[str] = []
+    for piece in open_stream():
+        pieces.append(piece)
         if first is None:
             first = time.perf_counter() - start
     total = time.perf_counter() - start
-    return {"first_s": first if first is not None else total, "total_s": total, "tokens": pieces}
+    return {"first_s": first if first is not None else total, "total_s": total, "tokens": len(pieces),
+            "text": "".join(pieces)}
 
 
 def fastest(open_stream, repeats: int) -> dict[str, Any]:
@@ -106,7 +144,12 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     sampling = SamplingOptions(max_new_tokens=args["max_tokens"], temperature=0.0, seed=0)
     request = build_request(get_task(args["task"]), [image], sampling=sampling)
     try:
-        result = fastest(lambda: backend.generate(request), args.get("repeats", 1))
+        with RunningPeak(backend.pid or "self") as running:
+            result = fastest(lambda: backend.generate(request), args.get("repeats", 1))
+        if args["engine"] == "transformers":
+            # Its streamer passes text on at spaces, not per token; the benchmark model writes one word with
+            # a leading space per token (bench/build_model.py), so the spaces count the tokens.
+            result["tokens"] = result["text"].count(" ")
         host = backend.pid
         peak = peak_rss_bytes(host) if host else peak_rss_bytes()
         gpu = gpu_memory_bytes(host) if host else None
@@ -115,7 +158,8 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
         backend.unload()
     return {
         **result, "prepare_s": prepare_s, "load_s": load_s, "image_tokens": image.tokens,
-        "decode_tps": decode_rate(result), "peak_rss": peak, "gpu_bytes": gpu, "device": info.device,
+        "decode_tps": decode_rate(result), "peak_rss": peak, "running_rss": running.peak, "gpu_bytes": gpu,
+        "device": info.device,
         "worker_rss": peak_rss_bytes(),
     }
 
@@ -149,12 +193,13 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
             messages=messages, stream=True, max_tokens=args["max_tokens"], temperature=0.0, seed=0,
             logit_bias={token: -100.0 for token in stops},
         )
-        return (chunk for chunk in stream if chunk["choices"][0]["delta"].get("content"))
+        return (text for chunk in stream if (text := chunk["choices"][0]["delta"].get("content")))
 
-    result = fastest(pieces, args.get("repeats", 1))
+    with RunningPeak() as running:
+        result = fastest(pieces, args.get("repeats", 1))
     llama.close()
     return {**result, "load_s": load_s, "decode_tps": decode_rate(result), "peak_rss": peak_rss_bytes(),
-            "device": "cuda" if offload else "cpu"}
+            "running_rss": running.peak, "device": "cuda" if offload else "cpu"}
 
 
 def run_load(args: dict[str, Any]) -> dict[str, Any]:
@@ -169,31 +214,53 @@ def run_load(args: dict[str, Any]) -> dict[str, Any]:
     return {"peak_rss": peak}
 
 
-def run_seed(args: dict[str, Any]) -> dict[str, Any]:
-    """The seed recipe: the processor's defaults on the untouched photo, ``generate`` one image at a time."""
+def _load_hf(model_dir: str, quant: str, cuda: bool, threads: int) -> tuple[Any, Any, float]:
+    """transformers' processor and Qwen3-VL model in ``quant`` (fp32, bf16, fp16, nf4 or int8) with SDPA
+    attention, set up directly with transformers and bitsandbytes (no Captioneer code): NF4 with double
+    quantization and bf16 compute, LLM.int8 in fp16, the vision tower and the output head unquantized."""
     import torch
-    from PIL import Image
-    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration, StoppingCriteria
+    from transformers import AutoProcessor, BitsAndBytesConfig, Qwen3VLForConditionalGeneration
 
-    cuda = torch.cuda.is_available() and args.get("device", "auto") != "cpu"
-    torch.set_num_threads(args["threads"])
-    quant = args.get("quant", "bf16" if cuda else "fp32")
-    kwargs: dict[str, Any] = {"dtype": torch.float32 if quant == "fp32" else torch.bfloat16,
-                              "attn_implementation": "sdpa"}
-    if quant in ("nf4", "int8"):
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-            if quant == "nf4" else BitsAndBytesConfig(load_in_8bit=True)
-        )
-    if cuda:
-        kwargs["device_map"] = "cuda"
+    torch.set_num_threads(threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "nf4": torch.bfloat16,
+             "int8": torch.float16}[quant]
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
+    unquantized = ["model.visual", "lm_head"]
+    if quant == "nf4":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16, llm_int8_skip_modules=unquantized)
+    elif quant == "int8":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True,
+                                                           llm_int8_skip_modules=unquantized)
+    kwargs["device_map"] = {"": "cuda" if cuda else "cpu"}
     start = time.perf_counter()
-    processor = AutoProcessor.from_pretrained(args["model"])
-    model = Qwen3VLForConditionalGeneration.from_pretrained(args["model"], **kwargs).eval()
-    load_s = time.perf_counter() - start
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, **kwargs).eval()
+    return processor, model, time.perf_counter() - start
+
+
+def decoder_bytes(model: Any) -> int:
+    """Bytes of weights one decoded token reads: the language model's layers and final norm plus the output
+    head (the embedding table is only looked up; quantized weights count at their packed size)."""
+    seen: set[int] = set()
+    total = 0
+    language = model.model.language_model
+    for name, tensor in [*language.named_parameters(), *model.lm_head.named_parameters()]:
+        if name.startswith("embed_tokens") and tensor is not model.lm_head.weight:
+            continue
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _timed_generate(model: Any, inputs: Any, max_tokens: int) -> dict[str, float]:
+    """Greedy ``generate`` of exactly ``max_tokens`` tokens (end of text suppressed), with the time of the
+    first token taken by a stopping criterion that never stops."""
+    import torch
+    from transformers import StoppingCriteria
 
     class Clock(StoppingCriteria):
         """Notes when each token lands; never stops generation."""
@@ -205,6 +272,25 @@ def run_seed(args: dict[str, Any]) -> dict[str, Any]:
             self.times.append(time.perf_counter())
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
+    clock = Clock()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        output = model.generate(**inputs, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
+                                do_sample=False, stopping_criteria=[clock])
+    total_s = time.perf_counter() - start
+    tokens = int(output.shape[1] - inputs["input_ids"].shape[1])
+    return {"first_s": clock.times[0] - start, "total_s": total_s, "tokens": tokens,
+            "output_ids": output[0, inputs["input_ids"].shape[1]:].tolist()}
+
+
+def run_seed(args: dict[str, Any]) -> dict[str, Any]:
+    """The seed recipe: the processor's defaults on the untouched photo, ``generate`` one image at a time."""
+    import torch
+    from PIL import Image
+
+    cuda = torch.cuda.is_available() and args.get("device", "auto") != "cpu"
+    quant = args.get("quant", "bf16" if cuda else "fp32")
+    processor, model, load_s = _load_hf(args["model"], quant, cuda, args["threads"])
     photo = Image.open(args["photo"]).convert("RGB")
     messages = [{"role": "user", "content": [{"type": "image", "image": photo},
                                              {"type": "text", "text": args["prompt"]}]}]
@@ -212,21 +298,48 @@ def run_seed(args: dict[str, Any]) -> dict[str, Any]:
     inputs = processor.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
                                            return_dict=True, return_tensors="pt").to(model.device)
     prepare_s = time.perf_counter() - start
-    grid = inputs["image_grid_thw"][0]
-    image_tokens = int(grid.prod()) // 4
-    clock = Clock()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=args["max_tokens"],
-                                min_new_tokens=args["max_tokens"], do_sample=False, stopping_criteria=[clock])
-    total_s = time.perf_counter() - start
-    tokens = int(output.shape[1] - inputs["input_ids"].shape[1])
-    result = {"first_s": clock.times[0] - start, "total_s": total_s, "tokens": tokens}
+    image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
+    with RunningPeak() as running:
+        result = _timed_generate(model, inputs, args["max_tokens"])
+    result.pop("output_ids")
     return {
         **result, "prepare_s": prepare_s, "load_s": load_s, "image_tokens": image_tokens,
-        "decode_tps": decode_rate(result), "peak_rss": peak_rss_bytes(),
+        "decode_tps": decode_rate(result), "peak_rss": peak_rss_bytes(), "running_rss": running.peak,
         "gpu_bytes": torch.cuda.max_memory_allocated() if cuda else None, "device": "cuda" if cuda else "cpu",
         "quant": quant,
+    }
+
+
+def run_raw_transformers(args: dict[str, Any]) -> dict[str, Any]:
+    """transformers directly (no Captioneer code) on the PNG Captioneer prepared, at exactly its size, with
+    the same system prompt, prompt and precision as the Captioneer row; the fastest of ``repeats``."""
+    import torch
+    from PIL import Image
+
+    cuda = torch.cuda.is_available() and args.get("device", "auto") != "cpu"
+    processor, model, load_s = _load_hf(args["model"], args["quant"], cuda, args["threads"])
+    image = Image.open(args["png"]).convert("RGB")
+    messages = []
+    if args.get("system"):
+        messages.append({"role": "system", "content": [{"type": "text", "text": args["system"]}]})
+    messages.append({"role": "user",
+                     "content": [{"type": "image"}, {"type": "text", "text": args["prompt"]}]})
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    area = image.width * image.height
+    inputs = processor(text=[text], images=[image], return_tensors="pt",
+                       size={"shortest_edge": area, "longest_edge": area}).to(model.device)
+    image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
+    with RunningPeak() as running:
+        runs = [_timed_generate(model, inputs, args["max_tokens"])
+                for _ in range(max(1, args.get("repeats", 1)))]
+    best = min(runs, key=lambda run: run["total_s"])
+    text = processor.tokenizer.decode(best.pop("output_ids"), skip_special_tokens=True)
+    return {
+        **best, "runs_s": [round(run["total_s"], 2) for run in runs], "load_s": load_s,
+        "image_tokens": image_tokens, "decode_tps": decode_rate(best), "peak_rss": peak_rss_bytes(),
+        "running_rss": running.peak, "gpu_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "device": "cuda" if cuda else "cpu",
+        "llm_bytes": decoder_bytes(model), "text": text,
     }
 
 
@@ -246,8 +359,8 @@ def run_bandwidth(args: dict[str, Any]) -> dict[str, Any]:
     return {"gbs": 2 * source.nbytes / best / 1e9, "bytes": source.nbytes, "seconds": best}
 
 
-KINDS = {"captioneer": run_captioneer, "raw": run_raw, "load": run_load, "seed": run_seed,
-         "bandwidth": run_bandwidth}
+KINDS = {"captioneer": run_captioneer, "raw": run_raw, "raw_transformers": run_raw_transformers,
+         "load": run_load, "seed": run_seed, "bandwidth": run_bandwidth}
 
 
 def main() -> None:
