@@ -76,7 +76,7 @@ class Variant:
         id: what ``captioneer models pull`` takes, e.g. ``qwen3-vl-8b-gguf-q4_k_m``.
         model: the size it belongs to.
         engine: ``gguf``, ``transformers`` or ``ollama``.
-        quant: ``Q4_K_M``/``Q8_0``/``F16`` (gguf), ``bf16``/``fp16``/``nf4``/``int8`` (transformers),
+        quant: ``Q4_K_M``/``Q8_0``/``F16`` (gguf), ``bf16``/``fp16``/``fp32``/``nf4``/``int8`` (transformers),
             the tag's quantization (ollama).
         repo: hub repository (gguf, transformers); ``None`` for Ollama.
         tag: Ollama tag; ``None`` otherwise.

@@ -7,8 +7,11 @@ Memory for one profile at an image budget of T visual tokens (GB = GiB):
   + KV cache                      context × 2 × layers × KV heads × head_dim × 2 bytes (f16)
   + vision-encoder activations    4·T patches × VISION_BYTES_PER_PATCH (scaled by the encoder's width),
                                   + NO_FLASH_SCORE_COPIES × heads × (4·T)² × 4 bytes without flash attention
-  + weight copy                   llama.cpp on a CPU copies the weights for its repacked/AMX kernels
+  + weight copy                   llama.cpp on a CPU copies the weights for its repacked/AMX kernels;
+                                  transformers on a CPU keeps the mapped bf16 checkpoint beside converted
+                                  or quantized weights
   + runtime                       RUNTIME_GB: compute buffers, the CUDA/Metal context, the interpreter
+                                  (+ TORCH_RUNTIME_GB for PyTorch on a CPU)
   × SAFETY_MARGIN
 
 Seconds per photo: prefill and the vision encoder are compute bound (2 × parameters × tokens FLOPs, plus the
@@ -36,6 +39,14 @@ RUNTIME_GB = {"gpu": 0.8, "cpu": 0.2}
 """Memory beyond weights (and their CPU copy), KV and the vision step. GPU: compute buffers (~0.5 GB) and the
 CUDA/Metal context. CPU: the rest of the engine process, measured at 0.2 GiB of peak RSS beyond the files, KV
 and vision (2B Q4_K_M, 234 tokens, bench/README.md)."""
+
+TORCH_RUNTIME_GB = 0.35
+"""PyTorch and transformers in a CPU engine process beyond RUNTIME_GB: importing them takes 0.55 GB of RSS
+(measured), and the benchmark's transformers rows fit 0.2 + 0.35 (bench/README.md)."""
+
+CHECKPOINT_DTYPE = "bf16"
+"""The precision of the released transformers checkpoints; a profile in it uses the file's pages as its
+weights, the others convert or quantize them into memory of their own."""
 
 CONTEXT_ALLOWANCE = 1024
 """Context tokens beyond the image for the prompt and the answer with transformers (its cache grows with
@@ -224,12 +235,13 @@ def context_tokens(variant: Variant, image_tokens: int) -> int:
 
 def uses_flash_attention(variant: Variant, device: Device) -> bool:
     """Whether the vision encoder avoids materialising its attention scores. llama.cpp has flash attention on
-    every backend (the gguf engine turns it on); transformers' SDPA fuses it on CUDA but may not on MPS;
-    Ollama decides for itself, so assume off (its vision graph is the failure users report)."""
+    every backend (the gguf engine turns it on); transformers' SDPA fuses it on CUDA and on a CPU (measured:
+    2B bf16 at 494 tokens peaked at 5.0 GiB, where the scores would add 1.0) but may not on MPS; Ollama
+    decides for itself, so assume off (its vision graph is the failure users report)."""
     if variant.engine == "gguf":
         return True
     if variant.engine == "transformers":
-        return device.kind == "cuda"
+        return device.kind in ("cuda", "cpu")
     return False
 
 
@@ -258,15 +270,32 @@ def weight_copy_gb(variant: Variant, device: Device) -> float:
     return 0.0
 
 
+def mapped_checkpoint_gb(variant: Variant, device: Device) -> float:
+    """GB of the bf16 checkpoint resident beside the weights of transformers on a CPU, at the peak.
+
+    transformers reads the safetensors file through a memory mapping, and every page it reads counts in the
+    process's memory while the mapping lives. A bf16 model's weights are those pages. fp32, fp16 and int8
+    build converted copies beside them while loading, and the peak comes then (the mapping closes once every
+    tensor is converted); NF4 keeps the vision tower and the embeddings as views of the file, so the mapping
+    stays for the model's life. Measured with the benchmark's real-size 2B at 494 tokens (bench/README.md):
+    peaks of 12.6 GiB (fp32), 8.7 (fp16), 7.9 (int8) and 7.1 (NF4) against 5.0 for bf16.
+    """
+    if device.family == "cpu" and variant.engine == "transformers" and variant.quant != CHECKPOINT_DTYPE:
+        return variant.download_gb
+    return 0.0
+
+
 def estimate_memory(variant: Variant, image_tokens: int, device: Device) -> MemoryEstimate:
-    """Weights (with llama.cpp's CPU copy) + KV cache + vision-encoder activations at ``image_tokens`` +
-    runtime, in GiB."""
+    """Weights (with llama.cpp's CPU copy, or transformers' mapped checkpoint on a CPU) + KV cache +
+    vision-encoder activations at ``image_tokens`` + runtime, in GiB."""
     flash = uses_flash_attention(variant, device)
+    extra_gb = weight_copy_gb(variant, device) + mapped_checkpoint_gb(variant, device)
+    torch_gb = TORCH_RUNTIME_GB if variant.engine == "transformers" and device.family == "cpu" else 0.0
     return MemoryEstimate(
-        weights_gb=(variant.weights_gb + weight_copy_gb(variant, device)) * 1e9 / GIB,
+        weights_gb=(variant.weights_gb + extra_gb) * 1e9 / GIB,
         kv_cache_gb=context_tokens(variant, image_tokens) * variant.model.kv_bytes_per_token / GIB,
         vision_gb=vision_activation_bytes(variant, image_tokens, flash) / GIB,
-        runtime_gb=RUNTIME_GB[device.family],
+        runtime_gb=RUNTIME_GB[device.family] + torch_gb,
     )
 
 
@@ -332,7 +361,9 @@ def devices_for(hardware: HardwareFacts) -> tuple[Device | None, Device]:
 def candidate_variants(catalog: Catalog, device: Device, hardware: HardwareFacts) -> list[Variant]:
     """The variants worth estimating on ``device``: GGUF and Ollama everywhere; transformers on CUDA (bf16,
     plus NF4/int8 where the installed bitsandbytes build supports CUDA) and on Metal (fp16). Transformers on a
-    CPU is left out: fp32 took 190 s per photo here."""
+    CPU is left out: it holds the mapped bf16 checkpoint beside any other precision (5–12.6 GiB for the 2B,
+    against 2.5–4.7 for GGUF), and only bf16 on a CPU with bf16 matrix units (AMX) is fast (bench/README.md:
+    14 s per photo there, fp32 30 s)."""
     bnb = set(hardware.bitsandbytes.value or [])
     wanted = []
     for variant in catalog.variants:

@@ -29,7 +29,7 @@ def test_every_size_has_every_engine_and_quantization():
     for model_id in catalog.models:
         kinds = {(v.engine, v.quant) for v in catalog.variants if v.model.id == model_id}
         assert {("gguf", "Q4_K_M"), ("gguf", "Q8_0"), ("gguf", "F16")} <= kinds
-        assert {("transformers", q) for q in ("bf16", "fp16", "nf4", "int8")} <= kinds
+        assert {("transformers", q) for q in ("bf16", "fp16", "fp32", "nf4", "int8")} <= kinds
         ollama = [v for v in catalog.variants if v.model.id == model_id and v.engine == "ollama"]
         assert len(ollama) == 1 and ollama[0].tag.endswith("-instruct")
 
@@ -62,7 +62,7 @@ def test_download_folders():
     # NF4 and int8 are quantized while loading: all precisions share one download.
     shared = {v.store for v in catalog.variants if v.model.id == "qwen3-vl-2b" and v.engine == "transformers"}
     assert shared == {"qwen3-vl-2b-transformers"}
-    assert len(catalog.by_store("qwen3-vl-2b-transformers")) == 4
+    assert len(catalog.by_store("qwen3-vl-2b-transformers")) == 5
     assert catalog.find("qwen3-vl:8b-instruct").store is None
 
 

@@ -165,6 +165,18 @@ def test_estimates_match_the_measurements():
         assert estimate_seconds(variant, tokens, MEASURED_CPU) == pytest.approx(seconds, rel=0.12)
 
 
+# Peak RSS (GiB) of Captioneer's transformers engine on the benchmark's real-size 2B, 494 image tokens, on
+# a CPU (bench/README.md, 2026-11-22): the mapped bf16 checkpoint counts beside converted/quantized weights.
+TRANSFORMERS_CPU_PEAKS = {"bf16": 5.02, "fp16": 8.67, "fp32": 12.64, "nf4": 7.11, "int8": 7.93}
+
+
+@pytest.mark.parametrize(("quant", "peak"), sorted(TRANSFORMERS_CPU_PEAKS.items()))
+def test_transformers_cpu_estimates_cover_the_measured_peaks(quant: str, peak: float) -> None:
+    variant = load_catalog().find(f"qwen3-vl-2b-transformers-{quant}")
+    estimate = estimate_memory(variant, 494, MEASURED_CPU).total_gb
+    assert peak <= estimate <= peak * 1.15
+
+
 def test_json_output_of_the_command(capsys):
     assert main(["recommend", "--gpu", "nvidia", "--vram-gb", "8", "--ram-gb", "32", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
