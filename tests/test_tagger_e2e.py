@@ -321,3 +321,31 @@ def test_tag_kill_resume_write_exiftool_undo(
         assert {r.review for r in catalog.results()} == {"approved"}
     lap("undo")
     print(" · ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+
+
+def test_no_retry_keeps_a_bad_answer_after_one_attempt(
+    tmp_path: Path, captioneer_home: Path, tiny_gguf: tuple[Path, Path]
+) -> None:
+    """The tiny model's keywords JSON, cut at 24 tokens, is invalid: asked again by default, once with
+    ``--no-retry``; either way the photo is kept for review."""
+    model, mmproj = tiny_gguf
+    root = tmp_path / "Photos"
+    root.mkdir()
+    for i in range(2):
+        Image.new("RGB", (320, 240), (i * 90, 100, 200 - i * 60)).save(root / f"photo_{i}.jpg")
+    attempts = {}
+    for flag in ("", "--no-retry"):
+        home = tmp_path / f"home{flag}"
+        done = cli(home, "tag", str(root), "--engine", "gguf", "--model", str(model), "--mmproj", str(mmproj),
+                   "--image-tokens", "16", "--max-tokens", "24", "--temperature", "0", "--threads", "1",
+                   "--in-process", *([flag] if flag else []))
+        assert done.returncode == 0, done.stderr
+        db = sqlite3.connect(home / "data" / "catalog.sqlite")
+        try:
+            rows = db.execute("SELECT attempts, review, review_reason FROM results").fetchall()
+        finally:
+            db.close()
+        assert len(rows) == 2 and all(review == "needs_review" for _, review, _ in rows)
+        attempts[flag] = {count for count, _, _ in rows}
+        assert all("Invalid output after" in reason for _, _, reason in rows)
+    assert attempts == {"": {2}, "--no-retry": {1}}

@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="restart the engine process every N photos (memory growth)",
     )
+    parser.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="keep an answer that is invalid or looks degenerate (empty, looping, cut off, wrong language) "
+        "as 'needs review' at once instead of asking the model again",
+    )
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
@@ -233,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
                     controller=controller,
                     on_progress=printer,
                     on_event=printer.event,
+                    retries=0 if args.no_retry else 1,
                 )
             finally:
                 printer.end_line()

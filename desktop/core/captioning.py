@@ -107,7 +107,7 @@ def generate_answer(
         except InvalidOutputError as exc:
             if attempt >= retries:
                 raise InvalidOutputError(
-                    f"Invalid output after {attempt + 1} attempts: {exc}", raw=exc.raw
+                    f"Invalid output after {attempt + 1} attempt{'s' if attempt else ''}: {exc}", raw=exc.raw
                 ) from None
             attempt += 1
             if on_retry is not None:
