@@ -167,6 +167,8 @@ def run_tagger(
         sys.executable, "-m", "desktop.cli", "tag", str(folder), "--task", TASK, "--engine", "gguf",
         "--model", str(model), "--mmproj", str(mmproj), "--image-tokens", str(budget),
         "--threads", str(args.threads), "--max-tokens", str(args.tokens), "--temperature", "0", "--seed", "0",
+        # One answer per photo: the random model repeats one word, which the quality check would send back.
+        "--no-retry",
     ]
     photos = len(list(folder.glob("*.jpg")))
     load_before = wait_for_quiet()
@@ -251,8 +253,9 @@ def render(run: Run) -> str:
         "",
         "| engine / profile | budget | image tokens | prepare s | vision + prefill s | decode tok/s "
         "| s / photo | raw engine s / photo | Captioneer overhead | speed-up vs seed | % of decode limit "
-        "| peak RSS GiB | with weight copy GiB | estimate GiB | estimate error | estimated s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS GiB | generating GiB | with weight copy GiB | estimate GiB | estimate error "
+        "| estimated s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["kind"] != "captioneer":
@@ -261,7 +264,7 @@ def render(run: Run) -> str:
         if r.get("load_before") is not None:
             label += f" [load {r['load_before']:.1f}]"
         if "error" in r:
-            lines.append(f"| {label} | {r['budget']} | failed: {r['error']} |" + " |" * 13)
+            lines.append(f"| {label} | {r['budget']} | failed: {r['error']} |" + " |" * 14)
             continue
         photo_s = r["prepare_s"] + r["total_s"]
         base = raw.get((r["engine"], r["quant"], r["budget"], r.get("device_wanted")))
@@ -281,7 +284,8 @@ def render(run: Run) -> str:
             f"| {_f(r['decode_tps'])} ({r['tokens']} tok) | {_f(photo_s)} | {_f(base_s)} "
             f"| {_f(photo_s / base_s if base_s else None, 2, '×')} "
             f"| {_f(seed_s / photo_s if seed_s else None, 1, '×')} | {_f(share, 0, ' %')} "
-            f"| {_gib(r['peak_rss'])} | {_gib(peak)} | {_f(est['memory_gib'] if est else None, 2)} "
+            f"| {_gib(r['peak_rss'])} | {_gib(r.get('running_rss'))} | {_gib(peak)} "
+            f"| {_f(est['memory_gib'] if est else None, 2)} "
             f"| {error_text} "
             f"| {_f(est['seconds'] if est else None)} |"
         )
@@ -310,8 +314,10 @@ def render(run: Run) -> str:
         )
     tag_rows = [r for r in rows if r["kind"] == "tagger"]
     if tag_rows:
-        lines += ["", "Tagger throughput (`captioneer tag`, a fresh library, the generated photos "
-                  f"{', '.join(s['tagger_photos'])}; wall time includes start-up, scan and model load):", "",
+        lines += ["", "Tagger throughput (`captioneer tag --no-retry`, a fresh library, the generated photos "
+                  f"{', '.join(s['tagger_photos'])}; wall time includes start-up, scan and model load; "
+                  "`--no-retry` because the random model's captions repeat one word, which the quality check "
+                  "would otherwise send back once per photo):", "",
                   "| profile | budget | photos | wall s | photos / hour | peak RSS GiB |",
                   "|---|---|---|---|---|---|"]
         for r in tag_rows:
@@ -332,6 +338,9 @@ def render(run: Run) -> str:
               "error* = estimate ÷ peak RSS with the weight copy − 1; *with weight copy* = peak RSS + the "
               "extra memory llama.cpp's default weight buffers (AMX or repacked kernels) took when loading "
               "the same model (measured by loading it both ways; 0 where the rows ran with them); "
+              "*generating* = the highest RSS sampled while the model generated (the peak can come while "
+              "loading: transformers maps the bf16 checkpoint and, for fp32, fp16 and int8, builds the "
+              "converted weights beside it before it closes the mapping); "
               "*estimated s* = `estimate_seconds`; [load x] = the machine's 1-minute load average just "
               f"before the row (with {m['logical_cpus']} CPUs, above ~{m['logical_cpus'] + 0.5:.1f} other "
               "work shared them)."]
@@ -474,8 +483,8 @@ def main() -> None:
     parser.add_argument("--tagger-quants", nargs="*", default=["Q4_K_M"])
     parser.add_argument("--tagger-budget", type=int, default=512)
     parser.add_argument("--transformers-quants", nargs="*", default=["fp32", "bf16", "fp16", "nf4", "int8"],
-                        help="the transformers engine's CPU profiles to measure (default fp32 bf16 fp16 nf4 int8; "
-                        "on CUDA bf16 nf4 int8 are measured at every --budgets)")
+                        help="the transformers engine's CPU profiles to measure (default fp32 bf16 fp16 nf4 "
+                        "int8; on CUDA bf16 nf4 int8 are measured at every --budgets)")
     parser.add_argument("--transformers-budgets", nargs="+", type=int, default=[512],
                         help="image budgets for the transformers CPU profiles (default 512)")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed recipe (the slowest row)")
