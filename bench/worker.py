@@ -34,20 +34,17 @@ if str(ROOT) not in sys.path:
 GIB = 1024**3
 
 
+def status_bytes(field: str, pid: int | str = "self") -> int:
+    """A memory figure (``VmHWM``, ``VmRSS``, ...) of the process in bytes, from Linux's /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no {field} line")
+
+
 def peak_rss_bytes(pid: int | str = "self") -> int:
-    """The process's peak resident memory (VmHWM) in bytes, from Linux's /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/{pid}/status has no VmHWM line")
-
-
-def rss_bytes(pid: int | str = "self") -> int:
-    """The process's resident memory now (VmRSS) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/{pid}/status has no VmRSS line")
+    """The process's peak resident memory (VmHWM) in bytes."""
+    return status_bytes("VmHWM", pid)
 
 
 class RunningPeak:
@@ -63,7 +60,7 @@ class RunningPeak:
 
     def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, status_bytes("VmRSS", self.pid))
             if self._stop.wait(0.05):
                 return
 
@@ -74,7 +71,7 @@ class RunningPeak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes(self.pid))
+        self.peak = max(self.peak, status_bytes("VmRSS", self.pid))
 
 
 def gpu_memory_bytes(pid: int) -> int | None:
@@ -108,9 +105,10 @@ def timed_stream(open_stream) -> dict[str, float]:
             "text": "".join(pieces)}
 
 
-def fastest(open_stream, repeats: int) -> dict[str, Any]:
-    """Time the stream ``repeats`` times (each from an empty KV cache); the fastest run, with every total."""
-    runs = [timed_stream(open_stream) for _ in range(max(1, repeats))]
+def fastest(measure, repeats: int) -> dict[str, Any]:
+    """Run ``measure`` (one timed generation, from an empty KV cache) ``repeats`` times; the fastest run,
+    with every total."""
+    runs = [measure() for _ in range(max(1, repeats))]
     best = min(runs, key=lambda run: run["total_s"])
     return {**best, "runs_s": [round(run["total_s"], 2) for run in runs]}
 
@@ -145,7 +143,7 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     request = build_request(get_task(args["task"]), [image], sampling=sampling)
     try:
         with RunningPeak(backend.pid or "self") as running:
-            result = fastest(lambda: backend.generate(request), args.get("repeats", 1))
+            result = fastest(lambda: timed_stream(lambda: backend.generate(request)), args.get("repeats", 1))
         if args["engine"] == "transformers":
             # Its streamer passes text on at spaces, not per token; the benchmark model writes one word with
             # a leading space per token (bench/build_model.py), so the spaces count the tokens.
@@ -196,7 +194,7 @@ def run_raw(args: dict[str, Any]) -> dict[str, Any]:
         return (text for chunk in stream if (text := chunk["choices"][0]["delta"].get("content")))
 
     with RunningPeak() as running:
-        result = fastest(pieces, args.get("repeats", 1))
+        result = fastest(lambda: timed_stream(pieces), args.get("repeats", 1))
     llama.close()
     return {**result, "load_s": load_s, "decode_tps": decode_rate(result), "peak_rss": peak_rss_bytes(),
             "running_rss": running.peak, "device": "cuda" if offload else "cpu"}
@@ -330,13 +328,11 @@ def run_raw_transformers(args: dict[str, Any]) -> dict[str, Any]:
                        size={"shortest_edge": area, "longest_edge": area}).to(model.device)
     image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
     with RunningPeak() as running:
-        runs = [_timed_generate(model, inputs, args["max_tokens"])
-                for _ in range(max(1, args.get("repeats", 1)))]
-    best = min(runs, key=lambda run: run["total_s"])
+        best = fastest(lambda: _timed_generate(model, inputs, args["max_tokens"]), args.get("repeats", 1))
     text = processor.tokenizer.decode(best.pop("output_ids"), skip_special_tokens=True)
     return {
-        **best, "runs_s": [round(run["total_s"], 2) for run in runs], "load_s": load_s,
-        "image_tokens": image_tokens, "decode_tps": decode_rate(best), "peak_rss": peak_rss_bytes(),
+        **best, "load_s": load_s, "image_tokens": image_tokens, "decode_tps": decode_rate(best),
+        "peak_rss": peak_rss_bytes(),
         "running_rss": running.peak, "gpu_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "device": "cuda" if cuda else "cpu",
         "llm_bytes": decoder_bytes(model), "text": text,
