@@ -278,11 +278,12 @@ class _ComputeThread:
     spin between parallel regions, and decoding on a CPU lost 17 % (5.9 → 4.9 tok/s, 2B bf16 on 2 cores,
     bench/README.md) as soon as generation ran on a fresh thread per request next to a team made while
     loading. Keeping every torch call on this one thread keeps one team. The thread is a daemon, so an
-    interrupted load never holds up the interpreter's exit.
+    interrupted load never holds up the interpreter's exit, and it ends when the model is unloaded (its
+    team with it), so backends loaded one after another in a process never pile up teams.
     """
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -302,9 +303,24 @@ class _ComputeThread:
             return job()
         return self.submit(job).result()
 
+    def stop(self) -> None:
+        """End the thread after the work already queued and wait for it (a thread still tearing down its
+        OpenMP team when the interpreter exits can abort the process); a later ``submit`` starts a fresh
+        one."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._jobs.put(None)
+        if thread is not threading.current_thread():
+            thread.join()
+
     def _serve(self) -> None:
         while True:
-            job, future = self._jobs.get()
+            item = self._jobs.get()
+            if item is None:
+                return
+            job, future = item
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -454,6 +470,7 @@ class TransformersBackend(Backend):
         device = self._device or "cpu"
         self._model = None
         self._processor = None
+        self._compute.stop()
         self._free_memory(device)
 
     @staticmethod

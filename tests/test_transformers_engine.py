@@ -300,13 +300,13 @@ def compute_thread_is_idle(backend: TransformersBackend) -> bool:
 
 def test_all_torch_work_runs_on_one_thread(tiny_hf_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading, preprocessing and generation (streamed and batched) share one thread, so PyTorch keeps one
-    OpenMP team (a second one slowed CPU decoding by 17 %)."""
+    OpenMP team (a second one slowed CPU decoding by 17 %); unloading ends that thread."""
     import transformers
 
-    threads: dict[str, set[int]] = {}
+    threads: dict[str, set[threading.Thread]] = {}
 
     def note(name: str) -> None:
-        threads.setdefault(name, set()).add(threading.get_ident())
+        threads.setdefault(name, set()).add(threading.current_thread())
 
     original_load = transformers.AutoModelForImageTextToText.from_pretrained.__func__
 
@@ -328,7 +328,10 @@ def test_all_torch_work_runs_on_one_thread(tiny_hf_model: Path, monkeypatch: pyt
         backend.unload()
     assert set(threads) == {"load", "inputs", "generate"}
     used = set().union(*threads.values())
-    assert len(used) == 1 and threading.get_ident() not in used
+    assert len(used) == 1 and threading.current_thread() not in used
+    compute = used.pop()
+    compute.join(timeout=5.0)
+    assert not compute.is_alive()
 
 
 def test_cancel_between_tokens_returns_within_a_second(fp32: TransformersBackend) -> None:
