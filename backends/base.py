@@ -15,6 +15,58 @@ from backends.request import GenerationRequest
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short human-readable message."""
 
+FINISH_STOP = "stop"
+"""The model ended its answer itself (end of sequence, or a grammar that completed)."""
+FINISH_LENGTH = "length"
+"""The engine stopped the answer at ``max_new_tokens`` or at the end of the context: it is cut off."""
+
+
+class Completion(str):
+    """A whole answer: the text itself, plus why the engine ended it.
+
+    ``finish_reason`` is :data:`FINISH_STOP`, :data:`FINISH_LENGTH`, or None where the engine did not say.
+    A ``str`` subclass, so code that only wants the text keeps working with it (and it crosses the engine
+    host's pipe as it is).
+    """
+
+    finish_reason: str | None
+
+    def __new__(cls, text: str = "", finish_reason: str | None = None) -> Completion:
+        completion = super().__new__(cls, text)
+        completion.finish_reason = finish_reason
+        return completion
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == FINISH_LENGTH
+
+
+def finish_reason_of(text: str) -> str | None:
+    """The finish reason an answer carries (a :class:`Completion`), or None for a plain string."""
+    return getattr(text, "finish_reason", None)
+
+
+class Stream:
+    """A ``generate`` stream to iterate as usual that keeps the finish reason its generator returned."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self._stream = stream
+        self.finish_reason: str | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        self.finish_reason = yield from self._stream
+
+
+def collect(stream: Iterator[str], on_chunk: Callable[[str], None] | None = None) -> Completion:
+    """Read a ``generate`` stream to its end: the whole text, and why the engine ended it."""
+    chunks: list[str] = []
+    reader = Stream(stream)
+    for chunk in reader:
+        chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return Completion("".join(chunks), reader.finish_reason)
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -87,7 +139,9 @@ class BackendInfo:
 class Backend(ABC):
     """An engine. Construct with an :class:`EngineConfig`, then ``load``, ``generate``…, ``unload``.
 
-    ``generate`` yields text chunks as the model produces them; the concatenation is the answer.
+    ``generate`` yields text chunks as the model produces them; the concatenation is the answer. The generator
+    returns (as its ``StopIteration`` value, see :func:`collect`) why the answer ended: :data:`FINISH_STOP`,
+    :data:`FINISH_LENGTH`, or None where the engine cannot tell.
     It checks ``cancel`` between tokens and raises :class:`~backends.errors.Cancelled` when set.
     Structured requests (``json_schema``) are constrained where the engine can; validating the
     result is the caller's job (see :mod:`backends.structured`).
@@ -111,9 +165,10 @@ class Backend(ABC):
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
     ) -> list[str]:
         """Answer several requests; engines with real batching override this. Greedy results equal
-        running the requests one by one."""
+        running the requests one by one. Each answer is a :class:`Completion` where the engine knows why it
+        ended."""
         cancel = token_or_new(cancel)
-        return ["".join(self.generate(request, cancel)) for request in requests]
+        return [collect(self.generate(request, cancel)) for request in requests]
 
     @abstractmethod
     def unload(self) -> None:

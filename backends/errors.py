@@ -43,11 +43,19 @@ class GenerationError(CaptioneerError):
 
 
 class InvalidOutputError(GenerationError):
-    """The model's output did not match what the task asked for (for example broken JSON)."""
+    """The model's output did not match what the task asked for (for example broken JSON).
 
-    def __init__(self, message: str, raw: str = "") -> None:
+    ``raw`` is the last answer as the model gave it; ``attempts`` how many generations were made for it.
+    """
+
+    def __init__(self, message: str, raw: str = "", attempts: int = 1) -> None:
         super().__init__(message)
         self.raw = raw
+        self.attempts = attempts
+
+
+class TruncatedOutputError(InvalidOutputError):
+    """The engine cut the answer off at the answer-length limit (or the end of the context)."""
 
 
 class EngineCrashedError(GenerationError):

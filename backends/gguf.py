@@ -99,6 +99,28 @@ def _cpuinfo_cores(cpuinfo: str) -> set[tuple[str, str]]:
     return cores
 
 
+STRING_CHAR_RULE = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+"""One character inside a JSON string: anything but a quote, a backslash or a control character
+(U+0000-U+001F, U+007F), or an escape (``\\n``, ``\\t``, ``\\u00e9``…). The rule llama.cpp's own C++
+converter uses; llama-cpp-python's Python converter (0.3.x) allows raw control characters, which make the JSON
+invalid."""
+
+
+def strict_string_grammar(gbnf: str) -> str:
+    """``gbnf`` (from llama-cpp-python's JSON-schema converter) with every JSON string character limited to
+    :data:`STRING_CHAR_RULE`.
+
+    The converter defines one ``char`` rule that all strings use (bounded ones repeat it); only its body
+    changes. A grammar without strings is returned as it is.
+    """
+    lines = gbnf.splitlines()
+    for index, line in enumerate(lines):
+        name, separator, _ = line.partition(" ::= ")
+        if separator and name == "char":
+            lines[index] = f"char ::= {STRING_CHAR_RULE}"
+    return "\n".join(lines)
+
+
 def sampling_arguments(options: SamplingOptions) -> dict[str, Any]:
     """llama-cpp-python keyword arguments for ``options``; its own extra samplers are switched off so that
     temperature 0 is plain greedy decoding, as in every other engine."""
@@ -325,10 +347,11 @@ class GGUFBackend(Backend):
             progress(1.0, "Ready")
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
-        from llama_cpp.llama_grammar import LlamaGrammar
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            text = strict_string_grammar(json_schema_to_gbnf(json.dumps(schema)))
+            return LlamaGrammar.from_string(text, verbose=False)
         except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise ConfigurationError(f"llama.cpp cannot turn the task's JSON schema into a grammar: {exc}") \
                 from None
@@ -372,6 +395,7 @@ class GGUFBackend(Backend):
                 )
             except Exception as exc:  # the one choke point: every native failure is translated
                 raise translate_error(exc, _NATIVE_LOG.tail()) from exc
+            finish_reason: str | None = None
             with contextlib.closing(stream):
                 cancel.raise_if_cancelled()
                 while True:
@@ -383,9 +407,12 @@ class GGUFBackend(Backend):
                         raise translate_error(exc, _NATIVE_LOG.tail()) from exc
                     if cancel.cancelled:
                         raise Cancelled()
-                    text = chunk["choices"][0]["delta"].get("content")
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
                     if text:
                         yield text
+                    finish_reason = choice.get("finish_reason") or finish_reason
+            return finish_reason
 
     def unload(self) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ crash, an out-of-memory kill or a slow leak never takes the app down, and unload
 
 Protocol (parent → child): ``("load",)``, ``("generate", request)``, ``("batch", requests)``, ``("info",)``,
 ``("exit",)``. The child answers with any number of ``("progress", fraction, message)`` or
-``("chunk", text)`` and then exactly one ``("done", value, rss_bytes)`` or ``("error", error_state)``.
+``("chunk", text)`` and then exactly one ``("done", value, rss_bytes)`` or ``("error", error_state)``; a
+generation's ``value`` is its finish reason, a batch's the list of answers
+(:class:`~backends.base.Completion`).
 Cancellation is a shared event the child's engine checks between tokens.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any, ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback, collect
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import Cancelled, CaptioneerError, EngineCrashedError, GenerationError
 from backends.registry import backend_class, create_backend
@@ -180,9 +182,10 @@ def _host_main(conn: Connection, cancel_event: Any, config_data: dict[str, Any])
             elif kind == "generate":
                 request: GenerationRequest = message[1]
                 _inject_fault(fault, request.images)
-                for chunk in engine.generate(request, cancel):
-                    conn.send(("chunk", chunk))
-                conn.send(("done", None, _resident_bytes()))
+                completion = collect(
+                    engine.generate(request, cancel), lambda chunk: conn.send(("chunk", chunk))
+                )
+                conn.send(("done", completion.finish_reason, _resident_bytes()))
             elif kind == "batch":
                 requests: list[GenerationRequest] = message[1]
                 _inject_fault(fault, [image for request in requests for image in request.images])
@@ -444,10 +447,13 @@ class HostedBackend(Backend):
         with self._lock:
             self._ensure_running(cancel)
             finished = False
+            finish_reason: str | None = None
             try:
                 for reply in self._exchange(("generate", request), cancel, doing):
                     if reply[0] == "chunk":
                         yield reply[1]
+                    elif reply[0] == "done":
+                        finish_reason = reply[1]
                 finished = True
             except EngineCrashedError:
                 self._crashes.update(image.sha256 for image in request.images)
@@ -460,6 +466,7 @@ class HostedBackend(Backend):
                     # The consumer stopped reading early: stop the engine and get back in step.
                     self._abandon(doing)
             self._finish_request()
+            return finish_reason
 
     def _abandon(self, doing: str) -> None:
         """The consumer of a stream went away mid-request: stop the engine and read the request's remaining

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback, Stream
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
     CaptioneerError,
@@ -462,10 +462,11 @@ class OllamaBackend(Backend):
         while True:
             yielded = False
             try:
-                for text in self._stream(body, cancel):
+                stream = Stream(self._stream(body, cancel))
+                for text in stream:
                     yielded = True
                     yield text
-                return
+                return stream.finish_reason
             except CaptioneerError:
                 raise
             except Exception as exc:
@@ -492,6 +493,7 @@ class OllamaBackend(Backend):
         client = _client(self.host, None)
         deadline = None if self.request_timeout is None else time.monotonic() + self.request_timeout
         done = False
+        done_reason: str | None = None
         try:
             parts: Iterable[Any] = client.chat(**arguments)
             for part in relay(
@@ -501,12 +503,14 @@ class OllamaBackend(Backend):
                     yield part.message.content
                 if part.done:
                     done = True
+                    done_reason = part.done_reason
         finally:
             client.close()
         if not done:
             raise GenerationError(
                 f"Ollama at {self.host} ended the answer without finishing it (did Ollama stop or crash?)."
             )
+        return done_reason
 
     def _timed_out(self) -> EngineTimeoutError:
         return EngineTimeoutError(

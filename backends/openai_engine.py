@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    EngineConfig,
+    ProgressCallback,
+    Stream,
+    collect,
+)
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
     CaptioneerError,
@@ -353,11 +361,12 @@ class OpenAIBackend(Backend):
             style = server.format_style
             yielded = False
             try:
-                for text in self._stream(server, request, cancel):
+                stream = Stream(self._stream(server, request, cancel))
+                for text in stream:
                     yielded = True
                     yield text
                 self.pool.mark_up(server)
-                return
+                return stream.finish_reason
             except CaptioneerError:
                 raise
             except Exception as exc:
@@ -397,7 +406,7 @@ class OpenAIBackend(Backend):
         workers = max(1, min(len(requests), len(self.pool.in_rotation()) * self.parallel))
 
         def answer(request: GenerationRequest) -> str:
-            return "".join(self.generate(request, cancel))
+            return collect(self.generate(request, cancel))
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-openai") as executor:
             futures = [executor.submit(answer, request) for request in requests]
@@ -416,6 +425,7 @@ class OpenAIBackend(Backend):
                 stream.close()
 
         finished = False
+        finish_reason: str | None = None
         try:
             for chunk in relay(
                 chunks(),
@@ -431,12 +441,14 @@ class OpenAIBackend(Backend):
                         yield choice.delta.content
                     if choice.finish_reason:
                         finished = True
+                        finish_reason = choice.finish_reason
         finally:
             client.close()
         if not finished:
             raise GenerationError(
                 f"The server at {server.url} ended the answer without finishing it (did it stop or crash?)."
             )
+        return finish_reason
 
     def unload(self) -> None:
         """Forget the session; the servers keep their models."""

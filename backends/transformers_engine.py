@@ -17,7 +17,16 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.base import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Backend,
+    BackendInfo,
+    Capabilities,
+    Completion,
+    EngineConfig,
+    ProgressCallback,
+)
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
     Cancelled,
@@ -55,6 +64,22 @@ _ALTERNATIVES = {
     "nf4": "use --quant bf16 (or fp16 on a GPU), or the gguf engine with a Q4_K_M model",
     "int8": "use --quant nf4 or bf16, or the gguf engine with a Q8_0 model",
 }
+
+
+def finish_reasons(
+    rows: Sequence[Sequence[int]], eos_ids: frozenset[int], max_new_tokens: int
+) -> list[str | None]:
+    """Why each generated row ended: ``stop`` when it holds an end-of-sequence token, ``length`` when it ran
+    to ``max_new_tokens`` without one (the answer is cut off), None otherwise (stopped from outside)."""
+    reasons: list[str | None] = []
+    for row in rows:
+        if any(token in eos_ids for token in row):
+            reasons.append(FINISH_STOP)
+        elif len(row) >= max_new_tokens:
+            reasons.append(FINISH_LENGTH)
+        else:
+            reasons.append(None)
+    return reasons
 
 
 def choose_device(requested: str, *, cuda: bool, mps: bool) -> str:
@@ -581,7 +606,7 @@ class TransformersBackend(Backend):
         cancel = token_or_new(cancel)
         self._require_loaded()
         with self._lock:
-            yield from self._stream(request, cancel)
+            return (yield from self._stream(request, cancel))
 
     def _stream(self, request: GenerationRequest, cancel: CancelToken) -> Iterator[str]:
         from transformers import TextIteratorStreamer
@@ -598,13 +623,14 @@ class TransformersBackend(Backend):
         )
         kwargs = self._generation_kwargs(request.options, prompt_length, cancel, stop)
         failure: list[BaseException] = []
+        output: list[Any] = []
 
         def work() -> None:
             import torch
 
             try:
                 with torch.inference_mode():
-                    self._model.generate(**inputs, streamer=streamer, **kwargs)
+                    output.append(self._model.generate(**inputs, streamer=streamer, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - carried to the consuming thread and re-raised there
                 failure.append(exc)
                 streamer.end()
@@ -622,6 +648,15 @@ class TransformersBackend(Backend):
         if failure:
             raise self._translate(failure[0]) from None
         cancel.raise_if_cancelled()
+        generated = output[0][:, prompt_length:].tolist()
+        return finish_reasons(generated, self._eos_ids(), request.options.max_new_tokens)[0]
+
+    def _eos_ids(self) -> frozenset[int]:
+        """The tokens that end an answer (the generation config's, and the tokenizer's)."""
+        configured = self._model.generation_config.eos_token_id
+        ids = set(configured if isinstance(configured, list) else [configured])
+        ids.add(self._processor.tokenizer.eos_token_id)
+        return frozenset(token for token in ids if token is not None)
 
     def generate_batch(
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
@@ -663,4 +698,7 @@ class TransformersBackend(Backend):
         except (RuntimeError, ValueError) as exc:
             raise self._translate(exc) from None
         cancel.raise_if_cancelled()
-        return self._processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+        generated = output[:, prompt_length:]
+        texts = self._processor.batch_decode(generated, skip_special_tokens=True)
+        reasons = finish_reasons(generated.tolist(), self._eos_ids(), options.max_new_tokens)
+        return [Completion(text, reason) for text, reason in zip(texts, reasons, strict=True)]

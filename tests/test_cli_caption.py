@@ -39,6 +39,14 @@ def engine_args(tiny_gguf: tuple[Path, Path]) -> list[str]:
             "--temperature", "0", "--max-tokens", "20"]
 
 
+def cut_off(path: Path) -> str:
+    """The warning for a caption cut off at engine_args' --max-tokens (the tiny model never stops)."""
+    return (
+        f"captioneer: {path}: The answer was cut off at 20 tokens; raise the maximum answer length "
+        "(--max-tokens, or Max answer length in Settings).\n"
+    )
+
+
 class ChunkRecorder(io.StringIO):
     """Stands in for the terminal: remembers every write separately."""
 
@@ -65,7 +73,7 @@ def test_caption_streams_text(
     done = captioneer("caption", image, *engine_args(tiny_gguf))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == streamed
-    assert done.stderr == ""
+    assert done.stderr == cut_off(image)
 
 
 def test_json_output(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
@@ -84,6 +92,7 @@ def test_json_output(tiny_gguf: tuple[Path, Path], tmp_path: Path) -> None:
         assert line["seconds"] > 0
         assert line["image_tokens"] == 300
         assert line["engine"] == "gguf" and line["quant"] == "F16"
+        assert "cut off at 20 tokens" in line["warning"]
 
 
 def test_a_12_megapixel_photo_stays_inside_the_pixel_budget(
@@ -104,7 +113,9 @@ def test_a_bad_file_among_good_ones(tiny_gguf: tuple[Path, Path], tmp_path: Path
     other = photo(tmp_path / "other.png", (320, 320), (10, 10, 200))
     done = captioneer("caption", good, bad, other, *engine_args(tiny_gguf))
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"captioneer: {bad}: ")
+    warned, failed, warned_too = done.stderr.splitlines(keepends=True)
+    assert warned == cut_off(good) and warned_too == cut_off(other)
+    assert failed.startswith(f"captioneer: {bad}: ")
     assert "Traceback" not in done.stderr
     assert f"==> {good} <==" in done.stdout and f"==> {other} <==" in done.stdout
     captions = [block.split("\n", 1)[1].strip() for block in done.stdout.split("==> ")[1:]]

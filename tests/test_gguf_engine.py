@@ -3,6 +3,7 @@ cancel, JSON schemas, fresh state per image, context/error handling and the sand
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from jinja2.sandbox import SecurityError
 from PIL import Image
 
-from backends.base import EngineConfig
+from backends.base import EngineConfig, collect
 from backends.cancel import CancelToken
 from backends.errors import (
     Cancelled,
@@ -26,8 +27,10 @@ from backends.errors import (
     GenerationError,
     ModelFileError,
     ResourceExhaustedError,
+    TruncatedOutputError,
 )
 from backends.gguf import (
+    STRING_CHAR_RULE,
     GGUFBackend,
     _cpuinfo_cores,
     _load_error,
@@ -38,12 +41,13 @@ from backends.gguf import (
     needs_plain_cpu_buffers,
     physical_cores,
     sampling_arguments,
+    strict_string_grammar,
     translate_error,
 )
 from backends.registry import create_backend
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from desktop.core.captioning import caption_file, generate_answer
-from desktop.core.tasks import build_request, get_task
+from desktop.core.tasks import build_request, get_task, task_schema
 from tests.test_gguf_files import rewrite_string
 
 GREEDY = SamplingOptions(temperature=0.0, max_new_tokens=24)
@@ -63,8 +67,8 @@ def describe(image: PreparedImage, options: SamplingOptions = GREEDY) -> Generat
 
 
 def make_backend(model: Path, mmproj: Path | None, **overrides) -> GGUFBackend:
-    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj) if mmproj else None,
-                          image_tokens=256, threads=2, **overrides)
+    settings = {"image_tokens": 256, "threads": 2, **overrides}
+    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj) if mmproj else None, **settings)
     backend = create_backend(config)
     assert isinstance(backend, GGUFBackend)
     return backend
@@ -455,3 +459,128 @@ def test_plain_cpu_buffers_switch_off_extra_buffer_types_for_the_load_only() -> 
     with _plain_cpu_buffers(bindings):
         assert bindings.llama_model_default_params().use_extra_bufts is False
     assert bindings.llama_model_default_params().use_extra_bufts is True
+
+
+# -- JSON strings without raw control characters, and answers cut off at the limit -------------------------
+
+WILD = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+"""Sampling over the whole vocabulary: the tiny model's babble then reaches its control-character tokens."""
+
+
+@pytest.fixture(scope="module")
+def lean_engine(tiny_gguf: tuple[Path, Path]) -> Iterator[GGUFBackend]:
+    """One thread and a small context: llama.cpp's threads spin, and on a busy machine two of them can make
+    a sampled answer 30 times slower."""
+    backend = make_backend(*tiny_gguf, threads=1)
+    backend.load()
+    yield backend
+    backend.unload()
+
+
+def small_square() -> PreparedImage:
+    return PreparedImage(Image.new("RGB", (64, 64), (30, 160, 40)), source="green.png")
+
+
+def grammar_rules(gbnf: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in gbnf.splitlines())
+
+
+@pytest.mark.parametrize("task_id", ["keywords", "social"])
+def test_strict_string_grammar_changes_only_the_string_character_rule(task_id: str) -> None:
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    converted = json_schema_to_gbnf(json.dumps(task_schema(get_task(task_id))))
+    upstream, strict = grammar_rules(converted), grammar_rules(strict_string_grammar(converted))
+    assert "\\x00-\\x1F" not in upstream["char"], "the converter's rule lets control characters in"
+    assert strict["char"] == STRING_CHAR_RULE
+    del upstream["char"], strict["char"]
+    assert strict == upstream
+    LlamaGrammar.from_string(strict_string_grammar(converted), verbose=False)  # llama.cpp accepts it
+
+
+def test_the_string_character_rule_refuses_control_characters_and_keeps_escapes() -> None:
+    # Not a quote, a backslash, U+007F or U+0000-U+001F; or one of JSON's escapes.
+    assert STRING_CHAR_RULE.startswith('[^"\\\\\\x7F\\x00-\\x1F] | ')
+    escapes = STRING_CHAR_RULE.split(" | ", 1)[1]
+    assert escapes == '"\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})'  # \n \t \" \\ \/ \b \f \r \uXXXX
+
+
+def test_a_grammar_without_strings_is_left_alone() -> None:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf = json_schema_to_gbnf(json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}}))
+    assert "char ::=" not in gbnf and strict_string_grammar(gbnf) == gbnf
+
+
+SHORT_KEYWORDS = {
+    "type": "object",
+    "required": ["caption", "keywords"],
+    "additionalProperties": False,
+    "properties": {
+        "caption": {"type": "string", "minLength": 1, "maxLength": 60},
+        "keywords": {"type": "array", "minItems": 1, "maxItems": 3,
+                     "items": {"type": "string", "minLength": 1, "maxLength": 20}},
+    },
+}
+"""The keywords schema's shape with short bounds, so the babble ends quickly."""
+
+
+def _keyword_answers(engine: GGUFBackend, seeds: range) -> list[str]:
+    answers = []
+    for seed in seeds:
+        request = GenerationRequest(prompt="Caption and keywords as JSON.", images=(small_square(),),
+                                    json_schema=SHORT_KEYWORDS,
+                                    options=SamplingOptions(seed=seed, max_new_tokens=512, **WILD))
+        answers.append(collect(engine.generate(request)))
+    return answers
+
+
+def _refused_for_control_characters(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return "control character" in exc.msg
+    return False
+
+
+def test_structured_answers_hold_no_raw_control_characters(lean_engine: GGUFBackend, monkeypatch) -> None:
+    seeds = range(12)
+    fixed = _keyword_answers(lean_engine, seeds)
+    assert all(answer.finish_reason == "stop" for answer in fixed)
+    for answer in fixed:
+        json.loads(answer)  # strict: a raw control character inside a string would fail here
+    assert any("\\" in answer for answer in fixed), "escapes (\\n, \\t, \\uXXXX) are still allowed"
+    # The same answers with llama-cpp-python's own grammar: raw control characters get in.
+    monkeypatch.setattr("backends.gguf.strict_string_grammar", lambda gbnf: gbnf)
+    leaky = _keyword_answers(lean_engine, seeds)
+    assert sum(map(_refused_for_control_characters, leaky)) >= 3
+
+
+def test_the_engine_says_when_it_cut_the_answer_off(lean_engine: GGUFBackend) -> None:
+    short = SamplingOptions(temperature=0.0, max_new_tokens=5)
+    cut = collect(lean_engine.generate(describe(small_square(), short)))
+    assert cut.finish_reason == "length" and cut.truncated
+    schema = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
+    request = GenerationRequest(prompt="JSON.", images=(small_square(),), json_schema=schema,
+                                options=SamplingOptions(temperature=0.0, max_new_tokens=64))
+    finished = collect(lean_engine.generate(request))
+    assert finished.finish_reason == "stop" and not finished.truncated
+    assert json.loads(finished) in ({"ok": True}, {"ok": False})
+
+
+def test_a_cut_off_structured_answer_is_reported_as_cut_off(lean_engine: GGUFBackend) -> None:
+    short = SamplingOptions(max_new_tokens=12)
+    request = build_request(get_task("keywords"), [small_square()], sampling=short)
+    with pytest.raises(TruncatedOutputError) as info:
+        generate_answer(lean_engine, request)
+    assert str(info.value).startswith("Cut-off output after 2 attempts: The answer was cut off at 12 tokens")
+    assert info.value.attempts == 2
+
+
+def test_a_cut_off_plain_answer_is_kept_with_a_warning(lean_engine: GGUFBackend, tmp_path: Path) -> None:
+    path = tmp_path / "green.png"
+    Image.new("RGB", (64, 64), (30, 160, 40)).save(path)
+    result = caption_file(lean_engine, path, get_task("caption"), sampling=SamplingOptions(max_new_tokens=6),
+                          image_tokens=64)
+    assert result.ok and result.text and result.attempts == 1
+    assert result.warning and "cut off at 6 tokens" in result.warning

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
-from backends.base import EngineConfig
+from backends.base import Completion, EngineConfig, collect
 from backends.cancel import CancelToken
 from backends.errors import (
     Cancelled,
@@ -31,6 +31,7 @@ from backends.errors import (
     ImageError,
     InvalidOutputError,
     ModelFileError,
+    TruncatedOutputError,
 )
 from backends.host import (
     FAULT_INJECTION_KEY,
@@ -174,6 +175,8 @@ def test_errors_cross_the_pipe_with_their_type_and_attributes() -> None:
     assert image_error.kind == "too-large"
     invalid = _rebuild_error(_error_state(InvalidOutputError("bad JSON", raw="{oops"), "gguf"))
     assert type(invalid) is InvalidOutputError and invalid.raw == "{oops"
+    cut = _rebuild_error(_error_state(TruncatedOutputError("cut off", raw="{", attempts=3), "gguf"))
+    assert type(cut) is TruncatedOutputError and cut.raw == "{" and cut.attempts == 3
     bug = _rebuild_error(_error_state(KeyError("x"), "gguf"))
     assert type(bug) is GenerationError
     assert "The gguf engine failed unexpectedly (KeyError" in str(bug)
@@ -454,3 +457,21 @@ def test_cli_reports_a_photo_that_crashes_the_host_and_goes_on(
     assert "killed by SIGABRT" in crashed["error"]
     assert captioned["ok"] and captioned["text"]
     assert f"{poison}: The transformers engine process was killed by SIGABRT" in captured.err
+
+
+def test_finish_reasons_cross_the_pipe(tiny_gguf: tuple[Path, Path], host_factory) -> None:
+    model, mmproj = tiny_gguf
+    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj), device="cpu", image_tokens=64,
+                          threads=1)
+    host = host_factory(config)
+    host.load()
+    cut = ask(picture(64, 64, 15), SamplingOptions(max_new_tokens=6, temperature=0.0))
+    schema = {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}}
+    ends = GenerationRequest("JSON.", (picture(64, 64, 16),), json_schema=schema,
+                             options=SamplingOptions(max_new_tokens=64, temperature=0.0))
+    assert collect(host.generate(cut)).finish_reason == "length"
+    assert collect(host.generate(ends)).finish_reason == "stop"
+    answers = host.generate_batch([cut, ends])
+    assert all(isinstance(answer, Completion) for answer in answers)
+    assert [answer.finish_reason for answer in answers] == ["length", "stop"]
+    assert json.loads(answers[1]) in ({"ok": True}, {"ok": False})

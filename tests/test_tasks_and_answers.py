@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig
+from backends.base import Backend, BackendInfo, Capabilities, Completion, EngineConfig, finish_reason_of
 from backends.cancel import CancelToken
-from backends.errors import Cancelled, ConfigurationError, InvalidOutputError, ResourceExhaustedError
+from backends.errors import (
+    Cancelled,
+    ConfigurationError,
+    InvalidOutputError,
+    ResourceExhaustedError,
+    TruncatedOutputError,
+)
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.structured import parse_structured
 from desktop.core.captioning import caption_file, generate_answer
@@ -30,6 +37,7 @@ REQUIRED_TASKS = {
 
 class ScriptedEngine(Backend):
     """A test stand-in for an engine: answers from a script, to exercise the orchestration around engines.
+    A :class:`Completion` in the script ends its stream with that finish reason.
 
     Real engines are tested on real tiny models in their own test files.
     """
@@ -54,6 +62,7 @@ class ScriptedEngine(Backend):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             yield answer[i : i + 4]
+        return finish_reason_of(answer)  # a Completion in the script says why it ended
 
     def unload(self) -> None:
         pass
@@ -119,14 +128,86 @@ def test_unknown_sampling_option_is_an_error() -> None:
         ("", "empty"),
         ('{"caption": "a dog"', "not valid JSON"),
         ('{"caption": "a dog", "keywords": "dog"}', "keywords"),
-        ('{"caption": "a dog", "keywords": ["dog"], "extra": 1}', "schema"),
         ('{"keywords": ["dog"]}', "caption"),
+        ('{"caption": "a dog", "keywords": []}', "keywords"),
     ],
 )
 def test_parse_structured_rejects_bad_answers(text: str, message: str) -> None:
     schema = task_schema(get_task("keywords"))
     with pytest.raises(InvalidOutputError, match=message):
         parse_structured(text, schema)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # an extra key at the top is dropped, the known ones kept
+        (
+            '{"caption": "A dog.", "keywords": ["dog"], "mood": "happy"}',
+            {"caption": "A dog.", "keywords": ["dog"]},
+        ),
+        # several extras, of any type, before and after the known keys
+        (
+            '{"confidence": 0.9, "caption": "A dog.", "tags": ["x"], "keywords": ["dog"], "notes": {"a": 1}}',
+            {"caption": "A dog.", "keywords": ["dog"]},
+        ),
+        # the optional key stays
+        (
+            '{"caption": "A dog.", "title": "Dog", "keywords": ["dog"], "language": "en"}',
+            {"caption": "A dog.", "title": "Dog", "keywords": ["dog"]},
+        ),
+        # nothing extra: unchanged
+        ('{"caption": "A dog.", "keywords": ["dog"]}', {"caption": "A dog.", "keywords": ["dog"]}),
+    ],
+)
+def test_parse_structured_drops_unknown_keys(text: str, expected: dict) -> None:
+    schema = task_schema(get_task("keywords"))
+    assert schema["additionalProperties"] is False, "the grammar still keeps models from inventing keys"
+    assert parse_structured(text, schema) == expected
+
+
+def test_unknown_keys_are_dropped_in_nested_objects_too() -> None:
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "people": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string"}},
+                },
+            }
+        },
+    }
+    value = parse_structured('{"people": [{"name": "Ann", "age": 4}], "extra": true}', schema)
+    assert value == {"people": [{"name": "Ann"}]}
+
+
+def test_json_error_messages_name_the_position_once() -> None:
+    schema = task_schema(get_task("keywords"))
+    with pytest.raises(InvalidOutputError) as info:
+        parse_structured('{"caption": "a dog', schema)
+    assert "at at" not in str(info.value)
+    assert "Unterminated string starting at character 12" in str(info.value)
+
+
+def test_raw_control_characters_in_strings_do_not_fail_the_answer() -> None:
+    """An engine without a grammar may put a raw newline or tab inside a string; the content is still clear
+    (whoever stores it removes the control characters)."""
+    schema = task_schema(get_task("keywords"))
+    raw = '{"caption": "A dog\non\tgrass.", "keywords": ["dog\x07"]}'
+    assert "\n" in raw and "\\n" not in raw
+    value = parse_structured(raw, schema)
+    assert value == {"caption": "A dog\non\tgrass.", "keywords": ["dog\x07"]}
+
+
+def test_a_truncated_answer_is_refused_as_cut_off_even_when_it_parses() -> None:
+    schema = task_schema(get_task("keywords"))
+    complete = '{"caption": "A dog.", "keywords": ["dog"]}'
+    with pytest.raises(TruncatedOutputError, match="cut off at 64 tokens; raise the maximum answer length"):
+        parse_structured(complete, schema, truncated_at=64)
 
 
 def test_parse_structured_accepts_fenced_json() -> None:
@@ -206,3 +287,103 @@ def test_keywords_result_json_has_caption_and_keywords(tmp_path) -> None:
     result = caption_file(engine, path, get_task("keywords")).to_json()
     assert result["ok"] and result["caption"] == "Night." and result["keywords"] == ["night", "black"]
     assert result["title"] == "Dark" and result["image_tokens"] == 4
+
+
+def test_a_structured_answer_cut_off_at_the_limit_is_retried_then_reported_as_cut_off() -> None:
+    complete = '{"caption": "A dog.", "keywords": ["dog"]}'
+    engine = ScriptedEngine(
+        [Completion(complete, "length"), Completion('{"caption": "A dog on gr', "length")]
+    )
+    request = build_request(get_task("keywords"), [_image()], sampling=SamplingOptions(max_new_tokens=40))
+    with pytest.raises(TruncatedOutputError) as info:
+        generate_answer(engine, request)
+    message = str(info.value)
+    assert message.startswith("Cut-off output after 2 attempts: The answer was cut off at 40 tokens")
+    assert "raise the maximum answer length" in message and "not valid JSON" not in message
+    assert info.value.attempts == 2 == len(engine.requests)
+
+
+def test_an_answer_that_stopped_by_itself_is_not_cut_off() -> None:
+    engine = ScriptedEngine([Completion('{"caption": "A dog.", "keywords": ["dog"]}', "stop")])
+    answer = generate_answer(engine, build_request(get_task("keywords"), [_image()]))
+    assert answer.data == {"caption": "A dog.", "keywords": ["dog"]} and answer.truncated_at is None
+
+
+def test_a_cut_off_plain_answer_is_kept_with_a_warning(tmp_path) -> None:
+    path = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(path)
+    engine = ScriptedEngine([Completion("A long and winding description of the", "length")])
+    result = caption_file(engine, path, get_task("caption"), sampling=SamplingOptions(max_new_tokens=8))
+    assert result.ok and result.text == "A long and winding description of the"
+    assert result.warning == (
+        "The answer was cut off at 8 tokens; raise the maximum answer length "
+        "(--max-tokens, or Max answer length in Settings)."
+    )
+    assert result.to_json()["warning"] == result.warning
+    finished = caption_file(ScriptedEngine([Completion("A dog.", "stop")]), path, get_task("caption"))
+    assert finished.warning is None
+
+
+def test_cut_off_answers_are_told_apart_from_invalid_ones_in_results(tmp_path) -> None:
+    path = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(path)
+    cut = ScriptedEngine([Completion('{"caption": "A', "length"), Completion('{"caption": "B', "length")])
+    result = caption_file(cut, path, get_task("keywords"))
+    assert not result.ok and result.error_kind == "truncated" and "cut off at 1024 tokens" in result.error
+    broken = caption_file(ScriptedEngine(["nope", "still nope"]), path, get_task("keywords"))
+    assert not broken.ok and broken.error_kind == "invalid-output" and "cut off" not in broken.error
+
+
+def test_generations_spent_before_are_counted_in_attempts_and_message() -> None:
+    engine = ScriptedEngine(["nope", "still nope"])
+    with pytest.raises(InvalidOutputError, match="after 3 attempts") as info:
+        generate_answer(engine, build_request(get_task("keywords"), [_image()]), attempts_before=1)
+    assert info.value.attempts == 3
+
+
+def test_a_single_attempt_is_singular() -> None:
+    engine = ScriptedEngine(["nope"])
+    with pytest.raises(InvalidOutputError, match="after 1 attempt: ") as info:
+        generate_answer(engine, build_request(get_task("keywords"), [_image()]), retries=0)
+    assert info.value.attempts == 1
+
+
+def test_caption_file_counts_every_generation_it_made(tmp_path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (1600, 1200), (0, 0, 200)).save(path)
+    engine = ScriptedEngine([ResourceExhaustedError("Out of memory."), "nope", "still nope"])
+    result = caption_file(engine, path, get_task("keywords"), image_tokens=1024)
+    assert not result.ok and result.error_kind == "invalid-output"
+    assert result.attempts == len(engine.requests) == 3
+    assert "after 3 attempts" in result.error
+    ok = ScriptedEngine(
+        [ResourceExhaustedError("Out of memory."), '{"caption": "Blue.", "keywords": ["blue"]}']
+    )
+    assert caption_file(ok, path, get_task("keywords"), image_tokens=1024).attempts == 2
+
+
+def test_caption_file_stores_no_control_characters(tmp_path) -> None:
+    path = tmp_path / "p.png"
+    Image.new("RGB", (64, 64)).save(path)
+    # JSON escapes (which any grammar allows) that decode to control characters.
+    answer = json.dumps(
+        {
+            "caption": "Night\x00 sky\nover\x1b town.",
+            "title": "Dark\nsky",
+            "keywords": ["night\x07", "black\tsky"],
+        }
+    )
+    assert "\\u0000" in answer
+    result = caption_file(ScriptedEngine([answer]), path, get_task("keywords"))
+    assert result.ok
+    assert result.data == {
+        "caption": "Night sky\nover town.",
+        "title": "Dark sky",
+        "keywords": ["night", "black sky"],
+    }
+    out = result.to_json()
+    assert out["caption"] == "Night sky\nover town." and out["keywords"] == ["night", "black sky"]
+    plain = caption_file(ScriptedEngine(["A\x00 red\r\nsquare\x7f."]), path, get_task("description"))
+    assert plain.text == "A red\nsquare."
+    invalid = caption_file(ScriptedEngine(["bad\x00", "worse\x1b"]), path, get_task("keywords"))
+    assert invalid.text == "worse"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from backends.base import EngineConfig
+from backends.base import EngineConfig, collect
 from backends.cancel import CancelToken
 from backends.errors import Cancelled, ConfigurationError, GenerationError, ModelFileError
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
@@ -23,6 +23,7 @@ from backends.transformers_engine import (
     choose_attention,
     choose_device,
     choose_profile,
+    finish_reasons,
     processor_size,
     resolve_model_dir,
 )
@@ -379,8 +380,9 @@ def test_sampling_options_are_used(fp32: TransformersBackend) -> None:
     assert first != other
 
 
-def test_structured_task_ends_in_a_clear_invalid_output(fp32: TransformersBackend, tmp_path: Path) -> None:
-    """The tiny random model cannot write JSON: one retry, then an 'invalid output' result, not a crash."""
+def test_structured_task_ends_in_a_clear_cut_off_output(fp32: TransformersBackend, tmp_path: Path) -> None:
+    """The tiny random model babbles until the limit: one retry, then a 'cut off' result (not 'invalid JSON',
+    not a crash) that says how to fix it."""
     photo = tmp_path / "beach.png"
     Image.new("RGB", (200, 150), (240, 220, 160)).save(photo)
     retries: list[str] = []
@@ -389,9 +391,43 @@ def test_structured_task_ends_in_a_clear_invalid_output(fp32: TransformersBacken
         sampling=SamplingOptions(max_new_tokens=12, temperature=0.0), on_retry=retries.append,
     )
     assert not result.ok
-    assert result.error_kind == "invalid-output"
-    assert result.error.startswith("Invalid output after 2 attempts")
+    assert result.error_kind == "truncated" and result.attempts == 2
+    assert result.error.startswith("Cut-off output after 2 attempts: The answer was cut off at 12 tokens")
+    assert "not valid JSON" not in result.error
     assert len(retries) == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([[5, 6, 2]], ["stop"]),  # ended with an end-of-sequence token
+        ([[5, 2, 0, 0]], ["stop"]),  # ended, then padded in a batch
+        ([[5, 6, 7, 8]], ["length"]),  # ran to max_new_tokens without ending
+        ([[5, 6]], [None]),  # stopped early from outside (cancel)
+        ([[5, 6, 7, 8], [5, 3, 0, 0]], ["length", "stop"]),
+    ],
+)
+def test_finish_reasons(rows: list[list[int]], expected: list[str | None]) -> None:
+    assert finish_reasons(rows, frozenset({2, 3}), max_new_tokens=4) == expected
+
+
+def test_stream_and_batch_say_when_the_answer_was_cut_off(fp32: TransformersBackend) -> None:
+    request = GenerationRequest("Describe.", (picture(64, 64, 5),), options=GREEDY)
+    streamed = collect(fp32.generate(request))
+    assert streamed.finish_reason == "length" and streamed.truncated
+    [batched] = fp32.generate_batch([request])
+    assert batched == streamed and batched.finish_reason == "length"
+
+
+def test_an_answer_that_reaches_end_of_sequence_is_not_cut_off(
+    fp32: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The random model never ends by itself; with every token counted as end-of-sequence it ends at once."""
+    vocabulary = list(range(fp32._model.config.get_text_config().vocab_size))
+    monkeypatch.setattr(fp32._model.generation_config, "eos_token_id", vocabulary)
+    request = GenerationRequest("Describe.", (picture(64, 64, 5),), options=GREEDY)
+    assert collect(fp32.generate(request)).finish_reason == "stop"
+    assert [answer.finish_reason for answer in fp32.generate_batch([request, request])] == ["stop", "stop"]
 
 
 def test_not_loaded_and_unknown_settings(tiny_hf_model: Path) -> None:

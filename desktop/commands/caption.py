@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
             if not result.ok:
                 failures += 1
                 print(f"captioneer: {image}: {result.error}", file=sys.stderr, flush=True)
+            elif result.warning and not args.json:  # --json carries it in the result
+                print(f"captioneer: {image}: {result.warning}", file=sys.stderr, flush=True)
     finally:
         backend.unload()
     return 1 if failures else 0

@@ -8,11 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import Backend
+from backends.base import Backend, collect
 from backends.cancel import CancelToken, token_or_new
-from backends.errors import Cancelled, ImageError, InvalidOutputError, ResourceExhaustedError
+from backends.errors import (
+    Cancelled,
+    ImageError,
+    InvalidOutputError,
+    ResourceExhaustedError,
+    TruncatedOutputError,
+)
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.structured import parse_structured
+from backends.structured import parse_structured, truncation_message
+from desktop.core.answer_text import clean_answer_data, clean_text
 from desktop.core.images import PixelBudget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request
 
@@ -22,11 +29,13 @@ RetryCallback = Callable[[str], None]
 
 @dataclass
 class Answer:
-    """A validated answer: the raw text, and for structured tasks the parsed JSON object."""
+    """A validated answer: the raw text, for structured tasks the parsed JSON object, how many generations
+    it took, and where the engine cut it off at the answer-length limit (a plain-text answer is kept)."""
 
     text: str
     data: dict[str, Any] | None = None
     attempts: int = 1
+    truncated_at: int | None = None
 
 
 @dataclass
@@ -43,6 +52,7 @@ class CaptionResult:
     seconds: float = 0.0
     image_tokens: int | None = None
     attempts: int = 0
+    warning: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -62,6 +72,7 @@ class CaptionResult:
                 "seconds": round(self.seconds, 3),
                 "image_tokens": self.image_tokens,
                 "attempts": self.attempts,
+                "warning": self.warning,
             }
         )
         out.update(self.extra)
@@ -83,31 +94,38 @@ def generate_answer(
     on_retry: RetryCallback | None = None,
     cancel: CancelToken | None = None,
     retries: int = 1,
+    attempts_before: int = 0,
 ) -> Answer:
     """Stream ``request`` through ``backend``; for structured requests validate, retrying ``retries`` times.
 
+    A structured answer the engine cut off at the length limit counts as invalid (and is retried); a plain
+    one is returned with ``truncated_at`` set. ``attempts_before`` is how many generations were already spent
+    on this answer elsewhere (a batched answer that failed validation): the attempts reported include them.
+
     Raises:
-        InvalidOutputError: the answer was still invalid after the retries.
+        InvalidOutputError: the answer was still invalid after the retries (:class:`TruncatedOutputError`
+            when the last one was cut off); its ``attempts`` counts every generation made.
         Cancelled: ``cancel`` was set; nothing partial is returned.
     """
     cancel = token_or_new(cancel)
     attempt = 0
     while True:
-        chunks: list[str] = []
-        for chunk in backend.generate(request, cancel):
-            chunks.append(chunk)
-            if on_chunk is not None:
-                on_chunk(chunk)
+        completion = collect(backend.generate(request, cancel), on_chunk)
         cancel.raise_if_cancelled()
-        text = "".join(chunks)
+        attempts = attempts_before + attempt + 1
+        truncated_at = request.options.max_new_tokens if completion.truncated else None
         if request.json_schema is None:
-            return Answer(text=text.strip(), attempts=attempt + 1)
+            return Answer(text=completion.strip(), attempts=attempts, truncated_at=truncated_at)
         try:
-            return Answer(text=text, data=parse_structured(text, request.json_schema), attempts=attempt + 1)
+            data = parse_structured(completion, request.json_schema, truncated_at=truncated_at)
+            return Answer(text=str(completion), data=data, attempts=attempts)
         except InvalidOutputError as exc:
             if attempt >= retries:
-                raise InvalidOutputError(
-                    f"Invalid output after {attempt + 1} attempt{'s' if attempt else ''}: {exc}", raw=exc.raw
+                summary = "Cut-off output" if isinstance(exc, TruncatedOutputError) else "Invalid output"
+                raise type(exc)(
+                    f"{summary} after {attempts} attempt{'s' if attempts > 1 else ''}: {exc}",
+                    raw=exc.raw,
+                    attempts=attempts,
                 ) from None
             attempt += 1
             if on_retry is not None:
@@ -173,16 +191,25 @@ def _caption_prepared(
     on_chunk: ChunkCallback | None,
     on_retry: RetryCallback | None,
     cancel: CancelToken | None,
+    attempts_before: int = 0,
 ) -> CaptionResult:
     result.image_tokens = image.tokens
     request = build_request(task, [image], task_options, sampling)
     try:
-        answer = generate_answer(backend, request, on_chunk=on_chunk, on_retry=on_retry, cancel=cancel)
+        answer = generate_answer(
+            backend,
+            request,
+            on_chunk=on_chunk,
+            on_retry=on_retry,
+            cancel=cancel,
+            attempts_before=attempts_before,
+        )
     except ResourceExhaustedError as exc:
         # Out of memory or context at this budget: one retry at half the pixels, then give up on this photo.
         smaller = max(64, image_tokens // 2)
         if image.original_size is None or smaller >= image.tokens:
             result.error, result.error_kind = str(exc), "resources"
+            result.attempts = attempts_before + 1
             result.seconds = time.perf_counter() - started
             return result
         if on_retry is not None:
@@ -204,18 +231,22 @@ def _caption_prepared(
             on_chunk=on_chunk,
             on_retry=on_retry,
             cancel=cancel,
+            attempts_before=attempts_before + 1,  # the generation that ran out of memory
         )
     except InvalidOutputError as exc:
-        result.error, result.error_kind = str(exc), "invalid-output"
-        result.text = exc.raw
-        result.attempts = 1 + 1
+        result.error = str(exc)
+        result.error_kind = "truncated" if isinstance(exc, TruncatedOutputError) else "invalid-output"
+        result.text = clean_text(exc.raw)
+        result.attempts = exc.attempts
         result.seconds = time.perf_counter() - started
         return result
     except Cancelled:
         raise
     result.ok = True
-    result.text = answer.text
-    result.data = answer.data
+    result.text = clean_text(answer.text)
+    result.data = clean_answer_data(answer.data) if answer.data is not None else None
     result.attempts = answer.attempts
+    if answer.truncated_at is not None:
+        result.warning = truncation_message(answer.truncated_at)
     result.seconds = time.perf_counter() - started
     return result

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, EngineConfig
+from backends.base import FINISH_LENGTH, Backend, EngineConfig, finish_reason_of
 from backends.cancel import CancelToken
 from backends.errors import (
     Cancelled,
@@ -22,10 +22,12 @@ from backends.errors import (
     ImageError,
     InvalidOutputError,
     ResourceExhaustedError,
+    TruncatedOutputError,
 )
 from backends.host import QuarantinedImageError
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.structured import parse_structured
+from backends.structured import parse_structured, truncation_message
+from desktop.core.answer_text import clean_answer_data, clean_text
 from desktop.core.captioning import Answer, generate_answer
 from desktop.core.images import PixelBudget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
@@ -532,6 +534,9 @@ class _Runner:
         return outcome
 
     def _evaluate(self, image: PreparedImage, first: str | None, attempt: int) -> _Outcome:
+        # Generations already spent when the engine ran out of memory: the batch's answer, if it was asked
+        # again, and the generation that failed.
+        spent = (0 if first is None else 1) + 1
         try:
             answer = self._generate(image, first, attempt)
         except ResourceExhaustedError:
@@ -544,41 +549,58 @@ class _Runner:
                 source=image.source,
                 original_size=image.original_size,
             )
-            answer = self._generate(resized, None, attempt)
+            try:
+                answer = self._generate(resized, None, attempt, attempts_before=spent)
+            except InvalidOutputError as exc:
+                return self._invalid(exc)
         except InvalidOutputError as exc:
-            return _Outcome(
-                raw=exc.raw, attempts=1 + self.retries, problems=[f"invalid output: {exc}"], retried=True
-            )
+            return self._invalid(exc)
         return self._outcome(answer)
 
-    def _generate(self, image: PreparedImage, first: str | None, attempt: int) -> Answer:
-        if first is not None and self.schema is not None:
+    def _invalid(self, exc: InvalidOutputError) -> _Outcome:
+        """An answer still invalid (or cut off) after its retries: kept for review with what the model
+        said."""
+        problem = str(exc) if isinstance(exc, TruncatedOutputError) else f"invalid output: {exc}"
+        return _Outcome(raw=clean_text(exc.raw), attempts=exc.attempts, problems=[problem], retried=True)
+
+    def _generate(
+        self, image: PreparedImage, first: str | None, attempt: int, attempts_before: int = 0
+    ) -> Answer:
+        """The batch's answer ``first`` where it is usable, else a generation (with retries) for the photo."""
+        if first is not None:
+            truncated_at = self.sampling.max_new_tokens if finish_reason_of(first) == FINISH_LENGTH else None
+            if self.schema is None:
+                return Answer(text=first.strip(), truncated_at=truncated_at)
             try:
-                return Answer(text=first, data=parse_structured(first, self.schema))
-            except InvalidOutputError:
-                self._event("a batched answer was invalid; asking again for that photo")
-        elif first is not None:
-            return Answer(text=first.strip())
+                return Answer(
+                    text=str(first), data=parse_structured(first, self.schema, truncated_at=truncated_at)
+                )
+            except InvalidOutputError as exc:
+                self._event(f"a batched answer was unusable ({exc}); asking again for that photo")
+                attempts_before += 1
         return generate_answer(
             self.backend,
             self._request(image, attempt),
             cancel=self.cancel,
             retries=self.retries,
             on_retry=lambda reason: self._event(f"{reason} Retrying once."),
+            attempts_before=attempts_before,
         )
 
     def _outcome(self, answer: Answer) -> _Outcome:
-        data = answer.data or {}
+        """The answer as a result: fields picked for the task, control characters removed, keywords cleaned,
+        problems found."""
+        data = clean_answer_data(answer.data or {})
         if self.task.structured:
             caption = str(data.get("caption") or data.get("alt_text") or "").strip()
             raw_keywords = data.get("keywords") or data.get("hashtags") or []
         else:
-            caption, raw_keywords = answer.text.strip(), []
+            caption, raw_keywords = clean_text(answer.text).strip(), []
         keywords = clean_keywords(raw_keywords if isinstance(raw_keywords, list) else [], self.rules)
         title = str(data["title"]).strip() if data.get("title") else None
         alt_text = str(data["alt_text"]).strip() if data.get("alt_text") else None
         if self.task.id == "alt_text":
-            alt_text = caption
+            alt_text = clean_text(caption, multiline=False)
         caption_limit = None
         if self.schema is not None:
             caption_limit = self.schema.get("properties", {}).get("caption", {}).get("maxLength")
@@ -589,12 +611,14 @@ class _Runner:
             max_caption_chars=caption_limit,
             needs_keywords="keywords" in (self.schema or {}).get("properties", {}),
         )
+        if answer.truncated_at is not None:
+            problems.append(truncation_message(answer.truncated_at))
         return _Outcome(
             caption=caption,
             keywords=keywords,
             title=title,
             alt_text=alt_text,
-            raw=answer.text,
+            raw=clean_text(answer.text),
             attempts=answer.attempts,
             problems=problems,
         )

@@ -68,6 +68,7 @@ class FakeOllama:
         stream_error: after this many chat pieces, emit ``{"error": …}`` inside the 200 stream.
         hang: requests to these paths wait until the server stops (or ``release`` is called).
         drop_stream_after: after this many chat pieces, close the connection without a ``done`` line.
+        done_reason: the ``done`` line's ``done_reason``; ``"length"`` is an answer cut off at num_predict.
     """
 
     models: list[FakeModel] = field(default_factory=lambda: [FakeModel("qwen3-vl:2b-instruct")])
@@ -81,6 +82,7 @@ class FakeOllama:
     hang: set[str] = field(default_factory=set)
     version: str = "0.12.10"
     requests: list[RecordedRequest] = field(default_factory=list)
+    done_reason: str = "stop"
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -302,7 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         stream = body.get("stream", True)
         created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         if not stream:
-            self._send_json(200, self._final(name, created, text, len(pieces)))
+            final = self._final(name, created, text, len(pieces))
+            self._send_json(200, {**final, "done_reason": self.fake.done_reason})
             return
         self._start_stream()
         for index, piece in enumerate(pieces):
@@ -321,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "done": False,
                 }
             )
-        self._line(self._final(name, created, "", len(pieces)))
+        self._line({**self._final(name, created, "", len(pieces)), "done_reason": self.fake.done_reason})
         self._end_stream()
 
     @staticmethod

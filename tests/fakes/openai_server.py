@@ -36,6 +36,7 @@ class FakeOpenAI:
         port: where to listen (0: any free port).
         piece_delay: seconds before each streamed piece (a slow model).
         windows: (start, end) ``time.monotonic()`` of every streamed answer, to see concurrency.
+        finish_reason: the last chunk's ``finish_reason``; ``"length"`` is an answer cut off at max_tokens.
     """
 
     models: list[str] = field(default_factory=lambda: ["qwen3-vl-2b"])
@@ -50,6 +51,7 @@ class FakeOpenAI:
     piece_delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)
+    finish_reason: str = "stop"
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -165,7 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         else:
-            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            self._event(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": self.fake.finish_reason}]}
+            )
         self._event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

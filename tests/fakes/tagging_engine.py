@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from backends.base import Backend, BackendInfo, Capabilities, Completion, EngineConfig, ProgressCallback
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import EngineCrashedError
 from backends.request import GenerationRequest
@@ -32,6 +32,8 @@ class FakeEngine(Backend):
 
     - ``delay``: seconds per answer; ``log``: a file that gets one line per generation (survives a kill);
     - ``crash_on`` / ``invalid_on``: pixel colours (as ``"r,g,b"``) that crash the engine or get broken JSON;
+    - ``cut_off_on``: colours whose answer ends with finish reason ``length`` (cut off at the token limit);
+    - ``control_on``: colours whose answer has control characters in its strings (JSON escapes);
     - ``same_caption``: every photo gets the same caption; ``language``: ``"german"`` answers in German.
 
     Like a grammar-constrained engine, it keeps keywords inside the schema's vocabulary ``enum``.
@@ -48,7 +50,7 @@ class FakeEngine(Backend):
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
         self.loaded = True
 
-    def _answer(self, request: GenerationRequest) -> str:
+    def _answer(self, request: GenerationRequest) -> Completion:
         extra = self.config.extra
         image = request.images[0].image
         rgb = image.getpixel((image.width // 2, image.height // 2))
@@ -63,7 +65,9 @@ class FakeEngine(Backend):
         if key in extra.get("crash_on", ()):
             raise EngineCrashedError("The fake engine process was killed by SIGSEGV while captioning.")
         if key in extra.get("invalid_on", ()):
-            return '{"caption": "A cut-off answ'
+            return Completion('{"caption": "A broken answ', "stop")
+        if key in extra.get("cut_off_on", ()):
+            return Completion('{"caption": "A cut-off answ', "length")
         colour = colour_name(rgb)
         if extra.get("same_caption"):
             caption = "A photo of something."
@@ -77,7 +81,11 @@ class FakeEngine(Backend):
         )
         if allowed:  # like an engine that constrains decoding with the schema's grammar
             keywords = [k for k in keywords if k in allowed] or allowed[:1]
-        return json.dumps({"caption": caption, "title": f"{colour.title()} square", "keywords": keywords})
+        title = f"{colour.title()} square"
+        if key in extra.get("control_on", ()):
+            caption, title = f"{caption}\x00\x1b[0m\r\nSecond line.", f"{title}\n\x07"
+            keywords = [f"{keywords[0]}\x08", *keywords[1:]]
+        return Completion(json.dumps({"caption": caption, "title": title, "keywords": keywords}), "stop")
 
     def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
         cancel = token_or_new(cancel)
@@ -86,6 +94,7 @@ class FakeEngine(Backend):
         for start in range(0, len(text), 16):
             cancel.raise_if_cancelled()
             yield text[start : start + 16]
+        return text.finish_reason
 
     def unload(self) -> None:
         self.loaded = False
