@@ -647,8 +647,10 @@ def test_run_with_a_server_dying_mid_answer_tags_every_photo_once(tmp_path: Path
         run_id = plan(catalog, root, config)
         backend = OpenAIBackend(config)
         backend.load()
-        counts = execute_run(catalog, run_id, backend)
+        events: list[str] = []
+        counts = execute_run(catalog, run_id, backend, on_event=events.append)
         assert (counts.done, counts.failed, counts.pending) == (10, 0, 0)
+        assert any(f"skipping {dying.url} until " in event for event in events), "the window shows it too"
         assert results_per_photo(catalog, run_id) == [1] * 10
         assert len(dying.chats()) >= 2, "the dying server was tried, and tried again after its cool-down"
         assert len(healthy.chats()) == 10

@@ -4,11 +4,13 @@ progress, pause, cancel, batching, keyword clean-up and degenerate-output detect
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -810,4 +812,30 @@ def execute_run(
     """
     run = get_run(catalog, run_id)
     runner = _Runner(catalog, run, backend, controller or RunController(), on_progress, on_event, retries)
-    return runner.execute()
+    with server_notices(on_event):
+        return runner.execute()
+
+
+class _EventHandler(logging.Handler):
+    def __init__(self, on_event: EventCallback) -> None:
+        super().__init__(logging.WARNING)
+        self._on_event = on_event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._on_event(record.getMessage())
+
+
+@contextmanager
+def server_notices(on_event: EventCallback | None) -> Iterator[None]:
+    """While a run goes on, what the server engines say about their servers (one skipped until when, and
+    why) is a run event, so the window's log and the command line show it like every other event."""
+    if on_event is None:
+        yield
+        return
+    logger = logging.getLogger("backends.server_pool")
+    handler = _EventHandler(on_event)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
