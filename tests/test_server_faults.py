@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -858,3 +859,42 @@ def test_cli_flags_and_settings_reach_the_engine(tmp_path: Path) -> None:
     assert gguf.extra == {}, "in-process engines get none of the server options"
     with pytest.raises(ConfigurationError, match="parallel"):
         OpenAIBackend(engine_config_from_args(parser.parse_args(["--parallel", "0"]), settings))
+
+
+def test_cli_tag_ctrl_c_with_requests_in_flight_stops_promptly(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 6)
+    with FakeOpenAI(hang_chat=True) as hung:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "desktop.cli",
+                "tag",
+                str(root),
+                "--engine",
+                "openai",
+                "--model",
+                "qwen3-vl-2b",
+                "--image-tokens",
+                "16",
+                "--base-url",
+                hung.url,
+                "--parallel",
+                "3",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while len(hung.chats()) < 3:  # three requests in flight, none answered
+            assert time.monotonic() < deadline and child.poll() is None, "the run never sent its requests"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = child.communicate(timeout=30)
+        assert time.monotonic() - started < 5, "Ctrl-C stops the requests in flight at once"
+    assert child.returncode == 130, stderr
+    assert "stopping after the current photo" in stderr
+    with open_catalog() as catalog:
+        run = catalog.db.execute("SELECT id, state FROM runs").fetchone()
+        assert run[1] == "paused" and run_counts(catalog, run[0]).pending == 6
