@@ -15,7 +15,6 @@ from backends.base import (
     Capabilities,
     EngineConfig,
     ProgressCallback,
-    Stream,
     collect,
 )
 from backends.cancel import CancelToken, token_or_new
