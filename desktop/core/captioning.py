@@ -13,7 +13,7 @@ from backends.cancel import CancelToken, token_or_new
 from backends.errors import Cancelled, ImageError, InvalidOutputError, ResourceExhaustedError
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.structured import parse_structured
-from desktop.core.images import PixelBudget, prepare_image
+from desktop.core.images import PixelBudget, engine_budget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request
 
 ChunkCallback = Callable[[str], None]
@@ -140,7 +140,7 @@ def caption_file(
     name = os.fspath(path)
     result = CaptionResult(path=name, task=task.id, ok=False)
     try:
-        image = prepare_image(path, PixelBudget(max_tokens=image_tokens))
+        image = prepare_image(path, engine_budget(image_tokens, backend.capabilities))
     except ImageError as exc:
         result.error, result.error_kind = str(exc), exc.kind
         result.seconds = time.perf_counter() - started

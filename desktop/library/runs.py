@@ -27,7 +27,7 @@ from backends.host import QuarantinedImageError
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.structured import parse_structured
 from desktop.core.captioning import Answer, generate_answer
-from desktop.core.images import PixelBudget, prepare_image
+from desktop.core.images import PixelBudget, engine_budget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
 from desktop.library.catalog import Catalog, CatalogError, Photo
 from desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
@@ -458,7 +458,8 @@ class _Runner:
                 continue
             self._report(photo.path)
             try:
-                image = prepare_image(photo.path, PixelBudget(max_tokens=self.spec.image_tokens))
+                budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
+                image = prepare_image(photo.path, budget)
             except ImageError as exc:
                 self._fail(photo_id, str(exc), exc.kind)
                 continue
