@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from backends.cancel import CancelToken, token_or_new
+from backends.errors import CaptioneerError
 from backends.request import GenerationRequest
 
 ProgressCallback = Callable[[float, str], None]
@@ -111,11 +112,17 @@ class Backend(ABC):
 
     def generate_batch(
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
-    ) -> list[str]:
+    ) -> list[str | CaptioneerError]:
         """Answer several requests; engines with real batching override this. Greedy results equal
-        running the requests one by one."""
+        running the requests one by one. An engine may put a request's error in place of its answer (the
+        server engines do, so one failed request does not cost the batch its other answers)."""
         cancel = token_or_new(cancel)
         return ["".join(self.generate(request, cancel)) for request in requests]
+
+    def concurrency(self) -> int:
+        """How many requests the engine answers at once when asked from several threads; a tagging run
+        keeps that many in flight. In-process engines answer one at a time."""
+        return 1
 
     @abstractmethod
     def unload(self) -> None:

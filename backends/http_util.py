@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,6 +23,21 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a server to accept a connection; a running server on the LAN answers far faster."""
+
+READ_TIMEOUT = 120.0
+"""Seconds a server may stay silent in the middle of an answer (or before its first piece, while it reads
+the image) before it counts as hung."""
+
+REQUEST_TIMEOUT = 600.0
+"""Seconds one server may take for one whole answer (the per-image deadline)."""
+
+MAX_ANSWER_KB = 16384
+"""Kilobytes one answer may send over the wire, framing included (16 MiB; a 512-token answer is ~150 kB)."""
+
+TOKEN_CAP_FACTOR = 4
+TOKEN_CAP_SLACK = 32
+"""A stream may carry at most ``TOKEN_CAP_FACTOR × max_new_tokens + TOKEN_CAP_SLACK`` pieces: a server that
+ignores ``max_tokens`` is cut off instead of streaming forever."""
 
 METADATA_TIMEOUT = 15.0
 """Seconds for small requests (version, model lists, model details)."""
@@ -39,6 +56,80 @@ class EngineTimeoutError(GenerationError):
 
 class ServerBusyError(GenerationError):
     """A server kept answering 'busy' (HTTP 429/503) after every retry."""
+
+
+class StreamBrokenError(GenerationError):
+    """A server ended or broke off an answer before finishing it (it stopped, crashed or was cut off)."""
+
+
+class AnswerTooLongError(GenerationError):
+    """A server sent far more than the answer may hold: it ignores ``max_tokens`` or streams garbage."""
+
+
+SERVER_OPTIONS = frozenset(
+    {"connect_timeout", "read_timeout", "request_timeout", "max_answer_kb", "parallel", "retry_down_after"}
+)
+"""The keys of ``EngineConfig.extra`` the server engines read; any other key is a typo and an error."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How long and how much a server engine waits for and accepts, and how hard it uses each server.
+
+    Read from ``EngineConfig.extra`` (the CLI flags and settings of the same names) by :meth:`from_extra`.
+
+    Attributes:
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds of silence allowed before and between the pieces of an answer.
+        request_timeout: seconds for one whole answer from one server (the per-image deadline).
+        max_answer_bytes: bytes one answer may send (framing included).
+        parallel: requests each server answers at once.
+        retry_down_after: seconds a failing server is skipped before one trial request.
+    """
+
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    request_timeout: float = REQUEST_TIMEOUT
+    max_answer_bytes: int = MAX_ANSWER_KB * 1024
+    parallel: int = 1
+    retry_down_after: float = 30.0
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> ServerLimits:
+        """The limits in ``extra`` (checked; a wrong value is a :class:`ConfigurationError`), defaults
+        for the rest."""
+        unknown = sorted(set(extra) - SERVER_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown server engine option {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(SERVER_OPTIONS))}."
+            )
+        defaults = cls()
+        kilobytes = positive_number(extra, "max_answer_kb", whole=True)
+        parallel = positive_number(extra, "parallel", whole=True)
+        return cls(
+            connect_timeout=_or(positive_seconds(extra, "connect_timeout"), defaults.connect_timeout),
+            read_timeout=_or(positive_seconds(extra, "read_timeout"), defaults.read_timeout),
+            request_timeout=_or(positive_seconds(extra, "request_timeout"), defaults.request_timeout),
+            max_answer_bytes=defaults.max_answer_bytes if kilobytes is None else int(kilobytes) * 1024,
+            parallel=defaults.parallel if parallel is None else int(parallel),
+            retry_down_after=_or(positive_seconds(extra, "retry_down_after"), defaults.retry_down_after),
+        )
+
+    @property
+    def socket_read_timeout(self) -> float:
+        """The socket's own read timeout while an answer streams: only a backstop that frees the helper
+        thread :func:`relay` left behind, so relay's idle limit, with its clearer message, fires first."""
+        return 2 * self.read_timeout + 1.0
+
+
+def token_cap(max_new_tokens: int) -> int:
+    """How many streamed pieces an answer capped at ``max_new_tokens`` may take before it is cut off."""
+    return TOKEN_CAP_FACTOR * max_new_tokens + TOKEN_CAP_SLACK
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def is_loopback_host(hostname: str) -> bool:
@@ -107,11 +198,13 @@ def relay(
     abandon: Callable[[], None],
     deadline: float | None = None,
     on_deadline: Callable[[], Exception] | None = None,
+    idle: float | None = None,
+    on_idle: Callable[[], Exception] | None = None,
 ) -> Iterator[T]:
     """Iterate ``items`` (a blocking network stream) in a helper thread and yield them here.
 
-    A hung server then never blocks the caller: cancellation and the deadline are checked every
-    0.1 s, and ``abandon`` (closing the connection) is called when the caller stops early.
+    A hung server then never blocks the caller: cancellation, the deadline and the idle limit are checked
+    every 0.1 s, and ``abandon`` (closing the connection) is called when the caller stops early.
 
     Args:
         items: the stream; its exceptions are re-raised here, in the caller's thread.
@@ -119,6 +212,9 @@ def relay(
         abandon: closes the underlying connection so the helper thread ends.
         deadline: a ``time.monotonic()`` value after which ``on_deadline()`` is raised; None for no limit.
         on_deadline: builds the error raised when the deadline passes.
+        idle: seconds allowed without an item (before the first one too); None for no limit. Unlike a
+            socket timeout it also catches a server that trickles bytes but never completes a piece.
+        on_idle: builds the error raised when the stream stays idle too long.
     """
     channel: queue.Queue[tuple[bool, object]] = queue.Queue()
     stopped = threading.Event()
@@ -141,21 +237,31 @@ def relay(
 
     thread = threading.Thread(target=pump, name="captioneer-stream", daemon=True)
     thread.start()
+    last_item = time.monotonic()
     try:
         while True:
             cancel.raise_if_cancelled()
             wait = _POLL_SECONDS
+            now = time.monotonic()
             if deadline is not None:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0:
                     if on_deadline is None:
                         raise EngineTimeoutError("The server did not answer in time.")
                     raise on_deadline()
                 wait = min(wait, remaining)
+            if idle is not None:
+                quiet_left = last_item + idle - now
+                if quiet_left <= 0:
+                    if on_idle is None:
+                        raise EngineTimeoutError("The server stopped sending its answer.")
+                    raise on_idle()
+                wait = min(wait, quiet_left)
             try:
                 is_item, value = channel.get(timeout=wait)
             except queue.Empty:
                 continue
+            last_item = time.monotonic()
             if not is_item:
                 if value is None:
                     return
@@ -165,6 +271,56 @@ def relay(
         stopped.set()
         if thread.is_alive():
             abandon()
+
+
+def capped_transport(max_bytes: int, server: str) -> Any:
+    """An ``httpx`` transport that counts the bytes of every response body and breaks the stream off with
+    :class:`AnswerTooLongError` past ``max_bytes``, so a server streaming forever cannot fill memory or disk.
+
+    Args:
+        max_bytes: the most one response may carry.
+        server: how the server is named in the error (its address).
+    """
+    return _capped_transport_class()(max_bytes, server)
+
+
+@functools.cache
+def _capped_transport_class() -> type:
+    import httpx  # httpx comes with the server engines' client libraries, so it is imported only here
+
+    class CappedStream(httpx.SyncByteStream):
+        def __init__(self, inner: httpx.SyncByteStream, max_bytes: int, server: str) -> None:
+            self._inner = inner
+            self._max_bytes = max_bytes
+            self._server = server
+
+        def __iter__(self) -> Iterator[bytes]:
+            received = 0
+            for part in self._inner:
+                received += len(part)
+                if received > self._max_bytes:
+                    raise AnswerTooLongError(
+                        f"The server at {self._server} sent more than {self._max_bytes // 1024} kB for one "
+                        "answer; Captioneer cut it off (raise --max-answer-kb if answers are meant to be "
+                        "that long)."
+                    )
+                yield part
+
+        def close(self) -> None:
+            self._inner.close()
+
+    class CappedTransport(httpx.HTTPTransport):
+        def __init__(self, max_bytes: int, server: str) -> None:
+            super().__init__()
+            self._max_bytes = max_bytes
+            self._server = server
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            response.stream = CappedStream(response.stream, self._max_bytes, self._server)
+            return response
+
+    return CappedTransport
 
 
 def backoff(attempt: int, cancel: CancelToken) -> bool:
@@ -188,3 +344,15 @@ def positive_seconds(extra: Mapping[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigurationError(f"Engine option {key} must be a positive number of seconds, got {value!r}.")
     return float(value)
+
+
+def positive_number(extra: Mapping[str, Any], key: str, *, whole: bool = False) -> float | None:
+    """A count or size from ``EngineConfig.extra`` (e.g. ``parallel``), checked; None when absent."""
+    value = extra.get(key)
+    if value is None:
+        return None
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 1:
+        what = "a whole number ≥ 1" if whole else "a number ≥ 1"
+        raise ConfigurationError(f"Engine option {key} must be {what}, got {value!r}.")
+    return value

@@ -6,13 +6,15 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
+    Cancelled,
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -24,14 +26,18 @@ from backends.http_util import (
     CONNECT_TIMEOUT,
     METADATA_TIMEOUT,
     RETRYABLE_STATUSES,
+    AnswerTooLongError,
     EngineTimeoutError,
     ServerBusyError,
-    backoff,
-    positive_seconds,
+    ServerLimits,
+    StreamBrokenError,
+    capped_transport,
     relay,
+    token_cap,
     warn_if_remote,
 )
 from backends.request import GenerationRequest, SamplingOptions
+from backends.server_pool import Fault, ServerPool, serve
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +177,7 @@ def translate_error(exc: Exception, host: str, tag: str) -> CaptioneerError:
     if isinstance(exc, httpx.TimeoutException):
         return EngineTimeoutError(f"Ollama at {host} stopped answering (timed out) — it may be overloaded.")
     if isinstance(exc, httpx.TransportError):
-        return GenerationError(
+        return StreamBrokenError(
             f"The connection to Ollama at {host} broke while it was answering ({exc.__class__.__name__}); "
             "did Ollama stop or crash?"
         )
@@ -194,19 +200,28 @@ def translate_error(exc: Exception, host: str, tag: str) -> CaptioneerError:
         if "memory" in lowered or ("context" in lowered and "exceed" in lowered):
             return ResourceExhaustedError(f"Ollama ran out of resources with {tag}: {message}")
         if status in RETRYABLE_STATUSES:
-            return ServerBusyError(
-                f"Ollama at {host} stayed busy (HTTP {status}: {message}); try again later."
-            )
+            return ServerBusyError(f"Ollama at {host} is busy (HTTP {status}: {message}).")
         return GenerationError(f"Ollama at {host} refused the request (HTTP {status}): {message}")
     if isinstance(exc, ValueError):  # a line that is not JSON, or JSON of the wrong shape
         return GenerationError(f"Ollama at {host} sent an answer Captioneer cannot read: {exc}")
     raise exc
 
 
-def _is_retryable(exc: Exception) -> bool:
+def fault_of(exc: Exception, host: str, tag: str) -> Fault:
+    """What a failed answer means: ``busy`` (HTTP 429/503), ``down`` (unreachable, hung, broken off,
+    overflowing, or a server error: Ollama is skipped for a cool-down and the request tried again), or
+    ``request`` (the model, the image or the options are the problem; asking again would not help)."""
     from ollama import ResponseError
 
-    return isinstance(exc, ResponseError) and exc.status_code in RETRYABLE_STATUSES
+    error = translate_error(exc, host, tag)
+    if isinstance(error, (EngineUnavailableError, EngineTimeoutError, StreamBrokenError, AnswerTooLongError)):
+        return Fault("down", error)
+    if isinstance(exc, ResponseError):
+        if exc.status_code in RETRYABLE_STATUSES:
+            return Fault("busy", error)
+        if exc.status_code >= 500 and not isinstance(error, ResourceExhaustedError):
+            return Fault("down", error)
+    return Fault("request", error)
 
 
 def server_version(host: str) -> str:
@@ -235,11 +250,18 @@ def server_version(host: str) -> str:
     return version
 
 
-def _client(host: str, read_timeout: float | None) -> Any:
+def _client(host: str, read_timeout: float | None, limits: ServerLimits | None = None) -> Any:
+    """An Ollama client; with ``limits``, their connect timeout and answer size cap apply."""
     import httpx
     import ollama
 
-    return ollama.Client(host=host, timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT))
+    if limits is None:
+        return ollama.Client(host=host, timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT))
+    return ollama.Client(
+        host=host,
+        timeout=httpx.Timeout(read_timeout, connect=limits.connect_timeout),
+        transport=capped_transport(limits.max_answer_bytes, host),
+    )
 
 
 @dataclass
@@ -396,11 +418,16 @@ class OllamaBackend(Backend):
 
     Configuration: ``host`` (else ``$OLLAMA_HOST``), ``model`` (an Ollama tag), ``image_tokens`` and
     ``context_tokens`` (for ``num_ctx``), ``keep_alive``, ``allow_cloud``, ``allow_remote``;
-    ``extra["request_timeout"]`` (seconds for one whole answer, default none).
+    in ``extra`` the :class:`ServerLimits`: ``parallel`` (requests in flight at once; set Ollama's
+    ``OLLAMA_NUM_PARALLEL`` to match), ``connect_timeout``, ``read_timeout``, ``request_timeout`` (seconds for
+    one whole answer), ``max_answer_kb`` and ``retry_down_after``.
     """
 
     name = "ollama"
-    capabilities = Capabilities(vision=True, streaming=True, json_schema=True, in_process=False)
+    # "batching": a batch is answered ``parallel`` requests at a time.
+    capabilities = Capabilities(
+        vision=True, streaming=True, json_schema=True, batching=True, in_process=False
+    )
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
@@ -408,7 +435,10 @@ class OllamaBackend(Backend):
         self.tag = config.model.strip()
         self.num_ctx = context_tokens(config)
         self.keep_alive = keep_alive_value(config.keep_alive)
-        self.request_timeout = positive_seconds(config.extra, "request_timeout")
+        self.limits = ServerLimits.from_extra(config.extra)
+        self.pool = ServerPool(
+            [self.host], parallel=self.limits.parallel, cool_down=self.limits.retry_down_after
+        )
         self._version: str | None = None
         self._capabilities: list[str] = []
         self._loaded = False
@@ -451,28 +481,62 @@ class OllamaBackend(Backend):
         if progress is not None:
             progress(1.0, f"{self.tag} is ready in Ollama {self._version}")
 
+    def concurrency(self) -> int:
+        """``parallel``: how many requests are sent to Ollama at once."""
+        return self.limits.parallel
+
     def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
-        """Stream the answer; busy servers (429/503) are retried with backoff before anything is yielded."""
+        """Stream the answer. Until the first piece arrives, a busy Ollama (429/503) is asked again with
+        backoff and a failed attempt (unreachable, hung, broken off) is tried once more; after that a
+        failure is raised, since the pieces already handed on cannot be taken back.
+
+        Raises:
+            NoServerLeftError: Ollama failed this request twice, or stayed busy.
+        """
         cancel = token_or_new(cancel)
         if not self._loaded:
             self.load(cancel=cancel)
         self._check_context(request)
-        body = self._chat_arguments(request)
-        attempt = 0
-        while True:
-            yielded = False
+        yield from self._serve(request, cancel, stream=True)
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
+    ) -> list[str | CaptioneerError]:
+        """Answer ``requests``, ``parallel`` at a time, in their order. An answer that fails part-way is asked
+        again from scratch; a request that cannot be answered gets its error in its place.
+
+        Raises:
+            Cancelled: ``cancel`` was set.
+        """
+        cancel = token_or_new(cancel)
+        if not self._loaded:
+            self.load(cancel=cancel)
+
+        def answer(request: GenerationRequest) -> str | CaptioneerError:
             try:
-                for text in self._stream(body, cancel):
-                    yielded = True
-                    yield text
-                return
-            except CaptioneerError:
+                self._check_context(request)
+                return "".join(self._serve(request, cancel, stream=False))
+            except Cancelled:
                 raise
-            except Exception as exc:
-                if yielded or not _is_retryable(exc) or not backoff(attempt, cancel):
-                    raise translate_error(exc, self.host, self.tag) from None
-                log.info("Ollama at %s is busy (%s); retrying", self.host, exc)
-                attempt += 1
+            except CaptioneerError as exc:
+                return exc
+
+        if len(requests) == 1:
+            return [answer(requests[0])]
+        workers = max(1, min(len(requests), self.limits.parallel))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-ollama") as executor:
+            futures = [executor.submit(answer, request) for request in requests]
+        return [future.result() for future in futures]
+
+    def _serve(self, request: GenerationRequest, cancel: CancelToken, *, stream: bool) -> Iterator[str]:
+        body = self._chat_arguments(request)
+        return serve(
+            self.pool,
+            cancel,
+            lambda server: self._stream(body, request.options.max_new_tokens, cancel),
+            lambda exc, server: fault_of(exc, self.host, self.tag),
+            stream=stream,
+        )
 
     def _chat_arguments(self, request: GenerationRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
@@ -488,15 +552,38 @@ class OllamaBackend(Backend):
             arguments["keep_alive"] = self.keep_alive
         return arguments
 
-    def _stream(self, arguments: Mapping[str, Any], cancel: CancelToken) -> Iterator[str]:
-        client = _client(self.host, None)
-        deadline = None if self.request_timeout is None else time.monotonic() + self.request_timeout
+    def _stream(
+        self, arguments: Mapping[str, Any], max_new_tokens: int, cancel: CancelToken
+    ) -> Iterator[str]:
+        limits = self.limits
+        client = _client(self.host, limits.socket_read_timeout, limits)
+        deadline = time.monotonic() + limits.request_timeout
+        cap = token_cap(max_new_tokens)
         done = False
+        received = 0
         try:
             parts: Iterable[Any] = client.chat(**arguments)
             for part in relay(
-                parts, cancel=cancel, deadline=deadline, abandon=client.close, on_deadline=self._timed_out
+                parts,
+                cancel=cancel,
+                abandon=client.close,
+                deadline=deadline,
+                on_deadline=lambda: EngineTimeoutError(
+                    f"Ollama at {self.host} did not finish the answer within {limits.request_timeout:g} s "
+                    "(request timeout) — try a smaller model or a lower image budget."
+                ),
+                idle=limits.read_timeout,
+                on_idle=lambda: EngineTimeoutError(
+                    f"Ollama at {self.host} sent nothing for {limits.read_timeout:g} s (read timeout) — "
+                    "it may be hung or overloaded."
+                ),
             ):
+                received += 1
+                if received > cap:
+                    raise AnswerTooLongError(
+                        f"Ollama at {self.host} sent more than {cap} pieces for an answer of at most "
+                        f"{max_new_tokens} tokens; Captioneer cut it off."
+                    )
                 if part.message.content:
                     yield part.message.content
                 if part.done:
@@ -504,15 +591,9 @@ class OllamaBackend(Backend):
         finally:
             client.close()
         if not done:
-            raise GenerationError(
+            raise StreamBrokenError(
                 f"Ollama at {self.host} ended the answer without finishing it (did Ollama stop or crash?)."
             )
-
-    def _timed_out(self) -> EngineTimeoutError:
-        return EngineTimeoutError(
-            f"Ollama at {self.host} did not finish the answer within {self.request_timeout:g} s — "
-            "try a smaller model or a lower image budget."
-        )
 
     def _check_context(self, request: GenerationRequest) -> None:
         needed = request.image_tokens + request.options.max_new_tokens + len(request.prompt) // 3

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
+    Cancelled,
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -22,22 +21,22 @@ from backends.errors import (
     ResourceExhaustedError,
 )
 from backends.http_util import (
-    CONNECT_TIMEOUT,
     METADATA_TIMEOUT,
     RETRYABLE_STATUSES,
+    AnswerTooLongError,
     EngineTimeoutError,
     ServerBusyError,
-    backoff,
-    positive_seconds,
+    ServerLimits,
+    StreamBrokenError,
+    capped_transport,
     relay,
+    token_cap,
     warn_if_remote,
 )
 from backends.request import GenerationRequest
+from backends.server_pool import Fault, Server, ServerPool, serve
 
 log = logging.getLogger(__name__)
-
-DOWN_SECONDS = 30.0
-"""How long a server that failed to answer sits out of the rotation before it is tried again."""
 
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 """Ways to ask for schema-constrained JSON, best first: OpenAI's ``json_schema``; ``json_object`` with a
@@ -57,6 +56,7 @@ PROMPT_ALLOWANCE = 1300
 NO_THINKING = {"enable_thinking": False}
 """The chat-template switch that turns thinking off (Qwen3 templates); vLLM, SGLang and llama-server
 (``--jinja``) pass ``chat_template_kwargs`` to the template, others ignore it."""
+
 
 
 def normalize_base_url(url: str) -> str:
@@ -183,77 +183,9 @@ def thinking_advice(url: str, model: str) -> str:
     )
 
 
-@dataclass
-class Server:
-    """One OpenAI-compatible server in the rotation."""
-
-    url: str
-    down_until: float = 0.0
-    last_error: str = ""
-    excluded: str | None = None
-    format_style: int = 0
-    models: tuple[str, ...] = ()
-    max_model_len: int | None = None
-    warned: set[str] = field(default_factory=set)
-    send_limits: bool = True
-
-    @property
-    def style(self) -> str:
-        return RESPONSE_FORMATS[self.format_style]
-
-
-class ServerPool:
-    """Round robin over servers. A server that fails to answer sits out ``down_seconds``, then is tried
-    again; when every server is out, the one out longest is tried rather than failing without trying."""
-
-    def __init__(
-        self,
-        urls: Sequence[str],
-        *,
-        down_seconds: float = DOWN_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not urls:
-            raise ConfigurationError(
-                "No OpenAI-compatible server given: pass --base-url, e.g. http://127.0.0.1:8080/v1."
-            )
-        self.servers = [Server(url) for url in dict.fromkeys(urls)]
-        self.down_seconds = down_seconds
-        self._clock = clock
-        self._next = 0
-        self._lock = threading.Lock()
-
-    def pick(self) -> Server:
-        """The next server to send a request to."""
-        with self._lock:
-            now = self._clock()
-            count = len(self.servers)
-            for step in range(count):
-                index = (self._next + step) % count
-                server = self.servers[index]
-                if server.excluded is None and server.down_until <= now:
-                    self._next = (index + 1) % count
-                    return server
-            candidates = [server for server in self.servers if server.excluded is None]
-            if not candidates:
-                raise ConfigurationError("None of the servers serves the chosen model.")
-            return min(candidates, key=lambda server: server.down_until)
-
-    def mark_down(self, server: Server, reason: str) -> None:
-        with self._lock:
-            server.down_until = self._clock() + self.down_seconds
-            server.last_error = reason
-
-    def mark_up(self, server: Server) -> None:
-        with self._lock:
-            server.down_until = 0.0
-            server.last_error = ""
-
-    def is_down(self, server: Server) -> bool:
-        return server.down_until > self._clock()
-
-    def in_rotation(self) -> list[Server]:
-        return [server for server in self.servers if server.excluded is None]
+def format_style(server: Server) -> str:
+    """The ``response_format`` style (one of :data:`RESPONSE_FORMATS`) ``server`` is asked with now."""
+    return RESPONSE_FORMATS[server.format_style]
 
 
 def _message(exc: Any) -> str:
@@ -267,40 +199,67 @@ def _message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
-def classify(exc: Exception) -> str:
-    """What to do about a failure before anything was streamed: ``down`` (take the server out for a while
-    and try another), ``busy`` (back off and retry), ``format`` (retry with a simpler response_format),
-    ``limits`` (retry without per-request image limits),
-    ``missing`` (the server lacks the model: leave it out if others remain) or ``fail``."""
+def fault_of(exc: Exception, server: Server, model: str, others: int) -> Fault:
+    """What a failed attempt on ``server`` means: ``busy`` (HTTP 429/503), ``down`` (unreachable, timed out,
+    broken off, overflowing, or a server error: the request moves to another server), ``again`` (the
+    server rejects the ``response_format``, or lacks the model while ``others`` servers remain: ask anew),
+    or ``request`` (nothing another server would do better)."""
     import openai
 
-    if isinstance(exc, openai.APIConnectionError):
-        return "down"
+    error = translate_error(exc, server.url, model)
+    if isinstance(error, (EngineUnavailableError, EngineTimeoutError, StreamBrokenError, AnswerTooLongError)):
+        return Fault("down", error)
     if isinstance(exc, openai.APIStatusError):
-        if exc.status_code in RETRYABLE_STATUSES:
-            return "busy"
+        status = exc.status_code
+        if status in RETRYABLE_STATUSES:
+            return Fault("busy", error)
         # vLLM refuses per-request processor limits unless started with --trust-request-mm-kwargs.
-        if exc.status_code in (400, 422) and "mm_processor_kwargs" in _message(exc):
-            return "limits"
+        if status in (400, 422) and "mm_processor_kwargs" in _message(exc) and server.send_limits:
+            server.send_limits = False
+            log.info("%s takes no per-request image limits; images go as they are", server.url)
+            return Fault("again", error)
         # llama-cpp-python's server answers an unknown response_format with 500, others with 400/422.
-        if exc.status_code in (400, 422, 500) and "response_format" in _message(exc):
-            return "format"
-        if exc.status_code == 404:
-            return "missing"
-    return "fail"
+        simpler = server.format_style + 1 < len(RESPONSE_FORMATS)
+        if status in (400, 422, 500) and "response_format" in _message(exc) and simpler:
+            server.format_style += 1
+            log.info("%s rejects this response_format; using %s", server.url, format_style(server))
+            return Fault("again", error)
+        if status == 404 and others:
+            server.excluded = f"does not serve {model}"
+            log.warning("%s does not serve %s; leaving it out.", server.url, model)
+            return Fault("again", error)
+        if status >= 500 and not isinstance(error, ResourceExhaustedError):
+            return Fault("down", error)
+    return Fault("request", error)
 
 
 def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
     """The one choke point that turns client, HTTP and in-stream failures into messages for people."""
+    import httpx
     import openai
 
     if isinstance(exc, CaptioneerError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return EngineUnavailableError(
-            f"The server at {url} did not answer in time — check that it is running and not overloaded."
-        )
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+        # The client wraps transport failures, also those in the middle of a stream; the cause says which.
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
+        if isinstance(cause, httpx.ConnectTimeout):
+            return EngineUnavailableError(
+                f"The server at {url} did not accept a connection in time (connect timeout) — check the "
+                "address and the network."
+            )
+        if isinstance(cause, httpx.TimeoutException) or (
+            cause is None and isinstance(exc, openai.APITimeoutError)
+        ):
+            return EngineTimeoutError(
+                f"The server at {url} did not answer in time (read timeout) — check that it is running and "
+                "not overloaded."
+            )
+        if isinstance(cause, httpx.TransportError) and not isinstance(cause, httpx.ConnectError):
+            return StreamBrokenError(
+                f"The connection to the server at {url} broke while it was answering "
+                f"({cause.__class__.__name__}) — did it stop or crash?"
+            )
         return EngineUnavailableError(
             f"Nothing answers at {url} — start the server (llama-server, LM Studio, vLLM…) "
             "or check --base-url."
@@ -322,9 +281,7 @@ def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
         if "memory" in lowered or "context" in lowered or "too long" in lowered:
             return ResourceExhaustedError(f"The server at {url} cannot fit this request: {message}")
         if status in RETRYABLE_STATUSES:
-            return ServerBusyError(
-                f"The server at {url} stayed busy (HTTP {status}: {message}); try again later."
-            )
+            return ServerBusyError(f"The server at {url} is busy (HTTP {status}: {message}).")
         return GenerationError(f"The server at {url} refused the request (HTTP {status}): {message}")
     if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
         kind = ResourceExhaustedError if "memory" in lowered else GenerationError
@@ -338,9 +295,10 @@ class OpenAIBackend(Backend):
     """Qwen3-VL behind one or several OpenAI-compatible servers.
 
     Configuration: ``base_urls`` (one or more; several share the work round robin), ``api_key``,
-    ``model`` (the server's model name), ``allow_remote``; ``extra["request_timeout"]`` (seconds for one
-    whole answer, default none), ``extra["retry_down_after"]`` (seconds a failed server sits out) and
-    ``extra["parallel"]`` (requests each server answers at once in a batch, default 1).
+    ``model`` (the server's model name), ``allow_remote``; in ``extra`` the :class:`ServerLimits`:
+    ``parallel`` (requests in flight per server), ``connect_timeout``, ``read_timeout``,
+    ``request_timeout`` (seconds for one whole answer), ``max_answer_kb`` and ``retry_down_after`` (seconds a
+    failing server is skipped).
     """
 
     name = "openai"
@@ -357,35 +315,38 @@ class OpenAIBackend(Backend):
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.model = config.model.strip()
-        down = positive_seconds(config.extra, "retry_down_after")
+        self.limits = ServerLimits.from_extra(config.extra)
+        check_image_budget(config.image_tokens)
         self.pool = ServerPool(
             [normalize_base_url(url) for url in config.base_urls],
-            down_seconds=DOWN_SECONDS if down is None else down,
+            parallel=self.limits.parallel,
+            cool_down=self.limits.retry_down_after,
         )
-        self.request_timeout = positive_seconds(config.extra, "request_timeout")
-        self.parallel = config.extra.get("parallel", 1)
-        if isinstance(self.parallel, bool) or not isinstance(self.parallel, int) or self.parallel < 1:
-            raise ConfigurationError(
-                f"Engine option parallel must be a whole number ≥ 1, got {self.parallel!r}."
-            )
-        check_image_budget(config.image_tokens)
         self._loaded = False
 
-    def _client(self, url: str, read_timeout: float | None) -> Any:
+    def concurrency(self) -> int:
+        """``parallel`` requests on every server in rotation."""
+        return self.pool.capacity()
+
+    def _client(self, url: str, read_timeout: float) -> Any:
         import httpx
         import openai
 
+        timeout = httpx.Timeout(read_timeout, connect=self.limits.connect_timeout)
         return openai.OpenAI(
             base_url=url,
             api_key=self.config.api_key or NO_KEY,
-            timeout=httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT),
+            timeout=timeout,
             max_retries=0,
+            http_client=httpx.Client(
+                timeout=timeout, transport=capped_transport(self.limits.max_answer_bytes, url)
+            ),
         )
 
     def _list_models(self, server: Server) -> list[Any]:
         import openai
 
-        client = self._client(server.url, METADATA_TIMEOUT)
+        client = self._client(server.url, min(METADATA_TIMEOUT, self.limits.read_timeout))
         try:
             return list(client.models.list())
         except openai.NotFoundError:
@@ -420,8 +381,8 @@ class OpenAIBackend(Backend):
                 progress(index / len(servers), f"Checking {server.url}")
             try:
                 entries = self._list_models(server)
-            except EngineUnavailableError as exc:
-                self.pool.mark_down(server, str(exc))
+            except (EngineUnavailableError, EngineTimeoutError) as exc:
+                self.pool.trip(server, str(exc))
                 if len(servers) > 1:
                     log.warning("%s — continuing without it for now.", exc)
                 continue
@@ -459,77 +420,62 @@ class OpenAIBackend(Backend):
         )
 
     def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
-        """Stream the answer from the next server in the rotation. Before anything is streamed, a server
-        that does not answer is taken out and the next one tried, a busy one is retried with backoff, and
-        a server that rejects ``response_format`` is asked again with a simpler one."""
+        """Stream the answer from the next server in the rotation. Until the first piece arrives, a server
+        that fails (unreachable, hung, busy, broken off) hands the request to another one, and a server that
+        rejects ``response_format`` is asked again with a simpler one; a server that fails after that has
+        its failure raised, since the pieces already handed on cannot be taken back.
+
+        Raises:
+            NoServerLeftError: every server failed this request.
+        """
         cancel = token_or_new(cancel)
         if not self._loaded:
             self.load(cancel=cancel)
-        busy_attempt = 0
-        failed: set[str] = set()
-        while True:
-            server = self.pool.pick()
-            style = server.format_style
-            yielded = False
-            try:
-                for text in self._stream(server, request, cancel):
-                    yielded = True
-                    yield text
-                self.pool.mark_up(server)
-                return
-            except CaptioneerError:
-                raise
-            except Exception as exc:
-                if yielded:
-                    raise translate_error(exc, server.url, self.model) from None
-                action = classify(exc)
-                if action == "limits" and server.send_limits:
-                    server.send_limits = False
-                    log.info("%s takes no per-request image limits; images go as they are", server.url)
-                    continue
-                if action == "format" and style + 1 < len(RESPONSE_FORMATS):
-                    server.format_style = max(server.format_style, style + 1)
-                    log.info("%s rejects this response_format; using %s", server.url, server.style)
-                    continue
-                if action == "missing" and len(self.pool.in_rotation()) > 1:
-                    server.excluded = f"does not serve {self.model}"
-                    log.warning("%s does not serve %s; leaving it out.", server.url, self.model)
-                    continue
-                if action == "down":
-                    error = translate_error(exc, server.url, self.model)
-                    self.pool.mark_down(server, str(error))
-                    failed.add(server.url)
-                    if len(failed) < len(self.pool.in_rotation()):
-                        sits_out = self.pool.down_seconds
-                        log.warning("%s — trying another server; this one sits out %g s.", error, sits_out)
-                        continue
-                    raise (error if len(self.pool.servers) == 1 else self._all_down()) from None
-                if action == "busy" and backoff(busy_attempt, cancel):
-                    busy_attempt += 1
-                    continue
-                raise translate_error(exc, server.url, self.model) from None
+        yield from self._serve(request, cancel, stream=True)
 
     def generate_batch(
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
-    ) -> list[str]:
-        """Answer ``requests`` concurrently, ``parallel`` at a time per server in rotation; answers come
-        back in the order of ``requests``. The first failure (in that order) is raised once all are done."""
+    ) -> list[str | CaptioneerError]:
+        """Answer ``requests`` concurrently, ``parallel`` at a time on each server in rotation, in the order
+        of ``requests``. An answer that fails part-way starts again from scratch on another server; a request
+        that cannot be answered gets its error in its place, and the others keep their answers.
+
+        Raises:
+            Cancelled: ``cancel`` was set.
+        """
         cancel = token_or_new(cancel)
         if not self._loaded:
             self.load(cancel=cancel)
-        workers = max(1, min(len(requests), len(self.pool.in_rotation()) * self.parallel))
 
-        def answer(request: GenerationRequest) -> str:
-            return "".join(self.generate(request, cancel))
+        def answer(request: GenerationRequest) -> str | CaptioneerError:
+            try:
+                return "".join(self._serve(request, cancel, stream=False))
+            except Cancelled:
+                raise
+            except CaptioneerError as exc:
+                return exc
 
+        if len(requests) == 1:
+            return [answer(requests[0])]
+        workers = max(1, min(len(requests), self.pool.capacity()))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-openai") as executor:
             futures = [executor.submit(answer, request) for request in requests]
         return [future.result() for future in futures]
 
+    def _serve(self, request: GenerationRequest, cancel: CancelToken, *, stream: bool) -> Iterator[str]:
+        def fault(exc: Exception, server: Server) -> Fault:
+            return fault_of(exc, server, self.model, len(self.pool.in_rotation()) - 1)
+
+        return serve(
+            self.pool, cancel, lambda server: self._stream(server, request, cancel), fault, stream=stream
+        )
+
     def _stream(self, server: Server, request: GenerationRequest, cancel: CancelToken) -> Iterator[str]:
-        client = self._client(server.url, None)
-        arguments = completion_arguments(self.model, request, server.style, server.send_limits)
-        deadline = None if self.request_timeout is None else time.monotonic() + self.request_timeout
+        limits = self.limits
+        client = self._client(server.url, limits.socket_read_timeout)
+        arguments = completion_arguments(self.model, request, format_style(server), server.send_limits)
+        deadline = time.monotonic() + limits.request_timeout
+        cap = token_cap(request.options.max_new_tokens)
 
         def chunks() -> Iterator[Any]:
             stream = client.chat.completions.create(**arguments)
@@ -539,6 +485,7 @@ class OpenAIBackend(Backend):
                 stream.close()
 
         finished = False
+        received = 0
         finish_reason: str | None = None
         usage: Any = None
         reasoning_seen = False
@@ -550,9 +497,22 @@ class OpenAIBackend(Backend):
                 abandon=client.close,
                 deadline=deadline,
                 on_deadline=lambda: EngineTimeoutError(
-                    f"The server at {server.url} did not finish the answer within {self.request_timeout:g} s."
+                    f"The server at {server.url} did not finish the answer within "
+                    f"{limits.request_timeout:g} s (request timeout)."
+                ),
+                idle=limits.read_timeout,
+                on_idle=lambda: EngineTimeoutError(
+                    f"The server at {server.url} sent nothing for {limits.read_timeout:g} s (read timeout) — "
+                    "it may be hung or overloaded."
                 ),
             ):
+                received += 1
+                if received > cap:
+                    raise AnswerTooLongError(
+                        f"The server at {server.url} sent more than {cap} pieces for an answer of at most "
+                        f"{request.options.max_new_tokens} tokens — it ignores max_tokens; Captioneer cut it "
+                        "off."
+                    )
                 usage = getattr(chunk, "usage", None) or usage
                 for choice in chunk.choices:
                     if choice.delta is not None and choice.delta.content:
@@ -567,7 +527,7 @@ class OpenAIBackend(Backend):
         finally:
             client.close()
         if not finished:
-            raise GenerationError(
+            raise StreamBrokenError(
                 f"The server at {server.url} ended the answer without finishing it (did it stop or crash?)."
             )
         self._check_answer(server, request, finish_reason, usage, reasoning_seen, "".join(pieces))
@@ -598,8 +558,8 @@ class OpenAIBackend(Backend):
         servers = [
             {
                 "url": server.url,
-                "state": server.excluded or ("out of rotation" if self.pool.is_down(server) else "ok"),
-                "response_format": server.style,
+                "state": self.pool.state(server),
+                "response_format": format_style(server),
             }
             for server in self.pool.servers
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from backends.base import Backend, EngineConfig
 from backends.errors import ConfigurationError
@@ -48,10 +49,62 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-cloud", action="store_true", help="allow Ollama *-cloud models (photos leave)"
     )
     group.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="ollama/openai: requests in flight on each server at once (default 1)",
+    )
+    group.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="ollama/openai: seconds to reach a server (default 5)",
+    )
+    group.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="ollama/openai: seconds a server may stay silent before or during an answer (default 120)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="ollama/openai: seconds one server may take for one photo's whole answer (default 600)",
+    )
+    group.add_argument(
+        "--retry-down-after",
+        type=float,
+        metavar="SECONDS",
+        help="ollama/openai: seconds a failing server is skipped before one trial request (default 30)",
+    )
+    group.add_argument(
+        "--max-answer-kb",
+        type=int,
+        metavar="KB",
+        help="ollama/openai: the most one answer may send; longer streams are cut off (default 16384)",
+    )
+    group.add_argument(
         "--in-process",
         action="store_true",
         help="run gguf/transformers in this process instead of the engine host process (no crash isolation)",
     )
+
+
+SERVER_ENGINES = ("ollama", "openai")
+
+
+def server_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The server engines' limits (``EngineConfig.extra``): command-line flags over saved settings."""
+    pairs = {
+        "parallel": (args.parallel, settings.server_parallel),
+        "connect_timeout": (args.connect_timeout, settings.server_connect_timeout),
+        "read_timeout": (args.read_timeout, settings.server_read_timeout),
+        "request_timeout": (args.request_timeout, settings.server_request_timeout),
+        "retry_down_after": (args.retry_down_after, settings.server_retry_down_after),
+        "max_answer_kb": (args.max_answer_kb, settings.server_max_answer_kb),
+    }
+    return {key: saved if given is None else given for key, (given, saved) in pairs.items()}
 
 
 def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> EngineConfig:
@@ -65,6 +118,7 @@ def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> Eng
         )
     mmproj = args.mmproj or (settings.mmproj if engine == settings.engine and not args.model else None)
     base_urls = tuple(args.base_urls or settings.openai_base_urls)
+    extra = server_options(args, settings) if engine in SERVER_ENGINES else {}
     try:
         return EngineConfig(
             engine=engine,
@@ -80,6 +134,7 @@ def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> Eng
             context_tokens=args.context_tokens,
             allow_remote=args.allow_remote,
             allow_cloud=args.allow_cloud,
+            extra=extra,
         )
     except ValueError as exc:
         raise ConfigurationError(f"Invalid engine option: {exc}") from None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backends.errors import ConfigurationError
 from backends.files import write_atomically
+from backends.http_util import CONNECT_TIMEOUT, MAX_ANSWER_KB, READ_TIMEOUT, REQUEST_TIMEOUT
 from desktop.core.paths import config_dir
 
 
@@ -35,6 +36,13 @@ class Settings(BaseModel):
     theme: str = Field(default="system", pattern="^(system|light|dark)$")
     host_recycle_every: int | None = Field(default=None, ge=1)
     host_memory_limit_mb: int | None = Field(default=None, ge=64)
+    # Server engines (ollama, openai): how hard each server is used and how long a hung one is waited for.
+    server_parallel: int = Field(default=1, ge=1, le=64)
+    server_connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0, le=600)
+    server_read_timeout: float = Field(default=READ_TIMEOUT, gt=0, le=3600)
+    server_request_timeout: float = Field(default=REQUEST_TIMEOUT, gt=0, le=86400)
+    server_retry_down_after: float = Field(default=30.0, gt=0, le=86400)
+    server_max_answer_kb: int = Field(default=MAX_ANSWER_KB, ge=1, le=1_048_576)
 
 
 def settings_path() -> Path:

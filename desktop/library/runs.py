@@ -8,6 +8,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from backends.base import Backend, EngineConfig
 from backends.cancel import CancelToken
 from backends.errors import (
     Cancelled,
+    CaptioneerError,
     ConfigurationError,
     EngineCrashedError,
     GenerationError,
@@ -410,6 +412,9 @@ class _Runner:
         set_run_state(self.catalog, self.run.id, "running")
         self._report("")
         try:
+            width = self.backend.concurrency()
+            if width > 1:
+                self._process_in_flight(width)
             while True:
                 self.controller.wait_while_paused()
                 batch = self._next_items()
@@ -448,34 +453,104 @@ class _Runner:
             self.recent.append((int(result_id), caption))
 
     def _process(self, items: list[int]) -> None:
-        prepared: list[tuple[Photo, PreparedImage, float]] = []
-        for photo_id in items:
-            self.cancel.raise_if_cancelled()
-            photo = self.catalog.photo(photo_id)
-            started = time.perf_counter()
-            if photo is None or photo.status != "present":
-                self._fail(photo_id, "the photo is no longer in the library", "missing")
-                continue
-            self._report(photo.path)
-            try:
-                budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
-                image = prepare_image(photo.path, budget)
-            except ImageError as exc:
-                self._fail(photo_id, str(exc), exc.kind)
-                continue
-            prepared.append((photo, image, started))
+        prepared = [item for item in map(self._prepare, items) if item is not None]
         if not prepared:
             return
-        answers: list[str | None] = [None] * len(prepared)
-        if len(prepared) > 1:
+        answers: list[str | CaptioneerError | None] = [None] * len(prepared)
+        # Server engines answer through generate_batch even one photo at a time: an answer that breaks off
+        # starts again from scratch on another server there, which a stream already shown cannot.
+        capabilities = self.backend.capabilities
+        if len(prepared) > 1 or (capabilities.batching and not capabilities.in_process):
             requests = [self._request(image) for _, image, _ in prepared]
             try:
                 answers = list(self.backend.generate_batch(requests, self.cancel))
             except (EngineCrashedError, ResourceExhaustedError, GenerationError) as exc:
                 self._event(f"batch failed ({exc}); going one photo at a time")
-        for (photo, image, started), first in zip(prepared, answers, strict=True):
+        # Finished answers are stored first: a failure that ends the run must not cost them.
+        order = sorted(range(len(prepared)), key=lambda index: isinstance(answers[index], Exception))
+        for index in order:
             self.cancel.raise_if_cancelled()
-            self._process_one(photo, image, started, first)
+            answer = answers[index]
+            if isinstance(answer, ConfigurationError):  # e.g. no server left: nothing more can be tagged
+                raise answer
+            # A photo whose request failed is asked again on its own.
+            self._process_one(*prepared[index], answer if isinstance(answer, str) else None)
+
+    def _process_in_flight(self, width: int) -> None:
+        """Tag every pending photo with ``width`` requests in flight (an engine that answers several at once:
+        server engines with ``parallel`` × servers), storing each answer the moment it lands, in whatever
+        order they land. Pause stops sending; cancel stops at once; when the engine reports that it cannot
+        go on (no server left), the answers still in flight land first and then the error ends the run."""
+        flying: dict[Future[str | CaptioneerError], tuple[Photo, PreparedImage, float]] = {}
+        fatal: CaptioneerError | None = None
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="captioneer-run") as executor:
+            try:
+                while True:
+                    while fatal is None and len(flying) < width and not self.controller.paused:
+                        photo_id = self._next_pending({photo.id for photo, _, _ in flying.values()})
+                        if photo_id is None:
+                            break
+                        prepared = self._prepare(photo_id)
+                        if prepared is not None:
+                            flying[executor.submit(self._ask, prepared[1])] = prepared
+                    if not flying:
+                        if fatal is not None:
+                            raise fatal
+                        if not self.controller.paused:
+                            return
+                        self.controller.wait_while_paused()
+                        continue
+                    landed, _ = wait(flying, timeout=0.2, return_when=FIRST_COMPLETED)
+                    self.cancel.raise_if_cancelled()
+                    for future in landed:
+                        photo, image, started = flying.pop(future)
+                        answer = future.result()
+                        if isinstance(answer, ConfigurationError):
+                            fatal = fatal or answer
+                            continue
+                        first = answer if isinstance(answer, str) else None
+                        try:
+                            self._process_one(photo, image, started, first)
+                        except ConfigurationError as exc:
+                            fatal = fatal or exc
+            except BaseException:
+                # Whatever stops the run (cancel, Ctrl-C, an error) stops the requests still in flight too.
+                self.cancel.cancel()
+                raise
+
+    def _ask(self, image: PreparedImage) -> str | CaptioneerError:
+        """One photo's answer, or the error that stopped it (runs in a worker thread)."""
+        try:
+            return self.backend.generate_batch([self._request(image)], self.cancel)[0]
+        except Cancelled:
+            raise
+        except CaptioneerError as exc:
+            return exc
+
+    def _next_pending(self, skip: set[int]) -> int | None:
+        """The first pending photo in queue order that is not already in flight."""
+        rows = self.catalog.db.execute(
+            "SELECT photo_id FROM run_items WHERE run_id = ? AND state = 'pending' ORDER BY position LIMIT ?",
+            (self.run.id, len(skip) + 1),
+        ).fetchall()
+        return next((int(row[0]) for row in rows if int(row[0]) not in skip), None)
+
+    def _prepare(self, photo_id: int) -> tuple[Photo, PreparedImage, float] | None:
+        """The photo and its prepared image, or None when it cannot be used (recorded as failed)."""
+        self.cancel.raise_if_cancelled()
+        photo = self.catalog.photo(photo_id)
+        started = time.perf_counter()
+        if photo is None or photo.status != "present":
+            self._fail(photo_id, "the photo is no longer in the library", "missing")
+            return None
+        self._report(photo.path)
+        try:
+            budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
+            image = prepare_image(photo.path, budget)
+        except ImageError as exc:
+            self._fail(photo_id, str(exc), exc.kind)
+            return None
+        return photo, image, started
 
     def _process_one(self, photo: Photo, image: PreparedImage, started: float, first: str | None) -> None:
         try:

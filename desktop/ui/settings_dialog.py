@@ -56,6 +56,12 @@ class SettingsDialog(SettingsView):
         self.ollama_host.setText(settings.ollama_host or "")
         self.openai_urls.setPlainText("\n".join(settings.openai_base_urls))
         self.openai_key.setText(settings.openai_api_key or "")
+        self.server_parallel.setValue(settings.server_parallel)
+        self.server_connect_timeout.setValue(settings.server_connect_timeout)
+        self.server_read_timeout.setValue(settings.server_read_timeout)
+        self.server_request_timeout.setValue(settings.server_request_timeout)
+        self.server_retry_down_after.setValue(settings.server_retry_down_after)
+        self.server_max_answer_kb.setValue(settings.server_max_answer_kb)
         mode = self.metadata_mode.findData(settings.metadata_mode)
         if mode < 0:
             self.metadata_mode.addItem(settings.metadata_mode, settings.metadata_mode)
@@ -71,6 +77,11 @@ class SettingsDialog(SettingsView):
         self.model_browse.setEnabled(engine in ("gguf", "transformers"))
         self.quant.setEnabled(engine == "transformers")
         self.device.setEnabled(engine in ("gguf", "transformers"))
+        for field in (
+            self.server_parallel, self.server_connect_timeout, self.server_read_timeout,
+            self.server_request_timeout, self.server_retry_down_after, self.server_max_answer_kb,
+        ):
+            field.setEnabled(engine in ("ollama", "openai"))
 
     def _browse_model(self) -> None:
         start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())
@@ -112,6 +123,12 @@ class SettingsDialog(SettingsView):
             ollama_host=self.ollama_host.text().strip() or None,
             openai_base_urls=urls,
             openai_api_key=self.openai_key.text() or None,
+            server_parallel=self.server_parallel.value(),
+            server_connect_timeout=round(self.server_connect_timeout.value(), 1),
+            server_read_timeout=round(self.server_read_timeout.value(), 1),
+            server_request_timeout=round(self.server_request_timeout.value(), 1),
+            server_retry_down_after=round(self.server_retry_down_after.value(), 1),
+            server_max_answer_kb=self.server_max_answer_kb.value(),
             metadata_mode=self.metadata_mode.currentData(),
             theme=self.theme.currentData(),
         )

@@ -32,6 +32,14 @@ METADATA_MODES = (
 THEME_LABELS = (("system", "Same as the system"), ("light", "Light"), ("dark", "Dark"))
 
 
+def _seconds(low: float, high: float) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(1)
+    box.setSuffix(" s")
+    return box
+
+
 def _with_button(field: QLineEdit, button: QPushButton) -> QWidget:
     row = QWidget()
     layout = QHBoxLayout(row)
@@ -106,11 +114,36 @@ class SettingsView(QDialog):
         self.openai_key = QLineEdit()
         self.openai_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.openai_key.setPlaceholderText("only if the server asks for one")
+        self.server_parallel = QSpinBox()
+        self.server_parallel.setRange(1, 64)
+        self.server_parallel.setToolTip(
+            "How many photos each server works on at once (vLLM batches them; for Ollama set "
+            "OLLAMA_NUM_PARALLEL to match)."
+        )
+        self.server_connect_timeout = _seconds(0.1, 600)
+        self.server_read_timeout = _seconds(0.1, 3600)
+        self.server_read_timeout.setToolTip("A server silent this long, before or during an answer, is hung.")
+        self.server_request_timeout = _seconds(0.1, 86400)
+        self.server_request_timeout.setToolTip("The most one server may take for one photo's whole answer.")
+        self.server_retry_down_after = _seconds(0.1, 86400)
+        self.server_retry_down_after.setToolTip(
+            "A server that fails or keeps answering busy is skipped this long, then tried with one request."
+        )
+        self.server_max_answer_kb = QSpinBox()
+        self.server_max_answer_kb.setRange(1, 1_048_576)
+        self.server_max_answer_kb.setSuffix(" kB")
+        self.server_max_answer_kb.setToolTip("A longer answer is cut off: the server ignored its limit.")
         servers_box = QGroupBox("Servers")
         servers_form = QFormLayout(servers_box)
         servers_form.addRow("Ollama address", self.ollama_host)
         servers_form.addRow("OpenAI-compatible servers", self.openai_urls)
         servers_form.addRow("API key", self.openai_key)
+        servers_form.addRow("Photos at once per server", self.server_parallel)
+        servers_form.addRow("Connect timeout", self.server_connect_timeout)
+        servers_form.addRow("Silence allowed (read timeout)", self.server_read_timeout)
+        servers_form.addRow("Time per photo (request timeout)", self.server_request_timeout)
+        servers_form.addRow("Skip a failing server for", self.server_retry_down_after)
+        servers_form.addRow("Longest answer", self.server_max_answer_kb)
 
         self.metadata_mode = QComboBox()
         for mode, label in METADATA_MODES:

@@ -5,7 +5,8 @@ chunked transfer encoding, ``/api/version``, ``/api/tags``, ``/api/show`` (with 
 ``/api/chat`` (``message.content`` pieces, then a ``done`` line with ``done_reason`` and counts),
 ``/api/pull`` (per-layer ``status``/``digest``/``total``/``completed``), errors as ``{"error": …}`` with
 Ollama's status codes, and ``{"error": …}`` lines inside a 200 stream. It records every request body so
-tests check what the client sent, and it can be scripted to fail, break a stream or hang.
+tests check what the client sent, and it can be scripted to fail, break a stream, hang before answering,
+die or stall part-way through an answer, be slow to its first byte, or stream forever.
 
 It is not Ollama: there is no model, answers come from the test's ``responder``.
 """
@@ -13,7 +14,9 @@ It is not Ollama: there is no model, answers come from the test's ``responder``.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +71,10 @@ class FakeOllama:
         stream_error: after this many chat pieces, emit ``{"error": …}`` inside the 200 stream.
         hang: requests to these paths wait until the server stops (or ``release`` is called).
         drop_stream_after: after this many chat pieces, close the connection without a ``done`` line.
+        die_after: after this many chat pieces, drop the connection mid-body (a killed Ollama).
+        stall_after: after this many chat pieces, send nothing more until the server stops.
+        first_byte_delay: seconds before a chat answer's headers.
+        endless: ignore ``num_predict`` and stream chat pieces until the client hangs up.
     """
 
     models: list[FakeModel] = field(default_factory=lambda: [FakeModel("qwen3-vl:2b-instruct")])
@@ -79,6 +86,10 @@ class FakeOllama:
     stream_error: tuple[int, str] | None = None
     drop_stream_after: int | None = None
     hang: set[str] = field(default_factory=set)
+    die_after: int | None = None
+    stall_after: int | None = None
+    first_byte_delay: float = 0.0
+    endless: bool = False
     version: str = "0.12.10"
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -304,8 +315,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not stream:
             self._send_json(200, self._final(name, created, text, len(pieces)))
             return
+        if self.fake.endless:
+            pieces = itertools.cycle(piece if piece.endswith(" ") else piece + " " for piece in pieces)
+        if self.fake._release.wait(self.fake.first_byte_delay) and self.fake._stopping:
+            self.close_connection = True
+            return
         self._start_stream()
         for index, piece in enumerate(pieces):
+            if self.fake._stopping:
+                self.close_connection = True
+                return
+            if self.fake.die_after is not None and index == self.fake.die_after:
+                self.connection.shutdown(socket.SHUT_RDWR)  # mid-body, no terminating chunk: a killed Ollama
+                self.close_connection = True
+                return
+            if self.fake.stall_after is not None and index == self.fake.stall_after:
+                while not self.fake._stopping:
+                    time.sleep(0.05)
+                self.close_connection = True
+                return
             if self.fake.stream_error is not None and index == self.fake.stream_error[0]:
                 self._line({"error": self.fake.stream_error[1]})
                 self._end_stream()

@@ -1,6 +1,7 @@
 """A stand-in for an OpenAI-compatible server, for what the real one in the tests (llama-cpp-python's
-server on the tiny GGUF) cannot be made to do on demand: answer busy (429/503), refuse an API key, send
-an error event inside a 200 stream, end a stream early, or hang.
+server on the tiny GGUF) cannot be made to do on demand: answer busy (429/503, once or forever), refuse an
+API key, send an error event inside a 200 stream, end a stream early, die in the middle of an answer, stall
+before its headers or after some pieces, be slow to its first byte, or stream forever.
 
 It speaks ``GET /v1/models`` and streamed ``POST /v1/chat/completions`` (server-sent events, ``data: {…}``
 chunks with ``choices[].delta.content`` and ``finish_reason``, then ``data: [DONE]``) on 127.0.0.1 and
@@ -9,7 +10,9 @@ records every request body. It is not a model: answers come from the test's ``re
 
 from __future__ import annotations
 
+import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,12 @@ class FakeOpenAI:
         port: where to listen (0: any free port).
         piece_delay: seconds before each streamed piece (a slow model).
         windows: (start, end) ``time.monotonic()`` of every streamed answer, to see concurrency.
+        always_fail: (status, message) answered to every chat request (busy forever).
+        die_after: after this many pieces, drop the connection mid-body (a killed server).
+        stall_after: after this many pieces, send nothing more until the server stops (a frozen server).
+        first_byte_delay: seconds before the response headers (a slow server reading the image).
+        endless: ignore ``max_tokens`` and stream pieces until the client hangs up.
+        streamed: pieces sent, over all requests.
 
     Like vLLM (the ``vllm`` handlers):
         max_model_len: listed in ``/v1/models``; when set, ``max_tokens`` is silently lowered to what the
@@ -64,6 +73,12 @@ class FakeOpenAI:
     refuse_processor_limits: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)
+    always_fail: tuple[int, str] | None = None
+    die_after: int | None = None
+    stall_after: int | None = None
+    first_byte_delay: float = 0.0
+    endless: bool = False
+    streamed: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -149,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             self._error(404, "Not Found")
             return
+        failure = failure or self.fake.always_fail
         if failure is not None:
             self._error(*failure)
             return
@@ -168,6 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
         words = self.fake.responder(body).split(" ")
         pieces = [word + " " for word in words[:-1]] + [words[-1]]
         pieces, finish = self._vllm_limit(body, pieces)
+        if self.fake.endless:
+            pieces = itertools.cycle(word + " " for word in words)
+        if self.fake._stopping.wait(self.fake.first_byte_delay):
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -185,8 +206,21 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             if self.fake.drop_stream_after is not None and index == self.fake.drop_stream_after:
                 break
+            if self.fake.die_after is not None and index == self.fake.die_after:
+                self.connection.shutdown(socket.SHUT_RDWR)  # mid-body, no terminating chunk: a killed server
+                self.close_connection = True
+                return
+            if self.fake.stall_after is not None and index == self.fake.stall_after:
+                self.fake._stopping.wait()
+                self.close_connection = True
+                return
+            if self.fake._stopping.is_set():
+                self.close_connection = True
+                return
             delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
             self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            with self.fake._lock:
+                self.fake.streamed += 1
         else:
             self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if (body.get("stream_options") or {}).get("include_usage"):
