@@ -58,7 +58,6 @@ NO_THINKING = {"enable_thinking": False}
 (``--jinja``) pass ``chat_template_kwargs`` to the template, others ignore it."""
 
 
-
 def normalize_base_url(url: str) -> str:
     """``host:port`` or ``http://host:port`` become ``http://host:port/v1``; a given path is kept."""
     text = url.strip().rstrip("/")
@@ -176,6 +175,7 @@ def shows_thinking(reasoning_seen: bool, answer: str) -> bool:
 
 
 def thinking_advice(url: str, model: str) -> str:
+    """The one-line warning for a server whose model thinks although asked not to."""
     return (
         f"The server at {url} runs {model} as a thinking model: it thinks before every answer although "
         "Captioneer asked it not to (chat_template_kwargs enable_thinking=false), which costs time and "

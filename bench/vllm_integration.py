@@ -356,6 +356,8 @@ class Outcome:
     tagged_once: bool
     results: int
     note: str = ""
+    answers: dict[str, str] | None = None
+    same_answers: str = "–"
 
     @property
     def per_minute(self) -> float:
@@ -379,6 +381,18 @@ def catalog_results(home: Path) -> dict[str, int]:
     return {str(row[0]): int(row[1]) for row in rows}
 
 
+def catalog_answers(home: Path) -> dict[str, str]:
+    """Photo path → caption and keywords stored, to compare runs (greedy answers must not depend on load)."""
+    path = home / "data" / "catalog.sqlite"
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        query = "SELECT p.path, r.caption, r.keywords FROM results r JOIN photos p ON p.id = r.photo_id"
+        rows = db.execute(query)
+        return {str(row[0]): f"{row[1]} | {row[2]}" for row in rows}
+    finally:
+        db.close()
+
+
 def tag_flags() -> str:
     return subprocess.run(
         [sys.executable, "-m", "desktop.cli", "tag", "--help"], capture_output=True, text=True, cwd=ROOT
@@ -394,21 +408,24 @@ def tag(case: str, library: Path, servers: list[Server], parallel: int, fault: s
         sys.executable, "-m", "desktop.cli", "tag", str(library), "--engine", "openai",
         *[flag for server in servers for flag in ("--base-url", server.url)],
         "--model", MODEL_NAME, "--image-tokens", str(IMAGE_TOKENS), "--max-tokens", str(MAX_TOKENS),
-        "--temperature", "0", "--batch-size", str(len(servers) * parallel),
+        "--temperature", "0",
     ]
     help_text = tag_flags()
     if "--parallel" in help_text:
         command += ["--parallel", str(parallel)]
     elif parallel > 1:
         return Outcome(case, photos, 0.0, -1, False, 0, "needs `tag --parallel` (engineer servers' branch)")
-    for flag, value in (("--read-timeout", "20"), ("--image-deadline", "120")):
+    # A stopped server is given up after 20 s of silence, not the default minutes.
+    for flag, value in (("--read-timeout", "20"), ("--request-timeout", "120")):
         if flag in help_text:
             command += [flag, value]
     started = time.monotonic()
-    child = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "CAPTIONEER_HOME": str(home)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    said = home / "stderr.txt"  # a file, not a pipe: nobody reads a pipe while the fault is being timed
+    with said.open("w") as err:
+        child = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, "CAPTIONEER_HOME": str(home)},
+            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+        )
     note = ""
     try:
         if fault is not None:
@@ -422,21 +439,27 @@ def tag(case: str, library: Path, servers: list[Server], parallel: int, fault: s
             landed = sum(catalog_results(home).values())
             note = f"{'SIGKILL' if fault == 'kill' else 'SIGSTOP'} after {landed} results"
         try:
-            _, stderr = child.communicate(timeout=1200)
+            child.wait(timeout=1200)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-            _, stderr = child.communicate()
+            child.wait()
             note += "; killed after 20 min"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
     seconds = time.monotonic() - started
+    stderr = said.read_text(errors="replace")
     counts = catalog_results(home)
     once = len(counts) == photos and all(count == 1 for count in counts.values())
+    if fault is not None:  # what the run said about the victim: proof it was hit mid-answer
+        lines = [line for line in stderr.splitlines() if f":{servers[-1].port}" in line]
+        first = f", first: “{lines[0].strip()[:150]}”" if lines else ""
+        note += f"; the run said {len(lines)} line(s) about it{first}"
     if child.returncode != 0 and stderr:
         note += ("; " if note else "") + stderr.strip().splitlines()[-1][:140]
-    return Outcome(case, photos, seconds, child.returncode, once, sum(counts.values()), note)
+    answers = catalog_answers(home) if counts else {}
+    return Outcome(case, photos, seconds, child.returncode, once, sum(counts.values()), note, answers)
 
 
 # 6. Report
@@ -444,17 +467,18 @@ def tag(case: str, library: Path, servers: list[Server], parallel: int, fault: s
 
 def table(outcomes: list[Outcome]) -> str:
     lines = [
-        "| case | photos | seconds | photos/min | every photo tagged exactly once | exit | note |",
-        "|---|---:|---:|---:|---|---:|---|",
+        "| case | photos | seconds | photos/min | every photo tagged exactly once "
+        "| same answers as the first | exit | note |",
+        "|---|---:|---:|---:|---|---|---:|---|",
     ]
     for row in outcomes:
         if row.exit_status == -1 and not row.seconds:
-            lines.append(f"| {row.case} | {row.photos} | – | – | not run | – | {row.note} |")
+            lines.append(f"| {row.case} | {row.photos} | – | – | not run | – | – | {row.note} |")
             continue
         once = "yes" if row.tagged_once else f"NO ({row.results} results)"
         lines.append(
             f"| {row.case} | {row.photos} | {row.seconds:.1f} | {row.per_minute:.1f} | {once} | "
-            f"{row.exit_status} | {row.note} |"
+            f"{row.same_answers} | {row.exit_status} | {row.note} |"
         )
     return "\n".join(lines)
 
@@ -494,6 +518,9 @@ def main() -> int:
             wait_ready(servers)
             say(f"tagging: {case}…")
             outcomes.append(tag(case, library, servers, parallel, fault))
+            if outcomes[-1].answers and outcomes[0].answers and len(outcomes) > 1:
+                same = outcomes[-1].answers == outcomes[0].answers
+                outcomes[-1].same_answers = "yes" if same else "NO"
             say(table(outcomes[-1:]).splitlines()[-1])
             if fault is not None:
                 servers[-1].stop()
