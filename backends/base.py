@@ -79,6 +79,8 @@ class Capabilities:
     batching: bool = False
     in_process: bool = False
     quantizations: tuple[str, ...] = ()
+    min_image_tokens: int = 1
+    """Images smaller than this many visual tokens get enlarged by the engine's image processor."""
 
 
 class EngineConfig(BaseModel):

@@ -52,6 +52,18 @@ RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 NO_KEY = "no-key"
 """Sent when no API key is configured: the client library wants one, local servers ignore it."""
 
+MIN_IMAGE_TOKENS = 64
+"""Qwen3-VL's image processor (vLLM, SGLang) enlarges any image under 65,536 pixels, i.e. 64 visual tokens:
+images are prepared at least this big, and smaller budgets are refused, so the counted tokens are the
+processed ones."""
+
+PROMPT_ALLOWANCE = 1300
+"""Context a request needs besides its image tokens: chat template, task prompt, schema and the answer."""
+
+NO_THINKING = {"enable_thinking": False}
+"""The chat-template switch that turns thinking off (Qwen3 templates); vLLM, SGLang and llama-server
+(``--jinja``) pass ``chat_template_kwargs`` to the template, others ignore it."""
+
 
 def normalize_base_url(url: str) -> str:
     """``host:port`` or ``http://host:port`` become ``http://host:port/v1``; a given path is kept."""
@@ -72,19 +84,39 @@ def response_format(schema: dict[str, Any], style: str) -> dict[str, Any] | None
     return None
 
 
-def completion_arguments(model: str, request: GenerationRequest, style: str) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create``: streamed, capped, with the schema if any."""
+def processor_limits(request: GenerationRequest) -> dict[str, int] | None:
+    """vLLM's per-request ``mm_processor_kwargs`` that keep prepared images exactly as they are: the pixel
+    range is the images' own areas, so a server started with other limits neither enlarges nor shrinks them
+    (sides are multiples of 32 already)."""
+    if not request.images:
+        return None
+    areas = [image.width * image.height for image in request.images]
+    return {"min_pixels": min(areas), "max_pixels": max(areas)}
+
+
+def completion_arguments(
+    model: str, request: GenerationRequest, style: str, limits: bool = True
+) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create``: streamed with usage, capped, thinking off, images
+    kept at their size (``limits``: for servers that take per-request processor limits), with the schema
+    if any."""
     options = request.options
+    # Not in OpenAI's API: vLLM, SGLang, llama-server and LM Studio read what they know and skip the rest.
+    extra_body: dict[str, Any] = {"top_k": options.top_k, "chat_template_kwargs": NO_THINKING}
+    pixels = processor_limits(request) if limits else None
+    if pixels is not None:
+        extra_body["mm_processor_kwargs"] = pixels
     arguments: dict[str, Any] = {
         "model": model,
         "messages": request.openai_messages(),
         "stream": True,
+        # The last chunk then carries the token counts that show a server trimming max_tokens.
+        "stream_options": {"include_usage": True},
         "max_tokens": options.max_new_tokens,
         "temperature": options.temperature,
         "top_p": options.top_p,
         "presence_penalty": options.presence_penalty,
-        # Not in OpenAI's API, but llama-server, vLLM, SGLang and LM Studio read it.
-        "extra_body": {"top_k": options.top_k},
+        "extra_body": extra_body,
     }
     if options.seed is not None:
         arguments["seed"] = options.seed
@@ -93,6 +125,69 @@ def completion_arguments(model: str, request: GenerationRequest, style: str) -> 
         if fmt is not None:
             arguments["response_format"] = fmt
     return arguments
+
+
+def check_image_budget(image_tokens: int) -> None:
+    """Refuse a pixel budget below what the server's image processor takes without enlarging."""
+    if image_tokens < MIN_IMAGE_TOKENS:
+        raise ConfigurationError(
+            f"An image budget of {image_tokens} tokens is below the {MIN_IMAGE_TOKENS} tokens (65,536 "
+            "pixels) that Qwen3-VL's image processor takes on an OpenAI-compatible server, which would "
+            f"enlarge every photo to that size — pass --image-tokens {MIN_IMAGE_TOKENS} or more."
+        )
+
+
+def served_context(entry: Any) -> int | None:
+    """The context length a ``/v1/models`` entry declares (vLLM and SGLang: ``max_model_len``), if any."""
+    extra = getattr(entry, "model_extra", None) or {}
+    value = extra.get("max_model_len")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def context_advice(url: str, model: str, max_model_len: int | None, image_tokens: int) -> str | None:
+    """A warning when a server's context is too small for a photo at ``image_tokens`` with its prompt and
+    answer; None when it is big enough or unknown."""
+    need = image_tokens + PROMPT_ALLOWANCE
+    if max_model_len is None or max_model_len >= need:
+        return None
+    return (
+        f"{url} serves {model} with a {max_model_len}-token context, but a photo at {image_tokens} image "
+        f"tokens with its prompt and answer needs about {need} — restart the server with --max-model-len "
+        f"{need} or more, or lower --image-tokens."
+    )
+
+
+def trimmed_answer(
+    url: str, asked: int, finish_reason: str | None, usage: Any, max_model_len: int | None
+) -> str | None:
+    """The message for an answer the server cut off short of ``asked`` tokens because its context had no
+    more room (vLLM lowers ``max_tokens`` to what the prompt leaves, without saying so); None otherwise."""
+    if finish_reason != "length" or usage is None:
+        return None
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if not isinstance(prompt, int) or not isinstance(completion, int) or completion >= asked:
+        return None
+    context = f"its {max_model_len}-token context" if max_model_len else "its context"
+    return (
+        f"The server at {url} cut the answer off at {completion} of the {asked} tokens asked for: {context} "
+        f"had no more room after the {prompt}-token prompt — restart it with --max-model-len "
+        f"{prompt + asked} or more."
+    )
+
+
+def shows_thinking(reasoning_seen: bool, answer: str) -> bool:
+    """Whether a streamed answer came from a model that thought first: reasoning fields in the deltas
+    (vLLM/SGLang reasoning parsers, llama-server) or think tags left in the text."""
+    return reasoning_seen or answer.lstrip().startswith("<think>") or "</think>" in answer
+
+
+def thinking_advice(url: str, model: str) -> str:
+    """The one-line warning for a server whose model thinks although asked not to."""
+    return (
+        f"The server at {url} runs {model} as a thinking model: it thinks before every answer although "
+        "Captioneer asked it not to (chat_template_kwargs enable_thinking=false), which costs time and "
+        "answer tokens — serve a Qwen3-VL Instruct model (or start llama-server with --reasoning-budget 0)."
+    )
 
 
 def format_style(server: Server) -> str:
@@ -125,6 +220,11 @@ def fault_of(exc: Exception, server: Server, model: str, others: int) -> Fault:
         status = exc.status_code
         if status in RETRYABLE_STATUSES:
             return Fault("busy", error)
+        # vLLM refuses per-request processor limits unless started with --trust-request-mm-kwargs.
+        if status in (400, 422) and "mm_processor_kwargs" in _message(exc) and server.send_limits:
+            server.send_limits = False
+            log.info("%s takes no per-request image limits; images go as they are", server.url)
+            return Fault("again", error)
         # llama-cpp-python's server answers an unknown response_format with 500, others with 400/422.
         simpler = server.format_style + 1 < len(RESPONSE_FORMATS)
         if status in (400, 422, 500) and "response_format" in _message(exc) and simpler:
@@ -211,13 +311,19 @@ class OpenAIBackend(Backend):
     name = "openai"
     # "batching": a batch is spread over the servers in rotation, answered concurrently.
     capabilities = Capabilities(
-        vision=True, streaming=True, json_schema=True, batching=True, in_process=False
+        vision=True,
+        streaming=True,
+        json_schema=True,
+        batching=True,
+        in_process=False,
+        min_image_tokens=MIN_IMAGE_TOKENS,
     )
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.model = config.model.strip()
         self.limits = ServerLimits.from_extra(config.extra)
+        check_image_budget(config.image_tokens)
         self.pool = ServerPool(
             [normalize_base_url(url) for url in config.base_urls],
             parallel=self.limits.parallel,
@@ -244,12 +350,12 @@ class OpenAIBackend(Backend):
             ),
         )
 
-    def _list_models(self, server: Server) -> tuple[str, ...]:
+    def _list_models(self, server: Server) -> list[Any]:
         import openai
 
         client = self._client(server.url, min(METADATA_TIMEOUT, self.limits.read_timeout))
         try:
-            return tuple(entry.id for entry in client.models.list())
+            return list(client.models.list())
         except openai.NotFoundError:
             raise EngineUnavailableError(
                 f"Something answers at {server.url}, but not with the OpenAI API (HTTP 404 for /models) — "
@@ -267,6 +373,12 @@ class OpenAIBackend(Backend):
             return
         if not self.model:
             raise ConfigurationError("No model chosen: pass --model with a name the server lists.")
+        if "thinking" in self.model.lower():
+            log.warning(
+                "%s is a Thinking model: Qwen3-VL Thinking models think before every answer whatever the "
+                "request asks, which costs time and answer tokens — serve the Instruct model of that size.",
+                self.model,
+            )
         cancel = token_or_new(cancel)
         warn_if_remote(self.config)
         servers = self.pool.servers
@@ -275,12 +387,18 @@ class OpenAIBackend(Backend):
             if progress is not None:
                 progress(index / len(servers), f"Checking {server.url}")
             try:
-                server.models = self._list_models(server)
+                entries = self._list_models(server)
             except (EngineUnavailableError, EngineTimeoutError) as exc:
                 self.pool.trip(server, str(exc))
                 if len(servers) > 1:
                     log.warning("%s — continuing without it for now.", exc)
                 continue
+            server.models = tuple(entry.id for entry in entries)
+            served = [served_context(entry) for entry in entries if entry.id == self.model]
+            server.max_model_len = served[0] if served else None
+            advice = context_advice(server.url, self.model, server.max_model_len, self.config.image_tokens)
+            if advice is not None:
+                log.warning(advice)
             if server.models and self.model not in server.models:
                 server.excluded = f"does not serve {self.model}"
                 if len(servers) > 1:
@@ -362,7 +480,7 @@ class OpenAIBackend(Backend):
     def _stream(self, server: Server, request: GenerationRequest, cancel: CancelToken) -> Iterator[str]:
         limits = self.limits
         client = self._client(server.url, limits.socket_read_timeout)
-        arguments = completion_arguments(self.model, request, format_style(server))
+        arguments = completion_arguments(self.model, request, format_style(server), server.send_limits)
         deadline = time.monotonic() + limits.request_timeout
         cap = token_cap(request.options.max_new_tokens)
 
@@ -374,8 +492,11 @@ class OpenAIBackend(Backend):
                 stream.close()
 
         finished = False
-        finish_reason: str | None = None
         received = 0
+        finish_reason: str | None = None
+        usage: Any = None
+        reasoning_seen = False
+        pieces: list[str] = []
         try:
             for chunk in relay(
                 chunks(),
@@ -399,9 +520,14 @@ class OpenAIBackend(Backend):
                         f"{request.options.max_new_tokens} tokens — it ignores max_tokens; Captioneer cut it "
                         "off."
                     )
+                usage = getattr(chunk, "usage", None) or usage
                 for choice in chunk.choices:
                     if choice.delta is not None and choice.delta.content:
+                        pieces.append(choice.delta.content)
                         yield choice.delta.content
+                    if choice.delta is not None and not reasoning_seen:
+                        extra = choice.delta.model_extra or {}
+                        reasoning_seen = bool(extra.get("reasoning_content") or extra.get("reasoning"))
                     if choice.finish_reason:
                         finished = True
                         finish_reason = choice.finish_reason
@@ -411,7 +537,26 @@ class OpenAIBackend(Backend):
             raise StreamBrokenError(
                 f"The server at {server.url} ended the answer without finishing it (did it stop or crash?)."
             )
+        self._check_answer(server, request, finish_reason, usage, reasoning_seen, "".join(pieces))
         return finish_reason
+
+    def _check_answer(
+        self,
+        server: Server,
+        request: GenerationRequest,
+        finish_reason: str | None,
+        usage: Any,
+        reasoning_seen: bool,
+        answer: str,
+    ) -> None:
+        """Say once per server that its model thinks; fail an answer the server's context cut short."""
+        if shows_thinking(reasoning_seen, answer) and "thinking" not in server.warned:
+            server.warned.add("thinking")
+            log.warning(thinking_advice(server.url, self.model))
+        asked = request.options.max_new_tokens
+        problem = trimmed_answer(server.url, asked, finish_reason, usage, server.max_model_len)
+        if problem is not None:
+            raise GenerationError(problem)
 
     def unload(self) -> None:
         """Forget the session; the servers keep their models."""

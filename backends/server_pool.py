@@ -86,6 +86,12 @@ class Server:
     trial (see :meth:`ServerPool.acquire`)."""
     format_style: int = 0
     models: tuple[str, ...] = ()
+    max_model_len: int | None = None
+    """The context its ``/v1/models`` declares for the model (vLLM, SGLang), if any."""
+    send_limits: bool = True
+    """Whether it takes per-request image processor limits (vLLM only with --trust-request-mm-kwargs)."""
+    warned: set[str] = field(default_factory=set)
+    """Warnings already given about it (once per server)."""
 
 
 @dataclass(frozen=True)

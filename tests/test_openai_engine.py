@@ -161,7 +161,7 @@ def test_completion_arguments(photo: Path) -> None:
     )
     arguments = completion_arguments("m", request, "json_schema")
     assert arguments["max_tokens"] == 33 and arguments["seed"] == 3 and arguments["stream"] is True
-    assert arguments["extra_body"] == {"top_k": 7}
+    assert arguments["extra_body"]["top_k"] == 7
     assert arguments["messages"][0] == {"role": "system", "content": "Be brief."}
     image_part, text_part = arguments["messages"][1]["content"]
     assert image_part["image_url"]["url"] == request.images[0].data_url()

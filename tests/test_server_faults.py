@@ -746,7 +746,7 @@ def tag(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
             "--model",
             "qwen3-vl-2b",
             "--image-tokens",
-            "16",
+            "64",  # the smallest budget an OpenAI-compatible server keeps as it is
             "--max-tokens",
             "64",
             "--temperature",

@@ -20,7 +20,7 @@ from backends.errors import (
 from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.structured import parse_structured, truncation_message
 from desktop.core.answer_text import clean_answer_data, clean_text
-from desktop.core.images import PixelBudget, prepare_image
+from desktop.core.images import PixelBudget, engine_budget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request
 
 ChunkCallback = Callable[[str], None]
@@ -158,7 +158,7 @@ def caption_file(
     name = os.fspath(path)
     result = CaptionResult(path=name, task=task.id, ok=False)
     try:
-        image = prepare_image(path, PixelBudget(max_tokens=image_tokens))
+        image = prepare_image(path, engine_budget(image_tokens, backend.capabilities))
     except ImageError as exc:
         result.error, result.error_kind = str(exc), exc.kind
         result.seconds = time.perf_counter() - started

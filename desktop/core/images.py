@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from backends.base import Capabilities
 from backends.errors import ImageError
 from backends.request import TOKEN_PIXELS, PreparedImage
 
@@ -105,11 +106,41 @@ class PixelBudget:
             beta = math.sqrt(self.min_tokens * unit * unit / (width * height))
             w = math.ceil(width * beta / unit) * unit
             h = math.ceil(height * beta / unit) * unit
+        if not self.min_tokens <= (w // unit) * (h // unit) <= self.max_tokens:
+            # A narrow range (e.g. a server's minimum close to the budget) that scaling overshot.
+            columns, rows = closest_grid(width / height, self.min_tokens, self.max_tokens)
+            w, h = columns * unit, rows * unit
         return w, h
 
     def tokens_for(self, width: int, height: int) -> int:
         w, h = self.fit(width, height)
         return (w // TOKEN_PIXELS) * (h // TOKEN_PIXELS)
+
+
+def engine_budget(max_tokens: int, capabilities: Capabilities) -> PixelBudget:
+    """The pixel budget for an engine: at most ``max_tokens``, never below the smallest image the engine's
+    processor takes as it is (it would enlarge a smaller one, costing tokens nobody counted)."""
+    floor = max(MIN_IMAGE_TOKENS, capabilities.min_image_tokens)
+    return PixelBudget(max_tokens=max_tokens, min_tokens=min(floor, max_tokens))
+
+
+def closest_grid(aspect: float, min_tokens: int, max_tokens: int) -> tuple[int, int]:
+    """The grid of ``columns × rows`` tokens, ``min_tokens ≤ columns·rows ≤ max_tokens``, whose shape is
+    closest to ``aspect`` (width / height); of equally close ones the larger."""
+    best: tuple[float, int, int, int] | None = None
+    for rows in range(1, max_tokens + 1):
+        low, high = max(1, -(-min_tokens // rows)), max_tokens // rows
+        if low > high:
+            continue
+        ideal = aspect * rows
+        nearest = (math.floor(ideal), math.ceil(ideal))
+        for columns in {low, high, *(min(high, max(low, value)) for value in nearest)}:
+            error = abs(math.log(columns / rows / aspect))
+            key = (error, -columns * rows, columns, rows)
+            if best is None or key < best:
+                best = key
+    assert best is not None, "min_tokens ≤ max_tokens always leaves a grid"
+    return best[2], best[3]
 
 
 _heif_registered = False

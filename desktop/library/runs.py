@@ -33,7 +33,7 @@ from backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from backends.structured import parse_structured, truncation_message
 from desktop.core.answer_text import clean_answer_data, clean_text
 from desktop.core.captioning import Answer, generate_answer
-from desktop.core.images import PixelBudget, prepare_image
+from desktop.core.images import PixelBudget, engine_budget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
 from desktop.library.catalog import Catalog, CatalogError, Photo
 from desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
@@ -549,7 +549,8 @@ class _Runner:
             return None
         self._report(photo.path)
         try:
-            image = prepare_image(photo.path, PixelBudget(max_tokens=self.spec.image_tokens))
+            budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
+            image = prepare_image(photo.path, budget)
         except ImageError as exc:
             self._fail(photo_id, str(exc), exc.kind)
             return None

@@ -46,6 +46,15 @@ class FakeOpenAI:
         first_byte_delay: seconds before the response headers (a slow server reading the image).
         endless: ignore ``max_tokens`` and stream pieces until the client hangs up.
         streamed: pieces sent, over all requests.
+
+    Like vLLM (the ``vllm`` handlers):
+        max_model_len: listed in ``/v1/models``; when set, ``max_tokens`` is silently lowered to what the
+            prompt leaves of it, and an answer stopped there ends with ``finish_reason: "length"``.
+        prompt_tokens: what every prompt counts, for that and for ``usage``.
+        thinking: reasoning streamed as ``reasoning_content`` deltas before the answer, unless the request
+            turns thinking off (``chat_template_kwargs.enable_thinking: false``) and ``thinking_switch``.
+        refuse_processor_limits: answer 400 to requests with ``mm_processor_kwargs`` (vLLM's default).
+        A final ``usage`` chunk is sent when the request asks for it (``stream_options.include_usage``).
     """
 
     models: list[str] = field(default_factory=lambda: ["qwen3-vl-2b"])
@@ -58,6 +67,11 @@ class FakeOpenAI:
     reject_response_format: bool = False
     port: int = 0
     piece_delay: float = 0.0
+    max_model_len: int | None = None
+    prompt_tokens: int = 100
+    thinking: str | None = None
+    thinking_switch: bool = True
+    refuse_processor_limits: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)
     finish_reason: str = "stop"
@@ -132,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "Not Found")
             return
         data = [{"id": name, "object": "model", "owned_by": "stand-in"} for name in self.fake.models]
+        if self.fake.max_model_len is not None:
+            data = [{**entry, "max_model_len": self.fake.max_model_len} for entry in data]
         self._json(200, {"object": "list", "data": data})
 
     def do_POST(self) -> None:
@@ -160,12 +176,16 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("model") not in self.fake.models:
             self._error(404, f"The model `{body.get('model')}` does not exist.")
             return
+        if self.fake.refuse_processor_limits and "mm_processor_kwargs" in body:
+            self._error(400, "Per-request mm_processor_kwargs are disabled (parameter=mm_processor_kwargs)")
+            return
         if self.fake.hang_chat:
             self.fake._stopping.wait()
             self.close_connection = True
             return
         words = self.fake.responder(body).split(" ")
         pieces = [word + " " for word in words[:-1]] + [words[-1]]
+        pieces, finish = self._vllm_limit(body, pieces)
         if self.fake.endless:
             pieces = itertools.cycle(word + " " for word in words)
         if self.fake._stopping.wait(self.fake.first_byte_delay):
@@ -178,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
         base = {"id": "chatcmpl-stand-in", "object": "chat.completion.chunk", "created": int(time.time())}
         base["model"] = body["model"]
         started = time.monotonic()
+        for reasoning in self._vllm_thinking(body):
+            delta = {"role": "assistant", "content": None, "reasoning_content": reasoning}
+            self._event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         for index, piece in enumerate(pieces):
             time.sleep(self.fake.piece_delay)
             if self.fake.stream_error is not None and index == self.fake.stream_error[0]:
@@ -201,11 +224,30 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake._lock:
                 self.fake.streamed += 1
         else:
-            self._event(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": self.fake.finish_reason}]}
-            )
+            if finish == "stop":
+                finish = self.fake.finish_reason
+            self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                counts = {"prompt_tokens": self.fake.prompt_tokens, "completion_tokens": len(pieces)}
+                counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+                self._event({**base, "choices": [], "usage": counts})
         self._event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         with self.fake._lock:
             self.fake.windows.append((started, time.monotonic()))
+
+    def _vllm_limit(self, body: dict[str, Any], pieces: list[str]) -> tuple[list[str], str]:
+        """vLLM's quiet trim: ``max_tokens`` lowered to what the prompt leaves of ``max_model_len``."""
+        if self.fake.max_model_len is None:
+            return pieces, "stop"
+        room = self.fake.max_model_len - self.fake.prompt_tokens
+        allowed = min(body.get("max_tokens") or len(pieces), room)
+        return (pieces[:allowed], "length") if len(pieces) > allowed else (pieces, "stop")
+
+    def _vllm_thinking(self, body: dict[str, Any]) -> list[str]:
+        """The reasoning pieces a thinking model streams first, unless the request turned thinking off."""
+        switched_off = (body.get("chat_template_kwargs") or {}).get("enable_thinking") is False
+        if self.fake.thinking is None or (switched_off and self.fake.thinking_switch):
+            return []
+        return self.fake.thinking.split(" ")
