@@ -332,6 +332,32 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     undo_dialog.close()
 
 
+def test_write_preview_and_result_show_iptc_notes(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    root.mkdir()
+    photo = root / "IMG_000.jpg"
+    Image.new("RGB", (320, 240), fake_colour(0)).save(photo, quality=95)
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=Family", str(photo)], check=True)
+    tag_directly(root)
+    window = open_window()
+    (result,) = window.catalog.results()
+    caption = "A long caption about a red square. " * 70  # 2,449 bytes once trimmed
+    window.catalog.edit_result(result.id, caption=caption, review="approved")
+    window.prefs.write_mode = "embedded"
+
+    dialog = window.files.open_write_dialog()
+    qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
+    note = "note: IPTC Caption-Abstract shortened to IPTC's limit of 2,000 bytes (2,449 bytes"
+    assert note in dialog.preview.toPlainText()
+
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "written" in m):
+        dialog.write_button.click()
+    assert f"{photo}: IPTC Caption-Abstract shortened" in dialog.preview.toPlainText()
+    assert "Done: write 1: 1 written" in dialog.summary.text()
+    assert len(exiftool_json(photo)["IPTC:Caption-Abstract"].encode()) <= 2000
+    dialog.close()
+
+
 def write_from_the_dialog(qtbot, window: LibraryWindow) -> None:
     dialog = window.files.open_write_dialog()
     qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
