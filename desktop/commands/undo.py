@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from desktop.library.catalog import open_catalog
-    from desktop.library.publishing import undo_write, write_operations
+    from desktop.library.publishing import UndoRefused, undo_write, write_operations
 
     if args.write is None:
         with open_catalog() as catalog:  # writable: an older catalog is upgraded first
@@ -40,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
             print(operation.describe())
         return 0
     with open_catalog() as catalog:
-        report = undo_write(catalog, args.write, force=args.force)
+        try:
+            report = undo_write(catalog, args.write, force=args.force)
+        except UndoRefused as exc:
+            print(f"captioneer: {exc} (--force undoes write {args.write} anyway)", file=sys.stderr)
+            return 1
     for path, reason in report.conflicts:
         print(f"captioneer: {path}: {reason}", file=sys.stderr)
     for path, reason in report.errors:

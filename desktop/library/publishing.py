@@ -65,7 +65,11 @@ class WriteStopped(CaptioneerError):
 
 
 class UndoRefused(CaptioneerError):
-    """Undoing this write would also throw away a newer write of the same files."""
+    """Undoing this write would also throw away ``newer``, a later write of the same photos."""
+
+    def __init__(self, message: str, newer: int) -> None:
+        super().__init__(message)
+        self.newer = newer
 
 
 @dataclass(frozen=True)
@@ -342,8 +346,8 @@ def undo_write(catalog: Catalog, op_id: int, *, force: bool = False) -> UndoRepo
     ).fetchone()[0]
     if newer is not None and not force:
         raise UndoRefused(
-            f"Write {newer} changed some of the same photos after write {op_id}: undo write {newer} first "
-            f"(or use --force to put the files back as they were before write {op_id} anyway)."
+            f"Write {newer} changed some of the same photos after write {op_id}: undo write {newer} first.",
+            newer=newer,
         )
     report = (
         undo(operation.journal, force=force) if (operation.journal / "entries").is_dir() else UndoReport()
