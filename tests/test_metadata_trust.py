@@ -24,7 +24,7 @@ from PIL import Image
 from desktop.library.journal import Journal, undo
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import WriteMode
-from desktop.library.writer import DamagedXmpError, WriteOptions, apply, plan_write
+from desktop.library.writer import DamagedXmpError, MetadataWriteError, WriteOptions, apply, plan_write
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 EMBEDDED = WriteOptions(mode=WriteMode.EMBEDDED)
@@ -376,6 +376,20 @@ def test_fifo_or_folder_is_skipped_with_a_message(library, journal, kind, where)
     assert f"{path} is {described}" in plan.describe()
     assert other_outcome.status == "written"  # the rest of the write carries on
     assert target.is_fifo() if kind == "fifo" else target.is_dir()
+
+
+def test_a_fifo_swapped_in_after_the_plan_is_refused_not_waited_on(library, journal):
+    photo = make_jpeg(library / "IMG.jpg")
+    sidecar = library / "IMG.jpg.xmp"
+    sidecar.write_text(DARKTABLE_SIDECAR, encoding="utf-8")
+    plan = plan_write(photo, Generated(keywords=("sea",)), library_root=library, options=SIDECAR)
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+
+    with deadline(10), pytest.raises(MetadataWriteError, match="a FIFO"):
+        apply(plan, journal)
+
+    assert sidecar.is_fifo() and journal.entries() == []
 
 
 # ---- bullet 4: temp leftovers cleaned, only ours, never through links -----------------------------------

@@ -216,12 +216,19 @@ def _writable(path: Path) -> bool:
 
 
 def fingerprint(path: Path) -> Fingerprint | None:
-    """Size, mtime and sha256 of a file, or None when it does not exist."""
+    """Size, mtime and sha256 of a file, or None when it does not exist.
+
+    Raises:
+        MetadataWriteError: it cannot be read, or something other than a regular file is there now.
+    """
     try:
         info = os.lstat(path)
     except FileNotFoundError:
         return None
-    return Fingerprint(info.st_size, info.st_mtime_ns, sha256_file(path))
+    try:
+        return Fingerprint(info.st_size, info.st_mtime_ns, sha256_file(path))
+    except OSError as exc:
+        raise MetadataWriteError(f"Cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _stat_matches(path: Path, expected: Fingerprint | None) -> bool:
