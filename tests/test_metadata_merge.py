@@ -129,6 +129,13 @@ def test_keywords_only_in_hierarchies_or_iptc_reach_dc_subject_and_every_field_i
     assert not merge(meta, Generated(keywords=("sunset", "paris"))).changed  # a second write is a no-op
 
 
+def test_every_field_keeps_its_own_entries_exactly_even_duplicates_and_blanks():
+    existing = PhotoMetadata(keywords=("beach", "Beach", " "), iptc_keywords=("a", "A"), has_iptc=True)
+    meta = merge(existing, Generated(keywords=("sun",))).metadata
+    assert meta.keywords == ("beach", "Beach", " ", "a", "sun")
+    assert meta.iptc_keywords == ("a", "A", "beach", "sun")
+
+
 def test_iptc_keywords_are_left_alone_without_iptc_and_long_ones_stay_xmp_only():
     no_iptc = merge(PhotoMetadata(keywords=("a",)), Generated(keywords=("b",))).metadata
     assert no_iptc.iptc_keywords == ()

@@ -273,6 +273,12 @@ def _union(*lists: Iterable[str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
+def _extend(existing: tuple[str, ...], extra: Iterable[str]) -> tuple[str, ...]:
+    """A field's own entries exactly as they are, then the items of ``extra`` it lacks (case-insensitive)."""
+    have = {_fold(entry) for entry in existing}
+    return existing + _union(k for k in extra if _fold(k) not in have)
+
+
 def all_keywords(meta: PhotoMetadata) -> tuple[str, ...]:
     """Every keyword a file holds in any keyword field, once each (case-insensitive, first spelling kept).
 
@@ -352,7 +358,7 @@ def merge(existing: PhotoMetadata, generated: Generated, options: MergeOptions |
     notes: list[str] = []
 
     union, added = merge_keywords(all_keywords(existing), generated.keywords)
-    keywords = _union(existing.keywords, union)
+    keywords = _extend(existing.keywords, union)
     hierarchical = list(existing.hierarchical)
     tags_list = list(existing.tags_list)
     for keyword in union:
@@ -414,7 +420,7 @@ def _merge_iptc_keywords(existing: PhotoMetadata, union: Iterable[str]) -> tuple
     if not existing.has_iptc or existing.iptc_foreign_charset:
         return existing.iptc_keywords, []
     fits = [k for k in union if len(k.encode("utf-8")) <= IPTC_KEYWORD_LIMIT]
-    merged = _union(existing.iptc_keywords, fits)
+    merged = _extend(existing.iptc_keywords, fits)
     notes = [
         f"keyword {k!r} is longer than IPTC's {IPTC_KEYWORD_LIMIT} bytes: written to XMP only"
         for k in union
