@@ -251,7 +251,7 @@ def test_tag_and_write_a_hostile_library_keeps_everything_the_user_had(
     # One write operation: listed, and undone back to the bytes of before.
     listed = cli(captioneer_home, "undo")
     assert listed.returncode == 0 and listed.stdout.startswith("write 1 · "), listed.stdout
-    assert "5 files (both) · written" in listed.stdout
+    assert "5 photos (both) · written" in listed.stdout
     undone = cli(captioneer_home, "undo", "1")
     assert undone.returncode == 0, undone.stderr
     assert snapshot(root) == {path: sha for path, sha in untouched.items() if not path.endswith(LEFTOVER)}

@@ -131,7 +131,7 @@ def test_each_write_is_one_operation_undone_on_its_own(library: Path, capsys) ->
     assert main(["undo"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split(" · ")[0] for line in listed] == ["write 2", "write 1"]
-    assert "2 files (sidecar) · written · runs 1" in listed[0] and "1 file (sidecar)" in listed[1]
+    assert "2 photos (sidecar) · written · runs 1" in listed[0] and "1 photo (sidecar)" in listed[1]
 
     # The older write is refused while the newer one of the same photo stands; nothing is touched.
     assert main(["undo", "1"]) == 1
@@ -187,6 +187,7 @@ def test_write_refuses_damaged_xmp_skips_a_fifo_and_writes_the_rest(library: Pat
     refusal = f"{library / 'p0.jpg'}: The sidecar {damaged} was left untouched: it is not well-formed XML"
     assert refusal in captured.out
     assert "p1.jpg.xmp is a FIFO (named pipe), not a sidecar" in captured.out
+    assert "dry run: 2 files would change, 0 already up to date, 1 skipped, 1 failed" in captured.err
     assert leftover.exists() and not (library / "p2.jpg.xmp").exists()
 
     assert main(["write", "--mode", "sidecar"]) == 1

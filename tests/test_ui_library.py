@@ -322,7 +322,7 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     dialog.close()
 
     undo_dialog = window.files.open_undo_dialog()
-    assert undo_dialog.operations.count() == 1 and "2 files" in undo_dialog.operations.item(0).text()
+    assert undo_dialog.operations.count() == 1 and "2 photos" in undo_dialog.operations.item(0).text()
     undo_dialog.operations.setCurrentRow(0)
     with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo write" in m):
         undo_dialog.undo_button.click()

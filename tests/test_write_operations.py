@@ -76,7 +76,7 @@ def test_a_write_journaled_per_run_before_the_upgrade_is_one_undoable_operation(
     assert main(["undo"]) == 0  # opening it upgrades it
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 1 and listed[0].startswith("write 1 · ")
-    assert "1 file (embedded) · written · runs 1" in listed[0]
+    assert "1 photo (embedded) · written · runs 1" in listed[0]
 
     assert main(["undo", "1"]) == 0
     assert "1 restored" in capsys.readouterr().err

@@ -77,7 +77,7 @@ class WriteOperation:
     """One ``captioneer write`` (or the window's Write): what it wrote and whether it was undone.
 
     Attributes:
-        files: how many photos it changed on disk.
+        photos: how many photos it changed on disk (each one's file, sidecar or both).
         state: ``written`` or ``undone``.
         runs: the tagging runs whose results it wrote.
     """
@@ -87,16 +87,15 @@ class WriteOperation:
     mode: str
     journal: Path
     state: str
-    files: int
+    photos: int
     runs: tuple[int, ...]
 
     def describe(self) -> str:
-        """One line for a list: id, local time, files, state, runs."""
+        """One line for a list: id, local time, photos changed (and where), state, runs."""
         when = datetime.fromtimestamp(self.started_at).strftime("%Y-%m-%d %H:%M:%S")
         runs = ", ".join(str(run) for run in self.runs) or "-"
-        plural = "s" if self.files != 1 else ""
-        files = f"{self.files:,} file{plural} ({self.mode})"
-        return f"write {self.id} · {when} · {files} · {self.state} · runs {runs}"
+        photos = f"{self.photos:,} photo{'s' if self.photos != 1 else ''} ({self.mode})"
+        return f"write {self.id} · {when} · {photos} · {self.state} · runs {runs}"
 
 
 def language_tag(language: str) -> str:
@@ -208,9 +207,9 @@ class WriteSummary:
     op_id: int | None = None
 
     def describe(self, dry_run: bool) -> str:
-        if dry_run:
-            return f"dry run: {self.would_change} files would change, {self.unchanged} already up to date"
-        parts = [f"{self.written} written", f"{self.unchanged} already up to date"]
+        """One line: what changed (or would), what was skipped or refused, and the write's id."""
+        done = f"dry run: {self.would_change} files would change" if dry_run else f"{self.written} written"
+        parts = [done, f"{self.unchanged} already up to date"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         if self.failed:
