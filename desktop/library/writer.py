@@ -383,7 +383,7 @@ def plan_write(
         if problem:
             raise DamagedXmpError(
                 f"{photo} was left untouched: its embedded XMP did not read completely ({problem}); "
-                "repair it (exiftool -xmp= removes it) or write a sidecar, then write again"
+                "repair it with the program that wrote it, or write to a sidecar instead (--mode sidecar)"
             )
     if targets.embed:
         result = merge(embedded, generated, options.merge)
