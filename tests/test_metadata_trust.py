@@ -25,6 +25,7 @@ from desktop.library.journal import Journal, undo
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import WriteMode
 from desktop.library.writer import DamagedXmpError, MetadataWriteError, WriteOptions, apply, plan_write
+from desktop.library.xmp_check import xmp_problem
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 EMBEDDED = WriteOptions(mode=WriteMode.EMBEDDED)
@@ -285,6 +286,21 @@ def test_a_damaged_sidecar_is_left_untouched_and_named(library, journal, case, t
     assert "not well-formed XML" in message
     assert sidecar.read_bytes() == content
     assert sorted(p.name for p in library.iterdir()) == ["IMG_7.JPG", "IMG_7.JPG.xmp"]
+
+
+def test_a_property_exiv2_did_not_read_is_named_even_in_well_formed_xml():
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
+        "<dc:subject><rdf:Bag><rdf:li>a</rdf:li></rdf:Bag></dc:subject>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    namespaces = {"dc": "http://purl.org/dc/elements/1.1/", "xmp": "http://ns.adobe.com/xap/1.0/"}
+    assert xmp_problem(packet, ["Xmp.xmp.Rating", "Xmp.dc.subject[1]"], namespaces) == ""
+    assert xmp_problem(packet, ["Xmp.dc.subject[1]"], namespaces) == (
+        "exiv2 could read only part of it (it would lose http://ns.adobe.com/xap/1.0/Rating)"
+    )
 
 
 def jpeg_with_xmp_packet(path: Path, packet: bytes) -> Path:
