@@ -11,6 +11,7 @@ from desktop.library.metadata import (
     MergeOptions,
     PhotoMetadata,
     Provenance,
+    all_keywords,
     clean_keyword,
     diff_lines,
     digikam_entry,
@@ -67,10 +68,97 @@ def test_merge_adds_new_keywords_to_every_keyword_field_and_records_them_as_ours
     meta = result.metadata
     assert result.changed
     assert meta.keywords == ("Family", "Beach", "sunset")
-    assert meta.hierarchical == ("People|Family", "sunset")
-    assert meta.tags_list == ("People/Family", "sunset")
+    # Beach was only in dc:subject: digiKam and Lightroom must see it too (it is still not ours).
+    assert meta.hierarchical == ("People|Family", "Beach", "sunset")
+    assert meta.tags_list == ("People/Family", "Beach", "sunset")
     assert meta.provenance.keywords == ("sunset",)
     assert meta.provenance.model == "m"
+
+
+@pytest.mark.parametrize(
+    ("existing", "expected"),
+    [
+        (PhotoMetadata(keywords=("Family", "Beach")), ("Family", "Beach")),
+        (PhotoMetadata(hierarchical=("Places|France|Paris", "people|Alice")), ("Paris", "Alice")),
+        (PhotoMetadata(tags_list=("Places/France/Paris", "Alice")), ("Paris", "Alice")),
+        (PhotoMetadata(iptc_keywords=("Oma", "Strand")), ("Oma", "Strand")),
+        (PhotoMetadata(microsoft_keywords=("Places/Paris", "Cat")), ("Paris", "Cat")),
+        (
+            PhotoMetadata(
+                keywords=("Family",),
+                iptc_keywords=("family", "Dog"),
+                hierarchical=("Pets|dog", "darktable|format|jpg", "darktable|changed"),
+                tags_list=("Trips/Rome",),
+            ),
+            ("Family", "Dog", "Rome"),
+        ),
+        # Our own stand-ins for a separator inside one keyword turn back into the keyword.
+        (
+            PhotoMetadata(hierarchical=("AI|this\u00a6that",), tags_list=("AC\u2215DC",)),
+            ("this|that", "AC/DC"),
+        ),
+    ],
+)
+def test_all_keywords_unites_every_keyword_field_with_leaves_of_hierarchies(existing, expected):
+    assert all_keywords(existing) == expected
+
+
+def test_keywords_only_in_hierarchies_or_iptc_reach_dc_subject_and_every_field_is_kept():
+    existing = PhotoMetadata(
+        keywords=("Family",),
+        hierarchical=("Places|France|Paris", "darktable|format|jpg"),
+        tags_list=("Pets/Dog",),
+        iptc_keywords=("Family", "Oma"),
+        microsoft_keywords=("Cat",),
+        has_iptc=True,
+    )
+    meta = merge(existing, Generated(keywords=("sunset", "paris"))).metadata
+    assert meta.keywords == ("Family", "Oma", "Paris", "Dog", "Cat", "sunset")
+    assert meta.hierarchical == (
+        "Places|France|Paris",
+        "darktable|format|jpg",
+        "Family",
+        "Oma",
+        "Dog",
+        "Cat",
+        "sunset",
+    )
+    assert meta.tags_list == ("Pets/Dog", "Family", "Oma", "Paris", "Cat", "sunset")
+    assert meta.iptc_keywords == ("Family", "Oma", "Paris", "Dog", "Cat", "sunset")
+    assert meta.provenance.keywords == ("sunset",)
+    assert not merge(meta, Generated(keywords=("sunset", "paris"))).changed  # a second write is a no-op
+
+
+def test_every_field_keeps_its_own_entries_exactly_even_duplicates_and_blanks():
+    existing = PhotoMetadata(keywords=("beach", "Beach", " "), iptc_keywords=("a", "A"), has_iptc=True)
+    meta = merge(existing, Generated(keywords=("sun",))).metadata
+    assert meta.keywords == ("beach", "Beach", " ", "a", "sun")
+    assert meta.iptc_keywords == ("a", "A", "beach", "sun")
+
+
+def test_iptc_keywords_are_left_alone_without_iptc_and_long_ones_stay_xmp_only():
+    no_iptc = merge(PhotoMetadata(keywords=("a",)), Generated(keywords=("b",))).metadata
+    assert no_iptc.iptc_keywords == ()
+    long_keyword = "x" * 65
+    result = merge(
+        PhotoMetadata(iptc_keywords=("a",), has_iptc=True), Generated(keywords=(long_keyword, "b"))
+    )
+    assert result.metadata.iptc_keywords == ("a", "b")
+    assert result.metadata.keywords == ("a", long_keyword, "b")
+    assert any("longer than IPTC's 64 bytes: written to XMP only" in note for note in result.notes)
+
+
+def test_iptc_notes_say_what_was_shortened_or_left_alone():
+    caption = "é" * 1500  # 3,000 bytes
+    notes = merge(PhotoMetadata(has_iptc=True), Generated(caption=caption)).notes
+    assert any(
+        "IPTC Caption-Abstract shortened to IPTC's limit of 2,000 bytes (3,000 bytes" in n for n in notes
+    )
+    assert not merge(PhotoMetadata(), Generated(caption=caption)).notes  # no IPTC-IIM: nothing cut
+    foreign = PhotoMetadata(has_iptc=True, iptc_foreign_charset=True, iptc_keywords=("a",))
+    result = merge(foreign, Generated(keywords=("b",)))
+    assert result.metadata.iptc_keywords == ("a",)
+    assert any("character set other than UTF-8" in note for note in result.notes)
 
 
 def test_ai_branch_puts_generated_keywords_under_their_own_branch():

@@ -144,7 +144,7 @@ def test_sidecar_with_foreign_properties_keeps_every_one_of_them(library, journa
     for key in ("XMP-darktable:History", "XMP-crs:Exposure2012", "XMP-foo:Secret", "XMP-mwg-rs:RegionInfo"):
         assert key in after, key
     assert as_list(after["XMP-dc:Subject"]) == ["Family", "Beach", "sunset"]
-    assert as_list(after["XMP-lr:HierarchicalSubject"]) == ["sunset"]
+    assert as_list(after["XMP-lr:HierarchicalSubject"]) == ["Family", "Beach", "sunset"]
     assert after["XMP-dc:Description"] == "Two people on a beach."
     assert as_list(after["XMP-captioneer:Keywords"]) == ["sunset"]
     ET.fromstring(sidecar.read_bytes().decode("utf-8").split("?>", 1)[1].rsplit("<?xpacket", 1)[0])

@@ -321,12 +321,86 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     assert reviews(root)["IMG_000"] == "written"
     dialog.close()
 
-    with open_catalog(readonly=True) as catalog:
-        run_id = catalog.results()[0].run_id
-    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo run" in m):
-        window.files.undo_write(run_id)
+    undo_dialog = window.files.open_undo_dialog()
+    assert undo_dialog.operations.count() == 1 and "2 photos" in undo_dialog.operations.item(0).text()
+    undo_dialog.operations.setCurrentRow(0)
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo write" in m):
+        undo_dialog.undo_button.click()
     assert not sidecar.exists()
     assert reviews(root)["IMG_000"] == "approved"
+    assert "undone" in undo_dialog.operations.item(0).text()
+    undo_dialog.close()
+
+
+def test_write_preview_and_result_show_iptc_notes(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    root.mkdir()
+    photo = root / "IMG_000.jpg"
+    Image.new("RGB", (320, 240), fake_colour(0)).save(photo, quality=95)
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=Family", str(photo)], check=True)
+    tag_directly(root)
+    window = open_window()
+    (result,) = window.catalog.results()
+    caption = "A long caption about a red square. " * 70  # 2,449 bytes once trimmed
+    window.catalog.edit_result(result.id, caption=caption, review="approved")
+    window.prefs.write_mode = "embedded"
+
+    dialog = window.files.open_write_dialog()
+    qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
+    note = "note: IPTC Caption-Abstract shortened to IPTC's limit of 2,000 bytes (2,449 bytes"
+    assert note in dialog.preview.toPlainText()
+
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "written" in m):
+        dialog.write_button.click()
+    assert f"{photo}: IPTC Caption-Abstract shortened" in dialog.preview.toPlainText()
+    assert "Done: write 1: 1 written" in dialog.summary.text()
+    assert len(exiftool_json(photo)["IPTC:Caption-Abstract"].encode()) <= 2000
+    dialog.close()
+
+
+def write_from_the_dialog(qtbot, window: LibraryWindow) -> None:
+    dialog = window.files.open_write_dialog()
+    qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "written" in m):
+        dialog.write_button.click()
+    dialog.close()
+
+
+def test_undo_a_write_after_two_writes_of_the_same_photo(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    photos = make_photos(root, 1)
+    tag_directly(root)
+    window = open_window()
+    press(qtbot, window, Qt.Key.Key_A)
+    sidecar = photos[0].with_name(photos[0].name + ".xmp")
+    write_from_the_dialog(qtbot, window)
+    first = sidecar.read_bytes()
+    (result,) = window.catalog.results()
+    window.catalog.edit_result(result.id, caption="A red square, edited.")  # back to approved
+    write_from_the_dialog(qtbot, window)
+    assert exiftool_json(sidecar)["XMP-dc:Description"] == "A red square, edited."
+
+    dialog = window.files.open_undo_dialog()
+    labels = [dialog.operations.item(row).text() for row in range(dialog.operations.count())]
+    assert [label.split(" · ")[0] for label in labels] == ["write 2", "write 1"]  # newest first
+
+    dialog.operations.setCurrentRow(1)  # the older one: refused, nothing touched
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo failed" in m):
+        dialog.undo_button.click()
+    assert "undo write 2 first" in dialog.summary.text()
+    assert exiftool_json(sidecar)["XMP-dc:Description"] == "A red square, edited."
+
+    dialog.operations.setCurrentRow(0)  # the newest: no force needed
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo write 2" in m):
+        dialog.undo_button.click()
+    assert sidecar.read_bytes() == first
+    assert reviews(root)["IMG_000"] == "approved"
+
+    dialog.operations.setCurrentRow(1)
+    with qtbot.waitSignal(window.message, timeout=20_000, check_params_cb=lambda m: "Undo write 1" in m):
+        dialog.undo_button.click()
+    assert not sidecar.exists()
+    dialog.close()
 
 
 def test_export_and_import_csv_and_json(qtbot, tmp_path: Path, open_window) -> None:

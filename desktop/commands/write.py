@@ -12,8 +12,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write approved results into photo metadata",
         description="Merge approved results into each photo's metadata: keywords into XMP dc:subject, "
         "lr:hierarchicalSubject and digiKam:TagsList, the caption into dc:description, title and alt text, "
-        "with provenance. Your existing keywords and every property Captioneer does not own are kept. Every "
-        "change is journaled per run: `captioneer undo RUN` restores the files byte for byte.",
+        "with provenance. Every keyword field is merged with the keywords already in any keyword field of "
+        "the file, and every property Captioneer does not own is kept; a file whose existing XMP does not "
+        "read completely is left untouched and reported (exit status 1). Each write is one write operation "
+        "with its own id: `captioneer undo` lists them and `captioneer undo ID` restores that write's files "
+        "byte for byte.",
     )
     parser.add_argument("--dry-run", action="store_true", help="show the change per file; touch nothing")
     parser.add_argument(

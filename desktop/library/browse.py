@@ -413,17 +413,6 @@ def resumable_runs(catalog: Catalog) -> list[ResumableRun]:
     return found
 
 
-def written_runs(catalog: Catalog) -> list[tuple[Run, int]]:
-    """Runs whose results were written into files, with how many results are marked written, newest first."""
-    counts = dict(
-        catalog.db.execute(
-            "SELECT run_id, SUM(review = 'written') FROM results WHERE run_id IN "
-            "(SELECT DISTINCT run_id FROM write_log WHERE outcome = 'written') GROUP BY run_id"
-        )
-    )
-    return [(run, int(counts[run.id] or 0)) for run in reversed(list_runs(catalog)) if run.id in counts]
-
-
 def photos_by_id(catalog: Catalog, ids: Sequence[int]) -> list[Photo]:
     """Catalog photos for these ids, in the given order (for planning a run over a selection)."""
     photos = (catalog.photo(photo_id) for photo_id in ids)

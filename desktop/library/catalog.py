@@ -147,7 +147,31 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+def _m002_write_operations(db: sqlite3.Connection) -> None:
+    """One row per `write` (its own journal, undone as a whole); earlier writes, journaled per run, become one
+    operation per run."""
+    for statement in (
+        """CREATE TABLE write_ops (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            mode TEXT NOT NULL,
+            journal_ref TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'written' CHECK (state IN ('written', 'undone')),
+            undone_at REAL
+        )""",
+        "ALTER TABLE write_log ADD COLUMN op_id INTEGER REFERENCES write_ops(id) ON DELETE SET NULL",
+        "CREATE INDEX write_log_op ON write_log(op_id)",
+        """INSERT INTO write_ops (started_at, mode, journal_ref)
+            SELECT MIN(at), MIN(mode), journal_ref FROM write_log WHERE journal_ref IS NOT NULL
+            GROUP BY journal_ref ORDER BY MIN(at)""",
+        """UPDATE write_log
+            SET op_id = (SELECT o.id FROM write_ops o WHERE o.journal_ref = write_log.journal_ref)
+            WHERE journal_ref IS NOT NULL""",
+    ):
+        db.execute(statement)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_write_operations)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -475,13 +499,26 @@ class Catalog:
         outcome: str,
         detail: str | None = None,
         journal_ref: str | None = None,
+        op_id: int | None = None,
     ) -> None:
-        """Record what the metadata step did to one result's file; written or already there: ``written``."""
+        """Record what the metadata step (write operation ``op_id``) did to one result's file; written or
+        already there: ``written``."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO write_log (result_id, run_id, path, mode, outcome, detail, journal_ref, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (result.id, result.run_id, result.path, mode, outcome, detail, journal_ref, time.time()),
+                "INSERT INTO write_log "
+                "(result_id, run_id, path, mode, outcome, detail, journal_ref, at, op_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    result.id,
+                    result.run_id,
+                    result.path,
+                    mode,
+                    outcome,
+                    detail,
+                    journal_ref,
+                    time.time(),
+                    op_id,
+                ),
             )
             if outcome in ("written", "unchanged"):
                 db.execute(

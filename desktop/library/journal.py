@@ -10,9 +10,12 @@ does nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import stat
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,11 +37,43 @@ class JournalError(CaptioneerError):
         self.errno = errno
 
 
+_READ_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def open_regular(path: Path) -> int:
+    """A file descriptor for reading ``path``, which must be a regular file: a final symbolic link is not
+    followed, and a FIFO is opened without blocking and then refused, so nothing waits on a writer.
+
+    Raises:
+        OSError: ``path`` cannot be opened, or it is not a regular file (``EINVAL``, with the reason).
+    """
+    fd = os.open(path, _READ_FLAGS)
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{file_kind(kind)}, not a regular file", str(path))
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``a FIFO``, ``a folder``)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a regular file"
+
+
 def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes (read without following a final symbolic link)."""
+    """sha256 of a regular file's bytes (see :func:`open_regular`)."""
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -47,8 +82,7 @@ def sha256_file(path: Path) -> str:
 def copy_with_fsync(source: Path, destination: Path) -> str:
     """Copy ``source`` to a new file ``destination`` (never through a link), fsync it; return its sha256."""
     digest = hashlib.sha256()
-    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as src, open(destination, "xb") as dst:
+    with os.fdopen(open_regular(source), "rb") as src, open(destination, "xb") as dst:
         while chunk := src.read(_CHUNK):
             digest.update(chunk)
             dst.write(chunk)
@@ -154,7 +188,7 @@ class Journal:
         before = FileState(exists=False)
         try:
             if before_sha256 is not None:
-                stat = os.lstat(target)
+                info = os.lstat(target)
                 backup_name = f"{entry_id}.bin"
                 backup = self.backups_dir / backup_name
                 digest = copy_with_fsync(target, backup)
@@ -164,9 +198,9 @@ class Journal:
                 before = FileState(
                     exists=True,
                     sha256=digest,
-                    size=stat.st_size,
-                    mtime_ns=stat.st_mtime_ns,
-                    mode=stat.st_mode & 0o7777,
+                    size=info.st_size,
+                    mtime_ns=info.st_mtime_ns,
+                    mode=info.st_mode & 0o7777,
                     backup=backup_name,
                 )
             elif os.path.lexists(target):
@@ -297,6 +331,8 @@ def undo(journal_dir: Path, *, force: bool = False) -> UndoReport:
         JournalError: the journal directory is missing or damaged.
     """
     entries = read_entries(journal_dir)
+    for target in {Path(entry.target) for entry in entries}:
+        remove_temps_for(target)  # a write or undo killed half-way left them beside the file
     outcome: dict[Path, str] = {}  # per target: restored, already, conflict or error (the worst one wins)
     messages: dict[Path, str] = {}
     rank = {"already": 0, "restored": 1, "conflict": 2, "error": 3}
@@ -354,8 +390,44 @@ def _sha_or_none(state: FileState) -> str | None:
     return state.sha256 if state.exists else None
 
 
+_OUR_TEMP = re.compile(rf"{re.escape(TEMP_PREFIX)}[0-9a-f]{{12}}-(.+)", re.DOTALL)
+
+
+def temp_target_name(name: str) -> str | None:
+    """The name of the file a temp file of ours was written for (``.captioneer-tmp-<12 hex>-IMG.jpg`` →
+    ``IMG.jpg``), or None when ``name`` is not one of our temp names."""
+    match = _OUR_TEMP.fullmatch(name)
+    return match.group(1) if match else None
+
+
+def _remove_if_our_temp(path: Path) -> bool:
+    """Delete ``path`` if it is a regular file under one of our temp names (never a link, folder or FIFO)."""
+    try:
+        if temp_target_name(path.name) is None or not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_temps_for(target: Path) -> list[Path]:
+    """Delete the leftovers of an interrupted write of ``target`` (our temp names for it, beside it)."""
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    return [
+        target.parent / name
+        for name in names
+        if temp_target_name(name) == target.name and _remove_if_our_temp(target.parent / name)
+    ]
+
+
 def remove_stale_temps(root: Path) -> list[Path]:
     """Delete the temp files a killed writer left under ``root`` (call at start, holding the catalog lock).
+
+    Only regular files under our temp-name pattern are removed; links are neither followed nor removed.
 
     Returns:
         the files removed.
@@ -363,8 +435,7 @@ def remove_stale_temps(root: Path) -> list[Path]:
     removed = []
     for directory, _dirs, files in os.walk(root, followlinks=False):
         for name in files:
-            if name.startswith(TEMP_PREFIX):
-                path = Path(directory) / name
-                path.unlink()
+            path = Path(directory) / name
+            if _remove_if_our_temp(path):
                 removed.append(path)
     return removed

@@ -68,7 +68,7 @@ class FieldSpec:
 
 
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("keywords", "Xmp.dc.subject", "bag", iptc="Iptc.Application2.Keywords", iptc_limit=64),
+    FieldSpec("keywords", "Xmp.dc.subject", "bag"),
     FieldSpec("hierarchical", "Xmp.lr.hierarchicalSubject", "bag"),
     FieldSpec("tags_list", "Xmp.digiKam.TagsList", "seq"),
     FieldSpec(
@@ -83,6 +83,16 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("title", "Xmp.dc.title", "lang-alt", iptc="Iptc.Application2.ObjectName", iptc_limit=64),
 )
 FIELDS_BY_NAME = {spec.name: spec for spec in FIELDS}
+
+# IPTC-IIM keywords are their own field (PhotoMetadata.iptc_keywords): the file's IPTC list is merged with
+# every other keyword field, and keywords over the limit stay XMP-only.
+IPTC_KEYWORDS = "Iptc.Application2.Keywords"
+IPTC_KEYWORD_LIMIT = 64
+# Keyword fields other tools write that we read but never write (Windows; digiKam writes it with ``/``).
+MICROSOFT_KEYWORDS = ("Xmp.MicrosoftPhoto.LastKeywordXMP", "Xmp.MicrosoftPhoto.LastKeywordIPTC")
+# darktable keeps its automatic tags (format, changed, exported…) under this branch; it never puts them in
+# dc:subject, so neither do we.
+DARKTABLE_BRANCH = "darktable|"
 
 # The provenance namespace: scalar properties, plus the bag of keywords we added.
 PROVENANCE_TEXT = (
@@ -118,17 +128,22 @@ class PhotoMetadata:
     """The fields we care about, as one photo or sidecar holds them now.
 
     Lang-alt fields map a language (``x-default``, ``en``, …) to text. ``has_iptc`` says whether the file
-    already carries IPTC-IIM (we only write IPTC then).
+    already carries IPTC-IIM (we only write IPTC then); ``iptc_foreign_charset`` that it is in a character
+    set other than UTF-8 (we leave it alone then). ``iptc_keywords`` are the IPTC-IIM Keywords and
+    ``microsoft_keywords`` the MicrosoftPhoto keyword lists (read for merging, never written).
     """
 
     keywords: tuple[str, ...] = ()
     hierarchical: tuple[str, ...] = ()
     tags_list: tuple[str, ...] = ()
+    iptc_keywords: tuple[str, ...] = ()
+    microsoft_keywords: tuple[str, ...] = ()
     caption: Mapping[str, str] = field(default_factory=dict)
     alt_text: Mapping[str, str] = field(default_factory=dict)
     title: Mapping[str, str] = field(default_factory=dict)
     provenance: Provenance | None = None
     has_iptc: bool = False
+    iptc_foreign_charset: bool = False
 
     def text(self, name: str) -> str:
         """The ``x-default`` text of a lang-alt field (``""`` when absent)."""
@@ -140,6 +155,7 @@ class PhotoMetadata:
             "keywords": list(self.keywords),
             "hierarchical": list(self.hierarchical),
             "tags_list": list(self.tags_list),
+            "iptc_keywords": list(self.iptc_keywords),
             "caption": dict(self.caption),
             "alt_text": dict(self.alt_text),
             "title": dict(self.title),
@@ -232,9 +248,56 @@ def digikam_entry(keyword: str, branch: str | None = None) -> str:
     return leaf
 
 
-def _has_leaf(entries: Iterable[str], leaf: str, separator: str) -> bool:
-    wanted = _fold(leaf)
-    return any(_fold(entry.rsplit(separator, 1)[-1]) == wanted for entry in entries)
+def hierarchy_leaf(entry: str, separator: str) -> str:
+    """The keyword a hierarchical entry stands for: its last level (``Places|France|Paris`` → ``Paris``), with
+    our stand-in for the separator turned back (``AI|this¦that`` → ``this|that``), as Lightroom and digiKam
+    put it in the flat keyword list."""
+    stand_in = LR_SEPARATOR_STAND_IN if separator == LR_SEPARATOR else DIGIKAM_SEPARATOR_STAND_IN
+    return entry.rsplit(separator, 1)[-1].replace(stand_in, separator).strip()
+
+
+def _has_leaf(entries: Iterable[str], keyword: str, separator: str) -> bool:
+    wanted = _fold(keyword)
+    return any(_fold(hierarchy_leaf(entry, separator)) == wanted for entry in entries)
+
+
+def _union(*lists: Iterable[str]) -> tuple[str, ...]:
+    """The items of every list once, compared case-insensitively, first spelling kept; blanks dropped."""
+    seen: set[str] = set()
+    merged: list[str] = []
+    for items in lists:
+        for item in items:
+            if item.strip() and _fold(item) not in seen:
+                seen.add(_fold(item))
+                merged.append(item)
+    return tuple(merged)
+
+
+def _extend(existing: tuple[str, ...], extra: Iterable[str]) -> tuple[str, ...]:
+    """A field's own entries exactly as they are, then the items of ``extra`` it lacks (case-insensitive)."""
+    have = {_fold(entry) for entry in existing}
+    return existing + _union(k for k in extra if _fold(k) not in have)
+
+
+def all_keywords(meta: PhotoMetadata) -> tuple[str, ...]:
+    """Every keyword a file holds in any keyword field, once each (case-insensitive, first spelling kept).
+
+    In this order: XMP ``dc:subject``, IPTC Keywords, the leaves of ``lr:hierarchicalSubject`` (except
+    darktable's own ``darktable|…`` tags) and of ``digiKam:TagsList``, then MicrosoftPhoto's keyword lists
+    (leaves, as digiKam writes them with ``/``). Pure: what review shows and what every written keyword field
+    is merged with.
+    """
+    return _union(
+        meta.keywords,
+        meta.iptc_keywords,
+        (
+            hierarchy_leaf(entry, LR_SEPARATOR)
+            for entry in meta.hierarchical
+            if not entry.startswith(DARKTABLE_BRANCH)
+        ),
+        (hierarchy_leaf(entry, DIGIKAM_SEPARATOR) for entry in meta.tags_list),
+        (hierarchy_leaf(entry, DIGIKAM_SEPARATOR) for entry in meta.microsoft_keywords),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- merge
@@ -294,22 +357,19 @@ def merge(existing: PhotoMetadata, generated: Generated, options: MergeOptions |
     prov = existing.provenance or Provenance()
     notes: list[str] = []
 
-    keywords, added = merge_keywords(existing.keywords, generated.keywords)
+    union, added = merge_keywords(all_keywords(existing), generated.keywords)
+    keywords = _extend(existing.keywords, union)
     hierarchical = list(existing.hierarchical)
     tags_list = list(existing.tags_list)
-    for keyword in added:
-        lr = lr_entry(keyword, options.ai_branch)
-        if (
-            not (options.ai_branch is None and _has_leaf(hierarchical, lr, LR_SEPARATOR))
-            and lr not in hierarchical
-        ):
+    for keyword in union:
+        branch = options.ai_branch if keyword in added else None
+        lr = lr_entry(keyword, branch)
+        if not (branch is None and _has_leaf(hierarchical, keyword, LR_SEPARATOR)) and lr not in hierarchical:
             hierarchical.append(lr)
-        dk = digikam_entry(keyword, options.ai_branch)
-        if (
-            not (options.ai_branch is None and _has_leaf(tags_list, dk, DIGIKAM_SEPARATOR))
-            and dk not in tags_list
-        ):
+        dk = digikam_entry(keyword, branch)
+        if not (branch is None and _has_leaf(tags_list, keyword, DIGIKAM_SEPARATOR)) and dk not in tags_list:
             tags_list.append(dk)
+    iptc_keywords, iptc_notes = _merge_iptc_keywords(existing, union)
 
     language = clean_text(generated.language)
     caption, caption_hash, note = _merge_text(
@@ -330,12 +390,14 @@ def merge(existing: PhotoMetadata, generated: Generated, options: MergeOptions |
         keywords=keywords,
         hierarchical=tuple(hierarchical),
         tags_list=tuple(tags_list),
+        iptc_keywords=iptc_keywords,
         caption=caption,
         title=title,
         alt_text=alt_text,
     )
     if candidate.same_fields(existing):
         return MergeResult(existing, changed=False, notes=tuple(notes))
+    notes += iptc_notes + _iptc_text_notes(existing, candidate)
     folded = {_fold(k) for k in keywords}
     ours = [k for k in prov.keywords if _fold(k) in folded] + list(added)
     provenance = Provenance(
@@ -352,15 +414,53 @@ def merge(existing: PhotoMetadata, generated: Generated, options: MergeOptions |
     return MergeResult(replace(candidate, provenance=provenance), changed=True, notes=tuple(notes))
 
 
+def _merge_iptc_keywords(existing: PhotoMetadata, union: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The IPTC Keywords after the merge (the file's own plus every keyword that fits IPTC's limit), and notes
+    for the keywords kept XMP-only. Unchanged when the file has no IPTC-IIM we may write."""
+    if not existing.has_iptc or existing.iptc_foreign_charset:
+        return existing.iptc_keywords, []
+    fits = [k for k in union if len(k.encode("utf-8")) <= IPTC_KEYWORD_LIMIT]
+    merged = _extend(existing.iptc_keywords, fits)
+    notes = [
+        f"keyword {k!r} is longer than IPTC's {IPTC_KEYWORD_LIMIT} bytes: written to XMP only"
+        for k in union
+        if len(k.encode("utf-8")) > IPTC_KEYWORD_LIMIT and _fold(k) not in {_fold(i) for i in merged}
+    ]
+    return merged, notes
+
+
+_IPTC_LABELS = {"caption": "Caption-Abstract", "title": "ObjectName (title)"}
+
+
+def _iptc_text_notes(before: PhotoMetadata, after: PhotoMetadata) -> list[str]:
+    """What the person should know about the IPTC-IIM copy of a change (shortened texts, foreign charset)."""
+    if not before.has_iptc:
+        return []
+    if before.iptc_foreign_charset:
+        return ["IPTC-IIM left unchanged: it uses a character set other than UTF-8 (XMP was updated)"]
+    notes = []
+    for spec in FIELDS:
+        if spec.iptc is None or spec.iptc_limit is None:
+            continue
+        text = after.text(spec.name)
+        if text != before.text(spec.name) and len(text.encode("utf-8")) > spec.iptc_limit:
+            label = _IPTC_LABELS.get(spec.name, spec.name)
+            notes.append(
+                f"IPTC {label} shortened to IPTC's limit of {spec.iptc_limit:,} bytes "
+                f"({len(text.encode('utf-8')):,} bytes; XMP has it in full)"
+            )
+    return notes
+
+
 def diff_lines(before: PhotoMetadata, after: PhotoMetadata) -> list[str]:
     """Human-readable lines describing what changes between two states of our fields."""
     lines: list[str] = []
-    for spec in FIELDS:
-        old, new = getattr(before, spec.name), getattr(after, spec.name)
+    rows = [(spec.name, spec.xmp.removeprefix("Xmp.").replace(".", ":", 1), spec.kind) for spec in FIELDS]
+    for name, label, kind in [*rows, ("iptc_keywords", "IPTC:Keywords", "bag")]:
+        old, new = getattr(before, name), getattr(after, name)
         if old == new:
             continue
-        label = spec.xmp.removeprefix("Xmp.").replace(".", ":", 1)
-        if spec.kind == "lang-alt":
+        if kind == "lang-alt":
             for lang in sorted(set(old) | set(new)):
                 if old.get(lang) != new.get(lang):
                     lines.append(f"  {label}[{lang}]: {old.get(lang, '∅')!r} → {new.get(lang, '∅')!r}")
@@ -451,15 +551,17 @@ def _iptc_values(iptc: Any, key: str) -> list[str]:
 def read_metadata(xmp: Any, iptc: Any = None, exif: Any = None) -> PhotoMetadata:
     """Our fields from exiv2 containers (XMP always; IPTC and EXIF when the source is an image file).
 
-    Keywords are the XMP ``dc:subject`` list plus IPTC keywords XMP lacks; the caption falls back to IPTC
+    Each keyword field is read as it is (:func:`all_keywords` unites them); the caption falls back to IPTC
     Caption-Abstract and then to EXIF ImageDescription (ignoring camera placeholders like "SONY DSC").
     """
-    keywords = _xmp_list(xmp, FIELDS_BY_NAME["keywords"].xmp)
     has_iptc = iptc is not None and not iptc.empty()
     caption = _xmp_lang_alt(xmp, FIELDS_BY_NAME["caption"].xmp)
     title = _xmp_lang_alt(xmp, FIELDS_BY_NAME["title"].xmp)
+    iptc_keywords: tuple[str, ...] = ()
+    foreign_charset = False
     if has_iptc:
-        keywords, _ = merge_keywords(keywords, _iptc_values(iptc, FIELDS_BY_NAME["keywords"].iptc or ""))
+        iptc_keywords = tuple(_iptc_values(iptc, IPTC_KEYWORDS))
+        foreign_charset = IPTC_CHARSET_KEY in iptc and iptc[IPTC_CHARSET_KEY].toString() != IPTC_UTF8
         if not caption.get(X_DEFAULT):
             iptc_caption = "".join(_iptc_values(iptc, FIELDS_BY_NAME["caption"].iptc or "")).strip()
             if iptc_caption:
@@ -474,14 +576,17 @@ def read_metadata(xmp: Any, iptc: Any = None, exif: Any = None) -> PhotoMetadata
         if description and description.casefold() not in CAMERA_PLACEHOLDER_DESCRIPTIONS:
             caption = {**caption, X_DEFAULT: description}
     return PhotoMetadata(
-        keywords=keywords,
+        keywords=_xmp_list(xmp, FIELDS_BY_NAME["keywords"].xmp),
         hierarchical=_xmp_list(xmp, FIELDS_BY_NAME["hierarchical"].xmp),
         tags_list=_xmp_list(xmp, FIELDS_BY_NAME["tags_list"].xmp),
+        iptc_keywords=iptc_keywords,
+        microsoft_keywords=tuple(item for key in MICROSOFT_KEYWORDS for item in _xmp_list(xmp, key)),
         caption=caption,
         alt_text=_xmp_lang_alt(xmp, FIELDS_BY_NAME["alt_text"].xmp),
         title=title,
         provenance=read_provenance(xmp),
         has_iptc=has_iptc,
+        iptc_foreign_charset=foreign_charset,
     )
 
 
@@ -491,21 +596,16 @@ def _utf8_prefix(text: str, limit: int) -> str:
 
 def write_metadata(
     before: PhotoMetadata, after: PhotoMetadata, xmp: Any, iptc: Any = None, exif: Any = None
-) -> list[str]:
+) -> None:
     """Set the fields that differ between ``before`` and ``after`` in exiv2 containers; touch nothing else.
 
-    IPTC is written only when ``iptc`` is given and already holds IPTC-IIM; EXIF only when ``exif`` is given
-    (image files, never sidecars).
-
-    Returns:
-        notes for the person reviewing the change (keywords too long for IPTC, a shortened IPTC caption).
+    IPTC is written only when ``iptc`` is given and already holds UTF-8 IPTC-IIM (texts cut to the dataset
+    limits; :func:`merge` notes it); EXIF ImageDescription only when ``exif`` is given and the file already
+    has EXIF, so we never create an EXIF block that lacks the tags EXIF requires.
     """
     exiv2 = exiv2_module()
-    notes: list[str] = []
-    write_iptc = iptc is not None and not iptc.empty()
-    if write_iptc and IPTC_CHARSET_KEY in iptc and iptc[IPTC_CHARSET_KEY].toString() != IPTC_UTF8:
-        notes.append("IPTC-IIM left unchanged: it uses a character set other than UTF-8 (XMP was updated)")
-        write_iptc = False
+    write_iptc = iptc is not None and not iptc.empty() and not after.iptc_foreign_charset
+    write_exif = exif is not None and not exif.empty()
     for spec in FIELDS:
         old, new = getattr(before, spec.name), getattr(after, spec.name)
         if old == new:
@@ -523,37 +623,24 @@ def write_metadata(
                 value.read(item)
             xmp[spec.xmp] = value
         text = new.get(X_DEFAULT, "") if spec.kind == "lang-alt" else ""
-        if write_iptc and spec.iptc:
-            notes += _write_iptc(exiv2, iptc, spec, new, text)
-        if exif is not None and spec.exif and text:
+        if write_iptc and spec.iptc and spec.iptc_limit:
+            _set_iptc(exiv2, iptc, spec.iptc, [_utf8_prefix(text, spec.iptc_limit)] if text else [])
+        if write_exif and spec.exif and text:
             exif[spec.exif] = text
+    if write_iptc and before.iptc_keywords != after.iptc_keywords:
+        _set_iptc(exiv2, iptc, IPTC_KEYWORDS, list(after.iptc_keywords))
     _write_provenance(exiv2, xmp, after.provenance)
-    return notes
 
 
-def _write_iptc(exiv2: Any, iptc: Any, spec: FieldSpec, new: Any, text: str) -> list[str]:
-    notes: list[str] = []
-    limit = spec.iptc_limit or 0
-    values = list(new) if spec.kind != "lang-alt" else ([text] if text else [])
-    kept = []
-    for item in values:
-        if len(item.encode("utf-8")) <= limit:
-            kept.append(item)
-        elif spec.kind == "lang-alt":
-            kept.append(_utf8_prefix(item, limit))
-            notes.append(
-                f"IPTC {spec.name} shortened to the IPTC limit of {limit} bytes (XMP has it in full)"
-            )
-        else:
-            notes.append(f"keyword {item!r} is longer than IPTC's {limit} bytes: written to XMP only")
+def _set_iptc(exiv2: Any, iptc: Any, key: str, values: list[str]) -> None:
+    """Replace every dataset ``key`` with ``values`` (marking the record UTF-8 when a value needs it)."""
     # Count first: erasing invalidates references to the other datasets.
-    for _ in range(sum(1 for datum in iptc if datum.key() == spec.iptc)):
-        iptc.erase(iptc.findKey(exiv2.IptcKey(spec.iptc)))
-    for item in kept:
-        iptc.add(exiv2.IptcKey(spec.iptc), exiv2.StringValue(item))
-    if any(not item.isascii() for item in kept) and IPTC_CHARSET_KEY not in iptc:
+    for _ in range(sum(1 for datum in iptc if datum.key() == key)):
+        iptc.erase(iptc.findKey(exiv2.IptcKey(key)))
+    for item in values:
+        iptc.add(exiv2.IptcKey(key), exiv2.StringValue(item))
+    if any(not item.isascii() for item in values) and IPTC_CHARSET_KEY not in iptc:
         iptc[IPTC_CHARSET_KEY] = IPTC_UTF8
-    return notes
 
 
 def _write_provenance(exiv2: Any, xmp: Any, provenance: Provenance | None) -> None:

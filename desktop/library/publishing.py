@@ -1,7 +1,13 @@
-"""Drive the metadata writer from the catalog: which results to write, dry run, write, log, and undo a run."""
+"""Drive the metadata writer from the catalog: which results to write, dry run, write, log, and undo.
+
+Every (non-dry-run) write is one *write operation*: a ``write_ops`` row with its own journal, so
+``undo_write(catalog, op_id)`` puts back exactly what that write changed, byte for byte.
+"""
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +19,7 @@ from desktop.library.catalog import Catalog, Result
 from desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import SidecarNaming, WriteMode
-from desktop.library.writer import DiskFullError, WriteOptions, apply, plan_write
+from desktop.library.writer import DiskFullError, WriteOptions, WritePlan, apply, plan_write
 
 WRITABLE_REVIEWED = ("approved",)
 WRITABLE_UNREVIEWED = ("approved", "new", "needs_review")
@@ -58,15 +64,97 @@ class WriteStopped(CaptioneerError):
     """Writing stopped part-way (disk full, journal failure); what was written stays written and journaled."""
 
 
+class UndoRefused(CaptioneerError):
+    """Undoing this write would also throw away ``newer``, a later write of the same photos."""
+
+    def __init__(self, message: str, newer: int) -> None:
+        super().__init__(message)
+        self.newer = newer
+
+
+@dataclass(frozen=True)
+class WriteOperation:
+    """One ``captioneer write`` (or the window's Write): what it wrote and whether it was undone.
+
+    Attributes:
+        photos: how many photos it changed on disk (each one's file, sidecar or both).
+        state: ``written`` or ``undone``.
+        runs: the tagging runs whose results it wrote.
+    """
+
+    id: int
+    started_at: float
+    mode: str
+    journal: Path
+    state: str
+    photos: int
+    runs: tuple[int, ...]
+
+    def describe(self) -> str:
+        """One line for a list: id, local time, photos changed (and where), state, runs."""
+        when = datetime.fromtimestamp(self.started_at).strftime("%Y-%m-%d %H:%M:%S")
+        runs = ", ".join(str(run) for run in self.runs) or "-"
+        photos = f"{self.photos:,} photo{'s' if self.photos != 1 else ''} ({self.mode})"
+        return f"write {self.id} · {when} · {photos} · {self.state} · runs {runs}"
+
+
 def language_tag(language: str) -> str:
     """The BCP-47 tag for a language name (``German`` → ``de``); a tag given as such is kept."""
     name = language.strip()
     return LANGUAGE_TAGS.get(name.casefold(), name if len(name) <= 8 and " " not in name else "")
 
 
-def journal_dir(run_id: int) -> Path:
-    """Where the write journal of a run lives (one per run, so ``undo RUN`` restores just that run)."""
-    return data_dir() / "journal" / str(run_id)
+_OPERATION_COLUMNS = (
+    "o.id, o.started_at, o.mode, o.journal_ref, o.state, "
+    "(SELECT COUNT(DISTINCT l.path) FROM write_log l WHERE l.op_id = o.id AND l.outcome = 'written'), "
+    "(SELECT GROUP_CONCAT(DISTINCT l.run_id) FROM write_log l WHERE l.op_id = o.id)"
+)
+
+
+def _operation(row: Sequence) -> WriteOperation:
+    runs = tuple(sorted(int(run) for run in (row[6] or "").split(",") if run))
+    return WriteOperation(row[0], row[1], row[2], Path(row[3]), row[4], int(row[5] or 0), runs)
+
+
+def write_operations(catalog: Catalog) -> list[WriteOperation]:
+    """Every write operation, newest first."""
+    rows = catalog.db.execute(f"SELECT {_OPERATION_COLUMNS} FROM write_ops o ORDER BY o.id DESC")
+    return [_operation(row) for row in rows]
+
+
+def write_operation(catalog: Catalog, op_id: int) -> WriteOperation | None:
+    """One write operation, or None when there is none with this id."""
+    row = catalog.db.execute(
+        f"SELECT {_OPERATION_COLUMNS} FROM write_ops o WHERE o.id = ?", (op_id,)
+    ).fetchone()
+    return _operation(row) if row else None
+
+
+def _start_operation(catalog: Catalog, mode: WriteMode) -> tuple[int, Journal]:
+    """A new write operation and its own journal folder."""
+    now = time.time()
+    with catalog.transaction() as db:
+        op_id = int(
+            db.execute(
+                "INSERT INTO write_ops (started_at, mode, journal_ref) VALUES (?, ?, '')", (now, mode.value)
+            ).lastrowid
+        )
+        # The time in the name keeps a restored catalog's reused ids off an older journal.
+        directory = data_dir() / "journal" / f"write-{op_id}-{int(now)}"
+        db.execute("UPDATE write_ops SET journal_ref = ? WHERE id = ?", (str(directory), op_id))
+    return op_id, Journal(directory)
+
+
+def _finish_operation(catalog: Catalog, op_id: int, journal: Journal) -> None:
+    """Forget an operation that marked nothing written (every photo skipped or failed)."""
+    marked = catalog.db.execute(
+        "SELECT 1 FROM write_log WHERE op_id = ? AND outcome IN ('written', 'unchanged') LIMIT 1", (op_id,)
+    ).fetchone()
+    if marked or journal.entries():
+        return
+    with catalog.transaction() as db:
+        db.execute("DELETE FROM write_ops WHERE id = ?", (op_id,))
+    shutil.rmtree(journal.directory, ignore_errors=True)
 
 
 def writable_results(
@@ -108,21 +196,26 @@ def library_root_of(catalog: Catalog, result: Result) -> Path:
 
 @dataclass
 class WriteSummary:
+    """What a write (or its dry run) did; ``op_id`` is the write operation to undo, if one was kept."""
+
     written: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     would_change: int = 0
+    notes: list[str] = field(default_factory=list)
+    op_id: int | None = None
 
     def describe(self, dry_run: bool) -> str:
-        if dry_run:
-            return f"dry run: {self.would_change} files would change, {self.unchanged} already up to date"
-        parts = [f"{self.written} written", f"{self.unchanged} already up to date"]
+        """One line: what changed (or would), what was skipped or refused, and the write's id."""
+        done = f"dry run: {self.would_change} files would change" if dry_run else f"{self.written} written"
+        parts = [done, f"{self.unchanged} already up to date"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
-        return ", ".join(parts)
+        text = ", ".join(parts)
+        return f"write {self.op_id}: {text}" if self.op_id is not None else text
 
 
 def write_results(
@@ -136,8 +229,10 @@ def write_results(
 ) -> WriteSummary:
     """Write results into their photos (or show the diff with ``dry_run``, touching nothing).
 
-    Each photo's change is journaled under its run, so ``undo_run`` restores it byte for byte. A written
-    (or already up-to-date) result becomes ``written``; a skipped one stays approved for the next write.
+    The whole call is one write operation with its own journal (``summary.op_id``), so ``undo_write`` restores
+    exactly what it changed, byte for byte. A written (or already up-to-date) result becomes ``written``; a
+    skipped or refused one stays approved for the next write. Notes for the person (an IPTC caption cut at
+    2,000 bytes, a keyword kept XMP-only) go to ``report`` and ``summary.notes``, in the dry run too.
 
     Raises:
         WriteStopped: the disk is full or the journal cannot be written; nothing more is attempted.
@@ -145,69 +240,130 @@ def write_results(
     options = WriteOptions(mode=mode, naming=naming)
     summary = WriteSummary()
     say = report or (lambda _message: None)
-    journals: dict[int, Journal] = {}
+    journal: Journal | None = None
     if not dry_run:
         for root in {library_root_of(catalog, result) for result in results}:
             if root.is_dir():
-                remove_stale_temps(root)
-    for result in results:
-        photo = Path(result.path)
-        try:
-            plan = plan_write(
-                photo, generated_for(result), library_root=library_root_of(catalog, result), options=options
-            )
-            if dry_run:
-                if plan.changed:
-                    summary.would_change += 1
-                    say(plan.describe())
-                elif plan.skipped:
-                    summary.skipped.append((result.path, plan.skipped))
-                    say(plan.describe())
-                else:
-                    summary.unchanged += 1
-                continue
-            journal = journals.get(result.run_id)
-            if journal is None:
-                journal = journals[result.run_id] = Journal(journal_dir(result.run_id))
-            outcome = apply(plan, journal)
-        except DiskFullError as exc:
-            catalog.log_write(result, mode.value, "failed", str(exc))
-            raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
-        except JournalError as exc:
-            raise WriteStopped(f"Writing stopped: {exc}") from None
-        except CaptioneerError as exc:  # refused (symlink, outside the library), unreadable, kept changing
-            summary.failed.append((result.path, str(exc)))
-            say(f"{result.path}: {exc}")
-            if not dry_run:
-                catalog.log_write(result, mode.value, "failed", str(exc))
-            continue
-        if outcome.status == "written":
-            summary.written += 1
-            say(f"wrote {', '.join(str(path) for path, _sha in outcome.files)}")
-        elif outcome.status == "unchanged":
-            summary.unchanged += 1
-        else:
-            summary.skipped.append((result.path, outcome.reason))
-            say(f"{result.path}: {outcome.reason}")
-        for note in outcome.notes:
-            say(f"{result.path}: note: {note}")
-        catalog.log_write(
-            result, mode.value, outcome.status, outcome.reason or None, str(journal_dir(result.run_id))
-        )
+                removed = remove_stale_temps(root)
+                if removed:
+                    say(f"removed {len(removed)} temp file(s) an interrupted write left in {root}")
+        if results:
+            summary.op_id, journal = _start_operation(catalog, mode)
+    try:
+        for result in results:
+            _write_one(catalog, result, options, journal, summary, say)
+    finally:
+        if journal is not None and summary.op_id is not None:
+            _finish_operation(catalog, summary.op_id, journal)
+            if write_operation(catalog, summary.op_id) is None:
+                summary.op_id = None
     return summary
 
 
-def undo_run(catalog: Catalog, run_id: int, *, force: bool = False) -> UndoReport:
-    """Put back every file the run's writes touched, and mark its written results approved again.
+def _write_one(
+    catalog: Catalog,
+    result: Result,
+    options: WriteOptions,
+    journal: Journal | None,
+    summary: WriteSummary,
+    say: Report,
+) -> None:
+    """Plan (and unless ``journal`` is None, apply) one result; count and report what happened."""
+    photo = Path(result.path)
+    mode = options.mode.value
+
+    def note(text: str) -> None:
+        summary.notes.append(f"{result.path}: {text}")
+        say(f"{result.path}: note: {text}")
+
+    try:
+        plan = plan_write(
+            photo, generated_for(result), library_root=library_root_of(catalog, result), options=options
+        )
+        if journal is None:
+            if plan.changed:
+                summary.would_change += 1
+                say(plan.describe())  # the notes are part of the description
+                summary.notes += [f"{result.path}: {text}" for text in _plan_notes(plan)]
+            elif plan.skipped:
+                summary.skipped.append((result.path, plan.skipped))
+                say(plan.describe())
+            else:
+                summary.unchanged += 1
+            return
+        outcome = apply(plan, journal)
+    except DiskFullError as exc:
+        if journal is not None:
+            catalog.log_write(result, mode, "failed", str(exc), op_id=summary.op_id)
+        raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
+    except JournalError as exc:
+        raise WriteStopped(f"Writing stopped: {exc}") from None
+    except (
+        CaptioneerError
+    ) as exc:  # refused (symlink, damaged XMP, outside the library), unreadable, changing
+        summary.failed.append((result.path, str(exc)))
+        say(f"{result.path}: {exc}")
+        if journal is not None:
+            catalog.log_write(result, mode, "failed", str(exc), op_id=summary.op_id)
+        return
+    if outcome.status == "written":
+        summary.written += 1
+        say(f"wrote {', '.join(str(path) for path, _sha in outcome.files)}")
+    elif outcome.status == "unchanged":
+        summary.unchanged += 1
+    else:
+        summary.skipped.append((result.path, outcome.reason))
+        say(f"{result.path}: {outcome.reason}")
+    for text in outcome.notes:
+        note(text)
+    catalog.log_write(
+        result, mode, outcome.status, outcome.reason or None, str(journal.directory), op_id=summary.op_id
+    )
+
+
+def _plan_notes(plan: WritePlan) -> list[str]:
+    return [*plan.notes, *(text for change in plan.changes for text in change.notes)]
+
+
+def undo_write(catalog: Catalog, op_id: int, *, force: bool = False) -> UndoReport:
+    """Put back every file write operation ``op_id`` changed, and mark the results it wrote approved again.
 
     Raises:
-        JournalError: nothing was written for this run, or its journal is damaged.
+        JournalError: there is no such write, or its journal is damaged.
+        UndoRefused: a newer write changed some of the same photos (undo that first, or ``force``).
     """
-    directory = journal_dir(run_id)
-    if not (directory / "entries").is_dir():
-        raise JournalError(f"Nothing was written for run {run_id}, so there is nothing to undo.")
-    report = undo(directory, force=force)
+    operation = write_operation(catalog, op_id)
+    if operation is None:
+        raise JournalError(
+            f"Nothing to undo: there is no write {op_id} (`captioneer undo` lists the writes)."
+        )
+    newer = catalog.db.execute(
+        "SELECT MIN(later.op_id) FROM write_log mine JOIN write_log later ON later.path = mine.path "
+        "JOIN write_ops o ON o.id = later.op_id WHERE mine.op_id = ? AND mine.outcome = 'written' "
+        "AND later.outcome = 'written' AND later.op_id > ? AND o.state = 'written'",
+        (op_id, op_id),
+    ).fetchone()[0]
+    if newer is not None and not force:
+        raise UndoRefused(
+            f"Write {newer} changed some of the same photos after write {op_id}: undo write {newer} first.",
+            newer=newer,
+        )
+    report = (
+        undo(operation.journal, force=force) if (operation.journal / "entries").is_dir() else UndoReport()
+    )
     if report.ok:
-        written = [r.id for r in catalog.results(run_id=run_id, review=("written",))]
-        catalog.set_review(written, "approved", "metadata write undone")
+        ids = [
+            row[0]
+            for row in catalog.db.execute(
+                "SELECT DISTINCT result_id FROM write_log "
+                "WHERE op_id = ? AND outcome IN ('written', 'unchanged')",
+                (op_id,),
+            )
+        ]
+        still_written = [r.id for r in catalog.results(ids=ids, review=("written",))]
+        catalog.set_review(still_written, "approved", f"metadata write {op_id} undone")
+        with catalog.transaction() as db:
+            db.execute(
+                "UPDATE write_ops SET state = 'undone', undone_at = ? WHERE id = ?", (time.time(), op_id)
+            )
     return report

@@ -8,24 +8,27 @@ API for the catalog (everything Qt-free; ``generated`` is what a model produced 
     from desktop.library.journal import Journal, undo, remove_stale_temps
 
     remove_stale_temps(library_root)                    # once at start, holding the catalog lock
-    journal = Journal(data_dir / "journal" / run_id)    # one per run
+    journal = Journal(data_dir / "journal" / "write-7")  # one per write operation
     plan = plan_write(photo, Generated(keywords=("beach",), caption="…", model="qwen3-vl-2b", …),
                       library_root=root, options=WriteOptions(mode=WriteMode.EMBEDDED))
     print(plan.describe())                              # dry run: the per-file diff; nothing was touched
     outcome = apply(plan, journal)                      # outcome.status: "written" | "unchanged" | "skipped"
-    report = undo(data_dir / "journal" / run_id)        # byte-exact restore; report.ok, report.summary()
+    report = undo(data_dir / "journal" / "write-7")     # byte-exact restore; report.ok, report.summary()
     key = image_content_key(photo)                      # photo identity that survives our metadata writes
 
 - ``plan_write`` reads the photo and its sidecar(s), merges (never replaces), and returns a
   :class:`WritePlan`: the files that would change with their before/after fields. A plan with no changes
   means a write would change nothing on disk. A read-only folder gives ``plan.skipped`` (the item stays
-  pending); a read-only image, a proprietary RAW or a format exiv2 cannot write goes to a sidecar.
+  pending, as does a FIFO or folder where the photo or its sidecar should be); a read-only image, a
+  proprietary RAW or a format exiv2 cannot write goes to a sidecar. Existing XMP that exiv2 did not read
+  completely (checked against an independent XML parse) is never rewritten: :class:`DamagedXmpError`.
 - ``apply`` writes each change through a temp file beside the target (fsync, verify: decodes, pixels
   unchanged, fields read back; then one rename), journals the previous bytes first, and re-reads and
   re-merges when a file changed since the plan (compare-and-swap).
 - Errors (all :class:`backends.errors.CaptioneerError`, messages for people): :class:`WriteRefusedError`
-  (symbolic link, outside the library), :class:`DiskFullError` (original intact, pause the batch),
-  :class:`MetadataWriteError` (unreadable sidecar, exiv2 failure, verification failed),
+  (symbolic link, outside the library), :class:`DamagedXmpError` (existing XMP did not read completely),
+  :class:`DiskFullError` (original intact, pause the batch), :class:`MetadataWriteError` (unreadable
+  sidecar, exiv2 failure, verification failed),
   :class:`~desktop.library.journal.JournalError`, :class:`~desktop.library.journal.ConcurrentChangeError`
   (a file kept changing), ``ImageError`` (the photo is missing).
 """
@@ -34,24 +37,29 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backends.errors import CaptioneerError, ImageError
-from backends.files import TEMP_PREFIX, fsync_dir, temp_path_for
+from backends.files import fsync_dir, temp_path_for
 from desktop.library.journal import (
     ConcurrentChangeError,
     Journal,
     JournalError,
     copy_with_fsync,
+    file_kind,
+    open_regular,
+    remove_temps_for,
     sha256_file,
 )
 from desktop.library.metadata import (
     Generated,
     MergeOptions,
     PhotoMetadata,
+    all_keywords,
     can_decode_raw,
     diff_lines,
     exiv2_module,
@@ -69,6 +77,7 @@ from desktop.library.sidecars import (
     find_sidecar,
     is_darktable_sidecar,
 )
+from desktop.library.xmp_check import xmp_problem
 
 MAX_REPLANS = 3
 JPEG_XMP_LIMIT = 65_000  # one APP1 segment holds 65,533 bytes, less the XMP namespace header
@@ -81,6 +90,10 @@ class MetadataWriteError(CaptioneerError):
 
 class WriteRefusedError(MetadataWriteError):
     """A write would follow a symbolic link or leave the library."""
+
+
+class DamagedXmpError(MetadataWriteError):
+    """The file's existing XMP did not read completely; writing would lose what exiv2 skipped."""
 
 
 class DiskFullError(MetadataWriteError):
@@ -203,31 +216,63 @@ def _writable(path: Path) -> bool:
 
 
 def fingerprint(path: Path) -> Fingerprint | None:
-    """Size, mtime and sha256 of a file, or None when it does not exist."""
+    """Size, mtime and sha256 of a file, or None when it does not exist.
+
+    Raises:
+        MetadataWriteError: it cannot be read, or something other than a regular file is there now.
+    """
     try:
-        stat = os.lstat(path)
+        info = os.lstat(path)
     except FileNotFoundError:
         return None
-    return Fingerprint(stat.st_size, stat.st_mtime_ns, sha256_file(path))
+    try:
+        return Fingerprint(info.st_size, info.st_mtime_ns, sha256_file(path))
+    except OSError as exc:
+        raise MetadataWriteError(f"Cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _stat_matches(path: Path, expected: Fingerprint | None) -> bool:
     try:
-        stat = os.lstat(path)
+        info = os.lstat(path)
     except FileNotFoundError:
         return expected is None
-    return expected is not None and (stat.st_size, stat.st_mtime_ns) == (expected.size, expected.mtime_ns)
-
-
-def remove_temps_for(target: Path) -> None:
-    """Delete leftovers of an interrupted write of ``target`` (``.captioneer-tmp-<id>-<name>``)."""
-    for sibling in target.parent.glob(f"{TEMP_PREFIX}*"):
-        rest = sibling.name[len(TEMP_PREFIX) :]
-        if rest.partition("-")[2] == target.name and not sibling.is_symlink():
-            sibling.unlink()
+    return expected is not None and (info.st_size, info.st_mtime_ns) == (expected.size, expected.mtime_ns)
 
 
 # --------------------------------------------------------------------------------------------- reading
+
+
+def _not_a_file(path: Path) -> str:
+    """What stands at ``path`` when it is neither a regular file nor a link (``a FIFO``), else ``""``.
+
+    Only lstat looks at it: a FIFO is never opened (opening one waits for a writer forever).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return ""
+    return "" if stat.S_ISREG(mode) or stat.S_ISLNK(mode) else file_kind(mode)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file (never through a link, never waiting on a FIFO).
+
+    Raises:
+        MetadataWriteError: it cannot be read, or is not a regular file.
+    """
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise MetadataWriteError(f"Cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _incomplete(packet: bytes | str, xmp: Any) -> str:
+    """Why exiv2 did not read an existing XMP packet completely (see :mod:`xmp_check`), or ``""``."""
+    exiv2 = exiv2_module()
+    keys = [datum.key() for datum in xmp]
+    prefixes = {key.split(".")[1] for key in keys}
+    return xmp_problem(packet, keys, {prefix: exiv2.XmpProperties.ns(prefix) for prefix in prefixes})
 
 
 def _open_image(path: Path) -> Any:
@@ -298,8 +343,12 @@ def plan_write(
 
     Raises:
         WriteRefusedError: the photo or its sidecar is a symbolic link, or lies outside the library.
-        ImageError: the photo is missing or not a regular file.
+        ImageError: the photo is missing.
+        DamagedXmpError: the existing sidecar or embedded XMP did not read completely (a stray ``&``, an
+            unbound prefix, a DOCTYPE…): writing would drop what exiv2 skipped, so the file is left alone.
         MetadataWriteError: an existing sidecar is not valid XMP, or the photo looks damaged.
+
+    A FIFO, folder or other non-file at the photo's or the sidecar's path gives ``plan.skipped``.
     """
     options = options or WriteOptions()
     photo = Path(photo)
@@ -307,9 +356,12 @@ def plan_write(
     if not generated.time:
         generated = replace(generated, time=datetime.now(UTC).isoformat(timespec="seconds"))
     check_target(photo, library_root)
-    if not photo.is_file():
-        raise ImageError(f"{photo} is missing or not a regular file", kind="missing")
     plan = WritePlan(photo=photo, library_root=library_root, generated=generated, options=options)
+    kind = _not_a_file(photo)
+    if kind:
+        return replace(plan, skipped=f"skipped: {photo.name} is {kind}, not a photo (it stays pending)")
+    if not photo.is_file():
+        raise ImageError(f"{photo} is missing", kind="missing")
     if not _writable(photo.parent):
         return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
 
@@ -326,6 +378,13 @@ def plan_write(
     notes = [read_note] if read_note else []
     notes += targets.reasons
     changes: list[FileChange] = []
+    if targets.embed and image.xmpPacket().strip():
+        problem = _incomplete(image.xmpPacket(), image.xmpData())
+        if problem:
+            raise DamagedXmpError(
+                f"{photo} was left untouched: its embedded XMP did not read completely ({problem}); "
+                "repair it with the program that wrote it, or write to a sidecar instead (--mode sidecar)"
+            )
     if targets.embed:
         result = merge(embedded, generated, options.merge)
         if result.changed and _too_big_for_jpeg(image, embedded, result.metadata):
@@ -354,13 +413,26 @@ def _plan_sidecar(
     choice = find_sidecar(photo, options.naming)
     check_target(choice.path, photo.parent)
     notes = list(choice.notes)
+    kind = _not_a_file(choice.path)
+    if kind:
+        return (
+            None,
+            notes,
+            f"skipped: {choice.path.name} is {kind}, not a sidecar: move it away (the photo stays pending)",
+        )
     if choice.exists and not _writable(choice.path):
         return None, notes, f"skipped: the sidecar {choice.path.name} is read-only (the photo stays pending)"
-    data = choice.path.read_bytes() if choice.exists else b""
+    data = _read_regular(choice.path) if choice.exists else b""
     if data.strip():
         existing_print = fingerprint(choice.path)
         image = _parse_sidecar(data, choice.path)
         xmp = image.xmpData()
+        problem = _incomplete(data, xmp)
+        if problem:
+            raise DamagedXmpError(
+                f"The sidecar {choice.path} was left untouched: {problem}; "
+                "repair it or move it away, then write again"
+            )
         existing = read_metadata(xmp)
         if is_darktable_sidecar([datum.key() for datum in xmp]):
             notes.append(DARKTABLE_WARNING)
@@ -368,7 +440,7 @@ def _plan_sidecar(
         # Absent or empty (nothing to lose): the new sidecar starts from what the photo carries, so tools
         # that prefer the sidecar see it all.
         existing_print = fingerprint(choice.path) if choice.exists else None
-        existing = replace(embedded, has_iptc=False)
+        existing = replace(embedded, keywords=all_keywords(embedded), iptc_keywords=(), has_iptc=False)
     result = merge(existing, generated, options.merge)
     if not result.changed:
         return None, notes + list(result.notes), ""
@@ -481,13 +553,13 @@ def _fsync_file(path: Path) -> None:
 
 def _build_sidecar(change: FileChange, temp: Path) -> None:
     exiv2 = exiv2_module()
-    data = change.target.read_bytes() if change.fingerprint else b""
+    data = _read_regular(change.target) if change.fingerprint else b""
     if data.strip():
         image = _parse_sidecar(data, change.target)
         xmp = image.xmpData()
     else:
         xmp = exiv2.XmpData()
-    write_metadata(change.before, change.after, xmp)  # sidecars carry no IPTC or EXIF, so no notes
+    write_metadata(change.before, change.after, xmp)  # sidecars carry no IPTC or EXIF
     status, packet = exiv2.XmpParser.encode(xmp)
     if status != 0:
         raise MetadataWriteError(f"exiv2 could not encode the XMP for {change.target} (status {status})")

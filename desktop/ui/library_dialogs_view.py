@@ -1,5 +1,5 @@
-"""The library window's dialogs, layout only: what to tag and how (Tag Photos), and the metadata write with
-its per-file preview (Write Metadata)."""
+"""The library window's dialogs, layout only: what to tag and how (Tag Photos), the metadata write with
+its per-file preview (Write Metadata), and the list of writes to undo one of (Undo a Write)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPlainTextEdit,
     QPushButton,
     QRadioButton,
@@ -101,5 +102,28 @@ class WriteDialogView(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.preview, 1)
+        layout.addWidget(self.buttons)
+        self.buttons.rejected.connect(self.reject)
+
+
+class UndoWriteDialogView(QDialog):
+    """The write operations, newest first; Undo puts back the files of the chosen one."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Undo a Write")
+        self.resize(720, 420)
+        self.operations = QListWidget()
+        self.summary = QLabel(
+            "Choose a write: its photos and sidecars go back to exactly what they were before it, and its "
+            "results back to approved. Undo the newest write of a photo first."
+        )
+        self.summary.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.undo_button = self.buttons.addButton("Undo This Write", QDialogButtonBox.ButtonRole.ActionRole)
+        self.undo_button.setEnabled(False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.operations, 1)
         layout.addWidget(self.buttons)
         self.buttons.rejected.connect(self.reject)

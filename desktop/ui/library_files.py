@@ -1,6 +1,6 @@
 """The library window's file work, each on a worker thread with its own catalog connection: scanning a
-folder in, the metadata write (per-file diff first, then write, journaled per run) and its undo, and
-export/import of results as CSV or JSON."""
+folder in, the metadata write (per-file diff first, then write: one journaled write operation) and undoing
+one write operation, and export/import of results as CSV or JSON."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QListWidgetItem
 
 from backends.base import ProgressCallback
 from backends.cancel import CancelToken
 from backends.errors import ConfigurationError
-from desktop.library.browse import filtered_results, written_runs
+from desktop.library.browse import filtered_results
 from desktop.library.catalog import Catalog
 from desktop.library.exchange import export_csv, export_json, import_file
-from desktop.library.publishing import undo_run, writable_results, write_results
+from desktop.library.publishing import (
+    WriteOperation,
+    undo_write,
+    writable_results,
+    write_operations,
+    write_results,
+)
 from desktop.library.scanner import scan_library
 from desktop.library.sidecars import WriteMode
-from desktop.ui.library_dialogs_view import WriteDialogView
+from desktop.ui.library_dialogs_view import UndoWriteDialogView, WriteDialogView
 from desktop.ui.library_workers import CatalogWork, catalog_call
 from desktop.ui.workers import Call
 
@@ -40,11 +46,12 @@ class FilesController(QObject):
         self.window = window
         self._calls: list[Call] = []
         self._write_dialog: WriteDialogView | None = None
+        self._undo_dialog: UndoWriteDialogView | None = None
         view = window.view
         view.add_folder_action.triggered.connect(self._choose_folder)
         view.rescan_action.triggered.connect(self.rescan)
         view.write_action.triggered.connect(self.open_write_dialog)
-        view.undo_write_action.triggered.connect(self._choose_undo)
+        view.undo_write_action.triggered.connect(self.open_undo_dialog)
         view.export_action.triggered.connect(self._choose_export)
         view.import_action.triggered.connect(self._choose_import)
 
@@ -121,9 +128,9 @@ class FilesController(QObject):
         return self._call(work, self._preview_ready_for_dialog, "The preview")
 
     def write_metadata(self, mode: WriteMode, unreviewed: bool = False) -> Call:
-        """Write the approved results into the photos (journaled per run, so it can be undone)."""
+        """Write the approved results into the photos (one write operation, so it can be undone)."""
 
-        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
+        def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> tuple[str, list[str]]:
             results = writable_results(catalog, unreviewed=unreviewed)
             total = max(1, len(results))
             done = [0]
@@ -132,12 +139,16 @@ class FilesController(QObject):
                 done[0] += 1
                 progress(min(1.0, done[0] / total), text)
 
-            return write_results(catalog, results, mode=mode, report=report).describe(False)
+            summary = write_results(catalog, results, mode=mode, report=report)
+            problems = [f"{path}: {reason}" for path, reason in summary.failed + summary.skipped]
+            return summary.describe(False), problems + summary.notes
 
-        def finished(summary: str) -> None:
+        def finished(value: tuple[str, list[str]]) -> None:
+            summary, details = value
             self.window.notify(f"Metadata written: {summary}.")
             if self._write_dialog is not None:
                 self._write_dialog.summary.setText(f"Done: {summary}. Undo a Write… puts the files back.")
+                self._write_dialog.preview.setPlainText("\n".join(details[:PREVIEW_LINES]))
                 self._write_dialog.write_button.setEnabled(False)
             self.window.refilter()
 
@@ -188,33 +199,71 @@ class FilesController(QObject):
         )
         dialog.write_button.setEnabled(changes > 0)
 
-    def _choose_undo(self) -> None:
-        runs = written_runs(self.window.catalog)
-        if not runs:
-            self.window.notify("Nothing has been written yet, so there is nothing to undo.")
-            return
-        labels = [f"Run {run.id}: {run.task}, {count:,} photos written ({run.scope})" for run, count in runs]
-        choice, ok = QInputDialog.getItem(
-            self.window.view, "Undo a Write", "Put back the files this run's write changed:", labels, 0, False
-        )
-        if ok:
-            self.undo_write(runs[labels.index(choice)][0].id)
+    def open_undo_dialog(self) -> UndoWriteDialogView:
+        """Undo a Write…: the write operations, newest first; undo the chosen one (non-modal)."""
+        if self._undo_dialog is not None:
+            self._undo_dialog.raise_()
+            return self._undo_dialog
+        dialog = UndoWriteDialogView(self.window.view)
+        self._undo_dialog = dialog
 
-    def undo_write(self, run_id: int, force: bool = False) -> Call:
-        """Restore every file a run's write changed, byte for byte; its results go back to approved."""
+        def undo_chosen() -> None:
+            item = dialog.operations.currentItem()
+            if item is not None:
+                dialog.undo_button.setEnabled(False)
+                self.undo_write(item.data(Qt.ItemDataRole.UserRole))
+
+        def closed() -> None:
+            self._undo_dialog = None
+
+        dialog.operations.currentItemChanged.connect(
+            lambda current, _previous: dialog.undo_button.setEnabled(current is not None)
+        )
+        dialog.undo_button.clicked.connect(undo_chosen)
+        dialog.finished.connect(lambda _code: closed())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self._show_operations(write_operations(self.window.catalog))
+        return dialog
+
+    def _show_operations(self, operations: list[WriteOperation]) -> None:
+        dialog = self._undo_dialog
+        if dialog is None:
+            return
+        dialog.operations.clear()
+        for operation in operations:
+            item = QListWidgetItem(operation.describe())
+            item.setData(Qt.ItemDataRole.UserRole, operation.id)
+            dialog.operations.addItem(item)
+        if not operations:
+            dialog.summary.setText("Nothing has been written yet, so there is nothing to undo.")
+
+    def undo_write(self, op_id: int) -> Call:
+        """Restore every file write operation ``op_id`` changed, byte for byte; its results go back to
+        approved. A write that a newer write of the same photos followed is refused, with what to do."""
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
-            report = undo_run(catalog, run_id, force=force)
+            report = undo_write(catalog, op_id)
             problems = [f"{path}: {reason}" for path, reason in report.conflicts + report.errors]
-            return f"Undo run {run_id}: {report.summary()}" + (
+            return f"Undo write {op_id}: {report.summary()}" + (
                 "\n" + "\n".join(problems[:20]) if problems else ""
             )
 
         def done(summary: str) -> None:
             self.window.notify(summary)
+            if self._undo_dialog is not None:
+                self._undo_dialog.summary.setText(summary)
+                self._show_operations(write_operations(self.window.catalog))
             self.window.refilter()
 
-        return self._call(work, done, "Undo")
+        call = self._call(work, done, "Undo")
+        call.failed.connect(self._undo_failed)
+        return call
+
+    def _undo_failed(self, message: str) -> None:
+        if self._undo_dialog is not None:
+            self._undo_dialog.summary.setText(f"Not undone: {message}")
+            self._undo_dialog.undo_button.setEnabled(self._undo_dialog.operations.currentItem() is not None)
 
     def _choose_export(self) -> None:
         path, _filter = QFileDialog.getSaveFileName(
