@@ -876,7 +876,7 @@ def test_cli_tag_ctrl_c_with_requests_in_flight_stops_promptly(tmp_path: Path) -
                 "--model",
                 "qwen3-vl-2b",
                 "--image-tokens",
-                "16",
+                "64",
                 "--base-url",
                 hung.url,
                 "--parallel",
