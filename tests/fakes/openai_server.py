@@ -224,11 +224,14 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake._lock:
                 self.fake.streamed += 1
         else:
-            if finish == "stop":
+            completion_tokens = len(pieces)
+            if finish == "stop" and self.fake.finish_reason != "stop":
+                # An answer the test says was cut off at max_tokens: the usage a real server reports then.
                 finish = self.fake.finish_reason
+                completion_tokens = int(body.get("max_tokens") or completion_tokens)
             self._event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if (body.get("stream_options") or {}).get("include_usage"):
-                counts = {"prompt_tokens": self.fake.prompt_tokens, "completion_tokens": len(pieces)}
+                counts = {"prompt_tokens": self.fake.prompt_tokens, "completion_tokens": completion_tokens}
                 counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
                 self._event({**base, "choices": [], "usage": counts})
         self._event("[DONE]")
