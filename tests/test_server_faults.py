@@ -386,7 +386,10 @@ def test_a_server_streaming_forever_is_cut_off_at_the_token_cap(photo: Path) -> 
         answers = backend.generate_batch([request_for(photo, max_new_tokens=8) for _ in range(2)])
         assert answers == [ANSWER, ANSWER]
         assert time.monotonic() - started < 5
-        assert endless.streamed <= token_cap(8) + 50, "the endless stream was cut off near the cap"
+        time.sleep(0.3)
+        settled = endless.streamed
+        time.sleep(0.5)
+        assert endless.streamed == settled, "the connection was closed: the endless server stopped streaming"
         assert (
             "sent more than 64 pieces for an answer of at most 8 tokens" in backend.pool.servers[0].last_error
         )
