@@ -458,7 +458,9 @@ class _Runner:
                 continue
             self._report(photo.path)
             try:
-                image = prepare_image(photo.path, PixelBudget(max_tokens=self.spec.image_tokens))
+                image = prepare_image(
+                    photo.path, PixelBudget(max_tokens=self.spec.image_tokens), refuse_links=True
+                )
             except ImageError as exc:
                 self._fail(photo_id, str(exc), exc.kind)
                 continue
