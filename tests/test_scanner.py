@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -11,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from desktop.cli import main
 from desktop.library.catalog import open_catalog
 from desktop.library.metadata import image_content_key
-from desktop.library.scanner import LibraryOfflineError, scan_library
+from desktop.library.scanner import LibraryOfflineError, default_content_key, printable, scan_library
 
 
 def make_photo(path: Path, seed: int, fmt: str | None = None) -> Path:
@@ -239,3 +241,112 @@ def test_odd_file_names(library: Path) -> None:
         assert {"-leading dash.jpg", "cafe\u0301 NFD.jpg", "日本 🌅.png"} <= names
         assert any("not UTF-8" in reason for _, reason in report.skipped)
         assert report.files == 12
+
+
+def test_leftover_captioneer_temp_files_are_never_catalogued(library: Path) -> None:
+    # A killed write leaves its temp copy beside the photo: a complete, decodable JPEG under a hidden name.
+    leftover = library / "2023" / ".captioneer-tmp-0123456789ab-img_0.jpg"
+    leftover.write_bytes((library / "2023" / "img_0.jpg").read_bytes())
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        paths = {p.path for p in catalog.photos_under(library, status=None)}
+        assert str(leftover) not in paths
+        assert report.files == 9
+
+
+def test_unreadable_files_are_named_up_to_a_limit_with_escaped_names(
+    library: Path, tiny_gguf: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = library / "broken"
+    broken.mkdir()
+    for i in range(23):
+        (broken / f"bad_{i:02}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    forged = broken / "a evil.jpg\ncaptioneer: run 1 finished: 0 failed.jpg"
+    forged.write_bytes(b"not an image")
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        lines = report.problem_lines(limit=20)
+        assert len(report.unreadable_files) == 24
+        assert sum(line.startswith("unreadable ") for line in lines) == 20
+        assert lines[-1] == "… and 4 more unreadable"
+        assert all("\n" not in line for line in lines)
+        # A rescan still names them (they are not tagged), not only the first scan.
+        again = scan_library(catalog, library)
+        assert again.unchanged == report.files and len(again.unreadable_files) == 24
+    model, mmproj = tiny_gguf
+    for path in library.rglob("img_*"):
+        path.unlink()  # nothing left to tag: the command stops after the scan lines
+    code = main(["tag", str(broken), "--model", str(model), "--mmproj", str(mmproj)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "unreadable " + str(broken / "bad_00.jpg") + ": " in err
+    assert "… and 4 more unreadable" in err
+    assert "a evil.jpg\\ncaptioneer: run 1 finished" in err
+    assert not any(line.startswith("captioneer: run 1 finished") for line in err.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("a\nb.jpg", "a\\nb.jpg"),
+        ("a\rb\x1b[2J.jpg", "a\\rb\\x1b[2J.jpg"),
+        ("a\u2028b.jpg", "a\\u2028b.jpg"),
+        ("caf\udce9.jpg", "caf\\xe9.jpg"),
+        ("日本 🌅 e\u0301.jpg", "日本 🌅 e\u0301.jpg"),
+    ],
+)
+def test_printable_escapes_what_could_forge_lines(name: str, shown: str) -> None:
+    assert printable(name) == shown
+    printable(name).encode("utf-8")  # always valid UTF-8
+
+
+def make_animated_gif(path: Path, frames: int, mark_last: bool = False) -> Path:
+    """A real animation: a square moving over 400×300 frames (small file, every frame costs a decode)."""
+    palette = [value for j in range(256) for value in ((j * 7) % 256, (j * 13) % 256, (j * 29) % 256)]
+    images = []
+    for i in range(frames):
+        image = Image.new("P", (400, 300), 0)
+        image.putpalette(palette)
+        left, top = i % 350, (i * 3) % 250
+        ImageDraw.Draw(image).rectangle((left, top, left + 50, top + 50), fill=1 + i % 200)
+        images.append(image)
+    if mark_last:
+        images[-1].putpixel((399, 299), 255)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0, comment=b"first")
+    return path
+
+
+def test_animated_gif_key_is_bounded_and_still_relinks_moves(library: Path, tmp_path: Path) -> None:
+    gif = make_animated_gif(library / "2024" / "anim.gif", frames=300)
+    started = time.perf_counter()
+    with Image.open(gif) as image:  # what keying by decoded pixels costs: every frame
+        for frame in range(image.n_frames):
+            image.seek(frame)
+            image.load()
+    decode_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    key = default_content_key(gif)
+    key_seconds = time.perf_counter() - started
+    assert key.startswith("gif:")
+    assert key_seconds < decode_seconds / 20, (key_seconds, decode_seconds)
+    # Metadata written by another tool (XMP and a comment, by exiftool) keeps the key.
+    edited = tmp_path / "edited.gif"
+    shutil.copyfile(gif, edited)
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject=Beach", "-Comment=edited", str(edited)],
+        check=True,
+    )
+    assert edited.read_bytes() != gif.read_bytes()
+    assert default_content_key(edited) == key
+    # One changed pixel in the last frame changes it.
+    assert default_content_key(make_animated_gif(tmp_path / "changed.gif", 300, mark_last=True)) != key
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        before = catalog.photo_by_path(str(gif))
+        assert before is not None and before.content_key == key
+        moved = library / "2023" / "renamed.gif"
+        gif.rename(moved)
+        report = scan_library(catalog, library)
+        assert report.relinked == 1
+        after = catalog.photo_by_path(str(moved))
+        assert after is not None and after.id == before.id

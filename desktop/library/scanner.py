@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import CaptioneerError
+from backends.files import TEMP_PREFIX
 from desktop.core.images import is_image_path
 from desktop.library.catalog import Catalog
 
@@ -20,6 +23,8 @@ ScanProgress = Callable[[int, str], None]
 
 HASH_ATTEMPTS = 3
 """A file that keeps changing while it is read is left for the next scan after this many tries."""
+SHOWN_PROBLEMS = 20
+"""How many skipped or unreadable files a report names before it says "and N more"."""
 
 
 class LibraryOfflineError(CaptioneerError):
@@ -46,6 +51,8 @@ class ScanReport:
     """(path, reason) for what the scan did not enter: symlinks, special files, unreadable folders."""
     requeued: list[str] = field(default_factory=list)
     """Files that changed while they were read; the next scan picks them up."""
+    unreadable_files: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) for every photo that cannot be read, new or known from an earlier scan; not tagged."""
 
     def summary(self) -> str:
         parts = [
@@ -57,7 +64,7 @@ class ScanReport:
         for label, count in (
             ("moved", self.relinked),
             ("missing", self.missing),
-            ("unreadable", self.unreadable),
+            ("unreadable", len(self.unreadable_files)),
             ("skipped", len(self.skipped)),
             ("changing, left for next scan", len(self.requeued)),
         ):
@@ -65,12 +72,101 @@ class ScanReport:
                 parts.append(f"{count} {label}")
         return ", ".join(parts)
 
+    def problem_lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """One line per file the scan skipped or could not read, names escaped (see :func:`printable`),
+        at most ``limit`` of each kind, then "… and N more"."""
+        lines: list[str] = []
+        for label, entries in (("skipped", self.skipped), ("unreadable", self.unreadable_files)):
+            lines.extend(f"{label} {printable(path)}: {printable(reason)}" for path, reason in entries[:limit])
+            if len(entries) > limit:
+                lines.append(f"… and {len(entries) - limit} more {label}")
+        return lines
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on one line: control characters, line separators and undecodable bytes (lone
+    surrogates from the file system) become visible escapes, so a file name cannot forge output lines."""
+    out = []
+    for char in text:
+        if unicodedata.category(char) not in _UNPRINTABLE:
+            out.append(char)
+        elif 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
 
 def default_content_key(path: Path) -> str:
-    """Photo identity from the metadata layer: keyed on image data, so it survives our own metadata writes."""
+    """Photo identity keyed on image data, so it survives metadata writes: GIFs by :func:`gif_content_key`
+    (never decoded), everything else by the metadata layer's key."""
     from desktop.library.metadata import image_content_key
 
+    if path.suffix.lower() == ".gif":
+        key = gif_content_key(path)
+        if key is not None:
+            return key
     return image_content_key(path)
+
+
+def gif_content_key(path: Path) -> str | None:
+    """A key for a GIF's image data read from its blocks, without decoding a single frame: the screen
+    descriptor, colour tables, image descriptors and compressed frame data, skipping comment and application
+    extensions (where XMP lives). Decoding every frame of a long animation took over a minute per file.
+
+    Returns None when the file is not a well-formed GIF (the caller decodes it, and reports why it fails).
+    Raises OSError when the file cannot be read.
+    """
+    data = path.read_bytes()
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return None
+    digest = hashlib.sha256(data[6:13])
+    pos = 13
+    if data[10] & 0x80:  # global colour table
+        table = 3 << ((data[10] & 0x07) + 1)
+        digest.update(data[pos : pos + table])
+        pos += table
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            return "gif:" + digest.hexdigest()
+        if block == 0x21:  # extension: label, then sub-blocks
+            label = data[pos + 1 : pos + 2]
+            end = _gif_sub_blocks_end(data, pos + 2)
+            if end is None:
+                return None
+            if label == b"\xf9":  # graphic control: frame timing and transparency are image data
+                digest.update(data[pos:end])
+            pos = end
+        elif block == 0x2C:  # image descriptor, optional local colour table, LZW size, sub-blocks
+            if pos + 10 > len(data):
+                return None
+            flags = data[pos + 9]
+            start = pos
+            pos += 10
+            if flags & 0x80:
+                pos += 3 << ((flags & 0x07) + 1)
+            end = _gif_sub_blocks_end(data, pos + 1)
+            if end is None:
+                return None
+            digest.update(data[start:end])
+            pos = end
+        else:
+            return None
+    return "gif:" + digest.hexdigest()  # no trailer: many GIFs in the wild end without one
+
+
+def _gif_sub_blocks_end(data: bytes, pos: int) -> int | None:
+    """The position after the chain of GIF data sub-blocks starting at ``pos`` (None if cut off)."""
+    while pos < len(data):
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+    return None
 
 
 def check_root_online(root: Path) -> None:
@@ -170,6 +266,12 @@ def scan_library(
             (len(prefix), prefix),
         )
     }
+    known_errors = dict(
+        catalog.db.execute(
+            "SELECT path, error FROM photos WHERE status = 'unreadable' AND substr(path, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+    )
     seen: set[str] = set()
     unreadable_dirs: list[str] = []
     batch = _Batch(catalog, commit_every, commit_seconds)
@@ -191,6 +293,8 @@ def scan_library(
                 and (record[3] == "unreadable" or (record[3] == "present" and record[4]))
             ):
                 report.unchanged += 1
+                if record[3] == "unreadable":
+                    report.unreadable_files.append((name, known_errors.get(name) or "cannot be read"))
                 continue
             _index_file(batch, library_id, path, st, record, key_of, report)
             batch.maybe_commit()
@@ -234,8 +338,7 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
             path = Path(entry.path)
             if not _utf8_name(entry.name):
                 # The catalog stores names as UTF-8 text; a legacy-encoded name is reported, not guessed.
-                shown = entry.path.encode("utf-8", "replace").decode()
-                report.skipped.append((shown, "file name is not UTF-8"))
+                report.skipped.append((printable(entry.path), "file name is not UTF-8"))
                 continue
             try:
                 if entry.is_symlink():
@@ -246,7 +349,8 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
                     if not entry.name.startswith("."):
                         subfolders.append(path)
                     continue
-                if not is_image_path(path) or entry.name.startswith("._"):
+                # Our own temp files (left by a killed write) are never photos, whatever their suffix.
+                if not is_image_path(path) or entry.name.startswith(("._", TEMP_PREFIX)):
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
@@ -306,6 +410,7 @@ def _index_file(
     status = "present" if key is not None else "unreadable"
     if key is None:
         report.unreadable += 1
+        report.unreadable_files.append((name, error or "cannot be read"))
     now = time.time()
     # Re-read size and mtime: the stable hash may have waited out a change.
     current = path.stat()
