@@ -226,22 +226,28 @@ def _text(row: dict[str, Any], column: str) -> str | None:
 
 
 def apply_import(catalog: Catalog, edits: Sequence[Edit]) -> ImportReport:
-    """Apply checked edits; an edited result that was already written goes back to ``approved``."""
+    """Apply checked edits in one transaction (all land or none, even if the disk fills up half-way); an
+    edited result that was already written goes back to ``approved``."""
     report = ImportReport()
-    for edit in edits:
-        changed = catalog.edit_result(
-            edit.result_id,
-            caption=edit.caption,
-            keywords=edit.keywords,
-            title=edit.title,
-            alt_text=edit.alt_text,
-            review=edit.status,
-        )
-        if changed:
-            report.updated += 1
-        else:
-            report.unchanged += 1
+    with catalog.transaction():
+        for edit in edits:
+            _apply_edit(catalog, edit, report)
     return report
+
+
+def _apply_edit(catalog: Catalog, edit: Edit, report: ImportReport) -> None:
+    changed = catalog.edit_result(
+        edit.result_id,
+        caption=edit.caption,
+        keywords=edit.keywords,
+        title=edit.title,
+        alt_text=edit.alt_text,
+        review=edit.status,
+    )
+    if changed:
+        report.updated += 1
+    else:
+        report.unchanged += 1
 
 
 def import_file(catalog: Catalog, path: Path) -> ImportReport:
