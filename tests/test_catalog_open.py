@@ -302,7 +302,12 @@ def test_flipped_bytes_that_pass_quick_check_are_one_line_damaged(
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
     db.close()
-    commands = (["search", "--all-results", "x"], ["export"], ["review", "list"], ["write", "--dry-run", "--unreviewed"])
+    commands = (
+        ["search", "--all-results", "x"],
+        ["export"],
+        ["review", "list"],
+        ["write", "--dry-run", "--unreviewed"],
+    )
     for command in commands:
         assert main(command) == 3, command
         line = one_line(capsys.readouterr().err)
@@ -312,13 +317,11 @@ def test_flipped_bytes_that_pass_quick_check_are_one_line_damaged(
 @pytest.mark.skipif(os.name == "nt", reason="POSIX resource limits")
 def test_disk_full_is_one_line_with_advice(tmp_path: Path) -> None:
     root = tagged_library(tmp_path)
-    path = default_catalog_path()
     edits = tmp_path / "edits.csv"
     with edits.open("w", encoding="utf-8") as fh:
         fh.write("path,caption\n")
         for i in range(4):
             fh.write(f"{root / f'p{i}.jpg'},{'a long caption ' * 4000}\n")
-    before = path.read_bytes()
 
     def small_disk() -> None:
         import resource

@@ -137,7 +137,7 @@ TRICKY_CAPTIONS = [
     "a bare\rCR inside",
     "CRLF\r\nand LF\nlines",
     "\ttab first, and a tab\tinside ",
-    '"quotes", commas, ;semicolons; and \'apostrophes\'',
+    "\"quotes\", commas, ;semicolons; and 'apostrophes'",
     "'=not a formula, an apostrophe first",
     "''two apostrophes",
     "=SUM(A1:A2)",
@@ -174,19 +174,48 @@ def _deep_json(depth: int) -> str:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("huge.csv", "result_id,caption\n{id},{big}\n", "row 2 cannot be read .a cell is longer than 131,072"),
+        (
+            "huge.csv",
+            "result_id,caption\n{id},{big}\n",
+            "row 2 cannot be read .a cell is longer than 131,072",
+        ),
         ("huge.json", '[{{"result_id": {id}, "caption": "{big}"}}]', "row 2: caption is longer than 131,072"),
-        ("id.csv", "result_id,caption\n{id},x\n99999999999999999999999,y\n", "row 3: result_id 9+ is out of range"),
-        ("id.json", '[{{"result_id": 18446744073709551616, "caption": "x"}}]', "row 2: result_id .* out of range"),
-        ("digits.csv", "result_id,caption\n\u0661\u0662,x\n", "row 2: result_id '\u0661\u0662' is not a number"),
+        (
+            "id.csv",
+            "result_id,caption\n{id},x\n99999999999999999999999,y\n",
+            "row 3: result_id 9+ is out of range",
+        ),
+        (
+            "id.json",
+            '[{{"result_id": 18446744073709551616, "caption": "x"}}]',
+            "row 2: result_id .* out of range",
+        ),
+        (
+            "digits.csv",
+            "result_id,caption\n\u0661\u0662,x\n",
+            "row 2: result_id '\u0661\u0662' is not a number",
+        ),
         ("deep.json", _deep_json(100_000), "nested too deeply"),
-        ("kw.json", '[{{"result_id": {id}, "keywords": ["ok", 7]}}]', "row 2: keywords must be text, not int 7"),
-        ("kw2.json", '[{{"result_id": {id}, "keywords": [{{"a": 1}}]}}]', "row 2: keywords must be text, not dict"),
+        (
+            "kw.json",
+            '[{{"result_id": {id}, "keywords": ["ok", 7]}}]',
+            "row 2: keywords must be text, not int 7",
+        ),
+        (
+            "kw2.json",
+            '[{{"result_id": {id}, "keywords": [{{"a": 1}}]}}]',
+            "row 2: keywords must be text, not dict",
+        ),
         ("cap.json", '[{{"result_id": {id}, "caption": ["a"]}}]', "row 2: caption must be text, not list"),
     ],
 )
 def test_hostile_imports_are_one_clear_line_and_change_nothing(
-    catalog: Catalog, tmp_path: Path, name: str, content: str, message: str, capsys: pytest.CaptureFixture[str]
+    catalog: Catalog,
+    tmp_path: Path,
+    name: str,
+    content: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     first = catalog.results()[0]
     before = [(r.caption, r.keywords) for r in catalog.results()]

@@ -329,7 +329,9 @@ def test_link_swapped_in_after_the_scan_is_refused_at_tagging_time(tmp_path: Pat
         (library / "p1.jpg").unlink()
         (library / "p1.jpg").symlink_to(secret)
         config = fake_config(invalid_on=[])
-        plan = plan_run(catalog, str(library), catalog.photos_under(library), RunSpec(image_tokens=16), config)
+        plan = plan_run(
+            catalog, str(library), catalog.photos_under(library), RunSpec(image_tokens=16), config
+        )
         counts = execute_run(catalog, plan.run_id, FakeEngine(config))
         failed = failed_items(catalog, plan.run_id)
         assert counts.done == 2

@@ -208,15 +208,20 @@ def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captionee
         "from desktop.library.catalog import open_catalog\n"
         "from desktop.library.metadata import image_content_key\n"
         "from desktop.library.scanner import scan_library\n"
-        "def slow(p):\n    time.sleep(0.01)\n    return image_content_key(p)\n"
+        "def slow(p):\n    time.sleep(0.01)\n    print('keyed', flush=True)\n"
+        "    return image_content_key(p)\n"
         f"scan_library(open_catalog(), Path({str(root)!r}), content_key=slow, commit_every=7)\n"
     )
     env = {**os.environ, "CAPTIONEER_HOME": str(captioneer_home)}
-    for delay in (0.4, 0.5):
-        child = subprocess.Popen([sys.executable, "-c", script], env=env)
-        time.sleep(delay)
+    # Killed mid-scan, counted in photos keyed rather than seconds (a busy machine starts Python slowly).
+    for keyed in (20, 45):
+        child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        for _ in range(keyed):
+            assert child.stdout.readline() == "keyed\n"
         child.send_signal(signal.SIGKILL)
         child.wait()
+        child.stdout.close()
     db = sqlite3.connect(captioneer_home / "data" / "catalog.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()

@@ -182,7 +182,9 @@ def read_photo_no_links(path: Path) -> bytes:
             kind="refused",
         )
     # O_NONBLOCK: a FIFO swapped in must not hang the open (a regular file ignores the flag).
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    )
     try:
         fd = os.open(path, flags)
     except OSError as exc:

@@ -160,7 +160,20 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+def _m002_existing_keywords(db: sqlite3.Connection) -> None:
+    """The keywords each photo already has in its files (any keyword field, embedded or in a sidecar), read by
+    the scanner: shown read-only in review, searched, filtered and offered by autocomplete.
+
+    ``existing_keywords_stamp`` says which sidecars (name, size, mtime) they were read with, so a rescan
+    reads them again when a sidecar changes; NULL means not read yet. ``existing_keywords_note`` says why
+    some could not be read (a malformed sidecar)."""
+    # One statement at a time: executescript() would commit the migration's transaction half-way.
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords_stamp TEXT")
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords_note TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_existing_keywords)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,6 +419,15 @@ class Catalog:
         row = self.db.execute(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
         return Photo(*row) if row else None
 
+    def existing_keywords(self, photo_id: int) -> tuple[tuple[str, ...], str | None]:
+        """(the keywords the photo's files already had at the last scan, why some could not be read)."""
+        row = self.db.execute(
+            "SELECT existing_keywords, existing_keywords_note FROM photos WHERE id = ?", (photo_id,)
+        ).fetchone()
+        if row is None:
+            return (), None
+        return tuple(keyword_list(row[0], f"photo {photo_id}", self.path)), row[1]
+
     def photos_under(self, folder: Path, status: str | None = "present") -> list[Photo]:
         """Photos whose path is ``folder`` or below it, in path order."""
         prefix = str(folder).rstrip(os.sep) + os.sep
@@ -647,7 +669,9 @@ def os_storage_error(exc: OSError, path: Path) -> CatalogError:
         return _disk_full(path)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return _read_only(path, exc.strerror or str(exc))
-    return CatalogError(f"The catalog {path} cannot be used ({exc.strerror or exc}): check the disk and its folder.")
+    return CatalogError(
+        f"The catalog {path} cannot be used ({exc.strerror or exc}): check the disk and its folder."
+    )
 
 
 def _disk_full(path: Path) -> CatalogDiskFullError:

@@ -164,7 +164,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     try:
         for row in reader:
             rows.append(
-                {key: _unprotect(value) for key, value in row.items() if key is not None and value is not None}
+                {
+                    key: _unprotect(value)
+                    for key, value in row.items()
+                    if key is not None and value is not None
+                }
             )
     except csv.Error as exc:
         detail = str(exc)

@@ -700,3 +700,120 @@ def image_content_key(path: Path) -> str:
             raise
     # Files we cannot decode are never written into (their pixels cannot be checked): the bytes identify them.
     return "file:" + hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ existing keywords
+
+
+def existing_keywords(photo: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keywords a photo already has, from every keyword field of the photo and of its sidecars.
+
+    Fields: XMP ``dc:subject``, the leaves of ``lr:hierarchicalSubject`` (``|``), ``digiKam:TagsList`` (``/``)
+    and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo and in both
+    sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when this photo owns that name; see
+    :func:`desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept. Nothing is
+    written.
+
+    A sidecar that is not well-formed XML (a stray ``&``, an unbound prefix, a missing close tag, a cut-off
+    file, a DOCTYPE), a link or a special file contributes nothing, and a note says why; so does a photo
+    whose embedded metadata exiv2 cannot read. A format exiv2 does not read has simply no keywords.
+
+    Returns:
+        (keywords, notes for people).
+    """
+    from desktop.library.sidecars import full_sidecar_name, image_siblings, stem_owner, stem_sidecar_name
+
+    exiv2 = exiv2_module()
+    found: list[str] = []
+    notes: list[str] = []
+    try:
+        image = exiv2.ImageFactory.open(str(photo))
+    except exiv2.Exiv2Error:
+        image = None  # a format exiv2 does not read: no embedded keywords to find
+    if image is not None:
+        try:
+            image.readMetadata()
+            found += _keywords_in(image.xmpData(), image.iptcData())
+        except exiv2.Exiv2Error as exc:
+            notes.append(
+                f"the metadata inside {photo.name} cannot be read ({exc}): its keywords are not shown"
+            )
+    sidecars = [full_sidecar_name(photo)]
+    if stem_owner(photo, image_siblings(photo)):
+        sidecars.append(stem_sidecar_name(photo))
+    for sidecar in sidecars:
+        data, problem = _sidecar_bytes(sidecar)
+        if problem is None and data is not None:
+            problem = _xml_problem(data)
+        if problem is None and data is not None:
+            try:
+                parsed = exiv2.ImageFactory.open(data)
+                parsed.readMetadata()
+                found += _keywords_in(parsed.xmpData(), None)
+            except exiv2.Exiv2Error as exc:
+                problem = f"exiv2 cannot read it ({exc})"
+        if problem is not None:
+            notes.append(f"{sidecar.name} {problem}: its keywords are not shown")
+    merged: list[str] = []
+    seen: set[str] = set()
+    for keyword in found:
+        keyword = clean_keyword(keyword)
+        if keyword and _fold(keyword) not in seen:
+            seen.add(_fold(keyword))
+            merged.append(keyword)
+    return tuple(merged), tuple(notes)
+
+
+def _keywords_in(xmp: Any, iptc: Any) -> list[str]:
+    keywords = list(_xmp_list(xmp, FIELDS_BY_NAME["keywords"].xmp))
+    for key, separator, stand_in in (
+        (FIELDS_BY_NAME["hierarchical"].xmp, LR_SEPARATOR, LR_SEPARATOR_STAND_IN),
+        (FIELDS_BY_NAME["tags_list"].xmp, DIGIKAM_SEPARATOR, DIGIKAM_SEPARATOR_STAND_IN),
+        ("Xmp.MicrosoftPhoto.LastKeywordXMP", DIGIKAM_SEPARATOR, DIGIKAM_SEPARATOR_STAND_IN),
+    ):
+        leaves = (entry.rsplit(separator, 1)[-1] for entry in _xmp_list(xmp, key))
+        keywords += [leaf.replace(stand_in, separator) for leaf in leaves]
+    if iptc is not None and not iptc.empty():
+        keywords += _iptc_values(iptc, FIELDS_BY_NAME["keywords"].iptc or "")
+    return keywords
+
+
+def _sidecar_bytes(path: Path) -> tuple[bytes | None, str | None]:
+    """(the sidecar's bytes, None), (None, None) when there is none, or (None, why it was not read)."""
+    import os
+    import stat
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "is a link or not a regular file, so it was not read"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read(), None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+
+
+def _xml_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a well-formed XMP document (an independent parse that refuses DTDs and entities,
+    so exiv2's lenient recovery cannot hide damage), or None."""
+    from xml.parsers import expat
+
+    def refuse(*_args: object) -> None:
+        raise ValueError("it declares a DOCTYPE or entities")
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        return f"is not well-formed XML ({expat.errors.messages[exc.code]}, line {exc.lineno})"
+    except ValueError as exc:
+        return f"is not plain XMP ({exc})"
+    return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import os
 import stat
 import time
@@ -16,8 +18,11 @@ from backends.errors import CaptioneerError
 from backends.files import TEMP_PREFIX
 from desktop.core.images import is_image_path
 from desktop.library.catalog import Catalog
+from desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
 
 ContentKey = Callable[[Path], str]
+KeywordReader = Callable[[Path], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
+"""Reads the keywords a photo's files already have: (keywords, notes), or None when it cannot read any."""
 ScanProgress = Callable[[int, str], None]
 """Called with the number of files looked at so far and the current path."""
 
@@ -53,6 +58,10 @@ class ScanReport:
     """Files that changed while they were read; the next scan picks them up."""
     unreadable_files: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) for every photo that cannot be read, new or known from an earlier scan; not tagged."""
+    keywords_read: int = 0
+    """Photos whose existing keywords were read (new or changed photos, changed sidecars)."""
+    metadata_notes: list[tuple[str, str]] = field(default_factory=list)
+    """(path, note) for photos whose existing keywords could not all be read (a malformed sidecar)."""
 
     def summary(self) -> str:
         parts = [
@@ -76,8 +85,14 @@ class ScanReport:
         """One line per file the scan skipped or could not read, names escaped (see :func:`printable`),
         at most ``limit`` of each kind, then "… and N more"."""
         lines: list[str] = []
-        for label, entries in (("skipped", self.skipped), ("unreadable", self.unreadable_files)):
-            lines.extend(f"{label} {printable(path)}: {printable(reason)}" for path, reason in entries[:limit])
+        for label, entries in (
+            ("skipped", self.skipped),
+            ("unreadable", self.unreadable_files),
+            ("metadata", self.metadata_notes),
+        ):
+            lines.extend(
+                f"{label} {printable(path)}: {printable(reason)}" for path, reason in entries[:limit]
+            )
             if len(entries) > limit:
                 lines.append(f"… and {len(entries) - limit} more {label}")
         return lines
@@ -110,6 +125,24 @@ def default_content_key(path: Path) -> str:
         if key is not None:
             return key
     return image_content_key(path)
+
+
+def default_keyword_reader(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The keywords already in the photo and its sidecars (see
+    :func:`desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to read them
+    with; scans still work)."""
+    if not _HAS_EXIV2:
+        return None
+    from desktop.library.metadata import existing_keywords
+
+    try:
+        return existing_keywords(path)
+    except (OSError, ValueError, CaptioneerError) as exc:
+        # A scan must never stop on one photo's metadata: record nothing for it, and say why.
+        return (), (f"its keywords cannot be read ({exc})",)
+
+
+_HAS_EXIV2 = importlib.util.find_spec("exiv2") is not None
 
 
 def gif_content_key(path: Path) -> str | None:
@@ -235,6 +268,7 @@ def scan_library(
     root: Path,
     *,
     content_key: ContentKey | None = None,
+    keywords: KeywordReader | None = None,
     cancel: CancelToken | None = None,
     progress: ScanProgress | None = None,
     commit_every: int = 200,
@@ -248,21 +282,27 @@ def scan_library(
     the whole tree was read; files on disk are never touched. Writes are committed in small batches, so a
     killed scan resumes where it stopped.
 
+    The keywords a photo's files already have (embedded and in its sidecars) are read into the catalog for
+    new and changed photos, and again whenever a sidecar appears, changes or goes (noticed from the folder
+    listing, so unchanged photos without sidecars still cost one ``stat``).
+
     Raises:
         LibraryOfflineError: ``root`` is unreachable or empty; the catalog is unchanged.
         Cancelled: ``cancel`` was set; what was scanned so far is kept.
     """
     cancel = token_or_new(cancel)
     key_of = content_key or default_content_key
+    keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
     check_root_online(root)
     report = ScanReport(root=root)
     report.library_id = library_id = _library_for(catalog, root)
     prefix = str(root).rstrip(os.sep) + os.sep
     known = {
-        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5])
+        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5], row[6])
         for row in catalog.db.execute(
-            "SELECT path, id, size, mtime_ns, status, content_key FROM photos WHERE substr(path, 1, ?) = ?",
+            "SELECT path, id, size, mtime_ns, status, content_key, existing_keywords_stamp FROM photos "
+            "WHERE substr(path, 1, ?) = ?",
             (len(prefix), prefix),
         )
     }
@@ -277,7 +317,7 @@ def scan_library(
     batch = _Batch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
     try:
-        for path, st in _walk(root, report, unreadable_dirs):
+        for path, st, stamp in _walk(root, report, unreadable_dirs):
             cancel.raise_if_cancelled()
             name = str(path)
             seen.add(name)
@@ -295,8 +335,13 @@ def scan_library(
                 report.unchanged += 1
                 if record[3] == "unreadable":
                     report.unreadable_files.append((name, known_errors.get(name) or "cannot be read"))
+                elif record[5] != stamp:
+                    _read_keywords(batch, record[0], path, stamp, keywords_of, report)
+                    batch.maybe_commit()
                 continue
-            _index_file(batch, library_id, path, st, record, key_of, report)
+            photo_id = _index_file(batch, library_id, path, st, record, key_of, report)
+            if photo_id is not None:
+                _read_keywords(batch, photo_id, path, stamp, keywords_of, report)
             batch.maybe_commit()
         cancel.raise_if_cancelled()
         _mark_missing(batch, known, seen, unreadable_dirs, report)
@@ -321,8 +366,8 @@ def _library_for(catalog: Catalog, root: Path) -> int:
 
 
 def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
-    """Yield (path, stat) for photo files below ``root`` in a stable order, entering no symlink, special
-    file or hidden folder; unreadable folders are reported and skipped."""
+    """Yield (path, stat, sidecar stamp) for photo files below ``root`` in a stable order, entering no
+    symlink, special file or hidden folder; unreadable folders are reported and skipped."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -334,6 +379,11 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
             report.skipped.append((str(folder), f"folder not readable ({exc.strerror})"))
             continue
         subfolders: list[Path] = []
+        by_name = {entry.name: entry for entry in entries}
+        images_by_stem: dict[str, list[str]] = {}
+        for entry in entries:
+            if is_image_path(Path(entry.name)):
+                images_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
         for entry in entries:
             path = Path(entry.path)
             if not _utf8_name(entry.name):
@@ -359,8 +409,29 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
             if not stat.S_ISREG(st.st_mode):
                 report.skipped.append((entry.path, "not a regular file"))
                 continue
-            yield path, st
+            yield path, st, _sidecar_stamp(path, by_name, images_by_stem.get(path.stem, []))
         stack.extend(reversed(subfolders))
+
+
+def _sidecar_stamp(photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]) -> str:
+    """Name, size and mtime of the photo's sidecars (both names, the stem one only if the photo owns it; see
+    :func:`desktop.library.sidecars.stem_owner`), from the folder listing: a stat only for sidecars that
+    exist. ``""`` when it has none."""
+    names = [photo.name + SIDECAR_SUFFIX]
+    if stem_owner(photo, siblings):
+        names.append(photo.stem + SIDECAR_SUFFIX)
+    parts = []
+    for name in names:
+        entry = by_name.get(name)
+        if entry is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            parts.append(f"{name}:unreadable")
+            continue
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{stat.S_IFMT(st.st_mode)}")
+    return "|".join(parts)
 
 
 def _utf8_name(name: str) -> bool:
@@ -398,15 +469,16 @@ def _index_file(
     library_id: int,
     path: Path,
     st: os.stat_result,
-    record: tuple[int, int, int, str, str | None] | None,
+    record: tuple[int, int, int, str, str | None, str | None] | None,
     key_of: ContentKey,
     report: ScanReport,
-) -> None:
+) -> int | None:
+    """Key a new or changed file and record it; returns the photo's id when it is present (readable)."""
     key, error, kind = _hash_stable(path, st, key_of)
     name = str(path)
     if key is None and error is None:
         report.requeued.append(name)
-        return
+        return None
     status = "present" if key is not None else "unreadable"
     if key is None:
         report.unreadable += 1
@@ -421,7 +493,7 @@ def _index_file(
             (current.st_size, current.st_mtime_ns, key, status, error, kind, now, record[0]),
         )
         report.changed += 1
-        return
+        return record[0] if key is not None else None
     if key is not None:
         moved = _moved_photo(batch, key, name)
         if moved is not None:
@@ -431,13 +503,33 @@ def _index_file(
                 (library_id, name, current.st_size, current.st_mtime_ns, now, moved),
             )
             report.relinked += 1
-            return
-    batch.write(
+            return moved
+    photo_id = batch.write(
         "INSERT INTO photos (library_id, path, size, mtime_ns, content_key, status, error, error_kind, "
         "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind, now, now),
     )
     report.new += 1
+    return photo_id if key is not None else None
+
+
+def _read_keywords(
+    batch: _Batch, photo_id: int, path: Path, stamp: str, keywords_of: KeywordReader, report: ScanReport
+) -> None:
+    """Store the keywords the photo's files already have, with the sidecar stamp they were read with."""
+    found = keywords_of(path)
+    if found is None:
+        return
+    keywords, notes = found
+    note = "; ".join(notes) or None
+    if note:
+        report.metadata_notes.append((str(path), note))
+    batch.write(
+        "UPDATE photos SET existing_keywords = ?, existing_keywords_stamp = ?, existing_keywords_note = ? "
+        "WHERE id = ?",
+        (json.dumps(list(keywords), ensure_ascii=False), stamp, note, photo_id),
+    )
+    report.keywords_read += 1
 
 
 def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
@@ -454,7 +546,7 @@ def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
 
 def _mark_missing(
     batch: _Batch,
-    known: dict[str, tuple[int, int, int, str, str | None]],
+    known: dict[str, tuple[int, int, int, str, str | None, str | None]],
     seen: set[str],
     unreadable_dirs: list[str],
     report: ScanReport,
