@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,13 @@ from PIL import Image, ImageDraw
 from desktop.cli import main
 from desktop.library.catalog import open_catalog
 from desktop.library.metadata import image_content_key
-from desktop.library.scanner import LibraryOfflineError, default_content_key, printable, scan_library
+from desktop.library.scanner import (
+    LibraryOfflineError,
+    LibraryPathError,
+    default_content_key,
+    printable,
+    scan_library,
+)
 
 
 def make_photo(path: Path, seed: int, fmt: str | None = None) -> Path:
@@ -355,3 +362,43 @@ def test_animated_gif_key_is_bounded_and_still_relinks_moves(library: Path, tmp_
         assert report.relinked == 1
         after = catalog.photo_by_path(str(moved))
         assert after is not None and after.id == before.id
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX byte file names")
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_caption_output_is_utf8_and_one_line_per_photo_for_any_file_name(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path, locale: str
+) -> None:
+    name = os.fsencode(tmp_path) + b"/caf\xe9\ncaptioneer: forged.jpg"
+    os.rename(make_photo(tmp_path / "p.jpg", 5), name)
+    model, mmproj = tiny_gguf
+    options = ["--model", str(model), "--mmproj", str(mmproj), "--max-tokens", "2", "--threads", "2"]
+    command = [sys.executable, "-m", "desktop.cli", "caption", *options, name]
+    env = {**os.environ, "LC_ALL": locale, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env.pop("PYTHONIOENCODING", None)
+    as_json = subprocess.run([*command, "--json"], capture_output=True, env=env, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr
+    lines = as_json.stdout.decode("utf-8").splitlines()  # valid UTF-8, and one line
+    assert len(lines) == 1
+    assert json.loads(lines[0])["path"] == str(tmp_path) + "/caf\\xe9\ncaptioneer: forged.jpg"
+    if locale == "C":
+        return  # the text output is the same under both
+    second = name.replace(b"forged", b"other")
+    os.rename(make_photo(tmp_path / "q.jpg", 6), second)
+    as_text = subprocess.run([*command, second], capture_output=True, env=env, timeout=120)
+    assert as_text.returncode == 0, as_text.stderr
+    headers = [line for line in as_text.stdout.decode("utf-8").splitlines() if line.startswith("==> ")]
+    assert headers == [
+        f"==> {tmp_path}/caf\\xe9\\ncaptioneer: forged.jpg <==",
+        f"==> {tmp_path}/caf\\xe9\\ncaptioneer: other.jpg <==",
+    ]
+    assert not any(line.startswith(b"captioneer: forged") for line in as_text.stdout.splitlines())
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX byte file names")
+def test_a_library_folder_whose_name_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(folder)
+    os.rename(make_photo(tmp_path / "p.jpg", 5), folder + b"/p.jpg")
+    with open_catalog() as catalog, pytest.raises(LibraryPathError, match=r"caf\\xe9 has a name that is not"):
+        scan_library(catalog, Path(os.fsdecode(folder)))

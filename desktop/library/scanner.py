@@ -32,6 +32,12 @@ SHOWN_PROBLEMS = 20
 """How many skipped or unreadable files a report names before it says "and N more"."""
 
 
+class LibraryPathError(CaptioneerError):
+    """The library folder's own path cannot be stored (a name that is not UTF-8)."""
+
+    exit_code = 2
+
+
 class LibraryOfflineError(CaptioneerError):
     """The library root is missing, unreadable or empty: probably an unmounted drive."""
 
@@ -98,6 +104,14 @@ class ScanReport:
         return lines
 
 
+def escape_undecodable(text: str) -> str:
+    """``text`` with the bytes of a file name that were not UTF-8 (lone surrogates, from the file system)
+    written as visible ``\\xNN`` escapes, so it can be encoded as UTF-8 (JSON output, the catalog)."""
+    return "".join(
+        f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in text
+    )
+
+
 def printable(text: str) -> str:
     """``text`` safe to print on one line: control characters, line separators and undecodable bytes (lone
     surrogates from the file system) become visible escapes, so a file name cannot forge output lines."""
@@ -105,8 +119,8 @@ def printable(text: str) -> str:
     for char in text:
         if unicodedata.category(char) not in _UNPRINTABLE:
             out.append(char)
-        elif 0xDC80 <= ord(char) <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif 0xDC80 <= ord(char) <= 0xDCFF:
+            out.append(escape_undecodable(char))
         else:
             out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
     return "".join(out)
@@ -294,6 +308,11 @@ def scan_library(
     key_of = content_key or default_content_key
     keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
+    if not _utf8_name(str(root)):
+        raise LibraryPathError(
+            f"The folder {printable(str(root))} has a name that is not UTF-8 text, which the catalog cannot "
+            "store: rename it (or a folder above it) and scan again."
+        )
     check_root_online(root)
     report = ScanReport(root=root)
     report.library_id = library_id = _library_for(catalog, root)
