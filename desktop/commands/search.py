@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="search tagged photos",
         description="Search the catalog. Words match keywords, captions and titles; combine with AND "
         '(or just spaces), OR, NOT or -word, and parentheses; "quoted phrases"; '
-        "fields: keyword: (* wildcard), "
+        "fields: keyword: (* wildcard; also the keywords already in the photo's files), "
         "caption:, title:, alt:, status:, folder:, model:, engine:, run:, task:. Example: "
         "'keyword:beach (sunset OR dusk) NOT status:rejected'.",
     )

@@ -107,9 +107,7 @@ class ScanReport:
 def escape_undecodable(text: str) -> str:
     """``text`` with the bytes of a file name that were not UTF-8 (lone surrogates, from the file system)
     written as visible ``\\xNN`` escapes, so it can be encoded as UTF-8 (JSON output, the catalog)."""
-    return "".join(
-        f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in text
-    )
+    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in text)
 
 
 def printable(text: str) -> str:
