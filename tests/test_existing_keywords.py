@@ -3,6 +3,7 @@ catalog, and used by search, the keyword filter and autocomplete; real files wri
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -197,3 +198,7 @@ def test_search_filter_and_autocomplete_include_the_files_keywords(
         assert "Lisbon" in dict(keyword_counts(catalog))
     assert main(["search", "--paths", "keyword:Lisbon"]) == 0
     assert capsys.readouterr().out.splitlines() == [str(tagged)]
+    assert main(["search", "keyword:Lisbon"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(in the file: Grandma; Lisbon)")
+    assert main(["search", "--json", "keyword:Lisbon"]) == 0
+    assert json.loads(capsys.readouterr().out)["existing_keywords"] == ["Grandma", "Lisbon"]
