@@ -610,7 +610,7 @@ def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Co
         else:
             db = sqlite3.connect(path, isolation_level=None, timeout=10)
     except sqlite3.Error as exc:
-        raise storage_error(exc, path) from None
+        raise storage_error(exc, path, opening=True) from None
     # Damaged bytes inside a text cell pass quick_check; reading them must say "damaged", not raise
     # UnicodeDecodeError from deep inside whichever command touched the row.
     db.text_factory = _text_reader(path)
@@ -629,7 +629,7 @@ def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Co
         check = [row[0] for row in db.execute("PRAGMA quick_check")] if quick_check else ["ok"]
     except sqlite3.Error as exc:
         db.close()
-        raise storage_error(exc, path) from None
+        raise storage_error(exc, path, opening=True) from None
     except BaseException:
         db.close()
         raise
@@ -643,18 +643,29 @@ def _casefold(value: object) -> object:
     return value.casefold() if isinstance(value, str) else value
 
 
+_NOT_UTF8 = "a stored text is not valid UTF-8"
+
+
 def _text_reader(path: Path) -> Callable[[bytes], str]:
     def read(data: bytes) -> str:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise _corrupt(path, "a stored text is not valid UTF-8") from None
+            raise _corrupt(path, _NOT_UTF8) from None
 
     return read
 
 
 # SQLite's primary result codes (the low byte of an extended code).
-_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 3, 8, 10, 13, 14
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = (
+    3,
+    8,
+    10,
+    11,
+    13,
+    14,
+)
+_SQLITE_NOTADB = 26
 _SQLITE_IOERR_SHMSIZE = _SQLITE_IOERR | 19 << 8  # the WAL index could not grow: no space left
 
 
@@ -691,9 +702,10 @@ def _read_only(path: Path, detail: str) -> CatalogReadOnlyError:
     )
 
 
-def storage_error(exc: sqlite3.Error, path: Path | None = None) -> CatalogError:
-    """The one-line diagnosis for an SQLite failure on the catalog: read-only, disk full, damaged, or (rarely)
-    another failure, each with what to do. Used when opening and by the command line for failures later on.
+def storage_error(exc: sqlite3.Error, path: Path | None = None, *, opening: bool = False) -> CatalogError:
+    """The one-line diagnosis for an SQLite failure on the catalog: disk full, read-only, damaged, or another
+    failure, each with what to do. Used when opening (where any other failure means the file is not a sound
+    database) and by the command line for failures later on.
     """
     path = path or default_catalog_path()
     extended = getattr(exc, "sqlite_errorcode", None) or 0
@@ -701,9 +713,7 @@ def storage_error(exc: sqlite3.Error, path: Path | None = None) -> CatalogError:
     text = str(exc)
     if code == _SQLITE_FULL or extended == _SQLITE_IOERR_SHMSIZE or "disk is full" in text:
         return _disk_full(path)
-    if code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN) or (
-        path.exists() and not _folder_writable(path)
-    ):
+    if code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN):
         return _read_only(path, text)
     if code == _SQLITE_IOERR:
         return CatalogDiskFullError(
@@ -711,7 +721,15 @@ def storage_error(exc: sqlite3.Error, path: Path | None = None) -> CatalogError:
             "disk may be full (or the file over a size limit), failing or disconnected: free some space or "
             "check the disk, then run the command again."
         )
-    return _corrupt(path, text)
+    # Damage quick_check cannot see shows up later: stored JSON that no longer parses, or text that is not
+    # UTF-8 reaching our casefold() (the only way that function fails).
+    damage = ("malformed", "decode", "user-defined function raised exception")
+    if opening or code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or any(word in text for word in damage):
+        return _corrupt(path, _NOT_UTF8 if damage[-1] in text else text)
+    return CatalogError(
+        f"The catalog {path} could not be used ({text}). Run the command again; if it keeps failing, report "
+        "this message."
+    )
 
 
 def backup_path(path: Path) -> Path:
