@@ -115,9 +115,9 @@ class CountingReader:
     def __init__(self) -> None:
         self.paths: list[str] = []
 
-    def __call__(self, path: Path):
+    def __call__(self, path: Path, sidecars: tuple[Path, ...]):
         self.paths.append(Path(path).name)
-        return default_keyword_reader(path)
+        return default_keyword_reader(path, sidecars)
 
 
 def test_rescan_reads_again_only_when_the_photo_or_a_sidecar_changed(tmp_path: Path) -> None:
@@ -202,3 +202,18 @@ def test_search_filter_and_autocomplete_include_the_files_keywords(
     assert capsys.readouterr().out.rstrip().endswith("(in the file: Grandma; Lisbon)")
     assert main(["search", "--json", "keyword:Lisbon"]) == 0
     assert json.loads(capsys.readouterr().out)["existing_keywords"] == ["Grandma", "Lisbon"]
+
+
+def test_scan_reads_the_stem_sidecar_only_for_its_owner(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    alone = photo(root / "IMG_1.jpg")
+    (root / "IMG_1.xmp").write_text(xmp_packet(subject("Lightroom name")), encoding="utf-8")
+    pair = photo(root / "IMG_2.jpg", 40)
+    shutil.copyfile(pair, root / "IMG_2.tif")  # two non-RAW files: neither owns IMG_2.xmp
+    (root / "IMG_2.xmp").write_text(xmp_packet(subject("Shared")), encoding="utf-8")
+    (root / "IMG_2.jpg.xmp").write_text(xmp_packet(subject("Mine")), encoding="utf-8")
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        assert catalog.existing_keywords(catalog.photo_by_path(str(alone)).id)[0] == ("Lightroom name",)
+        assert catalog.existing_keywords(catalog.photo_by_path(str(pair)).id)[0] == ("Mine",)
+        assert catalog.existing_keywords(catalog.photo_by_path(str(root / "IMG_2.tif")).id)[0] == ()

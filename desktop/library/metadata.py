@@ -705,14 +705,17 @@ def image_content_key(path: Path) -> str:
 # ------------------------------------------------------------------------------------ existing keywords
 
 
-def existing_keywords(photo: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def existing_keywords(
+    photo: Path, sidecars: Iterable[Path] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The keywords a photo already has, from every keyword field of the photo and of its sidecars.
 
     Fields: XMP ``dc:subject``, the leaves of ``lr:hierarchicalSubject`` (``|``), ``digiKam:TagsList`` (``/``)
     and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo and in both
     sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when this photo owns that name; see
     :func:`desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept. Nothing is
-    written.
+    written. ``sidecars`` names the sidecars to read when the caller already knows them (the scanner, from
+    its folder listing); by default they are looked up.
 
     A sidecar that is not well-formed XML (a stray ``&``, an unbound prefix, a missing close tag, a cut-off
     file, a DOCTYPE), a link or a special file contributes nothing, and a note says why; so does a photo
@@ -721,6 +724,8 @@ def existing_keywords(photo: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     Returns:
         (keywords, notes for people).
     """
+    import os
+
     from desktop.library.sidecars import full_sidecar_name, image_siblings, stem_owner, stem_sidecar_name
 
     exiv2 = exiv2_module()
@@ -738,9 +743,10 @@ def existing_keywords(photo: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
             notes.append(
                 f"the metadata inside {photo.name} cannot be read ({exc}): its keywords are not shown"
             )
-    sidecars = [full_sidecar_name(photo)]
-    if stem_owner(photo, image_siblings(photo)):
-        sidecars.append(stem_sidecar_name(photo))
+    if sidecars is None:
+        sidecars = [full_sidecar_name(photo)]
+        if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
+            sidecars.append(stem_sidecar_name(photo))
     for sidecar in sidecars:
         data, problem = _sidecar_bytes(sidecar)
         if problem is None and data is not None:
@@ -780,7 +786,7 @@ def _keywords_in(xmp: Any, iptc: Any) -> list[str]:
 
 def _sidecar_bytes(path: Path) -> tuple[bytes | None, str | None]:
     """(the sidecar's bytes, None), (None, None) when there is none, or (None, why it was not read)."""
-    import os
+    import os  # here, with the rest of the reader, so this block stays apart from the writer's imports
     import stat
 
     try:

@@ -21,8 +21,9 @@ from desktop.library.catalog import Catalog
 from desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
 
 ContentKey = Callable[[Path], str]
-KeywordReader = Callable[[Path], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
-"""Reads the keywords a photo's files already have: (keywords, notes), or None when it cannot read any."""
+KeywordReader = Callable[[Path, "tuple[Path, ...]"], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
+"""Reads the keywords a photo's files already have, given the photo and its sidecars: (keywords, notes), or
+None when it cannot read any."""
 ScanProgress = Callable[[int, str], None]
 """Called with the number of files looked at so far and the current path."""
 
@@ -139,7 +140,9 @@ def default_content_key(path: Path) -> str:
     return image_content_key(path)
 
 
-def default_keyword_reader(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+def default_keyword_reader(
+    path: Path, sidecars: tuple[Path, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """The keywords already in the photo and its sidecars (see
     :func:`desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to read them
     with; scans still work)."""
@@ -148,7 +151,7 @@ def default_keyword_reader(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]
     from desktop.library.metadata import existing_keywords
 
     try:
-        return existing_keywords(path)
+        return existing_keywords(path, sidecars)
     except (OSError, ValueError, CaptioneerError) as exc:
         # A scan must never stop on one photo's metadata: record nothing for it, and say why.
         return (), (f"its keywords cannot be read ({exc})",)
@@ -334,7 +337,7 @@ def scan_library(
     batch = _Batch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
     try:
-        for path, st, stamp in _walk(root, report, unreadable_dirs):
+        for path, st, (stamp, sidecars) in _walk(root, report, unreadable_dirs):
             cancel.raise_if_cancelled()
             name = str(path)
             seen.add(name)
@@ -353,12 +356,12 @@ def scan_library(
                 if record[3] == "unreadable":
                     report.unreadable_files.append((name, known_errors.get(name) or "cannot be read"))
                 elif record[5] != stamp:
-                    _read_keywords(batch, record[0], path, stamp, keywords_of, report)
+                    _read_keywords(batch, record[0], path, (stamp, sidecars), keywords_of, report)
                     batch.maybe_commit()
                 continue
             photo_id = _index_file(batch, library_id, path, st, record, key_of, report)
             if photo_id is not None:
-                _read_keywords(batch, photo_id, path, stamp, keywords_of, report)
+                _read_keywords(batch, photo_id, path, (stamp, sidecars), keywords_of, report)
             batch.maybe_commit()
         cancel.raise_if_cancelled()
         _mark_missing(batch, known, seen, unreadable_dirs, report)
@@ -383,8 +386,8 @@ def _library_for(catalog: Catalog, root: Path) -> int:
 
 
 def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
-    """Yield (path, stat, sidecar stamp) for photo files below ``root`` in a stable order, entering no
-    symlink, special file or hidden folder; unreadable folders are reported and skipped."""
+    """Yield (path, stat, (sidecar stamp, sidecars)) for photo files below ``root`` in a stable order,
+    entering no symlink, special file or hidden folder; unreadable folders are reported and skipped."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -430,25 +433,30 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
         stack.extend(reversed(subfolders))
 
 
-def _sidecar_stamp(photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]) -> str:
-    """Name, size and mtime of the photo's sidecars (both names, the stem one only if the photo owns it; see
-    :func:`desktop.library.sidecars.stem_owner`), from the folder listing: a stat only for sidecars that
-    exist. ``""`` when it has none."""
+def _sidecar_stamp(
+    photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]
+) -> tuple[str, tuple[Path, ...]]:
+    """The photo's sidecars (both names, the stem one only if the photo owns it; see
+    :func:`desktop.library.sidecars.stem_owner`) found in the folder listing, and a stamp of their names,
+    sizes and mtimes (``""`` when there are none): a stat only for sidecars that exist, and no second look
+    at the folder per photo."""
     names = [photo.name + SIDECAR_SUFFIX]
     if stem_owner(photo, siblings):
         names.append(photo.stem + SIDECAR_SUFFIX)
     parts = []
+    found: list[Path] = []
     for name in names:
         entry = by_name.get(name)
         if entry is None:
             continue
+        found.append(Path(entry.path))
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError:
             parts.append(f"{name}:unreadable")
             continue
         parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{stat.S_IFMT(st.st_mode)}")
-    return "|".join(parts)
+    return "|".join(parts), tuple(found)
 
 
 def _utf8_name(name: str) -> bool:
@@ -531,10 +539,16 @@ def _index_file(
 
 
 def _read_keywords(
-    batch: _Batch, photo_id: int, path: Path, stamp: str, keywords_of: KeywordReader, report: ScanReport
+    batch: _Batch,
+    photo_id: int,
+    path: Path,
+    sidecars: tuple[str, tuple[Path, ...]],
+    keywords_of: KeywordReader,
+    report: ScanReport,
 ) -> None:
     """Store the keywords the photo's files already have, with the sidecar stamp they were read with."""
-    found = keywords_of(path)
+    stamp, paths = sidecars
+    found = keywords_of(path, paths)
     if found is None:
         return
     keywords, notes = found
