@@ -154,6 +154,12 @@ def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
     return Image.fromarray(thumb.data)
 
 
+_LINK_REFUSED = (
+    "is now a symbolic link (it was a file when scanned): links are never followed; replace it with the "
+    "photo itself and rescan"
+)
+
+
 def read_photo_no_links(path: Path) -> bytes:
     """The bytes of ``path``, refusing a symbolic link or a special file put there since the scan.
 
@@ -176,11 +182,7 @@ def read_photo_no_links(path: Path) -> bytes:
     except OSError as exc:
         raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
     if stat.S_ISLNK(info.st_mode):
-        raise ImageError(
-            "is now a symbolic link (it was a file when scanned): links are never followed; "
-            "replace it with the photo itself and rescan",
-            kind="refused",
-        )
+        raise ImageError(_LINK_REFUSED, kind="refused")
     # O_NONBLOCK: a FIFO swapped in must not hang the open (a regular file ignores the flag).
     flags = (
         os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -189,11 +191,7 @@ def read_photo_no_links(path: Path) -> bytes:
         fd = os.open(path, flags)
     except OSError as exc:
         if os.path.islink(path):  # swapped in between the lstat and the open (ELOOP)
-            raise ImageError(
-                "is now a symbolic link (it was a file when scanned): links are never followed; "
-                "replace it with the photo itself and rescan",
-                kind="refused",
-            ) from None
+            raise ImageError(_LINK_REFUSED, kind="refused") from None
         raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
