@@ -130,12 +130,19 @@ _UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 def default_content_key(path: Path) -> str:
     """Photo identity keyed on image data, so it survives metadata writes: GIFs by :func:`gif_content_key`
-    (never decoded), everything else by the metadata layer's key."""
+    (only the first frame is decoded, to know the file is a readable image), everything else by the
+    metadata layer's key.
+
+    Raises:
+        ImageError: the file cannot be read or decoded.
+    """
+    from desktop.core.images import decode_image
     from desktop.library.metadata import image_content_key
 
     if path.suffix.lower() == ".gif":
         key = gif_content_key(path)
         if key is not None:
+            decode_image(path).close()
             return key
     return image_content_key(path)
 
