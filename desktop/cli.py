@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CaptioneerError as exc:
         print(f"captioneer: {exc}", file=sys.stderr)
         return exc.exit_code
+    except sqlite3.Error as exc:
+        # The catalog failed after it was opened (disk full, damage quick_check cannot see): one line.
+        from desktop.library.catalog import storage_error
+
+        error = storage_error(exc)
+        print(f"captioneer: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 def open_window(args: argparse.Namespace) -> int:

@@ -131,3 +131,101 @@ def test_cli_export_and_import(catalog: Catalog, tmp_path: Path, capsys: pytest.
     assert main(["export", "--format", "json", "--query", "title:edited"]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert [item["title"] for item in exported] == ["Edited title"]
+
+
+TRICKY_CAPTIONS = [
+    "a bare\rCR inside",
+    "CRLF\r\nand LF\nlines",
+    "\ttab first, and a tab\tinside ",
+    "\"quotes\", commas, ;semicolons; and 'apostrophes'",
+    "'=not a formula, an apostrophe first",
+    "''two apostrophes",
+    "=SUM(A1:A2)",
+    "+1, -1, @home",
+    "\rCR first",
+    "unicode: 日本 🌅 café e\u0301 \u2028 line separator",
+    "  spaces around  ",
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export_then_import_round_trips_exactly(
+    catalog: Catalog, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = catalog.results()
+    for result, caption in zip(results * 3, TRICKY_CAPTIONS, strict=False):
+        catalog.edit_result(result.id, caption=caption, title=caption[::-1], alt_text=caption + "!")
+    catalog.edit_result(results[1].id, keywords=["=formula", "'quoted", "日本", "tab\there"])
+    before = [(r.caption, r.title, r.alt_text, r.keywords, r.review, r.edited) for r in catalog.results()]
+    out = tmp_path / f"all.{fmt}"
+    catalog.close()
+    assert main(["export", "--format", fmt, "--output", str(out)]) == 0
+    assert main(["import", str(out)]) == 0
+    assert f"0 results updated, {len(results)} unchanged" in capsys.readouterr().err
+    with open_catalog() as again:
+        after = [(r.caption, r.title, r.alt_text, r.keywords, r.review, r.edited) for r in again.results()]
+    assert after == before
+
+
+def _deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "huge.csv",
+            "result_id,caption\n{id},{big}\n",
+            "row 2 cannot be read .a cell is longer than 131,072",
+        ),
+        ("huge.json", '[{{"result_id": {id}, "caption": "{big}"}}]', "row 2: caption is longer than 131,072"),
+        (
+            "id.csv",
+            "result_id,caption\n{id},x\n99999999999999999999999,y\n",
+            "row 3: result_id 9+ is out of range",
+        ),
+        (
+            "id.json",
+            '[{{"result_id": 18446744073709551616, "caption": "x"}}]',
+            "row 2: result_id .* out of range",
+        ),
+        (
+            "digits.csv",
+            "result_id,caption\n\u0661\u0662,x\n",
+            "row 2: result_id '\u0661\u0662' is not a number",
+        ),
+        ("deep.json", _deep_json(100_000), "nested too deeply"),
+        (
+            "kw.json",
+            '[{{"result_id": {id}, "keywords": ["ok", 7]}}]',
+            "row 2: keywords must be text, not int 7",
+        ),
+        (
+            "kw2.json",
+            '[{{"result_id": {id}, "keywords": [{{"a": 1}}]}}]',
+            "row 2: keywords must be text, not dict",
+        ),
+        ("cap.json", '[{{"result_id": {id}, "caption": ["a"]}}]', "row 2: caption must be text, not list"),
+    ],
+)
+def test_hostile_imports_are_one_clear_line_and_change_nothing(
+    catalog: Catalog,
+    tmp_path: Path,
+    name: str,
+    content: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = catalog.results()[0]
+    before = [(r.caption, r.keywords) for r in catalog.results()]
+    path = tmp_path / name
+    path.write_text(content.format(id=first.id, big="x" * 131_073), encoding="utf-8")
+    with pytest.raises(ImportFileError, match=message):
+        import_file(catalog, path)
+    catalog.close()
+    assert main(["import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    with open_catalog() as again:
+        assert [(r.caption, r.keywords) for r in again.results()] == before

@@ -307,3 +307,56 @@ def test_pixel_budget_table(size: tuple[int, int], budget: int, tokens: int) -> 
 def test_decode_image_rejects_empty_bytes() -> None:
     with pytest.raises(ImageError):
         decode_image(b"")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX symbolic links")
+def test_link_swapped_in_after_the_scan_is_refused_at_tagging_time(tmp_path: Path) -> None:
+    from desktop.library.catalog import open_catalog
+    from desktop.library.runs import RunSpec, execute_run, failed_items, plan_run
+    from desktop.library.scanner import scan_library
+    from tests.fakes.tagging_engine import FakeEngine, fake_config
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    for i in range(3):
+        _marker_image().save(library / f"p{i}.jpg")
+    secret = tmp_path / "outside" / "private.png"
+    secret.parent.mkdir()
+    _marker_image().save(secret)
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        # After the scan, p1.jpg becomes a link to a file outside the library.
+        (library / "p1.jpg").unlink()
+        (library / "p1.jpg").symlink_to(secret)
+        config = fake_config(invalid_on=[])
+        plan = plan_run(
+            catalog, str(library), catalog.photos_under(library), RunSpec(image_tokens=16), config
+        )
+        counts = execute_run(catalog, plan.run_id, FakeEngine(config))
+        failed = failed_items(catalog, plan.run_id)
+        assert counts.done == 2
+        assert [(Path(path).name, kind) for path, _error, kind in failed] == [("p1.jpg", "refused")]
+        assert "symbolic link" in (failed[0][1] or "")
+        assert not catalog.results(where="p.path = ?", params=(str(library / "p1.jpg"),))
+    # A link given on purpose to `captioneer caption` is still followed.
+    assert prepare_image(library / "p1.jpg", 16).image.size[0] > 0
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX special files")
+def test_no_links_read_refuses_fifos_and_captioneer_temp_files(tmp_path: Path) -> None:
+    from desktop.core.images import read_photo_no_links
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file") as info:
+        prepare_image(fifo, 16, refuse_links=True)  # returns at once: never blocks on the pipe
+    assert info.value.kind == "refused"
+    temp = tmp_path / ".captioneer-tmp-0123456789ab-p.jpg"
+    _marker_image().save(temp, format="JPEG")
+    with pytest.raises(ImageError, match="temp file") as info:
+        prepare_image(temp, 16, refuse_links=True)
+    assert info.value.kind == "refused"
+    photo = tmp_path / "p.jpg"
+    _marker_image().save(photo)
+    assert read_photo_no_links(photo) == photo.read_bytes()
+    assert prepare_image(photo, 16, refuse_links=True).image.size == prepare_image(photo, 16).image.size

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -11,11 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from desktop.cli import main
 from desktop.library.catalog import open_catalog
 from desktop.library.metadata import image_content_key
-from desktop.library.scanner import LibraryOfflineError, scan_library
+from desktop.library.scanner import (
+    LibraryOfflineError,
+    LibraryPathError,
+    default_content_key,
+    gif_content_key,
+    printable,
+    scan_library,
+)
 
 
 def make_photo(path: Path, seed: int, fmt: str | None = None) -> Path:
@@ -206,15 +216,20 @@ def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captionee
         "from desktop.library.catalog import open_catalog\n"
         "from desktop.library.metadata import image_content_key\n"
         "from desktop.library.scanner import scan_library\n"
-        "def slow(p):\n    time.sleep(0.01)\n    return image_content_key(p)\n"
+        "def slow(p):\n    time.sleep(0.01)\n    print('keyed', flush=True)\n"
+        "    return image_content_key(p)\n"
         f"scan_library(open_catalog(), Path({str(root)!r}), content_key=slow, commit_every=7)\n"
     )
     env = {**os.environ, "CAPTIONEER_HOME": str(captioneer_home)}
-    for delay in (0.4, 0.5):
-        child = subprocess.Popen([sys.executable, "-c", script], env=env)
-        time.sleep(delay)
+    # Killed mid-scan, counted in photos keyed rather than seconds (a busy machine starts Python slowly).
+    for keyed in (20, 45):
+        child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        for _ in range(keyed):
+            assert child.stdout.readline() == "keyed\n"
         child.send_signal(signal.SIGKILL)
         child.wait()
+        child.stdout.close()
     db = sqlite3.connect(captioneer_home / "data" / "catalog.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
@@ -239,3 +254,171 @@ def test_odd_file_names(library: Path) -> None:
         assert {"-leading dash.jpg", "cafe\u0301 NFD.jpg", "日本 🌅.png"} <= names
         assert any("not UTF-8" in reason for _, reason in report.skipped)
         assert report.files == 12
+
+
+def test_leftover_captioneer_temp_files_are_never_catalogued(library: Path) -> None:
+    # A killed write leaves its temp copy beside the photo: a complete, decodable JPEG under a hidden name.
+    leftover = library / "2023" / ".captioneer-tmp-0123456789ab-img_0.jpg"
+    leftover.write_bytes((library / "2023" / "img_0.jpg").read_bytes())
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        paths = {p.path for p in catalog.photos_under(library, status=None)}
+        assert str(leftover) not in paths
+        assert report.files == 9
+
+
+def test_unreadable_files_are_named_up_to_a_limit_with_escaped_names(
+    library: Path, tiny_gguf: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = library / "broken"
+    broken.mkdir()
+    for i in range(23):
+        (broken / f"bad_{i:02}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    forged = broken / "a evil.jpg\ncaptioneer: run 1 finished: 0 failed.jpg"
+    forged.write_bytes(b"not an image")
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        lines = report.problem_lines(limit=20)
+        assert len(report.unreadable_files) == 24
+        assert sum(line.startswith("unreadable ") for line in lines) == 20
+        assert lines[-1] == "… and 4 more unreadable"
+        assert all("\n" not in line for line in lines)
+        # A rescan still names them (they are not tagged), not only the first scan.
+        again = scan_library(catalog, library)
+        assert again.unchanged == report.files and len(again.unreadable_files) == 24
+    model, mmproj = tiny_gguf
+    for path in library.rglob("img_*"):
+        path.unlink()  # nothing left to tag: the command stops after the scan lines
+    code = main(["tag", str(broken), "--model", str(model), "--mmproj", str(mmproj)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "unreadable " + str(broken / "bad_00.jpg") + ": " in err
+    assert "… and 4 more unreadable" in err
+    assert "a evil.jpg\\ncaptioneer: run 1 finished" in err
+    assert not any(line.startswith("captioneer: run 1 finished") for line in err.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("a\nb.jpg", "a\\nb.jpg"),
+        ("a\rb\x1b[2J.jpg", "a\\rb\\x1b[2J.jpg"),
+        ("a\u2028b.jpg", "a\\u2028b.jpg"),
+        ("caf\udce9.jpg", "caf\\xe9.jpg"),
+        ("日本 🌅 e\u0301.jpg", "日本 🌅 e\u0301.jpg"),
+    ],
+)
+def test_printable_escapes_what_could_forge_lines(name: str, shown: str) -> None:
+    assert printable(name) == shown
+    printable(name).encode("utf-8")  # always valid UTF-8
+
+
+def make_animated_gif(path: Path, frames: int, mark_last: bool = False) -> Path:
+    """A real animation: a square moving over 400×300 frames (small file, every frame costs a decode)."""
+    palette = [value for j in range(256) for value in ((j * 7) % 256, (j * 13) % 256, (j * 29) % 256)]
+    images = []
+    for i in range(frames):
+        image = Image.new("P", (400, 300), 0)
+        image.putpalette(palette)
+        left, top = i % 350, (i * 3) % 250
+        ImageDraw.Draw(image).rectangle((left, top, left + 50, top + 50), fill=1 + i % 200)
+        images.append(image)
+    if mark_last:
+        images[-1].putpixel((399, 299), 255)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0, comment=b"first")
+    return path
+
+
+def test_animated_gif_key_is_bounded_and_still_relinks_moves(library: Path, tmp_path: Path) -> None:
+    gif = make_animated_gif(library / "2024" / "anim.gif", frames=300)
+    started = time.perf_counter()
+    with Image.open(gif) as image:  # what keying by decoded pixels costs: every frame
+        for frame in range(image.n_frames):
+            image.seek(frame)
+            image.load()
+    decode_seconds = time.perf_counter() - started
+    default_content_key(make_animated_gif(tmp_path / "warm-up.gif", 2))  # Pillow loads its plugins once
+    started = time.perf_counter()
+    key = default_content_key(gif)
+    key_seconds = time.perf_counter() - started
+    assert key.startswith("gif:")
+    assert key_seconds < decode_seconds / 5, (key_seconds, decode_seconds)
+    # Metadata written by another tool (XMP and a comment, by exiftool) keeps the key.
+    edited = tmp_path / "edited.gif"
+    shutil.copyfile(gif, edited)
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject=Beach", "-Comment=edited", str(edited)],
+        check=True,
+    )
+    assert edited.read_bytes() != gif.read_bytes()
+    assert default_content_key(edited) == key
+    # One changed pixel in the last frame changes it.
+    assert default_content_key(make_animated_gif(tmp_path / "changed.gif", 300, mark_last=True)) != key
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        before = catalog.photo_by_path(str(gif))
+        assert before is not None and before.content_key == key
+        moved = library / "2023" / "renamed.gif"
+        gif.rename(moved)
+        report = scan_library(catalog, library)
+        assert report.relinked == 1
+        after = catalog.photo_by_path(str(moved))
+        assert after is not None and after.id == before.id
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX byte file names")
+@pytest.mark.parametrize("locale", ["C.UTF-8", "C"])
+def test_caption_output_is_utf8_and_one_line_per_photo_for_any_file_name(
+    tiny_gguf: tuple[Path, Path], tmp_path: Path, locale: str
+) -> None:
+    name = os.fsencode(tmp_path) + b"/caf\xe9\ncaptioneer: forged.jpg"
+    os.rename(make_photo(tmp_path / "p.jpg", 5), name)
+    model, mmproj = tiny_gguf
+    options = ["--model", str(model), "--mmproj", str(mmproj), "--max-tokens", "2", "--threads", "2"]
+    command = [sys.executable, "-m", "desktop.cli", "caption", *options, name]
+    env = {**os.environ, "LC_ALL": locale, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env.pop("PYTHONIOENCODING", None)
+    as_json = subprocess.run([*command, "--json"], capture_output=True, env=env, timeout=120)
+    assert as_json.returncode == 0, as_json.stderr
+    lines = as_json.stdout.decode("utf-8").splitlines()  # valid UTF-8, and one line
+    assert len(lines) == 1
+    assert json.loads(lines[0])["path"] == str(tmp_path) + "/caf\\xe9\ncaptioneer: forged.jpg"
+    if locale == "C":
+        return  # the text output is the same under both
+    second = name.replace(b"forged", b"other")
+    os.rename(make_photo(tmp_path / "q.jpg", 6), second)
+    as_text = subprocess.run([*command, second], capture_output=True, env=env, timeout=120)
+    assert as_text.returncode == 0, as_text.stderr
+    headers = [line for line in as_text.stdout.decode("utf-8").splitlines() if line.startswith("==> ")]
+    assert headers == [
+        f"==> {tmp_path}/caf\\xe9\\ncaptioneer: forged.jpg <==",
+        f"==> {tmp_path}/caf\\xe9\\ncaptioneer: other.jpg <==",
+    ]
+    assert not any(line.startswith(b"captioneer: forged") for line in as_text.stdout.splitlines())
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX byte file names")
+def test_a_library_folder_whose_name_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(folder)
+    os.rename(make_photo(tmp_path / "p.jpg", 5), folder + b"/p.jpg")
+    with open_catalog() as catalog, pytest.raises(LibraryPathError, match=r"caf\\xe9 has a name that is not"):
+        scan_library(catalog, Path(os.fsdecode(folder)))
+
+
+def test_a_gif_that_does_not_decode_is_still_unreadable(library: Path) -> None:
+    gif = make_animated_gif(library / "anim.gif", frames=3)
+    data = bytearray(gif.read_bytes())
+    start = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # past the global colour table
+    while data[start] == 0x21:  # past the extensions, to the first image descriptor
+        start += 2
+        while data[start]:
+            start += 1 + data[start]
+        start += 1
+    assert data[start] == 0x2C and not data[start + 9] & 0x80 and data[start + 10] == 8
+    data[start + 10] = 15  # its LZW code size: no GIF has 15
+    gif.write_bytes(bytes(data))
+    assert gif_content_key(gif) is not None  # well-formed blocks: only decoding the first frame can tell
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        assert [path for path, _reason in report.unreadable_files] == [str(gif)]

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from desktop.core.captioning import CaptionResult, caption_file
     from desktop.core.settings import load_settings
     from desktop.core.tasks import TaskOptions, get_task
+    from desktop.library.scanner import escape_undecodable, printable
 
     settings = load_settings()
     task_id = args.task or ("question" if args.prompt else settings.task)
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for index, image in enumerate(args.images):
             if multiple and not args.json:
-                print(f"{'' if index == 0 else chr(10)}==> {image} <==", flush=True)
+                print(f"{'' if index == 0 else chr(10)}==> {printable(str(image))} <==", flush=True)
             try:
                 result = caption_file(
                     backend,
@@ -112,15 +113,16 @@ def run(args: argparse.Namespace) -> int:
             info = backend.info()
             result.extra.update({"engine": info.engine, "model": info.model, "quant": info.quant})
             if args.json:
-                print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+                record = {**result.to_json(), "path": escape_undecodable(str(image))}
+                print(json.dumps(record, ensure_ascii=False), flush=True)
             elif result.ok:
                 sys.stdout.write("\n")
                 sys.stdout.flush()
             if not result.ok:
                 failures += 1
-                print(f"captioneer: {image}: {result.error}", file=sys.stderr, flush=True)
+                print(f"captioneer: {printable(str(image))}: {result.error}", file=sys.stderr, flush=True)
             elif result.warning and not args.json:  # --json carries it in the result
-                print(f"captioneer: {image}: {result.warning}", file=sys.stderr, flush=True)
+                print(f"captioneer: {printable(str(image))}: {result.warning}", file=sys.stderr, flush=True)
     finally:
         backend.unload()
     return 1 if failures else 0

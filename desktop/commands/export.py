@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         try:
-            args.output.write_text(text, encoding="utf-8")
+            args.output.write_text(text, encoding="utf-8", newline="")  # line ends in cells stay as they are
         except OSError as exc:
             raise ConfigurationError(f"Cannot write {args.output}: {exc.strerror}") from None
         print(f"captioneer: exported {len(results)} results to {args.output}", file=sys.stderr)

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="search tagged photos",
         description="Search the catalog. Words match keywords, captions and titles; combine with AND "
         '(or just spaces), OR, NOT or -word, and parentheses; "quoted phrases"; '
-        "fields: keyword: (* wildcard), "
+        "fields: keyword: (* wildcard; also the keywords already in the photo's files), "
         "caption:, title:, alt:, status:, folder:, model:, engine:, run:, task:. Example: "
         "'keyword:beach (sunset OR dusk) NOT status:rejected'.",
     )
@@ -32,14 +32,18 @@ def run(args: argparse.Namespace) -> int:
 
     with open_catalog(readonly=True) as catalog:
         results = search(catalog, " ".join(args.query), latest_only=not args.all_results)
+        in_files = {result.photo_id: catalog.existing_keywords(result.photo_id)[0] for result in results}
     for result in results:
+        existing = in_files[result.photo_id]
         if args.json:
-            print(json.dumps(result_record(result), ensure_ascii=False))
+            record = {**result_record(result), "existing_keywords": list(existing)}
+            print(json.dumps(record, ensure_ascii=False))
         elif args.paths:
             print(result.path)
         else:
+            also = f" (in the file: {'; '.join(existing)})" if existing else ""
             print(
                 f"#{result.id} [{result.review}] {result.path}: {result.caption} "
-                f"[{'; '.join(result.keywords)}]"
+                f"[{'; '.join(result.keywords)}]{also}"
             )
     return 0 if results else 1

@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         run_counts,
         set_run_state,
     )
-    from desktop.library.scanner import scan_library
+    from desktop.library.scanner import printable, scan_library
     from desktop.library.sidecars import WriteMode
 
     settings = load_settings()
@@ -206,9 +206,9 @@ def run(args: argparse.Namespace) -> int:
             report = scan_library(catalog, folder, cancel=controller.cancel_token, progress=printer.scanning)
         finally:
             printer.end_line()
-        _say(f"scanned {folder}: {report.summary()}")
-        for path, reason in report.skipped[:20]:
-            _say(f"skipped {path}: {reason}")
+        _say(f"scanned {printable(str(folder))}: {report.summary()}")
+        for line in report.problem_lines():
+            _say(line)
         photos = catalog.photos_under(folder)
         plan = plan_run(catalog, str(folder), photos, spec, config, redo=args.redo)
         if plan.run_id is None:
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
             f"{counts.needs_review} need review"
         )
         for path, error, _kind in failed:
-            _say(f"failed {path}: {error}")
+            _say(f"failed {printable(path)}: {printable(error)}")
         if args.write != "none" or args.dry_run:
             mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
             results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)

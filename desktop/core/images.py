@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from backends.base import Capabilities
 from backends.errors import ImageError
+from backends.files import TEMP_PREFIX
 from backends.request import TOKEN_PIXELS, PreparedImage
 
 DEFAULT_IMAGE_TOKENS = 1024
@@ -163,7 +165,7 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _decode_raw_preview(path: Path) -> Image.Image:
+def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
     try:
         import rawpy
     except ImportError:
@@ -171,7 +173,7 @@ def _decode_raw_preview(path: Path) -> Image.Image:
             "RAW files need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
         ) from None
     try:
-        with rawpy.imread(str(path)) as raw:
+        with rawpy.imread(source if isinstance(source, io.BytesIO) else str(source)) as raw:
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
@@ -181,6 +183,54 @@ def _decode_raw_preview(path: Path) -> Image.Image:
     if thumb.format == rawpy.ThumbFormat.JPEG:
         return _open_allowed(io.BytesIO(thumb.data))
     return Image.fromarray(thumb.data)
+
+
+_LINK_REFUSED = (
+    "is now a symbolic link (it was a file when scanned): links are never followed; replace it with the "
+    "photo itself and rescan"
+)
+
+
+def read_photo_no_links(path: Path) -> bytes:
+    """The bytes of ``path``, refusing a symbolic link or a special file put there since the scan.
+
+    The check and the read use one file descriptor opened without following links (``O_NOFOLLOW``), so a
+    link swapped in between them is refused too, as the metadata writer refuses links.
+
+    Raises:
+        ImageError: ``refused`` for a link, a special file or a leftover Captioneer temp file; otherwise
+            why the file cannot be read.
+    """
+    if path.name.startswith(TEMP_PREFIX):
+        raise ImageError(
+            "a leftover Captioneer temp file from an interrupted write, not a photo: not tagged",
+            kind="refused",
+        )
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise ImageError("file not found", kind="missing") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise ImageError(_LINK_REFUSED, kind="refused")
+    # O_NONBLOCK: a FIFO swapped in must not hang the open (a regular file ignores the flag).
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path):  # swapped in between the lstat and the open (ELOOP)
+            raise ImageError(_LINK_REFUSED, kind="refused") from None
+        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError("is not a regular file (a device, pipe or folder): not tagged", kind="refused")
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
 
 
 def _openable_formats() -> list[str]:
@@ -210,8 +260,12 @@ def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
     return image
 
 
-def decode_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
+def decode_image(source: str | os.PathLike[str] | bytes, *, refuse_links: bool = False) -> Image.Image:
     """Open a file (or bytes) as a fully decoded Pillow image, with every safety guard on.
+
+    ``refuse_links`` reads the file through :func:`read_photo_no_links` (the tagger's photos: a link swapped
+    in after the scan is refused); without it a link given on purpose (``captioneer caption link.jpg``) is
+    followed.
 
     Raises:
         ImageError: with a reason a person understands and a ``kind`` for reports.
@@ -223,21 +277,26 @@ def decode_image(source: str | os.PathLike[str] | bytes) -> Image.Image:
                 raise ImageError("empty data", kind="empty")
             return _open_allowed(io.BytesIO(source))
         path = Path(source)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise ImageError("file not found", kind="missing") from None
-        except OSError as exc:
-            raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
-        if not path.is_file():
-            raise ImageError("not a regular file", kind="unreadable")
+        data: Path | io.BytesIO = path
+        if refuse_links:
+            data = io.BytesIO(read_photo_no_links(path))
+            size = len(data.getbuffer())
+        else:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise ImageError("file not found", kind="missing") from None
+            except OSError as exc:
+                raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+            if not path.is_file():
+                raise ImageError("not a regular file", kind="unreadable")
         if size == 0:
             raise ImageError("empty file (0 bytes)", kind="empty")
-        if path.suffix.lower() in RAW_SUFFIXES:
-            return _decode_raw_preview(path)
         if path.suffix.lower() in {".heic", ".heif", ".hif", ".avif"} and not _register_heif():
             raise ImageError("HEIC/AVIF needs pillow-heif: pip install pillow-heif", kind="needs-plugin")
-        return _open_allowed(path)
+        if path.suffix.lower() in RAW_SUFFIXES:
+            return _decode_raw_preview(data)
+        return _open_allowed(data)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -270,14 +329,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def prepare_image(
     source: str | os.PathLike[str] | bytes,
     budget: PixelBudget | int = DEFAULT_IMAGE_TOKENS,
+    *,
+    refuse_links: bool = False,
 ) -> PreparedImage:
     """The one way every engine gets an image: decoded, EXIF-oriented, RGB, resized to ``budget``.
 
-    The original file is never modified.
+    The original file is never modified. ``refuse_links``: see :func:`decode_image`.
     """
     if isinstance(budget, int):
         budget = PixelBudget(max_tokens=budget)
-    image = decode_image(source)
+    image = decode_image(source, refuse_links=refuse_links)
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)

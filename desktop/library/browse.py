@@ -46,7 +46,8 @@ class BrowseFilter:
     Attributes:
         folder: only photos in this folder or below it.
         status: one of :data:`STATUS_FILTERS`.
-        keyword: photos whose newest result has this keyword (case-insensitive; ``*`` wildcard).
+        keyword: photos whose newest result or whose files (read at the last scan) have this keyword
+            (case-insensitive; ``*`` wildcard).
         text: photos whose caption, title or alt text contains this text.
         query: the search language of ``captioneer search``.
     """
@@ -103,8 +104,11 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
     if browse.keyword.strip():
         folded = browse.keyword.strip().casefold()
         operator = "GLOB" if "*" in folded else "="
-        clauses.append(f"EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?)")
-        params.append(folded)
+        clauses.append(
+            f"(EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?) OR "
+            f"EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k WHERE casefold(k.value) {operator} ?))"
+        )
+        params.extend([folded, folded])
     if browse.text.strip():
         clauses.append(
             "instr(casefold(COALESCE(r.caption, '') || ' ' || COALESCE(r.title, '') || ' ' || "
@@ -145,6 +149,10 @@ class PhotoRow:
     keywords: tuple[str, ...] = ()
     model: str = ""
     edited: bool = False
+    existing_keywords: tuple[str, ...] = ()
+    """The keywords already in the photo's files (read-only here; the write merges with them)."""
+    existing_keywords_note: str | None = None
+    """Why some of the file's keywords could not be read (a malformed sidecar), or None."""
 
     @property
     def name(self) -> str:
@@ -158,7 +166,7 @@ class PhotoRow:
 
 _ROW_COLUMNS = (
     "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
-    "r.alt_text, r.keywords, r.model, r.edited"
+    "r.alt_text, r.keywords, r.model, r.edited, p.existing_keywords, p.existing_keywords_note"
 )
 
 
@@ -178,6 +186,8 @@ def _row(values: Sequence[Any]) -> PhotoRow:
         keywords=tuple(json.loads(values[11])) if values[11] else (),
         model=values[12] or "",
         edited=bool(values[13]),
+        existing_keywords=tuple(json.loads(values[14])) if values[14] else (),
+        existing_keywords_note=values[15],
     )
 
 
@@ -246,14 +256,18 @@ def library_trees(catalog: Catalog) -> list[FolderNode]:
 
 
 def keyword_counts(catalog: Catalog) -> list[tuple[str, int]]:
-    """The keywords on each photo's newest result, most used first (spelling of the first one seen)."""
+    """The keywords on each photo's newest result and those already in the photos' files, most used first
+    (spelling of the first one seen)."""
     counts: dict[str, list[Any]] = {}
     rows = catalog.db.execute(
         "SELECT k.value FROM results r JOIN json_each(r.keywords) k "
         "WHERE r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = r.photo_id) "
         "AND r.review != 'rejected'"
     )
-    for (value,) in rows:
+    existing = catalog.db.execute(
+        "SELECT k.value FROM photos p JOIN json_each(p.existing_keywords) k WHERE p.status = 'present'"
+    )
+    for (value,) in [*rows, *existing]:
         if not isinstance(value, str):
             continue
         entry = counts.setdefault(value.casefold(), [value, 0])

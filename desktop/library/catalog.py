@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -37,6 +38,18 @@ class CatalogLockedError(CatalogError):
 
 class CatalogCorruptError(CatalogError):
     """The catalog file is damaged."""
+
+    exit_code = 3
+
+
+class CatalogReadOnlyError(CatalogError):
+    """The catalog (or its folder) cannot be written: permissions, a read-only disk. The file is sound."""
+
+    exit_code = 3
+
+
+class CatalogDiskFullError(CatalogError):
+    """The disk holding the catalog is full (or the file hit a size limit). The file is sound."""
 
     exit_code = 3
 
@@ -171,7 +184,24 @@ def _m002_write_operations(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_write_operations)
+def _m003_existing_keywords(db: sqlite3.Connection) -> None:
+    """The keywords each photo already has in its files (any keyword field, embedded or in a sidecar), read by
+    the scanner: shown read-only in review, searched, filtered and offered by autocomplete.
+
+    ``existing_keywords_stamp`` says which sidecars (name, size, mtime) they were read with, so a rescan
+    reads them again when a sidecar changes; NULL means not read yet. ``existing_keywords_note`` says why
+    some could not be read (a malformed sidecar)."""
+    # One statement at a time: executescript() would commit the migration's transaction half-way.
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords_stamp TEXT")
+    db.execute("ALTER TABLE photos ADD COLUMN existing_keywords_note TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _m001_initial,
+    _m002_write_operations,
+    _m003_existing_keywords,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -185,8 +215,11 @@ class _WriterLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the catalog's life
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the catalog's life
+        except OSError as exc:
+            raise os_storage_error(exc, self.path.with_name(self.path.name.removesuffix(".lock"))) from None
         try:
             _lock_file(fh)
         except OSError:
@@ -197,10 +230,15 @@ class _WriterLock:
                 f"The catalog {self.path.with_suffix('')} is in use by another Captioneer ({holder}). "
                 "Close the other window or wait for the other command to finish, then try again."
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"process {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"process {os.getpid()} on {socket.gethostname()}")
+            fh.flush()
+        except OSError as exc:
+            _unlock_file(fh)
+            fh.close()
+            raise os_storage_error(exc, self.path.with_name(self.path.name.removesuffix(".lock"))) from None
         self._fh = fh
 
     def release(self) -> None:
@@ -295,11 +333,27 @@ RESULT_COLUMNS = (
 )
 
 
-def result_from_row(row: sqlite3.Row | Sequence[Any]) -> Result:
+def result_from_row(row: sqlite3.Row | Sequence[Any], catalog_path: Path | None = None) -> Result:
     values = list(row)
-    values[7] = tuple(json.loads(values[7]))
+    values[7] = tuple(keyword_list(values[7], f"result {values[0]}", catalog_path))
     values[17] = bool(values[17])
     return Result(*values)
+
+
+def keyword_list(text: object, where: str, catalog_path: Path | None = None) -> list[str]:
+    """A stored JSON list of keywords, checked: damaged catalog bytes become a :class:`CatalogCorruptError`
+    naming ``where`` (``result 12``), never a traceback.
+
+    Raises:
+        CatalogCorruptError: the text is not a JSON list of strings.
+    """
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _corrupt(catalog_path or default_catalog_path(), f"unreadable keywords in {where}")
+    return value
 
 
 class Catalog:
@@ -338,7 +392,20 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: everything inside commits together or not at all."""
+        """One atomic write: everything inside commits together or not at all.
+
+        Inside another transaction it is a savepoint, so the outer one still decides for everything (an
+        import of many edits lands whole or not at all)."""
+        if self.db.in_transaction:
+            self.db.execute("SAVEPOINT nested")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO nested")
+                self.db.execute("RELEASE nested")
+                raise
+            self.db.execute("RELEASE nested")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -379,6 +446,15 @@ class Catalog:
     def photo(self, photo_id: int) -> Photo | None:
         row = self.db.execute(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
         return Photo(*row) if row else None
+
+    def existing_keywords(self, photo_id: int) -> tuple[tuple[str, ...], str | None]:
+        """(the keywords the photo's files already had at the last scan, why some could not be read)."""
+        row = self.db.execute(
+            "SELECT existing_keywords, existing_keywords_note FROM photos WHERE id = ?", (photo_id,)
+        ).fetchone()
+        if row is None:
+            return (), None
+        return tuple(keyword_list(row[0], f"photo {photo_id}", self.path)), row[1]
 
     def photos_under(self, folder: Path, status: str | None = "present") -> list[Photo]:
         """Photos whose path is ``folder`` or below it, in path order."""
@@ -426,7 +502,7 @@ class Catalog:
         sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return [result_from_row(row) for row in self.db.execute(sql + " ORDER BY r.id", values)]
+        return [result_from_row(row, self.path) for row in self.db.execute(sql + " ORDER BY r.id", values)]
 
     def result(self, result_id: int) -> Result | None:
         found = self.results(ids=[result_id])
@@ -566,10 +642,19 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Connection:
-    if readonly:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=10)
-    else:
-        db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        if readonly:
+            # In a folder we cannot write, SQLite cannot make the WAL index it needs even to read: open the
+            # file as immutable (nobody can be writing it there either), so searches and exports still work.
+            flags = "mode=ro" if _folder_writable(path) else "mode=ro&immutable=1"
+            db = sqlite3.connect(f"{path.as_uri()}?{flags}", uri=True, isolation_level=None, timeout=10)
+        else:
+            db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    except sqlite3.Error as exc:
+        raise storage_error(exc, path, opening=True) from None
+    # Damaged bytes inside a text cell pass quick_check; reading them must say "damaged", not raise
+    # UnicodeDecodeError from deep inside whichever command touched the row.
+    db.text_factory = _text_reader(path)
     # Case-insensitive matching that is right beyond ASCII (SQLite's lower() is ASCII-only).
     db.create_function("casefold", 1, _casefold, deterministic=True)
     try:
@@ -583,9 +668,9 @@ def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Co
                 )
             db.execute("PRAGMA synchronous = NORMAL")
         check = [row[0] for row in db.execute("PRAGMA quick_check")] if quick_check else ["ok"]
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         db.close()
-        raise _corrupt(path, str(exc)) from None
+        raise storage_error(exc, path, opening=True) from None
     except BaseException:
         db.close()
         raise
@@ -597,6 +682,95 @@ def _connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Co
 
 def _casefold(value: object) -> object:
     return value.casefold() if isinstance(value, str) else value
+
+
+_NOT_UTF8 = "a stored text is not valid UTF-8"
+
+
+def _text_reader(path: Path) -> Callable[[bytes], str]:
+    def read(data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _corrupt(path, _NOT_UTF8) from None
+
+    return read
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = (
+    3,
+    8,
+    10,
+    11,
+    13,
+    14,
+)
+_SQLITE_NOTADB = 26
+_SQLITE_IOERR_SHMSIZE = _SQLITE_IOERR | 19 << 8  # the WAL index could not grow: no space left
+
+
+def _folder_writable(path: Path) -> bool:
+    folder = path.parent
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def os_storage_error(exc: OSError, path: Path) -> CatalogError:
+    """The one-line diagnosis for a file-system failure on the catalog's own files."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG):
+        return _disk_full(path)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return _read_only(path, exc.strerror or str(exc))
+    return CatalogError(
+        f"The catalog {path} cannot be used ({exc.strerror or exc}): check the disk and its folder."
+    )
+
+
+def _disk_full(path: Path) -> CatalogDiskFullError:
+    return CatalogDiskFullError(
+        f"The disk holding the catalog {path} is full, so nothing more could be saved; what was saved "
+        "before is intact. Free some space on that disk (or move Captioneer's data folder with "
+        "CAPTIONEER_HOME), then run the command again."
+    )
+
+
+def _read_only(path: Path, detail: str) -> CatalogReadOnlyError:
+    return CatalogReadOnlyError(
+        f"The catalog {path} cannot be written ({detail}): its folder {path.parent} or the file is read-only "
+        "or on a read-only disk. It is not damaged. Give yourself write permission on the folder and its "
+        "catalog files (for example: chmod u+w on them), or point CAPTIONEER_HOME at a writable folder, then "
+        "run the command again."
+    )
+
+
+def storage_error(exc: sqlite3.Error, path: Path | None = None, *, opening: bool = False) -> CatalogError:
+    """The one-line diagnosis for an SQLite failure on the catalog: disk full, read-only, damaged, or another
+    failure, each with what to do. Used when opening (where any other failure means the file is not a sound
+    database) and by the command line for failures later on.
+    """
+    path = path or default_catalog_path()
+    extended = getattr(exc, "sqlite_errorcode", None) or 0
+    code = extended & 0xFF
+    text = str(exc)
+    if code == _SQLITE_FULL or extended == _SQLITE_IOERR_SHMSIZE or "disk is full" in text:
+        return _disk_full(path)
+    if code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN):
+        return _read_only(path, text)
+    if code == _SQLITE_IOERR:
+        return CatalogDiskFullError(
+            f"The catalog {path} could not be read or written ({text}); what was saved before is intact. The "
+            "disk may be full (or the file over a size limit), failing or disconnected: free some space or "
+            "check the disk, then run the command again."
+        )
+    # Damage quick_check cannot see shows up later: stored JSON that no longer parses, or text that is not
+    # UTF-8 reaching our casefold() (the only way that function fails).
+    damage = ("malformed", "decode", "user-defined function raised exception")
+    if opening or code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or any(word in text for word in damage):
+        return _corrupt(path, _NOT_UTF8 if damage[-1] in text else text)
+    return CatalogError(
+        f"The catalog {path} could not be used ({text}). Run the command again; if it keeps failing, report "
+        "this message."
+    )
 
 
 def backup_path(path: Path) -> Path:
@@ -626,12 +800,13 @@ def _refresh_backup(db: sqlite3.Connection, path: Path) -> None:
 
 def _corrupt(path: Path, detail: str) -> CatalogCorruptError:
     backup = backup_path(path)
-    if backup.exists():
+    if backup.exists() and backup.stat().st_size > 0:
         when = datetime.fromtimestamp(backup.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
         remedy = (
-            f"To restore the backup from {when}, rename the damaged file to {path.name}.damaged and copy "
-            f"{backup.name} to {path.name} (results since then are lost); or move the file aside and run the "
-            "scan again to rebuild a fresh catalog."
+            f"To restore the backup from {when} ({backup}), close Captioneer, rename the damaged file to "
+            f"{path.name}.damaged and copy {backup.name} to {path.name} in {path.parent} (for example: "
+            f"mv '{path}' '{path}.damaged' && cp '{backup}' '{path}'; results since then are lost); or "
+            "move the file aside and run the scan again to rebuild a fresh catalog."
         )
     else:
         remedy = (
@@ -659,6 +834,7 @@ def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog
             raise CatalogError(
                 f"There is no catalog yet at {path}: tag a folder first (captioneer tag FOLDER)."
             )
+        _refuse_empty(path)
         db = _connect(path, readonly=True)
         version = _schema_version(db)
         if version != len(MIGRATIONS):
@@ -671,11 +847,14 @@ def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog
     lock = _WriterLock(path.with_name(path.name + ".lock"))
     lock.acquire()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _refuse_empty(path)
         db = _connect(path, readonly=False)
         try:
             _migrate(db)
             _refresh_backup(db, path)
+        except sqlite3.Error as exc:
+            db.close()
+            raise storage_error(exc, path) from None
         except BaseException:
             db.close()
             raise
@@ -683,3 +862,17 @@ def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog
         lock.release()
         raise
     return Catalog(db, path, lock)
+
+
+def _refuse_empty(path: Path) -> None:
+    """A catalog file that exists with 0 bytes lost everything in it (truncated by a crash, a sync tool or
+    a full disk). SQLite would take it for a new database and start over, silently dropping every result and
+    later the good backup; refuse it and offer the backup instead."""
+    try:
+        empty = path.stat().st_size == 0
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise os_storage_error(exc, path) from None
+    if empty:
+        raise _corrupt(path, "the file is empty: 0 bytes")

@@ -36,8 +36,14 @@ EXPORT_COLUMNS = (
 EDITABLE_COLUMNS = ("caption", "title", "alt_text", "keywords", "status")
 KEYWORD_SEPARATOR = "; "
 IMPORT_STATES = tuple(state for state in REVIEW_STATES if state != "written")
-# A cell a spreadsheet would run as a formula gets a leading apostrophe on export; import removes it.
+# A cell a spreadsheet would run as a formula gets a leading apostrophe on export; import removes it. A
+# cell that starts with an apostrophe gets one more, so removing one on import gives back exactly the text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PROTECTED_STARTS = (*_FORMULA_STARTS, "'")
+MAX_RESULT_ID = 2**63 - 1
+"""SQLite's largest integer: a bigger result id cannot name a result."""
+MAX_CELL_CHARS = 131_072
+"""The longest cell an import reads (Python's csv limit, applied to JSON too)."""
 
 
 class ImportFileError(CaptioneerError):
@@ -75,7 +81,8 @@ def export_json(results: Iterable[Result]) -> str:
 
 def export_csv(results: Iterable[Result]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    # Every cell quoted: with minimal quoting a bare CR in a caption went out unquoted and split the row.
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for result in results:
         record = result_record(result)
@@ -86,13 +93,13 @@ def export_csv(results: Iterable[Result]) -> str:
 
 
 def _protect(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(_PROTECTED_STARTS):
         return "'" + value
     return value
 
 
 def _unprotect(value: str) -> str:
-    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
+    if value.startswith("'") and value[1:].startswith(_PROTECTED_STARTS):
         return value[1:]
     return value
 
@@ -123,7 +130,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         ImportFileError: the file cannot be read or has no usable columns.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # Bytes, not read_text: newline translation would turn a caption's bare CR (or CRLF) into LF.
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise ImportFileError(f"Cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -135,12 +143,17 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ImportFileError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+        except RecursionError:
+            raise ImportFileError(
+                f"{path} is nested too deeply to be an export: it must hold a list of result objects, as "
+                "`captioneer export --format json` writes."
+            ) from None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ImportFileError(
                 f"{path} must hold a list of result objects, as `captioneer export` writes."
             )
         return rows
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = set(reader.fieldnames or ())
     if not columns & {"result_id", "path"} or not columns & set(EDITABLE_COLUMNS):
         raise ImportFileError(
@@ -148,10 +161,22 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             "(export with `captioneer export --format csv` and edit that file)."
         )
     rows = []
-    for row in reader:
-        rows.append(
-            {key: _unprotect(value) for key, value in row.items() if key is not None and value is not None}
-        )
+    try:
+        for row in reader:
+            rows.append(
+                {
+                    key: _unprotect(value)
+                    for key, value in row.items()
+                    if key is not None and value is not None
+                }
+            )
+    except csv.Error as exc:
+        detail = str(exc)
+        if "field larger than field limit" in detail:
+            detail = f"a cell is longer than {MAX_CELL_CHARS:,} characters"
+        raise ImportFileError(
+            f"Nothing was imported: {path} row {len(rows) + 2} cannot be read ({detail})."
+        ) from None
     return rows
 
 
@@ -168,6 +193,8 @@ def plan_import(catalog: Catalog, rows: Sequence[dict[str, Any]]) -> list[Edit]:
             edits.append(_edit_from_row(catalog, number, row))
         except ValueError as exc:
             problems.append(f"row {number}: {exc}")
+    if len(problems) == 1:
+        raise ImportFileError(f"Nothing was imported; fix {problems[0]}")
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -176,11 +203,16 @@ def plan_import(catalog: Catalog, rows: Sequence[dict[str, Any]]) -> list[Edit]:
 
 
 def _edit_from_row(catalog: Catalog, number: int, row: dict[str, Any]) -> Edit:
+    for column, value in row.items():
+        if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+            raise ValueError(f"{column} is longer than {MAX_CELL_CHARS:,} characters")
     raw_id = str(row.get("result_id", "") or "").strip()
     path = str(row.get("path", "") or "").strip()
     if raw_id:
-        if not raw_id.isdigit():
-            raise ValueError(f"result_id '{raw_id}' is not a number")
+        if not (raw_id.isascii() and raw_id.isdigit()):
+            raise ValueError(f"result_id '{_short(raw_id)}' is not a number")
+        if int(raw_id) > MAX_RESULT_ID:
+            raise ValueError(f"result_id {_short(raw_id)} is out of range: there is no such result")
         result = catalog.result(int(raw_id))
         if result is None:
             raise ValueError(f"there is no result {raw_id} in the catalog")
@@ -206,7 +238,10 @@ def _edit_from_row(catalog: Catalog, number: int, row: dict[str, Any]) -> Edit:
     if isinstance(keywords, str):
         keywords = tuple(k.strip() for k in keywords.split(";") if k.strip())
     elif isinstance(keywords, list):
-        keywords = tuple(str(k).strip() for k in keywords if str(k).strip())
+        if not all(isinstance(k, str) for k in keywords):
+            wrong = next(k for k in keywords if not isinstance(k, str))
+            raise ValueError(f"keywords must be text, not {type(wrong).__name__} {_short(json.dumps(wrong))}")
+        keywords = tuple(k.strip() for k in keywords if k.strip())
     elif keywords is not None:
         raise ValueError("keywords must be text separated by ';' or a list")
     return Edit(
@@ -221,27 +256,40 @@ def _edit_from_row(catalog: Catalog, number: int, row: dict[str, Any]) -> Edit:
 
 
 def _text(row: dict[str, Any], column: str) -> str | None:
+    """A text column as it is (no trimming: an unchanged export must import as no change at all)."""
     value = row.get(column)
-    return None if value is None else str(value).strip()
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{column} must be text, not {type(value).__name__} {_short(json.dumps(value))}")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def apply_import(catalog: Catalog, edits: Sequence[Edit]) -> ImportReport:
-    """Apply checked edits; an edited result that was already written goes back to ``approved``."""
+    """Apply checked edits in one transaction (all land or none, even if the disk fills up half-way); an
+    edited result that was already written goes back to ``approved``."""
     report = ImportReport()
-    for edit in edits:
-        changed = catalog.edit_result(
-            edit.result_id,
-            caption=edit.caption,
-            keywords=edit.keywords,
-            title=edit.title,
-            alt_text=edit.alt_text,
-            review=edit.status,
-        )
-        if changed:
-            report.updated += 1
-        else:
-            report.unchanged += 1
+    with catalog.transaction():
+        for edit in edits:
+            _apply_edit(catalog, edit, report)
     return report
+
+
+def _apply_edit(catalog: Catalog, edit: Edit, report: ImportReport) -> None:
+    changed = catalog.edit_result(
+        edit.result_id,
+        caption=edit.caption,
+        keywords=edit.keywords,
+        title=edit.title,
+        alt_text=edit.alt_text,
+        review=edit.status,
+    )
+    if changed:
+        report.updated += 1
+    else:
+        report.unchanged += 1
 
 
 def import_file(catalog: Catalog, path: Path) -> ImportReport:

@@ -787,3 +787,69 @@ def image_content_key(path: Path) -> str:
             raise
     # Files we cannot decode are never written into (their pixels cannot be checked): the bytes identify them.
     return "file:" + hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ existing keywords
+
+
+def existing_keywords(
+    photo: Path, sidecars: Iterable[Path] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keywords a photo already has, from every keyword field of the photo and of its sidecars.
+
+    Fields: XMP ``dc:subject``, the leaves of ``lr:hierarchicalSubject`` (``|``), ``digiKam:TagsList`` (``/``)
+    and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo and in both
+    sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when this photo owns that name; see
+    :func:`desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept. Nothing is
+    written. ``sidecars`` names the sidecars to read when the caller already knows them (the scanner, from
+    its folder listing); by default they are looked up.
+
+    A sidecar that is not well-formed XML (a stray ``&``, an unbound prefix, a missing close tag, a cut-off
+    file, a DOCTYPE), a link or a special file contributes nothing, and a note says why; so does a photo
+    whose embedded metadata exiv2 cannot read. A format exiv2 does not read has simply no keywords.
+
+    Returns:
+        (keywords, notes for people).
+    """
+    import os
+
+    from desktop.library.journal import open_regular
+    from desktop.library.sidecars import full_sidecar_name, image_siblings, stem_owner, stem_sidecar_name
+    from desktop.library.xmp_check import parse_properties
+
+    exiv2 = exiv2_module()
+    found: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    try:
+        image = exiv2.ImageFactory.open(str(photo))
+    except exiv2.Exiv2Error:
+        image = None  # a format exiv2 does not read: no embedded keywords to find
+    if image is not None:
+        try:
+            image.readMetadata()
+            found.append(all_keywords(read_metadata(image.xmpData(), image.iptcData())))
+        except exiv2.Exiv2Error as exc:
+            notes.append(
+                f"the metadata inside {photo.name} cannot be read ({exc}): its keywords are not shown"
+            )
+    if sidecars is None:
+        sidecars = [full_sidecar_name(photo)]
+        if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
+            sidecars.append(stem_sidecar_name(photo))
+    for sidecar in sidecars:
+        if not os.path.lexists(sidecar):
+            continue
+        try:
+            with os.fdopen(open_regular(sidecar), "rb") as fh:
+                data = fh.read()
+            parse_properties(data)
+            parsed = exiv2.ImageFactory.open(data)
+            parsed.readMetadata()
+            found.append(all_keywords(read_metadata(parsed.xmpData())))
+        except OSError as exc:
+            notes.append(f"{sidecar.name} cannot be read ({exc.strerror}): its keywords are not shown")
+        except ValueError as exc:
+            notes.append(f"{sidecar.name} is damaged ({exc}): its keywords are not shown")
+        except exiv2.Exiv2Error as exc:
+            notes.append(f"exiv2 cannot read {sidecar.name} ({exc}): its keywords are not shown")
+    return _union(*found), tuple(notes)

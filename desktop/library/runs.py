@@ -550,7 +550,7 @@ class _Runner:
         self._report(photo.path)
         try:
             budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
-            image = prepare_image(photo.path, budget)
+            image = prepare_image(photo.path, budget, refuse_links=True)
         except ImageError as exc:
             self._fail(photo_id, str(exc), exc.kind)
             return None

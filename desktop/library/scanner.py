@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import os
 import stat
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import CaptioneerError
+from backends.files import TEMP_PREFIX
 from desktop.core.images import is_image_path
 from desktop.library.catalog import Catalog
+from desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
 
 ContentKey = Callable[[Path], str]
+KeywordReader = Callable[[Path, "tuple[Path, ...]"], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
+"""Reads the keywords a photo's files already have, given the photo and its sidecars: (keywords, notes), or
+None when it cannot read any."""
 ScanProgress = Callable[[int, str], None]
 """Called with the number of files looked at so far and the current path."""
 
 HASH_ATTEMPTS = 3
 """A file that keeps changing while it is read is left for the next scan after this many tries."""
+SHOWN_PROBLEMS = 20
+"""How many skipped or unreadable files a report names before it says "and N more"."""
+
+
+class LibraryPathError(CaptioneerError):
+    """The library folder's own path cannot be stored (a name that is not UTF-8)."""
+
+    exit_code = 2
 
 
 class LibraryOfflineError(CaptioneerError):
@@ -46,6 +63,12 @@ class ScanReport:
     """(path, reason) for what the scan did not enter: symlinks, special files, unreadable folders."""
     requeued: list[str] = field(default_factory=list)
     """Files that changed while they were read; the next scan picks them up."""
+    unreadable_files: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) for every photo that cannot be read, new or known from an earlier scan; not tagged."""
+    keywords_read: int = 0
+    """Photos whose existing keywords were read (new or changed photos, changed sidecars)."""
+    metadata_notes: list[tuple[str, str]] = field(default_factory=list)
+    """(path, note) for photos whose existing keywords could not all be read (a malformed sidecar)."""
 
     def summary(self) -> str:
         parts = [
@@ -57,7 +80,7 @@ class ScanReport:
         for label, count in (
             ("moved", self.relinked),
             ("missing", self.missing),
-            ("unreadable", self.unreadable),
+            ("unreadable", len(self.unreadable_files)),
             ("skipped", len(self.skipped)),
             ("changing, left for next scan", len(self.requeued)),
         ):
@@ -65,12 +88,140 @@ class ScanReport:
                 parts.append(f"{count} {label}")
         return ", ".join(parts)
 
+    def problem_lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
+        """One line per file the scan skipped or could not read, names escaped (see :func:`printable`),
+        at most ``limit`` of each kind, then "… and N more"."""
+        lines: list[str] = []
+        for label, entries in (
+            ("skipped", self.skipped),
+            ("unreadable", self.unreadable_files),
+            ("metadata", self.metadata_notes),
+        ):
+            lines.extend(
+                f"{label} {printable(path)}: {printable(reason)}" for path, reason in entries[:limit]
+            )
+            if len(entries) > limit:
+                lines.append(f"… and {len(entries) - limit} more {label}")
+        return lines
+
+
+def escape_undecodable(text: str) -> str:
+    """``text`` with the bytes of a file name that were not UTF-8 (lone surrogates, from the file system)
+    written as visible ``\\xNN`` escapes, so it can be encoded as UTF-8 (JSON output, the catalog)."""
+    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in text)
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on one line: control characters, line separators and undecodable bytes (lone
+    surrogates from the file system) become visible escapes, so a file name cannot forge output lines."""
+    out = []
+    for char in text:
+        if unicodedata.category(char) not in _UNPRINTABLE:
+            out.append(char)
+        elif 0xDC80 <= ord(char) <= 0xDCFF:
+            out.append(escape_undecodable(char))
+        else:
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
 
 def default_content_key(path: Path) -> str:
-    """Photo identity from the metadata layer: keyed on image data, so it survives our own metadata writes."""
+    """Photo identity keyed on image data, so it survives metadata writes: GIFs by :func:`gif_content_key`
+    (only the first frame is decoded, to know the file is a readable image), everything else by the
+    metadata layer's key.
+
+    Raises:
+        ImageError: the file cannot be read or decoded.
+    """
+    from desktop.core.images import decode_image
     from desktop.library.metadata import image_content_key
 
+    if path.suffix.lower() == ".gif":
+        key = gif_content_key(path)
+        if key is not None:
+            decode_image(path).close()
+            return key
     return image_content_key(path)
+
+
+def default_keyword_reader(
+    path: Path, sidecars: tuple[Path, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The keywords already in the photo and its sidecars (see
+    :func:`desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to read them
+    with; scans still work)."""
+    if not _HAS_EXIV2:
+        return None
+    from desktop.library.metadata import existing_keywords
+
+    try:
+        return existing_keywords(path, sidecars)
+    except (OSError, ValueError, CaptioneerError) as exc:
+        # A scan must never stop on one photo's metadata: record nothing for it, and say why.
+        return (), (f"its keywords cannot be read ({exc})",)
+
+
+_HAS_EXIV2 = importlib.util.find_spec("exiv2") is not None
+
+
+def gif_content_key(path: Path) -> str | None:
+    """A key for a GIF's image data read from its blocks, without decoding a single frame: the screen
+    descriptor, colour tables, image descriptors and compressed frame data, skipping comment and application
+    extensions (where XMP lives). Decoding every frame of a long animation took over a minute per file.
+
+    Returns None when the file is not a well-formed GIF (the caller decodes it, and reports why it fails).
+    Raises OSError when the file cannot be read.
+    """
+    data = path.read_bytes()
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return None
+    digest = hashlib.sha256(data[6:13])
+    pos = 13
+    if data[10] & 0x80:  # global colour table
+        table = 3 << ((data[10] & 0x07) + 1)
+        digest.update(data[pos : pos + table])
+        pos += table
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            return "gif:" + digest.hexdigest()
+        if block == 0x21:  # extension: label, then sub-blocks
+            label = data[pos + 1 : pos + 2]
+            end = _gif_sub_blocks_end(data, pos + 2)
+            if end is None:
+                return None
+            if label == b"\xf9":  # graphic control: frame timing and transparency are image data
+                digest.update(data[pos:end])
+            pos = end
+        elif block == 0x2C:  # image descriptor, optional local colour table, LZW size, sub-blocks
+            if pos + 10 > len(data):
+                return None
+            flags = data[pos + 9]
+            start = pos
+            pos += 10
+            if flags & 0x80:
+                pos += 3 << ((flags & 0x07) + 1)
+            end = _gif_sub_blocks_end(data, pos + 1)
+            if end is None:
+                return None
+            digest.update(data[start:end])
+            pos = end
+        else:
+            return None
+    return "gif:" + digest.hexdigest()  # no trailer: many GIFs in the wild end without one
+
+
+def _gif_sub_blocks_end(data: bytes, pos: int) -> int | None:
+    """The position after the chain of GIF data sub-blocks starting at ``pos`` (None if cut off)."""
+    while pos < len(data):
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+    return None
 
 
 def check_root_online(root: Path) -> None:
@@ -139,6 +290,7 @@ def scan_library(
     root: Path,
     *,
     content_key: ContentKey | None = None,
+    keywords: KeywordReader | None = None,
     cancel: CancelToken | None = None,
     progress: ScanProgress | None = None,
     commit_every: int = 200,
@@ -152,30 +304,47 @@ def scan_library(
     the whole tree was read; files on disk are never touched. Writes are committed in small batches, so a
     killed scan resumes where it stopped.
 
+    The keywords a photo's files already have (embedded and in its sidecars) are read into the catalog for
+    new and changed photos, and again whenever a sidecar appears, changes or goes (noticed from the folder
+    listing, so unchanged photos without sidecars still cost one ``stat``).
+
     Raises:
         LibraryOfflineError: ``root`` is unreachable or empty; the catalog is unchanged.
         Cancelled: ``cancel`` was set; what was scanned so far is kept.
     """
     cancel = token_or_new(cancel)
     key_of = content_key or default_content_key
+    keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
+    if not _utf8_name(str(root)):
+        raise LibraryPathError(
+            f"The folder {printable(str(root))} has a name that is not UTF-8 text, which the catalog cannot "
+            "store: rename it (or a folder above it) and scan again."
+        )
     check_root_online(root)
     report = ScanReport(root=root)
     report.library_id = library_id = _library_for(catalog, root)
     prefix = str(root).rstrip(os.sep) + os.sep
     known = {
-        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5])
+        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5], row[6])
         for row in catalog.db.execute(
-            "SELECT path, id, size, mtime_ns, status, content_key FROM photos WHERE substr(path, 1, ?) = ?",
+            "SELECT path, id, size, mtime_ns, status, content_key, existing_keywords_stamp FROM photos "
+            "WHERE substr(path, 1, ?) = ?",
             (len(prefix), prefix),
         )
     }
+    known_errors = dict(
+        catalog.db.execute(
+            "SELECT path, error FROM photos WHERE status = 'unreadable' AND substr(path, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+    )
     seen: set[str] = set()
     unreadable_dirs: list[str] = []
     batch = _Batch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
     try:
-        for path, st in _walk(root, report, unreadable_dirs):
+        for path, st, (stamp, sidecars) in _walk(root, report, unreadable_dirs):
             cancel.raise_if_cancelled()
             name = str(path)
             seen.add(name)
@@ -191,8 +360,15 @@ def scan_library(
                 and (record[3] == "unreadable" or (record[3] == "present" and record[4]))
             ):
                 report.unchanged += 1
+                if record[3] == "unreadable":
+                    report.unreadable_files.append((name, known_errors.get(name) or "cannot be read"))
+                elif record[5] != stamp:
+                    _read_keywords(batch, record[0], path, (stamp, sidecars), keywords_of, report)
+                    batch.maybe_commit()
                 continue
-            _index_file(batch, library_id, path, st, record, key_of, report)
+            photo_id = _index_file(batch, library_id, path, st, record, key_of, report)
+            if photo_id is not None:
+                _read_keywords(batch, photo_id, path, (stamp, sidecars), keywords_of, report)
             batch.maybe_commit()
         cancel.raise_if_cancelled()
         _mark_missing(batch, known, seen, unreadable_dirs, report)
@@ -217,8 +393,8 @@ def _library_for(catalog: Catalog, root: Path) -> int:
 
 
 def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
-    """Yield (path, stat) for photo files below ``root`` in a stable order, entering no symlink, special
-    file or hidden folder; unreadable folders are reported and skipped."""
+    """Yield (path, stat, (sidecar stamp, sidecars)) for photo files below ``root`` in a stable order,
+    entering no symlink, special file or hidden folder; unreadable folders are reported and skipped."""
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -230,12 +406,16 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
             report.skipped.append((str(folder), f"folder not readable ({exc.strerror})"))
             continue
         subfolders: list[Path] = []
+        by_name = {entry.name: entry for entry in entries}
+        images_by_stem: dict[str, list[str]] = {}
+        for entry in entries:
+            if is_image_path(Path(entry.name)):
+                images_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
         for entry in entries:
             path = Path(entry.path)
             if not _utf8_name(entry.name):
                 # The catalog stores names as UTF-8 text; a legacy-encoded name is reported, not guessed.
-                shown = entry.path.encode("utf-8", "replace").decode()
-                report.skipped.append((shown, "file name is not UTF-8"))
+                report.skipped.append((printable(entry.path), "file name is not UTF-8"))
                 continue
             try:
                 if entry.is_symlink():
@@ -246,7 +426,8 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
                     if not entry.name.startswith("."):
                         subfolders.append(path)
                     continue
-                if not is_image_path(path) or entry.name.startswith("._"):
+                # Our own temp files (left by a killed write) are never photos, whatever their suffix.
+                if not is_image_path(path) or entry.name.startswith(("._", TEMP_PREFIX)):
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
@@ -255,8 +436,34 @@ def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
             if not stat.S_ISREG(st.st_mode):
                 report.skipped.append((entry.path, "not a regular file"))
                 continue
-            yield path, st
+            yield path, st, _sidecar_stamp(path, by_name, images_by_stem.get(path.stem, []))
         stack.extend(reversed(subfolders))
+
+
+def _sidecar_stamp(
+    photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]
+) -> tuple[str, tuple[Path, ...]]:
+    """The photo's sidecars (both names, the stem one only if the photo owns it; see
+    :func:`desktop.library.sidecars.stem_owner`) found in the folder listing, and a stamp of their names,
+    sizes and mtimes (``""`` when there are none): a stat only for sidecars that exist, and no second look
+    at the folder per photo."""
+    names = [photo.name + SIDECAR_SUFFIX]
+    if stem_owner(photo, siblings):
+        names.append(photo.stem + SIDECAR_SUFFIX)
+    parts = []
+    found: list[Path] = []
+    for name in names:
+        entry = by_name.get(name)
+        if entry is None:
+            continue
+        found.append(Path(entry.path))
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            parts.append(f"{name}:unreadable")
+            continue
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{stat.S_IFMT(st.st_mode)}")
+    return "|".join(parts), tuple(found)
 
 
 def _utf8_name(name: str) -> bool:
@@ -294,18 +501,20 @@ def _index_file(
     library_id: int,
     path: Path,
     st: os.stat_result,
-    record: tuple[int, int, int, str, str | None] | None,
+    record: tuple[int, int, int, str, str | None, str | None] | None,
     key_of: ContentKey,
     report: ScanReport,
-) -> None:
+) -> int | None:
+    """Key a new or changed file and record it; returns the photo's id when it is present (readable)."""
     key, error, kind = _hash_stable(path, st, key_of)
     name = str(path)
     if key is None and error is None:
         report.requeued.append(name)
-        return
+        return None
     status = "present" if key is not None else "unreadable"
     if key is None:
         report.unreadable += 1
+        report.unreadable_files.append((name, error or "cannot be read"))
     now = time.time()
     # Re-read size and mtime: the stable hash may have waited out a change.
     current = path.stat()
@@ -316,7 +525,7 @@ def _index_file(
             (current.st_size, current.st_mtime_ns, key, status, error, kind, now, record[0]),
         )
         report.changed += 1
-        return
+        return record[0] if key is not None else None
     if key is not None:
         moved = _moved_photo(batch, key, name)
         if moved is not None:
@@ -326,13 +535,39 @@ def _index_file(
                 (library_id, name, current.st_size, current.st_mtime_ns, now, moved),
             )
             report.relinked += 1
-            return
-    batch.write(
+            return moved
+    photo_id = batch.write(
         "INSERT INTO photos (library_id, path, size, mtime_ns, content_key, status, error, error_kind, "
         "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind, now, now),
     )
     report.new += 1
+    return photo_id if key is not None else None
+
+
+def _read_keywords(
+    batch: _Batch,
+    photo_id: int,
+    path: Path,
+    sidecars: tuple[str, tuple[Path, ...]],
+    keywords_of: KeywordReader,
+    report: ScanReport,
+) -> None:
+    """Store the keywords the photo's files already have, with the sidecar stamp they were read with."""
+    stamp, paths = sidecars
+    found = keywords_of(path, paths)
+    if found is None:
+        return
+    keywords, notes = found
+    note = "; ".join(notes) or None
+    if note:
+        report.metadata_notes.append((str(path), note))
+    batch.write(
+        "UPDATE photos SET existing_keywords = ?, existing_keywords_stamp = ?, existing_keywords_note = ? "
+        "WHERE id = ?",
+        (json.dumps(list(keywords), ensure_ascii=False), stamp, note, photo_id),
+    )
+    report.keywords_read += 1
 
 
 def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
@@ -349,7 +584,7 @@ def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
 
 def _mark_missing(
     batch: _Batch,
-    known: dict[str, tuple[int, int, int, str, str | None]],
+    known: dict[str, tuple[int, int, int, str, str | None, str | None]],
     seen: set[str],
     unreadable_dirs: list[str],
     report: ScanReport,

@@ -2,7 +2,8 @@
 
 ``beach sunset`` = both; ``dog OR cat``; ``NOT status:rejected``;
 ``keyword:"new york" (caption:boat OR -title:ship)``.
-Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard), ``caption:``, ``title:``, ``alt:``, ``status:``,
+Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard; the result's keywords and those already in the
+photo's files), ``caption:``, ``title:``, ``alt:``, ``status:``,
 ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word matches a keyword, the caption or
 the title.
 """
@@ -205,13 +206,18 @@ class _Parser:
         return self.contains(column, value)
 
     def keyword(self, value: str) -> str:
+        """The result's keywords or the keywords the photo's files already had (read at the last scan)."""
         folded = value.casefold()
         if "*" in folded:
-            pattern = re.sub(r"([\[\]?])", r"[\1]", folded)
-            self.params.append(pattern)
-            return "EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) GLOB ?)"
-        self.params.append(folded)
-        return "EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) = ?)"
+            folded = re.sub(r"([\[\]?])", r"[\1]", folded)
+            test = "GLOB ?"
+        else:
+            test = "= ?"
+        self.params.extend([folded, folded])
+        return (
+            f"(EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {test}) OR "
+            f"EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k WHERE casefold(k.value) {test}))"
+        )
 
     def contains(self, column: str, value: str) -> str:
         self.params.append(value.casefold())
@@ -241,4 +247,3 @@ def search(catalog: Catalog, text: str, *, latest_only: bool = True) -> list[Res
     """Results matching ``text``; by default only each photo's newest result per task."""
     query = compile_query(text)
     return catalog.results(latest_only=latest_only, where=query.where, params=query.params)
-

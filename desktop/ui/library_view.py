@@ -3,7 +3,7 @@ middle, the photo's details on the right, the run panel below. Layout only; libr
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLayout,
+    QLayoutItem,
     QLineEdit,
     QListView,
     QListWidget,
@@ -95,6 +97,94 @@ class PhotoPreview(QLabel):
             )
 
 
+class _FlowLayout(QLayout):
+    """Lays its items out left to right, wrapping to a new line when the width is used up."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 4) -> None:
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self._spacing = spacing
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item: QLayoutItem) -> None:  # noqa: N802 - Qt's name
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:  # noqa: N802
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:  # noqa: N802
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:  # noqa: N802
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:  # noqa: N802
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:  # noqa: N802
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        return size
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        x, y, line = rect.x(), rect.y(), 0
+        for item in self._items:
+            hint = item.sizeHint()
+            if x + hint.width() > rect.right() + 1 and line > 0:
+                x, y, line = rect.x(), y + line + self._spacing, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self._spacing
+            line = max(line, hint.height())
+        return y + line - rect.y()
+
+
+class KeywordChips(QWidget):
+    """The keywords already in the photo's files, as read-only chips: Write merges with them and never
+    removes them, so they are shown, not edited here."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Keywords already in the file")
+        self._layout = _FlowLayout(self)
+        self.chips: list[QLabel] = []
+
+    def set_keywords(self, keywords: tuple[str, ...], note: str | None = None) -> None:
+        for chip in self.chips:
+            self._layout.removeWidget(chip)
+            chip.deleteLater()
+        self.chips = []
+        for keyword in keywords:
+            chip = QLabel(keyword)
+            chip.setTextFormat(Qt.TextFormat.PlainText)
+            chip.setToolTip("Already in the file (read-only)")
+            chip.setStyleSheet(
+                "QLabel { border: 1px solid palette(mid); border-radius: 8px; padding: 1px 6px; "
+                "background: palette(alternate-base); }"
+            )
+            self._layout.addWidget(chip)
+            self.chips.append(chip)
+        self.setToolTip(note or "")
+        self.updateGeometry()
+
+    def keywords(self) -> list[str]:
+        return [chip.text() for chip in self.chips]
+
+
 class DetailPanel(QWidget):
     """The selected photo, big, with its caption, title, alt text and keywords ready to edit."""
 
@@ -125,12 +215,19 @@ class DetailPanel(QWidget):
         self.keywords = QLineEdit()
         self.keywords.setPlaceholderText("Keywords, separated by ;")
         self.keywords.setAccessibleName("Keywords")
+        self.existing = KeywordChips()
+        self.existing_note = QLabel()
+        self.existing_note.setWordWrap(True)
+        self.existing_note.setTextFormat(Qt.TextFormat.PlainText)
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Caption", self.caption)
         form.addRow("Title", self.title)
         form.addRow("Alt text", self.alt_text)
         form.addRow("Keywords", self.keywords)
+        form.addRow("In the file", self.existing)
+        form.addRow("", self.existing_note)
+        self.form = form
         self.approve_button = QPushButton("Approve  (A)")
         self.reject_button = QPushButton("Reject  (R)")
         self.save_button = QPushButton("Save Edits")

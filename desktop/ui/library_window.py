@@ -420,6 +420,7 @@ class LibraryWindow(QObject):
                 widget.setEnabled(tagged)
             for button in (detail.approve_button, detail.reject_button):
                 button.setEnabled(tagged)
+            self._show_existing_keywords(row)
             if row is None:
                 detail.name.setText("")
                 detail.status.setText("")
@@ -445,6 +446,16 @@ class LibraryWindow(QObject):
         finally:
             self._loading_detail = False
             self._set_dirty(False)
+
+    def _show_existing_keywords(self, row: PhotoRow | None) -> None:
+        """The keywords already in the photo's files, as read-only chips (rows hidden when there are none)."""
+        detail = self.view.detail
+        keywords = row.existing_keywords if row is not None else ()
+        note = row.existing_keywords_note if row is not None else None
+        detail.existing.set_keywords(keywords, note)
+        detail.existing_note.setText(f"⚠ {note}" if note else "")
+        detail.form.setRowVisible(detail.existing, bool(keywords))
+        detail.form.setRowVisible(detail.existing_note, bool(note))
 
     def _show_preview(self, row: PhotoRow) -> None:
         pixmap = self.previews.get(row.path, row.size, row.mtime_ns)
