@@ -11,6 +11,7 @@ from backends.errors import CaptioneerError
 from desktop.core.paths import data_dir
 from desktop.library.catalog import Catalog, Result
 from desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
+from desktop.library.keywords import merge_keywords
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import SidecarNaming, WriteMode
 from desktop.library.writer import DiskFullError, WriteOptions, apply, plan_write
@@ -72,29 +73,86 @@ def journal_dir(run_id: int) -> Path:
 def writable_results(
     catalog: Catalog, *, unreviewed: bool = False, run_id: int | None = None
 ) -> list[Result]:
-    """The results a write step takes: each photo's newest result per task, approved (or, with
-    ``unreviewed``, anything not rejected or already written); results with nothing to write are left out."""
+    """The results a write step takes: each photo's current result per task (never a superseded version),
+    approved (or, with ``unreviewed``, anything not rejected or already written); results with nothing to
+    write are left out. A photo with several such results gets them combined into one change
+    (:func:`photo_changes`)."""
     states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
     return [
         result
-        for result in catalog.results(latest_only=True, review=states, run_id=run_id)
-        if result.caption.strip() or result.keywords
+        for result in catalog.results(current_only=True, review=states, run_id=run_id)
+        if _has_text(result)
     ]
 
 
-def generated_for(result: Result) -> Generated:
-    """What the metadata writer merges into a photo for one result."""
+def _has_text(result: Result) -> bool:
+    return bool(result.caption.strip() or result.keywords)
+
+
+def writable_for_photo(catalog: Catalog, photo_id: int, *, unreviewed: bool = False) -> list[Result]:
+    """The results of one photo that the next write takes (what the review panel says will be written)."""
+    states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
+    return [
+        result
+        for result in catalog.current_results(photo_id)
+        if result.review in states and _has_text(result)
+    ]
+
+
+@dataclass(frozen=True)
+class PhotoChange:
+    """One photo's write: its writable results (current ones, one per task, oldest first), combined."""
+
+    results: tuple[Result, ...]
+
+    @property
+    def newest(self) -> Result:
+        """The result whose run the change is journaled under and whose provenance it carries."""
+        return self.results[-1]
+
+    @property
+    def path(self) -> str:
+        return self.results[0].path
+
+    def generated(self) -> Generated:
+        return combined_generated(self.results)
+
+
+def photo_changes(results: Sequence[Result]) -> list[PhotoChange]:
+    """Group results by photo (in the order photos first appear): one change per file."""
+    groups: dict[int, list[Result]] = {}
+    for result in results:
+        groups.setdefault(result.photo_id, []).append(result)
+    return [
+        PhotoChange(tuple(sorted(group, key=lambda r: (r.created_at, r.id)))) for group in groups.values()
+    ]
+
+
+def combined_generated(results: Sequence[Result]) -> Generated:
+    """What the metadata writer merges into a photo for its results (oldest first): every keyword of every
+    result (first spelling kept); each of caption, title and alt text from the newest result that has one;
+    provenance and language from the newest result."""
+    if not results:
+        raise ValueError("combined_generated needs at least one result")
+    keywords: list[str] = []
+    caption = title = alt_text = ""
+    for result in results:
+        keywords = merge_keywords(keywords, result.keywords)
+        caption = result.caption.strip() and result.caption or caption
+        title = result.title or title
+        alt_text = result.alt_text or alt_text
+    newest = results[-1]
     return Generated(
-        keywords=tuple(result.keywords),
-        caption=result.caption,
-        title=result.title or "",
-        alt_text=result.alt_text or "",
-        language=language_tag(result.language),
-        model=result.model,
-        engine=result.engine,
-        quant=result.quant or "",
-        prompt_hash=result.prompt_hash,
-        time=datetime.fromtimestamp(result.created_at, UTC).isoformat(timespec="seconds"),
+        keywords=tuple(keywords),
+        caption=caption,
+        title=title,
+        alt_text=alt_text,
+        language=language_tag(newest.language),
+        model=newest.model,
+        engine=newest.engine,
+        quant=newest.quant or "",
+        prompt_hash=newest.prompt_hash,
+        time=datetime.fromtimestamp(newest.created_at, UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -150,11 +208,13 @@ def write_results(
         for root in {library_root_of(catalog, result) for result in results}:
             if root.is_dir():
                 remove_stale_temps(root)
-    for result in results:
+    for change in photo_changes(results):
+        # One combined change per file; it is journaled under (and logged for) every result it carries.
+        result = change.newest
         photo = Path(result.path)
         try:
             plan = plan_write(
-                photo, generated_for(result), library_root=library_root_of(catalog, result), options=options
+                photo, change.generated(), library_root=library_root_of(catalog, result), options=options
             )
             if dry_run:
                 if plan.changed:
@@ -171,7 +231,8 @@ def write_results(
                 journal = journals[result.run_id] = Journal(journal_dir(result.run_id))
             outcome = apply(plan, journal)
         except DiskFullError as exc:
-            catalog.log_write(result, mode.value, "failed", str(exc))
+            for part in change.results:
+                catalog.log_write(part, mode.value, "failed", str(exc))
             raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
         except JournalError as exc:
             raise WriteStopped(f"Writing stopped: {exc}") from None
@@ -179,7 +240,8 @@ def write_results(
             summary.failed.append((result.path, str(exc)))
             say(f"{result.path}: {exc}")
             if not dry_run:
-                catalog.log_write(result, mode.value, "failed", str(exc))
+                for part in change.results:
+                    catalog.log_write(part, mode.value, "failed", str(exc))
             continue
         if outcome.status == "written":
             summary.written += 1
@@ -191,9 +253,10 @@ def write_results(
             say(f"{result.path}: {outcome.reason}")
         for note in outcome.notes:
             say(f"{result.path}: note: {note}")
-        catalog.log_write(
-            result, mode.value, outcome.status, outcome.reason or None, str(journal_dir(result.run_id))
-        )
+        for part in change.results:
+            catalog.log_write(
+                part, mode.value, outcome.status, outcome.reason or None, str(journal_dir(result.run_id))
+            )
     return summary
 
 
