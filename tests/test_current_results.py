@@ -291,6 +291,7 @@ def test_write_is_what_the_panel_shows_after_retagging_with_another_task(
     assert f"caption: {review.will_write.caption}" in panel
     with open_catalog(readonly=True) as catalog:
         states = {(r.run_id, r.current): r.review for r in catalog.results() if r.photo_id == photo.id}
+        assert "nothing new" in photo_review(catalog, photo.id).describe_write()
     # The combined change is logged for both results it carries; the superseded one stays approved, unwritten.
     assert states == {(first.run_id, False): "approved", (second.run_id, True): "written",
                       (third.run_id, True): "written"}  # fmt: skip
@@ -338,9 +339,9 @@ def test_review_cli_acts_on_current_results(tmp_path: Path, capsys: pytest.Captu
         assert not version.current
     assert main(["review", "list", "--status", "approved"]) == 0
     listed = capsys.readouterr()
-    assert listed.out.count("#") == 2 and "superseded" not in listed.out
+    assert listed.out.count("#") == 2 and "not current" not in listed.out
     assert main(["review", "list", "--status", "new", "--versions"]) == 0
-    assert f"#{version.id} [new, superseded version] keywords:" in capsys.readouterr().out
+    assert f"#{version.id} [new, version (not current)] keywords:" in capsys.readouterr().out
     assert main(["review", "approve", str(version.id)]) == 2
     assert f"review use {version.id}" in capsys.readouterr().err
     assert main(["review", "edit", str(version.id), "--caption", "x"]) == 2

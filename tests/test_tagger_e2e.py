@@ -402,3 +402,8 @@ def test_retagging_writes_only_what_review_shows(
         assert sorted(as_list(tags.get("Subject"))) == ["fishing boat", "harbour"]
         assert sorted(as_list(tags.get("TagsList"))) == ["fishing boat", "harbour"]
         assert same_text(str(tags.get("Description")), mine["caption"]["caption"].strip())
+
+    # Keep both: the written results stay current, the new ones are versions; nothing new to write.
+    kept = run("tag", str(root), "--redo", "--reviewed", "keep", *engine)
+    assert "2 new results were kept as versions" in kept.stderr
+    assert "nothing to write" in run("write", "--dry-run").stderr

@@ -519,7 +519,8 @@ def test_tagging_reviewed_photos_again_asks_and_the_panel_says_what_will_be_writ
         window.view.tag_action.trigger()
     assert len(asked) == 1
     detail = window.view.detail
-    qtbot.waitUntil(lambda: detail.results.isVisible(), timeout=5_000)  # the filter answers off the GUI thread
+    # The filter answers off the GUI thread, then the panel is read afresh.
+    qtbot.waitUntil(lambda: detail.results.isVisible(), timeout=5_000)
     assert detail.results.text().count("\n") == 1
     keywords_result = next(r for r in approved if r.path.endswith("IMG_000.png"))
     will_write = detail.will_write.text()

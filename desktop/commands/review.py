@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(result_record(result), ensure_ascii=False))
                 continue
             flag = f"  ({result.review_reason})" if result.review_reason else ""
-            version = "" if result.current else ", superseded version"
+            version = "" if result.current else ", version (not current)"
             print(f"#{result.id} [{result.review}{version}] {result.task}: {result.path}{flag}")
             print(f"    caption:  {result.caption}")
             if result.title:

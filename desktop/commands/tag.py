@@ -303,6 +303,13 @@ def run(args: argparse.Namespace) -> int:
         )
         for path, error, _kind in failed:
             _say(f"failed {path}: {error}")
+        run_results = catalog.results(run_id=plan.run_id)
+        kept = sum(not result.current for result in run_results)
+        if kept:
+            _say(
+                f"{kept} new results were kept as versions: your reviewed results stay current and are what "
+                "is written (`captioneer review list --versions`, `captioneer review use ID`)"
+            )
         if args.write != "none" or args.dry_run:
             mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
             results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)

@@ -466,6 +466,8 @@ class PhotoReview:
         """The "will be written" summary: what the write preview shows for this photo's file."""
         generated = self.will_write
         if generated is None:
+            if any(result.review == "written" for result in self.results):
+                return "Will be written: nothing new (the written results are in the file)."
             return "Will be written: nothing yet (approve a result first)."
         lines = ["Will be written:"]
         for label, value in (
