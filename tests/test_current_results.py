@@ -20,7 +20,7 @@ from desktop.cli import main
 from desktop.commands.tag import ask_about_reviewed
 from desktop.library.browse import BrowseFilter, filtered_results, keyword_counts, photo_ids, photo_review
 from desktop.library.catalog import MIGRATIONS, Catalog, open_catalog
-from desktop.library.publishing import photo_changes, writable_results, write_results
+from desktop.library.publishing import photo_changes, undo_run, writable_results, write_results
 from desktop.library.runs import RunSpec, execute_run, photo_decision, plan_run, reviewed_in_selection
 from desktop.library.scanner import scan_library
 from desktop.library.search import search
@@ -348,9 +348,30 @@ def test_review_cli_acts_on_current_results(tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert main(["review", "approve", "--all"]) == 0  # the versions are not current: nothing to approve
     assert "0 results approved" in capsys.readouterr().err
+    assert main(["runs", "--json"]) == 0
+    assert [row["versions"] for row in json.loads(capsys.readouterr().out)] == [0, 2]
     assert main(["review", "use", str(version.id)]) == 0
     assert "now the current keywords result" in capsys.readouterr().err
     with open_catalog(readonly=True) as catalog:
         assert catalog.result(version.id).current
         assert version.id not in [r.id for r in writable_results(catalog)]  # new, not approved
         assert len(writable_results(catalog)) == 1
+
+
+def test_undoing_a_combined_write_puts_back_every_result_it_carried(tmp_path: Path) -> None:
+    """One change carries two tasks' results from two runs; undoing it (under the newest result's run)
+    restores the file and makes both results approved again, so the next write carries them again."""
+    root = make_photos(tmp_path / "lib", 1)
+    with open_catalog() as catalog:
+        first = tag(catalog, root, "keywords")
+        second = tag(catalog, root, "caption")
+        catalog.set_review([r.id for r in catalog.results()], "approved")
+        summary = write_results(catalog, writable_results(catalog), mode=WriteMode.SIDECAR)
+        assert summary.written == 1
+        assert {r.review for r in catalog.results()} == {"written"}
+        report = undo_run(catalog, second.run_id)
+        assert report.ok and not (root / "p0.jpg.xmp").exists()
+        assert {r.run_id: r.review for r in catalog.results()} == {
+            first.run_id: "approved",
+            second.run_id: "approved",
+        }

@@ -271,6 +271,17 @@ def undo_run(catalog: Catalog, run_id: int, *, force: bool = False) -> UndoRepor
         raise JournalError(f"Nothing was written for run {run_id}, so there is nothing to undo.")
     report = undo(directory, force=force)
     if report.ok:
-        written = [r.id for r in catalog.results(run_id=run_id, review=("written",))]
-        catalog.set_review(written, "approved", "metadata write undone")
+        # A combined change is journaled under its newest result's run but carries other runs' results too.
+        logged = [
+            int(row[0])
+            for row in catalog.db.execute(
+                "SELECT DISTINCT result_id FROM write_log WHERE journal_ref = ?", (str(directory),)
+            )
+        ]
+        written = [
+            r.id
+            for r in catalog.results(run_id=run_id, review=("written",))
+            + catalog.results(ids=logged, review=("written",))
+        ]
+        catalog.set_review(sorted(set(written)), "approved", "metadata write undone")
     return report

@@ -108,6 +108,8 @@ class RunCounts:
     done: int = 0
     failed: int = 0
     needs_review: int = 0
+    versions: int = 0
+    """Results of the run that are not (or no longer) current: kept as versions, never written."""
 
 
 REVIEWED_CHOICES = ("ask", "skip", "replace", "keep")
@@ -415,15 +417,18 @@ def run_counts(catalog: Catalog, run_id: int) -> RunCounts:
     counts = dict(
         catalog.db.execute("SELECT state, COUNT(*) FROM run_items WHERE run_id = ? GROUP BY state", (run_id,))
     )
-    review = catalog.db.execute(
-        "SELECT COUNT(*) FROM results WHERE run_id = ? AND review = 'needs_review'", (run_id,)
-    ).fetchone()[0]
+    review, versions = catalog.db.execute(
+        "SELECT COALESCE(SUM(current = 1 AND review = 'needs_review'), 0), COALESCE(SUM(current = 0), 0) "
+        "FROM results WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
     return RunCounts(
         total=sum(counts.values()),
         pending=counts.get("pending", 0),
         done=counts.get("done", 0),
         failed=counts.get("failed", 0),
         needs_review=int(review),
+        versions=int(versions),
     )
 
 
