@@ -154,18 +154,18 @@ def _m002_current_results(db: sqlite3.Connection) -> None:
     superseded versions (history), never written. Until now the newest result silently won; it becomes
     current. Runs remember what to do when a new result meets a reviewed current one (``replace`` or
     ``keep``)."""
-    db.executescript(
-        """
-        ALTER TABLE results ADD COLUMN current INTEGER NOT NULL DEFAULT 0 CHECK (current IN (0, 1));
-        UPDATE results SET current = 1 WHERE id = (
-            SELECT r2.id FROM results r2 WHERE r2.photo_id = results.photo_id AND r2.task = results.task
-            ORDER BY r2.created_at DESC, r2.id DESC LIMIT 1
-        );
-        CREATE UNIQUE INDEX results_current ON results(photo_id, task) WHERE current = 1;
-        ALTER TABLE runs ADD COLUMN on_reviewed TEXT NOT NULL DEFAULT 'keep'
-            CHECK (on_reviewed IN ('replace', 'keep'));
-        """
-    )
+    # One statement at a time: executescript would commit first and leave a half-migrated catalog behind a
+    # crash; these stay inside the migration's transaction.
+    for statement in (
+        "ALTER TABLE results ADD COLUMN current INTEGER NOT NULL DEFAULT 0 CHECK (current IN (0, 1))",
+        "UPDATE results SET current = 1 WHERE id = ("
+        " SELECT r2.id FROM results r2 WHERE r2.photo_id = results.photo_id AND r2.task = results.task"
+        " ORDER BY r2.created_at DESC, r2.id DESC LIMIT 1)",
+        "CREATE UNIQUE INDEX results_current ON results(photo_id, task) WHERE current = 1",
+        "ALTER TABLE runs ADD COLUMN on_reviewed TEXT NOT NULL DEFAULT 'keep' "
+        "CHECK (on_reviewed IN ('replace', 'keep'))",
+    ):
+        db.execute(statement)
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_current_results)
@@ -270,13 +270,8 @@ class Result:
     edited: bool
     created_at: float
     updated_at: float
-    current: bool = True
+    current: bool
     """The result shown, reviewed and written for its photo and task; False for a superseded version."""
-
-    @property
-    def reviewed(self) -> bool:
-        """A person approved, rejected, edited or wrote it: a new result must not silently replace it."""
-        return self.edited or self.review in REVIEWED_STATES
 
     def provenance(self) -> dict[str, Any]:
         """Who made this result: for the metadata writer's provenance fields and exports."""
