@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row['run']:>4}  {row['state']:<9} {row['done']}/{row['total']} done, {row['failed']} failed, "
-            f"{row['needs_review']} to review{_versions(row['versions'])}  {row['task']} · {row['engine']} {row['model']} · "
-            f"{row['created']}  {row['folder']}"
+            f"{row['needs_review']} to review{_versions(row['versions'])}  "
+            f"{row['task']} · {row['engine']} {row['model']} · {row['created']}  {row['folder']}"
         )
         if row["message"] and args.run is not None:
             print(f"      {row['message']}")
