@@ -18,7 +18,7 @@ from desktop.core.paths import config_dir
 from desktop.core.tasks import get_task
 from desktop.library.catalog import Catalog, CatalogError, Photo, Result
 from desktop.library.metadata import Generated
-from desktop.library.publishing import combined_generated, writable_for_photo
+from desktop.library.publishing import photo_changes, writable_for_photo
 from desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
 from desktop.library.search import compile_query
 
@@ -449,7 +449,7 @@ def written_runs(catalog: Catalog) -> list[tuple[Run, int]]:
 class PhotoReview:
     """What the review panel shows for one photo: its current result of each task (oldest first) and the one
     combined change the next write makes (None when nothing of it is approved), the same as the write
-    preview, because both come from :func:`~desktop.library.publishing.combined_generated`."""
+    preview, because both come from :func:`~desktop.library.publishing.photo_changes`."""
 
     results: tuple[Result, ...]
     will_write: Generated | None
@@ -492,8 +492,8 @@ def _task_label(task_id: str) -> str:
 def photo_review(catalog: Catalog, photo_id: int) -> PhotoReview:
     """The review panel's content for a photo, read afresh from the catalog."""
     results = tuple(catalog.current_results(photo_id))
-    writable = writable_for_photo(catalog, photo_id)
-    return PhotoReview(results=results, will_write=combined_generated(writable) if writable else None)
+    changes = photo_changes(writable_for_photo(catalog, photo_id))  # exactly as the write groups them
+    return PhotoReview(results=results, will_write=changes[0].generated() if changes else None)
 
 
 def photos_by_id(catalog: Catalog, ids: Sequence[int]) -> list[Photo]:
