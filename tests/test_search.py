@@ -85,7 +85,7 @@ def test_absolute_folder(catalog: Catalog, tmp_path: Path) -> None:
 
 def test_only_newest_result_unless_asked(catalog: Catalog) -> None:
     assert len(search(catalog, "")) == 5
-    assert len(search(catalog, "", latest_only=False)) == 5
+    assert len(search(catalog, "", current_only=False)) == 5
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,7 @@ def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedPro
         [sys.executable, "-m", "desktop.cli", *args],
         env={**os.environ, "CAPTIONEER_HOME": str(home)},
         cwd=REPO,
+        stdin=subprocess.DEVNULL,  # no terminal: `tag` must never wait for an answer here
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -349,3 +350,60 @@ def test_no_retry_keeps_a_bad_answer_after_one_attempt(
         attempts[flag] = {count for count, _, _ in rows}
         assert all("Invalid output after" in reason for _, _, reason in rows)
     assert attempts == {"": {2}, "--no-retry": {1}}
+
+
+def test_retagging_writes_only_what_review_shows(
+    tmp_path: Path, captioneer_home: Path, tiny_gguf: tuple[Path, Path]
+) -> None:
+    """Issue 14's case with the real engine: approve, tag again (skipped without a terminal, then replaced),
+    tag with another task, approve; the dry run has one change per file and exiftool reads back exactly the
+    current results `review list` shows, never the superseded keywords."""
+    model, mmproj = tiny_gguf
+    root = tmp_path / "Photos"
+    root.mkdir()
+    for i in range(2):
+        Image.new("RGB", (320, 240), (i * 90, 100, 200 - i * 60)).save(root / f"photo_{i}.jpg")
+    engine = ["--engine", "gguf", "--model", str(model), "--mmproj", str(mmproj), "--image-tokens", "16",
+              "--max-keywords", "3", "--temperature", "0", "--threads", "1", "--in-process"]  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = cli(captioneer_home, *args)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def listed(*args: str) -> list[dict]:
+        return [json.loads(line) for line in run("review", "list", "--json", *args).stdout.splitlines()]
+
+    run("tag", str(root), *engine)
+    run("review", "approve", "--all", "--status", "new", "--status", "needs_review")
+    old = {item["path"]: item for item in listed("--status", "approved")}
+    # No terminal to ask: the reviewed photos are skipped, with the flag that tags them again.
+    skipped = run("tag", str(root), "--redo", *engine)
+    assert "skipped 2 photos whose keywords result you already reviewed" in skipped.stderr
+    assert "--reviewed replace" in skipped.stderr
+    run("tag", str(root), "--redo", "--reviewed", "replace", *engine)
+    new = {item["path"]: item for item in listed()}
+    assert len(new) == 2
+    assert not {r["result_id"] for r in new.values()} & {r["result_id"] for r in old.values()}
+    for item in new.values():
+        run("review", "edit", str(item["result_id"]), "--keywords", "harbour; fishing boat", "--approve")
+    run("tag", str(root), "--task", "caption", *engine)
+    run("review", "approve", "--all", "--status", "new", "--status", "needs_review")
+    current = listed("--status", "approved")
+    assert sorted(item["task"] for item in current) == ["caption", "caption", "keywords", "keywords"]
+
+    dry = run("write", "--dry-run", "--mode", "sidecar")
+    for path in old:
+        assert dry.stdout.count(f"{path}\n") == 1, dry.stdout  # one combined change per file
+    run("write", "--mode", "sidecar")
+    for path in old:
+        [tags] = exiftool(Path(f"{path}.xmp"))
+        mine = {item["task"]: item for item in current if item["path"] == path}
+        assert sorted(as_list(tags.get("Subject"))) == ["fishing boat", "harbour"]
+        assert sorted(as_list(tags.get("TagsList"))) == ["fishing boat", "harbour"]
+        assert same_text(str(tags.get("Description")), mine["caption"]["caption"].strip())
+
+    # Keep both: the written results stay current, the new ones are versions; nothing new to write.
+    kept = run("tag", str(root), "--redo", "--reviewed", "keep", *engine)
+    assert "2 new results were kept as versions" in kept.stderr
+    assert "nothing to write" in run("write", "--dry-run").stderr

@@ -109,7 +109,7 @@ def stems(window: LibraryWindow) -> list[str]:
 
 def reviews(root: Path) -> dict[str, str]:
     with open_catalog(readonly=True) as catalog:
-        return {Path(r.path).stem: r.review for r in catalog.results(latest_only=True)}
+        return {Path(r.path).stem: r.review for r in catalog.results(current_only=True)}
 
 
 def filter_to(qtbot, window: LibraryWindow, **fields: str) -> None:
@@ -541,3 +541,76 @@ def test_the_main_window_opens_one_library_window(qtbot, tmp_path: Path) -> None
             pass
     finally:
         main.shutdown()
+
+
+def test_tagging_reviewed_photos_again_asks_and_the_panel_says_what_will_be_written(
+    qtbot, tmp_path: Path, open_window
+) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root, 3)
+    tag_directly(root)
+    with open_catalog() as catalog:
+        approved = [r for r in catalog.results() if not r.path.endswith("IMG_001.png")]
+        catalog.set_review([r.id for r in approved], "approved")
+    window = open_window()
+    grid = window.view.grid
+    for row in (0, 1, 2):
+        grid.selectionModel().select(window.model.index(row), grid.selectionModel().SelectionFlag.Select)
+    asked: list[str] = []
+
+    def start(task: str, redo: bool) -> None:
+        dialog = next(
+            w for w in QApplication.topLevelWidgets() if w.windowTitle() == "Tag Photos" and w.isVisible()
+        )
+        dialog.scope_selection.setChecked(True)
+        dialog.task.setCurrentIndex(dialog.task.findData(task))
+        dialog.redo.setChecked(redo)
+        QTimer.singleShot(200, answer_keep)
+        dialog.start_button.click()
+
+    def answer_keep() -> None:
+        shown = [w for w in QApplication.topLevelWidgets() if w.isVisible()]
+        question = next((w for w in shown if w.windowTitle() == "Reviewed Photos"), None)
+        if question is not None:
+            asked.append(question.text())
+            question.keep_button.click()
+
+    QTimer.singleShot(200, lambda: start("keywords", True))
+    with qtbot.waitSignal(window.runs.finished, timeout=20_000) as finished:
+        window.view.tag_action.trigger()
+    assert len(asked) == 1
+    assert asked[0].startswith("2 of these photos already have a Caption + keywords result")
+    assert finished.args[0].counts.done == 3
+    with open_catalog(readonly=True) as catalog:
+        current = {Path(r.path).stem: r.id for r in catalog.results(current_only=True)}
+        assert len(catalog.results()) == 6
+    assert {current["IMG_000"], current["IMG_002"]} == {r.id for r in approved}  # the reviewed ones stayed
+
+    # Another task: nothing of it was reviewed, so nobody is asked; the photo now has two current results.
+    window.select_row(0)
+    QTimer.singleShot(200, lambda: start("caption", False))
+    with qtbot.waitSignal(window.runs.finished, timeout=20_000):
+        window.view.tag_action.trigger()
+    assert len(asked) == 1
+    detail = window.view.detail
+    # The filter answers off the GUI thread, then the panel is read afresh.
+    qtbot.waitUntil(lambda: detail.results.isVisible(), timeout=5_000)
+    assert detail.results.text().count("\n") == 1
+    keywords_result = next(r for r in approved if r.path.endswith("IMG_000.png"))
+    will_write = detail.will_write.text()
+    assert f"caption: {keywords_result.caption}" in will_write  # only the approved result, so far
+    assert "keywords: " + "; ".join(keywords_result.keywords) in will_write
+    window.approve()  # approves both tasks' results of the photo
+    window.select_row(0)
+    with open_catalog(readonly=True) as catalog:
+        caption_result = next(
+            r for r in catalog.current_results(keywords_result.photo_id) if r.task == "caption"
+        )
+    assert caption_result.review == "approved"
+    assert f"caption: {caption_result.caption}" in detail.will_write.text()
+
+    dialog = window.files.open_write_dialog()
+    qtbot.waitUntil(lambda: dialog.write_button.isEnabled(), timeout=10_000)
+    preview = dialog.preview.toPlainText()
+    assert preview.count("IMG_000.png.xmp") == 1 and "IMG_001" not in preview
+    dialog.close()

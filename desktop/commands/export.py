@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export results as CSV or JSON",
-        description="Export every result with its photo's path. Edit the CSV in a spreadsheet and bring "
+        description="Export every result (current ones and the versions they superseded: see the "
+        "`current` column) with its photo's path. Edit the CSV in a spreadsheet and bring "
         "the changes back with `captioneer import FILE.csv` (keywords are separated by '; ').",
     )
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -19,7 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output", "-o", type=Path, metavar="FILE", help="write here instead of to the terminal"
     )
     parser.add_argument("--query", metavar="QUERY", help="only results matching a search")
-    parser.add_argument("--latest", action="store_true", help="only each photo's newest result per task")
+    parser.add_argument(
+        "--current",
+        "--latest",
+        dest="current",
+        action="store_true",
+        help="only each photo's current result per task (the one reviewed and written), not the versions "
+        "it superseded",
+    )
     parser.set_defaults(func=run)
 
 
@@ -32,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     query = compile_query(args.query) if args.query else None
     with open_catalog(readonly=True) as catalog:
         results = catalog.results(
-            latest_only=args.latest, where=query.where if query else "", params=query.params if query else ()
+            current_only=args.current,
+            where=query.where if query else "",
+            params=query.params if query else (),
         )
     text = export_csv(results) if args.format == "csv" else export_json(results)
     if args.output is None:

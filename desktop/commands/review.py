@@ -13,9 +13,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "review",
         help="list, approve, reject or edit results before they are written",
-        description="Review results before `captioneer write` puts them into your photos. Only approved "
-        "results are written (unless --unreviewed). Select results by id, or with --all plus --run, "
-        "--status and --query filters.",
+        description="Review results before `captioneer write` puts them into your photos. A photo has one "
+        "current result per task: that is what is listed, reviewed and written (several tasks' results are "
+        "written together as one change). Tagging again keeps the older results as versions (see "
+        "`captioneer tag --reviewed`); `review list --versions` shows them and `review use ID` makes one "
+        "current. Only approved results are written (unless --unreviewed). Select results by id, or with "
+        "--all plus --run, --status and --query filters.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -23,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_filters(listing)
     listing.add_argument("--limit", type=int, default=0, metavar="N", help="show at most N")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument(
+        "--versions", action="store_true", help="also list superseded versions (never written)"
+    )
 
     for name, text in (
         ("approve", "approve results for writing"),
@@ -42,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     edit.add_argument("--add-keyword", action="append", default=[], metavar="KEYWORD")
     edit.add_argument("--remove-keyword", action="append", default=[], metavar="KEYWORD")
     edit.add_argument("--approve", action="store_true", help="approve it too")
+
+    use = actions.add_parser(
+        "use", help="make a kept version the current result of its photo and task (the one written)"
+    )
+    use.add_argument(
+        "id", type=int, metavar="ID", help="the version's result id (see `review list --versions`)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,10 +86,24 @@ def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
         run_id=args.run,
         review=None if ids else states,
         ids=ids or None,
-        latest_only=not ids,
+        current_only=not ids and not getattr(args, "versions", False),
         where=query.where if query else "",
         params=query.params if query else (),
     )
+
+
+def _refuse_versions(results) -> None:
+    """Review acts on current results only: a superseded version is never written, so approving it would
+    change nothing the user can see."""
+    from backends.errors import ConfigurationError
+
+    versions = [result for result in results if not result.current]
+    if versions:
+        ids = ", ".join(str(result.id) for result in versions)
+        raise ConfigurationError(
+            f"Result {ids} is a superseded version, not the current result of its photo and task: make it "
+            f"current first with `captioneer review use {versions[0].id}`."
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(result_record(result), ensure_ascii=False))
                 continue
             flag = f"  ({result.review_reason})" if result.review_reason else ""
-            print(f"#{result.id} [{result.review}] {result.path}{flag}")
+            version = "" if result.current else ", version (not current)"
+            print(f"#{result.id} [{result.review}{version}] {result.task}: {result.path}{flag}")
             print(f"    caption:  {result.caption}")
             if result.title:
                 print(f"    title:    {result.title}")
@@ -115,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 missing = set(args.ids) - {result.id for result in results}
                 if missing:
                     raise ConfigurationError(f"No result with id {', '.join(map(str, sorted(missing)))}.")
+                _refuse_versions(results)
             state = "approved" if args.action == "approve" else "rejected"
             changed = catalog.set_review([result.id for result in results], state, "by review")
             print(f"{changed} results {state}", file=sys.stderr)
@@ -122,6 +151,16 @@ def run(args: argparse.Namespace) -> int:
         result = catalog.result(args.id)
         if result is None:
             raise ConfigurationError(f"No result with id {args.id}.")
+        if args.action == "use":
+            was_current = result.current
+            result = catalog.make_current(args.id)
+            print(
+                f"result {args.id} is {'already' if was_current else 'now'} the current {result.task} "
+                f"result of {result.path} [{result.review}]",
+                file=sys.stderr,
+            )
+            return 0
+        _refuse_versions([result])
         keywords = None
         if args.keywords is not None:
             keywords = [k.strip() for k in args.keywords.split(";") if k.strip()]

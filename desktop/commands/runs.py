@@ -20,6 +20,11 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "-"
 
 
+def _versions(count: int) -> str:
+    """Results of the run that are not current (superseded or kept beside a reviewed one), if any."""
+    return f", {count} not current (versions)" if count else ""
+
+
 def run(args: argparse.Namespace) -> int:
     from desktop.library.catalog import open_catalog
     from desktop.library.runs import failed_items, get_run, list_runs, run_counts
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                     "failed": counts.failed,
                     "pending": counts.pending,
                     "needs_review": counts.needs_review,
+                    "versions": counts.versions,
                     "created": _when(item.created_at),
                     "finished": _when(item.finished_at),
                     "message": item.message,
@@ -60,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row['run']:>4}  {row['state']:<9} {row['done']}/{row['total']} done, {row['failed']} failed, "
-            f"{row['needs_review']} to review  {row['task']} · {row['engine']} {row['model']} · "
-            f"{row['created']}  {row['folder']}"
+            f"{row['needs_review']} to review{_versions(row['versions'])}  "
+            f"{row['task']} · {row['engine']} {row['model']} · {row['created']}  {row['folder']}"
         )
         if row["message"] and args.run is not None:
             print(f"      {row['message']}")

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--paths", action="store_true", help="print only the photo paths")
     parser.add_argument(
-        "--all-results", action="store_true", help="search older results too, not only the newest"
+        "--all-results",
+        action="store_true",
+        help="search superseded versions too, not only each photo's current result per task",
     )
     parser.set_defaults(func=run)
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from desktop.library.search import search
 
     with open_catalog(readonly=True) as catalog:
-        results = search(catalog, " ".join(args.query), latest_only=not args.all_results)
+        results = search(catalog, " ".join(args.query), current_only=not args.all_results)
         in_files = {result.photo_id: catalog.existing_keywords(result.photo_id)[0] for result in results}
     for result in results:
         existing = in_files[result.photo_id]

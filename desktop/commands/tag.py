@@ -49,6 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--redo", action="store_true", help="tag photos again that already have a result")
     parser.add_argument(
+        "--reviewed",
+        choices=("ask", "skip", "replace", "keep"),
+        default="ask",
+        help="photos whose current result for this task you already reviewed (approved, edited, rejected or "
+        "written), met again with --redo or another model: skip them; replace their result (the new one "
+        "becomes current, the old one a superseded version that is never written); or keep both as versions "
+        "(your reviewed result stays current and is what is shown and written; the new one is kept as a "
+        "version, `captioneer review use ID` makes it current). ask (default) asks once for the whole run "
+        "on a terminal and skips them otherwise",
+    )
+    parser.add_argument(
         "--write",
         choices=WRITE_CHOICES,
         default="none",
@@ -129,6 +140,32 @@ class ProgressPrinter:
             self.width = 0
 
 
+def ask_about_reviewed(count: int, task: str, stdin: Any = None) -> str:
+    """Ask once what to do with ``count`` photos whose current result was reviewed: ``skip``, ``replace`` or
+    ``keep``. Without a terminal (scripts, CI) nobody can answer: they are skipped."""
+    stdin = stdin or sys.stdin
+    if not stdin.isatty():
+        return "skip"
+    print(
+        f"{count} photos already have a reviewed {task} result (approved, edited, rejected or written).\n"
+        "  s  skip them (default)\n"
+        "  r  replace: the new result becomes current; the reviewed one is kept as a version, never written\n"
+        "  k  keep both as versions: the reviewed result stays current and is what is written",
+        file=sys.stderr,
+        flush=True,
+    )
+    choices = {"": "skip", "s": "skip", "skip": "skip", "r": "replace", "replace": "replace"}
+    choices.update({"k": "keep", "keep": "keep"})
+    while True:
+        print("What should this run do with them? [S/r/k] ", end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        if not line:  # end of input: nobody is there to answer
+            return "skip"
+        answer = choices.get(line.strip().lower())
+        if answer is not None:
+            return answer
+
+
 @contextmanager
 def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
     """Ctrl-C (or SIGTERM) asks the run to stop after the current photo; a second Ctrl-C stops at once."""
@@ -161,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         execute_run,
         failed_items,
         plan_run,
+        reviewed_in_selection,
         run_counts,
         set_run_state,
     )
@@ -210,12 +248,24 @@ def run(args: argparse.Namespace) -> int:
         for line in report.problem_lines():
             _say(line)
         photos = catalog.photos_under(folder)
-        plan = plan_run(catalog, str(folder), photos, spec, config, redo=args.redo)
-        if plan.run_id is None:
+        on_reviewed = args.reviewed
+        if on_reviewed == "ask":
+            reviewed = reviewed_in_selection(catalog, photos, spec, config, redo=args.redo)
+            on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
+        plan = plan_run(catalog, str(folder), photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
+        if plan.skipped_reviewed:
             _say(
-                f"nothing to tag: all {plan.already_done} photos already have a result from this model "
-                "(--redo to tag them again)"
+                f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
+                "(--reviewed replace to tag them again, --reviewed keep to keep both as versions)"
             )
+        if plan.run_id is None:
+            if plan.already_done:
+                _say(
+                    f"nothing to tag: {plan.already_done} photos already have a result from this model "
+                    "(--redo to tag them again)"
+                )
+            elif not plan.skipped_reviewed:
+                _say("nothing to tag: no photos in this folder")
             return 0
         counts = run_counts(catalog, plan.run_id)
         verb = "resuming run" if plan.resumed else "run"
@@ -253,6 +303,13 @@ def run(args: argparse.Namespace) -> int:
         )
         for path, error, _kind in failed:
             _say(f"failed {printable(path)}: {printable(error)}")
+        run_results = catalog.results(run_id=plan.run_id)
+        kept = sum(not result.current for result in run_results)
+        if kept:
+            _say(
+                f"{kept} new results were kept as versions: your reviewed results stay current and are what "
+                "is written (`captioneer review list --versions`, `captioneer review use ID`)"
+            )
         if args.write != "none" or args.dry_run:
             mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
             results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)

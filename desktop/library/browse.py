@@ -1,5 +1,6 @@
-"""Browsing the catalog a page at a time: filters over photos and their newest result, ordered photo ids, row
-pages, folder trees, keyword counts, reversible review steps and the library window's remembered choices."""
+"""Browsing the catalog a page at a time: filters over photos and their current results, ordered photo ids,
+row pages, folder trees, keyword counts, the review panel's content, reversible review steps and the library
+window's remembered choices."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.errors import CaptioneerError
 from desktop.core.paths import config_dir
+from desktop.core.tasks import get_task
 from desktop.library.catalog import Catalog, CatalogError, Photo, Result
+from desktop.library.metadata import Generated
+from desktop.library.publishing import photo_changes, writable_for_photo
 from desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
 from desktop.library.search import compile_query
 
@@ -34,9 +39,15 @@ KEYWORD_SEPARATOR = "; "
 
 log = logging.getLogger(__name__)
 
-# Each photo's newest result (of any task): the one the grid shows and review acts on.
-_NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id)"
+# A photo has one current result per task. The grid shows (and the editor edits) the newest of them; filters
+# match any of them; review actions and the write take all of them. Superseded versions never show here.
+_NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id AND r2.current = 1)"
 _FROM = f"photos p LEFT JOIN results r ON {_NEWEST}"
+
+
+def _any_current(condition: str) -> str:
+    """True when one of the photo's current results (as ``r``) meets ``condition``."""
+    return f"EXISTS (SELECT 1 FROM results r WHERE r.photo_id = p.id AND r.current = 1 AND ({condition}))"
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,11 @@ class BrowseFilter:
 
     Attributes:
         folder: only photos in this folder or below it.
-        status: one of :data:`STATUS_FILTERS`.
-        keyword: photos whose newest result or whose files (read at the last scan) have this keyword
-            (case-insensitive; ``*`` wildcard).
-        text: photos whose caption, title or alt text contains this text.
-        query: the search language of ``captioneer search``.
+        status: ``untagged`` (no current result) or a review state one of the current results is in.
+        keyword: photos with a current result that has this keyword, or whose files (read at the last scan)
+            have it (case-insensitive; ``*`` wildcard).
+        text: photos with a current result whose caption, title or alt text contains this text.
+        query: the search language of ``captioneer search``, matched against each current result.
     """
 
     folder: str = ""
@@ -81,7 +92,7 @@ def folder_bounds(folder: str) -> tuple[str, str]:
 
 
 def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
-    """The SQL condition (over ``photos p`` and the newest result ``r``) and its parameters.
+    """The SQL condition (over ``photos p`` and its newest current result ``r``) and its parameters.
 
     Raises:
         SearchSyntaxError: the search text cannot be understood (the message says where).
@@ -99,26 +110,33 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
     if browse.status == "untagged":
         clauses.append("r.id IS NULL")
     elif browse.status != "all":
-        clauses.append("r.review = ?")
+        clauses.append(_any_current("r.review = ?"))
         params.append(browse.status)
     if browse.keyword.strip():
         folded = browse.keyword.strip().casefold()
         operator = "GLOB" if "*" in folded else "="
         clauses.append(
-            f"(EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?) OR "
-            f"EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k WHERE casefold(k.value) {operator} ?))"
+            "("
+            + _any_current(
+                f"EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?)"
+            )
+            + " OR EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k "
+            + f"WHERE casefold(k.value) {operator} ?))"
         )
         params.extend([folded, folded])
     if browse.text.strip():
         clauses.append(
-            "instr(casefold(COALESCE(r.caption, '') || ' ' || COALESCE(r.title, '') || ' ' || "
-            "COALESCE(r.alt_text, '')), ?) > 0"
+            _any_current(
+                "instr(casefold(COALESCE(r.caption, '') || ' ' || COALESCE(r.title, '') || ' ' || "
+                "COALESCE(r.alt_text, '')), ?) > 0"
+            )
         )
         params.append(browse.text.strip().casefold())
     if browse.query.strip():
         query = compile_query(browse.query)
-        clauses.append(f"({query.where})")
-        params.extend(query.params)
+        # A photo not tagged yet is matched as a photo without text (``NOT keyword:beach`` lets it through).
+        clauses.append(f"({_any_current(query.where)} OR (r.id IS NULL AND ({query.where})))")
+        params.extend(query.params * 2)
     return " AND ".join(clauses), params
 
 
@@ -133,7 +151,8 @@ def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
 
 @dataclass(frozen=True)
 class PhotoRow:
-    """One grid cell: a photo and its newest result (``result_id`` is None for a photo not tagged yet)."""
+    """One grid cell: a photo and its newest current result (``result_id`` is None for a photo not tagged
+    yet); the photo's other tasks' current results are in :meth:`Catalog.current_results`."""
 
     photo_id: int
     path: str
@@ -153,6 +172,7 @@ class PhotoRow:
     """The keywords already in the photo's files (read-only here; the write merges with them)."""
     existing_keywords_note: str | None = None
     """Why some of the file's keywords could not be read (a malformed sidecar), or None."""
+    task: str = ""
 
     @property
     def name(self) -> str:
@@ -166,7 +186,7 @@ class PhotoRow:
 
 _ROW_COLUMNS = (
     "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
-    "r.alt_text, r.keywords, r.model, r.edited, p.existing_keywords, p.existing_keywords_note"
+    "r.alt_text, r.keywords, r.model, r.edited, r.task, p.existing_keywords, p.existing_keywords_note"
 )
 
 
@@ -186,8 +206,9 @@ def _row(values: Sequence[Any]) -> PhotoRow:
         keywords=tuple(json.loads(values[11])) if values[11] else (),
         model=values[12] or "",
         edited=bool(values[13]),
-        existing_keywords=tuple(json.loads(values[14])) if values[14] else (),
-        existing_keywords_note=values[15],
+        task=values[14] or "",
+        existing_keywords=tuple(json.loads(values[15])) if values[15] else (),
+        existing_keywords_note=values[16],
     )
 
 
@@ -256,13 +277,12 @@ def library_trees(catalog: Catalog) -> list[FolderNode]:
 
 
 def keyword_counts(catalog: Catalog) -> list[tuple[str, int]]:
-    """The keywords on each photo's newest result and those already in the photos' files, most used first
+    """The keywords on the photos' current results and those already in the photos' files, most used first
     (spelling of the first one seen)."""
     counts: dict[str, list[Any]] = {}
     rows = catalog.db.execute(
         "SELECT k.value FROM results r JOIN json_each(r.keywords) k "
-        "WHERE r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = r.photo_id) "
-        "AND r.review != 'rejected'"
+        "WHERE r.current = 1 AND r.review != 'rejected'"
     )
     existing = catalog.db.execute(
         "SELECT k.value FROM photos p JOIN json_each(p.existing_keywords) k WHERE p.status = 'present'"
@@ -427,6 +447,57 @@ def resumable_runs(catalog: Catalog) -> list[ResumableRun]:
     return found
 
 
+@dataclass(frozen=True)
+class PhotoReview:
+    """What the review panel shows for one photo: its current result of each task (oldest first) and the one
+    combined change the next write makes (None when nothing of it is approved), the same as the write
+    preview, because both come from :func:`~desktop.library.publishing.photo_changes`."""
+
+    results: tuple[Result, ...]
+    will_write: Generated | None
+
+    def describe_results(self) -> str:
+        """One line per task: ``Caption + keywords · approved · run 3``."""
+        lines = []
+        for result in self.results:
+            state = result.review.replace("_", " ") + (" · edited" if result.edited else "")
+            lines.append(f"{_task_label(result.task)} · {state} · run {result.run_id}")
+        return "\n".join(lines)
+
+    def describe_write(self) -> str:
+        """The "will be written" summary: what the write preview shows for this photo's file."""
+        generated = self.will_write
+        if generated is None:
+            if any(result.review == "written" for result in self.results):
+                return "Will be written: nothing new (the written results are in the file)."
+            return "Will be written: nothing yet (approve a result first)."
+        lines = ["Will be written:"]
+        for label, value in (
+            ("caption", generated.caption),
+            ("title", generated.title),
+            ("alt text", generated.alt_text),
+        ):
+            if value:
+                lines.append(f"{label}: {value}")
+        if generated.keywords:
+            lines.append("keywords: " + join_keywords(generated.keywords))
+        return "\n".join(lines)
+
+
+def _task_label(task_id: str) -> str:
+    try:
+        return get_task(task_id).label
+    except CaptioneerError:  # a task removed since the result was made
+        return task_id
+
+
+def photo_review(catalog: Catalog, photo_id: int) -> PhotoReview:
+    """The review panel's content for a photo, read afresh from the catalog."""
+    results = tuple(catalog.current_results(photo_id))
+    changes = photo_changes(writable_for_photo(catalog, photo_id))  # exactly as the write groups them
+    return PhotoReview(results=results, will_write=changes[0].generated() if changes else None)
+
+
 def photos_by_id(catalog: Catalog, ids: Sequence[int]) -> list[Photo]:
     """Catalog photos for these ids, in the given order (for planning a run over a selection)."""
     photos = (catalog.photo(photo_id) for photo_id in ids)
@@ -471,6 +542,9 @@ class LibraryPrefs:
 
 
 def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
-    """The newest result of each photo the filter lets through (what Export writes), in result order."""
+    """The current results (every task) of the photos the filter lets through (what Export writes), in result
+    order."""
     where, params = compile_filter(browse)
-    return catalog.results(where=f"{where} AND {_NEWEST}", params=params)
+    return catalog.results(
+        current_only=True, where=f"r.photo_id IN (SELECT p.id FROM {_FROM} WHERE {where})", params=params
+    )

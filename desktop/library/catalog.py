@@ -26,6 +26,8 @@ BACKUP_EVERY_SECONDS = 24 * 3600
 
 REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
 """Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
+REVIEWED_STATES = ("approved", "rejected", "written")
+"""States a person put a result in (an edited result counts as reviewed too, whatever its state)."""
 
 
 class CatalogError(CaptioneerError):
@@ -197,10 +199,30 @@ def _m003_existing_keywords(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE photos ADD COLUMN existing_keywords_note TEXT")
 
 
+def _m004_current_results(db: sqlite3.Connection) -> None:
+    """One current result per photo and task: the one shown, reviewed and written. Older results stay as
+    superseded versions (history), never written. Until now the newest result silently won; it becomes
+    current. Runs remember what to do when a new result meets a reviewed current one (``replace`` or
+    ``keep``)."""
+    # One statement at a time: executescript would commit first and leave a half-migrated catalog behind a
+    # crash; these stay inside the migration's transaction.
+    for statement in (
+        "ALTER TABLE results ADD COLUMN current INTEGER NOT NULL DEFAULT 0 CHECK (current IN (0, 1))",
+        "UPDATE results SET current = 1 WHERE id = ("
+        " SELECT r2.id FROM results r2 WHERE r2.photo_id = results.photo_id AND r2.task = results.task"
+        " ORDER BY r2.created_at DESC, r2.id DESC LIMIT 1)",
+        "CREATE UNIQUE INDEX results_current ON results(photo_id, task) WHERE current = 1",
+        "ALTER TABLE runs ADD COLUMN on_reviewed TEXT NOT NULL DEFAULT 'keep' "
+        "CHECK (on_reviewed IN ('replace', 'keep'))",
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_initial,
     _m002_write_operations,
     _m003_existing_keywords,
+    _m004_current_results,
 )
 
 
@@ -311,6 +333,8 @@ class Result:
     edited: bool
     created_at: float
     updated_at: float
+    current: bool
+    """The result shown, reviewed and written for its photo and task; False for a superseded version."""
 
     def provenance(self) -> dict[str, Any]:
         """Who made this result: for the metadata writer's provenance fields and exports."""
@@ -329,7 +353,7 @@ class Result:
 RESULT_COLUMNS = (
     "r.id, r.photo_id, r.run_id, p.path, r.task, r.language, r.caption, r.keywords, r.title, r.alt_text, "
     "r.engine, r.model, r.quant, r.prompt_hash, r.seconds, r.review, r.review_reason, r.edited, "
-    "r.created_at, r.updated_at"
+    "r.created_at, r.updated_at, r.current"
 )
 
 
@@ -337,6 +361,7 @@ def result_from_row(row: sqlite3.Row | Sequence[Any], catalog_path: Path | None 
     values = list(row)
     values[7] = tuple(keyword_list(values[7], f"result {values[0]}", catalog_path))
     values[17] = bool(values[17])
+    values[20] = bool(values[20])
     return Result(*values)
 
 
@@ -474,12 +499,13 @@ class Catalog:
         run_id: int | None = None,
         review: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
-        latest_only: bool = False,
+        current_only: bool = False,
         where: str = "",
         params: Sequence[Any] = (),
     ) -> list[Result]:
-        """Results joined with their photo path, oldest first. ``latest_only`` keeps each photo's newest
-        result per task; ``where`` adds an SQL condition (from :mod:`desktop.library.search`)."""
+        """Results joined with their photo path, oldest first. ``current_only`` keeps each photo's current
+        result per task (leaving out superseded versions); ``where`` adds an SQL condition (from
+        :mod:`desktop.library.search`)."""
         clauses: list[str] = []
         values: list[Any] = []
         if run_id is not None:
@@ -491,11 +517,8 @@ class Catalog:
         if ids is not None:
             clauses.append(f"r.id IN ({','.join('?' * len(ids))})" if ids else "0")
             values.extend(ids)
-        if latest_only:
-            clauses.append(
-                "r.id = (SELECT r2.id FROM results r2 WHERE r2.photo_id = r.photo_id AND r2.task = r.task "
-                "ORDER BY r2.created_at DESC, r2.id DESC LIMIT 1)"
-            )
+        if current_only:
+            clauses.append("r.current = 1")
         if where:
             clauses.append(f"({where})")
             values.extend(params)
@@ -507,6 +530,33 @@ class Catalog:
     def result(self, result_id: int) -> Result | None:
         found = self.results(ids=[result_id])
         return found[0] if found else None
+
+    def current_results(self, photo_id: int) -> list[Result]:
+        """A photo's current result of each task, oldest first: what review shows and write combines."""
+        return self.results(current_only=True, where="r.photo_id = ?", params=(photo_id,))
+
+    def make_current(self, result_id: int) -> Result:
+        """Make a result (a kept version) the current one of its photo and task; the one it replaces becomes a
+        superseded version. Returns the result as it is now.
+
+        Raises:
+            CatalogError: there is no such result.
+        """
+        found = self.result(result_id)
+        if found is None:
+            raise CatalogError(f"There is no result {result_id}. List results with: captioneer review list")
+        if found.current:
+            return found
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE results SET current = 0, updated_at = ? "
+                "WHERE photo_id = ? AND task = ? AND current = 1",
+                (time.time(), found.photo_id, found.task),
+            )
+            db.execute(
+                "UPDATE results SET current = 1, updated_at = ? WHERE id = ?", (time.time(), result_id)
+            )
+        return self.result(result_id) or found
 
     def set_review(self, result_ids: Sequence[int], state: str, reason: str | None = None) -> int:
         """Move results to a review state; returns how many changed."""

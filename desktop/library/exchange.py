@@ -32,6 +32,7 @@ EXPORT_COLUMNS = (
     "created_at",
     "edited",
     "review_reason",
+    "current",
 )
 EDITABLE_COLUMNS = ("caption", "title", "alt_text", "keywords", "status")
 KEYWORD_SEPARATOR = "; "
@@ -72,6 +73,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "created_at": datetime.fromtimestamp(result.created_at, UTC).isoformat(timespec="seconds"),
         "edited": result.edited,
         "review_reason": result.review_reason or "",
+        "current": result.current,
     }
 
 
@@ -88,6 +90,7 @@ def export_csv(results: Iterable[Result]) -> str:
         record = result_record(result)
         record["keywords"] = KEYWORD_SEPARATOR.join(record["keywords"])
         record["edited"] = "yes" if record["edited"] else "no"
+        record["current"] = "yes" if record["current"] else "no"
         writer.writerow({key: _protect(value) for key, value in record.items()})
     return buffer.getvalue()
 
@@ -219,7 +222,7 @@ def _edit_from_row(catalog: Catalog, number: int, row: dict[str, Any]) -> Edit:
         if path and path != result.path:
             raise ValueError(f"result {raw_id} belongs to {result.path}, not {path}")
     elif path:
-        found = catalog.results(latest_only=True, where="p.path = ?", params=(path,))
+        found = catalog.results(current_only=True, where="p.path = ?", params=(path,))
         if not found:
             raise ValueError(f"no result for {path}")
         if len(found) > 1:

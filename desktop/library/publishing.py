@@ -17,6 +17,7 @@ from backends.errors import CaptioneerError
 from desktop.core.paths import data_dir
 from desktop.library.catalog import Catalog, Result
 from desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
+from desktop.library.keywords import merge_keywords
 from desktop.library.metadata import Generated
 from desktop.library.sidecars import SidecarNaming, WriteMode
 from desktop.library.writer import DiskFullError, WriteOptions, WritePlan, apply, plan_write
@@ -160,29 +161,86 @@ def _finish_operation(catalog: Catalog, op_id: int, journal: Journal) -> None:
 def writable_results(
     catalog: Catalog, *, unreviewed: bool = False, run_id: int | None = None
 ) -> list[Result]:
-    """The results a write step takes: each photo's newest result per task, approved (or, with
-    ``unreviewed``, anything not rejected or already written); results with nothing to write are left out."""
+    """The results a write step takes: each photo's current result per task (never a superseded version),
+    approved (or, with ``unreviewed``, anything not rejected or already written); results with nothing to
+    write are left out. A photo with several such results gets them combined into one change
+    (:func:`photo_changes`)."""
     states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
     return [
         result
-        for result in catalog.results(latest_only=True, review=states, run_id=run_id)
-        if result.caption.strip() or result.keywords
+        for result in catalog.results(current_only=True, review=states, run_id=run_id)
+        if _has_text(result)
     ]
 
 
-def generated_for(result: Result) -> Generated:
-    """What the metadata writer merges into a photo for one result."""
+def _has_text(result: Result) -> bool:
+    return bool(result.caption.strip() or result.keywords)
+
+
+def writable_for_photo(catalog: Catalog, photo_id: int, *, unreviewed: bool = False) -> list[Result]:
+    """The results of one photo that the next write takes (what the review panel says will be written)."""
+    states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
+    return [
+        result
+        for result in catalog.current_results(photo_id)
+        if result.review in states and _has_text(result)
+    ]
+
+
+@dataclass(frozen=True)
+class PhotoChange:
+    """One photo's write: its writable results (current ones, one per task, oldest first), combined."""
+
+    results: tuple[Result, ...]
+
+    @property
+    def newest(self) -> Result:
+        """The result whose run the change is journaled under and whose provenance it carries."""
+        return self.results[-1]
+
+    @property
+    def path(self) -> str:
+        return self.results[0].path
+
+    def generated(self) -> Generated:
+        return combined_generated(self.results)
+
+
+def photo_changes(results: Sequence[Result]) -> list[PhotoChange]:
+    """Group results by photo (in the order photos first appear): one change per file."""
+    groups: dict[int, list[Result]] = {}
+    for result in results:
+        groups.setdefault(result.photo_id, []).append(result)
+    return [
+        PhotoChange(tuple(sorted(group, key=lambda r: (r.created_at, r.id)))) for group in groups.values()
+    ]
+
+
+def combined_generated(results: Sequence[Result]) -> Generated:
+    """What the metadata writer merges into a photo for its results (oldest first): every keyword of every
+    result (first spelling kept); each of caption, title and alt text from the newest result that has one;
+    provenance and language from the newest result."""
+    if not results:
+        raise ValueError("combined_generated needs at least one result")
+    keywords: list[str] = []
+    caption = title = alt_text = ""
+    for result in results:
+        keywords = merge_keywords(keywords, result.keywords)
+        caption = result.caption.strip() and result.caption or caption
+        title = result.title or title
+        alt_text = result.alt_text or alt_text
+    newest = results[-1]
     return Generated(
-        keywords=tuple(result.keywords),
-        caption=result.caption,
-        title=result.title or "",
-        alt_text=result.alt_text or "",
-        language=language_tag(result.language),
-        model=result.model,
-        engine=result.engine,
-        quant=result.quant or "",
-        prompt_hash=result.prompt_hash,
-        time=datetime.fromtimestamp(result.created_at, UTC).isoformat(timespec="seconds"),
+        keywords=tuple(keywords),
+        caption=caption,
+        title=title,
+        alt_text=alt_text,
+        language=language_tag(newest.language),
+        model=newest.model,
+        engine=newest.engine,
+        quant=newest.quant or "",
+        prompt_hash=newest.prompt_hash,
+        time=datetime.fromtimestamp(newest.created_at, UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -250,8 +308,8 @@ def write_results(
         if results:
             summary.op_id, journal = _start_operation(catalog, mode)
     try:
-        for result in results:
-            _write_one(catalog, result, options, journal, summary, say)
+        for change in photo_changes(results):
+            _write_one(catalog, change, options, journal, summary, say)
     finally:
         if journal is not None and summary.op_id is not None:
             _finish_operation(catalog, summary.op_id, journal)
@@ -262,13 +320,15 @@ def write_results(
 
 def _write_one(
     catalog: Catalog,
-    result: Result,
+    change: PhotoChange,
     options: WriteOptions,
     journal: Journal | None,
     summary: WriteSummary,
     say: Report,
 ) -> None:
-    """Plan (and unless ``journal`` is None, apply) one result; count and report what happened."""
+    """Plan (and unless ``journal`` is None, apply) one photo's combined change; count and report what
+    happened, and log it for every result the change carries."""
+    result = change.newest
     photo = Path(result.path)
     mode = options.mode.value
 
@@ -278,7 +338,7 @@ def _write_one(
 
     try:
         plan = plan_write(
-            photo, generated_for(result), library_root=library_root_of(catalog, result), options=options
+            photo, change.generated(), library_root=library_root_of(catalog, result), options=options
         )
         if journal is None:
             if plan.changed:
@@ -294,7 +354,8 @@ def _write_one(
         outcome = apply(plan, journal)
     except DiskFullError as exc:
         if journal is not None:
-            catalog.log_write(result, mode, "failed", str(exc), op_id=summary.op_id)
+            for part in change.results:
+                catalog.log_write(part, mode, "failed", str(exc), op_id=summary.op_id)
         raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
     except JournalError as exc:
         raise WriteStopped(f"Writing stopped: {exc}") from None
@@ -304,7 +365,8 @@ def _write_one(
         summary.failed.append((result.path, str(exc)))
         say(f"{result.path}: {exc}")
         if journal is not None:
-            catalog.log_write(result, mode, "failed", str(exc), op_id=summary.op_id)
+            for part in change.results:
+                catalog.log_write(part, mode, "failed", str(exc), op_id=summary.op_id)
         return
     if outcome.status == "written":
         summary.written += 1
@@ -316,9 +378,10 @@ def _write_one(
         say(f"{result.path}: {outcome.reason}")
     for text in outcome.notes:
         note(text)
-    catalog.log_write(
-        result, mode, outcome.status, outcome.reason or None, str(journal.directory), op_id=summary.op_id
-    )
+    for part in change.results:
+        catalog.log_write(
+            part, mode, outcome.status, outcome.reason or None, str(journal.directory), op_id=summary.op_id
+        )
 
 
 def _plan_notes(plan: WritePlan) -> list[str]:

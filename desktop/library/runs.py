@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -35,7 +36,7 @@ from desktop.core.answer_text import clean_answer_data, clean_text
 from desktop.core.captioning import Answer, generate_answer
 from desktop.core.images import PixelBudget, engine_budget, prepare_image
 from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
-from desktop.library.catalog import Catalog, CatalogError, Photo
+from desktop.library.catalog import REVIEWED_STATES, Catalog, CatalogError, Photo
 from desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
 from desktop.library.quality import REPEAT_WINDOW, answer_problems, normalise_caption, repeated_caption
 
@@ -113,6 +114,15 @@ class RunCounts:
     done: int = 0
     failed: int = 0
     needs_review: int = 0
+    versions: int = 0
+    """Results of the run that are not (or no longer) current: kept as versions, never written."""
+
+
+REVIEWED_CHOICES = ("ask", "skip", "replace", "keep")
+"""What to do with photos whose current result for the task was already reviewed:
+ask the person; skip them; replace (the new result becomes current, the old one a superseded version);
+keep both (the reviewed result stays current and is what is written; the new one is kept as a version that
+``captioneer review use ID`` makes current)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ class RunPlan:
     resumed: bool
     added: int
     already_done: int
+    skipped_reviewed: int = 0
 
 
 @dataclass(frozen=True)
@@ -220,6 +231,62 @@ def spec_prompt_hash(spec: RunSpec) -> str:
     return prompt_hash(build_request(task, [], spec.task_options(), spec.sampling_options(task)))
 
 
+def photo_decision(*, tagged_by_model: bool, current_reviewed: bool, redo: bool, on_reviewed: str) -> str:
+    """What a new run does with one photo: ``tag`` it, leave it out as ``done`` (this model already tagged it
+    for the task; ``redo`` tags it again), leave it out as ``reviewed`` (its current result for the task was
+    reviewed and the choice is ``skip``), or ``ask`` (the caller must ask the person first)."""
+    if tagged_by_model and not redo:
+        return "done"
+    if current_reviewed and on_reviewed in ("ask", "skip"):
+        return "ask" if on_reviewed == "ask" else "reviewed"
+    return "tag"
+
+
+def _reviewed_photo_ids(db: sqlite3.Connection, task: str) -> set[int]:
+    """Photos whose current result for ``task`` a person approved, rejected, edited or wrote."""
+    states = ",".join("?" * len(REVIEWED_STATES))
+    return {
+        int(r[0])
+        for r in db.execute(
+            "SELECT photo_id FROM results WHERE task = ? AND current = 1 "
+            f"AND (edited = 1 OR review IN ({states}))",
+            (task, *REVIEWED_STATES),
+        )
+    }
+
+
+def _tagged_photo_ids(db: sqlite3.Connection, task: str, model: str, run_id: int | None) -> set[int]:
+    """Photos that already have a result for ``task`` from ``model`` (from another run than ``run_id``)."""
+    return {
+        int(r[0])
+        for r in db.execute(
+            "SELECT DISTINCT photo_id FROM results WHERE task = ? AND model = ? AND run_id != ?",
+            (task, model, run_id or 0),
+        )
+    }
+
+
+def reviewed_in_selection(
+    catalog: Catalog, photos: Sequence[Photo], spec: RunSpec, config: EngineConfig, *, redo: bool = False
+) -> int:
+    """How many of ``photos`` a run would tag again although their current result for the task was reviewed:
+    the number to ask the person about before :func:`plan_run` (with ``on_reviewed`` chosen)."""
+    _engine, model, _quant = model_identity(config)
+    tagged = _tagged_photo_ids(catalog.db, spec.task, model, None)
+    reviewed = _reviewed_photo_ids(catalog.db, spec.task)
+    return sum(
+        photo_decision(
+            tagged_by_model=photo.id in tagged,
+            current_reviewed=photo.id in reviewed,
+            redo=redo,
+            on_reviewed="ask",
+        )
+        == "ask"
+        for photo in photos
+        if photo.status == "present"
+    )
+
+
 def plan_run(
     catalog: Catalog,
     scope: str,
@@ -228,18 +295,33 @@ def plan_run(
     config: EngineConfig,
     *,
     redo: bool = False,
+    on_reviewed: str = "skip",
 ) -> RunPlan:
     """Queue ``photos`` for tagging, resuming an unfinished run with the same scope, task, model and prompt.
 
     Photos that already have a result for the same task and model are left out unless ``redo``; a photo is
-    never queued twice in one run.
+    never queued twice in one run. ``on_reviewed`` (one of :data:`REVIEWED_CHOICES` but ``ask``) says what
+    happens to photos whose current result for the task was reviewed: ``skip`` leaves them out; ``replace``
+    makes the new result current; ``keep`` stores it as a version and keeps the reviewed one current. A result
+    that meets a reviewed current one at commit time (reviewed while the run went on) never replaces it
+    unless the run was told ``replace``.
+
+    Raises:
+        ConfigurationError: the task needs a question, or ``on_reviewed`` is ``ask`` or unknown.
     """
     task = get_task(spec.task)
     if task.needs_question:
         raise ConfigurationError(f"The '{task.id}' task needs a question and cannot tag a library.")
+    if on_reviewed not in REVIEWED_CHOICES[1:]:
+        raise ConfigurationError(
+            f"Choose what to do with reviewed photos ({', '.join(REVIEWED_CHOICES[1:])}), "
+            f"not '{on_reviewed}'."
+        )
     engine, model, quant = model_identity(config)
     phash = spec_prompt_hash(spec)
     photo_ids = [photo.id for photo in photos if photo.status == "present"]
+    # What a result does when it meets a reviewed current one: only an explicit replace displaces it.
+    at_commit = "replace" if on_reviewed == "replace" else "keep"
     with catalog.transaction() as db:
         row = db.execute(
             "SELECT id FROM runs WHERE scope = ? AND task = ? AND engine = ? AND model = ? "
@@ -248,26 +330,49 @@ def plan_run(
             (scope, spec.task, engine, model, phash, *RESUMABLE_STATES),
         ).fetchone()
         run_id = int(row[0]) if row is not None else None
-        done_ids: set[int] = set()
-        if not redo:
-            done_ids = {
-                int(r[0])
-                for r in db.execute(
-                    "SELECT DISTINCT photo_id FROM results WHERE task = ? AND model = ? AND run_id != ?",
-                    (spec.task, model, run_id or 0),
-                )
-            }
-        wanted = [photo_id for photo_id in photo_ids if photo_id not in done_ids]
-        already_done = len(photo_ids) - len(wanted)
+        tagged = _tagged_photo_ids(db, spec.task, model, run_id)
+        reviewed = _reviewed_photo_ids(db, spec.task)
+        decisions = {
+            photo_id: photo_decision(
+                tagged_by_model=photo_id in tagged,
+                current_reviewed=photo_id in reviewed,
+                redo=redo,
+                on_reviewed=on_reviewed,
+            )
+            for photo_id in photo_ids
+        }
+        wanted = [photo_id for photo_id in photo_ids if decisions[photo_id] == "tag"]
+        already_done = sum(decision == "done" for decision in decisions.values())
+        skipped_reviewed = sum(decision == "reviewed" for decision in decisions.values())
         if run_id is None and not wanted:
-            return RunPlan(run_id=None, resumed=False, added=0, already_done=already_done)
+            return RunPlan(
+                run_id=None,
+                resumed=False,
+                added=0,
+                already_done=already_done,
+                skipped_reviewed=skipped_reviewed,
+            )
         if run_id is not None:
-            db.execute("UPDATE runs SET state = 'pending', message = NULL WHERE id = ?", (run_id,))
+            db.execute(
+                "UPDATE runs SET state = 'pending', message = NULL, on_reviewed = ? WHERE id = ?",
+                (at_commit, run_id),
+            )
         else:
             cursor = db.execute(
                 "INSERT INTO runs (scope, task, language, engine, model, quant, prompt_hash, options, state, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (scope, spec.task, spec.language, engine, model, quant, phash, spec.to_json(), time.time()),
+                "created_at, on_reviewed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (
+                    scope,
+                    spec.task,
+                    spec.language,
+                    engine,
+                    model,
+                    quant,
+                    phash,
+                    spec.to_json(),
+                    time.time(),
+                    at_commit,
+                ),
             )
             run_id = int(cursor.lastrowid)
         position = int(
@@ -284,7 +389,13 @@ def plan_run(
             if cursor.rowcount:
                 position += 1
                 added += 1
-    return RunPlan(run_id=run_id, resumed=row is not None, added=added, already_done=already_done)
+    return RunPlan(
+        run_id=run_id,
+        resumed=row is not None,
+        added=added,
+        already_done=already_done,
+        skipped_reviewed=skipped_reviewed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -312,15 +423,18 @@ def run_counts(catalog: Catalog, run_id: int) -> RunCounts:
     counts = dict(
         catalog.db.execute("SELECT state, COUNT(*) FROM run_items WHERE run_id = ? GROUP BY state", (run_id,))
     )
-    review = catalog.db.execute(
-        "SELECT COUNT(*) FROM results WHERE run_id = ? AND review = 'needs_review'", (run_id,)
-    ).fetchone()[0]
+    review, versions = catalog.db.execute(
+        "SELECT COALESCE(SUM(current = 1 AND review = 'needs_review'), 0), COALESCE(SUM(current = 0), 0) "
+        "FROM results WHERE run_id = ?",
+        (run_id,),
+    ).fetchone()
     return RunCounts(
         total=sum(counts.values()),
         pending=counts.get("pending", 0),
         done=counts.get("done", 0),
         failed=counts.get("failed", 0),
         needs_review=int(review),
+        versions=int(versions),
     )
 
 
@@ -708,11 +822,15 @@ class _Runner:
         reason = "; ".join(outcome.problems) or None
         now = time.time()
         with self.catalog.transaction() as db:
+            current = _current_of(db, self.run.id, photo.id, self.run.task)
+            if current:
+                db.execute("UPDATE results SET current = 0, updated_at = ? WHERE id = ?", (now, current))
             cursor = db.execute(
                 "INSERT INTO results (photo_id, run_id, task, language, caption, keywords, title, alt_text, "
                 "raw, "
                 "engine, model, quant, prompt_hash, seconds, image_tokens, attempts, review, review_reason, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at, current) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     photo.id,
                     self.run.id,
@@ -734,6 +852,7 @@ class _Runner:
                     reason,
                     now,
                     now,
+                    int(current is not None),
                 ),
             )
             result_id = int(cursor.lastrowid)
@@ -813,6 +932,23 @@ class _Runner:
                 current=current,
             )
         )
+
+
+def _current_of(db: sqlite3.Connection, run_id: int, photo_id: int, task: str) -> int | None:
+    """Whether a new result of this run becomes current for (photo, task): None when it must stay a version
+    (a reviewed current result, and the run was not told to replace it); else the id of the result it
+    supersedes (0 when there is none)."""
+    row = db.execute(
+        "SELECT r.id, r.edited, r.review, u.on_reviewed FROM runs u "
+        "LEFT JOIN results r ON r.photo_id = ? AND r.task = ? AND r.current = 1 WHERE u.id = ?",
+        (photo_id, task, run_id),
+    ).fetchone()
+    current_id, edited, review, on_reviewed = row
+    if current_id is None:
+        return 0
+    if (edited or review in REVIEWED_STATES) and on_reviewed != "replace":
+        return None
+    return int(current_id)
 
 
 def execute_run(

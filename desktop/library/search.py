@@ -243,7 +243,8 @@ def compile_query(text: str) -> Query:
     return Query(text=text, where=where, params=tuple(parser.params))
 
 
-def search(catalog: Catalog, text: str, *, latest_only: bool = True) -> list[Result]:
-    """Results matching ``text``; by default only each photo's newest result per task."""
+def search(catalog: Catalog, text: str, *, current_only: bool = True) -> list[Result]:
+    """Results matching ``text``; by default only each photo's current result per task (not the superseded
+    versions)."""
     query = compile_query(text)
-    return catalog.results(latest_only=latest_only, where=query.where, params=query.params)
+    return catalog.results(current_only=current_only, where=query.where, params=query.params)

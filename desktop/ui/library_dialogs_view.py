@@ -1,5 +1,6 @@
-"""The library window's dialogs, layout only: what to tag and how (Tag Photos), the metadata write with
-its per-file preview (Write Metadata), and the list of writes to undo one of (Undo a Write)."""
+"""The library window's dialogs, layout only: what to tag and how (Tag Photos), what to do with photos
+already reviewed (Reviewed Photos), the metadata write with its per-file preview (Write Metadata), and the
+list of writes to undo one of (Undo a Write)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QRadioButton,
@@ -73,6 +75,32 @@ class RunDialogView(QDialog):
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
+
+
+class ReviewedQuestionView(QMessageBox):
+    """Tagging again would meet photos whose current result was reviewed: skip, replace or keep both."""
+
+    def __init__(self, count: int, task: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Reviewed Photos")
+        self.setIcon(QMessageBox.Icon.Question)
+        self.setText(
+            f"{count:,} of these photos already have a {task} result you reviewed (approved, edited, "
+            "rejected or written). What should this run do with them?"
+        )
+        self.setInformativeText(
+            "Skip: leave them as they are.\n"
+            "Replace: the new result becomes current; the reviewed one is kept as an older version and is "
+            "never written.\n"
+            "Keep both: the reviewed result stays current and is what is shown and written; the new one is "
+            "kept as a version."
+        )
+        self.skip_button = self.addButton("Skip Them", QMessageBox.ButtonRole.AcceptRole)
+        self.replace_button = self.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+        self.keep_button = self.addButton("Keep Both as Versions", QMessageBox.ButtonRole.ActionRole)
+        self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
+        self.setDefaultButton(self.skip_button)
+        self.setEscapeButton(self.cancel_button)
 
 
 class WriteDialogView(QDialog):

@@ -4,6 +4,7 @@ the offer to resume an unfinished run, also after the window was closed and open
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,9 @@ from backends.base import EngineConfig
 from backends.errors import CaptioneerError, ConfigurationError
 from desktop.commands.engine_args import engine_config_from_args
 from desktop.core.tasks import all_tasks
-from desktop.library.browse import resumable_runs
-from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration
-from desktop.ui.library_dialogs_view import SCOPES, RunDialogView
+from desktop.library.browse import photos_by_id, resumable_runs
+from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration, reviewed_in_selection
+from desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
 from desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
 
 if TYPE_CHECKING:
@@ -167,9 +168,33 @@ class RunsController(QObject):
                 Path(vocabulary).expanduser() if vocabulary else None,
                 self.window.prefs.vocabulary_only,
             )
-            self.start_run(self.run_request(scope, spec, redo=dialog.redo.isChecked()))
+            request = self.run_request(scope, spec, redo=dialog.redo.isChecked())
+            on_reviewed = self.ask_about_reviewed(request, dialog.task.currentText())
+            if on_reviewed is None:
+                return
+            self.start_run(replace(request, on_reviewed=on_reviewed))
         except CaptioneerError as exc:
             self.window.notify(str(exc))
+
+    def ask_about_reviewed(self, request: RunRequest, task_label: str) -> str | None:
+        """When the run would tag photos whose current result was reviewed, ask once: ``skip``, ``replace`` or
+        ``keep``; None when the person cancels. A folder counts the photos catalogued before its scan (a new
+        photo has nothing reviewed)."""
+        catalog = self.window.catalog
+        if request.folder is not None:
+            photos = catalog.photos_under(request.folder)
+        else:
+            photos = photos_by_id(catalog, request.photo_ids)
+        count = reviewed_in_selection(catalog, photos, request.spec, self.engine_config(), redo=request.redo)
+        if not count:
+            return "skip"
+        question = ReviewedQuestionView(count, task_label, self.window.view)
+        question.exec()
+        return {
+            question.skip_button: "skip",
+            question.replace_button: "replace",
+            question.keep_button: "keep",
+        }.get(question.clickedButton())
 
     @property
     def running(self) -> bool:

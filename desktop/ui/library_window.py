@@ -30,6 +30,7 @@ from desktop.library.browse import (
     fetch_rows,
     join_keywords,
     keyword_being_typed,
+    photo_review,
     restore,
     snapshot,
     split_keywords,
@@ -289,6 +290,11 @@ class LibraryWindow(QObject):
         self.view.count.setText(f"{total:,} photo{'s' if total != 1 else ''} · {self.filter.describe()}")
         row = self.model.row_of(keep) if keep is not None else None
         self.select_row(row if row is not None else 0)
+        current = self.current_row()
+        if current is not None and current.photo_id == keep:
+            # Still the same photo (no currentChanged): a run, a review or a write may have changed what its
+            # panel lists and what will be written.
+            self._show_detail(current)
         if not ids:
             self._show_detail(None)
         self.filtered.emit(total)
@@ -424,6 +430,8 @@ class LibraryWindow(QObject):
             if row is None:
                 detail.name.setText("")
                 detail.status.setText("")
+                detail.results.setText("")
+                detail.will_write.setText("")
                 detail.caption.setPlainText("")
                 for line in (detail.title, detail.alt_text, detail.keywords):
                     line.setText("")
@@ -440,8 +448,10 @@ class LibraryWindow(QObject):
             for line in (detail.title, detail.alt_text, detail.keywords):
                 line.setCursorPosition(0)  # show the start of a long text, not its end
             detail.info.setText(
-                f"{Path(row.path).parent}\n" + (f"{row.model} · run {row.run_id}" if tagged else "")
+                f"{Path(row.path).parent}\n"
+                + (f"editing the {row.task} result · {row.model} · run {row.run_id}" if tagged else "")
             )
+            self._show_review(row.photo_id)
             self._show_preview(row)
         finally:
             self._loading_detail = False
@@ -456,6 +466,14 @@ class LibraryWindow(QObject):
         detail.existing_note.setText(f"⚠ {note}" if note else "")
         detail.form.setRowVisible(detail.existing, bool(keywords))
         detail.form.setRowVisible(detail.existing_note, bool(note))
+
+    def _show_review(self, photo_id: int) -> None:
+        """List the photo's current result of each task and what the next write puts into its file."""
+        review = photo_review(self.catalog, photo_id)
+        detail = self.view.detail
+        detail.results.setText(review.describe_results() if len(review.results) > 1 else "")
+        detail.results.setVisible(len(review.results) > 1)
+        detail.will_write.setText(review.describe_write() if review.results else "")
 
     def _show_preview(self, row: PhotoRow) -> None:
         pixmap = self.previews.get(row.path, row.size, row.mtime_ns)
@@ -495,7 +513,8 @@ class LibraryWindow(QObject):
         if not rows:
             self.notify("Nothing to review here: this photo has not been tagged yet.")
             return 0
-        ids = [row.result_id for row in rows if row.result_id is not None]
+        # A photo's current result of every task: what the panel lists and the write combines.
+        ids = [result.id for row in rows for result in self.catalog.current_results(row.photo_id)]
         self.history.push(ReviewStep(f"{label} {len(ids)}", snapshot(self.catalog, ids)))
         changed = self.catalog.set_review(ids, state, "by review")
         self.model.refresh([row.photo_id for row in rows])
@@ -509,7 +528,7 @@ class LibraryWindow(QObject):
         ):
             self._show_detail(self.model.photo_row(last if last is not None else 0))
         self.notify(
-            f"{state.replace('_', ' ').capitalize()}: {len(ids)} photo{'s' if len(ids) != 1 else ''}."
+            f"{state.replace('_', ' ').capitalize()}: {len(rows)} photo{'s' if len(rows) != 1 else ''}."
         )
         return changed
 
@@ -544,6 +563,7 @@ class LibraryWindow(QObject):
             self.model.refresh([row.photo_id])
             self._shown = self.model.photo_row(self.model.row_of(row.photo_id) or 0) or row
             self.view.detail.status.setText(_status_line(self._shown))
+            self._show_review(row.photo_id)
             self.notify(f"Saved {row.name}.")
         return changed
 

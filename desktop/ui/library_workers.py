@@ -76,7 +76,8 @@ class QueryWorker(QObject):
 class RunRequest:
     """A run the window starts: which photos (ids, or a folder scanned first), and what to ask of each.
 
-    ``resume`` names an unfinished run to go on with instead of planning a new one.
+    ``resume`` names an unfinished run to go on with instead of planning a new one; ``on_reviewed`` says what
+    happens to photos whose current result was reviewed (see :func:`~desktop.library.runs.plan_run`).
     """
 
     scope: str
@@ -85,6 +86,7 @@ class RunRequest:
     folder: Path | None = None
     redo: bool = False
     resume: int | None = None
+    on_reviewed: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,23 @@ class RunWorker(QObject):
                 photos = catalog.photos_under(request.folder)
             else:
                 photos = photos_by_id(catalog, request.photo_ids)
-            plan = plan_run(catalog, request.scope, photos, request.spec, self._config, redo=request.redo)
+            plan = plan_run(
+                catalog,
+                request.scope,
+                photos,
+                request.spec,
+                self._config,
+                redo=request.redo,
+                on_reviewed=request.on_reviewed,
+            )
             if plan.run_id is None:
+                skipped = (
+                    f" {plan.skipped_reviewed} reviewed photos were skipped." if plan.skipped_reviewed else ""
+                )
                 return RunOutcome(
                     "nothing",
-                    f"Nothing to tag: all {plan.already_done} photos already have a result from this model "
-                    "(tick “Tag again” to redo them).",
+                    f"Nothing to tag: {plan.already_done} photos already have a result from this model "
+                    f"(tick “Tag again” to redo them).{skipped}",
                 )
             run_id = plan.run_id
         counts = run_counts(catalog, run_id)
