@@ -20,7 +20,7 @@ from desktop.cli import main
 from desktop.commands.tag import ask_about_reviewed
 from desktop.library.browse import BrowseFilter, filtered_results, keyword_counts, photo_ids, photo_review
 from desktop.library.catalog import MIGRATIONS, Catalog, open_catalog
-from desktop.library.publishing import photo_changes, undo_run, writable_results, write_results
+from desktop.library.publishing import photo_changes, undo_write, writable_results, write_results
 from desktop.library.runs import RunSpec, execute_run, photo_decision, plan_run, reviewed_in_selection
 from desktop.library.scanner import scan_library
 from desktop.library.search import search
@@ -326,7 +326,8 @@ def test_browse_search_and_export_use_current_results(
     )
     assert main(["export", "--format", "csv", "--current"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0].endswith(",current") and len(rows) == 5 and all(row.endswith(",yes") for row in rows[1:])
+    assert rows[0].endswith(',"current"') and len(rows) == 5  # every cell is quoted
+    assert all(row.endswith(',"yes"') for row in rows[1:])
 
 
 def test_review_cli_acts_on_current_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -359,8 +360,8 @@ def test_review_cli_acts_on_current_results(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_undoing_a_combined_write_puts_back_every_result_it_carried(tmp_path: Path) -> None:
-    """One change carries two tasks' results from two runs; undoing it (under the newest result's run)
-    restores the file and makes both results approved again, so the next write carries them again."""
+    """One change carries two tasks' results from two runs; undoing the write operation restores the file
+    and makes both results approved again, so the next write carries them again."""
     root = make_photos(tmp_path / "lib", 1)
     with open_catalog() as catalog:
         first = tag(catalog, root, "keywords")
@@ -369,7 +370,8 @@ def test_undoing_a_combined_write_puts_back_every_result_it_carried(tmp_path: Pa
         summary = write_results(catalog, writable_results(catalog), mode=WriteMode.SIDECAR)
         assert summary.written == 1
         assert {r.review for r in catalog.results()} == {"written"}
-        report = undo_run(catalog, second.run_id)
+        assert summary.op_id is not None
+        report = undo_write(catalog, summary.op_id)
         assert report.ok and not (root / "p0.jpg.xmp").exists()
         assert {r.run_id: r.review for r in catalog.results()} == {
             first.run_id: "approved",
