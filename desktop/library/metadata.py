@@ -849,7 +849,8 @@ def existing_keywords(
         except OSError as exc:
             notes.append(f"{sidecar.name} cannot be read ({exc.strerror}): its keywords are not shown")
         except ValueError as exc:
-            notes.append(f"{sidecar.name} is damaged ({exc}): its keywords are not shown")
+            # parse_properties says "it is not well-formed XML (…)" / "it declares a DOCTYPE, …"
+            notes.append(f"{sidecar.name} {str(exc).removeprefix('it ')}: its keywords are not shown")
         except exiv2.Exiv2Error as exc:
             notes.append(f"exiv2 cannot read {sidecar.name} ({exc}): its keywords are not shown")
     return _union(*found), tuple(notes)
