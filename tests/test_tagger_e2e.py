@@ -348,7 +348,8 @@ def test_no_retry_keeps_a_bad_answer_after_one_attempt(
             db.close()
         assert len(rows) == 2 and all(review == "needs_review" for _, review, _ in rows)
         attempts[flag] = {count for count, _, _ in rows}
-        assert all("Invalid output after" in reason for _, _, reason in rows)
+        assert all(reason.startswith("Cut-off output after") for _, _, reason in rows)
+        assert all("cut off at 24 tokens" in reason for _, _, reason in rows)
     assert attempts == {"": {2}, "--no-retry": {1}}
 
 
