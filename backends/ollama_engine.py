@@ -7,14 +7,12 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback, collect
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
-    Cancelled,
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -37,7 +35,7 @@ from backends.http_util import (
     warn_if_remote,
 )
 from backends.request import GenerationRequest, SamplingOptions
-from backends.server_pool import Fault, ServerPool, serve
+from backends.server_pool import Fault, ServerPool, answer_each, serve
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +453,8 @@ class OllamaBackend(Backend):
         if suggestion:
             log.warning(
                 "%s thinks before answering (slow, many tokens); %s answers directly — consider pulling it.",
-                self.tag, suggestion,
+                self.tag,
+                suggestion,
             )
         if progress is not None:
             progress(0.0, f"Connecting to Ollama at {self.host}")
@@ -512,21 +511,11 @@ class OllamaBackend(Backend):
         if not self._loaded:
             self.load(cancel=cancel)
 
-        def answer(request: GenerationRequest) -> str | CaptioneerError:
-            try:
-                self._check_context(request)
-                return collect(self._serve(request, cancel, stream=False))
-            except Cancelled:
-                raise
-            except CaptioneerError as exc:
-                return exc
+        def answer(request: GenerationRequest) -> str:
+            self._check_context(request)
+            return collect(self._serve(request, cancel, stream=False))
 
-        if len(requests) == 1:
-            return [answer(requests[0])]
-        workers = max(1, min(len(requests), self.limits.parallel))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-ollama") as executor:
-            futures = [executor.submit(answer, request) for request in requests]
-        return [future.result() for future in futures]
+        return answer_each(requests, answer, self.limits.parallel, "captioneer-ollama")
 
     def _serve(self, request: GenerationRequest, cancel: CancelToken, *, stream: bool) -> Iterator[str]:
         body = self._chat_arguments(request)
@@ -622,4 +611,3 @@ class OllamaBackend(Backend):
                 "num_ctx": self.num_ctx,
             },
         )
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +18,6 @@ from backends.base import (
 )
 from backends.cancel import CancelToken, token_or_new
 from backends.errors import (
-    Cancelled,
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -41,7 +39,7 @@ from backends.http_util import (
     warn_if_remote,
 )
 from backends.request import GenerationRequest
-from backends.server_pool import Fault, Server, ServerPool, serve
+from backends.server_pool import Fault, Server, ServerPool, answer_each, serve
 
 log = logging.getLogger(__name__)
 
@@ -454,20 +452,12 @@ class OpenAIBackend(Backend):
         if not self._loaded:
             self.load(cancel=cancel)
 
-        def answer(request: GenerationRequest) -> str | CaptioneerError:
-            try:
-                return collect(self._serve(request, cancel, stream=False))
-            except Cancelled:
-                raise
-            except CaptioneerError as exc:
-                return exc
-
-        if len(requests) == 1:
-            return [answer(requests[0])]
-        workers = max(1, min(len(requests), self.pool.capacity()))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="captioneer-openai") as executor:
-            futures = [executor.submit(answer, request) for request in requests]
-        return [future.result() for future in futures]
+        return answer_each(
+            requests,
+            lambda request: collect(self._serve(request, cancel, stream=False)),
+            self.pool.capacity(),
+            "captioneer-openai",
+        )
 
     def _serve(self, request: GenerationRequest, cancel: CancelToken, *, stream: bool) -> Iterator[str]:
         def fault(exc: Exception, server: Server) -> Fault:

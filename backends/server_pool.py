@@ -8,13 +8,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from backends.base import Stream
 from backends.cancel import CancelToken
 from backends.errors import Cancelled, CaptioneerError, ConfigurationError, EngineUnavailableError
 from backends.http_util import RETRY_DELAYS
 
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 BREAKER_FAILURES = 3
@@ -360,3 +363,32 @@ def serve(
         if not stream:
             yield "".join(pieces)
         return reader.finish_reason
+
+
+def answer_each(
+    requests: Sequence[R],
+    answer: Callable[[R], str],
+    workers: int,
+    thread_name: str,
+) -> list[str | CaptioneerError]:
+    """Each request's answer, or the error that stopped it, in the order of ``requests``, ``workers`` at a
+    time: one failed request does not cost the others their answers (the server engines' ``generate_batch``).
+
+    Raises:
+        Cancelled: the answers were cancelled.
+    """
+
+    def one(request: R) -> str | CaptioneerError:
+        try:
+            return answer(request)
+        except Cancelled:
+            raise
+        except CaptioneerError as exc:
+            return exc
+
+    if len(requests) == 1:
+        return [one(requests[0])]
+    width = max(1, min(len(requests), workers))
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix=thread_name) as executor:
+        futures = [executor.submit(one, request) for request in requests]
+    return [future.result() for future in futures]
