@@ -286,3 +286,22 @@ def test_ctrl_c_asks_the_run_to_stop_instead_of_killing_it() -> None:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_approved_results_without_text_say_why_nothing_is_written(
+    library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cut-off answer leaves an empty result; approving it must not be answered with "approve first"."""
+    with open_catalog() as catalog:
+        ids = [result.id for result in catalog.results()]
+    assert main(["review", "edit", str(ids[0]), "--caption", "", "--keywords", "", "--approve"]) == 0
+    capsys.readouterr()
+    before = digest(library)
+    assert main(["write", "--mode", "sidecar"]) == 0
+    err = capsys.readouterr().err
+    assert "1 results ready to write have no caption and no keywords" in err and f"ids {ids[0]}" in err
+    assert "approve results first" not in err and digest(library) == before
+    assert main(["review", "reject", str(ids[0])]) == 0
+    capsys.readouterr()
+    assert main(["write", "--mode", "sidecar"]) == 0
+    assert "approve results first" in capsys.readouterr().err

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from desktop.core.settings import load_settings
     from desktop.library.catalog import open_catalog
     from desktop.library.keywords import parse_vocabulary
-    from desktop.library.publishing import writable_results, write_results
+    from desktop.library.publishing import nothing_to_write, writable_results, write_results
     from desktop.library.runs import (
         RunController,
         RunSpec,
@@ -314,7 +314,8 @@ def run(args: argparse.Namespace) -> int:
             mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
             results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
             if not results:
-                _say("nothing to write: approve results first (captioneer review) or pass --write-unreviewed")
+                reason = nothing_to_write(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
+                _say(reason + ("" if args.write_unreviewed else " or pass --write-unreviewed"))
             else:
                 summary = write_results(
                     catalog,

@@ -38,18 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from desktop.core.settings import load_settings
     from desktop.library.catalog import open_catalog
-    from desktop.library.publishing import writable_results, write_results
+    from desktop.library.publishing import nothing_to_write, writable_results, write_results
     from desktop.library.sidecars import SidecarNaming, WriteMode
 
     mode = WriteMode(args.mode or load_settings().metadata_mode)
     with open_catalog() as catalog:
         results = writable_results(catalog, unreviewed=args.unreviewed, run_id=args.run)
         if not results:
-            print(
-                "captioneer: nothing to write: approve results first (captioneer review approve) "
-                "or pass --unreviewed",
-                file=sys.stderr,
-            )
+            reason = nothing_to_write(catalog, unreviewed=args.unreviewed, run_id=args.run)
+            hint = "" if args.unreviewed else " or pass --unreviewed"
+            print(f"captioneer: {reason}{hint}", file=sys.stderr)
             return 0
 
         def report(message: str) -> None:

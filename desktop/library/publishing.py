@@ -177,6 +177,20 @@ def _has_text(result: Result) -> bool:
     return bool(result.caption.strip() or result.keywords)
 
 
+def nothing_to_write(catalog: Catalog, *, unreviewed: bool = False, run_id: int | None = None) -> str:
+    """Why :func:`writable_results` is empty, for the person: nothing approved yet, or approved results with
+    no caption and no keywords (answers that were cut off or invalid), which are never written."""
+    states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
+    empty = catalog.results(current_only=True, review=states, run_id=run_id)
+    if empty:
+        ids = ", ".join(str(result.id) for result in empty[:5]) + (" …" if len(empty) > 5 else "")
+        return (
+            f"nothing to write: the {len(empty)} results ready to write have no caption and no keywords "
+            f"(cut-off or invalid answers; ids {ids}): edit them (captioneer review edit ID) or tag again"
+        )
+    return "nothing to write: approve results first (captioneer review approve)"
+
+
 def writable_for_photo(catalog: Catalog, photo_id: int, *, unreviewed: bool = False) -> list[Result]:
     """The results of one photo that the next write takes (what the review panel says will be written)."""
     states = WRITABLE_UNREVIEWED if unreviewed else WRITABLE_REVIEWED
