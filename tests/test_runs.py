@@ -10,12 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from backends.errors import Cancelled
+from backends.cancel import CancelToken
+from backends.errors import Cancelled, GenerationError
+from backends.request import GenerationRequest
 from desktop.library.catalog import Catalog, open_catalog
 from desktop.library.runs import (
     RunController,
@@ -183,6 +186,34 @@ def test_same_caption_on_neighbours_is_flagged_after_one_retry(tmp_path: Path) -
         assert all(r.review == "needs_review" and "same caption" in r.review_reason for r in results)
         # Photos 1-2 are fine (no repeats yet), from the third on each is retried once.
         assert len(engine.requests) == 6 + 4
+
+
+class _BreaksOnRetries(FakeEngine):
+    """The stand-in engine whose second and later answers for a photo break off mid-answer (a server that died
+    while the same-caption retry was being answered)."""
+
+    seen: list[str]
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
+        source = str(request.images[0].source)
+        self.seen = getattr(self, "seen", [])
+        self.seen.append(source)
+        if self.seen.count(source) > 1:
+            raise GenerationError("The connection to the server broke while it was answering.")
+        return (yield from super().generate(request, cancel))
+
+
+def test_a_failed_same_caption_retry_keeps_the_first_answer_and_the_run(tmp_path: Path) -> None:
+    root = make_library(tmp_path / "lib", 4)
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, same_caption=True)
+        events: list[str] = []
+        counts = execute_run(catalog, plan.run_id, _BreaksOnRetries(config), on_event=events.append)
+        results = catalog.results(run_id=plan.run_id)
+        assert counts.done == 4 and len(results) == 4  # the run went on past the failed retries
+        assert all(r.caption == "A photo of something." for r in results)
+        assert all("same caption" in (r.review_reason or "") for r in results)  # flagged, not lost
+        assert sum("asking again failed" in event for event in events) == 2
 
 
 def test_wrong_language_needs_review(tmp_path: Path) -> None:

@@ -700,9 +700,14 @@ class _Runner:
         neighbours = [caption for _, caption in self.recent]
         if outcome.caption and repeated_caption(outcome.caption, neighbours):
             if outcome.attempts <= self.retries and not outcome.retried:
-                retry = self._answer(image, None, attempt=outcome.attempts)
-                retry.attempts += outcome.attempts
-                outcome = retry
+                try:
+                    retry = self._answer(image, None, attempt=outcome.attempts)
+                except (GenerationError, ResourceExhaustedError) as exc:
+                    # The first answer is still an answer: keep it (flagged below) rather than lose the photo.
+                    self._event(f"{photo.path}: asking again failed ({exc}); keeping the first answer")
+                else:
+                    retry.attempts += outcome.attempts
+                    outcome = retry
             if repeated_caption(outcome.caption, neighbours):
                 outcome.problems.append("same caption as neighbouring photos")
         self._commit(photo, image, outcome, time.perf_counter() - started)
