@@ -273,6 +273,47 @@ def relay(
             abandon()
 
 
+def limited(
+    items: Iterable[T],
+    *,
+    who: str,
+    limits: ServerLimits,
+    max_new_tokens: int,
+    cancel: CancelToken,
+    abandon: Callable[[], None],
+    deadline_advice: str = "",
+    cap_advice: str = "",
+) -> Iterator[T]:
+    """:func:`relay` under a server's limits: the per-image deadline, the read (idle) timeout and the piece
+    cap (:func:`token_cap`), each failing with one line that names ``who`` (``"Ollama at URL"``, ``"The server
+    at URL"``), plus ``deadline_advice`` / ``cap_advice`` where an engine has more to say."""
+    cap = token_cap(max_new_tokens)
+    for received, item in enumerate(
+        relay(
+            items,
+            cancel=cancel,
+            abandon=abandon,
+            deadline=time.monotonic() + limits.request_timeout,
+            on_deadline=lambda: EngineTimeoutError(
+                f"{who} did not finish the answer within {limits.request_timeout:g} s (request timeout)"
+                f"{deadline_advice}."
+            ),
+            idle=limits.read_timeout,
+            on_idle=lambda: EngineTimeoutError(
+                f"{who} sent nothing for {limits.read_timeout:g} s (read timeout) — "
+                "it may be hung or overloaded."
+            ),
+        ),
+        start=1,
+    ):
+        if received > cap:
+            raise AnswerTooLongError(
+                f"{who} sent more than {cap} pieces for an answer of at most {max_new_tokens} tokens"
+                f"{cap_advice}; Captioneer cut it off."
+            )
+        yield item
+
+
 def capped_transport(max_bytes: int, server: str) -> Any:
     """An ``httpx`` transport that counts the bytes of every response body and breaks the stream off with
     :class:`AnswerTooLongError` past ``max_bytes``, so a server streaming forever cannot fill memory or disk.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +29,8 @@ from backends.http_util import (
     ServerLimits,
     StreamBrokenError,
     capped_transport,
+    limited,
     relay,
-    token_cap,
     warn_if_remote,
 )
 from backends.request import GenerationRequest, SamplingOptions
@@ -546,34 +545,19 @@ class OllamaBackend(Backend):
     ) -> Iterator[str]:
         limits = self.limits
         client = _client(self.host, limits.socket_read_timeout, limits)
-        deadline = time.monotonic() + limits.request_timeout
-        cap = token_cap(max_new_tokens)
         done = False
         done_reason: str | None = None
-        received = 0
         try:
             parts: Iterable[Any] = client.chat(**arguments)
-            for part in relay(
+            for part in limited(
                 parts,
+                who=f"Ollama at {self.host}",
+                limits=limits,
+                max_new_tokens=max_new_tokens,
                 cancel=cancel,
                 abandon=client.close,
-                deadline=deadline,
-                on_deadline=lambda: EngineTimeoutError(
-                    f"Ollama at {self.host} did not finish the answer within {limits.request_timeout:g} s "
-                    "(request timeout) — try a smaller model or a lower image budget."
-                ),
-                idle=limits.read_timeout,
-                on_idle=lambda: EngineTimeoutError(
-                    f"Ollama at {self.host} sent nothing for {limits.read_timeout:g} s (read timeout) — "
-                    "it may be hung or overloaded."
-                ),
+                deadline_advice=" — try a smaller model or a lower image budget",
             ):
-                received += 1
-                if received > cap:
-                    raise AnswerTooLongError(
-                        f"Ollama at {self.host} sent more than {cap} pieces for an answer of at most "
-                        f"{max_new_tokens} tokens; Captioneer cut it off."
-                    )
                 if part.message.content:
                     yield part.message.content
                 if part.done:

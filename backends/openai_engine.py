@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,8 +33,7 @@ from backends.http_util import (
     ServerLimits,
     StreamBrokenError,
     capped_transport,
-    relay,
-    token_cap,
+    limited,
     warn_if_remote,
 )
 from backends.request import GenerationRequest
@@ -471,8 +469,6 @@ class OpenAIBackend(Backend):
         limits = self.limits
         client = self._client(server.url, limits.socket_read_timeout)
         arguments = completion_arguments(self.model, request, format_style(server), server.send_limits)
-        deadline = time.monotonic() + limits.request_timeout
-        cap = token_cap(request.options.max_new_tokens)
 
         def chunks() -> Iterator[Any]:
             stream = client.chat.completions.create(**arguments)
@@ -482,34 +478,20 @@ class OpenAIBackend(Backend):
                 stream.close()
 
         finished = False
-        received = 0
         finish_reason: str | None = None
         usage: Any = None
         reasoning_seen = False
         pieces: list[str] = []
         try:
-            for chunk in relay(
+            for chunk in limited(
                 chunks(),
+                who=f"The server at {server.url}",
+                limits=limits,
+                max_new_tokens=request.options.max_new_tokens,
                 cancel=cancel,
                 abandon=client.close,
-                deadline=deadline,
-                on_deadline=lambda: EngineTimeoutError(
-                    f"The server at {server.url} did not finish the answer within "
-                    f"{limits.request_timeout:g} s (request timeout)."
-                ),
-                idle=limits.read_timeout,
-                on_idle=lambda: EngineTimeoutError(
-                    f"The server at {server.url} sent nothing for {limits.read_timeout:g} s (read timeout) — "
-                    "it may be hung or overloaded."
-                ),
+                cap_advice=" — it ignores max_tokens",
             ):
-                received += 1
-                if received > cap:
-                    raise AnswerTooLongError(
-                        f"The server at {server.url} sent more than {cap} pieces for an answer of at most "
-                        f"{request.options.max_new_tokens} tokens — it ignores max_tokens; Captioneer cut it "
-                        "off."
-                    )
                 usage = getattr(chunk, "usage", None) or usage
                 for choice in chunk.choices:
                     if choice.delta is not None and choice.delta.content:
