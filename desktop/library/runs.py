@@ -554,9 +554,13 @@ class _Runner:
     def _next_items(self) -> list[int]:
         """The next pending photos in queue order: a batch where the engine batches, else one."""
         size = self.spec.batch_size if self.backend.capabilities.batching else 1
+        return self._pending(max(1, size))
+
+    def _pending(self, limit: int) -> list[int]:
+        """The first ``limit`` pending photos of the run, in queue order."""
         rows = self.catalog.db.execute(
             "SELECT photo_id FROM run_items WHERE run_id = ? AND state = 'pending' ORDER BY position LIMIT ?",
-            (self.run.id, max(1, size)),
+            (self.run.id, limit),
         ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -647,11 +651,7 @@ class _Runner:
 
     def _next_pending(self, skip: set[int]) -> int | None:
         """The first pending photo in queue order that is not already in flight."""
-        rows = self.catalog.db.execute(
-            "SELECT photo_id FROM run_items WHERE run_id = ? AND state = 'pending' ORDER BY position LIMIT ?",
-            (self.run.id, len(skip) + 1),
-        ).fetchall()
-        return next((int(row[0]) for row in rows if int(row[0]) not in skip), None)
+        return next((photo_id for photo_id in self._pending(len(skip) + 1) if photo_id not in skip), None)
 
     def _prepare(self, photo_id: int) -> tuple[Photo, PreparedImage, float] | None:
         """The photo and its prepared image, or None when it cannot be used (recorded as failed)."""
