@@ -1,8 +1,10 @@
-"""Crash-safe file writes shared by downloads, settings and the metadata journal: temp file, fsync, rename."""
+"""Safe reads and crash-safe writes shared by downloads, settings, the tagger and the metadata journal."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -45,3 +47,36 @@ def write_atomically(target: Path, data: bytes) -> None:
         if temp.exists():
             temp.unlink()
     fsync_dir(target.parent)
+
+
+_READ_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def open_regular(path: Path) -> int:
+    """A file descriptor for reading ``path``, which must be a regular file: a final symbolic link is not
+    followed, and a FIFO is opened without blocking and then refused, so nothing waits on a writer.
+
+    Raises:
+        OSError: ``path`` cannot be opened, or it is not a regular file (``EINVAL``, with the reason).
+    """
+    fd = os.open(path, _READ_FLAGS)
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{file_kind(kind)}, not a regular file", str(path))
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``a FIFO``, ``a folder``)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a regular file"

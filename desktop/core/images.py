@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -14,7 +15,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from backends.base import Capabilities
 from backends.errors import ImageError
-from backends.files import TEMP_PREFIX
+from backends.files import TEMP_PREFIX, open_regular
 from backends.request import TOKEN_PIXELS, PreparedImage
 
 DEFAULT_IMAGE_TOKENS = 1024
@@ -214,19 +215,17 @@ def read_photo_no_links(path: Path) -> bytes:
         raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
     if stat.S_ISLNK(info.st_mode):
         raise ImageError(_LINK_REFUSED, kind="refused")
-    # O_NONBLOCK: a FIFO swapped in must not hang the open (a regular file ignores the flag).
-    flags = (
-        os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    )
     try:
-        fd = os.open(path, flags)
+        fd = open_regular(path)  # no link followed; a FIFO swapped in is refused, never waited on
     except OSError as exc:
         if os.path.islink(path):  # swapped in between the lstat and the open (ELOOP)
             raise ImageError(_LINK_REFUSED, kind="refused") from None
+        if exc.errno == errno.EINVAL:
+            raise ImageError(
+                "is not a regular file (a device, pipe or folder): not tagged", kind="refused"
+            ) from None
         raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ImageError("is not a regular file (a device, pipe or folder): not tagged", kind="refused")
         try:
             return fh.read()
         except OSError as exc:

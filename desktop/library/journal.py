@@ -10,7 +10,6 @@ does nothing.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import CaptioneerError
-from backends.files import TEMP_PREFIX, fsync_dir, temp_path_for, write_atomically
+from backends.files import TEMP_PREFIX, fsync_dir, open_regular, temp_path_for, write_atomically
 
 JOURNAL_VERSION = 1
 _CHUNK = 1 << 20
@@ -35,39 +34,6 @@ class JournalError(CaptioneerError):
     def __init__(self, message: str, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
-
-
-_READ_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-)
-
-
-def open_regular(path: Path) -> int:
-    """A file descriptor for reading ``path``, which must be a regular file: a final symbolic link is not
-    followed, and a FIFO is opened without blocking and then refused, so nothing waits on a writer.
-
-    Raises:
-        OSError: ``path`` cannot be opened, or it is not a regular file (``EINVAL``, with the reason).
-    """
-    fd = os.open(path, _READ_FLAGS)
-    kind = os.fstat(fd).st_mode
-    if not stat.S_ISREG(kind):
-        os.close(fd)
-        raise OSError(errno.EINVAL, f"{file_kind(kind)}, not a regular file", str(path))
-    return fd
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words (``a FIFO``, ``a folder``)."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a regular file"
 
 
 def sha256_file(path: Path) -> str:

@@ -813,7 +813,7 @@ def existing_keywords(
     """
     import os
 
-    from desktop.library.journal import open_regular
+    from backends.files import open_regular
     from desktop.library.sidecars import full_sidecar_name, image_siblings, stem_owner, stem_sidecar_name
     from desktop.library.xmp_check import parse_properties
 

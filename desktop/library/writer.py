@@ -44,14 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.errors import CaptioneerError, ImageError
-from backends.files import fsync_dir, temp_path_for
+from backends.files import file_kind, fsync_dir, open_regular, temp_path_for
 from desktop.library.journal import (
     ConcurrentChangeError,
     Journal,
     JournalError,
     copy_with_fsync,
-    file_kind,
-    open_regular,
     remove_temps_for,
     sha256_file,
 )
