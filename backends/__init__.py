@@ -1,8 +1,8 @@
 """Engines behind one interface, plus model catalog, downloads, hardware detection and recommendation."""
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
     ConfigurationError,
@@ -16,8 +16,8 @@ from backends.errors import (
     ModelNotFoundError,
     ResourceExhaustedError,
 )
-from backends.registry import ENGINES, create_backend, engine_installed, installed_engines
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.registry import ENGINES, create_backend, engine_installed, installed_engines
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 
 __all__ = [
     "ENGINES",

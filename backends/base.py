@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import CaptioneerError
-from backends.request import GenerationRequest
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.request import GenerationRequest
 
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short human-readable message."""
@@ -145,9 +145,9 @@ class Backend(ABC):
     ``generate`` yields text chunks as the model produces them; the concatenation is the answer. The generator
     returns (as its ``StopIteration`` value, see :func:`collect`) why the answer ended: :data:`FINISH_STOP`,
     :data:`FINISH_LENGTH`, or None where the engine cannot tell.
-    It checks ``cancel`` between tokens and raises :class:`~backends.errors.Cancelled` when set.
+    It checks ``cancel`` between tokens and raises :class:`~captioneer.backends.errors.Cancelled` when set.
     Structured requests (``json_schema``) are constrained where the engine can; validating the
-    result is the caller's job (see :mod:`backends.structured`).
+    result is the caller's job (see :mod:`captioneer.backends.structured`).
     """
 
     name: ClassVar[str]

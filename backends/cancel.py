@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from backends.errors import Cancelled
+from captioneer.backends.errors import Cancelled
 
 
 class CancelToken:

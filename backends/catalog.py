@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from backends.errors import ConfigurationError, ModelFileError
+from captioneer.backends.errors import ConfigurationError, ModelFileError
 
 ENGINES_WITH_FILES = ("gguf", "transformers")
 """Engines whose files Captioneer downloads itself; Ollama keeps its own store."""
@@ -236,9 +236,9 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
 
 @cache
 def load_catalog() -> Catalog:
-    """The catalog shipped in ``captioneer_resources/models.toml``."""
+    """The catalog shipped in ``captioneer.resources`` (resources/models.toml)."""
     try:
-        root = resources.files("captioneer_resources")
+        root = resources.files("captioneer.resources")
     except ModuleNotFoundError:
         # A source checkout or an editable install, where resources/ is not installed as a package.
         root = Path(__file__).resolve().parents[1] / "resources"

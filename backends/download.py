@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from backends.base import ProgressCallback
-from backends.cancel import CancelToken, token_or_new
-from backends.catalog import Catalog, Variant, load_catalog, resolve_gguf_files, transformers_files
-from backends.errors import Cancelled, CaptioneerError, ConfigurationError, ModelFileError
-from backends.files import write_atomically
+from captioneer.backends.base import ProgressCallback
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.catalog import Catalog, Variant, load_catalog, resolve_gguf_files, transformers_files
+from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError, ModelFileError
+from captioneer.backends.files import write_atomically
 
 MANIFEST_NAME = "captioneer-manifest.json"
 MANIFEST_FORMAT = 1
@@ -512,7 +512,7 @@ def _check_disk(folder: Path, needed: int) -> None:
 
 
 def _check_gguf(folder: Path, manifest: Manifest) -> None:
-    from backends.gguf_files import check_gguf_pair
+    from captioneer.backends.gguf_files import check_gguf_pair
 
     model, mmproj = manifest.path_of("model"), manifest.path_of("mmproj")
     if model is None or mmproj is None:
@@ -538,7 +538,7 @@ def pull(
 
     Args:
         variant: a gguf or transformers catalog variant (Ollama variants go through the Ollama engine).
-        models_dir: the models folder (``desktop.core.paths.models_dir()``).
+        models_dir: the models folder (``captioneer.desktop.core.paths.models_dir()``).
         endpoint: the hub (default ``$HF_ENDPOINT`` or huggingface.co).
         update: re-resolve the main branch instead of the pinned commit.
         progress: called with the fraction of bytes handled and a short message.

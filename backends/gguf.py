@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import (
+from captioneer.backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
     ConfigurationError,
@@ -28,8 +28,8 @@ from backends.errors import (
     ModelFileError,
     ResourceExhaustedError,
 )
-from backends.gguf_files import GGUFHeader, check_gguf_pair
-from backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.gguf_files import GGUFHeader, check_gguf_pair
+from captioneer.backends.request import GenerationRequest, SamplingOptions
 
 CONTEXT_STEP = 512
 PROMPT_ALLOWANCE = 512
@@ -42,7 +42,7 @@ TEMPLATE_OVERHEAD = 32
 _LOG_LINES = 200
 _GGML_WARN, _GGML_ERROR = 3, 4
 """ggml_log_level values (ggml.h)."""
-native_log = logging.getLogger("backends.gguf.native")
+native_log = logging.getLogger("captioneer.backends.gguf.native")
 
 
 def context_size(image_tokens: int, override: int | None = None) -> int:
@@ -184,7 +184,7 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
 class _NativeLog:
     """Receives llama.cpp's and mtmd's log lines instead of the terminal: keeps the last warnings and
     errors to explain failures, and passes every line to Python logging at debug level (logger
-    ``backends.gguf.native``)."""
+    ``captioneer.backends.gguf.native``)."""
 
     def __init__(self) -> None:
         self.lines: deque[str] = deque(maxlen=_LOG_LINES)

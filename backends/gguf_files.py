@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from backends.errors import ModelFileError
+from captioneer.backends.errors import ModelFileError
 
 MAGIC = b"GGUF"
 HEADER_BYTES = 24

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from backends.ollama_engine import resolve_host
-from backends.registry import installed_engines
+from captioneer.backends.ollama_engine import resolve_host
+from captioneer.backends.registry import installed_engines
 
 T = TypeVar("T")
 

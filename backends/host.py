@@ -1,6 +1,7 @@
 """The engine host process: an in-process engine (gguf, transformers) in a child process of its own.
 
-The child owns the model and serves the :class:`~backends.base.Backend` interface over a pipe, so a native
+The child owns the model and serves the :class:`~captioneer.backends.base.Backend` interface over a pipe, so
+a native
 crash, an out-of-memory kill or a slow leak never takes the app down, and unloading really returns the memory
 (the process exits). The GUI always goes through the host; ``captioneer caption --in-process`` does not.
 
@@ -8,7 +9,7 @@ Protocol (parent → child): ``("load",)``, ``("generate", request)``, ``("batch
 ``("exit",)``. The child answers with any number of ``("progress", fraction, message)`` or
 ``("chunk", text)`` and then exactly one ``("done", value, rss_bytes)`` or ``("error", error_state)``; a
 generation's ``value`` is its finish reason, a batch's the list of answers
-(:class:`~backends.base.Completion`).
+(:class:`~captioneer.backends.base.Completion`).
 Cancellation is a shared event the child's engine checks between tokens.
 """
 
@@ -29,11 +30,18 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any, ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback, collect
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import Cancelled, CaptioneerError, EngineCrashedError, GenerationError
-from backends.registry import backend_class, create_backend
-from backends.request import GenerationRequest, PreparedImage
+from captioneer.backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    EngineConfig,
+    ProgressCallback,
+    collect,
+)
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, GenerationError
+from captioneer.backends.registry import backend_class, create_backend
+from captioneer.backends.request import GenerationRequest, PreparedImage
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +222,7 @@ def _host_main(conn: Connection, cancel_event: Any, config_data: dict[str, Any])
 def _rebuild_error(state: dict[str, Any]) -> CaptioneerError:
     module_name = state["module"]
     cls: Any = None
-    if module_name.startswith("backends."):
+    if module_name.startswith("captioneer.backends."):
         cls = getattr(importlib.import_module(module_name), state["type"], None)
     if not (isinstance(cls, type) and issubclass(cls, CaptioneerError)):
         cls = GenerationError
@@ -235,7 +243,8 @@ def _reap(process: multiprocessing.process.BaseProcess, conn: Connection) -> Non
 class HostedBackend(Backend):
     """Any in-process engine, run in the engine host process and used through the same interface.
 
-    A crash becomes :class:`~backends.errors.EngineCrashedError` and the next request starts a fresh host
+    A crash becomes :class:`~captioneer.backends.errors.EngineCrashedError` and the next request starts a
+    fresh host
     (loading the model again); a photo that crashed it ``max_crashes_per_image`` times is refused with
     :class:`QuarantinedImageError`. The host is recycled between requests per :class:`HostPolicy`.
     One request at a time, like every backend.

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from backends.base import EngineConfig
-from backends.cancel import CancelToken
-from backends.errors import ConfigurationError, GenerationError
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import ConfigurationError, GenerationError
 
 T = TypeVar("T")
 
@@ -153,11 +153,11 @@ def is_loopback_url(url: str) -> bool:
 def server_urls(config: EngineConfig) -> tuple[str, ...]:
     """The addresses an engine configuration sends photos to (resolved the way the engines resolve them)."""
     if config.engine == "ollama":
-        from backends.ollama_engine import resolve_host
+        from captioneer.backends.ollama_engine import resolve_host
 
         return (resolve_host(config.host),)
     if config.engine == "openai":
-        from backends.openai_engine import normalize_base_url
+        from captioneer.backends.openai_engine import normalize_base_url
 
         return tuple(normalize_base_url(url) for url in config.base_urls)
     return ()
@@ -208,7 +208,7 @@ def relay(
 
     Args:
         items: the stream; its exceptions are re-raised here, in the caller's thread.
-        cancel: raises :class:`~backends.errors.Cancelled` as soon as it is set.
+        cancel: raises :class:`~captioneer.backends.errors.Cancelled` as soon as it is set.
         abandon: closes the underlying connection so the helper thread ends.
         deadline: a ``time.monotonic()`` value after which ``on_deadline()`` is raised; None for no limit.
         on_deadline: builds the error raised when the deadline passes.

@@ -9,9 +9,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback, collect
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import (
+from captioneer.backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    EngineConfig,
+    ProgressCallback,
+    collect,
+)
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import (
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -19,7 +26,7 @@ from backends.errors import (
     ModelNotFoundError,
     ResourceExhaustedError,
 )
-from backends.http_util import (
+from captioneer.backends.http_util import (
     CONNECT_TIMEOUT,
     METADATA_TIMEOUT,
     RETRYABLE_STATUSES,
@@ -33,8 +40,8 @@ from backends.http_util import (
     relay,
     warn_if_remote,
 )
-from backends.request import GenerationRequest, SamplingOptions
-from backends.server_pool import Fault, ServerPool, answer_each, serve
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.server_pool import Fault, ServerPool, answer_each, serve
 
 log = logging.getLogger(__name__)
 

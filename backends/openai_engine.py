@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from backends.base import (
+from captioneer.backends.base import (
     Backend,
     BackendInfo,
     Capabilities,
@@ -15,8 +15,8 @@ from backends.base import (
     ProgressCallback,
     collect,
 )
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import (
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import (
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
@@ -24,7 +24,7 @@ from backends.errors import (
     ModelNotFoundError,
     ResourceExhaustedError,
 )
-from backends.http_util import (
+from captioneer.backends.http_util import (
     METADATA_TIMEOUT,
     RETRYABLE_STATUSES,
     AnswerTooLongError,
@@ -36,8 +36,8 @@ from backends.http_util import (
     limited,
     warn_if_remote,
 )
-from backends.request import GenerationRequest
-from backends.server_pool import Fault, Server, ServerPool, answer_each, serve
+from captioneer.backends.request import GenerationRequest
+from captioneer.backends.server_pool import Fault, Server, ServerPool, answer_each, serve
 
 log = logging.getLogger(__name__)
 

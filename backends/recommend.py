@@ -26,11 +26,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from backends.catalog import Catalog, Variant, load_catalog
-from backends.gguf import context_size as gguf_context_size
-from backends.hardware import CPU_BANDWIDTH_GBS, CPU_GFLOPS_PER_CORE, GIB, HardwareFacts, discrete_gpu_class
-from backends.ollama_engine import MIN_CONTEXT as OLLAMA_MIN_CONTEXT
-from backends.ollama_engine import PROMPT_ALLOWANCE as OLLAMA_PROMPT_ALLOWANCE
+from captioneer.backends.catalog import Catalog, Variant, load_catalog
+from captioneer.backends.gguf import context_size as gguf_context_size
+from captioneer.backends.hardware import (
+    CPU_BANDWIDTH_GBS,
+    CPU_GFLOPS_PER_CORE,
+    GIB,
+    HardwareFacts,
+    discrete_gpu_class,
+)
+from captioneer.backends.ollama_engine import MIN_CONTEXT as OLLAMA_MIN_CONTEXT
+from captioneer.backends.ollama_engine import PROMPT_ALLOWANCE as OLLAMA_PROMPT_ALLOWANCE
 
 SAFETY_MARGIN = 1.10
 """Headroom on every estimate: allocator fragmentation, the desktop's share of a primary GPU, and error."""
@@ -494,8 +500,8 @@ def recommend(
     Profiles run on the accelerator; the CPU only when nothing fits the accelerator (or there is none).
 
     Args:
-        hardware: probed (:func:`~backends.hardware.probe_hardware`) or described
-            (:func:`~backends.hardware.hypothetical_hardware`) facts.
+        hardware: probed (:func:`~captioneer.backends.hardware.probe_hardware`) or described
+            (:func:`~captioneer.backends.hardware.hypothetical_hardware`) facts.
         engines: consider only these engines (default: those the facts say are installed — every engine
             for a hypothetical machine).
         include_unfit: append the variants that fit nowhere, with why, after the ranked ones.

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backends.errors import ConfigurationError
+from captioneer.backends.errors import ConfigurationError
 
 TOKEN_PIXELS = 32
 """One Qwen3-VL LLM token covers a 32×32 pixel square (16-pixel patches, 2×2 spatial merge)."""

@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from backends.base import Stream
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, CaptioneerError, ConfigurationError, EngineUnavailableError
-from backends.http_util import RETRY_DELAYS
+from captioneer.backends.base import Stream
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError, EngineUnavailableError
+from captioneer.backends.http_util import RETRY_DELAYS
 
 R = TypeVar("R")
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 
-from backends.errors import InvalidOutputError, TruncatedOutputError
+from captioneer.backends.errors import InvalidOutputError, TruncatedOutputError
 
 
 def truncation_message(max_tokens: int) -> str:

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.base import (
+from captioneer.backends.base import (
     FINISH_LENGTH,
     FINISH_STOP,
     Backend,
@@ -27,8 +27,8 @@ from backends.base import (
     EngineConfig,
     ProgressCallback,
 )
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import (
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
     ConfigurationError,
@@ -36,7 +36,7 @@ from backends.errors import (
     ModelFileError,
     ResourceExhaustedError,
 )
-from backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.request import GenerationRequest, SamplingOptions
 
 if TYPE_CHECKING:
     import torch

@@ -35,7 +35,7 @@ thumbnails; the rest are catalog rows only and show the 'cannot read' tile."""
 
 def build_catalog(root: Path, count: int, seed: int = 7) -> None:
     """A catalog of ``count`` photos in folders of 1,000, about 85% tagged with a mix of review states."""
-    from desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.catalog import open_catalog
 
     rng = random.Random(seed)
     now = time.time()
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from desktop.ui.app import create_app
-    from desktop.ui.library_window import LibraryWindow
+    from captioneer.desktop.ui.app import create_app
+    from captioneer.desktop.ui.library_window import LibraryWindow
 
     app = create_app()
     loop = QEventLoop()

@@ -9,7 +9,8 @@ generates camera-like photos, then measures in separate processes, one per row:
   encoder + prefill), decode tokens/s with a fixed number of output tokens, seconds per photo, peak RSS;
 * the seed documents' recipe (transformers, fp32 on a CPU, no pixel cap, one image at a time) on one photo;
 * tagger throughput: ``captioneer tag`` as a subprocess on the generated photos (photos/hour);
-* the recommendation's memory and time estimates (``backends.recommend``) next to the measured figures.
+* the recommendation's memory and time estimates (``captioneer.backends.recommend``) next to the measured
+  figures.
 
 On a machine with CUDA the same run adds the GPU rows (GGUF with every layer offloaded; transformers in
 bf16/NF4/int8 with SDPA). Results go to ``bench/results/latest.md`` and ``latest.json``, rewritten after
@@ -34,13 +35,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 from build_model import CACHE, ensure_model, gguf_path, hf_path, mmproj_path  # noqa: E402
 from photos import ensure_photos  # noqa: E402
 
-from backends.gguf import context_size  # noqa: E402
+from captioneer.backends.gguf import context_size  # noqa: E402
 
 GIB = 1024**3
 RESULTS = BENCH / "results"
@@ -164,7 +164,8 @@ def run_tagger(
     """``captioneer tag`` on ``folder`` in a fresh library; wall seconds, photos/hour, peak RSS of the command
     and its engine host (``wait4``'s rusage covers the children it reaped)."""
     command = [
-        sys.executable, "-m", "desktop.cli", "tag", str(folder), "--task", TASK, "--engine", "gguf",
+        sys.executable, "-m", "captioneer.desktop.cli", "tag", str(folder), "--task", TASK,
+        "--engine", "gguf",
         "--model", str(model), "--mmproj", str(mmproj), "--image-tokens", str(budget),
         "--threads", str(args.threads), "--max-tokens", str(args.tokens), "--temperature", "0", "--seed", "0",
         # One answer per photo: the random model repeats one word, which the quality check would send back.
@@ -191,9 +192,9 @@ def run_tagger(
 def estimates(size: str, engine: str, quant: str, budget: int, bandwidth_gbs: float,
               threads: int) -> dict[str, float]:
     """The recommendation's memory (GiB, with and without its safety margin) and seconds for this row."""
-    from backends.catalog import load_catalog
-    from backends.hardware import CPU_GFLOPS_PER_CORE
-    from backends.recommend import Device, estimate_memory, estimate_seconds
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.hardware import CPU_GFLOPS_PER_CORE
+    from captioneer.backends.recommend import Device, estimate_memory, estimate_seconds
 
     variant = load_catalog().find(f"qwen3-vl-{size.lower()}-{engine}-{quant.lower()}")
     device = Device(kind="cpu", usable_gb=0.0, usable_label="", bandwidth_gbs=bandwidth_gbs,
@@ -205,7 +206,7 @@ def estimates(size: str, engine: str, quant: str, budget: int, bandwidth_gbs: fl
 
 def prepared_png(photo: Path, budget: int, folder: Path) -> tuple[Path, int]:
     """The photo as Captioneer prepares it at ``budget``, saved as the PNG the engines receive."""
-    from desktop.core.images import prepare_image
+    from captioneer.desktop.core.images import prepare_image
 
     image = prepare_image(photo, budget)
     path = folder / f"{photo.stem}-{budget}.png"
@@ -334,7 +335,8 @@ def render(run: Run) -> str:
               "the seed recipe's s / photo ÷ this row's; *% of decode limit* = decode tok/s ÷ (bandwidth ÷ "
               "bytes of weights read per token: the GGUF language-model file; for transformers the decoder "
               "layers and output head as loaded, quantized ones at their packed size); *estimate* = "
-              "`backends.recommend.estimate_memory(...).total_gb` (with its safety margin) and *estimate "
+              "`captioneer.backends.recommend.estimate_memory(...).total_gb` (with its safety margin) "
+              "and *estimate "
               "error* = estimate ÷ peak RSS with the weight copy − 1; *with weight copy* = peak RSS + the "
               "extra memory llama.cpp's default weight buffers (AMX or repacked kernels) took when loading "
               "the same model (measured by loading it both ways; 0 where the rows ran with them); "
@@ -545,7 +547,7 @@ def main() -> None:
     log(f"bandwidth {bandwidth}")
     save(run, args.out)
 
-    from desktop.core.tasks import get_task, render_prompt
+    from captioneer.desktop.core.tasks import get_task, render_prompt
 
     task = get_task(TASK)
     bench = Bench(run, args, photo, prepared, render_prompt(task), task.system, bandwidth.get("gbs", 0.0))

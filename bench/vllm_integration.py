@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 import make_tiny_models as tiny  # noqa: E402  (the fixture builder: tokenizer, template, weight shaping)
@@ -308,9 +307,9 @@ def token_check(url: str) -> list[TokenRow]:
     per-request limits), and the same two for the sizing before issue 15 (``PixelBudget(max_tokens=…)``)."""
     import openai
 
-    from backends.openai_engine import OpenAIBackend, completion_arguments
-    from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-    from desktop.core.images import PixelBudget, engine_budget, prepare_image
+    from captioneer.backends.openai_engine import OpenAIBackend, completion_arguments
+    from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+    from captioneer.desktop.core.images import PixelBudget, engine_budget, prepare_image
 
     client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)
 
@@ -395,7 +394,8 @@ def catalog_answers(home: Path) -> dict[str, str]:
 
 def tag_flags() -> str:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "tag", "--help"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "captioneer.desktop.cli", "tag", "--help"],
+        capture_output=True, text=True, cwd=ROOT,
     ).stdout
 
 
@@ -405,7 +405,7 @@ def tag(case: str, library: Path, servers: list[Server], parallel: int, fault: s
     photos = len(list(library.iterdir()))
     home = Path(tempfile.mkdtemp(prefix=f"captioneer-vllm-{case.split()[0]}-"))
     command = [
-        sys.executable, "-m", "desktop.cli", "tag", str(library), "--engine", "openai",
+        sys.executable, "-m", "captioneer.desktop.cli", "tag", str(library), "--engine", "openai",
         *[flag for server in servers for flag in ("--base-url", server.url)],
         "--model", MODEL_NAME, "--image-tokens", str(IMAGE_TOKENS), "--max-tokens", str(MAX_TOKENS),
         "--temperature", "0",

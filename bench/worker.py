@@ -4,8 +4,10 @@
 ``RESULT {...}`` with seconds, tokens and peak memory. ``bench/run_all.py`` starts one worker per row.
 
 Kinds:
-    captioneer  Captioneer's own path: ``prepare_image`` → ``desktop.core.tasks`` request → the engine host
-                (``backends.host.open_backend``), as the app runs it. Engine ``gguf`` or ``transformers``.
+    captioneer  Captioneer's own path: ``prepare_image`` → ``captioneer.desktop.core.tasks`` request → the
+                engine host
+                (``captioneer.backends.host.open_backend``), as the app runs it. Engine ``gguf`` or
+                ``transformers``.
     raw         llama-cpp-python used directly (``Llama`` + ``MTMDChatHandler``), no Captioneer code, on the
                 PNG Captioneer prepared, with the same prompt and settings.
     seed        The seed documents' recipe: transformers ``generate`` on the photo as it is (no pixel cap),
@@ -28,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 GIB = 1024**3
 
@@ -121,11 +121,11 @@ def decode_rate(result: dict[str, float]) -> float | None:
 
 def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     """Captioneer's path, from the photo file to the answer, through the engine host."""
-    from backends.base import EngineConfig
-    from backends.host import open_backend
-    from backends.request import SamplingOptions
-    from desktop.core.images import prepare_image
-    from desktop.core.tasks import build_request, get_task
+    from captioneer.backends.base import EngineConfig
+    from captioneer.backends.host import open_backend
+    from captioneer.backends.request import SamplingOptions
+    from captioneer.desktop.core.images import prepare_image
+    from captioneer.desktop.core.tasks import build_request, get_task
 
     start = time.perf_counter()
     image = prepare_image(args["photo"], args["budget"])

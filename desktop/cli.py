@@ -10,25 +10,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from backends.errors import Cancelled, CaptioneerError, ConfigurationError
-from desktop import __version__
-from desktop.commands.engine_args import add_engine_arguments
+from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError
+from captioneer.desktop import __version__
+from captioneer.desktop.commands.engine_args import add_engine_arguments
 
 # Subcommand name -> module with ``register(subparsers)``; modules keep heavy imports inside functions.
 COMMANDS: dict[str, str] = {
-    "caption": "desktop.commands.caption",
-    "tasks": "desktop.commands.tasks",
-    "tag": "desktop.commands.tag",
-    "runs": "desktop.commands.runs",
-    "review": "desktop.commands.review",
-    "write": "desktop.commands.write",
-    "undo": "desktop.commands.undo",
-    "search": "desktop.commands.search",
-    "export": "desktop.commands.export",
-    "import": "desktop.commands.import_",
-    "models": "desktop.commands.models",
-    "hardware": "desktop.commands.hardware",
-    "recommend": "desktop.commands.recommend",
+    "caption": "captioneer.desktop.commands.caption",
+    "tasks": "captioneer.desktop.commands.tasks",
+    "tag": "captioneer.desktop.commands.tag",
+    "runs": "captioneer.desktop.commands.runs",
+    "review": "captioneer.desktop.commands.review",
+    "write": "captioneer.desktop.commands.write",
+    "undo": "captioneer.desktop.commands.undo",
+    "search": "captioneer.desktop.commands.search",
+    "export": "captioneer.desktop.commands.export",
+    "import": "captioneer.desktop.commands.import_",
+    "models": "captioneer.desktop.commands.models",
+    "hardware": "captioneer.desktop.commands.hardware",
+    "recommend": "captioneer.desktop.commands.recommend",
 }
 
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except sqlite3.Error as exc:
         # The catalog failed after it was opened (disk full, damage quick_check cannot see): one line.
-        from desktop.library.catalog import storage_error
+        from captioneer.desktop.library.catalog import storage_error
 
         error = storage_error(exc)
         print(f"captioneer: {error}", file=sys.stderr)
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def open_window(args: argparse.Namespace) -> int:
     """The desktop window (Qt is imported only here, so subcommands and --version never need it)."""
     try:
-        from desktop.ui.app import run_window
+        from captioneer.desktop.ui.app import run_window
     except ImportError as exc:
         raise ConfigurationError(
             f"The window needs PySide6 ({exc.name or exc}): pip install 'captioneer[gui]'"

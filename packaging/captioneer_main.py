@@ -24,7 +24,7 @@ def give_windowed_app_streams(log_folder: Path) -> Path | None:
 
 
 def main() -> int:
-    from desktop.core.paths import logs_dir
+    from captioneer.desktop.core.paths import logs_dir
 
     # Before freeze_support(): the engine host child is started from this same executable and needs
     # working streams as much as the window does.
@@ -32,7 +32,7 @@ def main() -> int:
     # The engine host is a spawn child: PyInstaller's freeze_support() recognises the child's arguments,
     # runs the child and exits, so nothing below runs in the child.
     multiprocessing.freeze_support()
-    from desktop.cli import main as cli_main
+    from captioneer.desktop.cli import main as cli_main
 
     return cli_main()
 

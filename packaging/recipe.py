@@ -48,8 +48,11 @@ NEVER_BUNDLED = (
     "sse_starlette",
     "starlette_context",
 )
-# Imported by name at run time (registry, CLI command table, engine host), so PyInstaller cannot see them.
-DYNAMIC_ROOTS = ("desktop", "backends")
+# The installed package: pyproject maps each of these folders to ``captioneer.<name>``. The code ones are
+# imported by name at run time (registry, CLI command table, engine host), so PyInstaller cannot see them.
+PACKAGE = "captioneer"
+CODE_FOLDERS = ("desktop", "backends")
+DATA_FOLDER = "resources"
 
 
 @dataclass(frozen=True)
@@ -98,15 +101,16 @@ def excluded_modules(variant: str) -> list[str]:
     return pack + list(NEVER_BUNDLED)
 
 
-def source_modules(root: Path = ROOT, packages: tuple[str, ...] = DYNAMIC_ROOTS) -> list[str]:
-    """Every module under our import roots, found from the files (nothing is imported to list them)."""
+def source_modules(root: Path = ROOT, folders: tuple[str, ...] = CODE_FOLDERS) -> list[str]:
+    """Every module of our code folders under its installed name (``captioneer.desktop.cli``), found from the
+    files (nothing is imported to list them)."""
     modules: list[str] = []
-    for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
             parts = path.relative_to(root).with_suffix("").parts
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            modules.append(".".join(parts))
+            modules.append(".".join((PACKAGE, *parts)))
     return modules
 
 
@@ -126,24 +130,29 @@ def extension_modules(package: str, folder: Path, suffixes: Sequence[str] | None
     return modules
 
 
-def stage_resources(resources: Path, staging: Path) -> Path:
-    """Copy ``resources/`` to ``staging/captioneer_resources`` so PyInstaller finds it under its import name
-    (pyproject maps the folder to that package; PyInstaller only sees import names on ``pathex``)."""
-    if not (resources / "__init__.py").is_file():
-        raise FileNotFoundError(f"{resources} is not the captioneer_resources package (no __init__.py)")
-    target = staging / "captioneer_resources"
+def stage_package(root: Path, staging: Path) -> Path:
+    """Copy the code and data folders to ``staging/captioneer/`` as the installed package lays them out, so
+    PyInstaller (which only sees import names on ``pathex``, not pyproject's folder mapping) finds them."""
+    for folder in (*CODE_FOLDERS, DATA_FOLDER):
+        if not (root / folder / "__init__.py").is_file():
+            raise FileNotFoundError(f"{root / folder} is not a {PACKAGE} package folder (no __init__.py)")
+    target = staging / PACKAGE
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(resources, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in (*CODE_FOLDERS, DATA_FOLDER):
+        shutil.copytree(root / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The installed `captioneer` is a namespace package; a regular one is simpler for PyInstaller to collect.
+    (target / "__init__.py").write_text('"""Captioneer (frozen app)."""\n', encoding="utf-8")
     return target
 
 
 def resource_datas(package_dir: Path) -> list[tuple[str, str]]:
-    """(source file, destination folder) pairs for every data file of the staged resources package."""
+    """(source file, destination folder) pairs for every data file of the staged package's resources."""
     pairs: list[tuple[str, str]] = []
-    for path in sorted(package_dir.rglob("*")):
+    resources = package_dir / DATA_FOLDER
+    for path in sorted(resources.rglob("*")):
         if path.is_file() and path.suffix not in {".py", ".pyc"}:
-            destination = Path("captioneer_resources") / path.parent.relative_to(package_dir)
+            destination = Path(PACKAGE, DATA_FOLDER) / path.parent.relative_to(resources)
             pairs.append((str(path), destination.as_posix()))
     return pairs
 

@@ -1,2 +1,2 @@
 """Captioneer's data files (prompt presets, model catalog, icons), installed as the package
-captioneer_resources."""
+captioneer.resources."""

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from desktop.core.answer_text import clean_answer_data, clean_text
+from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from backends.catalog import load_catalog, parse_catalog, resolve_gguf_files, transformers_files
-from backends.errors import ConfigurationError, ModelFileError
-from desktop.core.paths import resource_path
+from captioneer.backends.catalog import load_catalog, parse_catalog, resolve_gguf_files, transformers_files
+from captioneer.backends.errors import ConfigurationError, ModelFileError
+from captioneer.desktop.core.paths import resource_path
 
 # A realistic listing of an official Qwen GGUF repo (names as the hub shows them).
 QWEN_GGUF_LISTING = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop.library.catalog import (
+from captioneer.desktop.library.catalog import (
     MIGRATIONS,
     CatalogCorruptError,
     CatalogError,
@@ -64,7 +64,8 @@ def test_second_writer_gets_a_clear_message_and_readers_still_work() -> None:
 def test_lock_of_a_killed_process_is_recovered(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite"
     script = (
-        "import sys, time; from pathlib import Path; from desktop.library.catalog import open_catalog; "
+        "import sys, time; from pathlib import Path; "
+        "from captioneer.desktop.library.catalog import open_catalog; "
         f"c = open_catalog(Path({str(path)!r})); print('locked', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -179,8 +180,8 @@ def tagged_library(tmp_path: Path) -> Path:
     that holds the results."""
     from PIL import Image
 
-    from desktop.library.runs import RunSpec, execute_run, plan_run
-    from desktop.library.scanner import scan_library
+    from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+    from captioneer.desktop.library.scanner import scan_library
     from tests.fakes.tagging_engine import FakeEngine, fake_config
 
     root = tmp_path / "lib"
@@ -200,7 +201,7 @@ def tagged_library(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, preexec_fn=None, **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *args],
+        [sys.executable, "-m", "captioneer.desktop.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
@@ -256,7 +257,7 @@ def test_read_only_catalog_folder_is_read_only_not_damaged(tmp_path: Path) -> No
 def test_empty_catalog_offers_the_backup_and_never_starts_over(
     tmp_path: Path, tiny_gguf: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from desktop.cli import main
+    from captioneer.desktop.cli import main
 
     root = tagged_library(tmp_path)
     path = default_catalog_path()
@@ -287,7 +288,7 @@ def _flip(path: Path, old: bytes, new: bytes) -> None:
 def test_flipped_bytes_that_pass_quick_check_are_one_line_damaged(
     tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from desktop.cli import main
+    from captioneer.desktop.cli import main
 
     tagged_library(tmp_path)
     path = default_catalog_path()
@@ -358,7 +359,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_database_or_disk_is_full_is_one_line_with_advice(
     tmp_path: Path, tiny_disk: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from desktop.cli import main
+    from captioneer.desktop.cli import main
 
     monkeypatch.setenv("CAPTIONEER_HOME", str(tiny_disk))
     root = tagged_library(tmp_path)

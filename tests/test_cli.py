@@ -5,13 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from desktop import __version__
-from desktop.cli import main
+from captioneer.desktop import __version__
+from captioneer.desktop.cli import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "captioneer.desktop.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -40,7 +40,7 @@ def test_unknown_task_is_a_configuration_error(tmp_path, capsys) -> None:
 def test_reader_going_away_is_not_a_traceback() -> None:
     # Like `captioneer tasks | head -0`: the pipe is closed before the command writes anything.
     process = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "tasks"],
+        [sys.executable, "-m", "captioneer.desktop.cli", "tasks"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from desktop.cli import main
+from captioneer.desktop.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def photo(path: Path, size: tuple[int, int], colour: tuple[int, int, int]) -> Pa
 
 def captioneer(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *map(str, args)],
+        [sys.executable, "-m", "captioneer.desktop.cli", *map(str, args)],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
 

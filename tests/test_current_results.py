@@ -15,16 +15,28 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.errors import ConfigurationError
-from desktop.cli import main
-from desktop.commands.tag import ask_about_reviewed
-from desktop.library.browse import BrowseFilter, filtered_results, keyword_counts, photo_ids, photo_review
-from desktop.library.catalog import MIGRATIONS, Catalog, open_catalog
-from desktop.library.publishing import photo_changes, undo_write, writable_results, write_results
-from desktop.library.runs import RunSpec, execute_run, photo_decision, plan_run, reviewed_in_selection
-from desktop.library.scanner import scan_library
-from desktop.library.search import search
-from desktop.library.sidecars import WriteMode
+from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.cli import main
+from captioneer.desktop.commands.tag import ask_about_reviewed
+from captioneer.desktop.library.browse import (
+    BrowseFilter,
+    filtered_results,
+    keyword_counts,
+    photo_ids,
+    photo_review,
+)
+from captioneer.desktop.library.catalog import MIGRATIONS, Catalog, open_catalog
+from captioneer.desktop.library.publishing import photo_changes, undo_write, writable_results, write_results
+from captioneer.desktop.library.runs import (
+    RunSpec,
+    execute_run,
+    photo_decision,
+    plan_run,
+    reviewed_in_selection,
+)
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.library.search import search
+from captioneer.desktop.library.sidecars import WriteMode
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 EXIFTOOL = shutil.which("exiftool")

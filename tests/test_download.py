@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from backends import download
-from backends.cancel import CancelToken
-from backends.catalog import load_catalog
-from backends.download import DownloadError, installed_model, pull, read_manifest, verify
-from backends.errors import Cancelled, ModelFileError
-from desktop.cli import main
-from desktop.core.paths import cache_dir, models_dir
+from captioneer.backends import download
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.catalog import load_catalog
+from captioneer.backends.download import DownloadError, installed_model, pull, read_manifest, verify
+from captioneer.backends.errors import Cancelled, ModelFileError
+from captioneer.desktop.cli import main
+from captioneer.desktop.core.paths import cache_dir, models_dir
 from tests.conftest import TINY_GGUF_MMPROJ, TINY_GGUF_MODEL
 from tests.fakes.hub_server import FakeHub
 from tests.fakes.ollama_server import FakeOllama

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.cli import main
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.exchange import ImportFileError, export_csv, export_json, import_file
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
+from captioneer.desktop.cli import main
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.exchange import ImportFileError, export_csv, export_json, import_file
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 

@@ -19,9 +19,9 @@ import pytest
 from jinja2.sandbox import SecurityError
 from PIL import Image
 
-from backends.base import EngineConfig, collect
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends.base import EngineConfig, collect
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     ConfigurationError,
     GenerationError,
@@ -29,7 +29,7 @@ from backends.errors import (
     ResourceExhaustedError,
     TruncatedOutputError,
 )
-from backends.gguf import (
+from captioneer.backends.gguf import (
     STRING_CHAR_RULE,
     GGUFBackend,
     _cpuinfo_cores,
@@ -44,10 +44,10 @@ from backends.gguf import (
     strict_string_grammar,
     translate_error,
 )
-from backends.registry import create_backend
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from desktop.core.captioning import caption_file, generate_answer
-from desktop.core.tasks import build_request, get_task, task_schema
+from captioneer.backends.registry import create_backend
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.desktop.core.captioning import caption_file, generate_answer
+from captioneer.desktop.core.tasks import build_request, get_task, task_schema
 from tests.test_gguf_files import rewrite_string
 
 GREEDY = SamplingOptions(temperature=0.0, max_new_tokens=24)
@@ -322,7 +322,7 @@ def test_load_and_unload_are_idempotent(tiny_gguf: tuple[Path, Path]) -> None:
 
 
 def test_registry_does_not_import_llama_cpp() -> None:
-    code = ("import sys, backends.registry, backends.gguf, desktop.cli; "
+    code = ("import sys, captioneer.backends.registry, captioneer.backends.gguf, captioneer.desktop.cli; "
             "print('llama_cpp' in sys.modules, 'jinja2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -331,9 +331,9 @@ def test_registry_does_not_import_llama_cpp() -> None:
 def test_llama_cpp_output_is_silenced(tiny_gguf: tuple[Path, Path]) -> None:
     code = (
         "from PIL import Image\n"
-        "from backends.base import EngineConfig\n"
-        "from backends.registry import create_backend\n"
-        "from backends.request import GenerationRequest, PreparedImage, SamplingOptions\n"
+        "from captioneer.backends.base import EngineConfig\n"
+        "from captioneer.backends.registry import create_backend\n"
+        "from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions\n"
         f"config = EngineConfig(model={str(tiny_gguf[0])!r}, mmproj={str(tiny_gguf[1])!r}, threads=1)\n"
         "b = create_backend(config)\n"
         "b.load()\n"
@@ -351,9 +351,10 @@ def test_llama_cpp_output_is_silenced(tiny_gguf: tuple[Path, Path]) -> None:
 def test_native_log_goes_to_python_debug_logging(
     engine: GGUFBackend, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="backends.gguf.native"):
+    with caplog.at_level(logging.DEBUG, logger="captioneer.backends.gguf.native"):
         run(engine, describe(red_square()))
-    messages = [record.getMessage() for record in caplog.records if record.name == "backends.gguf.native"]
+    native = "captioneer.backends.gguf.native"
+    messages = [record.getMessage() for record in caplog.records if record.name == native]
     assert any("image" in message for message in messages), messages[:10]
 
 
@@ -551,7 +552,7 @@ def test_structured_answers_hold_no_raw_control_characters(lean_engine: GGUFBack
         json.loads(answer)  # strict: a raw control character inside a string would fail here
     assert any("\\" in answer for answer in fixed), "escapes (\\n, \\t, \\uXXXX) are still allowed"
     # The same answers with llama-cpp-python's own grammar: raw control characters get in.
-    monkeypatch.setattr("backends.gguf.strict_string_grammar", lambda gbnf: gbnf)
+    monkeypatch.setattr("captioneer.backends.gguf.strict_string_grammar", lambda gbnf: gbnf)
     leaky = _keyword_answers(lean_engine, seeds)
     assert sum(map(_refused_for_control_characters, leaky)) >= 3
 

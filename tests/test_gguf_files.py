@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.errors import ConfigurationError, ModelFileError
-from backends.gguf_files import (
+from captioneer.backends.errors import ConfigurationError, ModelFileError
+from captioneer.backends.gguf_files import (
     check_gguf_pair,
     check_mmproj_file,
     check_model_file,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.base import EngineConfig
-from backends.gguf import GGUFBackend
-from backends.gguf_files import read_gguf_header
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.gguf import GGUFBackend
+from captioneer.backends.gguf_files import read_gguf_header
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 
 PROMPT = "Describe this image."
 

@@ -14,7 +14,7 @@ from threading import Thread
 
 import pytest
 
-from backends.hardware import (
+from captioneer.backends.hardware import (
     GPU,
     Fact,
     HardwareFacts,
@@ -26,7 +26,7 @@ from backends.hardware import (
     probe_hardware,
     probe_ollama,
 )
-from desktop.cli import main
+from captioneer.desktop.cli import main
 from tests.fakes.ollama_server import FakeOllama
 
 
@@ -61,8 +61,8 @@ def test_probing_this_machine_labels_every_number(tmp_path):
 
 def test_probing_and_recommending_import_no_engine(tmp_path):
     code = (
-        "import sys; from pathlib import Path; from backends.hardware import probe_hardware; "
-        "from backends.recommend import recommend; "
+        "import sys; from pathlib import Path; from captioneer.backends.hardware import probe_hardware; "
+        "from captioneer.backends.recommend import recommend; "
         f"f = probe_hardware(Path({str(tmp_path)!r}), ollama='http://127.0.0.1:9'); recommend(f); "
         "print('torch' in sys.modules or 'llama_cpp' in sys.modules, 'bitsandbytes' in sys.modules, "
         "f.torch_cuda.source)"
@@ -221,7 +221,7 @@ class _StandInNVML:
 
 
 def test_nvidia_through_nvml(monkeypatch):
-    from backends.hardware import probe_nvidia
+    from captioneer.backends.hardware import probe_nvidia
 
     nvml = _StandInNVML()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
@@ -236,7 +236,7 @@ def test_nvidia_through_nvml(monkeypatch):
 
 
 def test_nvidia_through_nvidia_smi_when_nvml_fails(monkeypatch, tmp_path):
-    from backends.hardware import probe_nvidia
+    from captioneer.backends.hardware import probe_nvidia
 
     class _BrokenNVML(_StandInNVML):
         def nvmlInit(self) -> None:

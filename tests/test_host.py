@@ -22,9 +22,9 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
-from backends.base import Completion, EngineConfig, collect
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends.base import Completion, EngineConfig, collect
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     EngineCrashedError,
     GenerationError,
@@ -33,7 +33,7 @@ from backends.errors import (
     ModelFileError,
     TruncatedOutputError,
 )
-from backends.host import (
+from captioneer.backends.host import (
     FAULT_INJECTION_KEY,
     HostedBackend,
     HostPolicy,
@@ -44,14 +44,15 @@ from backends.host import (
     open_backend,
     should_recycle,
 )
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.transformers_engine import TransformersBackend
-from desktop.cli import main as cli_main
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.transformers_engine import TransformersBackend
+from captioneer.desktop.cli import main as cli_main
 
 GREEDY = SamplingOptions(max_new_tokens=24, temperature=0.0)
 LONG = SamplingOptions(max_new_tokens=4000, temperature=0.0)
 PRELOAD = [
-    "backends.host", "backends.transformers_engine", "backends.gguf", "torch", "transformers",
+    "captioneer.backends.host", "captioneer.backends.transformers_engine", "captioneer.backends.gguf",
+    "torch", "transformers",
     "transformers.models.qwen3_vl.modeling_qwen3_vl", "bitsandbytes", "llama_cpp",
 ]
 
@@ -434,8 +435,8 @@ def test_cli_reports_a_photo_that_crashes_the_host_and_goes_on(
     tiny_hf_model: Path, tmp_path: Path, fast_start: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import desktop.commands.caption as caption_command
-    from desktop.core.images import prepare_image
+    import captioneer.desktop.commands.caption as caption_command
+    from captioneer.desktop.core.images import prepare_image
 
     poison, fine = tmp_path / "poison.png", tmp_path / "fine.png"
     Image.new("RGB", (300, 200), (220, 30, 30)).save(poison)

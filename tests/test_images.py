@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.errors import ImageError
-from backends.request import PreparedImage
-from desktop.core.images import PixelBudget, decode_image, prepare_image
+from captioneer.backends.errors import ImageError
+from captioneer.backends.request import PreparedImage
+from captioneer.desktop.core.images import PixelBudget, decode_image, prepare_image
 
 RED = (255, 0, 0)
 WHITE = (255, 255, 255)
@@ -311,9 +311,9 @@ def test_decode_image_rejects_empty_bytes() -> None:
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX symbolic links")
 def test_link_swapped_in_after_the_scan_is_refused_at_tagging_time(tmp_path: Path) -> None:
-    from desktop.library.catalog import open_catalog
-    from desktop.library.runs import RunSpec, execute_run, failed_items, plan_run
-    from desktop.library.scanner import scan_library
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.runs import RunSpec, execute_run, failed_items, plan_run
+    from captioneer.desktop.library.scanner import scan_library
     from tests.fakes.tagging_engine import FakeEngine, fake_config
 
     library = tmp_path / "lib"
@@ -344,7 +344,7 @@ def test_link_swapped_in_after_the_scan_is_refused_at_tagging_time(tmp_path: Pat
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX special files")
 def test_no_links_read_refuses_fifos_and_captioneer_temp_files(tmp_path: Path) -> None:
-    from desktop.core.images import read_photo_no_links
+    from captioneer.desktop.core.images import read_photo_no_links
 
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.errors import ConfigurationError
-from desktop.library.keywords import (
+from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.library.keywords import (
     CleanupRules,
     Vocabulary,
     clean_keywords,

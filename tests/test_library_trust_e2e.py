@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.catalog import open_catalog
-from desktop.library.metadata import clean_keyword
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.metadata import clean_keyword
 from tests.test_metadata_trust import DARKTABLE_SIDECAR, DIGIKAM_SIDECAR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *args],
+        [sys.executable, "-m", "captioneer.desktop.cli", *args],
         env={**os.environ, "CAPTIONEER_HOME": str(home)},
         cwd=REPO,
         capture_output=True,

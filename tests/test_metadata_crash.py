@@ -13,9 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from backends.files import TEMP_PREFIX
-from desktop.library.journal import read_entries, remove_stale_temps, undo
-from desktop.library.metadata import exiv2_module, read_metadata
+from captioneer.backends.files import TEMP_PREFIX
+from captioneer.desktop.library.journal import read_entries, remove_stale_temps, undo
+from captioneer.desktop.library.metadata import exiv2_module, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 30
@@ -24,10 +24,10 @@ WRITER = textwrap.dedent(
     """
     import sys, uuid
     from pathlib import Path
-    from desktop.library.journal import Journal
-    from desktop.library.metadata import Generated
-    from desktop.library.sidecars import WriteMode
-    from desktop.library.writer import WriteOptions, apply, plan_write
+    from captioneer.desktop.library.journal import Journal
+    from captioneer.desktop.library.metadata import Generated
+    from captioneer.desktop.library.sidecars import WriteMode
+    from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
     photo, root, journal = Path(sys.argv[1]), Path(sys.argv[2]), Journal(Path(sys.argv[3]))
     options = WriteOptions(mode=WriteMode.BOTH)
     written = 0

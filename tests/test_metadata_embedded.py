@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.journal import Journal, read_entries, undo
-from desktop.library.metadata import Generated, image_content_key
-from desktop.library.sidecars import WriteMode
-from desktop.library.writer import MetadataWriteError, WriteOptions, apply, plan_write
+from captioneer.desktop.library.journal import Journal, read_entries, undo
+from captioneer.desktop.library.metadata import Generated, image_content_key
+from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.library.writer import MetadataWriteError, WriteOptions, apply, plan_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -209,10 +209,10 @@ def test_disk_full_during_the_temp_write_leaves_the_original_intact(library, jou
         f"""
         import resource, signal, sys
         from pathlib import Path
-        from backends.errors import CaptioneerError
-        from desktop.library.journal import Journal
-        from desktop.library.metadata import Generated
-        from desktop.library.writer import DiskFullError, apply, plan_write
+        from captioneer.backends.errors import CaptioneerError
+        from captioneer.desktop.library.journal import Journal
+        from captioneer.desktop.library.metadata import Generated
+        from captioneer.desktop.library.writer import DiskFullError, apply, plan_write
         photo, library = Path({str(photo)!r}), Path({str(library)!r})
         plan = plan_write(photo, Generated(keywords=("x",)), library_root=library)
         journal = Journal(Path({str(journal_dir)!r}))

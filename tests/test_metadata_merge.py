@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop.library.metadata import (
+from captioneer.desktop.library.metadata import (
     Generated,
     MergeOptions,
     PhotoMetadata,
@@ -20,7 +20,7 @@ from desktop.library.metadata import (
     merge_keywords,
     text_hash,
 )
-from desktop.library.sidecars import (
+from captioneer.desktop.library.sidecars import (
     SidecarNaming,
     WriteMode,
     choose_sidecar,

@@ -13,10 +13,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.journal import Journal, remove_stale_temps
-from desktop.library.metadata import Generated
-from desktop.library.sidecars import SidecarNaming, WriteMode
-from desktop.library.writer import MetadataWriteError, WriteOptions, WriteRefusedError, apply, plan_write
+from captioneer.desktop.library.journal import Journal, remove_stale_temps
+from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
+from captioneer.desktop.library.writer import (
+    MetadataWriteError,
+    WriteOptions,
+    WriteRefusedError,
+    apply,
+    plan_write,
+)
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 

@@ -21,11 +21,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.journal import Journal, undo
-from desktop.library.metadata import Generated
-from desktop.library.sidecars import WriteMode
-from desktop.library.writer import DamagedXmpError, MetadataWriteError, WriteOptions, apply, plan_write
-from desktop.library.xmp_check import xmp_problem
+from captioneer.desktop.library.journal import Journal, undo
+from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.library.writer import (
+    DamagedXmpError,
+    MetadataWriteError,
+    WriteOptions,
+    apply,
+    plan_write,
+)
+from captioneer.desktop.library.xmp_check import xmp_problem
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 EMBEDDED = WriteOptions(mode=WriteMode.EMBEDDED)

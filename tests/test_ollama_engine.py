@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends import http_util
-from backends.base import EngineConfig
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends import http_util
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     ConfigurationError,
     EngineUnavailableError,
@@ -26,8 +26,8 @@ from backends.errors import (
     ModelNotFoundError,
     ResourceExhaustedError,
 )
-from backends.http_util import is_loopback_url, privacy_warning
-from backends.ollama_engine import (
+from captioneer.backends.http_util import is_loopback_url, privacy_warning
+from captioneer.backends.ollama_engine import (
     ModelWithoutVisionError,
     OllamaBackend,
     context_tokens,
@@ -38,12 +38,12 @@ from backends.ollama_engine import (
     pull_model,
     resolve_host,
 )
-from backends.registry import create_backend
-from backends.request import GenerationRequest, SamplingOptions
-from backends.server_pool import BREAKER_FAILURES, NoServerLeftError
-from desktop.core.captioning import caption_file, generate_answer
-from desktop.core.images import PixelBudget, prepare_image
-from desktop.core.tasks import get_task
+from captioneer.backends.registry import create_backend
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.server_pool import BREAKER_FAILURES, NoServerLeftError
+from captioneer.desktop.core.captioning import caption_file, generate_answer
+from captioneer.desktop.core.images import PixelBudget, prepare_image
+from captioneer.desktop.core.tasks import get_task
 from tests.fakes.ollama_server import FakeModel, FakeOllama, ScriptedFailure
 
 TAG = "qwen3-vl:2b-instruct"
@@ -181,7 +181,7 @@ def test_load_warns_before_sending_photos_to_another_machine(
         contacted.append(host)
         raise EngineUnavailableError("stopped before the network")
 
-    monkeypatch.setattr("backends.ollama_engine.server_version", no_network)
+    monkeypatch.setattr("captioneer.backends.ollama_engine.server_version", no_network)
     with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
         OllamaBackend(EngineConfig(engine="ollama", model=TAG, host="192.168.1.20")).load()
     assert "Your photos will be sent to http://192.168.1.20:11434" in caplog.text
@@ -467,7 +467,7 @@ def test_pull_with_nothing_listening() -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "captioneer.desktop.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 

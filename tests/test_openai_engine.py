@@ -18,29 +18,29 @@ import httpx
 import pytest
 from PIL import Image
 
-from backends import http_util
-from backends.base import EngineConfig
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends import http_util
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     ConfigurationError,
     EngineUnavailableError,
     GenerationError,
     ModelNotFoundError,
 )
-from backends.http_util import privacy_warning
-from backends.openai_engine import (
+from captioneer.backends.http_util import privacy_warning
+from captioneer.backends.openai_engine import (
     OpenAIBackend,
     completion_arguments,
     normalize_base_url,
     response_format,
 )
-from backends.registry import create_backend
-from backends.request import GenerationRequest, SamplingOptions
-from backends.server_pool import BREAKER_FAILURES, NoServerLeftError, ServerPool
-from desktop.core.captioning import generate_answer
-from desktop.core.images import PixelBudget, prepare_image
-from desktop.core.tasks import build_request, get_task
+from captioneer.backends.registry import create_backend
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.server_pool import BREAKER_FAILURES, NoServerLeftError, ServerPool
+from captioneer.desktop.core.captioning import generate_answer
+from captioneer.desktop.core.images import PixelBudget, prepare_image
+from captioneer.desktop.core.tasks import build_request, get_task
 from tests.fakes.openai_server import FakeOpenAI
 
 REAL_MODEL = "tiny-qwen3vl"
@@ -305,7 +305,7 @@ def test_bad_parallel_option_is_a_configuration_error() -> None:
 def test_cli_captions_through_the_real_server(llama_server: LlamaServer, photo: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable, "-m", "desktop.cli", "caption", str(photo),
+            sys.executable, "-m", "captioneer.desktop.cli", "caption", str(photo),
             "--engine", "openai", "--base-url", llama_server.url, "--model", REAL_MODEL,
             "--image-tokens", "64", "--max-tokens", "8",
         ],
@@ -439,7 +439,7 @@ def test_hung_server_hits_the_request_deadline(stand_in: FakeOpenAI, photo: Path
 def test_cli_with_nothing_listening_prints_one_line_and_exits_2(photo: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     done = subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "caption", str(photo), "--engine", "openai",
+        [sys.executable, "-m", "captioneer.desktop.cli", "caption", str(photo), "--engine", "openai",
          "--base-url", url, "--model", "m"],
         capture_output=True, text=True, timeout=120,
     )

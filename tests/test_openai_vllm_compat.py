@@ -21,19 +21,19 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from backends.base import EngineConfig
-from backends.errors import ConfigurationError, GenerationError
-from backends.openai_engine import (
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.errors import ConfigurationError, GenerationError
+from captioneer.backends.openai_engine import (
     MIN_IMAGE_TOKENS,
     OpenAIBackend,
     completion_arguments,
     context_advice,
     trimmed_answer,
 )
-from backends.request import GenerationRequest, SamplingOptions
-from desktop.core.captioning import caption_file
-from desktop.core.images import PixelBudget, engine_budget, prepare_image
-from desktop.core.tasks import get_task
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.desktop.core.captioning import caption_file
+from captioneer.desktop.core.images import PixelBudget, engine_budget, prepare_image
+from captioneer.desktop.core.tasks import get_task
 from tests.fakes.openai_server import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_a_budget_below_the_models_minimum_is_refused_with_the_flag_to_change() 
 def test_cli_refuses_a_budget_below_the_minimum_in_one_line(stand_in: FakeOpenAI, photo: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable, "-m", "desktop.cli", "caption", str(photo), "--engine", "openai",
+            sys.executable, "-m", "captioneer.desktop.cli", "caption", str(photo), "--engine", "openai",
             "--base-url", stand_in.url, "--model", "qwen3-vl-2b", "--image-tokens", "32",
         ],
         capture_output=True, text=True, timeout=120, cwd=REPO,
@@ -194,7 +194,7 @@ def test_tag_run_records_the_tokens_the_server_processes(
         Image.new("RGB", size, (40 * index, 90, 200)).save(root / f"photo{index}.jpg")
     done = subprocess.run(
         [
-            sys.executable, "-m", "desktop.cli", "tag", str(root), "--engine", "openai",
+            sys.executable, "-m", "captioneer.desktop.cli", "tag", str(root), "--engine", "openai",
             "--base-url", stand_in.url, "--model", "qwen3-vl-2b", "--image-tokens", "64",
         ],
         env={**os.environ, "CAPTIONEER_HOME": str(captioneer_home)},

@@ -101,13 +101,17 @@ def test_windows_version_file_is_what_pyinstaller_evaluates(recipe: types.Module
 
 def test_every_dynamically_imported_module_is_listed(recipe: types.ModuleType) -> None:
     """The registry, the CLI command table and the engine host import by name; PyInstaller needs them all."""
-    from backends.registry import ENGINES
-    from desktop.cli import COMMANDS
+    from captioneer.backends.registry import ENGINES
+    from captioneer.desktop.cli import COMMANDS
 
     modules = set(recipe.source_modules())
     assert {entry.module for entry in ENGINES.values()} <= modules
     assert set(COMMANDS.values()) <= modules
-    assert {"backends.host", "desktop.ui.app", "desktop.ui.main_window", "backends", "desktop"} <= modules
+    assert {"captioneer.backends.host", "captioneer.desktop.ui.app", "captioneer.desktop.ui.main_window"} <= (
+        modules
+    )
+    assert {"captioneer.backends", "captioneer.desktop"} <= modules
+    assert all(name.startswith("captioneer.") for name in modules)
     assert not any(name.endswith("__init__") or "tests" in name for name in modules)
 
 
@@ -144,21 +148,22 @@ def test_extension_modules_are_found_by_their_file_names(recipe: types.ModuleTyp
     ]
 
 
-def test_staged_resources_carry_every_data_file(recipe: types.ModuleType, tmp_path: Path) -> None:
-    staged = recipe.stage_resources(ROOT / "resources", tmp_path)
-    assert staged == tmp_path / "captioneer_resources"
-    assert (staged / "__init__.py").is_file()
+def test_staged_package_carries_code_and_every_data_file(recipe: types.ModuleType, tmp_path: Path) -> None:
+    staged = recipe.stage_package(ROOT, tmp_path)
+    assert staged == tmp_path / "captioneer"
+    for module in ("__init__.py", "desktop/cli.py", "backends/host.py", "resources/__init__.py"):
+        assert (staged / module).is_file(), module
     pairs = recipe.resource_datas(staged)
     shipped = {(Path(source).name, destination) for source, destination in pairs}
-    assert ("tasks.toml", "captioneer_resources") in shipped
-    assert ("models.toml", "captioneer_resources") in shipped
-    assert ("captioneer.svg", "captioneer_resources/icons") in shipped
+    assert ("tasks.toml", "captioneer/resources") in shipped
+    assert ("models.toml", "captioneer/resources") in shipped
+    assert ("captioneer.svg", "captioneer/resources/icons") in shipped
     assert not any(source.endswith(".py") for source, _ in pairs)
-    (tmp_path / "captioneer_resources" / "stale.toml").write_text("", encoding="utf-8")
-    recipe.stage_resources(ROOT / "resources", tmp_path)  # a second build starts from a clean copy
-    assert not (tmp_path / "captioneer_resources" / "stale.toml").exists()
+    (staged / "resources" / "stale.toml").write_text("", encoding="utf-8")
+    recipe.stage_package(ROOT, tmp_path)  # a second build starts from a clean copy
+    assert not (staged / "resources" / "stale.toml").exists()
     with pytest.raises(FileNotFoundError, match="no __init__.py"):
-        recipe.stage_resources(tmp_path / "nowhere", tmp_path / "out")
+        recipe.stage_package(tmp_path / "nowhere", tmp_path / "out")
 
 
 # --- the spec, executed with PyInstaller's build classes replaced by recorders ---------------------------
@@ -209,14 +214,14 @@ def test_spec_collects_engines_libraries_and_resources(tmp_path: Path, icons: di
     (analysis,) = recorded.calls["Analysis"]
     assert Path(analysis.args[0][0]).name == "captioneer_main.py"
     hidden = set(analysis.hiddenimports)
-    engines = {"backends.gguf", "backends.ollama_engine", "backends.openai_engine"}
-    assert engines | {"captioneer_resources"} <= hidden
+    engines = {f"captioneer.backends.{name}" for name in ("gguf", "ollama_engine", "openai_engine")}
+    assert engines | {"captioneer.resources"} <= hidden
     assert "torch" in analysis.excludes and "transformers" in analysis.excludes
     libraries = {(Path(source).name, destination) for source, destination in analysis.binaries}
     assert any(name.startswith("libllama") and dest == "llama_cpp/lib" for name, dest in libraries), libraries
     assert any(name.startswith("libmtmd") for name, _ in libraries)  # the vision projector's library
     datas = {(Path(source).name, destination) for source, destination in analysis.datas}
-    assert ("tasks.toml", "captioneer_resources") in datas
+    assert ("tasks.toml", "captioneer/resources") in datas
     # desktop.__version__ reads the installed metadata (dist-info, or egg-info in a source checkout)
     metadata = [name for name, _ in datas if name.endswith(("dist-info", "egg-info"))]
     assert any(name.startswith("captioneer") for name in metadata)
@@ -401,7 +406,7 @@ def test_artifact_names(build: types.ModuleType) -> None:
 
 
 def test_test_image_is_a_real_photo(build: types.ModuleType, tmp_path: Path) -> None:
-    from desktop.core.images import prepare_image
+    from captioneer.desktop.core.images import prepare_image
 
     path = tmp_path / "photo.jpg"
     build.make_test_image(path)
@@ -413,8 +418,8 @@ def test_test_image_is_a_real_photo(build: types.ModuleType, tmp_path: Path) -> 
 
 
 def test_missing_engine_hint_fits_the_frozen_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends import registry
-    from backends.errors import EngineNotInstalledError
+    from captioneer.backends import registry
+    from captioneer.backends.errors import EngineNotInstalledError
 
     assert registry.install_hint("transformers", frozen=False) == (
         "Install it with: pip install 'captioneer[transformers]'"

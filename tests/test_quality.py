@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from desktop.library.quality import answer_problems, in_language, repeated_caption
+from captioneer.desktop.library.quality import answer_problems, in_language, repeated_caption
 
 GOOD = "A red fishing boat moored in a small harbour at dawn."
 DE = "Ein rotes Fischerboot liegt im kleinen Hafen bei der Dämmerung."

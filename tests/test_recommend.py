@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from backends.catalog import load_catalog
-from backends.hardware import Fact, hypothetical_hardware
-from backends.recommend import (
+from captioneer.backends.catalog import load_catalog
+from captioneer.backends.hardware import Fact, hypothetical_hardware
+from captioneer.backends.recommend import (
     Device,
     estimate_memory,
     estimate_seconds,
@@ -18,7 +18,7 @@ from backends.recommend import (
     recommend,
     vision_activation_bytes,
 )
-from desktop.cli import main
+from captioneer.desktop.cli import main
 
 # machine -> (first profile, its image budget). Memory in GB as GPU tools show it.
 MACHINES = {

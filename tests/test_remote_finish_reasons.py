@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.base import EngineConfig, collect
-from backends.errors import TruncatedOutputError
-from backends.ollama_engine import OllamaBackend
-from backends.openai_engine import OpenAIBackend
-from backends.request import GenerationRequest, SamplingOptions
-from desktop.core.captioning import caption_file, generate_answer
-from desktop.core.images import PixelBudget, prepare_image
-from desktop.core.tasks import build_request, get_task
+from captioneer.backends.base import EngineConfig, collect
+from captioneer.backends.errors import TruncatedOutputError
+from captioneer.backends.ollama_engine import OllamaBackend
+from captioneer.backends.openai_engine import OpenAIBackend
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.desktop.core.captioning import caption_file, generate_answer
+from captioneer.desktop.core.images import PixelBudget, prepare_image
+from captioneer.desktop.core.tasks import build_request, get_task
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_openai_engine import REAL_MODEL

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.cancel import CancelToken
-from desktop.cli import main
-from desktop.commands.tag import ProgressPrinter, cancel_on_signals
-from desktop.library.catalog import open_catalog
-from desktop.library.runs import RunProgress, RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
+from captioneer.backends.cancel import CancelToken
+from captioneer.desktop.cli import main
+from captioneer.desktop.commands.tag import ProgressPrinter, cancel_on_signals
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.runs import RunProgress, RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.cli import main
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
+from captioneer.desktop.cli import main
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import BatchingFakeEngine, FakeEngine, fake_config
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")

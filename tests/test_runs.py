@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, GenerationError
-from backends.request import GenerationRequest
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.runs import (
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, GenerationError
+from captioneer.backends.request import GenerationRequest
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.runs import (
     RunController,
     RunProgress,
     RunSpec,
@@ -31,7 +31,7 @@ from desktop.library.runs import (
     plan_run,
     run_counts,
 )
-from desktop.library.scanner import scan_library
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import BatchingFakeEngine, FakeEngine, fake_config, read_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,9 +302,9 @@ def test_vocabulary_constrains_the_schema_and_the_keywords(tmp_path: Path) -> No
 CHILD = """
 import sys
 from pathlib import Path
-from desktop.library.catalog import open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 root, log = Path(sys.argv[1]), sys.argv[2]
 catalog = open_catalog()

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from desktop.cli import main
-from desktop.library.catalog import open_catalog
-from desktop.library.metadata import image_content_key
-from desktop.library.scanner import (
+from captioneer.desktop.cli import main
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.metadata import image_content_key
+from captioneer.desktop.library.scanner import (
     LibraryOfflineError,
     LibraryPathError,
     default_content_key,
@@ -213,9 +213,9 @@ def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captionee
         make_photo(root / f"d{i % 7}" / f"p{i:03d}.png", i, "PNG")
     script = (
         "import time; from pathlib import Path\n"
-        "from desktop.library.catalog import open_catalog\n"
-        "from desktop.library.metadata import image_content_key\n"
-        "from desktop.library.scanner import scan_library\n"
+        "from captioneer.desktop.library.catalog import open_catalog\n"
+        "from captioneer.desktop.library.metadata import image_content_key\n"
+        "from captioneer.desktop.library.scanner import scan_library\n"
         "def slow(p):\n    time.sleep(0.01)\n    print('keyed', flush=True)\n"
         "    return image_content_key(p)\n"
         f"scan_library(open_catalog(), Path({str(root)!r}), content_key=slow, commit_every=7)\n"
@@ -375,7 +375,7 @@ def test_caption_output_is_utf8_and_one_line_per_photo_for_any_file_name(
     os.rename(make_photo(tmp_path / "p.jpg", 5), name)
     model, mmproj = tiny_gguf
     options = ["--model", str(model), "--mmproj", str(mmproj), "--max-tokens", "2", "--threads", "2"]
-    command = [sys.executable, "-m", "desktop.cli", "caption", *options, name]
+    command = [sys.executable, "-m", "captioneer.desktop.cli", "caption", *options, name]
     env = {**os.environ, "LC_ALL": locale, "PYTHONPATH": str(Path(__file__).parent.parent)}
     env.pop("PYTHONIOENCODING", None)
     as_json = subprocess.run([*command, "--json"], capture_output=True, env=env, timeout=120)

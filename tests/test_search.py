@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
-from desktop.library.search import SearchSyntaxError, compile_query, search, tokenize
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.library.search import SearchSyntaxError, compile_query, search, tokenize
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 PHOTOS = {

@@ -22,21 +22,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from backends import http_util
-from backends.base import EngineConfig
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, ConfigurationError, EngineUnavailableError, GenerationError
-from backends.http_util import (
+from captioneer.backends import http_util
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, ConfigurationError, EngineUnavailableError, GenerationError
+from captioneer.backends.http_util import (
     AnswerTooLongError,
     EngineTimeoutError,
     ServerLimits,
     StreamBrokenError,
     token_cap,
 )
-from backends.ollama_engine import OllamaBackend
-from backends.openai_engine import OpenAIBackend
-from backends.request import GenerationRequest, SamplingOptions
-from backends.server_pool import (
+from captioneer.backends.ollama_engine import OllamaBackend
+from captioneer.backends.openai_engine import OpenAIBackend
+from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.server_pool import (
     BREAKER_FAILURES,
     Breaker,
     NoServerLeftError,
@@ -44,10 +44,10 @@ from backends.server_pool import (
     breaker_admits,
     breaker_step,
 )
-from desktop.core.images import PixelBudget, prepare_image
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.runs import RunController, RunSpec, execute_run, get_run, plan_run, run_counts
-from desktop.library.scanner import scan_library
+from captioneer.desktop.core.images import PixelBudget, prepare_image
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.runs import RunController, RunSpec, execute_run, get_run, plan_run, run_counts
+from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.ollama_server import FakeOllama, ScriptedFailure
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -58,7 +58,7 @@ FAST = {"connect_timeout": 1.0, "read_timeout": 0.5, "request_timeout": 5.0, "re
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_util, "RETRY_DELAYS", (0.01, 0.02, 0.04))
-    monkeypatch.setattr("backends.server_pool.RETRY_DELAYS", (0.01, 0.02, 0.04))
+    monkeypatch.setattr("captioneer.backends.server_pool.RETRY_DELAYS", (0.01, 0.02, 0.04))
 
 
 @pytest.fixture
@@ -741,7 +741,7 @@ def tag(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "desktop.cli",
+            "captioneer.desktop.cli",
             "tag",
             str(root),
             "--engine",
@@ -834,8 +834,8 @@ def test_cli_tag_with_no_server_left_exits_2_with_one_clear_line(tmp_path: Path)
 def test_cli_flags_and_settings_reach_the_engine(tmp_path: Path) -> None:
     import argparse
 
-    from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
-    from desktop.core.settings import Settings
+    from captioneer.desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+    from captioneer.desktop.core.settings import Settings
 
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
@@ -871,7 +871,7 @@ def test_cli_tag_ctrl_c_with_requests_in_flight_stops_promptly(tmp_path: Path) -
             [
                 sys.executable,
                 "-m",
-                "desktop.cli",
+                "captioneer.desktop.cli",
                 "tag",
                 str(root),
                 "--engine",

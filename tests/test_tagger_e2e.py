@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.catalog import open_catalog
-from desktop.library.metadata import clean_keyword, lr_entry
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.metadata import clean_keyword, lr_entry
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_PHOTOS = 200
@@ -158,7 +158,7 @@ def contains(read: list[str], ours: str) -> bool:
 
 def cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", *args],
+        [sys.executable, "-m", "captioneer.desktop.cli", *args],
         env={**os.environ, "CAPTIONEER_HOME": str(home)},
         cwd=REPO,
         stdin=subprocess.DEVNULL,  # no terminal: `tag` must never wait for an answer here
@@ -214,7 +214,7 @@ def test_tag_kill_resume_write_exiftool_undo(
 
     # 1. Tag, and SIGKILL the command mid-run (its engine host process goes with the process group).
     child = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "tag", str(root), *engine],
+        [sys.executable, "-m", "captioneer.desktop.cli", "tag", str(root), *engine],
         env={**os.environ, "CAPTIONEER_HOME": str(captioneer_home)},
         cwd=REPO,
         start_new_session=True,

@@ -8,19 +8,33 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from backends.base import Backend, BackendInfo, Capabilities, Completion, EngineConfig, finish_reason_of
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    Completion,
+    EngineConfig,
+    finish_reason_of,
+)
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     ConfigurationError,
     InvalidOutputError,
     ResourceExhaustedError,
     TruncatedOutputError,
 )
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.structured import parse_structured
-from desktop.core.captioning import caption_file, generate_answer
-from desktop.core.tasks import TaskOptions, all_tasks, build_request, get_task, render_prompt, task_schema
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.structured import parse_structured
+from captioneer.desktop.core.captioning import caption_file, generate_answer
+from captioneer.desktop.core.tasks import (
+    TaskOptions,
+    all_tasks,
+    build_request,
+    get_task,
+    render_prompt,
+    task_schema,
+)
 
 REQUIRED_TASKS = {
     "caption",

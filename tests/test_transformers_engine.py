@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from backends.base import EngineConfig, collect
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, ConfigurationError, GenerationError, ModelFileError
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.transformers_engine import (
+from captioneer.backends.base import EngineConfig, collect
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, ConfigurationError, GenerationError, ModelFileError
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.transformers_engine import (
     DEFAULT_BATCH_SIZE,
     TransformersBackend,
     chat_messages,
@@ -27,10 +27,10 @@ from backends.transformers_engine import (
     processor_size,
     resolve_model_dir,
 )
-from desktop.cli import main as cli_main
-from desktop.core.captioning import caption_file
-from desktop.core.images import prepare_image
-from desktop.core.tasks import get_task
+from captioneer.desktop.cli import main as cli_main
+from captioneer.desktop.core.captioning import caption_file
+from captioneer.desktop.core.images import prepare_image
+from captioneer.desktop.core.tasks import get_task
 
 GREEDY = SamplingOptions(max_new_tokens=24, temperature=0.0)
 

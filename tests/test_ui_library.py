@@ -20,16 +20,16 @@ from PIL import Image
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from backends.base import EngineConfig
-from backends.errors import ConfigurationError
-from desktop.library.browse import STATUS_FILTERS
-from desktop.library.catalog import open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
-from desktop.ui.library_model import FAILED_ROLE, ROW_ROLE
-from desktop.ui.library_thumbs import thumbs_dir
-from desktop.ui.library_window import KeywordCompleter, LibraryWindow, default_engine_args
-from desktop.ui.library_workers import RunOutcome, RunRequest
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.library.browse import STATUS_FILTERS
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.ui.library_model import FAILED_ROLE, ROW_ROLE
+from captioneer.desktop.ui.library_thumbs import thumbs_dir
+from captioneer.desktop.ui.library_window import KeywordCompleter, LibraryWindow, default_engine_args
+from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 pytestmark = [
@@ -521,7 +521,7 @@ def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, 
 
 
 def test_the_main_window_opens_one_library_window(qtbot, tmp_path: Path) -> None:
-    from desktop.ui.main_window import MainWindow
+    from captioneer.desktop.ui.main_window import MainWindow
 
     main = MainWindow(fake_args())
     qtbot.addWidget(main.view)

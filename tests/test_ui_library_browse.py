@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.library.browse import (
+from captioneer.desktop.library.browse import (
     BrowseFilter,
     LibraryPrefs,
     ReviewHistory,
@@ -29,10 +29,10 @@ from desktop.library.browse import (
     snapshot,
     split_keywords,
 )
-from desktop.library.catalog import Catalog, CatalogError, open_catalog
-from desktop.library.runs import RunSpec, execute_run, plan_run
-from desktop.library.scanner import scan_library
-from desktop.library.search import SearchSyntaxError
+from captioneer.desktop.library.catalog import Catalog, CatalogError, open_catalog
+from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.library.search import SearchSyntaxError
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 PHOTOS = {

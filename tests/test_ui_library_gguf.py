@@ -14,10 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt
 
-from desktop.core.settings import Settings, save_settings
-from desktop.library.catalog import open_catalog
-from desktop.library.sidecars import WriteMode
-from desktop.ui.library_window import LibraryWindow, default_engine_args
+from captioneer.desktop.core.settings import Settings, save_settings
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.ui.library_window import LibraryWindow, default_engine_args
 
 EXIFTOOL = shutil.which("exiftool")
 

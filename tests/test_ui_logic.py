@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop.core.captioning import CaptionResult
-from desktop.ui.quick_caption import (
+from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.ui.quick_caption import (
     all_as_json,
     all_as_text,
     collect_images,

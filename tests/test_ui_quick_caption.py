@@ -17,12 +17,12 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from backends.base import Backend, BackendInfo, Capabilities
-from desktop.core.captioning import CaptionResult
-from desktop.core.paths import cache_dir
-from desktop.core.settings import Settings, load_settings, save_settings
-from desktop.ui.card_view import CardState
-from desktop.ui.main_window import MainWindow, default_engine_args
+from captioneer.backends.base import Backend, BackendInfo, Capabilities
+from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.paths import cache_dir
+from captioneer.desktop.core.settings import Settings, load_settings, save_settings
+from captioneer.desktop.ui.card_view import CardState
+from captioneer.desktop.ui.main_window import MainWindow, default_engine_args
 
 # Qt warnings fail these tests; the offscreen platform's own notices are not ours.
 pytestmark = [
@@ -297,7 +297,7 @@ def test_smoke_test_runs_the_real_path_and_exits_zero(tiny_gguf, tmp_path) -> No
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "--smoke-test", str(image), "--model", str(model),
+        [sys.executable, "-m", "captioneer.desktop.cli", "--smoke-test", str(image), "--model", str(model),
          "--mmproj", str(mmproj), "--threads", "2"],
         capture_output=True, text=True, timeout=180, env=env,
     )
@@ -310,7 +310,7 @@ def test_smoke_test_fails_for_a_missing_model(tmp_path) -> None:
     image = photo(tmp_path / "smoke.png")
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "--smoke-test", str(image),
+        [sys.executable, "-m", "captioneer.desktop.cli", "--smoke-test", str(image),
          "--model", str(tmp_path / "no.gguf"), "--mmproj", str(tmp_path / "no-mmproj.gguf")],
         capture_output=True, text=True, timeout=120, env=env,
     )
@@ -320,7 +320,7 @@ def test_smoke_test_fails_for_a_missing_model(tmp_path) -> None:
 
 def test_version_and_subcommands_do_not_import_qt() -> None:
     code = (
-        "import sys; from desktop.cli import main; main(['tasks']); "
+        "import sys; from captioneer.desktop.cli import main; main(['tasks']); "
         "assert not [m for m in sys.modules if m.startswith('PySide6')], 'Qt was imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -7,10 +7,10 @@ import json
 import pytest
 from PySide6.QtWidgets import QDialogButtonBox
 
-from backends.openai_engine import OpenAIBackend
-from desktop.core.settings import Settings
-from desktop.ui.main_window import MainWindow
-from desktop.ui.settings_dialog import SettingsDialog
+from captioneer.backends.openai_engine import OpenAIBackend
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.ui.main_window import MainWindow
+from captioneer.desktop.ui.settings_dialog import SettingsDialog
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

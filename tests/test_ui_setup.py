@@ -10,20 +10,26 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QWizard
 
-from backends.catalog import load_catalog
-from backends.download import FileCheck, InstalledModel, Manifest
-from backends.hardware import HardwareFacts, hypothetical_hardware, probe_ollama
-from backends.recommend import recommend
-from desktop.core.paths import models_dir
-from desktop.core.settings import Settings
-from desktop.ui.model_manager import (
+from captioneer.backends.catalog import load_catalog
+from captioneer.backends.download import FileCheck, InstalledModel, Manifest
+from captioneer.backends.hardware import HardwareFacts, hypothetical_hardware, probe_ollama
+from captioneer.backends.recommend import recommend
+from captioneer.desktop.core.paths import models_dir
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.ui.model_manager import (
     ModelEntry,
     ModelManagerDialog,
     describe_checks,
     list_models,
     settings_for,
 )
-from desktop.ui.wizard import ModelReady, SetupWizard, hardware_lines, profile_cells, profile_settings
+from captioneer.desktop.ui.wizard import (
+    ModelReady,
+    SetupWizard,
+    hardware_lines,
+    profile_cells,
+    profile_settings,
+)
 from tests.fakes.hub_server import FakeHub
 from tests.fakes.ollama_server import FakeOllama
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from desktop.cli import main
-from desktop.core.paths import data_dir
-from desktop.library.catalog import MIGRATIONS, default_catalog_path, open_catalog
-from desktop.library.journal import Journal
-from desktop.library.metadata import Generated
-from desktop.library.sidecars import WriteMode
-from desktop.library.writer import WriteOptions, apply, plan_write
+from captioneer.desktop.cli import main
+from captioneer.desktop.core.paths import data_dir
+from captioneer.desktop.library.catalog import MIGRATIONS, default_catalog_path, open_catalog
+from captioneer.desktop.library.journal import Journal
+from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 
 
 def sha(path: Path) -> str:

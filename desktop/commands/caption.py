@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args, open_backend_from_args
+from captioneer.desktop.commands.engine_args import (
+    add_engine_arguments,
+    engine_config_from_args,
+    open_backend_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
-    from backends.errors import ConfigurationError
+    from captioneer.backends.errors import ConfigurationError
 
     if path is None:
         return ()
@@ -53,12 +57,12 @@ def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.errors import EngineCrashedError
-    from backends.request import SamplingOptions
-    from desktop.core.captioning import CaptionResult, caption_file
-    from desktop.core.settings import load_settings
-    from desktop.core.tasks import TaskOptions, get_task
-    from desktop.library.scanner import escape_undecodable, printable
+    from captioneer.backends.errors import EngineCrashedError
+    from captioneer.backends.request import SamplingOptions
+    from captioneer.desktop.core.captioning import CaptionResult, caption_file
+    from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.core.tasks import TaskOptions, get_task
+    from captioneer.desktop.library.scanner import escape_undecodable, printable
 
     settings = load_settings()
     task_id = args.task or ("question" if args.prompt else settings.task)

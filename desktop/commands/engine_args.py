@@ -6,10 +6,10 @@ import argparse
 import os
 from typing import Any
 
-from backends.base import Backend, EngineConfig
-from backends.errors import ConfigurationError
-from backends.registry import ENGINES
-from desktop.core.settings import Settings
+from captioneer.backends.base import Backend, EngineConfig
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.registry import ENGINES
+from captioneer.desktop.core.settings import Settings
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,7 +143,7 @@ def engine_config_from_args(args: argparse.Namespace, settings: Settings) -> Eng
 def open_backend_from_args(args: argparse.Namespace, settings: Settings, config: EngineConfig) -> Backend:
     """The engine for a command: gguf and transformers run in the engine host process (recycled per the
     settings) unless ``--in-process`` is given; server engines are used directly."""
-    from backends.host import HostPolicy, open_backend
+    from captioneer.backends.host import HostPolicy, open_backend
 
     limit_mb = settings.host_memory_limit_mb
     policy = HostPolicy(

@@ -32,10 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.errors import ConfigurationError
-    from desktop.library.catalog import open_catalog
-    from desktop.library.exchange import export_csv, export_json
-    from desktop.library.search import compile_query
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.exchange import export_csv, export_json
+    from captioneer.desktop.library.search import compile_query
 
     query = compile_query(args.query) if args.query else None
     with open_catalog(readonly=True) as catalog:

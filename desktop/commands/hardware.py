@@ -56,9 +56,9 @@ def format_facts(facts: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.hardware import probe_hardware
-    from desktop.core.paths import models_dir
-    from desktop.core.settings import load_settings
+    from captioneer.backends.hardware import probe_hardware
+    from captioneer.desktop.core.paths import models_dir
+    from captioneer.desktop.core.settings import load_settings
 
     facts = probe_hardware(models_dir(), ollama=load_settings().ollama_host)
     if args.json:

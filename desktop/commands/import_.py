@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop.library.catalog import open_catalog
-    from desktop.library.exchange import import_file
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.exchange import import_file
 
     with open_catalog() as catalog:
         report = import_file(catalog, args.file)

@@ -62,9 +62,9 @@ class _TerminalProgress:
 
 def _ollama_tags(host: str | None) -> tuple[set[str] | None, str]:
     """The tags Ollama has pulled, or None and why not."""
-    from backends.errors import CaptioneerError
-    from backends.hardware import probe_ollama
-    from backends.ollama_engine import installed_models
+    from captioneer.backends.errors import CaptioneerError
+    from captioneer.backends.hardware import probe_ollama
+    from captioneer.backends.ollama_engine import installed_models
 
     status = probe_ollama(host)
     if not status.running:
@@ -76,9 +76,9 @@ def _ollama_tags(host: str | None) -> tuple[set[str] | None, str]:
 
 
 def _status_rows(host: str | None) -> list[dict[str, Any]]:
-    from backends.catalog import load_catalog
-    from backends.download import installed_model, read_manifest, store_folder
-    from desktop.core.paths import models_dir
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import installed_model, read_manifest, store_folder
+    from captioneer.desktop.core.paths import models_dir
 
     folder = models_dir()
     tags, ollama_note = _ollama_tags(host)
@@ -113,7 +113,7 @@ def _status_rows(host: str | None) -> list[dict[str, Any]]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from desktop.core.settings import load_settings
+    from captioneer.desktop.core.settings import load_settings
 
     rows = _status_rows(load_settings().ollama_host)
     if args.json:
@@ -128,16 +128,16 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from backends.catalog import load_catalog
-    from backends.download import pull
-    from desktop.core.paths import models_dir
-    from desktop.core.settings import load_settings
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import pull
+    from captioneer.desktop.core.paths import models_dir
+    from captioneer.desktop.core.settings import load_settings
 
     variant = load_catalog().find(args.profile)
     progress = _TerminalProgress()
     try:
         if variant.engine == "ollama":
-            from backends.ollama_engine import pull_model
+            from captioneer.backends.ollama_engine import pull_model
 
             pull_model(args.host or load_settings().ollama_host, variant.tag or "", progress)
             print(f"{variant.tag} is in Ollama. Use it with:")
@@ -159,9 +159,9 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from backends.catalog import load_catalog
-    from backends.download import remove
-    from desktop.core.paths import models_dir
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import remove
+    from captioneer.desktop.core.paths import models_dir
 
     variant = load_catalog().find(args.profile)
     removed = remove(variant, models_dir())
@@ -175,9 +175,9 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from backends.catalog import load_catalog
-    from backends.download import downloaded, verify
-    from desktop.core.paths import models_dir
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import downloaded, verify
+    from captioneer.desktop.core.paths import models_dir
 
     catalog = load_catalog()
     folder = models_dir()

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from backends.hardware import GPU_KINDS
+from captioneer.backends.hardware import GPU_KINDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _hardware(args: argparse.Namespace) -> Any:
-    from backends.errors import ConfigurationError
-    from backends.hardware import hypothetical_hardware, probe_hardware
-    from desktop.core.paths import models_dir
-    from desktop.core.settings import load_settings
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.backends.hardware import hypothetical_hardware, probe_hardware
+    from captioneer.desktop.core.paths import models_dir
+    from captioneer.desktop.core.settings import load_settings
 
     described = args.gpu is not None or args.vram_gb is not None or args.ram_gb is not None
     if not described:
@@ -73,7 +73,7 @@ def format_table(profiles: list[Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.recommend import recommend
+    from captioneer.backends.recommend import recommend
 
     hardware = _hardware(args)
     profiles = recommend(hardware, engines=args.engines, include_unfit=args.all_profiles)

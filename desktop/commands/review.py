@@ -72,8 +72,8 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
-    from backends.errors import ConfigurationError
-    from desktop.library.search import compile_query
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.library.search import compile_query
 
     states = tuple(state.replace("-", "_") for state in (args.status or default_states))
     ids = getattr(args, "ids", None)
@@ -95,7 +95,7 @@ def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
 def _refuse_versions(results) -> None:
     """Review acts on current results only: a superseded version is never written, so approving it would
     change nothing the user can see."""
-    from backends.errors import ConfigurationError
+    from captioneer.backends.errors import ConfigurationError
 
     versions = [result for result in results if not result.current]
     if versions:
@@ -107,9 +107,9 @@ def _refuse_versions(results) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.errors import ConfigurationError
-    from desktop.library.catalog import open_catalog
-    from desktop.library.keywords import merge_keywords
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.keywords import merge_keywords
 
     if args.action == "list":
         with open_catalog(readonly=True) as catalog:
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             results = results[: args.limit]
         for result in results:
             if args.json:
-                from desktop.library.exchange import result_record
+                from captioneer.desktop.library.exchange import result_record
 
                 print(json.dumps(result_record(result), ensure_ascii=False))
                 continue

@@ -26,8 +26,8 @@ def _versions(count: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop.library.catalog import open_catalog
-    from desktop.library.runs import failed_items, get_run, list_runs, run_counts
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.runs import failed_items, get_run, list_runs, run_counts
 
     with open_catalog(readonly=True) as catalog:
         runs = [get_run(catalog, args.run)] if args.run is not None else list_runs(catalog)

@@ -11,7 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args, open_backend_from_args
+from captioneer.desktop.commands.engine_args import (
+    add_engine_arguments,
+    engine_config_from_args,
+    open_backend_from_args,
+)
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
@@ -108,7 +112,7 @@ class ProgressPrinter:
         self.width = 0
 
     def __call__(self, progress: Any) -> None:
-        """Show a run's progress (a :class:`~desktop.library.runs.RunProgress`)."""
+        """Show a run's progress (a :class:`~captioneer.desktop.library.runs.RunProgress`)."""
         self.show(progress.describe, final=progress.finished >= progress.total)
 
     def scanning(self, files: int, _path: str) -> None:
@@ -186,12 +190,12 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.errors import ConfigurationError
-    from desktop.core.settings import load_settings
-    from desktop.library.catalog import open_catalog
-    from desktop.library.keywords import parse_vocabulary
-    from desktop.library.publishing import nothing_to_write, writable_results, write_results
-    from desktop.library.runs import (
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.keywords import parse_vocabulary
+    from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
+    from captioneer.desktop.library.runs import (
         RunController,
         RunSpec,
         abandon_run,
@@ -202,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
         run_counts,
         set_run_state,
     )
-    from desktop.library.scanner import printable, scan_library
-    from desktop.library.sidecars import WriteMode
+    from captioneer.desktop.library.scanner import printable, scan_library
+    from captioneer.desktop.library.sidecars import WriteMode
 
     settings = load_settings()
     folder = args.folder.expanduser().absolute()

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop.core.tasks import all_tasks
+    from captioneer.desktop.core.tasks import all_tasks
 
     tasks = all_tasks()
     width = max(len(task_id) for task_id in tasks)

@@ -36,10 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop.core.settings import load_settings
-    from desktop.library.catalog import open_catalog
-    from desktop.library.publishing import nothing_to_write, writable_results, write_results
-    from desktop.library.sidecars import SidecarNaming, WriteMode
+    from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
+    from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
 
     mode = WriteMode(args.mode or load_settings().metadata_mode)
     with open_catalog() as catalog:

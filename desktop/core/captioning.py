@@ -8,20 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.base import Backend, collect
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import (
+from captioneer.backends.base import Backend, collect
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import (
     Cancelled,
     ImageError,
     InvalidOutputError,
     ResourceExhaustedError,
     TruncatedOutputError,
 )
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.structured import parse_structured, truncation_message
-from desktop.core.answer_text import clean_answer_data, clean_text
-from desktop.core.images import PixelBudget, engine_budget, prepare_image
-from desktop.core.tasks import Task, TaskOptions, build_request
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.structured import parse_structured, truncation_message
+from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
+from captioneer.desktop.core.images import PixelBudget, engine_budget, prepare_image
+from captioneer.desktop.core.tasks import Task, TaskOptions, build_request
 
 ChunkCallback = Callable[[str], None]
 RetryCallback = Callable[[str], None]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from backends.base import Capabilities
-from backends.errors import ImageError
-from backends.files import TEMP_PREFIX, open_regular
-from backends.request import TOKEN_PIXELS, PreparedImage
+from captioneer.backends.base import Capabilities
+from captioneer.backends.errors import ImageError
+from captioneer.backends.files import TEMP_PREFIX, open_regular
+from captioneer.backends.request import TOKEN_PIXELS, PreparedImage
 
 DEFAULT_IMAGE_TOKENS = 1024
 MIN_IMAGE_TOKENS = 4

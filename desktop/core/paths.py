@@ -48,9 +48,9 @@ def logs_dir() -> Path:
 
 
 def resource_path(name: str) -> Path:
-    """A file shipped in ``resources/`` (installed as the package ``captioneer_resources``)."""
+    """A file shipped in ``resources/`` (installed as the package ``captioneer.resources``)."""
     try:
-        root = resources.files("captioneer_resources")
+        root = resources.files("captioneer.resources")
     except ModuleNotFoundError:
         root = Path(__file__).resolve().parents[2] / "resources"
     return Path(str(root / name))

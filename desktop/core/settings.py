@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backends.errors import ConfigurationError
-from backends.files import write_atomically
-from backends.http_util import CONNECT_TIMEOUT, MAX_ANSWER_KB, READ_TIMEOUT, REQUEST_TIMEOUT
-from desktop.core.paths import config_dir
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.files import write_atomically
+from captioneer.backends.http_util import CONNECT_TIMEOUT, MAX_ANSWER_KB, READ_TIMEOUT, REQUEST_TIMEOUT
+from captioneer.desktop.core.paths import config_dir
 
 
 class Settings(BaseModel):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from backends.errors import ConfigurationError
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from desktop.core.paths import resource_path
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.desktop.core.paths import resource_path
 
 
 @dataclass(frozen=True)

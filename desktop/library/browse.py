@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.errors import CaptioneerError
-from desktop.core.paths import config_dir
-from desktop.core.tasks import get_task
-from desktop.library.catalog import Catalog, CatalogError, Photo, Result
-from desktop.library.metadata import Generated
-from desktop.library.publishing import photo_changes, writable_for_photo
-from desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
-from desktop.library.search import compile_query
+from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.paths import config_dir
+from captioneer.desktop.core.tasks import get_task
+from captioneer.desktop.library.catalog import Catalog, CatalogError, Photo, Result
+from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.publishing import photo_changes, writable_for_photo
+from captioneer.desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
+from captioneer.desktop.library.search import compile_query
 
 STATUS_FILTERS = ("all", "untagged", "new", "needs_review", "approved", "rejected", "written")
 """What the status filter offers: every photo, photos without a result, or one review state."""
@@ -451,7 +451,7 @@ def resumable_runs(catalog: Catalog) -> list[ResumableRun]:
 class PhotoReview:
     """What the review panel shows for one photo: its current result of each task (oldest first) and the one
     combined change the next write makes (None when nothing of it is approved), the same as the write
-    preview, because both come from :func:`~desktop.library.publishing.photo_changes`."""
+    preview, because both come from :func:`~captioneer.desktop.library.publishing.photo_changes`."""
 
     results: tuple[Result, ...]
     will_write: Generated | None

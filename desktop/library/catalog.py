@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from backends.errors import CaptioneerError
-from desktop.core.paths import data_dir
+from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +505,7 @@ class Catalog:
     ) -> list[Result]:
         """Results joined with their photo path, oldest first. ``current_only`` keeps each photo's current
         result per task (leaving out superseded versions); ``where`` adds an SQL condition (from
-        :mod:`desktop.library.search`)."""
+        :mod:`captioneer.desktop.library.search`)."""
         clauses: list[str] = []
         values: list[Any] = []
         if run_id is not None:

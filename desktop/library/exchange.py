@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backends.errors import CaptioneerError
-from desktop.library.catalog import REVIEW_STATES, Catalog, Result
+from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.library.catalog import REVIEW_STATES, Catalog, Result
 
 EXPORT_COLUMNS = (
     "result_id",

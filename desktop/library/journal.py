@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.errors import CaptioneerError
-from backends.files import TEMP_PREFIX, fsync_dir, open_regular, temp_path_for, write_atomically
+from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.files import TEMP_PREFIX, fsync_dir, open_regular, temp_path_for, write_atomically
 
 JOURNAL_VERSION = 1
 _CHUNK = 1 << 20
@@ -113,7 +113,8 @@ class JournalEntry:
 
 
 class Journal:
-    """A run's write journal on disk. Create one per run; :mod:`desktop.library.writer` records into it."""
+    """A run's write journal on disk. Create one per run; :mod:`captioneer.desktop.library.writer` records
+    into it."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from backends.errors import ConfigurationError
+from captioneer.backends.errors import ConfigurationError
 
 DEFAULT_MAX_LENGTH = 40
 """Longest keyword kept, in characters (IPTC allows 64 bytes; long "keywords" are sentences)."""

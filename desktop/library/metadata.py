@@ -486,7 +486,7 @@ def exiv2_module() -> Any:
     try:
         import exiv2
     except ImportError:
-        from backends.errors import ConfigurationError
+        from captioneer.backends.errors import ConfigurationError
 
         raise ConfigurationError(
             "Writing metadata needs python-exiv2: pip install 'captioneer[metadata]'"
@@ -718,8 +718,8 @@ def pixel_digest(path: Path) -> str:
     Raises:
         ImageError: the file does not decode.
     """
-    from backends.errors import ImageError
-    from desktop.core.images import RAW_SUFFIXES, decode_image
+    from captioneer.backends.errors import ImageError
+    from captioneer.desktop.core.images import RAW_SUFFIXES, decode_image
 
     if path.suffix.lower() in RAW_SUFFIXES:
         if not can_decode_raw():
@@ -761,8 +761,8 @@ def image_content_key(path: Path) -> str:
     Raises:
         ImageError: the file cannot be read or decoded.
     """
-    from backends.errors import ImageError
-    from desktop.core.images import RAW_SUFFIXES
+    from captioneer.backends.errors import ImageError
+    from captioneer.desktop.core.images import RAW_SUFFIXES
 
     path = Path(path)
     try:
@@ -800,7 +800,8 @@ def existing_keywords(
     Fields: XMP ``dc:subject``, the leaves of ``lr:hierarchicalSubject`` (``|``), ``digiKam:TagsList`` (``/``)
     and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo and in both
     sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when this photo owns that name; see
-    :func:`desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept. Nothing is
+    :func:`captioneer.desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept.
+    Nothing is
     written. ``sidecars`` names the sidecars to read when the caller already knows them (the scanner, from
     its folder listing); by default they are looked up.
 
@@ -813,9 +814,14 @@ def existing_keywords(
     """
     import os
 
-    from backends.files import open_regular
-    from desktop.library.sidecars import full_sidecar_name, image_siblings, stem_owner, stem_sidecar_name
-    from desktop.library.xmp_check import parse_properties
+    from captioneer.backends.files import open_regular
+    from captioneer.desktop.library.sidecars import (
+        full_sidecar_name,
+        image_siblings,
+        stem_owner,
+        stem_sidecar_name,
+    )
+    from captioneer.desktop.library.xmp_check import parse_properties
 
     exiv2 = exiv2_module()
     found: list[tuple[str, ...]] = []

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backends.errors import CaptioneerError
-from desktop.core.paths import data_dir
-from desktop.library.catalog import Catalog, Result
-from desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
-from desktop.library.keywords import merge_keywords
-from desktop.library.metadata import Generated
-from desktop.library.sidecars import SidecarNaming, WriteMode
-from desktop.library.writer import DiskFullError, WriteOptions, WritePlan, apply, plan_write
+from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.paths import data_dir
+from captioneer.desktop.library.catalog import Catalog, Result
+from captioneer.desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
+from captioneer.desktop.library.keywords import merge_keywords
+from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
+from captioneer.desktop.library.writer import DiskFullError, WriteOptions, WritePlan, apply, plan_write
 
 WRITABLE_REVIEWED = ("approved",)
 WRITABLE_UNREVIEWED = ("approved", "new", "needs_review")

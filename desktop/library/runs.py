@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.base import FINISH_LENGTH, Backend, EngineConfig, finish_reason_of
-from backends.cancel import CancelToken
-from backends.errors import (
+from captioneer.backends.base import FINISH_LENGTH, Backend, EngineConfig, finish_reason_of
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
     ConfigurationError,
@@ -29,16 +29,21 @@ from backends.errors import (
     ResourceExhaustedError,
     TruncatedOutputError,
 )
-from backends.host import QuarantinedImageError
-from backends.request import GenerationRequest, PreparedImage, SamplingOptions
-from backends.structured import parse_structured, truncation_message
-from desktop.core.answer_text import clean_answer_data, clean_text
-from desktop.core.captioning import Answer, generate_answer
-from desktop.core.images import PixelBudget, engine_budget, prepare_image
-from desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
-from desktop.library.catalog import REVIEWED_STATES, Catalog, CatalogError, Photo
-from desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
-from desktop.library.quality import REPEAT_WINDOW, answer_problems, normalise_caption, repeated_caption
+from captioneer.backends.host import QuarantinedImageError
+from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.structured import parse_structured, truncation_message
+from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
+from captioneer.desktop.core.captioning import Answer, generate_answer
+from captioneer.desktop.core.images import PixelBudget, engine_budget, prepare_image
+from captioneer.desktop.core.tasks import Task, TaskOptions, build_request, get_task, prompt_hash, task_schema
+from captioneer.desktop.library.catalog import REVIEWED_STATES, Catalog, CatalogError, Photo
+from captioneer.desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
+from captioneer.desktop.library.quality import (
+    REPEAT_WINDOW,
+    answer_problems,
+    normalise_caption,
+    repeated_caption,
+)
 
 CRASH_LIMIT = 3
 """A photo during which the engine crashed this many times is quarantined (marked failed)."""
@@ -998,7 +1003,7 @@ def server_notices(on_event: EventCallback | None) -> Iterator[None]:
     if on_event is None:
         yield
         return
-    logger = logging.getLogger("backends.server_pool")
+    logger = logging.getLogger("captioneer.backends.server_pool")
     handler = _EventHandler(on_event)
     logger.addHandler(handler)
     try:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import CaptioneerError
-from backends.files import TEMP_PREFIX
-from desktop.core.images import is_image_path
-from desktop.library.catalog import Catalog
-from desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.files import TEMP_PREFIX
+from captioneer.desktop.core.images import is_image_path
+from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
 
 ContentKey = Callable[[Path], str]
 KeywordReader = Callable[[Path, "tuple[Path, ...]"], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
@@ -136,8 +136,8 @@ def default_content_key(path: Path) -> str:
     Raises:
         ImageError: the file cannot be read or decoded.
     """
-    from desktop.core.images import decode_image
-    from desktop.library.metadata import image_content_key
+    from captioneer.desktop.core.images import decode_image
+    from captioneer.desktop.library.metadata import image_content_key
 
     if path.suffix.lower() == ".gif":
         key = gif_content_key(path)
@@ -151,11 +151,12 @@ def default_keyword_reader(
     path: Path, sidecars: tuple[Path, ...]
 ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """The keywords already in the photo and its sidecars (see
-    :func:`desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to read them
+    :func:`captioneer.desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to
+    read them
     with; scans still work)."""
     if not _HAS_EXIV2:
         return None
-    from desktop.library.metadata import existing_keywords
+    from captioneer.desktop.library.metadata import existing_keywords
 
     try:
         return existing_keywords(path, sidecars)
@@ -444,7 +445,8 @@ def _sidecar_stamp(
     photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]
 ) -> tuple[str, tuple[Path, ...]]:
     """The photo's sidecars (both names, the stem one only if the photo owns it; see
-    :func:`desktop.library.sidecars.stem_owner`) found in the folder listing, and a stamp of their names,
+    :func:`captioneer.desktop.library.sidecars.stem_owner`) found in the folder listing, and a stamp of their
+    names,
     sizes and mtimes (``""`` when there are none): a stat only for sidecars that exist, and no second look
     at the folder per photo."""
     names = [photo.name + SIDECAR_SUFFIX]

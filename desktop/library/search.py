@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from backends.errors import CaptioneerError
-from desktop.library.catalog import REVIEW_STATES, Catalog, Result
+from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.library.catalog import REVIEW_STATES, Catalog, Result
 
 
 class SearchSyntaxError(CaptioneerError):

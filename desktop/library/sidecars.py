@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from desktop.core.images import IMAGE_SUFFIXES, RAW_SUFFIXES
+from captioneer.desktop.core.images import IMAGE_SUFFIXES, RAW_SUFFIXES
 
 SIDECAR_SUFFIX = ".xmp"
 # Formats we write into (and verify after writing). HEIC/HEIF are here because metadata.md lists them, but

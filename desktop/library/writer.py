@@ -2,10 +2,10 @@
 
 API for the catalog (everything Qt-free; ``generated`` is what a model produced for one photo):
 
-    from desktop.library.metadata import Generated, MergeOptions, image_content_key
-    from desktop.library.sidecars import SidecarNaming, WriteMode
-    from desktop.library.writer import WriteOptions, plan_write, apply, MetadataWriteError
-    from desktop.library.journal import Journal, undo, remove_stale_temps
+    from captioneer.desktop.library.metadata import Generated, MergeOptions, image_content_key
+    from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
+    from captioneer.desktop.library.writer import WriteOptions, plan_write, apply, MetadataWriteError
+    from captioneer.desktop.library.journal import Journal, undo, remove_stale_temps
 
     remove_stale_temps(library_root)                    # once at start, holding the catalog lock
     journal = Journal(data_dir / "journal" / "write-7")  # one per write operation
@@ -25,11 +25,13 @@ API for the catalog (everything Qt-free; ``generated`` is what a model produced 
 - ``apply`` writes each change through a temp file beside the target (fsync, verify: decodes, pixels
   unchanged, fields read back; then one rename), journals the previous bytes first, and re-reads and
   re-merges when a file changed since the plan (compare-and-swap).
-- Errors (all :class:`backends.errors.CaptioneerError`, messages for people): :class:`WriteRefusedError`
+- Errors (all :class:`captioneer.backends.errors.CaptioneerError`, messages for people):
+  :class:`WriteRefusedError`
   (symbolic link, outside the library), :class:`DamagedXmpError` (existing XMP did not read completely),
   :class:`DiskFullError` (original intact, pause the batch), :class:`MetadataWriteError` (unreadable
   sidecar, exiv2 failure, verification failed),
-  :class:`~desktop.library.journal.JournalError`, :class:`~desktop.library.journal.ConcurrentChangeError`
+  :class:`~captioneer.desktop.library.journal.JournalError`,
+  :class:`~captioneer.desktop.library.journal.ConcurrentChangeError`
   (a file kept changing), ``ImageError`` (the photo is missing).
 """
 
@@ -43,9 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backends.errors import CaptioneerError, ImageError
-from backends.files import file_kind, fsync_dir, open_regular, temp_path_for
-from desktop.library.journal import (
+from captioneer.backends.errors import CaptioneerError, ImageError
+from captioneer.backends.files import file_kind, fsync_dir, open_regular, temp_path_for
+from captioneer.desktop.library.journal import (
     ConcurrentChangeError,
     Journal,
     JournalError,
@@ -53,7 +55,7 @@ from desktop.library.journal import (
     remove_temps_for,
     sha256_file,
 )
-from desktop.library.metadata import (
+from captioneer.desktop.library.metadata import (
     Generated,
     MergeOptions,
     PhotoMetadata,
@@ -66,7 +68,7 @@ from desktop.library.metadata import (
     read_metadata,
     write_metadata,
 )
-from desktop.library.sidecars import (
+from captioneer.desktop.library.sidecars import (
     DARKTABLE_WARNING,
     EMBEDDABLE_SUFFIXES,
     SidecarNaming,
@@ -75,7 +77,7 @@ from desktop.library.sidecars import (
     find_sidecar,
     is_darktable_sidecar,
 )
-from desktop.library.xmp_check import xmp_problem
+from captioneer.desktop.library.xmp_check import xmp_problem
 
 MAX_REPLANS = 3
 JPEG_XMP_LIMIT = 65_000  # one APP1 segment holds 65,533 bytes, less the XMP namespace header

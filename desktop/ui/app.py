@@ -17,12 +17,12 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
 
-from desktop import __version__
-from desktop.core.paths import logs_dir, resource_path
+from captioneer.desktop import __version__
+from captioneer.desktop.core.paths import logs_dir, resource_path
 
 if TYPE_CHECKING:
-    from desktop.core.captioning import CaptionResult
-    from desktop.ui.main_window import MainWindow
+    from captioneer.desktop.core.captioning import CaptionResult
+    from captioneer.desktop.ui.main_window import MainWindow
 
 THEMES = ("system", "light", "dark")
 
@@ -169,7 +169,7 @@ class CrashHandler(QObject):
     def _show(self, report: str, saved: str) -> None:
         if self._showing:  # one dialog at a time; later reports are in the logs folder
             return
-        from desktop.ui.crash_view import CrashDialog
+        from captioneer.desktop.ui.crash_view import CrashDialog
 
         self._showing = True
         try:
@@ -184,8 +184,8 @@ SMOKE_TEST_DEADLINE_S = 900
 def run_window(engine_args: argparse.Namespace, smoke_test: Path | None = None) -> int:
     """Open the main window and run the event loop; with ``smoke_test`` caption that one image through the
     real path (engine host process included) and exit 0 when it worked, 1 when it did not."""
-    from backends.errors import CaptioneerError
-    from desktop.ui.main_window import MainWindow
+    from captioneer.backends.errors import CaptioneerError
+    from captioneer.desktop.ui.main_window import MainWindow
 
     app = create_app(sys.argv[:1])
     crash_handler = CrashHandler(app)

@@ -11,27 +11,27 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem
 
-from backends.base import ProgressCallback
-from backends.cancel import CancelToken
-from backends.errors import ConfigurationError
-from desktop.library.browse import filtered_results
-from desktop.library.catalog import Catalog
-from desktop.library.exchange import export_csv, export_json, import_file
-from desktop.library.publishing import (
+from captioneer.backends.base import ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.library.browse import filtered_results
+from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.library.exchange import export_csv, export_json, import_file
+from captioneer.desktop.library.publishing import (
     WriteOperation,
     undo_write,
     writable_results,
     write_operations,
     write_results,
 )
-from desktop.library.scanner import scan_library
-from desktop.library.sidecars import WriteMode
-from desktop.ui.library_dialogs_view import UndoWriteDialogView, WriteDialogView
-from desktop.ui.library_workers import CatalogWork, catalog_call
-from desktop.ui.workers import Call
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.ui.library_dialogs_view import UndoWriteDialogView, WriteDialogView
+from captioneer.desktop.ui.library_workers import CatalogWork, catalog_call
+from captioneer.desktop.ui.workers import Call
 
 if TYPE_CHECKING:
-    from desktop.ui.library_window import LibraryWindow
+    from captioneer.desktop.ui.library_window import LibraryWindow
 
 PREVIEW_LINES = 4000
 """The write preview shows the diff of this many files at most (and says how many more)."""

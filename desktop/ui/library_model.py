@@ -9,9 +9,9 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from desktop.library.browse import PhotoRow, fetch_rows
-from desktop.library.catalog import Catalog
-from desktop.ui.library_thumbs import ThumbnailCache
+from captioneer.desktop.library.browse import PhotoRow, fetch_rows
+from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.ui.library_thumbs import ThumbnailCache
 
 PAGE = 200
 ROW_CACHE_LIMIT = 6000

@@ -12,17 +12,23 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QFileDialog
 
-from backends.base import EngineConfig
-from backends.errors import CaptioneerError, ConfigurationError
-from desktop.commands.engine_args import engine_config_from_args
-from desktop.core.tasks import all_tasks
-from desktop.library.browse import photos_by_id, resumable_runs
-from desktop.library.runs import RunController, RunProgress, RunSpec, format_duration, reviewed_in_selection
-from desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
-from desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.errors import CaptioneerError, ConfigurationError
+from captioneer.desktop.commands.engine_args import engine_config_from_args
+from captioneer.desktop.core.tasks import all_tasks
+from captioneer.desktop.library.browse import photos_by_id, resumable_runs
+from captioneer.desktop.library.runs import (
+    RunController,
+    RunProgress,
+    RunSpec,
+    format_duration,
+    reviewed_in_selection,
+)
+from captioneer.desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
+from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
 
 if TYPE_CHECKING:
-    from desktop.ui.library_window import LibraryWindow
+    from captioneer.desktop.ui.library_window import LibraryWindow
 
 FINISHED_TITLES = {
     "done": "Finished",

@@ -12,9 +12,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 
-from backends.errors import ImageError
-from desktop.core.paths import cache_dir
-from desktop.ui.workers import make_thumbnail
+from captioneer.backends.errors import ImageError
+from captioneer.desktop.core.paths import cache_dir
+from captioneer.desktop.ui.workers import make_thumbnail
 
 MEMORY_LIMIT = 1500
 """Thumbnails kept in memory (a few screens of a large grid); the disk cache holds the rest."""

@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.library.browse import STATUS_FILTERS, STATUS_LABELS
-from desktop.ui.app import app_icon
+from captioneer.desktop.library.browse import STATUS_FILTERS, STATUS_LABELS
+from captioneer.desktop.ui.app import app_icon
 
 PREVIEW_EDGE = 360
 

@@ -13,10 +13,10 @@ from PySide6.QtCore import QModelIndex, QObject, QStringListModel, Qt, QThread, 
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QCompleter, QMessageBox, QTreeWidgetItem
 
-from backends.errors import CaptioneerError, ConfigurationError
-from desktop.commands.engine_args import add_engine_arguments
-from desktop.core.settings import Settings, load_settings
-from desktop.library.browse import (
+from captioneer.backends.errors import CaptioneerError, ConfigurationError
+from captioneer.desktop.commands.engine_args import add_engine_arguments
+from captioneer.desktop.core.settings import Settings, load_settings
+from captioneer.desktop.library.browse import (
     STATUS_FILTERS,
     BrowseFilter,
     FolderNode,
@@ -35,15 +35,15 @@ from desktop.library.browse import (
     snapshot,
     split_keywords,
 )
-from desktop.library.catalog import Catalog, open_catalog
-from desktop.library.keywords import Vocabulary, parse_vocabulary
-from desktop.ui.library_files import FilesController
-from desktop.ui.library_model import PhotoGridModel, TileDelegate
-from desktop.ui.library_runs import RunsController
-from desktop.ui.library_thumbs import ThumbnailCache
-from desktop.ui.library_view import PREVIEW_EDGE, LibraryView
-from desktop.ui.library_workers import QueryWorker
-from desktop.ui.workers import BackendOpener, host_opener
+from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.keywords import Vocabulary, parse_vocabulary
+from captioneer.desktop.ui.library_files import FilesController
+from captioneer.desktop.ui.library_model import PhotoGridModel, TileDelegate
+from captioneer.desktop.ui.library_runs import RunsController
+from captioneer.desktop.ui.library_thumbs import ThumbnailCache
+from captioneer.desktop.ui.library_view import PREVIEW_EDGE, LibraryView
+from captioneer.desktop.ui.library_workers import QueryWorker
+from captioneer.desktop.ui.workers import BackendOpener, host_opener
 
 FILTER_DELAY_MS = 250
 GRID_REFRESH_MS = 700

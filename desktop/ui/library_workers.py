@@ -1,6 +1,6 @@
 """Workers of the library window, each with its own catalog connection off the GUI thread: filter queries and
 the folder/keyword overview, tagging runs through the engine host process, and one-off catalog jobs
-(scan, write, undo, export, import) on top of :class:`desktop.ui.workers.Call`."""
+(scan, write, undo, export, import) on top of :class:`captioneer.desktop.ui.workers.Call`."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from backends.base import EngineConfig, ProgressCallback
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, CaptioneerError, ConfigurationError
-from desktop.library.browse import BrowseFilter, keyword_counts, library_trees, photo_ids, photos_by_id
-from desktop.library.catalog import Catalog
-from desktop.library.runs import (
+from captioneer.backends.base import EngineConfig, ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError
+from captioneer.desktop.library.browse import (
+    BrowseFilter,
+    keyword_counts,
+    library_trees,
+    photo_ids,
+    photos_by_id,
+)
+from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.library.runs import (
     RunController,
     RunCounts,
     RunSpec,
@@ -27,8 +33,8 @@ from desktop.library.runs import (
     run_counts,
     set_run_state,
 )
-from desktop.library.scanner import scan_library
-from desktop.ui.workers import BackendOpener, Call
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.ui.workers import BackendOpener, Call
 
 
 class QueryWorker(QObject):
@@ -77,7 +83,8 @@ class RunRequest:
     """A run the window starts: which photos (ids, or a folder scanned first), and what to ask of each.
 
     ``resume`` names an unfinished run to go on with instead of planning a new one; ``on_reviewed`` says what
-    happens to photos whose current result was reviewed (see :func:`~desktop.library.runs.plan_run`).
+    happens to photos whose current result was reviewed (see
+    :func:`~captioneer.desktop.library.runs.plan_run`).
     """
 
     scope: str

@@ -1,5 +1,5 @@
 """The main window's layout: menus, the task bar, the drop area or the list of cards, and the status bar.
-Layout only; :mod:`desktop.ui.main_window` wires the behaviour."""
+Layout only; :mod:`captioneer.desktop.ui.main_window` wires the behaviour."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui.app import app_icon
+from captioneer.desktop.ui.app import app_icon
 
 LANGUAGES = (
     "English", "Deutsch", "Español", "Français", "Italiano", "Nederlands", "Polski", "Português", "Svenska",

@@ -11,19 +11,19 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
-from backends.base import BackendInfo, EngineConfig
-from backends.cancel import CancelToken
-from backends.errors import ConfigurationError
-from backends.request import SamplingOptions
-from desktop import __version__
-from desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
-from desktop.core.captioning import CaptionResult
-from desktop.core.images import IMAGE_SUFFIXES
-from desktop.core.settings import Settings, load_settings, save_settings
-from desktop.core.tasks import TaskOptions, all_tasks, get_task
-from desktop.ui.card_view import THUMB_EDGE, CardState, CardView
-from desktop.ui.main_view import MainView, paths_from_mime
-from desktop.ui.quick_caption import (
+from captioneer.backends.base import BackendInfo, EngineConfig
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.request import SamplingOptions
+from captioneer.desktop import __version__
+from captioneer.desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.images import IMAGE_SUFFIXES
+from captioneer.desktop.core.settings import Settings, load_settings, save_settings
+from captioneer.desktop.core.tasks import TaskOptions, all_tasks, get_task
+from captioneer.desktop.ui.card_view import THUMB_EDGE, CardState, CardView
+from captioneer.desktop.ui.main_view import MainView, paths_from_mime
+from captioneer.desktop.ui.quick_caption import (
     Collected,
     all_as_json,
     all_as_text,
@@ -33,7 +33,7 @@ from desktop.ui.quick_caption import (
     format_bytes,
     seconds_per_image,
 )
-from desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
+from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
 
 NO_MODEL_MESSAGE = (
     "No model is set up yet. Choose Models ▸ Set Up a Model… to pick one that fits this computer, "
@@ -509,7 +509,7 @@ class MainWindow(QObject):
     # -- dialogs -----------------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
-        from desktop.ui.settings_dialog import SettingsDialog
+        from captioneer.desktop.ui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, self.view)
         if dialog.exec():
@@ -523,14 +523,14 @@ class MainWindow(QObject):
         self._refresh_setup_state()
 
     def open_wizard(self) -> None:
-        from desktop.ui.wizard import SetupWizard
+        from captioneer.desktop.ui.wizard import SetupWizard
 
         wizard = SetupWizard(self.settings, self.view)
         if wizard.exec():
             self.apply_settings(wizard.chosen_settings())
 
     def open_model_manager(self) -> None:
-        from desktop.ui.model_manager import ModelManagerDialog
+        from captioneer.desktop.ui.model_manager import ModelManagerDialog
 
         dialog = ModelManagerDialog(self.settings, self.view)
         dialog.modelChosen.connect(self.apply_settings)
@@ -547,7 +547,9 @@ class MainWindow(QObject):
 
     def open_library(self) -> None:
         """Library ▸ Open Library…: browse, review, tag and write a photo library (one window at a time)."""
-        from desktop.ui.library_window import open_library  # loaded when asked: quick caption starts faster
+        from captioneer.desktop.ui.library_window import (
+            open_library,  # loaded when asked: quick caption starts faster
+        )
 
         open_library(self, self.engine_args)
 

@@ -8,15 +8,23 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QTableWidgetItem, QWidget
 
-from backends.base import ProgressCallback
-from backends.cancel import CancelToken
-from backends.catalog import Variant, load_catalog
-from backends.download import FileCheck, InstalledModel, Manifest, downloaded, installed_model, remove, verify
-from desktop.core.paths import models_dir
-from desktop.core.settings import Settings
-from desktop.ui.model_manager_view import ModelManagerView
-from desktop.ui.quick_caption import format_bytes
-from desktop.ui.workers import Call
+from captioneer.backends.base import ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.catalog import Variant, load_catalog
+from captioneer.backends.download import (
+    FileCheck,
+    InstalledModel,
+    Manifest,
+    downloaded,
+    installed_model,
+    remove,
+    verify,
+)
+from captioneer.desktop.core.paths import models_dir
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.ui.model_manager_view import ModelManagerView
+from captioneer.desktop.ui.quick_caption import format_bytes
+from captioneer.desktop.ui.workers import Call
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.captioning import CaptionResult
-from desktop.core.images import is_image_path
+from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.images import is_image_path
 
 MAX_QUICK_IMAGES = 200
 """Quick caption is for a handful of photos; whole libraries belong in the album tagger."""

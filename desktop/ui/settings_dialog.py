@@ -1,5 +1,5 @@
 """The settings dialog's behaviour: show the saved settings, enable what the chosen engine uses, validate,
-and hand back a new :class:`~desktop.core.settings.Settings`."""
+and hand back a new :class:`~captioneer.desktop.core.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pydantic import ValidationError
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from backends.registry import ENGINES, engine_installed
-from desktop.core.settings import Settings
-from desktop.ui.settings_view import SettingsView
+from captioneer.backends.registry import ENGINES, engine_installed
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.ui.settings_view import SettingsView
 
 
 def budget_hint(tokens: int) -> str:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.ui.main_view import LANGUAGES
+from captioneer.desktop.ui.main_view import LANGUAGES
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")

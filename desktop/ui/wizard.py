@@ -13,17 +13,17 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QTableWidgetItem, QWidget
 
-from backends.base import BackendInfo, EngineConfig, ProgressCallback
-from backends.cancel import CancelToken
-from backends.download import InstalledModel, installed_model, pull
-from backends.hardware import HardwareFacts, probe_hardware
-from backends.recommend import Profile, recommend
-from desktop.core.captioning import CaptionResult, caption_file
-from desktop.core.paths import cache_dir, models_dir
-from desktop.core.settings import Settings
-from desktop.core.tasks import get_task
-from desktop.ui.wizard_view import SetupWizardView
-from desktop.ui.workers import BackendOpener, Call, host_opener
+from captioneer.backends.base import BackendInfo, EngineConfig, ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.download import InstalledModel, installed_model, pull
+from captioneer.backends.hardware import HardwareFacts, probe_hardware
+from captioneer.backends.recommend import Profile, recommend
+from captioneer.desktop.core.captioning import CaptionResult, caption_file
+from captioneer.desktop.core.paths import cache_dir, models_dir
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.tasks import get_task
+from captioneer.desktop.ui.wizard_view import SetupWizardView
+from captioneer.desktop.ui.workers import BackendOpener, Call, host_opener
 
 Prober = Callable[[Settings], HardwareFacts]
 
@@ -258,7 +258,7 @@ class SetupWizard(SetupWizardView):
             host, tag = self.settings.ollama_host, variant.tag or ""
 
             def work(progress: ProgressCallback, cancel: CancelToken) -> ModelReady:
-                from backends.ollama_engine import pull_model
+                from captioneer.backends.ollama_engine import pull_model
 
                 pull_model(host, tag, progress, cancel)
                 return ModelReady(tag)

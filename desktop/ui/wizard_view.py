@@ -1,5 +1,5 @@
 """The first-run wizard's pages, layout only: this computer and the recommendation, the download, the test
-caption. :mod:`desktop.ui.wizard` fills them and decides when each page is complete."""
+caption. :mod:`captioneer.desktop.ui.wizard` fills them and decides when each page is complete."""
 
 from __future__ import annotations
 

@@ -14,17 +14,17 @@ from PIL import ImageOps
 from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
-from backends.base import Backend, EngineConfig, ProgressCallback
-from backends.cancel import CancelToken
-from backends.errors import Cancelled, CaptioneerError, EngineCrashedError, ImageError
-from backends.request import SamplingOptions
-from desktop.commands.engine_args import open_backend_from_args
-from desktop.core.captioning import CaptionResult, caption_file
-from desktop.core.images import decode_image, to_rgb
-from desktop.core.paths import cache_dir
-from desktop.core.settings import Settings
-from desktop.core.tasks import TaskOptions, get_task
-from desktop.ui.quick_caption import Collected, collect_images
+from captioneer.backends.base import Backend, EngineConfig, ProgressCallback
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, ImageError
+from captioneer.backends.request import SamplingOptions
+from captioneer.desktop.commands.engine_args import open_backend_from_args
+from captioneer.desktop.core.captioning import CaptionResult, caption_file
+from captioneer.desktop.core.images import decode_image, to_rgb
+from captioneer.desktop.core.paths import cache_dir
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.tasks import TaskOptions, get_task
+from captioneer.desktop.ui.quick_caption import Collected, collect_images
 
 BackendOpener = Callable[[EngineConfig], Backend]
 

@@ -1,6 +1,7 @@
 """A stand-in engine for tagging-run tests (a real model takes seconds per photo; runs need hundreds).
 
-``FakeEngine`` is a real :class:`~backends.base.Backend`: it receives the prepared images and the task's
+``FakeEngine`` is a real :class:`~captioneer.backends.base.Backend`: it receives the prepared images and the
+task's
 request, and answers the keywords task's JSON from the image's colour, so each photo gets its own caption.
 Tests script its failures per image colour: a crash, invalid JSON, a hang, or the same caption for all.
 It is not a model: the captions are made up from pixel statistics.
@@ -15,10 +16,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from backends.base import Backend, BackendInfo, Capabilities, Completion, EngineConfig, ProgressCallback
-from backends.cancel import CancelToken, token_or_new
-from backends.errors import EngineCrashedError
-from backends.request import GenerationRequest
+from captioneer.backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    Completion,
+    EngineConfig,
+    ProgressCallback,
+)
+from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import EngineCrashedError
+from captioneer.backends.request import GenerationRequest
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "grey", "teal")
 
