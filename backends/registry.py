@@ -7,39 +7,64 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 
-from backends.base import Backend, EngineConfig
-from backends.errors import ConfigurationError, EngineNotInstalledError
+from captioneer.backends.base import Backend, EngineConfig
+from captioneer.backends.errors import ConfigurationError, EngineNotInstalledError
 
 
 @dataclass(frozen=True)
 class EngineEntry:
+    """An engine as the rest of the app sees it before (or without) importing it: where it lives, what it
+    needs installed, and the traits call sites decide by instead of by its name.
+
+    Attributes:
+        local_files: the model is a file or folder on this machine (a path the user may browse to); server
+            engines name their models instead.
+        needs_mmproj: a separate vision projector file goes with the model.
+        quant_choice: the user picks the precision when the model loads; other engines' precision is part of
+            the model file or tag.
+        server: the engine talks to a server over HTTP (addresses, timeouts, parallel requests apply).
+        server_pulls_models: the server downloads models itself (``ollama pull``), not Captioneer.
+        download: how Captioneer downloads a catalog model for it: ``"gguf"`` (one GGUF file and its
+            projector), ``"snapshot"`` (a whole model repository), or None (the server has its own).
+    """
+
     name: str
     module: str
     cls: str
     requires: tuple[str, ...]
     extra: str
     summary: str
+    local_files: bool = False
+    needs_mmproj: bool = False
+    quant_choice: bool = False
+    server: bool = False
+    server_pulls_models: bool = False
+    download: str | None = None
 
 
 ENGINES: dict[str, EngineEntry] = {
     entry.name: entry
     for entry in (
         EngineEntry(
-            "gguf", "backends.gguf", "GGUFBackend", ("llama_cpp",), "gguf",
+            "gguf", "captioneer.backends.gguf", "GGUFBackend", ("llama_cpp",), "gguf",
             "llama.cpp in-process (GGUF model + mmproj)",
+            local_files=True, needs_mmproj=True, download="gguf",
         ),
         EngineEntry(
-            "transformers", "backends.transformers_engine", "TransformersBackend",
+            "transformers", "captioneer.backends.transformers_engine", "TransformersBackend",
             ("torch", "transformers"), "transformers",
             "Hugging Face Transformers (bf16/fp16/fp32, bitsandbytes NF4/int8)",
+            local_files=True, quant_choice=True, download="snapshot",
         ),
         EngineEntry(
-            "ollama", "backends.ollama_engine", "OllamaBackend", ("ollama",), "ollama",
+            "ollama", "captioneer.backends.ollama_engine", "OllamaBackend", ("ollama",), "ollama",
             "a running Ollama server",
+            server=True, server_pulls_models=True,
         ),
         EngineEntry(
-            "openai", "backends.openai_engine", "OpenAIBackend", ("openai",), "openai",
+            "openai", "captioneer.backends.openai_engine", "OpenAIBackend", ("openai",), "openai",
             "any OpenAI-compatible server (llama-server, LM Studio, vLLM)",
+            server=True,
         ),
     )
 }
@@ -47,7 +72,7 @@ ENGINES: dict[str, EngineEntry] = {
 
 def engine_installed(name: str) -> bool:
     """Whether the engine's libraries are importable, found without importing them."""
-    entry = _entry(name)
+    entry = engine_entry(name)
     return all(importlib.util.find_spec(module) is not None for module in entry.requires)
 
 
@@ -55,7 +80,8 @@ def installed_engines() -> list[str]:
     return [name for name in ENGINES if engine_installed(name)]
 
 
-def _entry(name: str) -> EngineEntry:
+def engine_entry(name: str) -> EngineEntry:
+    """The registry entry (and so the traits) of an engine; a clear error for an unknown name."""
     try:
         return ENGINES[name]
     except KeyError:
@@ -71,7 +97,7 @@ def install_hint(name: str, frozen: bool | None = None) -> str:
         name: the engine.
         frozen: whether this is the packaged app (default: ``sys.frozen``, set by PyInstaller).
     """
-    entry = _entry(name)
+    entry = engine_entry(name)
     if frozen is None:
         frozen = bool(getattr(sys, "frozen", False))
     if not frozen:
@@ -86,7 +112,7 @@ def install_hint(name: str, frozen: bool | None = None) -> str:
 
 
 def backend_class(name: str) -> type[Backend]:
-    entry = _entry(name)
+    entry = engine_entry(name)
     if not engine_installed(name):
         raise EngineNotInstalledError(f"The {name} engine is not installed. {install_hint(name)}")
     module = importlib.import_module(entry.module)
