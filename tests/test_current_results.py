@@ -26,6 +26,7 @@ from captioneer.desktop.library.browse import (
     photo_review,
 )
 from captioneer.desktop.library.catalog import MIGRATIONS, Catalog, open_catalog
+from captioneer.desktop.library.catalog.search import search
 from captioneer.desktop.library.publishing import photo_changes, undo_write, writable_results, write_results
 from captioneer.desktop.library.runs import (
     RunSpec,
@@ -35,7 +36,6 @@ from captioneer.desktop.library.runs import (
     reviewed_in_selection,
 )
 from captioneer.desktop.library.scanner import scan_library
-from captioneer.desktop.library.search import search
 from captioneer.desktop.library.sidecars import WriteMode
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 

@@ -16,10 +16,10 @@ from PIL import Image
 from captioneer.desktop.cli import main
 from captioneer.desktop.library.browse import BrowseFilter, keyword_counts, photo_ids
 from captioneer.desktop.library.catalog import MIGRATIONS, open_catalog
+from captioneer.desktop.library.catalog.search import search
 from captioneer.desktop.library.metadata import existing_keywords
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import default_keyword_reader, scan_library
-from captioneer.desktop.library.search import search
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="needs exiftool")

@@ -337,7 +337,7 @@ def test_link_swapped_in_after_the_scan_is_refused_at_tagging_time(tmp_path: Pat
         assert counts.done == 2
         assert [(Path(path).name, kind) for path, _error, kind in failed] == [("p1.jpg", "refused")]
         assert "symbolic link" in (failed[0][1] or "")
-        assert not catalog.results(where="p.path = ?", params=(str(library / "p1.jpg"),))
+        assert not catalog.results(path=str(library / "p1.jpg"))
     # A link given on purpose to `captioneer caption` is still followed.
     assert prepare_image(library / "p1.jpg", 16).image.size[0] > 0
 

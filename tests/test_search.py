@@ -1,4 +1,5 @@
-"""The search language: parsing, errors with positions, and matching against a real catalog."""
+"""The search language: parsing, errors with positions, matching against a real catalog, and the library
+window's filters finding the same photos as a search for the same words."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from captioneer.desktop.library.browse import BrowseFilter, fetch_rows, photo_ids
 from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query, search, tokenize
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
-from captioneer.desktop.library.search import SearchSyntaxError, compile_query, search, tokenize
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 PHOTOS = {
@@ -111,3 +113,78 @@ def test_tokens_and_parameters_never_inline_text() -> None:
     assert "DROP" not in query.where and set(query.params) == {"x'); drop table results; --"}
     kinds = [token.kind for token in tokenize('a -b (c OR "d e") NOT kw:g')]
     assert kinds == ["TERM", "NOT", "TERM", "(", "TERM", "OR", "TERM", ")", "NOT", "TERM"]
+
+
+TRICKY = {
+    "snow.png": ("Snow 100% white_ish.", "", "", ["snow", "50%_off"]),
+    "slash.png": ("A back\\slash path.", "under_score", "", ["back\\slash"]),
+    "abc.png": ("Letters.", "", "a?c", ["abc"]),
+    "literal.png": ("Marks.", "", "", ["a?c-x", "[x]y"]),
+    "plain.png": ("Plain 100 percent.", "", "", ["fifty off"]),
+}
+
+
+@pytest.fixture
+def tricky(tmp_path: Path):
+    """A catalog whose texts and keywords hold the characters LIKE and GLOB treat specially."""
+    root = tmp_path / "tricky"
+    root.mkdir()
+    for i, name in enumerate(TRICKY):
+        Image.new("RGB", (32, 32), (0, i * 40, 0)).save(root / name)
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        config = fake_config()
+        plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+        execute_run(catalog, plan.run_id, FakeEngine(config))
+        for result in catalog.results():
+            caption, title, alt_text, keywords = TRICKY[Path(result.path).name]
+            catalog.edit_result(result.id, caption=caption, title=title, alt_text=alt_text, keywords=keywords)
+        yield catalog
+
+
+def browsed(catalog: Catalog, browse: BrowseFilter) -> set[str]:
+    rows = fetch_rows(catalog, photo_ids(catalog, browse))
+    return {Path(row.path).stem for row in rows.values()}
+
+
+@pytest.mark.parametrize(
+    ("keyword", "expected"),
+    [
+        ("50%_off", {"snow"}),
+        ("50%*", {"snow"}),
+        ("50_*", set()),  # "_" is a plain character, not "any one character"
+        ("back\\slash", {"slash"}),
+        ("a?c*", {"literal"}),  # "?" is a plain character: "abc" does not match
+        ("[x]*", {"literal"}),  # "[x]" is plain text, not a character class
+        ("*off", {"snow", "plain"}),
+    ],
+)
+def test_keyword_filter_and_keyword_search_find_the_same_photos(
+    tricky: Catalog, keyword: str, expected: set[str]
+) -> None:
+    text = f'keyword:"{keyword}"'
+    assert names(tricky, text) == expected
+    assert browsed(tricky, BrowseFilter(keyword=keyword)) == expected
+    assert browsed(tricky, BrowseFilter(query=text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("100%", {"snow"}),
+        ("%", {"snow"}),
+        ("white_ish", {"snow"}),
+        ("_", {"snow", "slash"}),
+        ("\\", {"slash"}),
+        ("back\\slash", {"slash"}),
+        ("a?c", {"abc"}),
+        ("R_S", {"slash"}),  # case-insensitive, the title "under_score"
+    ],
+)
+def test_text_filter_and_text_search_find_the_same_photos(
+    tricky: Catalog, words: str, expected: set[str]
+) -> None:
+    text = f'caption:"{words}" OR title:"{words}" OR alt:"{words}"'
+    assert names(tricky, text) == expected
+    assert browsed(tricky, BrowseFilter(text=words)) == expected
+    assert browsed(tricky, BrowseFilter(query=text)) == expected

@@ -30,9 +30,9 @@ from captioneer.desktop.library.browse import (
     split_keywords,
 )
 from captioneer.desktop.library.catalog import Catalog, CatalogError, open_catalog
+from captioneer.desktop.library.catalog.search import SearchSyntaxError
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
-from captioneer.desktop.library.search import SearchSyntaxError
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
 PHOTOS = {

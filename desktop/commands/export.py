@@ -34,16 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
     from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.catalog.search import compile_query
     from captioneer.desktop.library.exchange import export_csv, export_json
-    from captioneer.desktop.library.search import compile_query
 
     query = compile_query(args.query) if args.query else None
     with open_catalog(readonly=True) as catalog:
-        results = catalog.results(
-            current_only=args.current,
-            where=query.where if query else "",
-            params=query.params if query else (),
-        )
+        results = catalog.results(current_only=args.current, query=query)
     text = export_csv(results) if args.format == "csv" else export_json(results)
     if args.output is None:
         sys.stdout.write(text)

@@ -73,7 +73,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
 
 def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
     from captioneer.backends.errors import ConfigurationError
-    from captioneer.desktop.library.search import compile_query
+    from captioneer.desktop.library.catalog.search import compile_query
 
     states = tuple(state.replace("-", "_") for state in (args.status or default_states))
     ids = getattr(args, "ids", None)
@@ -87,8 +87,7 @@ def _select(catalog, args: argparse.Namespace, default_states: tuple[str, ...]):
         review=None if ids else states,
         ids=ids or None,
         current_only=not ids and not getattr(args, "versions", False),
-        where=query.where if query else "",
-        params=query.params if query else (),
+        query=query,
     )
 
 

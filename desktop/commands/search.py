@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.catalog.search import search
     from captioneer.desktop.library.exchange import result_record
-    from captioneer.desktop.library.search import search
 
     with open_catalog(readonly=True) as catalog:
         results = search(catalog, " ".join(args.query), current_only=not args.all_results)

@@ -1,13 +1,15 @@
-"""Browsing the catalog a page at a time: filters over photos and their current results, ordered photo ids,
-row pages, folder trees, keyword counts, the review panel's content, reversible review steps and the library
-window's remembered choices."""
+"""Browsing the library: folder trees, keyword counts and typing, the review panel's content, the review
+history, runs to resume and the library window's remembered choices.
+
+The grid's queries (filters, photo ids, row pages, review snapshots) live in the catalog
+(:mod:`~captioneer.desktop.library.catalog.browsing`, :mod:`~captioneer.desktop.library.catalog.review`) and
+are importable from here as well."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,214 +18,26 @@ from typing import Any
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.paths import config_dir
 from captioneer.desktop.core.tasks import get_task
-from captioneer.desktop.library.catalog import Catalog, CatalogError, Photo, Result
+from captioneer.desktop.library.catalog import Catalog, Photo, Result
+from captioneer.desktop.library.catalog.browsing import STATUS_FILTERS as STATUS_FILTERS
+from captioneer.desktop.library.catalog.browsing import STATUS_LABELS as STATUS_LABELS
+from captioneer.desktop.library.catalog.browsing import BrowseFilter as BrowseFilter
+from captioneer.desktop.library.catalog.browsing import PhotoRow as PhotoRow
+from captioneer.desktop.library.catalog.browsing import compile_filter as compile_filter
+from captioneer.desktop.library.catalog.browsing import fetch_rows as fetch_rows
+from captioneer.desktop.library.catalog.browsing import filtered_results as filtered_results
+from captioneer.desktop.library.catalog.browsing import keywords_in_use, present_paths
+from captioneer.desktop.library.catalog.browsing import photo_ids as photo_ids
+from captioneer.desktop.library.catalog.review import ResultState
+from captioneer.desktop.library.catalog.review import restore as restore
+from captioneer.desktop.library.catalog.review import snapshot as snapshot
 from captioneer.desktop.library.metadata import Generated
 from captioneer.desktop.library.publishing import photo_changes, writable_for_photo
 from captioneer.desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
-from captioneer.desktop.library.search import compile_query
-
-STATUS_FILTERS = ("all", "untagged", "new", "needs_review", "approved", "rejected", "written")
-"""What the status filter offers: every photo, photos without a result, or one review state."""
-
-STATUS_LABELS = {
-    "all": "All photos",
-    "untagged": "Not tagged yet",
-    "new": "New",
-    "needs_review": "Needs review",
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "written": "Written",
-}
 
 KEYWORD_SEPARATOR = "; "
 
 log = logging.getLogger(__name__)
-
-# A photo has one current result per task. The grid shows (and the editor edits) the newest of them; filters
-# match any of them; review actions and the write take all of them. Superseded versions never show here.
-_NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id AND r2.current = 1)"
-_FROM = f"photos p LEFT JOIN results r ON {_NEWEST}"
-
-
-def _any_current(condition: str) -> str:
-    """True when one of the photo's current results (as ``r``) meets ``condition``."""
-    return f"EXISTS (SELECT 1 FROM results r WHERE r.photo_id = p.id AND r.current = 1 AND ({condition}))"
-
-
-@dataclass(frozen=True)
-class BrowseFilter:
-    """What the grid shows: photos present in the catalog, narrowed by every field that is set.
-
-    Attributes:
-        folder: only photos in this folder or below it.
-        status: ``untagged`` (no current result) or a review state one of the current results is in.
-        keyword: photos with a current result that has this keyword, or whose files (read at the last scan)
-            have it (case-insensitive; ``*`` wildcard).
-        text: photos with a current result whose caption, title or alt text contains this text.
-        query: the search language of ``captioneer search``, matched against each current result.
-    """
-
-    folder: str = ""
-    status: str = "all"
-    keyword: str = ""
-    text: str = ""
-    query: str = ""
-
-    def describe(self) -> str:
-        """A short label for the scope of a run or an export: ``folder /a · needs review · "beach"``."""
-        parts = []
-        if self.folder:
-            parts.append(f"folder {self.folder}")
-        if self.status != "all":
-            parts.append(STATUS_LABELS[self.status].lower())
-        if self.keyword:
-            parts.append(f"keyword {self.keyword}")
-        if self.text:
-            parts.append(f'text "{self.text}"')
-        if self.query:
-            parts.append(f"search {self.query}")
-        return " · ".join(parts) or "all photos"
-
-
-def folder_bounds(folder: str) -> tuple[str, str]:
-    """The path range ``[low, high)`` holding everything below ``folder``, so the path index answers it."""
-    low = folder.rstrip(os.sep) + os.sep
-    return low, low[:-1] + chr(ord(os.sep) + 1)
-
-
-def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
-    """The SQL condition (over ``photos p`` and its newest current result ``r``) and its parameters.
-
-    Raises:
-        SearchSyntaxError: the search text cannot be understood (the message says where).
-        CatalogError: the status is not one of :data:`STATUS_FILTERS`.
-    """
-    clauses = ["p.status = 'present'"]
-    params: list[Any] = []
-    if browse.folder:
-        clauses.append("p.path >= ? AND p.path < ?")
-        params.extend(folder_bounds(browse.folder))
-    if browse.status not in STATUS_FILTERS:
-        raise CatalogError(
-            f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
-        )
-    if browse.status == "untagged":
-        clauses.append("r.id IS NULL")
-    elif browse.status != "all":
-        clauses.append(_any_current("r.review = ?"))
-        params.append(browse.status)
-    if browse.keyword.strip():
-        folded = browse.keyword.strip().casefold()
-        operator = "GLOB" if "*" in folded else "="
-        clauses.append(
-            "("
-            + _any_current(
-                f"EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {operator} ?)"
-            )
-            + " OR EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k "
-            + f"WHERE casefold(k.value) {operator} ?))"
-        )
-        params.extend([folded, folded])
-    if browse.text.strip():
-        clauses.append(
-            _any_current(
-                "instr(casefold(COALESCE(r.caption, '') || ' ' || COALESCE(r.title, '') || ' ' || "
-                "COALESCE(r.alt_text, '')), ?) > 0"
-            )
-        )
-        params.append(browse.text.strip().casefold())
-    if browse.query.strip():
-        query = compile_query(browse.query)
-        # A photo not tagged yet is matched as a photo without text (``NOT keyword:beach`` lets it through).
-        clauses.append(f"({_any_current(query.where)} OR (r.id IS NULL AND ({query.where})))")
-        params.extend(query.params * 2)
-    return " AND ".join(clauses), params
-
-
-def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
-    """The ids of the photos the filter lets through, in path order (100,000 of them are a few hundred KB)."""
-    where, params = compile_filter(browse)
-    return [
-        row[0]
-        for row in catalog.db.execute(f"SELECT p.id FROM {_FROM} WHERE {where} ORDER BY p.path", params)
-    ]
-
-
-@dataclass(frozen=True)
-class PhotoRow:
-    """One grid cell: a photo and its newest current result (``result_id`` is None for a photo not tagged
-    yet); the photo's other tasks' current results are in :meth:`Catalog.current_results`."""
-
-    photo_id: int
-    path: str
-    size: int
-    mtime_ns: int
-    result_id: int | None = None
-    run_id: int | None = None
-    review: str | None = None
-    review_reason: str | None = None
-    caption: str = ""
-    title: str = ""
-    alt_text: str = ""
-    keywords: tuple[str, ...] = ()
-    model: str = ""
-    edited: bool = False
-    existing_keywords: tuple[str, ...] = ()
-    """The keywords already in the photo's files (read-only here; the write merges with them)."""
-    existing_keywords_note: str | None = None
-    """Why some of the file's keywords could not be read (a malformed sidecar), or None."""
-    task: str = ""
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name
-
-    @property
-    def status(self) -> str:
-        """The review state, or ``untagged``."""
-        return self.review or "untagged"
-
-
-_ROW_COLUMNS = (
-    "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
-    "r.alt_text, r.keywords, r.model, r.edited, r.task, p.existing_keywords, p.existing_keywords_note"
-)
-
-
-def _row(values: Sequence[Any]) -> PhotoRow:
-    return PhotoRow(
-        photo_id=values[0],
-        path=values[1],
-        size=values[2],
-        mtime_ns=values[3],
-        result_id=values[4],
-        run_id=values[5],
-        review=values[6],
-        review_reason=values[7],
-        caption=values[8] or "",
-        title=values[9] or "",
-        alt_text=values[10] or "",
-        keywords=tuple(json.loads(values[11])) if values[11] else (),
-        model=values[12] or "",
-        edited=bool(values[13]),
-        task=values[14] or "",
-        existing_keywords=tuple(json.loads(values[15])) if values[15] else (),
-        existing_keywords_note=values[16],
-    )
-
-
-def fetch_rows(catalog: Catalog, ids: Sequence[int]) -> dict[int, PhotoRow]:
-    """The rows for these photo ids (one page), keyed by photo id; ids no longer in the catalog are absent."""
-    found: dict[int, PhotoRow] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        for values in catalog.db.execute(
-            f"SELECT {_ROW_COLUMNS} FROM {_FROM} WHERE p.id IN ({marks})", chunk
-        ):
-            row = _row(values)
-            found[row.photo_id] = row
-    return found
 
 
 # ---- folders and keywords -----------------------------------------------------------------------------
@@ -266,13 +80,7 @@ def library_trees(catalog: Catalog) -> list[FolderNode]:
     """Every library as a folder tree of its present photos."""
     trees = []
     for library_id, root in catalog.libraries():
-        paths = [
-            row[0]
-            for row in catalog.db.execute(
-                "SELECT path FROM photos WHERE library_id = ? AND status = 'present'", (library_id,)
-            )
-        ]
-        trees.append(folder_tree(root, paths))
+        trees.append(folder_tree(root, present_paths(catalog, library_id)))
     return trees
 
 
@@ -280,14 +88,7 @@ def keyword_counts(catalog: Catalog) -> list[tuple[str, int]]:
     """The keywords on the photos' current results and those already in the photos' files, most used first
     (spelling of the first one seen)."""
     counts: dict[str, list[Any]] = {}
-    rows = catalog.db.execute(
-        "SELECT k.value FROM results r JOIN json_each(r.keywords) k "
-        "WHERE r.current = 1 AND r.review != 'rejected'"
-    )
-    existing = catalog.db.execute(
-        "SELECT k.value FROM photos p JOIN json_each(p.existing_keywords) k WHERE p.status = 'present'"
-    )
-    for (value,) in [*rows, *existing]:
+    for value in keywords_in_use(catalog):
         if not isinstance(value, str):
             continue
         entry = counts.setdefault(value.casefold(), [value, 0])
@@ -344,60 +145,11 @@ def complete_keyword(text: str, word: str) -> str:
 
 
 @dataclass(frozen=True)
-class ResultState:
-    """What a review step may change on a result, as it was before."""
-
-    result_id: int
-    review: str
-    review_reason: str | None
-    caption: str
-    title: str | None
-    alt_text: str | None
-    keywords: str
-    edited: int
-
-
-@dataclass(frozen=True)
 class ReviewStep:
     """One review action (approve, reject, edit) over one or more results, with their states before it."""
 
     label: str
     before: tuple[ResultState, ...]
-
-
-def snapshot(catalog: Catalog, result_ids: Sequence[int]) -> tuple[ResultState, ...]:
-    """The current state of these results, to undo a review action on them."""
-    if not result_ids:
-        return ()
-    marks = ",".join("?" * len(result_ids))
-    rows = catalog.db.execute(
-        "SELECT id, review, review_reason, caption, title, alt_text, keywords, edited FROM results "
-        f"WHERE id IN ({marks})",
-        list(result_ids),
-    )
-    return tuple(ResultState(*row) for row in rows)
-
-
-def restore(catalog: Catalog, states: Sequence[ResultState]) -> None:
-    """Put results back exactly as :func:`snapshot` saw them, in one transaction."""
-    now = time.time()
-    with catalog.transaction() as db:
-        for state in states:
-            db.execute(
-                "UPDATE results SET review = ?, review_reason = ?, caption = ?, title = ?, alt_text = ?, "
-                "keywords = ?, edited = ?, updated_at = ? WHERE id = ?",
-                (
-                    state.review,
-                    state.review_reason,
-                    state.caption,
-                    state.title,
-                    state.alt_text,
-                    state.keywords,
-                    state.edited,
-                    now,
-                    state.result_id,
-                ),
-            )
 
 
 class ReviewHistory:
@@ -539,12 +291,3 @@ class LibraryPrefs:
         path = self.path()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-
-
-def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
-    """The current results (every task) of the photos the filter lets through (what Export writes), in result
-    order."""
-    where, params = compile_filter(browse)
-    return catalog.results(
-        current_only=True, where=f"r.photo_id IN (SELECT p.id FROM {_FROM} WHERE {where})", params=params
-    )

@@ -222,7 +222,7 @@ def _edit_from_row(catalog: Catalog, number: int, row: dict[str, Any]) -> Edit:
         if path and path != result.path:
             raise ValueError(f"result {raw_id} belongs to {result.path}, not {path}")
     elif path:
-        found = catalog.results(current_only=True, where="p.path = ?", params=(path,))
+        found = catalog.results(current_only=True, path=path)
         if not found:
             raise ValueError(f"no result for {path}")
         if len(found) > 1:

@@ -74,6 +74,16 @@ class Result:
         }
 
 
+@dataclass(frozen=True)
+class Query:
+    """A compiled search or filter: an SQL condition over ``results r JOIN photos p`` and its parameters, made
+    only inside this package (see :func:`~captioneer.desktop.library.catalog.search.compile_query`)."""
+
+    text: str
+    where: str
+    params: tuple[Any, ...]
+
+
 RESULT_COLUMNS = (
     "r.id, r.photo_id, r.run_id, p.path, r.task, r.language, r.caption, r.keywords, r.title, r.alt_text, "
     "r.engine, r.model, r.quant, r.prompt_hash, r.seconds, r.review, r.review_reason, r.edited, "

@@ -19,6 +19,7 @@ from captioneer.desktop.library.catalog.records import (
     RESULT_COLUMNS,
     REVIEW_STATES,
     Photo,
+    Query,
     Result,
     keyword_list,
     result_from_row,
@@ -143,13 +144,14 @@ class Catalog:
         run_id: int | None = None,
         review: Sequence[str] | None = None,
         ids: Sequence[int] | None = None,
+        photo_id: int | None = None,
+        path: str | None = None,
         current_only: bool = False,
-        where: str = "",
-        params: Sequence[Any] = (),
+        query: Query | None = None,
     ) -> list[Result]:
         """Results joined with their photo path, oldest first. ``current_only`` keeps each photo's current
-        result per task (leaving out superseded versions); ``where`` adds an SQL condition (from
-        :mod:`captioneer.desktop.library.search`)."""
+        result per task (leaving out superseded versions); ``query`` narrows them by a search or filter
+        (:mod:`captioneer.desktop.library.catalog.search`)."""
         clauses: list[str] = []
         values: list[Any] = []
         if run_id is not None:
@@ -161,11 +163,17 @@ class Catalog:
         if ids is not None:
             clauses.append(f"r.id IN ({','.join('?' * len(ids))})" if ids else "0")
             values.extend(ids)
+        if photo_id is not None:
+            clauses.append("r.photo_id = ?")
+            values.append(photo_id)
+        if path is not None:
+            clauses.append("p.path = ?")
+            values.append(path)
         if current_only:
             clauses.append("r.current = 1")
-        if where:
-            clauses.append(f"({where})")
-            values.extend(params)
+        if query is not None:
+            clauses.append(f"({query.where})")
+            values.extend(query.params)
         sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -177,7 +185,15 @@ class Catalog:
 
     def current_results(self, photo_id: int) -> list[Result]:
         """A photo's current result of each task, oldest first: what review shows and write combines."""
-        return self.results(current_only=True, where="r.photo_id = ?", params=(photo_id,))
+        return self.results(current_only=True, photo_id=photo_id)
+
+    def photos_of_results(self, result_ids: Sequence[int]) -> list[int]:
+        """The photo ids these results belong to, each once (ids no longer in the catalog are left out)."""
+        if not result_ids:
+            return []
+        marks = ",".join("?" * len(result_ids))
+        sql = f"SELECT DISTINCT photo_id FROM results WHERE id IN ({marks})"
+        return [row[0] for row in self.db.execute(sql, list(result_ids))]
 
     def make_current(self, result_id: int) -> Result:
         """Make a result (a kept version) the current one of its photo and task; the one it replaces becomes a

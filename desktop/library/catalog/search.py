@@ -1,4 +1,5 @@
-"""The catalog search language: words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
+"""The catalog search language (words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses)
+compiled to SQL, and the one builder of text and keyword conditions that the library window's filters use too.
 
 ``beach sunset`` = both; ``dog OR cat``; ``NOT status:rejected``;
 ``keyword:"new york" (caption:boat OR -title:ship)``.
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from captioneer.backends.errors import CaptioneerError
-from captioneer.desktop.library.catalog import REVIEW_STATES, Catalog, Result
+from captioneer.desktop.library.catalog.records import REVIEW_STATES, Query, Result
+from captioneer.desktop.library.catalog.store import Catalog
 
 
 class SearchSyntaxError(CaptioneerError):
@@ -101,15 +103,6 @@ def tokenize(query: str) -> list[_Token]:
             tokens.append(_Token("TERM", start, field, value))
         position = match.end()
     return tokens
-
-
-@dataclass(frozen=True)
-class Query:
-    """A compiled search: an SQL condition over ``results r JOIN photos p`` and its parameters."""
-
-    text: str
-    where: str
-    params: tuple[Any, ...]
 
 
 class _Parser:
@@ -207,21 +200,15 @@ class _Parser:
 
     def keyword(self, value: str) -> str:
         """The result's keywords or the keywords the photo's files already had (read at the last scan)."""
-        folded = value.casefold()
-        if "*" in folded:
-            folded = re.sub(r"([\[\]?])", r"[\1]", folded)
-            test = "GLOB ?"
-        else:
-            test = "= ?"
-        self.params.extend([folded, folded])
-        return (
-            f"(EXISTS (SELECT 1 FROM json_each(r.keywords) k WHERE casefold(k.value) {test}) OR "
-            f"EXISTS (SELECT 1 FROM json_each(p.existing_keywords) k WHERE casefold(k.value) {test}))"
-        )
+        results, results_params = has_keyword("r.keywords", value)
+        files, files_params = has_keyword("p.existing_keywords", value)
+        self.params.extend([*results_params, *files_params])
+        return f"({results} OR {files})"
 
     def contains(self, column: str, value: str) -> str:
-        self.params.append(value.casefold())
-        return f"instr(casefold(COALESCE({column}, '')), ?) > 0"
+        sql, params = contains(column, value)
+        self.params.extend(params)
+        return sql
 
     def folder(self, value: str) -> str:
         if os.path.isabs(value):
@@ -230,6 +217,26 @@ class _Parser:
             return "substr(p.path, 1, ?) = ?"
         self.params.append(os.sep + value.strip(os.sep).casefold() + os.sep)
         return "instr(casefold(p.path), ?) > 0"
+
+
+# The two rules every search and filter shares: text is matched literally and case-insensitively (no LIKE, so
+# ``%``, ``_`` and ``\`` are plain characters), and in keywords ``*`` is the only wildcard.
+
+
+def contains(column: str, value: str) -> tuple[str, list[Any]]:
+    """An SQL condition: the text in ``column`` contains ``value`` (case-insensitive, every character
+    literal), and its parameters."""
+    return f"instr(casefold(COALESCE({column}, '')), ?) > 0", [value.casefold()]
+
+
+def has_keyword(column: str, value: str) -> tuple[str, list[Any]]:
+    """An SQL condition: the JSON keyword list in ``column`` has ``value`` (case-insensitive; ``*`` matches
+    any run of characters, every other character is literal), and its parameters."""
+    folded = value.casefold()
+    if "*" in folded:
+        pattern = re.sub(r"([\[\]?])", r"[\1]", folded)
+        return f"EXISTS (SELECT 1 FROM json_each({column}) k WHERE casefold(k.value) GLOB ?)", [pattern]
+    return f"EXISTS (SELECT 1 FROM json_each({column}) k WHERE casefold(k.value) = ?)", [folded]
 
 
 def compile_query(text: str) -> Query:
@@ -247,4 +254,4 @@ def search(catalog: Catalog, text: str, *, current_only: bool = True) -> list[Re
     """Results matching ``text``; by default only each photo's current result per task (not the superseded
     versions)."""
     query = compile_query(text)
-    return catalog.results(current_only=current_only, where=query.where, params=query.params)
+    return catalog.results(current_only=current_only, query=query)

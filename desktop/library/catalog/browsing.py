@@ -1,0 +1,237 @@
+"""The library window's queries: the grid filter, photo ids in path order, row pages, folder paths and the
+keywords in use."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from captioneer.desktop.library.catalog.errors import CatalogError
+from captioneer.desktop.library.catalog.records import Query, Result
+from captioneer.desktop.library.catalog.search import compile_query, contains, has_keyword
+from captioneer.desktop.library.catalog.store import Catalog
+
+STATUS_FILTERS = ("all", "untagged", "new", "needs_review", "approved", "rejected", "written")
+"""What the status filter offers: every photo, photos without a result, or one review state."""
+
+STATUS_LABELS = {
+    "all": "All photos",
+    "untagged": "Not tagged yet",
+    "new": "New",
+    "needs_review": "Needs review",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "written": "Written",
+}
+
+# A photo has one current result per task. The grid shows (and the editor edits) the newest of them; filters
+# match any of them; review actions and the write take all of them. Superseded versions never show here.
+_NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id AND r2.current = 1)"
+_FROM = f"photos p LEFT JOIN results r ON {_NEWEST}"
+
+
+def _any_current(condition: str) -> str:
+    """True when one of the photo's current results (as ``r``) meets ``condition``."""
+    return f"EXISTS (SELECT 1 FROM results r WHERE r.photo_id = p.id AND r.current = 1 AND ({condition}))"
+
+
+@dataclass(frozen=True)
+class BrowseFilter:
+    """What the grid shows: photos present in the catalog, narrowed by every field that is set.
+
+    Attributes:
+        folder: only photos in this folder or below it.
+        status: ``untagged`` (no current result) or a review state one of the current results is in.
+        keyword: photos with a current result that has this keyword, or whose files (read at the last scan)
+            have it (case-insensitive; ``*`` wildcard), as the search's ``keyword:`` matches it.
+        text: photos with a current result whose caption, title or alt text contains this text, as the
+            search's ``caption:``, ``title:`` and ``alt:`` match it.
+        query: the search language of ``captioneer search``, matched against each current result.
+    """
+
+    folder: str = ""
+    status: str = "all"
+    keyword: str = ""
+    text: str = ""
+    query: str = ""
+
+    def describe(self) -> str:
+        """A short label for the scope of a run or an export: ``folder /a · needs review · "beach"``."""
+        parts = []
+        if self.folder:
+            parts.append(f"folder {self.folder}")
+        if self.status != "all":
+            parts.append(STATUS_LABELS[self.status].lower())
+        if self.keyword:
+            parts.append(f"keyword {self.keyword}")
+        if self.text:
+            parts.append(f'text "{self.text}"')
+        if self.query:
+            parts.append(f"search {self.query}")
+        return " · ".join(parts) or "all photos"
+
+
+def folder_bounds(folder: str) -> tuple[str, str]:
+    """The path range ``[low, high)`` holding everything below ``folder``, so the path index answers it."""
+    low = folder.rstrip(os.sep) + os.sep
+    return low, low[:-1] + chr(ord(os.sep) + 1)
+
+
+def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
+    """The SQL condition (over ``photos p`` and its newest current result ``r``) and its parameters, built
+    from the search's own conditions so a filter and a search for the same words find the same photos.
+
+    Raises:
+        SearchSyntaxError: the search text cannot be understood (the message says where).
+        CatalogError: the status is not one of :data:`STATUS_FILTERS`.
+    """
+    clauses = ["p.status = 'present'"]
+    params: list[Any] = []
+    if browse.folder:
+        clauses.append("p.path >= ? AND p.path < ?")
+        params.extend(folder_bounds(browse.folder))
+    if browse.status not in STATUS_FILTERS:
+        raise CatalogError(
+            f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
+        )
+    if browse.status == "untagged":
+        clauses.append("r.id IS NULL")
+    elif browse.status != "all":
+        clauses.append(_any_current("r.review = ?"))
+        params.append(browse.status)
+    if browse.keyword.strip():
+        in_results, results_params = has_keyword("r.keywords", browse.keyword.strip())
+        in_files, files_params = has_keyword("p.existing_keywords", browse.keyword.strip())
+        clauses.append(f"({_any_current(in_results)} OR {in_files})")
+        params.extend([*results_params, *files_params])
+    if browse.text.strip():
+        parts = [contains(column, browse.text.strip()) for column in ("r.caption", "r.title", "r.alt_text")]
+        clauses.append(_any_current(" OR ".join(sql for sql, _params in parts)))
+        params.extend(value for _sql, values in parts for value in values)
+    if browse.query.strip():
+        query = compile_query(browse.query)
+        # A photo not tagged yet is matched as a photo without text (``NOT keyword:beach`` lets it through).
+        clauses.append(f"({_any_current(query.where)} OR (r.id IS NULL AND ({query.where})))")
+        params.extend(query.params * 2)
+    return " AND ".join(clauses), params
+
+
+def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
+    """The ids of the photos the filter lets through, in path order (100,000 of them are a few hundred KB)."""
+    where, params = compile_filter(browse)
+    return [
+        row[0]
+        for row in catalog.db.execute(f"SELECT p.id FROM {_FROM} WHERE {where} ORDER BY p.path", params)
+    ]
+
+
+def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
+    """The current results (every task) of the photos the filter lets through (what Export writes), in result
+    order."""
+    where, params = compile_filter(browse)
+    query = Query(browse.describe(), f"r.photo_id IN (SELECT p.id FROM {_FROM} WHERE {where})", tuple(params))
+    return catalog.results(current_only=True, query=query)
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    """One grid cell: a photo and its newest current result (``result_id`` is None for a photo not tagged
+    yet); the photo's other tasks' current results are in :meth:`Catalog.current_results`."""
+
+    photo_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    result_id: int | None = None
+    run_id: int | None = None
+    review: str | None = None
+    review_reason: str | None = None
+    caption: str = ""
+    title: str = ""
+    alt_text: str = ""
+    keywords: tuple[str, ...] = ()
+    model: str = ""
+    edited: bool = False
+    existing_keywords: tuple[str, ...] = ()
+    """The keywords already in the photo's files (read-only here; the write merges with them)."""
+    existing_keywords_note: str | None = None
+    """Why some of the file's keywords could not be read (a malformed sidecar), or None."""
+    task: str = ""
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def status(self) -> str:
+        """The review state, or ``untagged``."""
+        return self.review or "untagged"
+
+
+_ROW_COLUMNS = (
+    "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
+    "r.alt_text, r.keywords, r.model, r.edited, r.task, p.existing_keywords, p.existing_keywords_note"
+)
+
+
+def _row(values: Sequence[Any]) -> PhotoRow:
+    return PhotoRow(
+        photo_id=values[0],
+        path=values[1],
+        size=values[2],
+        mtime_ns=values[3],
+        result_id=values[4],
+        run_id=values[5],
+        review=values[6],
+        review_reason=values[7],
+        caption=values[8] or "",
+        title=values[9] or "",
+        alt_text=values[10] or "",
+        keywords=tuple(json.loads(values[11])) if values[11] else (),
+        model=values[12] or "",
+        edited=bool(values[13]),
+        task=values[14] or "",
+        existing_keywords=tuple(json.loads(values[15])) if values[15] else (),
+        existing_keywords_note=values[16],
+    )
+
+
+def fetch_rows(catalog: Catalog, ids: Sequence[int]) -> dict[int, PhotoRow]:
+    """The rows for these photo ids (one page), keyed by photo id; ids no longer in the catalog are absent."""
+    found: dict[int, PhotoRow] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for values in catalog.db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM {_FROM} WHERE p.id IN ({marks})", chunk
+        ):
+            row = _row(values)
+            found[row.photo_id] = row
+    return found
+
+
+def present_paths(catalog: Catalog, library_id: int) -> list[str]:
+    """The paths of a library's photos that are present (not missing, not unreadable)."""
+    return [
+        row[0]
+        for row in catalog.db.execute(
+            "SELECT path FROM photos WHERE library_id = ? AND status = 'present'", (library_id,)
+        )
+    ]
+
+
+def keywords_in_use(catalog: Catalog) -> list[object]:
+    """Every keyword on a current, not rejected result, then every keyword already in a present photo's files,
+    once per use (stored values as they are: a damaged entry may not be text)."""
+    rows = catalog.db.execute(
+        "SELECT k.value FROM results r JOIN json_each(r.keywords) k "
+        "WHERE r.current = 1 AND r.review != 'rejected'"
+    )
+    existing = catalog.db.execute(
+        "SELECT k.value FROM photos p JOIN json_each(p.existing_keywords) k WHERE p.status = 'present'"
+    )
+    return [value for (value,) in [*rows, *existing]]
