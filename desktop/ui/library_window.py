@@ -587,14 +587,7 @@ class LibraryWindow(QObject):
             self.notify("Nothing to undo.")
             return False
         restore(self.catalog, step.before)
-        result_ids = [state.result_id for state in step.before]
-        marks = ",".join("?" * len(result_ids))
-        photo_ids = [
-            row[0]
-            for row in self.catalog.db.execute(
-                f"SELECT photo_id FROM results WHERE id IN ({marks})", result_ids
-            )
-        ]
+        photo_ids = self.catalog.photos_of_results([state.result_id for state in step.before])
         self.model.refresh(photo_ids)
         rows = [r for r in (self.model.row_of(photo_id) for photo_id in photo_ids) if r is not None]
         if rows:
