@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.library.catalog import open_catalog
-    from captioneer.desktop.library.publishing import UndoRefused, undo_write, write_operations
+    from captioneer.desktop.library.catalog.write_ops import write_operations
+    from captioneer.desktop.library.publishing import UndoRefused, undo_write
 
     if args.write is None:
         with open_catalog() as catalog:  # writable: an older catalog is upgraded first

@@ -7,7 +7,6 @@ Every (non-dry-run) write is one *write operation*: a ``write_ops`` row with its
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +15,18 @@ from pathlib import Path
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.paths import data_dir
 from captioneer.desktop.library.catalog import Catalog, Result
+from captioneer.desktop.library.catalog.write_ops import WriteOperation as WriteOperation
+from captioneer.desktop.library.catalog.write_ops import (
+    forget_operation,
+    log_write,
+    mark_undone,
+    marked_anything,
+    newer_write,
+    results_marked_by,
+    start_operation,
+    write_operation,
+)
+from captioneer.desktop.library.catalog.write_ops import write_operations as write_operations
 from captioneer.desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
 from captioneer.desktop.library.keywords import merge_keywords
 from captioneer.desktop.library.metadata import Generated
@@ -73,88 +84,23 @@ class UndoRefused(CaptioneerError):
         self.newer = newer
 
 
-@dataclass(frozen=True)
-class WriteOperation:
-    """One ``captioneer write`` (or the window's Write): what it wrote and whether it was undone.
-
-    Attributes:
-        photos: how many photos it changed on disk (each one's file, sidecar or both).
-        state: ``written`` or ``undone``.
-        runs: the tagging runs whose results it wrote.
-    """
-
-    id: int
-    started_at: float
-    mode: str
-    journal: Path
-    state: str
-    photos: int
-    runs: tuple[int, ...]
-
-    def describe(self) -> str:
-        """One line for a list: id, local time, photos changed (and where), state, runs."""
-        when = datetime.fromtimestamp(self.started_at).strftime("%Y-%m-%d %H:%M:%S")
-        runs = ", ".join(str(run) for run in self.runs) or "-"
-        photos = f"{self.photos:,} photo{'s' if self.photos != 1 else ''} ({self.mode})"
-        return f"write {self.id} · {when} · {photos} · {self.state} · runs {runs}"
-
-
 def language_tag(language: str) -> str:
     """The BCP-47 tag for a language name (``German`` → ``de``); a tag given as such is kept."""
     name = language.strip()
     return LANGUAGE_TAGS.get(name.casefold(), name if len(name) <= 8 and " " not in name else "")
 
 
-_OPERATION_COLUMNS = (
-    "o.id, o.started_at, o.mode, o.journal_ref, o.state, "
-    "(SELECT COUNT(DISTINCT l.path) FROM write_log l WHERE l.op_id = o.id AND l.outcome = 'written'), "
-    "(SELECT GROUP_CONCAT(DISTINCT l.run_id) FROM write_log l WHERE l.op_id = o.id)"
-)
-
-
-def _operation(row: Sequence) -> WriteOperation:
-    runs = tuple(sorted(int(run) for run in (row[6] or "").split(",") if run))
-    return WriteOperation(row[0], row[1], row[2], Path(row[3]), row[4], int(row[5] or 0), runs)
-
-
-def write_operations(catalog: Catalog) -> list[WriteOperation]:
-    """Every write operation, newest first."""
-    rows = catalog.db.execute(f"SELECT {_OPERATION_COLUMNS} FROM write_ops o ORDER BY o.id DESC")
-    return [_operation(row) for row in rows]
-
-
-def write_operation(catalog: Catalog, op_id: int) -> WriteOperation | None:
-    """One write operation, or None when there is none with this id."""
-    row = catalog.db.execute(
-        f"SELECT {_OPERATION_COLUMNS} FROM write_ops o WHERE o.id = ?", (op_id,)
-    ).fetchone()
-    return _operation(row) if row else None
-
-
 def _start_operation(catalog: Catalog, mode: WriteMode) -> tuple[int, Journal]:
     """A new write operation and its own journal folder."""
-    now = time.time()
-    with catalog.transaction() as db:
-        op_id = int(
-            db.execute(
-                "INSERT INTO write_ops (started_at, mode, journal_ref) VALUES (?, ?, '')", (now, mode.value)
-            ).lastrowid
-        )
-        # The time in the name keeps a restored catalog's reused ids off an older journal.
-        directory = data_dir() / "journal" / f"write-{op_id}-{int(now)}"
-        db.execute("UPDATE write_ops SET journal_ref = ? WHERE id = ?", (str(directory), op_id))
+    op_id, directory = start_operation(catalog, mode.value, data_dir() / "journal")
     return op_id, Journal(directory)
 
 
 def _finish_operation(catalog: Catalog, op_id: int, journal: Journal) -> None:
     """Forget an operation that marked nothing written (every photo skipped or failed)."""
-    marked = catalog.db.execute(
-        "SELECT 1 FROM write_log WHERE op_id = ? AND outcome IN ('written', 'unchanged') LIMIT 1", (op_id,)
-    ).fetchone()
-    if marked or journal.entries():
+    if marked_anything(catalog, op_id) or journal.entries():
         return
-    with catalog.transaction() as db:
-        db.execute("DELETE FROM write_ops WHERE id = ?", (op_id,))
+    forget_operation(catalog, op_id)
     shutil.rmtree(journal.directory, ignore_errors=True)
 
 
@@ -259,11 +205,7 @@ def combined_generated(results: Sequence[Result]) -> Generated:
 
 
 def library_root_of(catalog: Catalog, result: Result) -> Path:
-    row = catalog.db.execute(
-        "SELECT l.root FROM photos p JOIN libraries l ON l.id = p.library_id WHERE p.id = ?",
-        (result.photo_id,),
-    ).fetchone()
-    return Path(row[0])
+    return catalog.library_root(result.photo_id)
 
 
 @dataclass
@@ -369,7 +311,7 @@ def _write_one(
     except DiskFullError as exc:
         if journal is not None:
             for part in change.results:
-                catalog.log_write(part, mode, "failed", str(exc), op_id=summary.op_id)
+                log_write(catalog, part, mode, "failed", str(exc), op_id=summary.op_id)
         raise WriteStopped(f"{exc} {summary.written} photos were written before it stopped.") from None
     except JournalError as exc:
         raise WriteStopped(f"Writing stopped: {exc}") from None
@@ -380,7 +322,7 @@ def _write_one(
         say(f"{result.path}: {exc}")
         if journal is not None:
             for part in change.results:
-                catalog.log_write(part, mode, "failed", str(exc), op_id=summary.op_id)
+                log_write(catalog, part, mode, "failed", str(exc), op_id=summary.op_id)
         return
     if outcome.status == "written":
         summary.written += 1
@@ -393,9 +335,8 @@ def _write_one(
     for text in outcome.notes:
         note(text)
     for part in change.results:
-        catalog.log_write(
-            part, mode, outcome.status, outcome.reason or None, str(journal.directory), op_id=summary.op_id
-        )
+        reason = outcome.reason or None
+        log_write(catalog, part, mode, outcome.status, reason, str(journal.directory), op_id=summary.op_id)
 
 
 def _plan_notes(plan: WritePlan) -> list[str]:
@@ -414,12 +355,7 @@ def undo_write(catalog: Catalog, op_id: int, *, force: bool = False) -> UndoRepo
         raise JournalError(
             f"Nothing to undo: there is no write {op_id} (`captioneer undo` lists the writes)."
         )
-    newer = catalog.db.execute(
-        "SELECT MIN(later.op_id) FROM write_log mine JOIN write_log later ON later.path = mine.path "
-        "JOIN write_ops o ON o.id = later.op_id WHERE mine.op_id = ? AND mine.outcome = 'written' "
-        "AND later.outcome = 'written' AND later.op_id > ? AND o.state = 'written'",
-        (op_id, op_id),
-    ).fetchone()[0]
+    newer = newer_write(catalog, op_id)
     if newer is not None and not force:
         raise UndoRefused(
             f"Write {newer} changed some of the same photos after write {op_id}: undo write {newer} first.",
@@ -429,18 +365,8 @@ def undo_write(catalog: Catalog, op_id: int, *, force: bool = False) -> UndoRepo
         undo(operation.journal, force=force) if (operation.journal / "entries").is_dir() else UndoReport()
     )
     if report.ok:
-        ids = [
-            row[0]
-            for row in catalog.db.execute(
-                "SELECT DISTINCT result_id FROM write_log "
-                "WHERE op_id = ? AND outcome IN ('written', 'unchanged')",
-                (op_id,),
-            )
-        ]
+        ids = results_marked_by(catalog, op_id)
         still_written = [r.id for r in catalog.results(ids=ids, review=("written",))]
         catalog.set_review(still_written, "approved", f"metadata write {op_id} undone")
-        with catalog.transaction() as db:
-            db.execute(
-                "UPDATE write_ops SET state = 'undone', undone_at = ? WHERE id = ?", (time.time(), op_id)
-            )
+        mark_undone(catalog, op_id)
     return report

@@ -187,6 +187,13 @@ class Catalog:
         """A photo's current result of each task, oldest first: what review shows and write combines."""
         return self.results(current_only=True, photo_id=photo_id)
 
+    def library_root(self, photo_id: int) -> Path:
+        """The root folder of the library a photo belongs to."""
+        row = self.db.execute(
+            "SELECT l.root FROM photos p JOIN libraries l ON l.id = p.library_id WHERE p.id = ?", (photo_id,)
+        ).fetchone()
+        return Path(row[0])
+
     def photos_of_results(self, result_ids: Sequence[int]) -> list[int]:
         """The photo ids these results belong to, each once (ids no longer in the catalog are left out)."""
         if not result_ids:
@@ -277,40 +284,6 @@ class Catalog:
         with self.transaction() as db:
             db.execute(f"UPDATE results SET {assignments} WHERE id = ?", (*changes.values(), result_id))
         return True
-
-    def log_write(
-        self,
-        result: Result,
-        mode: str,
-        outcome: str,
-        detail: str | None = None,
-        journal_ref: str | None = None,
-        op_id: int | None = None,
-    ) -> None:
-        """Record what the metadata step (write operation ``op_id``) did to one result's file; written or
-        already there: ``written``."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO write_log "
-                "(result_id, run_id, path, mode, outcome, detail, journal_ref, at, op_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    result.id,
-                    result.run_id,
-                    result.path,
-                    mode,
-                    outcome,
-                    detail,
-                    journal_ref,
-                    time.time(),
-                    op_id,
-                ),
-            )
-            if outcome in ("written", "unchanged"):
-                db.execute(
-                    "UPDATE results SET review = 'written', updated_at = ? WHERE id = ?",
-                    (time.time(), result.id),
-                )
 
 
 def open_catalog(path: Path | None = None, *, readonly: bool = False) -> Catalog:
