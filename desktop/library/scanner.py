@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import stat
 import time
@@ -18,6 +17,12 @@ from captioneer.backends.errors import CaptioneerError
 from captioneer.backends.files import TEMP_PREFIX
 from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.library.catalog.scanning import (
+    KnownPhoto,
+    ScanBatch,
+    known_photos,
+    unreadable_reasons,
+)
 from captioneer.desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
 
 ContentKey = Callable[[Path], str]
@@ -251,41 +256,6 @@ def check_root_online(root: Path) -> None:
         )
 
 
-class _Batch:
-    """Groups catalog writes into transactions of bounded size and age, so a killed scan loses little."""
-
-    def __init__(self, catalog: Catalog, every: int, seconds: float) -> None:
-        self.db = catalog.db
-        self.every = every
-        self.seconds = seconds
-        self.pending = 0
-        self.started = 0.0
-        self.total = 0
-
-    def write(self, sql: str, params: tuple[object, ...]) -> int:
-        if self.pending == 0:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.started = time.monotonic()
-        cursor = self.db.execute(sql, params)
-        self.pending += 1
-        self.total += 1
-        return int(cursor.lastrowid or 0)
-
-    def maybe_commit(self) -> None:
-        if self.pending and (self.pending >= self.every or time.monotonic() - self.started >= self.seconds):
-            self.commit()
-
-    def commit(self) -> None:
-        if self.pending:
-            self.db.commit()
-            self.pending = 0
-
-    def rollback(self) -> None:
-        if self.pending:
-            self.db.rollback()
-            self.pending = 0
-
-
 def scan_library(
     catalog: Catalog,
     root: Path,
@@ -326,23 +296,11 @@ def scan_library(
     report = ScanReport(root=root)
     report.library_id = library_id = _library_for(catalog, root)
     prefix = str(root).rstrip(os.sep) + os.sep
-    known = {
-        row[0]: (int(row[1]), int(row[2]), int(row[3]), row[4], row[5], row[6])
-        for row in catalog.db.execute(
-            "SELECT path, id, size, mtime_ns, status, content_key, existing_keywords_stamp FROM photos "
-            "WHERE substr(path, 1, ?) = ?",
-            (len(prefix), prefix),
-        )
-    }
-    known_errors = dict(
-        catalog.db.execute(
-            "SELECT path, error FROM photos WHERE status = 'unreadable' AND substr(path, 1, ?) = ?",
-            (len(prefix), prefix),
-        )
-    )
+    known = known_photos(catalog, prefix)
+    known_errors = unreadable_reasons(catalog, prefix)
     seen: set[str] = set()
     unreadable_dirs: list[str] = []
-    batch = _Batch(catalog, commit_every, commit_seconds)
+    batch = ScanBatch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
     try:
         for path, st, (stamp, sidecars) in _walk(root, report, unreadable_dirs):
@@ -375,7 +333,7 @@ def scan_library(
         _mark_missing(batch, known, seen, unreadable_dirs, report)
         report.catalog_writes = batch.total
         if batch.total:
-            batch.write("UPDATE libraries SET last_scan_at = ? WHERE id = ?", (time.time(), library_id))
+            batch.mark_scanned(library_id)
         batch.commit()
     except BaseException:
         # Keep what was scanned: every committed batch is consistent on its own.
@@ -499,11 +457,11 @@ def _hash_stable(
 
 
 def _index_file(
-    batch: _Batch,
+    batch: ScanBatch,
     library_id: int,
     path: Path,
     st: os.stat_result,
-    record: tuple[int, int, int, str, str | None, str | None] | None,
+    record: KnownPhoto | None,
     key_of: ContentKey,
     report: ScanReport,
 ) -> int | None:
@@ -517,38 +475,27 @@ def _index_file(
     if key is None:
         report.unreadable += 1
         report.unreadable_files.append((name, error or "cannot be read"))
-    now = time.time()
     # Re-read size and mtime: the stable hash may have waited out a change.
     current = path.stat()
     if record is not None:
-        batch.write(
-            "UPDATE photos SET size = ?, mtime_ns = ?, content_key = ?, status = ?, error = ?, "
-            "error_kind = ?, last_seen = ? WHERE id = ?",
-            (current.st_size, current.st_mtime_ns, key, status, error, kind, now, record[0]),
-        )
+        batch.update_photo(record[0], current.st_size, current.st_mtime_ns, key, status, error, kind)
         report.changed += 1
         return record[0] if key is not None else None
     if key is not None:
         moved = _moved_photo(batch, key, name)
         if moved is not None:
-            batch.write(
-                "UPDATE photos SET library_id = ?, path = ?, size = ?, mtime_ns = ?, status = 'present', "
-                "error = NULL, error_kind = NULL, last_seen = ? WHERE id = ?",
-                (library_id, name, current.st_size, current.st_mtime_ns, now, moved),
-            )
+            batch.relink(moved, library_id, name, current.st_size, current.st_mtime_ns)
             report.relinked += 1
             return moved
-    photo_id = batch.write(
-        "INSERT INTO photos (library_id, path, size, mtime_ns, content_key, status, error, error_kind, "
-        "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind, now, now),
+    photo_id = batch.add_photo(
+        library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind
     )
     report.new += 1
     return photo_id if key is not None else None
 
 
 def _read_keywords(
-    batch: _Batch,
+    batch: ScanBatch,
     photo_id: int,
     path: Path,
     sidecars: tuple[str, tuple[Path, ...]],
@@ -564,29 +511,21 @@ def _read_keywords(
     note = "; ".join(notes) or None
     if note:
         report.metadata_notes.append((str(path), note))
-    batch.write(
-        "UPDATE photos SET existing_keywords = ?, existing_keywords_stamp = ?, existing_keywords_note = ? "
-        "WHERE id = ?",
-        (json.dumps(list(keywords), ensure_ascii=False), stamp, note, photo_id),
-    )
+    batch.set_existing_keywords(photo_id, keywords, stamp, note)
     report.keywords_read += 1
 
 
-def _moved_photo(batch: _Batch, key: str, new_path: str) -> int | None:
+def _moved_photo(batch: ScanBatch, key: str, new_path: str) -> int | None:
     """A catalogued photo with this content whose file is gone from its old path (so it moved here)."""
-    for photo_id, old_path in batch.db.execute(
-        "SELECT id, path FROM photos WHERE content_key = ? AND path != ? "
-        "ORDER BY status = 'missing' DESC, id",
-        (key, new_path),
-    ):
+    for photo_id, old_path in batch.same_content(key, new_path):
         if not os.path.lexists(old_path):
-            return int(photo_id)
+            return photo_id
     return None
 
 
 def _mark_missing(
-    batch: _Batch,
-    known: dict[str, tuple[int, int, int, str, str | None, str | None]],
+    batch: ScanBatch,
+    known: dict[str, KnownPhoto],
     seen: set[str],
     unreadable_dirs: list[str],
     report: ScanReport,
@@ -595,10 +534,7 @@ def _mark_missing(
         if name in seen or record[3] == "missing" or any(name.startswith(d) for d in unreadable_dirs):
             continue
         # Relinked photos moved away from this path already; only flag what is still recorded here.
-        row = batch.db.execute(
-            "SELECT status FROM photos WHERE id = ? AND path = ?", (record[0], name)
-        ).fetchone()
-        if row is None or (os.path.lexists(name) and not os.path.islink(name)):
+        if not batch.still_at(record[0], name) or (os.path.lexists(name) and not os.path.islink(name)):
             continue
-        batch.write("UPDATE photos SET status = 'missing' WHERE id = ?", (record[0],))
+        batch.mark_missing(record[0])
         report.missing += 1
