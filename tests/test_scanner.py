@@ -17,9 +17,9 @@ from PIL import Image, ImageDraw
 
 from captioneer.desktop.cli import main
 from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.folder_walk import LibraryOfflineError
 from captioneer.desktop.library.metadata import image_content_key
 from captioneer.desktop.library.scanner import (
-    LibraryOfflineError,
     LibraryPathError,
     default_content_key,
     gif_content_key,

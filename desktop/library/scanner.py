@@ -5,17 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import stat
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.errors import CaptioneerError
-from captioneer.backends.files import TEMP_PREFIX
-from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.catalog.scanning import (
     KnownPhoto,
@@ -23,7 +19,8 @@ from captioneer.desktop.library.catalog.scanning import (
     known_photos,
     unreadable_reasons,
 )
-from captioneer.desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
+from captioneer.desktop.library.folder_walk import check_root_online, printable, utf8_name, walk
+from captioneer.desktop.library.folder_walk import escape_undecodable as escape_undecodable
 
 ContentKey = Callable[[Path], str]
 KeywordReader = Callable[[Path, "tuple[Path, ...]"], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
@@ -42,12 +39,6 @@ class LibraryPathError(CaptioneerError):
     """The library folder's own path cannot be stored (a name that is not UTF-8)."""
 
     exit_code = 2
-
-
-class LibraryOfflineError(CaptioneerError):
-    """The library root is missing, unreadable or empty: probably an unmounted drive."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -108,29 +99,6 @@ class ScanReport:
             if len(entries) > limit:
                 lines.append(f"… and {len(entries) - limit} more {label}")
         return lines
-
-
-def escape_undecodable(text: str) -> str:
-    """``text`` with the bytes of a file name that were not UTF-8 (lone surrogates, from the file system)
-    written as visible ``\\xNN`` escapes, so it can be encoded as UTF-8 (JSON output, the catalog)."""
-    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in text)
-
-
-def printable(text: str) -> str:
-    """``text`` safe to print on one line: control characters, line separators and undecodable bytes (lone
-    surrogates from the file system) become visible escapes, so a file name cannot forge output lines."""
-    out = []
-    for char in text:
-        if unicodedata.category(char) not in _UNPRINTABLE:
-            out.append(char)
-        elif 0xDC80 <= ord(char) <= 0xDCFF:
-            out.append(escape_undecodable(char))
-        else:
-            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    return "".join(out)
-
-
-_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 def default_content_key(path: Path) -> str:
@@ -230,32 +198,6 @@ def _gif_sub_blocks_end(data: bytes, pos: int) -> int | None:
     return None
 
 
-def check_root_online(root: Path) -> None:
-    """Raise :class:`LibraryOfflineError` unless ``root`` is a readable folder with something in it."""
-    try:
-        if not root.is_dir():
-            raise LibraryOfflineError(
-                f"Library offline: {root} is not reachable. Connect the drive or check the path; "
-                "nothing in the catalog was marked missing."
-            )
-        with os.scandir(root) as entries:
-            empty = next(iter(entries), None) is None
-    except PermissionError:
-        raise LibraryOfflineError(
-            f"Library offline: no permission to read {root}. Nothing in the catalog was marked missing."
-        ) from None
-    except OSError as exc:
-        raise LibraryOfflineError(
-            f"Library offline: {root} cannot be read ({exc.strerror}). "
-            "Nothing in the catalog was marked missing."
-        ) from None
-    if empty:
-        raise LibraryOfflineError(
-            f"Library offline: {root} is empty (an unmounted drive looks like this). Nothing in the catalog "
-            "was marked missing."
-        )
-
-
 def scan_library(
     catalog: Catalog,
     root: Path,
@@ -287,7 +229,7 @@ def scan_library(
     key_of = content_key or default_content_key
     keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
-    if not _utf8_name(str(root)):
+    if not utf8_name(str(root)):
         raise LibraryPathError(
             f"The folder {printable(str(root))} has a name that is not UTF-8 text, which the catalog cannot "
             "store: rename it (or a folder above it) and scan again."
@@ -303,7 +245,7 @@ def scan_library(
     batch = ScanBatch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
     try:
-        for path, st, (stamp, sidecars) in _walk(root, report, unreadable_dirs):
+        for path, st, (stamp, sidecars) in walk(root, report.skipped, unreadable_dirs):
             cancel.raise_if_cancelled()
             name = str(path)
             seen.add(name)
@@ -349,89 +291,6 @@ def _library_for(catalog: Catalog, root: Path) -> int:
         if root == Path(library_root) or root.is_relative_to(library_root):
             return library_id
     return catalog.library_id(root) or 0
-
-
-def _walk(root: Path, report: ScanReport, unreadable_dirs: list[str]):
-    """Yield (path, stat, (sidecar stamp, sidecars)) for photo files below ``root`` in a stable order,
-    entering no symlink, special file or hidden folder; unreadable folders are reported and skipped."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
-        except OSError as exc:
-            unreadable_dirs.append(str(folder).rstrip(os.sep) + os.sep)
-            report.skipped.append((str(folder), f"folder not readable ({exc.strerror})"))
-            continue
-        subfolders: list[Path] = []
-        by_name = {entry.name: entry for entry in entries}
-        images_by_stem: dict[str, list[str]] = {}
-        for entry in entries:
-            if is_image_path(Path(entry.name)):
-                images_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
-        for entry in entries:
-            path = Path(entry.path)
-            if not _utf8_name(entry.name):
-                # The catalog stores names as UTF-8 text; a legacy-encoded name is reported, not guessed.
-                report.skipped.append((printable(entry.path), "file name is not UTF-8"))
-                continue
-            try:
-                if entry.is_symlink():
-                    if entry.is_dir() or is_image_path(path):
-                        report.skipped.append((entry.path, "symbolic link (not followed)"))
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if not entry.name.startswith("."):
-                        subfolders.append(path)
-                    continue
-                # Our own temp files (left by a killed write) are never photos, whatever their suffix.
-                if not is_image_path(path) or entry.name.startswith(("._", TEMP_PREFIX)):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                report.skipped.append((entry.path, f"cannot read ({exc.strerror})"))
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                report.skipped.append((entry.path, "not a regular file"))
-                continue
-            yield path, st, _sidecar_stamp(path, by_name, images_by_stem.get(path.stem, []))
-        stack.extend(reversed(subfolders))
-
-
-def _sidecar_stamp(
-    photo: Path, by_name: dict[str, os.DirEntry[str]], siblings: list[str]
-) -> tuple[str, tuple[Path, ...]]:
-    """The photo's sidecars (both names, the stem one only if the photo owns it; see
-    :func:`captioneer.desktop.library.sidecars.stem_owner`) found in the folder listing, and a stamp of their
-    names,
-    sizes and mtimes (``""`` when there are none): a stat only for sidecars that exist, and no second look
-    at the folder per photo."""
-    names = [photo.name + SIDECAR_SUFFIX]
-    if stem_owner(photo, siblings):
-        names.append(photo.stem + SIDECAR_SUFFIX)
-    parts = []
-    found: list[Path] = []
-    for name in names:
-        entry = by_name.get(name)
-        if entry is None:
-            continue
-        found.append(Path(entry.path))
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            parts.append(f"{name}:unreadable")
-            continue
-        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}:{stat.S_IFMT(st.st_mode)}")
-    return "|".join(parts), tuple(found)
-
-
-def _utf8_name(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _hash_stable(
