@@ -24,17 +24,22 @@ PHOTOS = {
 }
 
 
+def tag_photos(catalog: Catalog, root: Path, names: list[str]) -> None:
+    """Make a photo (each a different colour) for each name under ``root``, scan and tag them."""
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(root / name)
+    scan_library(catalog, root)
+    config = fake_config()
+    plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
+    execute_run(catalog, plan.run_id, FakeEngine(config))
+
+
 @pytest.fixture
 def catalog(tmp_path: Path):
     root = tmp_path / "lib"
-    for i, name in enumerate(PHOTOS):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(root / name)
     with open_catalog() as catalog:
-        scan_library(catalog, root)
-        config = fake_config()
-        plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
-        execute_run(catalog, plan.run_id, FakeEngine(config))
+        tag_photos(catalog, root, list(PHOTOS))
         for result in catalog.results():
             caption, keywords, review = PHOTOS[str(Path(result.path).relative_to(root))]
             catalog.edit_result(result.id, caption=caption, keywords=keywords, review=review)
@@ -128,14 +133,8 @@ TRICKY = {
 def tricky(tmp_path: Path):
     """A catalog whose texts and keywords hold the characters LIKE and GLOB treat specially."""
     root = tmp_path / "tricky"
-    root.mkdir()
-    for i, name in enumerate(TRICKY):
-        Image.new("RGB", (32, 32), (0, i * 40, 0)).save(root / name)
     with open_catalog() as catalog:
-        scan_library(catalog, root)
-        config = fake_config()
-        plan = plan_run(catalog, str(root), catalog.photos_under(root), RunSpec(image_tokens=16), config)
-        execute_run(catalog, plan.run_id, FakeEngine(config))
+        tag_photos(catalog, root, list(TRICKY))
         for result in catalog.results():
             caption, title, alt_text, keywords = TRICKY[Path(result.path).name]
             catalog.edit_result(result.id, caption=caption, title=title, alt_text=alt_text, keywords=keywords)
@@ -147,44 +146,40 @@ def browsed(catalog: Catalog, browse: BrowseFilter) -> set[str]:
     return {Path(row.path).stem for row in rows.values()}
 
 
-@pytest.mark.parametrize(
-    ("keyword", "expected"),
-    [
-        ("50%_off", {"snow"}),
-        ("50%*", {"snow"}),
-        ("50_*", set()),  # "_" is a plain character, not "any one character"
-        ("back\\slash", {"slash"}),
-        ("a?c*", {"literal"}),  # "?" is a plain character: "abc" does not match
-        ("[x]*", {"literal"}),  # "[x]" is plain text, not a character class
-        ("*off", {"snow", "plain"}),
-    ],
-)
-def test_keyword_filter_and_keyword_search_find_the_same_photos(
-    tricky: Catalog, keyword: str, expected: set[str]
-) -> None:
-    text = f'keyword:"{keyword}"'
-    assert names(tricky, text) == expected
-    assert browsed(tricky, BrowseFilter(keyword=keyword)) == expected
-    assert browsed(tricky, BrowseFilter(query=text)) == expected
+def keyword_search(keyword: str) -> tuple[str, BrowseFilter]:
+    return f'keyword:"{keyword}"', BrowseFilter(keyword=keyword)
+
+
+def text_search(words: str) -> tuple[str, BrowseFilter]:
+    return f'caption:"{words}" OR title:"{words}" OR alt:"{words}"', BrowseFilter(text=words)
 
 
 @pytest.mark.parametrize(
-    ("words", "expected"),
+    ("same_search", "value", "expected"),
     [
-        ("100%", {"snow"}),
-        ("%", {"snow"}),
-        ("white_ish", {"snow"}),
-        ("_", {"snow", "slash"}),
-        ("\\", {"slash"}),
-        ("back\\slash", {"slash"}),
-        ("a?c", {"abc"}),
-        ("R_S", {"slash"}),  # case-insensitive, the title "under_score"
+        (keyword_search, "50%_off", {"snow"}),
+        (keyword_search, "50%*", {"snow"}),
+        (keyword_search, "50_*", set()),  # "_" is a plain character, not "any one character"
+        (keyword_search, "back\\slash", {"slash"}),
+        (keyword_search, "a?c*", {"literal"}),  # "?" is a plain character: "abc" does not match
+        (keyword_search, "[x]*", {"literal"}),  # "[x]" is plain text, not a character class
+        (keyword_search, "*off", {"snow", "plain"}),
+        (text_search, "100%", {"snow"}),
+        (text_search, "%", {"snow"}),
+        (text_search, "white_ish", {"snow"}),
+        (text_search, "_", {"snow", "slash"}),
+        (text_search, "\\", {"slash"}),
+        (text_search, "back\\slash", {"slash"}),
+        (text_search, "a?c", {"abc"}),
+        (text_search, "R_S", {"slash"}),  # case-insensitive, the title "under_score"
     ],
 )
-def test_text_filter_and_text_search_find_the_same_photos(
-    tricky: Catalog, words: str, expected: set[str]
+def test_the_window_filter_and_the_search_find_the_same_photos(
+    tricky: Catalog, same_search, value: str, expected: set[str]
 ) -> None:
-    text = f'caption:"{words}" OR title:"{words}" OR alt:"{words}"'
+    """The filter field, the same words in the search language, and that search typed in the window's search
+    box all go through one builder, with one rule for special characters."""
+    text, browse = same_search(value)
     assert names(tricky, text) == expected
-    assert browsed(tricky, BrowseFilter(text=words)) == expected
+    assert browsed(tricky, browse) == expected
     assert browsed(tricky, BrowseFilter(query=text)) == expected

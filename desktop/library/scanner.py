@@ -14,6 +14,7 @@ from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.catalog.scanning import (
+    FileState,
     KnownPhoto,
     ScanBatch,
     known_photos,
@@ -330,14 +331,15 @@ def _index_file(
     if key is None and error is None:
         report.requeued.append(name)
         return None
-    status = "present" if key is not None else "unreadable"
     if key is None:
         report.unreadable += 1
         report.unreadable_files.append((name, error or "cannot be read"))
     # Re-read size and mtime: the stable hash may have waited out a change.
     current = path.stat()
+    status = "present" if key is not None else "unreadable"
+    file = FileState(current.st_size, current.st_mtime_ns, key, status, error, kind)
     if record is not None:
-        batch.update_photo(record[0], current.st_size, current.st_mtime_ns, key, status, error, kind)
+        batch.update_photo(record[0], file)
         report.changed += 1
         return record[0] if key is not None else None
     if key is not None:
@@ -346,9 +348,7 @@ def _index_file(
             batch.relink(moved, library_id, name, current.st_size, current.st_mtime_ns)
             report.relinked += 1
             return moved
-    photo_id = batch.add_photo(
-        library_id, name, current.st_size, current.st_mtime_ns, key, status, error, kind
-    )
+    photo_id = batch.add_photo(library_id, name, file)
     report.new += 1
     return photo_id if key is not None else None
 

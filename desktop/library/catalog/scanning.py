@@ -6,11 +6,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from captioneer.desktop.library.catalog.store import Catalog
 
 KnownPhoto = tuple[int, int, int, str, "str | None", "str | None"]
 """(id, size, mtime_ns, status, content_key, existing_keywords_stamp) of a photo already in the catalog."""
+
+
+class FileState(NamedTuple):
+    """What a scan found in a photo's file: size and time, content key, and whether it can be read."""
+
+    size: int
+    mtime_ns: int
+    content_key: str | None
+    status: str
+    """``present`` or ``unreadable``."""
+    error: str | None
+    error_kind: str | None
 
 
 def known_photos(catalog: Catalog, prefix: str) -> dict[str, KnownPhoto]:
@@ -64,40 +77,21 @@ class ScanBatch:
             self.db.commit()
             self.pending = 0
 
-    def add_photo(
-        self,
-        library_id: int,
-        path: str,
-        size: int,
-        mtime_ns: int,
-        key: str | None,
-        status: str,
-        error: str | None,
-        kind: str | None,
-    ) -> int:
+    def add_photo(self, library_id: int, path: str, file: FileState) -> int:
         """Record a new photo; returns its id."""
         now = time.time()
         return self._write(
             "INSERT INTO photos (library_id, path, size, mtime_ns, content_key, status, error, error_kind, "
             "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (library_id, path, size, mtime_ns, key, status, error, kind, now, now),
+            (library_id, path, *file, now, now),
         )
 
-    def update_photo(
-        self,
-        photo_id: int,
-        size: int,
-        mtime_ns: int,
-        key: str | None,
-        status: str,
-        error: str | None,
-        kind: str | None,
-    ) -> None:
+    def update_photo(self, photo_id: int, file: FileState) -> None:
         """Record a changed photo: its new size, time, content key and whether it can be read."""
         self._write(
             "UPDATE photos SET size = ?, mtime_ns = ?, content_key = ?, status = ?, error = ?, "
             "error_kind = ?, last_seen = ? WHERE id = ?",
-            (size, mtime_ns, key, status, error, kind, time.time(), photo_id),
+            (*file, time.time(), photo_id),
         )
 
     def relink(self, photo_id: int, library_id: int, path: str, size: int, mtime_ns: int) -> None:
