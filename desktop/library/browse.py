@@ -1,5 +1,6 @@
-"""Browsing the library: folder trees, keyword counts and typing, the review panel's content, the review
-history, runs to resume and the library window's remembered choices.
+"""Browsing the library: folder trees, keyword counts, the review panel and history, the window's prefs.
+
+Also typing keywords (completion, splitting) and the runs the window offers to resume.
 
 The grid's queries (filters, photo ids, row pages, review snapshots) live in the catalog
 (:mod:`~captioneer.desktop.library.catalog.browsing`, :mod:`~captioneer.desktop.library.catalog.review`) and

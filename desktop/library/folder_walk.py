@@ -1,5 +1,6 @@
-"""Walking a library folder: photo files in a stable order with their sidecars, never through a link; the
-check that the folder is there at all; and file names as the catalog stores and prints them."""
+"""Walking a library folder: its photo files in a stable order, with their sidecars, never through a link.
+
+Also the check that the folder is there at all, and file names as the catalog stores and prints them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The library window's queries: the grid filter, photo ids in path order, row pages, folder paths and the
-keywords in use."""
+"""The library window's queries: the grid filter, photo ids, row pages, folder paths, keywords in use."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Opening the catalog file: the single-writer lock, SQLite settings (WAL, foreign keys), the check on open,
-migration, and the daily backup."""
+"""Opening the catalog file: the writer lock, SQLite settings, the check on open, migration, backups.
+
+WAL and foreign keys on every connection; one writer process at a time, by an OS file lock."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A scan's catalog reads and writes: the photos known under a folder, and new, changed, moved and missing
-photos written in transactions of bounded size and age, so a killed scan loses little."""
+"""A scan's catalog reads and writes: the photos known under a folder; new, changed, moved, missing photos.
+
+Writes go in transactions of bounded size and age, so a killed scan loses little."""
 
 from __future__ import annotations
 

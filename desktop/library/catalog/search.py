@@ -1,5 +1,6 @@
-"""The catalog search language (words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses)
-compiled to SQL, and the one builder of text and keyword conditions that the library window's filters use too.
+"""The search language compiled to SQL, and the one text and keyword matching that filters use too.
+
+Words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
 
 ``beach sunset`` = both; ``dog OR cat``; ``NOT status:rejected``;
 ``keyword:"new york" (caption:boat OR -title:ship)``.

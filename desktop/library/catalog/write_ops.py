@@ -1,5 +1,4 @@
-"""Write operations in the catalog: one row per metadata write (with its journal), the log of what it did to
-each result's file, and what undoing it changes."""
+"""Write operations in the catalog: one per metadata write, its log per result, and what undoing changes."""
 
 from __future__ import annotations
 
