@@ -204,10 +204,6 @@ def combined_generated(results: Sequence[Result]) -> Generated:
     )
 
 
-def library_root_of(catalog: Catalog, result: Result) -> Path:
-    return catalog.library_root(result.photo_id)
-
-
 @dataclass
 class WriteSummary:
     """What a write (or its dry run) did; ``op_id`` is the write operation to undo, if one was kept."""
@@ -256,7 +252,7 @@ def write_results(
     say = report or (lambda _message: None)
     journal: Journal | None = None
     if not dry_run:
-        for root in {library_root_of(catalog, result) for result in results}:
+        for root in {catalog.library_root(result.photo_id) for result in results}:
             if root.is_dir():
                 removed = remove_stale_temps(root)
                 if removed:
@@ -294,7 +290,7 @@ def _write_one(
 
     try:
         plan = plan_write(
-            photo, change.generated(), library_root=library_root_of(catalog, result), options=options
+            photo, change.generated(), library_root=catalog.library_root(result.photo_id), options=options
         )
         if journal is None:
             if plan.changed:
