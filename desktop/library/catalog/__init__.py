@@ -1,11 +1,13 @@
 """The album catalog: one SQLite file (WAL, foreign keys, checked on open, migrated in order, one writer).
 
-Every SQL statement of the app lives in this package; the rest of the app calls its functions.
+Every SQL statement of the app lives in this package; the rest of the app calls its functions. The modules:
+``store`` (the open :class:`Catalog`: libraries, photos, results), ``records``, ``errors``, ``connection``,
+``migrations``, ``search`` (the search language and the one text/keyword matching), ``browsing`` (the library
+window's queries), ``review`` (review snapshots), ``scanning`` (a scan's writes), ``write_ops`` (metadata
+writes and their undo).
 """
 
-from captioneer.desktop.library.catalog.connection import BACKUP_EVERY_SECONDS
 from captioneer.desktop.library.catalog.errors import (
-    CATALOG_NAME,
     CatalogCorruptError,
     CatalogDiskFullError,
     CatalogError,
@@ -17,22 +19,11 @@ from captioneer.desktop.library.catalog.errors import (
     storage_error,
 )
 from captioneer.desktop.library.catalog.migrations import MIGRATIONS
-from captioneer.desktop.library.catalog.records import (
-    RESULT_COLUMNS,
-    REVIEW_STATES,
-    REVIEWED_STATES,
-    Photo,
-    Result,
-    keyword_list,
-    result_from_row,
-)
+from captioneer.desktop.library.catalog.records import REVIEW_STATES, REVIEWED_STATES, Photo, Query, Result
 from captioneer.desktop.library.catalog.store import Catalog, open_catalog
 
 __all__ = [
-    "BACKUP_EVERY_SECONDS",
-    "CATALOG_NAME",
     "MIGRATIONS",
-    "RESULT_COLUMNS",
     "REVIEWED_STATES",
     "REVIEW_STATES",
     "Catalog",
@@ -42,12 +33,11 @@ __all__ = [
     "CatalogLockedError",
     "CatalogReadOnlyError",
     "Photo",
+    "Query",
     "Result",
     "backup_path",
     "default_catalog_path",
-    "keyword_list",
     "open_catalog",
     "os_storage_error",
-    "result_from_row",
     "storage_error",
 ]
