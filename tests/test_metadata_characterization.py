@@ -1,5 +1,5 @@
-"""What the metadata writer puts on disk, pinned: real files of every kind we merge into, written, then read back
-by exiftool and compared with the record in ``tests/fixtures/metadata_characterization.json``.
+"""What the metadata writer puts on disk, pinned: real files of every kind we merge into, written, then read
+back by exiftool and compared with the record in ``tests/fixtures/metadata_characterization.json``.
 
 The record was made by the writer before its fields became one declarative table; any change in what another
 program reads from our files (a field, an IPTC copy, a keyword, a hierarchy entry, provenance, the preview
@@ -9,6 +9,8 @@ re-record with ``CAPTIONEER_RECORD_CHARACTERIZATION=1`` and review the JSON diff
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import os
 import shutil
@@ -19,13 +21,8 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.journal import Journal
-from captioneer.desktop.library.metadata import (
-    Generated,
-    MergeOptions,
-    exiv2_module,
-    existing_keywords,
-    read_metadata,
-)
+from captioneer.desktop.library.merge import Generated, MergeOptions
+from captioneer.desktop.library.metadata import existing_keywords, exiv2_module, read_metadata
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
 from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 
@@ -122,7 +119,9 @@ CAMERA_XMP = _xmp_packet(
 
 def make_image(path: Path, fmt: str) -> Path:
     """A deterministic textured image (the same bytes on every run)."""
-    data = bytes((x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(48) for x in range(64) for _ in range(3))
+    data = bytes(
+        (x * 7 + y * 13 + (x * y) % 31) % 256 for y in range(48) for x in range(64) for _ in range(3)
+    )
     Image.frombytes("RGB", (64, 48), data).save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return path
 
@@ -169,7 +168,7 @@ def _readback(path: Path) -> dict:
         meta = read_metadata(image.xmpData(), image.iptcData(), image.exifData())
     return {
         **meta.fields(),
-        "provenance": repr(meta.provenance),
+        "provenance": meta.provenance and dataclasses.asdict(meta.provenance),
         "has_iptc": meta.has_iptc,
         "xmp_packet": image.xmpPacket().splitlines(),
     }
@@ -207,7 +206,13 @@ def _scenarios(root: Path) -> list[tuple[str, Path, list[tuple[Generated, WriteO
     darktable = make_image(root / "dt.jpg", "JPEG")
     (root / "dt.jpg.xmp").write_text(DARKTABLE_SIDECAR, encoding="utf-8")
 
-    model = {"model": "qwen3-vl-2b", "engine": "gguf", "quant": "Q4_K_M", "prompt_hash": "abc123", "time": TIME}
+    model = {
+        "model": "qwen3-vl-2b",
+        "engine": "gguf",
+        "quant": "Q4_K_M",
+        "prompt_hash": "abc123",
+        "time": TIME,
+    }
     embedded = WriteOptions(mode=WriteMode.EMBEDDED)
     sidecar = WriteOptions(mode=WriteMode.SIDECAR)
     first = Generated(
@@ -224,18 +229,36 @@ def _scenarios(root: Path) -> list[tuple[str, Path, list[tuple[Generated, WriteO
         (
             "jpeg_exif_iptc_xmp",
             camera,
-            [(first, WriteOptions(mode=WriteMode.EMBEDDED, merge=MergeOptions(ai_branch="AI"))), (second, embedded),
-             (second, embedded)],
+            [
+                (first, WriteOptions(mode=WriteMode.EMBEDDED, merge=MergeOptions(ai_branch="AI"))),
+                (second, embedded),
+                (second, embedded),
+            ],
         ),
-        ("jpeg_replace_text", plain, [(first, embedded), (Generated(caption="Replaced.", **model),
-                                       WriteOptions(merge=MergeOptions(replace_text=True)))]),
+        (
+            "jpeg_replace_text",
+            plain,
+            [
+                (first, embedded),
+                (
+                    Generated(caption="Replaced.", **model),
+                    WriteOptions(merge=MergeOptions(replace_text=True)),
+                ),
+            ],
+        ),
         ("png", png, [(first, embedded)]),
         ("tiff_exif", tiff, [(second, WriteOptions(mode=WriteMode.BOTH))]),
         ("windows_microsoftphoto", windows, [(first, embedded)]),
-        ("digikam_sidecar", digikam, [(first, WriteOptions(mode=WriteMode.SIDECAR,
-                                                            merge=MergeOptions(ai_branch="AI")))]),
-        ("lightroom_sidecar", lightroom, [(first, WriteOptions(mode=WriteMode.SIDECAR,
-                                                                naming=SidecarNaming.STEM))]),
+        (
+            "digikam_sidecar",
+            digikam,
+            [(first, WriteOptions(mode=WriteMode.SIDECAR, merge=MergeOptions(ai_branch="AI")))],
+        ),
+        (
+            "lightroom_sidecar",
+            lightroom,
+            [(first, WriteOptions(mode=WriteMode.SIDECAR, naming=SidecarNaming.STEM))],
+        ),
         ("darktable_sidecar", darktable, [(second, sidecar)]),
         ("new_sidecar_from_embedded", camera, [(lighthouse, sidecar)]),
     ]
@@ -278,4 +301,10 @@ def test_written_metadata_is_what_was_recorded(tmp_path: Path) -> None:
     recorded = json.loads(RECORD.read_text("utf-8"))
     assert sorted(observed) == sorted(recorded)
     for name in recorded:
-        assert observed[name] == recorded[name], name
+        if observed[name] != recorded[name]:
+            diff = difflib.unified_diff(_lines(recorded[name]), _lines(observed[name]), "recorded", "now", n=2)
+            pytest.fail(f"{name} changed:\n" + "\n".join(list(diff)[:60]))
+
+
+def _lines(value: object) -> list[str]:
+    return json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True).splitlines()

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from captioneer.desktop.library.metadata import (
+from captioneer.desktop.library.fields import DIGIKAM, LIGHTROOM, PhotoMetadata, Provenance
+from captioneer.desktop.library.merge import (
     Generated,
     MergeOptions,
-    PhotoMetadata,
-    Provenance,
     all_keywords,
     clean_keyword,
     diff_lines,
-    digikam_entry,
-    lr_entry,
     merge,
     merge_keywords,
     text_hash,
@@ -52,12 +49,12 @@ def test_clean_keyword_keeps_unicode_and_markup_characters():
 
 
 def test_separators_inside_a_keyword_do_not_create_hierarchy_levels():
-    assert lr_entry("AC/DC") == "AC/DC"
-    assert "|" not in lr_entry("this|that")
-    assert digikam_entry("this|that") == "this|that"
-    assert "/" not in digikam_entry("AC/DC")
-    assert lr_entry("this|that", "AI").split("|") == ["AI", lr_entry("this|that")]
-    assert digikam_entry("AC/DC", "AI").split("/") == ["AI", digikam_entry("AC/DC")]
+    assert LIGHTROOM.entry("AC/DC") == "AC/DC"
+    assert "|" not in LIGHTROOM.entry("this|that")
+    assert DIGIKAM.entry("this|that") == "this|that"
+    assert "/" not in DIGIKAM.entry("AC/DC")
+    assert LIGHTROOM.entry("this|that", "AI").split("|") == ["AI", LIGHTROOM.entry("this|that")]
+    assert DIGIKAM.entry("AC/DC", "AI").split("/") == ["AI", DIGIKAM.entry("AC/DC")]
 
 
 def test_merge_adds_new_keywords_to_every_keyword_field_and_records_them_as_ours():

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.journal import Journal, remove_stale_temps
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
 from captioneer.desktop.library.writer import (
     MetadataWriteError,

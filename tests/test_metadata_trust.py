@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.journal import Journal, undo
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import WriteMode
 from captioneer.desktop.library.writer import (
     DamagedXmpError,

@@ -2,7 +2,8 @@
 
 API for the catalog (everything Qt-free; ``generated`` is what a model produced for one photo):
 
-    from captioneer.desktop.library.metadata import Generated, MergeOptions, image_content_key
+    from captioneer.desktop.library.identity import image_content_key
+    from captioneer.desktop.library.merge import Generated, MergeOptions
     from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
     from captioneer.desktop.library.writer import WriteOptions, plan_write, apply, MetadataWriteError
     from captioneer.desktop.library.journal import Journal, undo, remove_stale_temps
@@ -47,6 +48,8 @@ from typing import Any
 
 from captioneer.backends.errors import CaptioneerError, ImageError
 from captioneer.backends.files import file_kind, fsync_dir, open_regular, temp_path_for
+from captioneer.desktop.library.fields import PhotoMetadata
+from captioneer.desktop.library.identity import can_decode_raw, pixel_digest
 from captioneer.desktop.library.journal import (
     ConcurrentChangeError,
     Journal,
@@ -55,19 +58,8 @@ from captioneer.desktop.library.journal import (
     remove_temps_for,
     sha256_file,
 )
-from captioneer.desktop.library.metadata import (
-    Generated,
-    MergeOptions,
-    PhotoMetadata,
-    all_keywords,
-    can_decode_raw,
-    diff_lines,
-    exiv2_module,
-    merge,
-    pixel_digest,
-    read_metadata,
-    write_metadata,
-)
+from captioneer.desktop.library.merge import Generated, MergeOptions, all_keywords, diff_lines, merge
+from captioneer.desktop.library.metadata import exiv2_module, read_metadata, write_metadata
 from captioneer.desktop.library.sidecars import (
     DARKTABLE_WARNING,
     EMBEDDABLE_SUFFIXES,
