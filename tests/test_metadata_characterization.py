@@ -302,7 +302,7 @@ def test_written_metadata_is_what_was_recorded(tmp_path: Path) -> None:
     assert sorted(observed) == sorted(recorded)
     for name in recorded:
         if observed[name] != recorded[name]:
-            diff = difflib.unified_diff(_lines(recorded[name]), _lines(observed[name]), "recorded", "now", n=2)
+            diff = difflib.unified_diff(_lines(recorded[name]), _lines(observed[name]), "recorded", "now")
             pytest.fail(f"{name} changed:\n" + "\n".join(list(diff)[:60]))
 
 
