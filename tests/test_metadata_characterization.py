@@ -13,8 +13,6 @@ import dataclasses
 import difflib
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from captioneer.desktop.library.merge import Generated, MergeOptions
 from captioneer.desktop.library.metadata import existing_keywords, exiv2_module, read_metadata
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
 from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
+from tests.test_metadata_sidecar import exiftool as read_with_exiftool
 
 RECORD = Path(__file__).parent / "fixtures" / "metadata_characterization.json"
 TIME = "2026-01-02T03:04:05+00:00"
@@ -32,12 +31,14 @@ TIME = "2026-01-02T03:04:05+00:00"
 _IGNORED_GROUPS = ("System:", "ExifTool:", "File:FileSize")
 
 
-def _xmp_packet(description_attributes: str, body: str, namespaces: str) -> str:
+def _xmp_packet(description_attributes: str, *properties: str) -> str:
+    """An XMP packet as another program would have written it: one rdf:Description with these properties."""
+    body = "\n".join(properties)
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
         ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
-        f'  <rdf:Description rdf:about="" {namespaces} {description_attributes}>\n'
+        f'  <rdf:Description rdf:about="" {NS} {description_attributes}>\n'
         f"{body}\n"
         "  </rdf:Description>\n"
         " </rdf:RDF>\n"
@@ -65,55 +66,35 @@ NS = (
 
 DIGIKAM_SIDECAR = _xmp_packet(
     'xmp:Rating="3"',
-    "\n".join(
-        [
-            _bag("digiKam:TagsList", "People/Anna", "Places/Lake", kind="Seq"),
-            _bag("dc:subject", "Anna", "Lake"),
-            _bag("MicrosoftPhoto:LastKeywordXMP", "People/Anna", "Places/Lake"),
-            _bag("lr:hierarchicalSubject", "People|Anna", "Places|Lake"),
-        ]
-    ),
-    NS,
+    _bag("digiKam:TagsList", "People/Anna", "Places/Lake", kind="Seq"),
+    _bag("dc:subject", "Anna", "Lake"),
+    _bag("MicrosoftPhoto:LastKeywordXMP", "People/Anna", "Places/Lake"),
+    _bag("lr:hierarchicalSubject", "People|Anna", "Places|Lake"),
 )
 LIGHTROOM_SIDECAR = _xmp_packet(
     'crs:Version="15.0" crs:Exposure2012="+0.50"',
-    "\n".join(
-        [
-            _bag("lr:hierarchicalSubject", "Places|France|Paris", "Events|Holiday"),
-            _bag("dc:subject", "Paris", "Holiday", "France"),
-            _alt("dc:description", "Eiffel tower at dusk"),
-        ]
-    ),
-    NS,
+    _bag("lr:hierarchicalSubject", "Places|France|Paris", "Events|Holiday"),
+    _bag("dc:subject", "Paris", "Holiday", "France"),
+    _alt("dc:description", "Eiffel tower at dusk"),
 )
 DARKTABLE_SIDECAR = _xmp_packet(
     'darktable:xmp_version="5" darktable:history_end="1"',
-    "\n".join(
-        [
-            "   <darktable:history><rdf:Seq>"
-            '<rdf:li darktable:operation="exposure" darktable:enabled="1" darktable:params="0000803f"/>'
-            "</rdf:Seq></darktable:history>",
-            _bag("lr:hierarchicalSubject", "darktable|format|jpg", "darktable|changed", "nature|tree"),
-            _bag("dc:subject", "tree"),
-        ]
-    ),
-    NS,
+    "   <darktable:history><rdf:Seq>"
+    '<rdf:li darktable:operation="exposure" darktable:enabled="1" darktable:params="0000803f"/>'
+    "</rdf:Seq></darktable:history>",
+    _bag("lr:hierarchicalSubject", "darktable|format|jpg", "darktable|changed", "nature|tree"),
+    _bag("dc:subject", "tree"),
 )
 WINDOWS_XMP = _xmp_packet(
     'xmp:Rating="5"',
-    "\n".join(
-        [
-            _bag("MicrosoftPhoto:LastKeywordXMP", "Holiday/Beach", "Family"),
-            _bag("MicrosoftPhoto:LastKeywordIPTC", "Family"),
-            _bag("dc:subject", "Family", "Holiday"),
-        ]
-    ),
-    NS,
+    _bag("MicrosoftPhoto:LastKeywordXMP", "Holiday/Beach", "Family"),
+    _bag("MicrosoftPhoto:LastKeywordIPTC", "Family"),
+    _bag("dc:subject", "Family", "Holiday"),
 )
 CAMERA_XMP = _xmp_packet(
     'xmp:Rating="4"',
-    "\n".join([_bag("dc:subject", "Family", "Sunset"), _alt("Iptc4xmpCore:AltTextAccessibility", "old alt")]),
-    NS,
+    _bag("dc:subject", "Family", "Sunset"),
+    _alt("Iptc4xmpCore:AltTextAccessibility", "old alt"),
 )
 
 
@@ -142,16 +123,8 @@ def embed(path: Path, *, packet: str = "", exif: dict | None = None, iptc: list 
 
 
 def exiftool(path: Path) -> dict:
-    binary = shutil.which("exiftool")
-    if binary is None:
-        pytest.fail("exiftool is missing: apt-get install libimage-exiftool-perl (CI installs it)")
-    out = subprocess.run(
-        [binary, "-j", "-G1", "-a", "-struct", "-charset", "filename=utf8", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    tags = json.loads(out.stdout)[0]
+    """exiftool's view of the file, less what says nothing about what we wrote."""
+    tags = read_with_exiftool(path)
     return {k: v for k, v in sorted(tags.items()) if k != "SourceFile" and not k.startswith(_IGNORED_GROUPS)}
 
 
