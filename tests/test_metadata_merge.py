@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from captioneer.desktop.library.fields import DIGIKAM, LIGHTROOM, PhotoMetadata, Provenance
+from captioneer.desktop.library.fields import (
+    DIGIKAM,
+    FIELDS,
+    LIGHTROOM,
+    PROVENANCE,
+    TEXT_FIELDS,
+    Kind,
+    PhotoMetadata,
+    Provenance,
+    Writes,
+)
 from captioneer.desktop.library.merge import (
     Generated,
     MergeOptions,
@@ -46,6 +56,29 @@ def test_keywords_merge_case_insensitively_and_never_drop_the_users(existing, ge
 def test_clean_keyword_keeps_unicode_and_markup_characters():
     for keyword in ("日本の海", "🌅 sunset", "fish & chips", "a < b", "]]>", "AC/DC", "this|that"):
         assert clean_keyword(keyword) == keyword
+
+
+def test_the_field_table_is_whole():
+    """Every field is an attribute of PhotoMetadata; every text field is one the model produces and whose
+    hash provenance keeps; only IPTC-IIM tags carry a byte limit; every tag's kind fits its block."""
+    assert {spec.name for spec in FIELDS} == set(PhotoMetadata.__dataclass_fields__) - {
+        "provenance",
+        "has_iptc",
+        "iptc_foreign_charset",
+    }
+    for spec in TEXT_FIELDS:
+        assert spec.name in Generated.__dataclass_fields__
+        assert f"{spec.name}_hash" in Provenance.__dataclass_fields__
+    for spec in FIELDS:
+        for source in spec.sources:
+            assert (source.limit is not None) == (source.family == "Iptc"), source
+            assert (source.writes is Writes.IF_IPTC) == (source.family == "Iptc"), source
+            assert (source.writes is Writes.IF_EXIF) == (source.family == "Exif"), source
+            assert (source.kind in (Kind.TEXT, Kind.REPEATED)) == (source.family != "Xmp"), source
+    tags = dict(PROVENANCE)
+    assert tags["prompt_hash"].key == "Xmp.captioneer.promptHash"
+    assert tags["alt_text_hash"].key == "Xmp.captioneer.altTextHash"
+    assert tags["keywords"].kind is Kind.BAG and tags["model"].kind is Kind.TEXT
 
 
 def test_separators_inside_a_keyword_do_not_create_hierarchy_levels():

@@ -121,7 +121,8 @@ class FieldSpec:
 
     A keyword field (a list) reads all its tags, one after another. A text field reads its XMP lang-alt and,
     when that has no ``x-default`` text, the first later tag that has one. A change is written to every tag
-    its :class:`Writes` allows.
+    its :class:`Writes` allows. The merge adds to a keyword field and never removes an entry; it replaces a
+    text only when the field is empty or still holds what Captioneer wrote (see ``Provenance``).
 
     Attributes:
         name: the attribute of :class:`PhotoMetadata` (and, for texts, of the model's result).
@@ -212,7 +213,6 @@ FIELDS: tuple[FieldSpec, ...] = (
         hierarchy=DIGIKAM,
     ),
 )
-FIELDS_BY_NAME = {spec.name: spec for spec in FIELDS}
 TEXT_FIELDS = tuple(spec for spec in FIELDS if spec.is_text)
 KEYWORD_FIELDS = tuple(spec for spec in FIELDS if not spec.is_text)
 

@@ -76,9 +76,7 @@ _RECORDED = tuple(
     if isinstance(f.default, str) and f.name in {g.name for g in fields(Generated)}
 )
 # The text fields in the order the model's result declares them (the order of the notes about them).
-_GENERATED_TEXTS = tuple(
-    spec for name in (f.name for f in fields(Generated)) for spec in TEXT_FIELDS if spec.name == name
-)
+_GENERATED_TEXTS = tuple(spec for f in fields(Generated) for spec in TEXT_FIELDS if spec.name == f.name)
 
 # --------------------------------------------------------------------------------------------- clean text
 
