@@ -126,7 +126,7 @@ def read_provenance(xmp: Any) -> Provenance | None:
         return None
     return Provenance(
         **{
-            name: _xmp_list(xmp, source.key) if source.kind is Kind.BAG else _read_text(xmp, source)
+            name: _read_list(xmp, source) if source.kind is Kind.BAG else _read_text(xmp, source)
             for name, source in PROVENANCE
         }
     )
