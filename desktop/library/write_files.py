@@ -90,6 +90,7 @@ def fingerprint(path: Path) -> Fingerprint | None:
 
 
 def stat_matches(path: Path, expected: Fingerprint | None) -> bool:
+    """Whether size and mtime still match ``expected`` (the cheap check just before the swap)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -134,6 +135,7 @@ def incomplete_xmp(packet: bytes | str, xmp: Any) -> str:
 
 
 def open_image(path: Path) -> Any:
+    """An exiv2 image of the file at ``path``, its metadata read (raises exiv2's own error)."""
     exiv2 = exiv2_module()
     image = exiv2.ImageFactory.open(str(path))
     image.readMetadata()
