@@ -25,7 +25,9 @@ from captioneer.desktop.library.fields import (
     Source,
     Writes,
 )
-from captioneer.desktop.library.merge import Generated as Generated  # for browse.py and publishing.py (moved)
+
+# Generated lives in merge.py; browse.py and publishing.py (the catalog's area) still import it from here.
+from captioneer.desktop.library.merge import Generated as Generated
 from captioneer.desktop.library.merge import all_keywords, clean_text, unite_keywords
 from captioneer.desktop.library.sidecars import (
     full_sidecar_name,
