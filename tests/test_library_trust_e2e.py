@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.catalog import open_catalog
-from captioneer.desktop.library.metadata import clean_keyword
+from captioneer.desktop.library.merge import clean_keyword
 from tests.test_metadata_trust import DARKTABLE_SIDECAR, DIGIKAM_SIDECAR
 
 REPO = Path(__file__).resolve().parents[1]

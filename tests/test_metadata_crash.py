@@ -25,7 +25,7 @@ WRITER = textwrap.dedent(
     import sys, uuid
     from pathlib import Path
     from captioneer.desktop.library.journal import Journal
-    from captioneer.desktop.library.metadata import Generated
+    from captioneer.desktop.library.merge import Generated
     from captioneer.desktop.library.sidecars import WriteMode
     from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
     photo, root, journal = Path(sys.argv[1]), Path(sys.argv[2]), Journal(Path(sys.argv[3]))

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from captioneer.desktop.library.identity import image_content_key
 from captioneer.desktop.library.journal import Journal, read_entries, undo
-from captioneer.desktop.library.metadata import Generated, image_content_key
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import WriteMode
-from captioneer.desktop.library.writer import MetadataWriteError, WriteOptions, apply, plan_write
+from captioneer.desktop.library.write_errors import MetadataWriteError
+from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,8 +213,9 @@ def test_disk_full_during_the_temp_write_leaves_the_original_intact(library, jou
         from pathlib import Path
         from captioneer.backends.errors import CaptioneerError
         from captioneer.desktop.library.journal import Journal
-        from captioneer.desktop.library.metadata import Generated
-        from captioneer.desktop.library.writer import DiskFullError, apply, plan_write
+        from captioneer.desktop.library.merge import Generated
+        from captioneer.desktop.library.write_errors import DiskFullError
+        from captioneer.desktop.library.writer import apply, plan_write
         photo, library = Path({str(photo)!r}), Path({str(library)!r})
         plan = plan_write(photo, Generated(keywords=("x",)), library_root=library)
         journal = Journal(Path({str(journal_dir)!r}))

@@ -6,16 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from captioneer.desktop.library.metadata import (
-    Generated,
-    MergeOptions,
+from captioneer.desktop.library.fields import (
+    DIGIKAM,
+    FIELDS,
+    LIGHTROOM,
+    PROVENANCE,
+    TEXT_FIELDS,
+    Kind,
     PhotoMetadata,
     Provenance,
+    Writes,
+)
+from captioneer.desktop.library.merge import (
+    Generated,
+    MergeOptions,
     all_keywords,
     clean_keyword,
     diff_lines,
-    digikam_entry,
-    lr_entry,
     merge,
     merge_keywords,
     text_hash,
@@ -51,13 +58,36 @@ def test_clean_keyword_keeps_unicode_and_markup_characters():
         assert clean_keyword(keyword) == keyword
 
 
+def test_the_field_table_is_whole():
+    """Every field is an attribute of PhotoMetadata; every text field is one the model produces and whose
+    hash provenance keeps; only IPTC-IIM tags carry a byte limit; every tag's kind fits its block."""
+    assert {spec.name for spec in FIELDS} == set(PhotoMetadata.__dataclass_fields__) - {
+        "provenance",
+        "has_iptc",
+        "iptc_foreign_charset",
+    }
+    for spec in TEXT_FIELDS:
+        assert spec.name in Generated.__dataclass_fields__
+        assert f"{spec.name}_hash" in Provenance.__dataclass_fields__
+    for spec in FIELDS:
+        for source in spec.sources:
+            assert (source.limit is not None) == (source.family == "Iptc"), source
+            assert (source.writes is Writes.IF_IPTC) == (source.family == "Iptc"), source
+            assert (source.writes is Writes.IF_EXIF) == (source.family == "Exif"), source
+            assert (source.kind in (Kind.TEXT, Kind.REPEATED)) == (source.family != "Xmp"), source
+    tags = dict(PROVENANCE)
+    assert tags["prompt_hash"].key == "Xmp.captioneer.promptHash"
+    assert tags["alt_text_hash"].key == "Xmp.captioneer.altTextHash"
+    assert tags["keywords"].kind is Kind.BAG and tags["model"].kind is Kind.TEXT
+
+
 def test_separators_inside_a_keyword_do_not_create_hierarchy_levels():
-    assert lr_entry("AC/DC") == "AC/DC"
-    assert "|" not in lr_entry("this|that")
-    assert digikam_entry("this|that") == "this|that"
-    assert "/" not in digikam_entry("AC/DC")
-    assert lr_entry("this|that", "AI").split("|") == ["AI", lr_entry("this|that")]
-    assert digikam_entry("AC/DC", "AI").split("/") == ["AI", digikam_entry("AC/DC")]
+    assert LIGHTROOM.entry("AC/DC") == "AC/DC"
+    assert "|" not in LIGHTROOM.entry("this|that")
+    assert DIGIKAM.entry("this|that") == "this|that"
+    assert "/" not in DIGIKAM.entry("AC/DC")
+    assert LIGHTROOM.entry("this|that", "AI").split("|") == ["AI", LIGHTROOM.entry("this|that")]
+    assert DIGIKAM.entry("AC/DC", "AI").split("/") == ["AI", DIGIKAM.entry("AC/DC")]
 
 
 def test_merge_adds_new_keywords_to_every_keyword_field_and_records_them_as_ours():

@@ -14,15 +14,10 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.journal import Journal, remove_stale_temps
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
-from captioneer.desktop.library.writer import (
-    MetadataWriteError,
-    WriteOptions,
-    WriteRefusedError,
-    apply,
-    plan_write,
-)
+from captioneer.desktop.library.write_errors import MetadataWriteError, WriteRefusedError
+from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)
 

@@ -22,15 +22,10 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.journal import Journal, undo
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import WriteMode
-from captioneer.desktop.library.writer import (
-    DamagedXmpError,
-    MetadataWriteError,
-    WriteOptions,
-    apply,
-    plan_write,
-)
+from captioneer.desktop.library.write_errors import DamagedXmpError, MetadataWriteError
+from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 from captioneer.desktop.library.xmp_check import xmp_problem
 
 SIDECAR = WriteOptions(mode=WriteMode.SIDECAR)

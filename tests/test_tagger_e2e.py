@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.library.catalog import open_catalog
-from captioneer.desktop.library.metadata import clean_keyword, lr_entry
+from captioneer.desktop.library.fields import LIGHTROOM
+from captioneer.desktop.library.merge import clean_keyword
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_PHOTOS = 200
@@ -286,7 +287,7 @@ def test_tag_kill_resume_write_exiftool_undo(
         hierarchy = as_list(tags.get("HierarchicalSubject"))
         for keyword in result.keywords:
             assert contains(subjects, clean_keyword(keyword)), (path, keyword, subjects)
-            assert contains(hierarchy, lr_entry(clean_keyword(keyword))), (path, keyword, hierarchy)
+            assert contains(hierarchy, LIGHTROOM.entry(clean_keyword(keyword))), (path, keyword, hierarchy)
         assert same_text(str(tags.get("Description")), result.caption.strip()), (
             path,
             tags.get("Description"),

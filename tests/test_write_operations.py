@@ -15,7 +15,7 @@ from captioneer.desktop.cli import main
 from captioneer.desktop.core.paths import data_dir
 from captioneer.desktop.library.catalog import MIGRATIONS, default_catalog_path, open_catalog
 from captioneer.desktop.library.journal import Journal
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import WriteMode
 from captioneer.desktop.library.writer import WriteOptions, apply, plan_write
 

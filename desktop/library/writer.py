@@ -2,9 +2,11 @@
 
 API for the catalog (everything Qt-free; ``generated`` is what a model produced for one photo):
 
-    from captioneer.desktop.library.metadata import Generated, MergeOptions, image_content_key
+    from captioneer.desktop.library.identity import image_content_key
+    from captioneer.desktop.library.merge import Generated, MergeOptions
     from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
-    from captioneer.desktop.library.writer import WriteOptions, plan_write, apply, MetadataWriteError
+    from captioneer.desktop.library.writer import WriteOptions, plan_write, apply
+    from captioneer.desktop.library.write_errors import MetadataWriteError
     from captioneer.desktop.library.journal import Journal, undo, remove_stale_temps
 
     remove_stale_temps(library_root)                    # once at start, holding the catalog lock
@@ -23,12 +25,13 @@ API for the catalog (everything Qt-free; ``generated`` is what a model produced 
   proprietary RAW or a format exiv2 cannot write goes to a sidecar. Existing XMP that exiv2 did not read
   completely (checked against an independent XML parse) is never rewritten: :class:`DamagedXmpError`.
 - ``apply`` writes each change through a temp file beside the target (fsync, verify: decodes, pixels
-  unchanged, fields read back; then one rename), journals the previous bytes first, and re-reads and
-  re-merges when a file changed since the plan (compare-and-swap).
-- Errors (all :class:`captioneer.backends.errors.CaptioneerError`, messages for people):
-  :class:`WriteRefusedError`
-  (symbolic link, outside the library), :class:`DamagedXmpError` (existing XMP did not read completely),
-  :class:`DiskFullError` (original intact, pause the batch), :class:`MetadataWriteError` (unreadable
+  unchanged, fields read back, see :mod:`~captioneer.desktop.library.write_files`; then one rename),
+  journals the previous bytes first, and re-reads and re-merges when a file changed since the plan
+  (compare-and-swap).
+- Errors (all :class:`captioneer.backends.errors.CaptioneerError`, messages for people; defined in
+  :mod:`~captioneer.desktop.library.write_errors`): ``WriteRefusedError``
+  (symbolic link, outside the library), ``DamagedXmpError`` (existing XMP did not read completely),
+  ``DiskFullError`` (original intact, pause the batch), ``MetadataWriteError`` (unreadable
   sidecar, exiv2 failure, verification failed),
   :class:`~captioneer.desktop.library.journal.JournalError`,
   :class:`~captioneer.desktop.library.journal.ConcurrentChangeError`
@@ -39,35 +42,24 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from captioneer.backends.errors import CaptioneerError, ImageError
-from captioneer.backends.files import file_kind, fsync_dir, open_regular, temp_path_for
+from captioneer.backends.errors import ImageError
+from captioneer.backends.files import fsync_dir, temp_path_for
+from captioneer.desktop.library.fields import PhotoMetadata
+from captioneer.desktop.library.identity import can_decode_raw
 from captioneer.desktop.library.journal import (
     ConcurrentChangeError,
     Journal,
     JournalError,
-    copy_with_fsync,
     remove_temps_for,
     sha256_file,
 )
-from captioneer.desktop.library.metadata import (
-    Generated,
-    MergeOptions,
-    PhotoMetadata,
-    all_keywords,
-    can_decode_raw,
-    diff_lines,
-    exiv2_module,
-    merge,
-    pixel_digest,
-    read_metadata,
-    write_metadata,
-)
+from captioneer.desktop.library.merge import Generated, MergeOptions, all_keywords, merge
+from captioneer.desktop.library.metadata import exiv2_module, read_metadata, write_metadata
 from captioneer.desktop.library.sidecars import (
     DARKTABLE_WARNING,
     EMBEDDABLE_SUFFIXES,
@@ -77,40 +69,30 @@ from captioneer.desktop.library.sidecars import (
     find_sidecar,
     is_darktable_sidecar,
 )
-from captioneer.desktop.library.xmp_check import xmp_problem
+from captioneer.desktop.library.write_errors import (
+    DamagedXmpError,
+    DiskFullError,
+    MetadataWriteError,
+    TargetChanged,
+)
+from captioneer.desktop.library.write_files import (
+    FileChange,
+    build_embedded,
+    build_sidecar,
+    check_target,
+    fingerprint,
+    incomplete_xmp,
+    not_a_file,
+    open_image,
+    parse_sidecar,
+    read_regular,
+    stat_matches,
+    writable,
+)
 
 MAX_REPLANS = 3
 JPEG_XMP_LIMIT = 65_000  # one APP1 segment holds 65,533 bytes, less the XMP namespace header
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class MetadataWriteError(CaptioneerError):
-    """Metadata could not be written; the file being written is untouched."""
-
-
-class WriteRefusedError(MetadataWriteError):
-    """A write would follow a symbolic link or leave the library."""
-
-
-class DamagedXmpError(MetadataWriteError):
-    """The file's existing XMP did not read completely; writing would lose what exiv2 skipped."""
-
-
-class DiskFullError(MetadataWriteError):
-    """The disk filled up while writing; the original is intact and the temp file removed."""
-
-
-class _TargetChanged(Exception):
-    """Internal: the target changed since the plan read it; re-plan."""
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """A file as the plan read it: compared again before replacing it (compare-and-swap)."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -120,22 +102,6 @@ class WriteOptions:
     mode: WriteMode = WriteMode.EMBEDDED
     naming: SidecarNaming = SidecarNaming.FULL
     merge: MergeOptions = field(default_factory=MergeOptions)
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One file a plan would change."""
-
-    target: Path
-    kind: str  # "embedded" or "sidecar"
-    fingerprint: Fingerprint | None  # None: the file does not exist yet
-    before: PhotoMetadata
-    after: PhotoMetadata
-    notes: tuple[str, ...] = ()
-
-    def diff(self) -> list[str]:
-        """The per-file diff in words."""
-        return diff_lines(self.before, self.after)
 
 
 @dataclass(frozen=True)
@@ -189,123 +155,16 @@ class WriteOutcome:
     replanned: bool = False
 
 
-# ------------------------------------------------------------------------------------------------ safety
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def check_target(path: Path, library_root: Path) -> None:
-    """Refuse a path that is a symbolic link or whose real folder is outside the library root.
-
-    Raises:
-        WriteRefusedError: with the reason.
-    """
-    root = Path(os.path.realpath(library_root))
-    if path.is_symlink():
-        raise WriteRefusedError(f"{path} is a symbolic link: Captioneer never writes through links")
-    folder = Path(os.path.realpath(path.parent))
-    if not _inside(folder, root):
-        raise WriteRefusedError(f"{path} is outside the library {library_root}: not written")
-
-
-def _writable(path: Path) -> bool:
-    """Writable for us and not marked read-only (the mode bits count even for root, who may write anyway)."""
-    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & 0o222)
-
-
-def fingerprint(path: Path) -> Fingerprint | None:
-    """Size, mtime and sha256 of a file, or None when it does not exist.
-
-    Raises:
-        MetadataWriteError: it cannot be read, or something other than a regular file is there now.
-    """
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    try:
-        return Fingerprint(info.st_size, info.st_mtime_ns, sha256_file(path))
-    except OSError as exc:
-        raise MetadataWriteError(f"Cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _stat_matches(path: Path, expected: Fingerprint | None) -> bool:
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return expected is None
-    return expected is not None and (info.st_size, info.st_mtime_ns) == (expected.size, expected.mtime_ns)
-
-
-# --------------------------------------------------------------------------------------------- reading
-
-
-def _not_a_file(path: Path) -> str:
-    """What stands at ``path`` when it is neither a regular file nor a link (``a FIFO``), else ``""``.
-
-    Only lstat looks at it: a FIFO is never opened (opening one waits for a writer forever).
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return ""
-    return "" if stat.S_ISREG(mode) or stat.S_ISLNK(mode) else file_kind(mode)
-
-
-def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file (never through a link, never waiting on a FIFO).
-
-    Raises:
-        MetadataWriteError: it cannot be read, or is not a regular file.
-    """
-    try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise MetadataWriteError(f"Cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _incomplete(packet: bytes | str, xmp: Any) -> str:
-    """Why exiv2 did not read an existing XMP packet completely (see :mod:`xmp_check`), or ``""``."""
-    exiv2 = exiv2_module()
-    keys = [datum.key() for datum in xmp]
-    prefixes = {key.split(".")[1] for key in keys}
-    return xmp_problem(packet, keys, {prefix: exiv2.XmpProperties.ns(prefix) for prefix in prefixes})
-
-
-def _open_image(path: Path) -> Any:
-    exiv2 = exiv2_module()
-    image = exiv2.ImageFactory.open(str(path))
-    image.readMetadata()
-    return image
-
-
 def _can_write(exiv2: Any, image: Any) -> bool:
     mode = image.checkMode(exiv2.MetadataId.Xmp)
     return mode in (exiv2.AccessMode.Write, exiv2.AccessMode.ReadWrite)
-
-
-def _parse_sidecar(data: bytes, path: Path) -> Any:
-    """An exiv2 image over sidecar bytes (the bytes object must outlive it)."""
-    exiv2 = exiv2_module()
-    try:
-        image = exiv2.ImageFactory.open(data)
-        image.readMetadata()
-    except exiv2.Exiv2Error as exc:
-        raise MetadataWriteError(
-            f"The sidecar {path} is not valid XMP ({exc.message if hasattr(exc, 'message') else exc}): "
-            "fix or remove it; Captioneer does not overwrite it"
-        ) from None
-    return image
 
 
 def _read_embedded(photo: Path) -> tuple[PhotoMetadata, Any, str]:
     """(our fields embedded in the photo, the exiv2 image or None when exiv2 cannot write it, a note)."""
     exiv2 = exiv2_module()
     try:
-        image = _open_image(photo)
+        image = open_image(photo)
     except exiv2.Exiv2Error as exc:
         return PhotoMetadata(), None, f"exiv2 cannot read this file's metadata ({exc})"
     metadata = read_metadata(image.xmpData(), image.iptcData(), image.exifData())
@@ -357,12 +216,12 @@ def plan_write(
         generated = replace(generated, time=datetime.now(UTC).isoformat(timespec="seconds"))
     check_target(photo, library_root)
     plan = WritePlan(photo=photo, library_root=library_root, generated=generated, options=options)
-    kind = _not_a_file(photo)
+    kind = not_a_file(photo)
     if kind:
         return replace(plan, skipped=f"skipped: {photo.name} is {kind}, not a photo (it stays pending)")
     if not photo.is_file():
         raise ImageError(f"{photo} is missing", kind="missing")
-    if not _writable(photo.parent):
+    if not writable(photo.parent):
         return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
 
     embedded, image, read_note = _read_embedded(photo)
@@ -371,7 +230,7 @@ def plan_write(
     targets = choose_targets(
         photo,
         options.mode,
-        image_writable=_writable(photo),
+        image_writable=writable(photo),
         exiv2_can_write=image is not None,
         verifiable=photo.suffix.lower() != ".dng" or can_decode_raw(),
     )
@@ -379,7 +238,7 @@ def plan_write(
     notes += targets.reasons
     changes: list[FileChange] = []
     if targets.embed and image.xmpPacket().strip():
-        problem = _incomplete(image.xmpPacket(), image.xmpData())
+        problem = incomplete_xmp(image.xmpPacket(), image.xmpData())
         if problem:
             raise DamagedXmpError(
                 f"{photo} was left untouched: its embedded XMP did not read completely ({problem}); "
@@ -413,21 +272,21 @@ def _plan_sidecar(
     choice = find_sidecar(photo, options.naming)
     check_target(choice.path, photo.parent)
     notes = list(choice.notes)
-    kind = _not_a_file(choice.path)
+    kind = not_a_file(choice.path)
     if kind:
         return (
             None,
             notes,
             f"skipped: {choice.path.name} is {kind}, not a sidecar: move it away (the photo stays pending)",
         )
-    if choice.exists and not _writable(choice.path):
+    if choice.exists and not writable(choice.path):
         return None, notes, f"skipped: the sidecar {choice.path.name} is read-only (the photo stays pending)"
-    data = _read_regular(choice.path) if choice.exists else b""
+    data = read_regular(choice.path) if choice.exists else b""
     if data.strip():
         existing_print = fingerprint(choice.path)
-        image = _parse_sidecar(data, choice.path)
+        image = parse_sidecar(data, choice.path)
         xmp = image.xmpData()
-        problem = _incomplete(data, xmp)
+        problem = incomplete_xmp(data, xmp)
         if problem:
             raise DamagedXmpError(
                 f"The sidecar {choice.path} was left untouched: {problem}; "
@@ -478,7 +337,7 @@ def apply(plan: WritePlan, journal: Journal) -> WriteOutcome:
         try:
             for change in plan.changes:
                 written.append((change.target, _apply_change(plan, change, journal)))
-        except _TargetChanged:
+        except TargetChanged:
             plan = plan_write(
                 plan.photo, plan.generated, library_root=plan.library_root, options=plan.options
             )
@@ -497,15 +356,15 @@ def _apply_change(plan: WritePlan, change: FileChange, journal: Journal) -> str:
     target = change.target
     check_target(target, plan.library_root)
     if fingerprint(target) != change.fingerprint:
-        raise _TargetChanged
+        raise TargetChanged
     remove_temps_for(target)
     temp = temp_path_for(target)
     try:
         try:
             if change.kind == "sidecar":
-                _build_sidecar(change, temp)
+                build_sidecar(change, temp)
             else:
-                _build_embedded(change, temp)
+                build_embedded(change, temp)
         except OSError as exc:
             if exc.errno in _DISK_FULL:
                 raise DiskFullError(
@@ -527,7 +386,7 @@ def _apply_change(plan: WritePlan, change: FileChange, journal: Journal) -> str:
                 fields_after=change.after.fields(),
             )
         except ConcurrentChangeError:
-            raise _TargetChanged from None
+            raise TargetChanged from None
         except JournalError as exc:
             if exc.errno in _DISK_FULL:
                 raise DiskFullError(
@@ -535,78 +394,12 @@ def _apply_change(plan: WritePlan, change: FileChange, journal: Journal) -> str:
                     "untouched. Free some space and resume the write."
                 ) from None
             raise
-        if not _stat_matches(target, change.fingerprint):
+        if not stat_matches(target, change.fingerprint):
             journal.discard(entry)
-            raise _TargetChanged
+            raise TargetChanged
         os.replace(temp, target)
     finally:
         if temp.exists():
             temp.unlink()
     fsync_dir(target.parent)
     return after_sha
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _build_sidecar(change: FileChange, temp: Path) -> None:
-    exiv2 = exiv2_module()
-    data = _read_regular(change.target) if change.fingerprint else b""
-    if data.strip():
-        image = _parse_sidecar(data, change.target)
-        xmp = image.xmpData()
-    else:
-        xmp = exiv2.XmpData()
-    write_metadata(change.before, change.after, xmp)  # sidecars carry no IPTC or EXIF
-    status, packet = exiv2.XmpParser.encode(xmp)
-    if status != 0:
-        raise MetadataWriteError(f"exiv2 could not encode the XMP for {change.target} (status {status})")
-    with open(temp, "xb") as handle:
-        handle.write(packet.encode("utf-8"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    encoded = temp.read_bytes()
-    readback = read_metadata(_parse_sidecar(encoded, temp).xmpData())
-    if not readback.same_fields(change.after):
-        raise MetadataWriteError(
-            f"The new sidecar for {change.target} did not read back as written; not saved"
-        )
-
-
-def _build_embedded(change: FileChange, temp: Path) -> None:
-    exiv2 = exiv2_module()
-    original = change.target
-    digest = copy_with_fsync(original, temp)
-    if change.fingerprint is None or digest != change.fingerprint.sha256:
-        raise _TargetChanged
-    os.chmod(temp, os.lstat(original).st_mode & 0o7777)
-    try:
-        pixels_before = pixel_digest(temp)  # the verified copy, so a change to the original cannot confuse us
-    except ImageError as exc:
-        raise MetadataWriteError(
-            f"{original} does not decode ({exc}): Captioneer does not write into it"
-        ) from None
-    try:
-        image = _open_image(temp)
-        write_metadata(change.before, change.after, image.xmpData(), image.iptcData(), image.exifData())
-        image.writeMetadata()
-        del image
-    except exiv2.Exiv2Error as exc:
-        raise MetadataWriteError(
-            f"exiv2 could not write metadata into {original} ({exc}); it is untouched"
-        ) from None
-    _fsync_file(temp)
-    try:
-        same_pixels = pixels_before == pixel_digest(temp)
-    except ImageError as exc:
-        raise MetadataWriteError(
-            f"{original} did not decode after writing metadata ({exc}); it is untouched"
-        ) from None
-    if not same_pixels:
-        raise MetadataWriteError(f"Writing metadata would change the pixels of {original}; it is untouched")
-    readback_image = _open_image(temp)
-    readback = read_metadata(readback_image.xmpData(), readback_image.iptcData(), readback_image.exifData())
-    if not readback.same_fields(change.after):
-        raise MetadataWriteError(f"The metadata of {original} did not read back as written; it is untouched")

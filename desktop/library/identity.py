@@ -1,0 +1,125 @@
+"""Photo identity: what makes two files the same photo, so a key survives our own metadata writes.
+
+A JPEG or PNG is keyed on its image segments or chunks (metadata segments skipped); other formats on their
+decoded pixels; files nothing here can decode on their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+from captioneer.backends.errors import ImageError
+from captioneer.desktop.core.images import RAW_SUFFIXES, decode_image
+
+_JPEG_SKIPPED = set(range(0xE0, 0xF0)) | {0xFE}  # APP0–APP15 and COM: where metadata lives
+_PNG_SKIPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
+
+
+def _jpeg_key(data: bytes) -> str | None:
+    digest = hashlib.sha256()
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: the entropy-coded image data runs to the end
+            digest.update(data[pos:])
+            return "jpeg:" + digest.hexdigest()
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker not in _JPEG_SKIPPED:
+            digest.update(data[pos : pos + 2 + length])
+        pos += 2 + length
+    return None
+
+
+def _png_key(data: bytes) -> str | None:
+    digest = hashlib.sha256()
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind not in _PNG_SKIPPED:
+            digest.update(data[pos + 4 : pos + 8 + length])
+        pos += 12 + length
+        if kind == b"IEND":
+            return "png:" + digest.hexdigest()
+    return None
+
+
+def pixel_digest(path: Path) -> str:
+    """sha256 of the decoded pixels (mode, size and raw bytes), for formats without a cheap data-segment key.
+
+    Raises:
+        ImageError: the file does not decode.
+    """
+    if path.suffix.lower() in RAW_SUFFIXES:
+        if not can_decode_raw():
+            raise ImageError(
+                "RAW pixels need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
+            )
+        import rawpy
+
+        try:
+            with rawpy.imread(str(path)) as raw:
+                return hashlib.sha256(raw.raw_image_visible.tobytes()).hexdigest()
+        except rawpy.LibRawError as exc:
+            raise ImageError(f"corrupt or unsupported RAW file ({exc})", kind="corrupt") from None
+    image = decode_image(path)
+    try:
+        frames = getattr(image, "n_frames", 1)
+        digest = hashlib.sha256(f"{image.mode}:{image.size}:{frames}".encode())
+        for frame in range(frames):  # every page of a multi-page TIFF
+            image.seek(frame)
+            digest.update(image.tobytes())
+        return digest.hexdigest()
+    finally:
+        image.close()
+
+
+def can_decode_raw() -> bool:
+    """Whether rawpy is installed (needed to check DNG pixels after writing)."""
+    return importlib.util.find_spec("rawpy") is not None
+
+
+def image_content_key(path: Path) -> str:
+    """A key for the photo's image data that stays the same when only its metadata changes.
+
+    JPEG: every segment except APPn/COM, plus the scan data. PNG: every chunk except the text/EXIF/time
+    chunks. TIFF, DNG, HEIC and the rest: the decoded pixels. Proprietary RAW (never written by us):
+    the whole file, as for files too large or lacking a decoder. The prefix (``jpeg:``, ``png:``,
+    ``pixels:``, ``file:``) says which.
+
+    Raises:
+        ImageError: the file cannot be read or decoded.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("file not found", kind="missing") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+    key = None
+    if data[:2] == b"\xff\xd8":
+        key = _jpeg_key(data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        key = _png_key(data)
+    if key:
+        return key
+    if path.suffix.lower() in RAW_SUFFIXES and path.suffix.lower() != ".dng":
+        return "file:" + hashlib.sha256(data).hexdigest()
+    try:
+        return "pixels:" + pixel_digest(path)
+    except ImageError as exc:
+        if exc.kind not in ("too-large", "needs-plugin"):
+            raise
+    # Files we cannot decode are never written into (their pixels cannot be checked): the bytes identify them.
+    return "file:" + hashlib.sha256(data).hexdigest()
