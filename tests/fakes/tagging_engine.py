@@ -26,6 +26,7 @@ from captioneer.backends.base import (
     ProgressCallback,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.errors import ResourceExhaustedError
 from captioneer.backends.request import GenerationRequest
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "grey", "teal")
@@ -41,6 +42,7 @@ class FakeEngine(Backend):
     - ``delay``: seconds per answer; ``log``: a file that gets one line per generation (survives a kill);
     - ``invalid_on``: pixel colours (as ``"r,g,b"``) that get broken JSON;
     - ``cut_off_on``: colours whose answer ends with finish reason ``length`` (cut off at the token limit);
+    - ``out_of_memory_over``: images of more visual tokens than this run the engine out of memory;
     - ``control_on``: colours whose answer has control characters in its strings (JSON escapes);
     - ``same_caption``: every photo gets the same caption; ``language``: ``"german"`` answers in German.
 
@@ -70,6 +72,8 @@ class FakeEngine(Backend):
                 os.fsync(fh.fileno())
         if extra.get("delay"):
             time.sleep(float(extra["delay"]))
+        if request.image_tokens > extra.get("out_of_memory_over", request.image_tokens):
+            raise ResourceExhaustedError(f"Out of memory at {request.image_tokens} image tokens.")
         if key in extra.get("invalid_on", ()):
             return Completion('{"caption": "A broken answ', "stop")
         if key in extra.get("cut_off_on", ()):
