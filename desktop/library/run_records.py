@@ -8,7 +8,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from captioneer.desktop.library.catalog import REVIEWED_STATES, Catalog, CatalogError
@@ -20,19 +20,19 @@ _RUN_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class NewResult:
     """What a run stores for one photo; ``problems`` (empty when it looks sound) send it to review."""
 
-    caption: str
-    keywords: Sequence[str]
-    title: str | None
-    alt_text: str | None
-    raw: str
-    seconds: float
-    image_tokens: int | None
-    attempts: int
-    problems: Sequence[str] = ()
+    caption: str = ""
+    keywords: list[str] = field(default_factory=list)
+    title: str | None = None
+    alt_text: str | None = None
+    raw: str = ""
+    seconds: float = 0.0
+    image_tokens: int | None = None
+    attempts: int = 1
+    problems: list[str] = field(default_factory=list)
 
 
 # -- planning ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from captioneer.backends.base import Backend
 from captioneer.backends.cancel import CancelToken
@@ -93,15 +93,9 @@ class RunController:
 
 
 @dataclass
-class _Outcome:
-    caption: str = ""
-    keywords: list[str] = field(default_factory=list)
-    title: str | None = None
-    alt_text: str | None = None
-    raw: str = ""
-    attempts: int = 1
-    image_tokens: int | None = None
-    problems: list[str] = field(default_factory=list)
+class _Outcome(NewResult):
+    """A photo's result as it is being made; ``retried`` when its answer already used up the retries."""
+
     retried: bool = False
 
 
@@ -386,19 +380,9 @@ class _Runner:
             # The neighbours that share it are just as suspect.
             norm = normalise_caption(outcome.caption)
             suspects = [rid for rid, caption in self.recent if normalise_caption(caption) == norm]
-        result = NewResult(
-            caption=outcome.caption,
-            keywords=outcome.keywords,
-            title=outcome.title,
-            alt_text=outcome.alt_text,
-            raw=outcome.raw,
-            seconds=seconds,
-            image_tokens=outcome.image_tokens,
-            attempts=outcome.attempts,
-            problems=outcome.problems,
-        )
+        outcome.seconds = seconds
         result_id = record_result(
-            self.catalog, self.run, photo.id, result, suspects=suspects, suspect_reason=SAME_CAPTION
+            self.catalog, self.run, photo.id, outcome, suspects=suspects, suspect_reason=SAME_CAPTION
         )
         self.recent.append((result_id, outcome.caption))
         self.processed_here += 1
