@@ -27,8 +27,11 @@ WHOLE_TEXT = "text"
 class Answered(Protocol):
     """An answer as :meth:`Task.fields` reads it: its text and, for a structured task, its parsed object."""
 
-    text: str
-    data: Mapping[str, Any] | None
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
