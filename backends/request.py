@@ -62,6 +62,18 @@ class PreparedImage:
     def data_url(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png_bytes).decode("ascii")
 
+    def downscaled(self, size: tuple[int, int]) -> PreparedImage:
+        """The same picture at ``size`` (sides multiples of 32, neither larger than now), made from these
+        pixels rather than by reading the file again: what an engine that ran out of memory is asked next."""
+        width, height = size
+        if width > self.width or height > self.height:
+            raise ValueError(f"{width}×{height} is not smaller than {self.width}×{self.height}")
+        return PreparedImage(
+            image=self.image.resize(size, Image.Resampling.BICUBIC),
+            source=self.source,
+            original_size=self.original_size,
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         # Send PNG bytes across process boundaries: smaller than raw pixels and exact.
         return {"png": self.png_bytes, "source": self.source, "original_size": self.original_size}

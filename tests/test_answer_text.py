@@ -50,7 +50,7 @@ def test_clean_answer_data_keeps_lines_only_where_a_text_may_span_lines() -> Non
         "hashtags": ["#dog\r\n"],
         "score": 3,
     }
-    assert clean_answer_data(data) == {
+    assert clean_answer_data(data, {"title", "alt_text", "keywords", "hashtags"}) == {
         "caption": "Two dogs\non grass.",
         "title": "Dogs playing",
         "alt_text": "Two dogs playing",

@@ -15,7 +15,7 @@ from PIL import Image
 
 from captioneer.desktop.cli import main
 from captioneer.desktop.library.catalog import Catalog, open_catalog
-from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
+from captioneer.desktop.library.runs import RunSpec, execute_run, failed_items, plan_run
 from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import BatchingFakeEngine, FakeEngine, fake_config
 
@@ -167,3 +167,25 @@ def test_a_babbled_answer_is_written_without_control_characters(
     description = read["Description"]
     assert description.endswith("[0m\nSecond line.") and not CONTROL.search(description)
     assert not CONTROL.search(str(read["Title"])) and not CONTROL.search(json.dumps(read["Subject"]))
+
+
+def test_out_of_memory_is_asked_once_more_at_half_the_budget_then_fails(tmp_path: Path) -> None:
+    spec = RunSpec(image_tokens=256)
+    for limit in (128, 64):  # fits at half the budget; does not fit even there
+        root = tmp_path / f"lib{limit}"
+        root.mkdir()
+        Image.new("RGB", (640, 480), (200, 40, 40)).save(root / "photo.png")
+        with open_catalog() as catalog:
+            run_id, engine, events = run_library(catalog, root, FakeEngine, spec, out_of_memory_over=limit)
+            asked = [request.image_tokens for request in engine.requests]
+            assert len(asked) == 2 and asked[0] > 128 >= asked[1]  # the prepared pixels, downscaled
+            assert any("Retrying with a 128-token image budget." in event for event in events)
+            stored_rows = catalog.db.execute(
+                "SELECT image_tokens, attempts, review FROM results WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            failed = failed_items(catalog, run_id)
+        if limit == 128:
+            assert stored_rows == [(asked[1], 2, "new")] and failed == []
+        else:
+            [(_, error, kind)] = failed
+            assert stored_rows == [] and kind == "resources" and "Out of memory at" in error

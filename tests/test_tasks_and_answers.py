@@ -292,6 +292,24 @@ def test_out_of_memory_retries_once_at_half_the_budget(tmp_path) -> None:
     first, second = (req.image_tokens for req in engine.requests)
     assert first == 972 and second <= 512
     assert result.image_tokens == second
+    again = ScriptedEngine([ResourceExhaustedError("Out of memory."), ResourceExhaustedError("Still out.")])
+    failed = caption_file(again, path, get_task("caption"), image_tokens=1024)
+    assert (failed.ok, failed.error_kind, failed.error) == (False, "resources", "Still out.")
+    assert failed.attempts == 2
+    assert len(again.requests) == 2  # once, not halving again and again
+
+
+def test_a_prepared_image_is_downscaled_from_its_own_pixels() -> None:
+    pixels = Image.new("RGB", (640, 480), (10, 20, 30))
+    image = PreparedImage(pixels, source="a.jpg", original_size=(4000, 3000))
+    smaller = image.downscaled((320, 224))
+    assert (smaller.width, smaller.height, smaller.tokens) == (320, 224, 70)
+    assert (smaller.source, smaller.original_size) == ("a.jpg", (4000, 3000))
+    assert smaller.image.getpixel((100, 100)) == (10, 20, 30)
+    with pytest.raises(ValueError, match="not smaller"):
+        image.downscaled((672, 480))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        image.downscaled((300, 200))
 
 
 def test_keywords_result_json_has_caption_and_keywords(tmp_path) -> None:

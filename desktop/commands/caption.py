@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     def retrying(reason: str) -> None:
-        print(f"\ncaptioneer: {reason} Retrying once.", file=sys.stderr)
+        print(f"\ncaptioneer: {reason}", file=sys.stderr)
 
     if sys.stderr.isatty():
         print(f"captioneer: loading {config.engine} model {config.model}…", file=sys.stderr)

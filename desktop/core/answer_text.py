@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 _LINE_BREAKS = re.compile(r"\r\n?")
@@ -10,10 +11,6 @@ _LINE_BREAKS = re.compile(r"\r\n?")
 # none is allowed in XML (so in XMP), and a model's babble is the only way they get into an answer.
 _ILLEGAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _WHITESPACE = re.compile(r"\s+")
-
-SINGLE_LINE_FIELDS = frozenset({"title", "alt_text", "keywords", "hashtags"})
-"""Fields of a structured answer that are one line each (list items included); the rest may span lines."""
-
 
 def clean_text(text: str, *, multiline: bool = True) -> str:
     """``text`` without control characters.
@@ -27,10 +24,11 @@ def clean_text(text: str, *, multiline: bool = True) -> str:
     return text
 
 
-def clean_answer_data(data: dict[str, Any]) -> dict[str, Any]:
-    """A structured answer with :func:`clean_text` applied to every string in it, one-line fields
-    (:data:`SINGLE_LINE_FIELDS`) as single lines."""
-    return {key: _clean_value(value, key not in SINGLE_LINE_FIELDS) for key, value in data.items()}
+def clean_answer_data(data: dict[str, Any], single_line: Collection[str]) -> dict[str, Any]:
+    """A structured answer with :func:`clean_text` applied to every string in it; the values of the keys in
+    ``single_line`` (a title, alt text, keywords: see ``Task.single_line_keys``) as single lines, list items
+    included."""
+    return {key: _clean_value(value, key not in single_line) for key, value in data.items()}
 
 
 def _clean_value(value: Any, multiline: bool) -> Any:

@@ -6,14 +6,42 @@ import copy
 import hashlib
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.desktop.core.answer_text import clean_text
 from captioneer.desktop.core.paths import resource_path
+
+DEFAULT_LANGUAGE = "English"
+DEFAULT_MAX_KEYWORDS = 20
+RESULT_FIELDS = ("caption", "keywords", "title", "alt_text")
+"""What a result holds, whatever the task: the names a task's ``fields`` map its answer onto."""
+WHOLE_TEXT = "text"
+"""The ``fields`` value that means the whole answer (a plain-text task's only part)."""
+
+
+class Answered(Protocol):
+    """An answer as :meth:`Task.fields` reads it: its text and, for a structured task, its parsed object."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class ResultFields:
+    """The result fields an answer fills, cleaned: control characters out, one-line fields on one line."""
+
+    caption: str = ""
+    keywords: tuple[str, ...] = ()
+    title: str | None = None
+    alt_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,19 +57,53 @@ class Task:
     schema_name: str | None = None
     translate: bool = True
     needs_question: bool = False
+    field_keys: tuple[tuple[str, str], ...] = (("caption", WHOLE_TEXT),)
+    """(result field, answer key) pairs from the preset's ``fields``."""
 
     @property
     def structured(self) -> bool:
         return self.schema_name is not None
+
+    def answer_key(self, field: str) -> str | None:
+        """The part of the answer that fills result ``field`` (one of :data:`RESULT_FIELDS`), if any."""
+        return dict(self.field_keys).get(field)
+
+    @property
+    def single_line_keys(self) -> frozenset[str]:
+        """The answer keys that fill one-line result fields (title, alt text, keyword items)."""
+        return frozenset(key for field, key in self.field_keys if field != "caption" and key != WHOLE_TEXT)
+
+    def fields(self, answer: Answered) -> ResultFields:
+        """The result fields ``answer`` fills, as the preset's ``fields`` declare them."""
+        parts = {**(answer.data or {}), WHOLE_TEXT: answer.text}
+
+        def text(field: str, *, multiline: bool) -> str:
+            key = self.answer_key(field)
+            value = parts.get(key) if key is not None else None
+            return clean_text(value, multiline=multiline).strip() if isinstance(value, str) else ""
+
+        key = self.answer_key("keywords")
+        words = parts.get(key) if key is not None else None
+        keywords = (
+            tuple(word for word in (clean_text(str(item), multiline=False) for item in (words or [])) if word)
+            if isinstance(words, list)
+            else ()
+        )
+        return ResultFields(
+            caption=text("caption", multiline=True),
+            keywords=keywords,
+            title=text("title", multiline=False) or None,
+            alt_text=text("alt_text", multiline=False) or None,
+        )
 
 
 @dataclass(frozen=True)
 class TaskOptions:
     """How a person wants a task run."""
 
-    language: str = "English"
+    language: str = DEFAULT_LANGUAGE
     question: str | None = None
-    max_keywords: int = 20
+    max_keywords: int = DEFAULT_MAX_KEYWORDS
     vocabulary: tuple[str, ...] = ()
 
 
@@ -56,6 +118,18 @@ def all_tasks() -> dict[str, Task]:
     data = _catalog()
     tasks = {}
     for task_id, spec in data["tasks"].items():
+        schema_name = spec.get("schema")
+        if schema_name and schema_name not in data["schemas"]:
+            raise RuntimeError(f"task {task_id} names unknown schema {schema_name}")
+        properties = data["schemas"][schema_name].get("properties", {}) if schema_name else {}
+        fields = spec.get("fields", {"caption": WHOLE_TEXT})
+        for field, key in fields.items():
+            if field not in RESULT_FIELDS or (key != WHOLE_TEXT and key not in properties):
+                raise RuntimeError(
+                    f"task {task_id}: fields.{field} = {key!r} names nothing a result or its answer has"
+                )
+        if "caption" not in fields:
+            raise RuntimeError(f"task {task_id}: fields must say which part of the answer is the caption")
         tasks[task_id] = Task(
             id=task_id,
             label=spec["label"],
@@ -63,17 +137,12 @@ def all_tasks() -> dict[str, Task]:
             prompt=spec["prompt"],
             max_tokens=int(spec["max_tokens"]),
             system=spec.get("system"),
-            schema_name=spec.get("schema"),
+            schema_name=schema_name,
             translate=bool(spec.get("translate", True)),
             needs_question=bool(spec.get("needs_question", False)),
+            field_keys=tuple(fields.items()),
         )
-        if tasks[task_id].schema_name and tasks[task_id].schema_name not in data["schemas"]:
-            raise RuntimeError(f"task {task_id} names unknown schema {tasks[task_id].schema_name}")
     return tasks
-
-
-def default_language() -> str:
-    return _catalog()["defaults"]["language"]
 
 
 def get_task(task_id: str) -> Task:
@@ -89,7 +158,7 @@ def task_schema(task: Task, options: TaskOptions = TaskOptions()) -> dict[str, A
     if task.schema_name is None:
         return None
     schema = copy.deepcopy(_catalog()["schemas"][task.schema_name])
-    keywords = schema.get("properties", {}).get("keywords")
+    keywords = schema.get("properties", {}).get(task.answer_key("keywords") or "")
     if keywords is not None:
         keywords["maxItems"] = max(
             1, min(options.max_keywords, keywords.get("maxItems", options.max_keywords))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.core.images import is_image_path
+from captioneer.desktop.core.tasks import get_task
 
 MAX_QUICK_IMAGES = 200
 """Quick caption is for a handful of photos; whole libraries belong in the album tagger."""
@@ -71,16 +72,9 @@ def copy_values(result: CaptionResult) -> CopyValues:
     """The main text, alt text and keywords of a finished result, ready for the clipboard."""
     if not result.ok:
         return CopyValues(None, None, None)
-    data = result.data or {}
-    text = str(data.get("caption") or result.text).strip() or None
-    alt_text: str | None = None
-    if result.task == "alt_text":
-        alt_text = result.text.strip() or None
-    elif isinstance(data.get("alt_text"), str):
-        alt_text = data["alt_text"].strip() or None
-    words = data.get("keywords") or data.get("hashtags")
-    keywords = ", ".join(str(word) for word in words) if isinstance(words, list) and words else None
-    return CopyValues(text, alt_text, keywords)
+    fields = get_task(result.task).fields(result)
+    keywords = ", ".join(fields.keywords) or None
+    return CopyValues(fields.caption or None, fields.alt_text, keywords)
 
 
 def display_text(result: CaptionResult) -> str:
@@ -89,12 +83,21 @@ def display_text(result: CaptionResult) -> str:
         return result.error or "Failed."
     if result.data is None:
         return result.text
-    data = result.data
-    labels = (("title", "Title"), ("caption", "Caption"), ("alt_text", "Alt text"))
-    lines = [f"{label}: {data[key]}" for key, label in labels if isinstance(data.get(key), str) and data[key]]
-    for key, label in (("keywords", "Keywords"), ("hashtags", "Hashtags")):
-        if isinstance(data.get(key), list) and data[key]:
-            lines.append(f"{label}: {', '.join(str(word) for word in data[key])}")
+    task = get_task(result.task)
+    fields = task.fields(result)
+    # Keywords are labelled by what the task calls them (a social post's "hashtags").
+    keywords_label = (task.answer_key("keywords") or "keywords").replace("_", " ").capitalize()
+    lines = [
+        f"{label}: {value}"
+        for label, value in (
+            ("Title", fields.title),
+            ("Caption", fields.caption),
+            ("Alt text", fields.alt_text),
+        )
+        if value
+    ]
+    if fields.keywords:
+        lines.append(f"{keywords_label}: {', '.join(fields.keywords)}")
     return "\n".join(lines) if lines else result.text
 
 

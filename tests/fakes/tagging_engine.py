@@ -3,7 +3,8 @@
 ``FakeEngine`` is a real :class:`~captioneer.backends.base.Backend`: it receives the prepared images and the
 task's
 request, and answers the keywords task's JSON from the image's colour, so each photo gets its own caption.
-Tests script its failures per image colour: a crash, invalid JSON, a hang, or the same caption for all.
+Tests script its failures per image colour: invalid JSON, a cut-off answer, a hang, or the same caption for
+all. (Crashes are the engine host's: tests crash the real host.)
 It is not a model: the captions are made up from pixel statistics.
 """
 
@@ -25,7 +26,7 @@ from captioneer.backends.base import (
     ProgressCallback,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
-from captioneer.backends.errors import EngineCrashedError
+from captioneer.backends.errors import ResourceExhaustedError
 from captioneer.backends.request import GenerationRequest
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "grey", "teal")
@@ -39,8 +40,9 @@ class FakeEngine(Backend):
     """Answers from pixel statistics. ``config.extra`` scripts it:
 
     - ``delay``: seconds per answer; ``log``: a file that gets one line per generation (survives a kill);
-    - ``crash_on`` / ``invalid_on``: pixel colours (as ``"r,g,b"``) that crash the engine or get broken JSON;
+    - ``invalid_on``: pixel colours (as ``"r,g,b"``) that get broken JSON;
     - ``cut_off_on``: colours whose answer ends with finish reason ``length`` (cut off at the token limit);
+    - ``out_of_memory_over``: images of more visual tokens than this run the engine out of memory;
     - ``control_on``: colours whose answer has control characters in its strings (JSON escapes);
     - ``same_caption``: every photo gets the same caption; ``language``: ``"german"`` answers in German.
 
@@ -70,8 +72,8 @@ class FakeEngine(Backend):
                 os.fsync(fh.fileno())
         if extra.get("delay"):
             time.sleep(float(extra["delay"]))
-        if key in extra.get("crash_on", ()):
-            raise EngineCrashedError("The fake engine process was killed by SIGSEGV while captioning.")
+        if request.image_tokens > extra.get("out_of_memory_over", request.image_tokens):
+            raise ResourceExhaustedError(f"Out of memory at {request.image_tokens} image tokens.")
         if key in extra.get("invalid_on", ()):
             return Completion('{"caption": "A broken answ', "stop")
         if key in extra.get("cut_off_on", ()):

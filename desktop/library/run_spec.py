@@ -1,0 +1,133 @@
+"""What a tagging run is: the spec it asks of every photo, its stored record, its counts and its progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from captioneer.backends.request import SamplingOptions
+from captioneer.desktop.core.images import DEFAULT_IMAGE_TOKENS
+from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions
+from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
+
+RESUMABLE_STATES = ("pending", "running", "paused")
+"""Run states a new run with the same scope, task, model and prompt resumes instead of starting afresh."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run asks of every photo; stored with the run so a resumed run asks exactly the same."""
+
+    task: str = "keywords"
+    language: str = DEFAULT_LANGUAGE
+    max_keywords: int = DEFAULT_MAX_KEYWORDS
+    vocabulary: tuple[str, ...] = ()
+    synonyms: dict[str, str] = field(default_factory=dict)
+    vocabulary_only: bool = True
+    sampling: dict[str, Any] = field(default_factory=dict)
+    image_tokens: int = DEFAULT_IMAGE_TOKENS
+    batch_size: int = 1
+
+    def task_options(self) -> TaskOptions:
+        return TaskOptions(language=self.language, max_keywords=self.max_keywords, vocabulary=self.vocabulary)
+
+    def cleanup_rules(self) -> CleanupRules:
+        return CleanupRules(
+            max_count=self.max_keywords,
+            vocabulary=Vocabulary(terms=self.vocabulary, synonyms=dict(self.synonyms)),
+            vocabulary_only=self.vocabulary_only,
+        )
+
+    def sampling_options(self, task: Task) -> SamplingOptions:
+        values = {"max_new_tokens": task.max_tokens, **self.sampling}
+        return SamplingOptions.from_user(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        data["vocabulary"] = tuple(data.get("vocabulary", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as the catalog stores it."""
+
+    id: int
+    scope: str
+    task: str
+    language: str
+    engine: str
+    model: str
+    quant: str | None
+    prompt_hash: str
+    spec: RunSpec
+    state: str
+    message: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    total: int = 0
+    pending: int = 0
+    done: int = 0
+    failed: int = 0
+    needs_review: int = 0
+    versions: int = 0
+    """Results of the run that are not (or no longer) current: kept as versions, never written."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A snapshot for progress displays."""
+
+    run_id: int
+    total: int
+    done: int
+    failed: int
+    needs_review: int
+    elapsed: float
+    photos_per_minute: float | None
+    eta_seconds: float | None
+    current: str = ""
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    def describe(self) -> str:
+        """One line: ``run 3: 120/400 (2 failed, 5 to review) · 41.2 photos/min · ETA 6m 49s``."""
+        parts = [f"run {self.run_id}: {self.finished}/{self.total}"]
+        extras = [f"{self.failed} failed"] if self.failed else []
+        if self.needs_review:
+            extras.append(f"{self.needs_review} to review")
+        if extras:
+            parts[0] += f" ({', '.join(extras)})"
+        if self.photos_per_minute is not None:
+            parts.append(f"{self.photos_per_minute:.1f} photos/min")
+        if self.eta_seconds is not None:
+            parts.append(f"ETA {format_duration(self.eta_seconds)}")
+        return " · ".join(parts)
+
+
+ProgressCallback = Callable[[RunProgress], None]
+EventCallback = Callable[[str], None]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
