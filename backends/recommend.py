@@ -270,7 +270,7 @@ def recommend(
     Profiles run on the accelerator; the CPU only when nothing fits the accelerator (or there is none).
 
     Args:
-        hardware: probed (:func:`~captioneer.backends.hardware.probe_hardware`) or described
+        hardware: probed (:func:`~captioneer.backends.hardware_probes.probe_hardware`) or described
             (:func:`~captioneer.backends.hardware.hypothetical_hardware`) facts.
         engines: consider only these engines (default: those the facts say are installed — every engine
             for a hypothetical machine).

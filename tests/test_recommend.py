@@ -10,7 +10,8 @@ import pytest
 
 from captioneer.backends.catalog import load_catalog
 from captioneer.backends.estimate import Device, estimate_memory, estimate_seconds, vision_activation_bytes
-from captioneer.backends.hardware import Fact, hypothetical_hardware, probe_hardware
+from captioneer.backends.hardware import Fact, hypothetical_hardware
+from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import GPU_DEVICES, quality_rank, recommend
 from captioneer.desktop.cli import main
 from captioneer.desktop.core.paths import models_dir

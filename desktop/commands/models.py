@@ -66,7 +66,7 @@ class _TerminalProgress:
 def _ollama_tags(host: str | None) -> tuple[set[str] | None, str]:
     """The tags Ollama has pulled, or None and why not."""
     from captioneer.backends.errors import CaptioneerError
-    from captioneer.backends.hardware import probe_ollama
+    from captioneer.backends.hardware_probes import probe_ollama
     from captioneer.backends.ollama_engine import installed_models
 
     status = probe_ollama(host)

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _hardware(args: argparse.Namespace) -> Any:
     from captioneer.backends.errors import ConfigurationError
-    from captioneer.backends.hardware import hypothetical_hardware, probe_hardware
+    from captioneer.backends.hardware import hypothetical_hardware
+    from captioneer.backends.hardware_probes import probe_hardware
     from captioneer.desktop.core.paths import models_dir
     from captioneer.desktop.core.settings import load_settings
 

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QTableWidgetItem, QWidget
 from captioneer.backends.base import BackendInfo, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.download import InstalledModel, installed_model, pull
-from captioneer.backends.hardware import HardwareFacts, probe_hardware
+from captioneer.backends.hardware import HardwareFacts
+from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
 from captioneer.desktop.core.paths import cache_dir, models_dir
