@@ -57,6 +57,13 @@ def test_probing_this_machine_labels_every_number(tmp_path):
     assert facts.ollama.running is False
 
 
+def _python_prints(code: str) -> list[str]:
+    """What a fresh Python running ``code`` prints: its first two words and the rest of the line."""
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip().split(" ", 2)
+
+
 def test_probing_and_recommending_import_no_engine(tmp_path):
     code = (
         "import sys; from pathlib import Path; "
@@ -66,9 +73,7 @@ def test_probing_and_recommending_import_no_engine(tmp_path):
         "print('torch' in sys.modules or 'llama_cpp' in sys.modules, 'bitsandbytes' in sys.modules, "
         "f.torch_cuda.source)"
     )
-    command = [sys.executable, "-c", code]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    torch_loaded, bnb_loaded, source = result.stdout.strip().split(" ", 2)
+    torch_loaded, bnb_loaded, source = _python_prints(code)
     assert (torch_loaded, bnb_loaded) == ("False", "False")
     assert "torch" in source
 
@@ -166,9 +171,7 @@ def test_the_report_counts_the_cores_the_gguf_engine_uses(tmp_path):
         "from captioneer.backends.hardware_probes import probe_cores; "
         "fact = probe_cores(); print(fact.value, physical_cores(), fact.source)"
     )
-    command = [sys.executable, "-c", code]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    reported, threads, source = result.stdout.strip().split(" ", 2)
+    reported, threads, source = _python_prints(code)
     assert (reported, threads) == ("1", "1")
     assert "limited by the CPUs this process may use (1)" in source or facts.cores.value == 1
 
