@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from captioneer.backends.catalog import Variant
+from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.gguf import context_size as gguf_context_size
 from captioneer.backends.hardware import GIB
 from captioneer.backends.ollama_engine import MIN_CONTEXT as OLLAMA_MIN_CONTEXT
@@ -186,7 +187,19 @@ ENGINE_COSTS: dict[str, EngineCosts] = {
 
 
 def costs_of(engine: str) -> EngineCosts:
-    return ENGINE_COSTS[engine]
+    """The cost traits of ``engine``.
+
+    Raises:
+        ConfigurationError: the catalog has a variant for an engine the estimates know nothing about.
+    """
+    try:
+        return ENGINE_COSTS[engine]
+    except KeyError:
+        raise ConfigurationError(
+            f"models.toml lists a {engine} variant, but the recommendation has no cost model for the "
+            f"{engine} engine (it knows {', '.join(ENGINE_COSTS)}): add one to ENGINE_COSTS in "
+            "backends/estimate.py."
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,19 @@ import json
 import pytest
 
 from captioneer.backends.catalog import load_catalog
-from captioneer.backends.estimate import Device, estimate_memory, estimate_seconds, vision_activation_bytes
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.estimate import (
+    ENGINE_COSTS,
+    Device,
+    costs_of,
+    estimate_memory,
+    estimate_seconds,
+    vision_activation_bytes,
+)
 from captioneer.backends.hardware import Fact, hypothetical_hardware
 from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import GPU_DEVICES, quality_rank, recommend
+from captioneer.backends.registry import ENGINES
 from captioneer.desktop.cli import main
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import load_settings
@@ -172,6 +181,13 @@ def test_transformers_cpu_estimates_cover_the_measured_peaks(quant: str, peak: f
     variant = load_catalog().find(f"qwen3-vl-2b-transformers-{quant}")
     estimate = estimate_memory(variant, 494, MEASURED_CPU).total_gb
     assert peak <= estimate <= peak * 1.15
+
+
+def test_every_catalog_engine_has_a_cost_model() -> None:
+    catalog_engines = {variant.engine for variant in load_catalog().variants}
+    assert set(ENGINE_COSTS) == catalog_engines and catalog_engines <= set(ENGINES)
+    with pytest.raises(ConfigurationError, match="no cost model for the openai engine"):
+        costs_of("openai")
 
 
 def test_json_output_of_the_command(capsys):

@@ -153,11 +153,11 @@ def run_pull(args: argparse.Namespace) -> int:
     print(f"{variant.id} is ready in {installed.folder} (commit {installed.manifest.revision[:12]}).")
     if installed.mmproj_path is not None:
         print(
-            f"Use it with: captioneer caption --engine gguf --model '{installed.model_path}' "
+            f"Use it with: captioneer caption --engine {variant.engine} --model '{installed.model_path}' "
             f"--mmproj '{installed.mmproj_path}' PHOTO"
         )
     else:
-        print(f"Use it with: captioneer caption --engine transformers --model '{installed.model_path}' "
+        print(f"Use it with: captioneer caption --engine {variant.engine} --model '{installed.model_path}' "
               f"--quant {variant.quant} PHOTO")
     return 0
 
