@@ -85,7 +85,8 @@ OUTPUT_TOKENS = 64
 PER_PHOTO_OVERHEAD_S = 0.3
 """Image preparation and request handling per photo."""
 
-ALL_DEVICES = frozenset({"cuda", "metal", "amd", "cpu"})
+DEVICE_KINDS = frozenset({"cuda", "metal", "amd", "cpu"})
+"""Where a profile can run (:attr:`Device.kind`)."""
 
 
 def _ollama_context(image_tokens: int) -> int:
@@ -150,7 +151,7 @@ ENGINE_COSTS: dict[str, EngineCosts] = {
     # equal quality (no server, Metal on a Mac, faster than HF generate).
     "gguf": EngineCosts(
         context_tokens=gguf_context_size,
-        flash_attention_on=ALL_DEVICES,
+        flash_attention_on=DEVICE_KINDS,
         preference=2,
         copies_weights_on_cpu=True,
     ),
