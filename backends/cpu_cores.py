@@ -1,5 +1,4 @@
-"""CPU cores, counted one way for the gguf engine's threads and the hardware report: the physical cores this
-process may use."""
+"""CPU cores counted one way, for the gguf engine's threads and the hardware report alike."""
 
 from __future__ import annotations
 

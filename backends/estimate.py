@@ -1,5 +1,7 @@
-"""The memory and speed model: what one catalog variant needs on one device at an image budget, from the
-model's numbers and the traits of the engine that runs it.
+"""The memory and speed model: what one catalog variant needs on one device at an image budget.
+
+The model's numbers come from the catalog; what differs between engines is declared once in
+:data:`ENGINE_COSTS`.
 
 Memory for one profile at an image budget of T visual tokens (GB = GiB):
 

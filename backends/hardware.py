@@ -1,5 +1,6 @@
-"""Hardware facts: what a machine has as the recommendation needs it, each number labelled with where it came
-from; the typical figures used where a number cannot be read; and machines described rather than probed.
+"""Hardware facts: what a machine has, each number labelled with where it came from.
+
+Also the typical figures used where a number cannot be read, and machines described rather than probed.
 
 Memory is in GB meaning GiB (2^30 bytes), the unit nvidia-smi, Activity Monitor and Task Manager show. This
 machine is probed in :mod:`captioneer.backends.hardware_probes`.

@@ -1,6 +1,8 @@
-"""The Hugging Face hub side of a model download: which files a catalog variant needs, with their sizes and
-checksums, and one file fetched into its ``.part`` (resumed with Range requests, retried after network errors)
-while its digests are computed.
+"""The Hugging Face hub side of a model download: which files to fetch, and one file fetched resumably.
+
+:func:`resolve` asks which files a catalog variant needs, with their sizes and checksums; :func:`fetch_file`
+downloads one into its ``.part`` (resumed with Range requests, retried after network errors) while its digests
+are computed.
 
 The hub is asked through ``huggingface_hub`` (its session honours ``HF_HUB_OFFLINE``, proxies and tokens);
 ``HF_ENDPOINT`` moves it (the tests point it at a loopback stand-in).

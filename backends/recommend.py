@@ -1,6 +1,7 @@
-"""The quantization recommendation: a pure function from hardware facts to ranked model profiles, each with a
-memory estimate that counts the image (:mod:`captioneer.backends.estimate`), a speed estimate and a
-one-sentence reason.
+"""The recommendation: a pure function from hardware facts to ranked model profiles, each with its reason.
+
+Each profile carries a memory estimate that counts the image and a speed estimate
+(:mod:`captioneer.backends.estimate`), and one sentence for people on why it ranks where it does.
 """
 
 from __future__ import annotations
