@@ -13,9 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from captioneer.backends.errors import ConfigurationError, ModelFileError
-
-ENGINES_WITH_FILES = ("gguf", "transformers")
-"""Engines whose files Captioneer downloads itself; Ollama keeps its own store."""
+from captioneer.backends.registry import EngineEntry, engine_entry
 
 TRANSFORMERS_FILE_PATTERNS = (
     "*.safetensors",
@@ -98,14 +96,26 @@ class Variant:
     mmproj_quant: str | None = None
 
     @property
+    def entry(self) -> EngineEntry:
+        """The engine's registry entry: the traits that decide how this variant is downloaded and run."""
+        return engine_entry(self.engine)
+
+    @property
     def store(self) -> str | None:
-        """The folder under the models directory holding this variant's files. The transformers precisions
-        share one download (NF4 and int8 are quantized while loading); Ollama keeps its own store."""
-        if self.engine == "gguf":
+        """The folder under the models directory holding this variant's files: its own for a GGUF file; one
+        per model for a repository snapshot, which every precision shares (NF4 and int8 are quantized while
+        loading); None where the server keeps its own store."""
+        download = self.entry.download
+        if download == "gguf":
             return self.id
-        if self.engine == "transformers":
-            return f"{self.model.id}-transformers"
+        if download == "snapshot":
+            return f"{self.model.id}-{self.engine}"
         return None
+
+    @property
+    def pull_name(self) -> str:
+        """What people type and read for it: the tag where the server pulls it, else the profile id."""
+        return self.tag or self.id
 
     @property
     def label(self) -> str:
@@ -131,7 +141,7 @@ class Catalog:
         for variant in self.variants:
             if wanted in (variant.id, (variant.tag or "").lower()):
                 return variant
-        known = ", ".join(v.tag or v.id for v in self.variants)
+        known = ", ".join(v.pull_name for v in self.variants)
         raise ConfigurationError(f"Unknown model profile '{name}'. Known profiles: {known}.")
 
     def by_store(self, store: str) -> list[Variant]:

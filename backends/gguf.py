@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 
 from captioneer.backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.cpu_cores import physical_cores
 from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
@@ -70,33 +70,6 @@ def gpu_layers(device: str, requested: int, offload_supported: bool) -> int:
         "Install a GPU build of llama-cpp-python (see its install notes for CUDA or Metal), or use "
         "--device auto."
     )
-
-
-def physical_cores() -> int:
-    """Physical CPU cores usable by this process (hyper-threads slow llama.cpp down).
-
-    Uses psutil when installed, else Linux's /proc/cpuinfo, else the logical core count.
-    """
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    physical: int | None = None
-    if importlib.util.find_spec("psutil") is not None:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    elif Path("/proc/cpuinfo").is_file():
-        physical = len(_cpuinfo_cores(Path("/proc/cpuinfo").read_text(errors="replace"))) or None
-    return max(1, min(logical, physical or logical))
-
-
-def _cpuinfo_cores(cpuinfo: str) -> set[tuple[str, str]]:
-    """(package, core) pairs in a Linux /proc/cpuinfo text."""
-    cores = set()
-    for block in cpuinfo.split("\n\n"):
-        pairs = (line.partition(":") for line in block.splitlines())
-        fields = {key.strip(): value.strip() for key, _, value in pairs}
-        if "core id" in fields:
-            cores.add((fields.get("physical id", "0"), fields["core id"]))
-    return cores
 
 
 STRING_CHAR_RULE = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'

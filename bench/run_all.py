@@ -9,7 +9,7 @@ generates camera-like photos, then measures in separate processes, one per row:
   encoder + prefill), decode tokens/s with a fixed number of output tokens, seconds per photo, peak RSS;
 * the seed documents' recipe (transformers, fp32 on a CPU, no pixel cap, one image at a time) on one photo;
 * tagger throughput: ``captioneer tag`` as a subprocess on the generated photos (photos/hour);
-* the recommendation's memory and time estimates (``captioneer.backends.recommend``) next to the measured
+* the recommendation's memory and time estimates (``captioneer.backends.estimate``) next to the measured
   figures.
 
 On a machine with CUDA the same run adds the GPU rows (GGUF with every layer offloaded; transformers in
@@ -193,8 +193,8 @@ def estimates(size: str, engine: str, quant: str, budget: int, bandwidth_gbs: fl
               threads: int) -> dict[str, float]:
     """The recommendation's memory (GiB, with and without its safety margin) and seconds for this row."""
     from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.estimate import Device, estimate_memory, estimate_seconds
     from captioneer.backends.hardware import CPU_GFLOPS_PER_CORE
-    from captioneer.backends.recommend import Device, estimate_memory, estimate_seconds
 
     variant = load_catalog().find(f"qwen3-vl-{size.lower()}-{engine}-{quant.lower()}")
     device = Device(kind="cpu", usable_gb=0.0, usable_label="", bandwidth_gbs=bandwidth_gbs,
@@ -335,7 +335,7 @@ def render(run: Run) -> str:
               "the seed recipe's s / photo ÷ this row's; *% of decode limit* = decode tok/s ÷ (bandwidth ÷ "
               "bytes of weights read per token: the GGUF language-model file; for transformers the decoder "
               "layers and output head as loaded, quantized ones at their packed size); *estimate* = "
-              "`captioneer.backends.recommend.estimate_memory(...).total_gb` (with its safety margin) "
+              "`captioneer.backends.estimate.estimate_memory(...).total_gb` (with its safety margin) "
               "and *estimate "
               "error* = estimate ÷ peak RSS with the weight copy − 1; *with weight copy* = peak RSS + the "
               "extra memory llama.cpp's default weight buffers (AMX or repacked kernels) took when loading "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from captioneer.backends import download
+from captioneer.backends import hub as hub_client
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.catalog import load_catalog
 from captioneer.backends.download import DownloadError, installed_model, pull, read_manifest, verify
@@ -56,7 +57,7 @@ def hub(monkeypatch: pytest.MonkeyPatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(download, "RETRY_DELAYS", (0.01, 0.02, 0.05, 0.1, 0.1))
+    monkeypatch.setattr(hub_client, "RETRY_DELAYS", (0.01, 0.02, 0.05, 0.1, 0.1))
     server = FakeHub()
     server.add_repo(GGUF_REPO, gguf_repo_files(), commit=OLD)
     server.add_repo(HF_REPO, transformers_repo_files(), commit=OLD)

@@ -32,7 +32,6 @@ from captioneer.backends.errors import (
 from captioneer.backends.gguf import (
     STRING_CHAR_RULE,
     GGUFBackend,
-    _cpuinfo_cores,
     _load_error,
     _plain_cpu_buffers,
     context_size,
@@ -412,12 +411,6 @@ def test_chat_messages_put_images_before_the_prompt() -> None:
     assert user["content"][0]["type"] == "image_url"
     assert user["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert user["content"][1] == {"type": "text", "text": "What is this?"}
-
-
-def test_cpuinfo_counts_physical_cores() -> None:
-    block = "processor : {n}\nphysical id : {p}\ncore id : {c}\n"
-    text = "\n".join(block.format(n=n, p=0, c=n % 4) for n in range(8))
-    assert len(_cpuinfo_cores(text)) == 4
 
 
 @pytest.mark.parametrize(

@@ -14,16 +14,14 @@ from threading import Thread
 
 import pytest
 
-from captioneer.backends.hardware import (
-    GPU,
-    Fact,
-    HardwareFacts,
-    apple_chip_figures,
+from captioneer.backends.cpu_cores import cpuinfo_cores, physical_cores
+from captioneer.backends.hardware import GPU, Fact, HardwareFacts, apple_chip_figures, hypothetical_hardware
+from captioneer.backends.hardware_probes import (
     bitsandbytes_devices_from_files,
-    hypothetical_hardware,
     probe_amd,
     probe_disk,
     probe_hardware,
+    probe_nvidia,
     probe_ollama,
 )
 from captioneer.desktop.cli import main
@@ -59,17 +57,23 @@ def test_probing_this_machine_labels_every_number(tmp_path):
     assert facts.ollama.running is False
 
 
+def _python_prints(code: str) -> list[str]:
+    """What a fresh Python running ``code`` prints: its first two words and the rest of the line."""
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return result.stdout.strip().split(" ", 2)
+
+
 def test_probing_and_recommending_import_no_engine(tmp_path):
     code = (
-        "import sys; from pathlib import Path; from captioneer.backends.hardware import probe_hardware; "
+        "import sys; from pathlib import Path; "
+        "from captioneer.backends.hardware_probes import probe_hardware; "
         "from captioneer.backends.recommend import recommend; "
         f"f = probe_hardware(Path({str(tmp_path)!r}), ollama='http://127.0.0.1:9'); recommend(f); "
         "print('torch' in sys.modules or 'llama_cpp' in sys.modules, 'bitsandbytes' in sys.modules, "
         "f.torch_cuda.source)"
     )
-    command = [sys.executable, "-c", code]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    torch_loaded, bnb_loaded, source = result.stdout.strip().split(" ", 2)
+    torch_loaded, bnb_loaded, source = _python_prints(code)
     assert (torch_loaded, bnb_loaded) == ("False", "False")
     assert "torch" in source
 
@@ -148,6 +152,30 @@ def test_bitsandbytes_devices_come_from_its_native_libraries():
     assert bitsandbytes_devices_from_files(["__init__.py"]) == []
 
 
+def test_cpuinfo_counts_physical_cores() -> None:
+    block = "processor : {n}\nphysical id : {p}\ncore id : {c}\n"
+    text = "\n".join(block.format(n=n, p=0, c=n % 4) for n in range(8))
+    assert len(cpuinfo_cores(text)) == 4
+
+
+def test_the_report_counts_the_cores_the_gguf_engine_uses(tmp_path):
+    facts = probe_hardware(tmp_path, ollama="http://127.0.0.1:9")
+    assert facts.cores.value == physical_cores()
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    # A process allowed one CPU (taskset, a container's cpuset): the engine runs one thread, and the report
+    # says so instead of the machine's physical cores.
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from captioneer.backends.gguf import physical_cores; "
+        "from captioneer.backends.hardware_probes import probe_cores; "
+        "fact = probe_cores(); print(fact.value, physical_cores(), fact.source)"
+    )
+    reported, threads, source = _python_prints(code)
+    assert (reported, threads) == ("1", "1")
+    assert "limited by the CPUs this process may use (1)" in source or facts.cores.value == 1
+
+
 def test_free_disk_of_a_folder_not_made_yet(tmp_path):
     fact = probe_disk(tmp_path / "a" / "b" / "models")
     assert fact.value and fact.value > 0 and str(tmp_path) in fact.source
@@ -221,8 +249,6 @@ class _StandInNVML:
 
 
 def test_nvidia_through_nvml(monkeypatch):
-    from captioneer.backends.hardware import probe_nvidia
-
     nvml = _StandInNVML()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     gpus, notes = probe_nvidia()
@@ -236,8 +262,6 @@ def test_nvidia_through_nvml(monkeypatch):
 
 
 def test_nvidia_through_nvidia_smi_when_nvml_fails(monkeypatch, tmp_path):
-    from captioneer.backends.hardware import probe_nvidia
-
     class _BrokenNVML(_StandInNVML):
         def nvmlInit(self) -> None:
             raise self.NVMLError("Driver Not Loaded")

@@ -9,16 +9,22 @@ import json
 import pytest
 
 from captioneer.backends.catalog import load_catalog
-from captioneer.backends.hardware import Fact, hypothetical_hardware
-from captioneer.backends.recommend import (
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.estimate import (
+    ENGINE_COSTS,
     Device,
+    costs_of,
     estimate_memory,
     estimate_seconds,
-    quality_rank,
-    recommend,
     vision_activation_bytes,
 )
+from captioneer.backends.hardware import Fact, hypothetical_hardware
+from captioneer.backends.hardware_probes import probe_hardware
+from captioneer.backends.recommend import GPU_DEVICES, quality_rank, recommend
+from captioneer.backends.registry import ENGINES
 from captioneer.desktop.cli import main
+from captioneer.desktop.core.paths import models_dir
+from captioneer.desktop.core.settings import load_settings
 
 # machine -> (first profile, its image budget). Memory in GB as GPU tools show it.
 MACHINES = {
@@ -177,6 +183,13 @@ def test_transformers_cpu_estimates_cover_the_measured_peaks(quant: str, peak: f
     assert peak <= estimate <= peak * 1.15
 
 
+def test_every_catalog_engine_has_a_cost_model() -> None:
+    catalog_engines = {variant.engine for variant in load_catalog().variants}
+    assert set(ENGINE_COSTS) == catalog_engines and catalog_engines <= set(ENGINES)
+    with pytest.raises(ConfigurationError, match="no cost model for the openai engine"):
+        costs_of("openai")
+
+
 def test_json_output_of_the_command(capsys):
     assert main(["recommend", "--gpu", "nvidia", "--vram-gb", "8", "--ram-gb", "32", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -201,10 +214,18 @@ def test_human_output_and_mistakes(capsys):
 
 
 def test_this_machine(capsys):
+    """Without a description, `captioneer recommend` ranks this machine's probed facts, whatever it has (a
+    GPU or not); the same facts without their GPUs get CPU profiles at a CPU's image budget."""
     assert main(["recommend", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload and all(p["fits"] for p in payload)
-    assert payload[0]["device"] == "cpu" and payload[0]["image_tokens"] <= 512  # no GPU here
+    facts = probe_hardware(models_dir(), ollama=load_settings().ollama_host)
+    assert payload == json.loads(json.dumps([profile.to_json() for profile in recommend(facts)]))
+    assert payload[0]["device"] in {GPU_DEVICES.get(facts.gpu_kind), "cpu"}
+    assert all(p["image_tokens"] <= 512 for p in payload if p["device"] == "cpu")
+    without_gpu = recommend(dataclasses.replace(facts, gpus=()))
+    assert without_gpu and all(p.fits and p.device.kind == "cpu" for p in without_gpu)
+    assert without_gpu[0].image_tokens <= 512
 
 
 def test_a_probed_machine_is_offered_only_its_installed_engines() -> None:

@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QWizard
 
 from captioneer.backends.catalog import load_catalog
 from captioneer.backends.download import FileCheck, InstalledModel, Manifest
-from captioneer.backends.hardware import HardwareFacts, hypothetical_hardware, probe_ollama
+from captioneer.backends.hardware import HardwareFacts, hypothetical_hardware
+from captioneer.backends.hardware_probes import probe_ollama
 from captioneer.backends.recommend import recommend
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings

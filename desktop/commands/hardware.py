@@ -56,7 +56,7 @@ def format_facts(facts: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from captioneer.backends.hardware import probe_hardware
+    from captioneer.backends.hardware_probes import probe_hardware
     from captioneer.desktop.core.paths import models_dir
     from captioneer.desktop.core.settings import load_settings
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from captioneer.backends.catalog import Variant
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +66,7 @@ class _TerminalProgress:
 def _ollama_tags(host: str | None) -> tuple[set[str] | None, str]:
     """The tags Ollama has pulled, or None and why not."""
     from captioneer.backends.errors import CaptioneerError
-    from captioneer.backends.hardware import probe_ollama
+    from captioneer.backends.hardware_probes import probe_ollama
     from captioneer.backends.ollama_engine import installed_models
 
     status = probe_ollama(host)
@@ -75,7 +78,8 @@ def _ollama_tags(host: str | None) -> tuple[set[str] | None, str]:
         return None, str(exc)
 
 
-def _status_rows(host: str | None) -> list[dict[str, Any]]:
+def _status_rows(host: str | None) -> list[tuple[Variant, dict[str, Any]]]:
+    """Every catalog variant with its status row (what ``models list --json`` prints)."""
     from captioneer.backends.catalog import load_catalog
     from captioneer.backends.download import installed_model, read_manifest, store_folder
     from captioneer.desktop.core.paths import models_dir
@@ -92,7 +96,7 @@ def _status_rows(host: str | None) -> list[dict[str, Any]]:
             "download_gb": round(variant.download_gb, 2),
             "source": variant.repo or variant.tag,
         }
-        if variant.engine == "ollama":
+        if variant.entry.server_pulls_models:
             if tags is None:
                 row["status"], row["detail"] = "unknown", ollama_note
             else:
@@ -108,7 +112,7 @@ def _status_rows(host: str | None) -> list[dict[str, Any]]:
                 row["detail"] = f"run `captioneer models pull {variant.id}` to resume"
             else:
                 row["status"], row["detail"] = "not downloaded", ""
-        rows.append(row)
+        rows.append((variant, row))
     return rows
 
 
@@ -117,11 +121,11 @@ def run_list(args: argparse.Namespace) -> int:
 
     rows = _status_rows(load_settings().ollama_host)
     if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True))
+        print(json.dumps([row for _, row in rows], indent=2, sort_keys=True))
         return 0
     print(f"{'profile':<32} {'engine':<12} {'quant':<7} {'size':>8}  status")
-    for row in rows:
-        name = row["source"] if row["engine"] == "ollama" else row["profile"]
+    for variant, row in rows:
+        name = variant.pull_name
         status = f"{row['status']} ({row['detail']})" if row["detail"] else row["status"]
         print(f"{name:<32} {row['engine']:<12} {row['quant']:<7} {row['download_gb']:>5.1f} GB  {status}")
     return 0
@@ -136,7 +140,7 @@ def run_pull(args: argparse.Namespace) -> int:
     variant = load_catalog().find(args.profile)
     progress = _TerminalProgress()
     try:
-        if variant.engine == "ollama":
+        if variant.entry.server_pulls_models:
             from captioneer.backends.ollama_engine import pull_model
 
             pull_model(args.host or load_settings().ollama_host, variant.tag or "", progress)
@@ -149,11 +153,11 @@ def run_pull(args: argparse.Namespace) -> int:
     print(f"{variant.id} is ready in {installed.folder} (commit {installed.manifest.revision[:12]}).")
     if installed.mmproj_path is not None:
         print(
-            f"Use it with: captioneer caption --engine gguf --model '{installed.model_path}' "
+            f"Use it with: captioneer caption --engine {variant.engine} --model '{installed.model_path}' "
             f"--mmproj '{installed.mmproj_path}' PHOTO"
         )
     else:
-        print(f"Use it with: captioneer caption --engine transformers --model '{installed.model_path}' "
+        print(f"Use it with: captioneer caption --engine {variant.engine} --model '{installed.model_path}' "
               f"--quant {variant.quant} PHOTO")
     return 0
 

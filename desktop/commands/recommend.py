@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _hardware(args: argparse.Namespace) -> Any:
     from captioneer.backends.errors import ConfigurationError
-    from captioneer.backends.hardware import hypothetical_hardware, probe_hardware
+    from captioneer.backends.hardware import hypothetical_hardware
+    from captioneer.backends.hardware_probes import probe_hardware
     from captioneer.desktop.core.paths import models_dir
     from captioneer.desktop.core.settings import load_settings
 
@@ -63,7 +64,7 @@ def format_table(profiles: list[Any]) -> str:
     lines = [header, "-" * len(header)]
     for index, profile in enumerate(profiles, start=1):
         rank = str(index) if profile.fits else "-"
-        name = profile.variant.tag or profile.variant.id
+        name = profile.variant.pull_name
         lines.append(
             f"{rank:>2}  {name:<30} {profile.engine:<12} {profile.quant:<7} {profile.image_tokens:>6} "
             f"{profile.memory_gb:>6.1f} GB {profile.seconds_per_photo:>7.1f}"
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print("No profile fits this machine's memory.")
     else:
         first = profiles[0]
-        print(f"Recommended: {first.variant.tag or first.variant.id} at {first.image_tokens} image tokens.")
-        if first.variant.engine != "ollama":
+        print(f"Recommended: {first.variant.pull_name} at {first.image_tokens} image tokens.")
+        if not first.variant.entry.server_pulls_models:
             print(f"Download it with: captioneer models pull {first.variant.id}")
     print()
     print(format_table(profiles))

@@ -38,7 +38,7 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        if self.variant.engine == "transformers":
+        if self.variant.entry.quant_choice:  # the precision is picked at load: one download serves them all
             return f"{self.variant.model.name} (all precisions)"
         return f"{self.variant.model.name} {self.variant.quant}"
 
@@ -74,7 +74,7 @@ def settings_for(settings: Settings, entry: ModelEntry) -> Settings:
     installed = entry.installed
     if installed is None:
         raise ValueError("only a complete download can be used")
-    keep_quant = settings.engine == "transformers" and entry.variant.engine == "transformers"
+    keep_quant = settings.engine == entry.variant.engine and entry.variant.entry.quant_choice
     return settings.model_copy(
         update={
             "engine": entry.variant.engine,

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QTableWidgetItem, QWidget
 from captioneer.backends.base import BackendInfo, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.download import InstalledModel, installed_model, pull
-from captioneer.backends.hardware import HardwareFacts, probe_hardware
+from captioneer.backends.hardware import HardwareFacts
+from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
 from captioneer.desktop.core.paths import cache_dir, models_dir
@@ -89,7 +90,7 @@ def profile_settings(settings: Settings, profile: Profile, ready: ModelReady) ->
             "engine": profile.engine,
             "model": ready.model,
             "mmproj": ready.mmproj,
-            "quant": profile.quant if profile.engine == "transformers" else None,
+            "quant": profile.quant if profile.variant.entry.quant_choice else None,
             "image_tokens": profile.image_tokens,
             "first_run_done": True,
         }
@@ -227,7 +228,7 @@ class SetupWizard(SetupWizardView):
         assert profile is not None
         variant = profile.variant
         page = self.download_page
-        if variant.engine == "ollama":
+        if variant.entry.server_pulls_models:
             page.what.setText(f"{variant.model.name}, {variant.quant}, pulled by Ollama as {variant.tag} "
                               f"({variant.download_gb:.1f} GB).")
             page.where.setText("Ollama keeps its own copy of the model.")
@@ -254,7 +255,7 @@ class SetupWizard(SetupWizardView):
         page.download_button.setEnabled(False)
         page.cancel_button.setEnabled(True)
         page.status.setText("Starting…")
-        if variant.engine == "ollama":
+        if variant.entry.server_pulls_models:
             host, tag = self.settings.ollama_host, variant.tag or ""
 
             def work(progress: ProgressCallback, cancel: CancelToken) -> ModelReady:

@@ -1,0 +1,337 @@
+"""The memory and speed model: what one catalog variant needs on one device at an image budget.
+
+The model's numbers come from the catalog; what differs between engines is declared once in
+:data:`ENGINE_COSTS`.
+
+Memory for one profile at an image budget of T visual tokens (GB = GiB):
+
+    weights                       the catalog's file or in-memory size
+  + KV cache                      context × 2 × layers × KV heads × head_dim × 2 bytes (f16)
+  + vision-encoder activations    4·T patches × VISION_BYTES_PER_PATCH (scaled by the encoder's width),
+                                  + NO_FLASH_SCORE_COPIES × heads × (4·T)² × 4 bytes without flash attention
+  + weight copy                   llama.cpp on a CPU copies the weights for its repacked/AMX kernels;
+                                  transformers on a CPU keeps the mapped bf16 checkpoint beside converted
+                                  or quantized weights
+  + runtime                       RUNTIME_GB: compute buffers, the CUDA/Metal context, the interpreter
+                                  (+ TORCH_RUNTIME_GB for PyTorch on a CPU)
+  × SAFETY_MARGIN
+
+Seconds per photo: prefill and the vision encoder are compute bound (2 × parameters × tokens FLOPs, plus the
+encoder's attention, which grows with patches²); decoding is bandwidth bound (bandwidth × DECODE_EFFICIENCY ÷
+weights read per token). The constants come from /shared/reference/models.md, most from its "Measured here"
+section (a real-size 2B on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from captioneer.backends.catalog import Variant
+from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.gguf import context_size as gguf_context_size
+from captioneer.backends.hardware import GIB
+from captioneer.backends.ollama_engine import MIN_CONTEXT as OLLAMA_MIN_CONTEXT
+from captioneer.backends.ollama_engine import PROMPT_ALLOWANCE as OLLAMA_PROMPT_ALLOWANCE
+
+SAFETY_MARGIN = 1.10
+"""Headroom on every estimate: allocator fragmentation, the desktop's share of a primary GPU, and error."""
+
+RUNTIME_GB = {"gpu": 0.8, "cpu": 0.2}
+"""Memory beyond weights (and their CPU copy), KV and the vision step. GPU: compute buffers (~0.5 GB) and the
+CUDA/Metal context. CPU: the rest of the engine process, measured at 0.2 GiB of peak RSS beyond the files, KV
+and vision (2B Q4_K_M, 234 tokens, bench/README.md)."""
+
+TORCH_RUNTIME_GB = 0.35
+"""PyTorch and transformers in a CPU engine process beyond RUNTIME_GB: importing them takes 0.55 GB of RSS
+(measured), and the benchmark's transformers rows fit 0.2 + 0.35 (bench/README.md)."""
+
+CHECKPOINT_DTYPE = "bf16"
+"""The precision of the released transformers checkpoints; a profile in it uses the file's pages as its
+weights, the others convert or quantize them into memory of their own."""
+
+CONTEXT_ALLOWANCE = 1024
+"""Context tokens beyond the image for the prompt and the answer with transformers (its cache grows with
+use). The gguf engine and Ollama size their own contexts; the estimate uses their formulas."""
+
+PATCHES_PER_TOKEN = 4
+"""The vision encoder sees 16×16-pixel patches; 2×2 of them merge into one 32×32-pixel LLM token."""
+
+VISION_BYTES_PER_PATCH = 100 * 1024
+"""Vision-encoder scratch per patch with flash attention, for a 1,024-wide encoder (2B/4B; scaled for the
+8B's 1,152). Measured: peak RSS 3.3 GB at 234 tokens and 3.6 GB at 972 tokens (2B Q4_K_M, flash on)."""
+
+NO_FLASH_SCORE_COPIES = 4.5
+"""Without flash attention the encoder materialises heads × patches² attention scores in f32, several times
+over. Measured: flash off took 8.0 GB, not 3.6 GB, at 972 tokens (3,888 patches, 16 heads) = 4.5 copies."""
+
+NO_FLASH_ATTENTION_SLOWDOWN = 3.6
+"""Encoder attention costs this many times its FLOPs without flash attention (measured: 130.3 s instead of
+89.6 s per photo on the 2-core CPU)."""
+
+DECODE_EFFICIENCY = 0.55
+"""Share of the bandwidth ceiling llama.cpp reaches when decoding (40–70 % published; 64 % measured here)."""
+
+TRANSFORMERS_DECODE_CAP = 50.0
+"""Tokens/s ceiling of Hugging Face ``generate`` at batch 1 (overhead bound: 45–60 tok/s published)."""
+
+TRANSFORMERS_SPEED = {"bf16": 1.0, "fp16": 1.0, "fp32": 1.0, "nf4": 0.72, "int8": 0.25}
+"""Decode speed relative to bf16: NF4 ~0.7–0.75×, LLM.int8 3–5× slower."""
+
+PROMPT_TOKENS = 60
+"""Text tokens of a typical task prompt with the chat template."""
+
+OUTPUT_TOKENS = 64
+"""Tokens of a typical caption or keyword answer."""
+
+PER_PHOTO_OVERHEAD_S = 0.3
+"""Image preparation and request handling per photo."""
+
+DEVICE_KINDS = frozenset({"cuda", "metal", "amd", "cpu"})
+"""Where a profile can run (:attr:`Device.kind`)."""
+
+
+def _ollama_context(image_tokens: int) -> int:
+    return max(OLLAMA_MIN_CONTEXT, image_tokens + OLLAMA_PROMPT_ALLOWANCE)
+
+
+def _growing_context(image_tokens: int) -> int:
+    return image_tokens + CONTEXT_ALLOWANCE
+
+
+@dataclass(frozen=True)
+class EngineCosts:
+    """How an engine's runtime spends memory and time beyond the model's own numbers, and where it is worth
+    estimating: the traits the estimates and the ranking read.
+
+    Attributes:
+        context_tokens: the context the engine allocates KV cache for at an image budget.
+        flash_attention_on: the device kinds where its vision encoder avoids materialising the attention
+            scores.
+        copies_weights_on_cpu: llama.cpp runs the model: on a CPU it copies the weights into buffers of its
+            own (:func:`weight_copy_gb`).
+        maps_checkpoint_on_cpu: PyTorch loads the bf16 checkpoint through a memory mapping that stays resident
+            beside other precisions on a CPU (:func:`mapped_checkpoint_gb`).
+        cpu_runtime_gb: its libraries' memory in a CPU engine process beyond RUNTIME_GB.
+        decode_cap: tokens/s its generate loop reaches at most at batch 1 (None: bandwidth bound only).
+        decode_speed: decode speed per quantization, relative to the checkpoint's precision.
+        precisions: device kind → the quantizations worth estimating there (None: every variant, everywhere).
+        bitsandbytes_precisions: of those, the ones bitsandbytes makes while loading: only where its
+            installed build has native code for the device.
+        preference: at equal quality, the engine with the higher preference ranks first.
+        second_choice: why a profile ranks after a first choice of the same quality, per device kind (``*``:
+            on any other device).
+    """
+
+    context_tokens: Callable[[int], int]
+    flash_attention_on: frozenset[str]
+    preference: int
+    copies_weights_on_cpu: bool = False
+    maps_checkpoint_on_cpu: bool = False
+    cpu_runtime_gb: float = 0.0
+    decode_cap: float | None = None
+    decode_speed: Mapping[str, float] = field(default_factory=dict)
+    precisions: Mapping[str, tuple[str, ...]] | None = None
+    bitsandbytes_precisions: tuple[str, ...] = ()
+    second_choice: Mapping[str, str] = field(default_factory=dict)
+
+    def runs_on(self, variant: Variant, device_kind: str, bitsandbytes: set[str]) -> bool:
+        """Whether ``variant`` is worth estimating on the device (``bitsandbytes``: the devices its build
+        supports)."""
+        if self.precisions is None:
+            return True
+        if variant.quant not in self.precisions.get(device_kind, ()):
+            return False
+        return variant.quant not in self.bitsandbytes_precisions or device_kind in bitsandbytes
+
+    def why_second(self, device_kind: str) -> str | None:
+        return self.second_choice.get(device_kind) or self.second_choice.get("*")
+
+
+ENGINE_COSTS: dict[str, EngineCosts] = {
+    # llama.cpp in-process: flash attention on every backend (the engine turns it on); the first choice at
+    # equal quality (no server, Metal on a Mac, faster than HF generate).
+    "gguf": EngineCosts(
+        context_tokens=gguf_context_size,
+        flash_attention_on=DEVICE_KINDS,
+        preference=2,
+        copies_weights_on_cpu=True,
+    ),
+    # llama.cpp inside Ollama, which decides on flash attention itself: assume off (its vision graph is the
+    # failure users report).
+    "ollama": EngineCosts(
+        context_tokens=_ollama_context,
+        flash_attention_on=frozenset(),
+        preference=1,
+        copies_weights_on_cpu=True,
+        second_choice={"*": "needs a running Ollama, whose vision step is counted without flash attention"},
+    ),
+    # PyTorch: SDPA fuses the encoder's attention on CUDA and on a CPU (measured: 2B bf16 at 494 tokens peaked
+    # at 5.0 GiB, where the scores would add 1.0) but may not on MPS. On a CPU it holds the mapped bf16
+    # checkpoint beside any other precision (5–12.6 GiB for the 2B, against 2.5–4.7 for GGUF), and only bf16
+    # with bf16 matrix units (AMX) is fast (bench/README.md: 14 s per photo there, fp32 30 s): not estimated.
+    "transformers": EngineCosts(
+        context_tokens=_growing_context,
+        flash_attention_on=frozenset({"cuda", "cpu"}),
+        preference=0,
+        maps_checkpoint_on_cpu=True,
+        cpu_runtime_gb=TORCH_RUNTIME_GB,
+        decode_cap=TRANSFORMERS_DECODE_CAP,
+        decode_speed=TRANSFORMERS_SPEED,
+        precisions={"cuda": ("bf16", "nf4", "int8"), "metal": ("fp16",)},
+        bitsandbytes_precisions=("nf4", "int8"),
+        second_choice={
+            "metal": "transformers on Metal (MPS) is slower than GGUF on Metal",
+            "*": "Hugging Face generate is slower than llama.cpp at the same quality",
+        },
+    ),
+}
+"""The engines the catalog has variants for."""
+
+
+def costs_of(engine: str) -> EngineCosts:
+    """The cost traits of ``engine``.
+
+    Raises:
+        ConfigurationError: the catalog has a variant for an engine the estimates know nothing about.
+    """
+    try:
+        return ENGINE_COSTS[engine]
+    except KeyError:
+        raise ConfigurationError(
+            f"models.toml lists a {engine} variant, but the recommendation has no cost model for the "
+            f"{engine} engine (it knows {', '.join(ENGINE_COSTS)}): add one to ENGINE_COSTS in "
+            "backends/estimate.py."
+        ) from None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """What a profile needs, in GB (GiB), before and with the safety margin."""
+
+    weights_gb: float
+    kv_cache_gb: float
+    vision_gb: float
+    runtime_gb: float
+
+    @property
+    def subtotal_gb(self) -> float:
+        return self.weights_gb + self.kv_cache_gb + self.vision_gb + self.runtime_gb
+
+    @property
+    def total_gb(self) -> float:
+        return self.subtotal_gb * SAFETY_MARGIN
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "weights_gb": round(self.weights_gb, 2),
+            "kv_cache_gb": round(self.kv_cache_gb, 2),
+            "vision_gb": round(self.vision_gb, 2),
+            "runtime_gb": round(self.runtime_gb, 2),
+            "safety_margin": SAFETY_MARGIN,
+            "total_gb": round(self.total_gb, 2),
+        }
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a profile would run, with the numbers the estimates need."""
+
+    kind: str
+    """``cuda``, ``metal``, ``amd`` or ``cpu``."""
+    usable_gb: float
+    usable_label: str
+    """What the usable memory is, for reasons: e.g. ``of VRAM``, ``Metal working set (2/3 of RAM)``."""
+    bandwidth_gbs: float
+    tflops: float
+
+    @property
+    def family(self) -> str:
+        """``gpu`` or ``cpu``: which targets and image budgets apply."""
+        return "cpu" if self.kind == "cpu" else "gpu"
+
+
+def context_tokens(variant: Variant, image_tokens: int) -> int:
+    """Context the engine allocates KV cache for at this image budget."""
+    return costs_of(variant.engine).context_tokens(image_tokens)
+
+
+def uses_flash_attention(variant: Variant, device: Device) -> bool:
+    """Whether the vision encoder avoids materialising its attention scores."""
+    return device.kind in costs_of(variant.engine).flash_attention_on
+
+
+def vision_activation_bytes(variant: Variant, image_tokens: int, flash_attention: bool) -> float:
+    """Vision-encoder scratch for one image at the budget: linear in patches with flash attention, plus the
+    patches² attention scores without it."""
+    spec = variant.model
+    patches = PATCHES_PER_TOKEN * image_tokens
+    linear = patches * VISION_BYTES_PER_PATCH * spec.vision_hidden / 1024
+    if flash_attention:
+        return linear
+    return linear + NO_FLASH_SCORE_COPIES * spec.vision_heads * patches**2 * 4
+
+
+def weight_copy_gb(variant: Variant, device: Device) -> float:
+    """GB of the language model that llama.cpp (the gguf engine, Ollama) holds twice on a CPU.
+
+    It copies the weights into buffers of its own for its repacked kernels (Q4_K on AVX2 and ARM, Q8_0 on
+    ARM) and its AMX kernels (Q4_K, Q8_0, F16 on Xeons), while the mapped file stays resident. Counted for
+    every quantization so the estimate never falls short; it is high by the file's size where no copy is
+    made (Q8_0 and F16 on an x86 CPU without AMX). Measured with the benchmark's real-size 2B on an AMX CPU
+    (bench/README.md): +1.04 GiB for Q4_K_M (file 1.03 GiB), +1.89 for Q8_0 (1.71), +3.20 for F16 (3.21).
+    """
+    if device.family == "cpu" and costs_of(variant.engine).copies_weights_on_cpu:
+        return variant.decode_gb
+    return 0.0
+
+
+def mapped_checkpoint_gb(variant: Variant, device: Device) -> float:
+    """GB of the bf16 checkpoint resident beside the weights of transformers on a CPU, at the peak.
+
+    transformers reads the safetensors file through a memory mapping, and every page it reads counts in the
+    process's memory while the mapping lives. A bf16 model's weights are those pages. fp32, fp16 and int8
+    build converted copies beside them while loading, and the peak comes then (the mapping closes once every
+    tensor is converted); NF4 keeps the vision tower and the embeddings as views of the file, so the mapping
+    stays for the model's life. Measured with the benchmark's real-size 2B at 494 tokens (bench/README.md):
+    peaks of 12.6 GiB (fp32), 8.7 (fp16), 7.9 (int8) and 7.1 (NF4) against 5.0 for bf16.
+    """
+    maps = costs_of(variant.engine).maps_checkpoint_on_cpu
+    if device.family == "cpu" and maps and variant.quant != CHECKPOINT_DTYPE:
+        return variant.download_gb
+    return 0.0
+
+
+def estimate_memory(variant: Variant, image_tokens: int, device: Device) -> MemoryEstimate:
+    """Weights (with llama.cpp's CPU copy, or transformers' mapped checkpoint on a CPU) + KV cache +
+    vision-encoder activations at ``image_tokens`` + runtime, in GiB."""
+    flash = uses_flash_attention(variant, device)
+    extra_gb = weight_copy_gb(variant, device) + mapped_checkpoint_gb(variant, device)
+    libraries_gb = costs_of(variant.engine).cpu_runtime_gb if device.family == "cpu" else 0.0
+    return MemoryEstimate(
+        weights_gb=(variant.weights_gb + extra_gb) * 1e9 / GIB,
+        kv_cache_gb=context_tokens(variant, image_tokens) * variant.model.kv_bytes_per_token / GIB,
+        vision_gb=vision_activation_bytes(variant, image_tokens, flash) / GIB,
+        runtime_gb=RUNTIME_GB[device.family] + libraries_gb,
+    )
+
+
+def estimate_seconds(variant: Variant, image_tokens: int, device: Device) -> float:
+    """Seconds for one photo: vision encoder and prefill (compute) + decoding (bandwidth) + overhead."""
+    spec = variant.model
+    costs = costs_of(variant.engine)
+    patches = PATCHES_PER_TOKEN * image_tokens
+    attention = 4 * patches**2 * spec.vision_hidden * spec.vision_depth
+    if not uses_flash_attention(variant, device):
+        attention *= NO_FLASH_ATTENTION_SLOWDOWN
+    flops = (
+        2 * spec.llm_params_b * 1e9 * (image_tokens + PROMPT_TOKENS)
+        + 2 * spec.vision_params_b * 1e9 * patches
+        + attention
+    )
+    compute_s = flops / (device.tflops * 1e12)
+    tokens_per_s = device.bandwidth_gbs * DECODE_EFFICIENCY / variant.decode_gb
+    if costs.decode_cap is not None:
+        tokens_per_s = min(tokens_per_s, costs.decode_cap)
+    tokens_per_s *= costs.decode_speed.get(variant.quant, 1.0)
+    return compute_s + OUTPUT_TOKENS / tokens_per_s + PER_PHOTO_OVERHEAD_S
