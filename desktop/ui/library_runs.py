@@ -224,7 +224,7 @@ class RunsController(QObject):
         return self._thread is not None
 
     def start_run(self, request: RunRequest) -> None:
-        """Start tagging on a worker thread; ``runProgress`` and then ``runFinished`` follow.
+        """Start tagging on a worker thread; ``progressed`` and then ``finished`` follow.
 
         Raises:
             ConfigurationError: no model is set up, or a run is already going.
