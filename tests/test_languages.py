@@ -3,10 +3,7 @@ language check and the metadata writer's BCP-47 tags, read back with exiftool.""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from captioneer.desktop.library.quality import in_language
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
 from tests.fakes.tagging_engine import FakeEngine, fake_config
+from tests.test_review_write_cli import exiftool
 
 ENGLISH = "A small red boat is moored in the quiet harbour at the end of the day."
 BCP47 = re.compile(r"[a-z]{2,3}")
@@ -52,13 +50,6 @@ def test_the_language_check_knows_the_names_the_window_offers(
     text: str, language: str, expected: bool
 ) -> None:
     assert in_language(text, language) is expected
-
-
-def exiftool(path: Path) -> dict:
-    binary = shutil.which("exiftool")
-    assert binary, "exiftool is needed to check what was written"
-    out = subprocess.run([binary, "-j", "-G1", "-a", str(path)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)[0]
 
 
 def test_a_run_in_a_language_picked_by_its_own_name_is_checked_and_tagged(tmp_path: Path, capsys) -> None:
