@@ -12,10 +12,11 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from captioneer.desktop.core.paths import config_dir, logs_dir
 from captioneer.desktop.core.settings import Settings, load_settings
-from captioneer.desktop.ui.app import CrashHandler, apply_theme, crash_report, is_dark
+from captioneer.desktop.ui.app import CrashHandler, crash_report
 from captioneer.desktop.ui.crash_view import CrashDialog
 from captioneer.desktop.ui.main_window import MainWindow
 from captioneer.desktop.ui.settings_dialog import SettingsDialog, budget_hint
+from captioneer.desktop.ui.theme import apply_theme, is_dark
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),

@@ -54,7 +54,7 @@ def test_review_panel_chips_filter_and_autocomplete(qtbot, tmp_path: Path, open_
     tag_directly(root)
     window = open_window()
     detail = window.view.detail
-    assert window.current_row().name == "IMG_000.png"
+    assert window.selection.current_row().name == "IMG_000.png"
     assert detail.existing.keywords() == ["Grandma", "Porto"]
     assert all(isinstance(chip, QLabel) for chip in detail.existing.chips)  # shown, not editable
     assert detail.existing.isVisible() and not detail.existing_note.isVisible()
@@ -72,5 +72,5 @@ def test_review_panel_chips_filter_and_autocomplete(qtbot, tmp_path: Path, open_
     assert stems(window) == ["IMG_001"]
     filter_to(qtbot, window, keyword="", query="keyword:porto")
     assert stems(window) == ["IMG_000"]
-    qtbot.waitUntil(lambda: "Grandma" in window.completion_words(), timeout=10_000)
-    assert "Lisbon" in window.completion_words()
+    qtbot.waitUntil(lambda: "Grandma" in window.browse.completion_words(), timeout=10_000)
+    assert "Lisbon" in window.browse.completion_words()

@@ -27,8 +27,9 @@ from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.library_model import FAILED_ROLE, ROW_ROLE
+from captioneer.desktop.ui.library_review import KeywordCompleter
 from captioneer.desktop.ui.library_thumbs import thumbs_dir
-from captioneer.desktop.ui.library_window import KeywordCompleter, LibraryWindow, default_engine_args
+from captioneer.desktop.ui.library_window import LibraryWindow, default_engine_args
 from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
@@ -90,7 +91,7 @@ def open_window(qtbot):
     def make(delay: float = 0.0) -> LibraryWindow:
         window = LibraryWindow(engine_args=fake_args(), opener=fake_opener(delay))
         qtbot.addWidget(window.view)
-        with qtbot.waitSignal(window.filtered, timeout=10_000):
+        with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
             window.view.show()
         qtbot.waitExposed(window.view)
         window.view.activateWindow()
@@ -113,8 +114,8 @@ def reviews(root: Path) -> dict[str, str]:
 
 
 def filter_to(qtbot, window: LibraryWindow, **fields: str) -> None:
-    with qtbot.waitSignal(window.filtered, timeout=10_000):
-        assert window.apply_filter(**fields)
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
+        assert window.browse.apply_filter(**fields)
 
 
 def press(qtbot, window: LibraryWindow, key: Qt.Key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
@@ -132,22 +133,22 @@ def test_window_shows_the_library_and_filters_it(qtbot, tmp_path: Path, open_win
     assert library.text(0) == "Photos" and library.text(1) == "6"
     assert [library.child(i).text(0) for i in range(library.childCount())] == ["2023", "2024"]
 
-    with qtbot.waitSignal(window.filtered, timeout=10_000):
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
         window.view.folders.setCurrentItem(library.child(1))
     assert stems(window) == ["IMG_003", "IMG_004", "IMG_005"]
 
-    with qtbot.waitSignal(window.filtered, timeout=10_000):
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
         window.view.statuses.setCurrentRow(STATUS_FILTERS.index("approved"))
     assert window.model.rowCount() == 0
 
     filter_to(qtbot, window, folder="", status="all")
-    with qtbot.waitSignal(window.filtered, timeout=10_000):
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
         qtbot.keyClicks(window.view.search, "keyword:red OR keyword:green")
     assert stems(window) == ["IMG_000", "IMG_001"]
     assert "search keyword:red OR keyword:green" in window.view.count.text()
 
     # A search that cannot be read says where, and leaves the grid as it was.
-    assert not window.apply_filter(query='caption:"open')
+    assert not window.browse.apply_filter(query='caption:"open')
     assert window.view.search_error.isVisible() and "never closed" in window.view.search_error.text()
     assert stems(window) == ["IMG_000", "IMG_001"]
 
@@ -158,23 +159,23 @@ def test_keyboard_review_approve_reject_undo_and_edit(qtbot, tmp_path: Path, ope
     tag_directly(root)
     window = open_window()
     grid = window.view.grid
-    assert window.current_row().name == "IMG_000.png"
+    assert window.selection.current_row().name == "IMG_000.png"
     detail = window.view.detail
     assert detail.caption.toPlainText().startswith("A red square")
 
     press(qtbot, window, Qt.Key.Key_A)  # approve, move on
-    assert window.current_row().name == "IMG_001.png"
+    assert window.selection.current_row().name == "IMG_001.png"
     press(qtbot, window, Qt.Key.Key_R)  # reject, move on
     press(qtbot, window, Qt.Key.Key_J)  # skip one
     press(qtbot, window, Qt.Key.Key_K)  # back
-    assert window.current_row().name == "IMG_002.png"
+    assert window.selection.current_row().name == "IMG_002.png"
     assert reviews(root) == {
         "IMG_000": "approved", "IMG_001": "rejected", "IMG_002": "new",
         "IMG_003": "new", "IMG_004": "new", "IMG_005": "new",
     }  # fmt: skip
     press(qtbot, window, Qt.Key.Key_U)  # take back the reject
     assert reviews(root)["IMG_001"] == "new"
-    assert window.current_row().name == "IMG_001.png"
+    assert window.selection.current_row().name == "IMG_001.png"
 
     # Enter (or E) puts the cursor in the caption; Escape goes back; Ctrl+Return saves, approves, moves on.
     press(qtbot, window, Qt.Key.Key_Return)
@@ -186,7 +187,7 @@ def test_keyboard_review_approve_reject_undo_and_edit(qtbot, tmp_path: Path, ope
     qtbot.keyClicks(detail.caption, "Two friends cycling along the harbour at dawn.")
     detail.keywords.setText("cycling; harbour; friends")
     qtbot.keyClick(detail.caption, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert grid.hasFocus() and window.current_row().name == "IMG_002.png"
+    assert grid.hasFocus() and window.selection.current_row().name == "IMG_002.png"
     with open_catalog(readonly=True) as catalog:
         edited = next(r for r in catalog.results() if r.path.endswith("IMG_001.png"))
     assert edited.caption == "Two friends cycling along the harbour at dawn."
@@ -202,7 +203,7 @@ def test_keyboard_review_approve_reject_undo_and_edit(qtbot, tmp_path: Path, ope
     grid.selectionModel().clearSelection()
     for row in (3, 4, 5):
         grid.selectionModel().select(window.model.index(row), grid.selectionModel().SelectionFlag.Select)
-    assert window.approve() == 3
+    assert window.review.approve() == 3
     assert [reviews(root)[f"IMG_00{i}"] for i in (3, 4, 5)] == ["approved"] * 3
     assert window.model.photo_row(4).review == "approved"
 
@@ -216,9 +217,9 @@ def test_keyword_autocomplete_offers_the_library_and_the_vocabulary(
     vocabulary = tmp_path / "vocabulary.txt"
     vocabulary.write_text("harbour\nsunset = dusk, evening\n", encoding="utf-8")
     window = open_window()
-    qtbot.waitUntil(lambda: "red" in window.completion_words(), timeout=10_000)
-    window.load_vocabulary(vocabulary)
-    words = window.completion_words()
+    qtbot.waitUntil(lambda: "red" in window.browse.completion_words(), timeout=10_000)
+    window.browse.load_vocabulary(vocabulary)
+    words = window.browse.completion_words()
     assert words.index("red") < words.index("harbour") and "sunset" in words
 
     field = window.view.detail.keywords
@@ -422,7 +423,7 @@ def test_export_and_import_csv_and_json(qtbot, tmp_path: Path, open_window) -> N
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with qtbot.waitSignal(window.filtered, timeout=10_000):
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
         window.files.import_results(exported)
     changed = Path(rows[0]["path"]).stem
     assert reviews(root)[changed] == "approved"
@@ -510,12 +511,12 @@ def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, 
         results = {Path(r.path).stem: r for r in catalog.results()}
     assert set(results) == {"IMG_000", "IMG_002"}
     assert set(results["IMG_000"].keywords) <= {"red", "blue", "square"}  # only vocabulary words
-    assert "square" in window.completion_words()
+    assert "square" in window.browse.completion_words()
     window.shutdown()
     again = LibraryWindow(engine_args=fake_args(), opener=fake_opener())  # the vocabulary is remembered
     qtbot.addWidget(again.view)
     try:
-        assert {"red", "blue", "square"} <= set(again.completion_words())
+        assert {"red", "blue", "square"} <= set(again.browse.completion_words())
     finally:
         again.shutdown()
 
@@ -587,7 +588,7 @@ def test_tagging_reviewed_photos_again_asks_and_the_panel_says_what_will_be_writ
     assert {current["IMG_000"], current["IMG_002"]} == {r.id for r in approved}  # the reviewed ones stayed
 
     # Another task: nothing of it was reviewed, so nobody is asked; the photo now has two current results.
-    window.select_row(0)
+    window.selection.select_row(0)
     QTimer.singleShot(200, lambda: start("caption", False))
     with qtbot.waitSignal(window.runs.finished, timeout=20_000):
         window.view.tag_action.trigger()
@@ -600,8 +601,8 @@ def test_tagging_reviewed_photos_again_asks_and_the_panel_says_what_will_be_writ
     will_write = detail.will_write.text()
     assert f"caption: {keywords_result.caption}" in will_write  # only the approved result, so far
     assert "keywords: " + "; ".join(keywords_result.keywords) in will_write
-    window.approve()  # approves both tasks' results of the photo
-    window.select_row(0)
+    window.review.approve()  # approves both tasks' results of the photo
+    window.selection.select_row(0)
     with open_catalog(readonly=True) as catalog:
         caption_result = next(
             r for r in catalog.current_results(keywords_result.photo_id) if r.task == "caption"

@@ -67,12 +67,12 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
     window = LibraryWindow(engine_args=args)  # the app's own opener: the engine host process
     qtbot.addWidget(window.view)
     try:
-        with qtbot.waitSignal(window.filtered, timeout=10_000):
+        with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
             window.view.show()
         qtbot.waitExposed(window.view)
         window.view.activateWindow()
 
-        with qtbot.waitSignal(window.filtered, timeout=20_000):
+        with qtbot.waitSignal(window.browse.filtered, timeout=20_000):
             window.files.add_folder(root)
         assert window.model.rowCount() == 3 and window.model.photo_row(0).status == "untagged"
 
@@ -90,7 +90,7 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
 
         # Review at keyboard speed: approve each tagged photo.
         window.view.grid.setFocus()
-        window.select_row(0)
+        window.selection.select_row(0)
         for _ in range(3):
             qtbot.keyClick(window.view.grid, Qt.Key.Key_A)
         with open_catalog(readonly=True) as catalog:
@@ -134,7 +134,7 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
             return {window.model.photo_row(i).path for i in range(window.model.rowCount())}
 
         qtbot.waitUntil(
-            lambda: window.filter.query == f'keyword:"{word}"' and shown() == expected, timeout=10_000
+            lambda: window.browse.filter.query == f'keyword:"{word}"' and shown() == expected, timeout=10_000
         )
         assert tagged.path in shown() and len(shown()) < 3 or len(expected) == 3
     finally:

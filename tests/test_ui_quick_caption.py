@@ -147,7 +147,7 @@ def test_drop_captions_with_the_real_engine_and_never_blocks(qtbot, open_window,
     assert [Path(r.path).name for r in results] == ["blue.jpg", "red.png"]
     assert all(r.ok for r in results), [r.error for r in results]
     assert chunks, "nothing was streamed"
-    cards = list(window.cards.values())
+    cards = list(window.card_list.cards.values())
     assert window.view.pages.currentWidget() is window.view.scroll
     for card, res in zip(cards, results, strict=True):
         assert card.view.state is CardState.DONE
@@ -166,7 +166,7 @@ def test_drop_captions_with_the_real_engine_and_never_blocks(qtbot, open_window,
 
     cards[0].view.copy_text.click()
     assert QGuiApplication.clipboard().text() == results[0].text
-    window.copy_all(as_json=True)
+    window.card_list.copy_all(as_json=True)
     copied = json.loads(QGuiApplication.clipboard().text())
     assert [item["path"] for item in copied] == [r.path for r in results]
 
@@ -209,7 +209,7 @@ def test_heic_photos_get_a_thumbnail_and_a_caption_and_the_choice_is_remembered(
     window.add_paths([heic])
     (res,) = wait_results(qtbot, window, 1)
     assert res.ok and res.task == "alt_text", res.error
-    card = next(iter(window.cards.values()))
+    card = next(iter(window.card_list.cards.values()))
     qtbot.waitUntil(lambda: not card.view.thumbnail.pixmap().isNull(), timeout=10_000)
     assert card.view.copy_alt.isEnabled()
     assert (load_settings().task, load_settings().language) == ("alt_text", "Deutsch")
@@ -220,7 +220,7 @@ def test_paste_without_an_image_says_so(open_window) -> None:
     QGuiApplication.clipboard().setText("just words")
     window.paste()
     assert "no image" in window.view.statusBar().currentMessage()
-    assert not window.cards
+    assert not window.card_list.cards
 
 
 def test_a_broken_photo_fails_in_its_card_and_the_rest_continue(
@@ -233,7 +233,7 @@ def test_a_broken_photo_fails_in_its_card_and_the_rest_continue(
     window.add_paths([broken, good])
     results = {Path(r.path).name: r for r in wait_results(qtbot, window, 2)}
     assert not results["broken.jpg"].ok and results["good.png"].ok
-    cards = {card.path.name: card for card in window.cards.values()}
+    cards = {card.path.name: card for card in window.card_list.cards.values()}
     bad_card = cards["broken.jpg"].view
     assert bad_card.state is CardState.FAILED
     assert "corrupt" in bad_card.text.text() or "not an image" in bad_card.text.text()
@@ -261,7 +261,7 @@ def test_cancel_stops_generation_at_once_and_leaves_no_partial_answer(
     stopped_after = time.perf_counter() - first_chunk[0]
     print(f"\ncancel took {stopped_after:.2f} s")
     assert stopped_after < 5.0
-    for card in window.cards.values():
+    for card in window.card_list.cards.values():
         assert card.view.state is CardState.CANCELLED
         assert card.result is None
         assert "Stopped before an answer was finished" in card.view.text.text()
@@ -279,14 +279,15 @@ def test_an_engine_that_cannot_start_fails_every_card_with_the_reason(qtbot, ope
     assert all(not r.ok and r.error_kind == "engine" for r in results)
     assert "missing.gguf" in results[0].error
     assert window.view.banner.isVisible() and "could not start" in window.view.banner_text.text()
-    assert all(card.view.state is CardState.FAILED for card in window.cards.values())
+    assert all(card.view.state is CardState.FAILED for card in window.card_list.cards.values())
 
 
 def test_no_model_fails_cards_with_setup_advice(qtbot, open_window, tmp_path) -> None:
     window = open_window()
     window.add_paths([photo(tmp_path / "a.png")])
-    qtbot.waitUntil(lambda: bool(window.cards) and next(iter(window.cards.values())).result is not None)
-    card = next(iter(window.cards.values()))
+    cards = window.card_list.cards
+    qtbot.waitUntil(lambda: bool(cards) and next(iter(cards.values())).result is not None)
+    card = next(iter(window.card_list.cards.values()))
     assert card.view.state is CardState.FAILED
     assert "Set Up a Model" in card.view.text.text()
 
@@ -355,9 +356,10 @@ def test_a_bug_in_the_engine_marks_the_card_and_reaches_the_crash_handler(qtbot,
     try:
         with qtbot.captureExceptions() as exceptions:
             window.add_paths([photo(tmp_path / "a.png")])
-            qtbot.waitUntil(lambda: bool(window.cards) and not window.busy
-                            and next(iter(window.cards.values())).result is not None, timeout=20_000)
-        card = next(iter(window.cards.values()))
+            cards = window.card_list.cards
+            qtbot.waitUntil(lambda: bool(cards) and not window.busy
+                            and next(iter(cards.values())).result is not None, timeout=20_000)
+        card = next(iter(window.card_list.cards.values()))
         assert card.view.state is CardState.FAILED and "Unexpected error" in card.view.text.text()
         assert not window.view.cancel_button.isEnabled()
         assert any("a bug, not a bad photo" in str(exc[1]) for exc in exceptions)

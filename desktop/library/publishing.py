@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.languages import find_language
 from captioneer.desktop.core.paths import data_dir
 from captioneer.desktop.library.catalog import Catalog, Result
 from captioneer.desktop.library.catalog.write_ops import WriteOperation as WriteOperation
@@ -36,38 +37,6 @@ from captioneer.desktop.library.writer import DiskFullError, WriteOptions, Write
 WRITABLE_REVIEWED = ("approved",)
 WRITABLE_UNREVIEWED = ("approved", "new", "needs_review")
 
-# BCP-47 tags for the output languages people pick by name; the caption is also written as x-default.
-LANGUAGE_TAGS = {
-    "english": "en",
-    "german": "de",
-    "french": "fr",
-    "spanish": "es",
-    "italian": "it",
-    "portuguese": "pt",
-    "dutch": "nl",
-    "swedish": "sv",
-    "danish": "da",
-    "norwegian": "no",
-    "finnish": "fi",
-    "polish": "pl",
-    "czech": "cs",
-    "turkish": "tr",
-    "russian": "ru",
-    "ukrainian": "uk",
-    "greek": "el",
-    "japanese": "ja",
-    "chinese": "zh",
-    "korean": "ko",
-    "arabic": "ar",
-    "hebrew": "he",
-    "hindi": "hi",
-    "thai": "th",
-    "vietnamese": "vi",
-    "indonesian": "id",
-    "romanian": "ro",
-    "hungarian": "hu",
-    "bulgarian": "bg",
-}
 
 Report = Callable[[str], None]
 
@@ -85,9 +54,10 @@ class UndoRefused(CaptioneerError):
 
 
 def language_tag(language: str) -> str:
-    """The BCP-47 tag for a language name (``German`` → ``de``); a tag given as such is kept."""
+    """The BCP-47 tag for a language name (``Deutsch`` or ``German`` → ``de``); a tag is kept as given."""
     name = language.strip()
-    return LANGUAGE_TAGS.get(name.casefold(), name if len(name) <= 8 and " " not in name else "")
+    known = find_language(name)
+    return known.tag if known is not None else name if len(name) <= 8 and " " not in name else ""
 
 
 def _start_operation(catalog: Catalog, mode: WriteMode) -> tuple[int, Journal]:

@@ -7,6 +7,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from captioneer.desktop.core.languages import find_language
+
 MIN_CAPTION_CHARS = 3
 REPEAT_WINDOW = 8
 """How many preceding photos of a run a caption is compared with."""
@@ -136,7 +138,8 @@ def repeated_caption(caption: str, previous: Iterable[str], limit: int = REPEAT_
 def in_language(text: str, language: str) -> bool:
     """A cheap check that ``text`` is written in ``language``: its script, and for Latin-script languages
     its function words. Unknown languages and short texts pass (too little evidence to flag)."""
-    name = language.strip().casefold()
+    known = find_language(language)  # "Deutsch" as the window offers it, or "German"
+    name = known.english if known is not None else language.strip().casefold()
     script = _SCRIPTS.get(name)
     if script is None:
         return True

@@ -1,4 +1,5 @@
-"""Qt application setup for the Captioneer window: style, light/dark theme, icon and the crash handler."""
+"""Qt application setup for the Captioneer window: the QApplication, the crash handler and the event loop
+(the look lives in theme.py)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
 
 from captioneer.desktop import __version__
-from captioneer.desktop.core.paths import logs_dir, resource_path
+from captioneer.desktop.core.paths import logs_dir
+from captioneer.desktop.ui.theme import app_icon, apply_theme
 
 if TYPE_CHECKING:
     from captioneer.desktop.core.captioning import CaptionResult
     from captioneer.desktop.ui.main_window import MainWindow
-
-THEMES = ("system", "light", "dark")
-
-
-def app_icon() -> QIcon:
-    """The Captioneer icon (resources/icons/captioneer.svg)."""
-    return QIcon(str(resource_path("icons/captioneer.svg")))
 
 
 def create_app(argv: Sequence[str] | None = None) -> QApplication:
@@ -46,65 +41,6 @@ def create_app(argv: Sequence[str] | None = None) -> QApplication:
     app.setDesktopFileName("captioneer")
     app.setWindowIcon(app_icon())
     return app
-
-
-def dark_palette() -> QPalette:
-    """A calm dark palette for Fusion, used when the user picks the dark theme."""
-    palette = QPalette()
-    window, base, text = QColor(37, 39, 43), QColor(28, 30, 33), QColor(230, 231, 233)
-    disabled = QColor(128, 130, 134)
-    highlight = QColor(70, 130, 230)
-    roles = {
-        QPalette.ColorRole.Window: window,
-        QPalette.ColorRole.WindowText: text,
-        QPalette.ColorRole.Base: base,
-        QPalette.ColorRole.AlternateBase: QColor(45, 48, 53),
-        QPalette.ColorRole.ToolTipBase: QColor(50, 53, 58),
-        QPalette.ColorRole.ToolTipText: text,
-        QPalette.ColorRole.PlaceholderText: disabled,
-        QPalette.ColorRole.Text: text,
-        QPalette.ColorRole.Button: QColor(50, 53, 58),
-        QPalette.ColorRole.ButtonText: text,
-        QPalette.ColorRole.BrightText: QColor(255, 90, 90),
-        QPalette.ColorRole.Light: QColor(70, 73, 78),
-        QPalette.ColorRole.Midlight: QColor(58, 61, 66),
-        QPalette.ColorRole.Mid: QColor(60, 63, 68),
-        QPalette.ColorRole.Dark: QColor(20, 21, 23),
-        QPalette.ColorRole.Shadow: QColor(0, 0, 0),
-        QPalette.ColorRole.Highlight: highlight,
-        QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
-        QPalette.ColorRole.Link: QColor(110, 165, 255),
-        QPalette.ColorRole.LinkVisited: QColor(170, 140, 255),
-    }
-    for role, color in roles.items():
-        palette.setColor(role, color)
-    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, disabled)
-    return palette
-
-
-def apply_theme(app: QApplication, theme: str) -> None:
-    """``system`` follows the desktop (native style and palette); ``light``/``dark`` force Fusion colours."""
-    if theme not in THEMES:
-        raise ValueError(f"unknown theme {theme!r}; choose one of {', '.join(THEMES)}")
-    if theme == "system":
-        app.styleHints().unsetColorScheme()
-        return
-    app.setStyle(QStyleFactory.create("Fusion"))
-    if theme == "dark":
-        app.styleHints().setColorScheme(Qt.ColorScheme.Dark)
-        app.setPalette(dark_palette())
-    else:
-        app.styleHints().setColorScheme(Qt.ColorScheme.Light)
-        app.setPalette(app.style().standardPalette())
-
-
-def is_dark(widget: QWidget | None = None) -> bool:
-    """Whether the current palette is dark (window colour darker than its text)."""
-    palette = widget.palette() if widget is not None else QGuiApplication.palette()
-    return palette.color(QPalette.ColorRole.Window).lightness() < palette.color(
-        QPalette.ColorRole.WindowText
-    ).lightness()
 
 
 def crash_report(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> str:

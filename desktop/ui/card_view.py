@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.ui.app import is_dark
+from captioneer.desktop.ui.theme import is_dark
 
 THUMB_EDGE = 132
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem
@@ -26,28 +26,35 @@ from captioneer.desktop.library.publishing import (
 )
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.library.sidecars import WriteMode
+from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_dialogs_view import UndoWriteDialogView, WriteDialogView
+from captioneer.desktop.ui.library_session import LibrarySession
+from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.library_workers import CatalogWork, catalog_call
 from captioneer.desktop.ui.workers import Call
-
-if TYPE_CHECKING:
-    from captioneer.desktop.ui.library_window import LibraryWindow
 
 PREVIEW_LINES = 4000
 """The write preview shows the diff of this many files at most (and says how many more)."""
 
 
 class FilesController(QObject):
-    """Scan, write, undo, export and import for a library window; each answers in the status bar and
-    through the window's ``message`` signal, then refreshes what the window shows."""
+    """Scan, write, undo, export and import for a library window: it drives their menu actions and dialogs,
+    answers through the session's ``notify``, then asks the browser to show the catalog afresh."""
 
-    def __init__(self, window: LibraryWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        session: LibrarySession,
+        view: LibraryView,
+        browse: BrowseController,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.view = view
+        self.browse = browse
         self._calls: list[Call] = []
         self._write_dialog: WriteDialogView | None = None
         self._undo_dialog: UndoWriteDialogView | None = None
-        view = window.view
         view.add_folder_action.triggered.connect(self._choose_folder)
         view.rescan_action.triggered.connect(self.rescan)
         view.write_action.triggered.connect(self.open_write_dialog)
@@ -56,24 +63,24 @@ class FilesController(QObject):
         view.import_action.triggered.connect(self._choose_import)
 
     def _call(self, work: CatalogWork, on_success: Callable[[Any], None], label: str) -> Call:
-        call = catalog_call(self.window.catalog, work, self)
+        call = catalog_call(self.session.catalog, work, self)
         self._calls.append(call)
         call.succeeded.connect(on_success)
-        call.failed.connect(lambda message: self.window.notify(f"{label} failed: {message}"))
-        call.progress.connect(lambda _fraction, text: self.window.view.statusBar().showMessage(text))
+        call.failed.connect(lambda message: self.session.notify(f"{label} failed: {message}"))
+        call.progress.connect(lambda _fraction, text: self.view.statusBar().showMessage(text))
         call.finished.connect(lambda: self._calls.remove(call) if call in self._calls else None)
         call.start()
         return call
 
     def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window.view, "Add a Photo Folder")
+        folder = QFileDialog.getExistingDirectory(self.view, "Add a Photo Folder")
         if folder:
             self.add_folder(Path(folder))
 
     def add_folder(self, folder: Path) -> Call:
         """Scan a folder into the catalog (off the GUI thread), then show it."""
         folder = folder.expanduser().absolute()
-        self.window.notify(f"Scanning {folder}…")
+        self.session.notify(f"Scanning {folder}…")
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
             def found(count: int, name: str) -> None:
@@ -82,15 +89,15 @@ class FilesController(QObject):
             return scan_library(catalog, folder, cancel=cancel, progress=found).summary()
 
         def done(summary: str) -> None:
-            self.window.notify(f"Scanned {folder}: {summary}")
-            self.window.refresh_overview()
-            self.window.apply_filter(folder=str(folder))
+            self.session.notify(f"Scanned {folder}: {summary}")
+            self.browse.refresh_overview()
+            self.browse.apply_filter(folder=str(folder))
 
         return self._call(work, done, "Scanning")
 
     def rescan(self) -> Call:
         """Rescan every library for new, changed and moved photos."""
-        roots = [Path(root) for _id, root in self.window.catalog.libraries()]
+        roots = [Path(root) for _id, root in self.session.catalog.libraries()]
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
             return "; ".join(
@@ -98,14 +105,14 @@ class FilesController(QObject):
             )
 
         def done(summary: str) -> None:
-            self.window.notify(f"Rescanned: {summary}" if summary else "No library yet: add a folder first.")
-            self.window.refresh_overview()
-            self.window.refilter()
+            self.session.notify(f"Rescanned: {summary}" if summary else "No library yet: add a folder first.")
+            self.browse.refresh_overview()
+            self.browse.refilter()
 
         return self._call(work, done, "Scanning")
 
     def write_mode(self) -> WriteMode:
-        return WriteMode(self.window.prefs.write_mode or self.window.settings.metadata_mode)
+        return WriteMode(self.session.prefs.write_mode or self.session.settings.metadata_mode)
 
     def preview_write(self, mode: WriteMode, unreviewed: bool = False) -> Call:
         """The per-file metadata diff of writing the approved results; succeeded carries (summary, text)."""
@@ -145,12 +152,12 @@ class FilesController(QObject):
 
         def finished(value: tuple[str, list[str]]) -> None:
             summary, details = value
-            self.window.notify(f"Metadata written: {summary}.")
+            self.session.notify(f"Metadata written: {summary}.")
             if self._write_dialog is not None:
                 self._write_dialog.summary.setText(f"Done: {summary}. Undo a Write… puts the files back.")
                 self._write_dialog.preview.setPlainText("\n".join(details[:PREVIEW_LINES]))
                 self._write_dialog.write_button.setEnabled(False)
-            self.window.refilter()
+            self.browse.refilter()
 
         return self._call(work, finished, "Writing")
 
@@ -159,7 +166,7 @@ class FilesController(QObject):
         if self._write_dialog is not None:
             self._write_dialog.raise_()
             return self._write_dialog
-        dialog = WriteDialogView(self.window.view)
+        dialog = WriteDialogView(self.view)
         dialog.mode.setCurrentIndex(max(0, dialog.mode.findData(self.write_mode().value)))
         self._write_dialog = dialog
 
@@ -167,7 +174,7 @@ class FilesController(QObject):
             dialog.write_button.setEnabled(False)
             dialog.summary.setText("Preparing the preview…")
             dialog.preview.setPlainText("")
-            self.window.prefs.write_mode = dialog.mode.currentData()
+            self.session.prefs.write_mode = dialog.mode.currentData()
             self.preview_write(WriteMode(dialog.mode.currentData()), dialog.unreviewed.isChecked())
 
         def write() -> None:
@@ -204,7 +211,7 @@ class FilesController(QObject):
         if self._undo_dialog is not None:
             self._undo_dialog.raise_()
             return self._undo_dialog
-        dialog = UndoWriteDialogView(self.window.view)
+        dialog = UndoWriteDialogView(self.view)
         self._undo_dialog = dialog
 
         def undo_chosen() -> None:
@@ -223,7 +230,7 @@ class FilesController(QObject):
         dialog.finished.connect(lambda _code: closed())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        self._show_operations(write_operations(self.window.catalog))
+        self._show_operations(write_operations(self.session.catalog))
         return dialog
 
     def _show_operations(self, operations: list[WriteOperation]) -> None:
@@ -250,11 +257,11 @@ class FilesController(QObject):
             )
 
         def done(summary: str) -> None:
-            self.window.notify(summary)
+            self.session.notify(summary)
             if self._undo_dialog is not None:
                 self._undo_dialog.summary.setText(summary)
-                self._show_operations(write_operations(self.window.catalog))
-            self.window.refilter()
+                self._show_operations(write_operations(self.session.catalog))
+            self.browse.refilter()
 
         call = self._call(work, done, "Undo")
         call.failed.connect(self._undo_failed)
@@ -267,14 +274,14 @@ class FilesController(QObject):
 
     def _choose_export(self) -> None:
         path, _filter = QFileDialog.getSaveFileName(
-            self.window.view, "Export Results", "captioneer-results.csv", "CSV (*.csv);;JSON (*.json)"
+            self.view, "Export Results", "captioneer-results.csv", "CSV (*.csv);;JSON (*.json)"
         )
         if path:
             self.export_results(Path(path))
 
     def export_results(self, path: Path) -> Call:
         """Export the newest result of every photo the filter shows, as CSV or JSON (by the file's suffix)."""
-        browse = self.window.filter
+        browse = self.browse.filter
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
             results = filtered_results(catalog, browse)
@@ -285,11 +292,11 @@ class FilesController(QObject):
                 raise ConfigurationError(f"Cannot write {path}: {exc.strerror}") from None
             return f"Exported {len(results):,} results to {path}."
 
-        return self._call(work, self.window.notify, "Export")
+        return self._call(work, self.session.notify, "Export")
 
     def _choose_import(self) -> None:
         path, _filter = QFileDialog.getOpenFileName(
-            self.window.view, "Import Edited Results", "", "Exports (*.csv *.json);;All files (*)"
+            self.view, "Import Edited Results", "", "Exports (*.csv *.json);;All files (*)"
         )
         if path:
             self.import_results(Path(path))
@@ -302,10 +309,10 @@ class FilesController(QObject):
             return f"Imported {path.name}: {report.updated} results updated, {report.unchanged} unchanged."
 
         def done(summary: str) -> None:
-            self.window.notify(summary)
-            self.window.model.refresh()
-            self.window.refresh_overview()
-            self.window.refilter()
+            self.session.notify(summary)
+            self.browse.model.refresh()
+            self.browse.refresh_overview()
+            self.browse.refilter()
 
         return self._call(work, done, "Import")
 

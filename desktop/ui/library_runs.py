@@ -4,9 +4,10 @@ the offer to resume an unfinished run, also after the window was closed and open
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QPixmap
@@ -24,11 +25,14 @@ from captioneer.desktop.library.runs import (
     format_duration,
     reviewed_in_selection,
 )
+from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
+from captioneer.desktop.ui.library_selection import GridSelection
+from captioneer.desktop.ui.library_session import LibrarySession
+from captioneer.desktop.ui.library_thumbs import ThumbnailCache
+from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
-
-if TYPE_CHECKING:
-    from captioneer.desktop.ui.library_window import LibraryWindow
+from captioneer.desktop.ui.workers import BackendOpener
 
 FINISHED_TITLES = {
     "done": "Finished",
@@ -39,26 +43,43 @@ FINISHED_TITLES = {
 
 
 class RunsController(QObject):
-    """One run at a time for a library window; ``progressed`` and ``finished`` tell the window and tests."""
+    """One run at a time for a library window; ``progressed`` and ``finished`` tell the window and tests.
+    It drives the Tag Photos action, the resume banner and the run panel; it reads the selection and the
+    filter, and asks the browser to show the catalog afresh when a run ends."""
 
     progressed = Signal(object)  # RunProgress
     finished = Signal(object)  # RunOutcome
 
-    def __init__(self, window: LibraryWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        session: LibrarySession,
+        view: LibraryView,
+        browse: BrowseController,
+        selection: GridSelection,
+        thumbs: ThumbnailCache,
+        opener: BackendOpener,
+        engine_args: argparse.Namespace,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.view = view
+        self.browse = browse
+        self.selection = selection
+        self.thumbs = thumbs
+        self.opener = opener
+        self.engine_args = engine_args
         self._thread: QThread | None = None
         self._worker: RunWorker | None = None
         self._controller: RunController | None = None
         self._live_photo = ""
-        view = window.view
         view.tag_action.triggered.connect(self.open_run_dialog)
         view.banner.dismiss_button.clicked.connect(view.banner.hide)
         view.banner.accept_button.clicked.connect(self._accept_banner)
         view.run_panel.pause_button.clicked.connect(self.toggle_pause)
         view.run_panel.cancel_button.clicked.connect(self.stop_run)
         view.run_panel.close_button.clicked.connect(view.run_panel.hide)
-        window.thumbs.ready.connect(self._live_ready)
+        thumbs.ready.connect(self._live_ready)
 
     def engine_config(self) -> EngineConfig:
         """The engine and model the settings (or the given engine options) choose.
@@ -66,7 +87,7 @@ class RunsController(QObject):
         Raises:
             ConfigurationError: no model is set up yet.
         """
-        return engine_config_from_args(self.window.engine_args, self.window.settings)
+        return engine_config_from_args(self.engine_args, self.session.settings)
 
     def run_spec(
         self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
@@ -80,14 +101,14 @@ class RunsController(QObject):
         terms: tuple[str, ...] = ()
         synonyms: dict[str, str] = {}
         if vocabulary is not None:
-            parsed = self.window.load_vocabulary(vocabulary)
+            parsed = self.browse.load_vocabulary(vocabulary)
             terms, synonyms = parsed.terms, dict(parsed.synonyms)
-        sampling: dict[str, Any] = {"temperature": self.window.settings.temperature}
-        if self.window.settings.max_tokens:
-            sampling["max_new_tokens"] = self.window.settings.max_tokens
+        sampling: dict[str, Any] = {"temperature": self.session.settings.temperature}
+        if self.session.settings.max_tokens:
+            sampling["max_new_tokens"] = self.session.settings.max_tokens
         return RunSpec(
             task=task,
-            language=language or self.window.settings.language,
+            language=language or self.session.settings.language,
             vocabulary=terms,
             synonyms=synonyms,
             vocabulary_only=vocabulary_only and bool(terms),
@@ -98,7 +119,7 @@ class RunsController(QObject):
     def run_request(self, scope: str, spec: RunSpec, redo: bool = False) -> RunRequest:
         """Which photos a run takes: the selection, the folder being browsed, or all the filter shows."""
         if scope == "selection":
-            rows = self.window.selected_rows()
+            rows = self.selection.selected_rows()
             return RunRequest(
                 scope="selection "
                 + ",".join(str(row.photo_id) for row in rows[:50])
@@ -108,34 +129,30 @@ class RunsController(QObject):
                 redo=redo,
             )
         if scope == "folder":
-            folder = self.window.filter.folder or (
-                self.window.trees[0].path if len(self.window.trees) == 1 else ""
-            )
+            folder = self.browse.current_folder()
             if not folder:
                 raise ConfigurationError("Choose a folder on the left first.")
             return RunRequest(scope=folder, spec=spec, folder=Path(folder), redo=redo)
         return RunRequest(
-            scope=f"filter {self.window.filter.describe()}",
+            scope=f"filter {self.browse.filter.describe()}",
             spec=spec,
-            photo_ids=tuple(self.window.model.ids()),
+            photo_ids=tuple(self.selection.model.ids()),
             redo=redo,
         )
 
     def open_run_dialog(self) -> None:
         """Tag Photos…: choose photos, task, language and vocabulary, then start."""
         if self.running:
-            self.window.notify("A run is already going; stop it first or wait for it to finish.")
+            self.session.notify("A run is already going; stop it first or wait for it to finish.")
             return
-        dialog = RunDialogView(self.window.view)
-        selected = len(self.window.selected_rows())
-        folder = self.window.filter.folder or (
-            self.window.trees[0].path if len(self.window.trees) == 1 else ""
-        )
+        dialog = RunDialogView(self.view)
+        selected = len(self.selection.selected_rows())
+        folder = self.browse.current_folder()
         dialog.scope_selection.setText(f"Selected photos ({selected:,})")
         dialog.scope_folder.setText(f"Folder {folder} (scanned for new photos first)" if folder else "Folder")
         dialog.scope_folder.setEnabled(bool(folder))
         dialog.scope_filter.setText(
-            f"Photos shown now ({self.window.model.rowCount():,}: {self.window.filter.describe()})"
+            f"Photos shown now ({self.selection.model.rowCount():,}: {self.browse.filter.describe()})"
         )
         (
             dialog.scope_selection if selected > 1 else dialog.scope_folder if folder else dialog.scope_filter
@@ -143,10 +160,10 @@ class RunsController(QObject):
         for task in all_tasks().values():
             if not task.needs_question:
                 dialog.task.addItem(task.label, task.id)
-        dialog.task.setCurrentIndex(max(0, dialog.task.findData(self.window.prefs.task)))
-        dialog.language.setText(self.window.prefs.language or self.window.settings.language)
-        dialog.vocabulary.setText(self.window.prefs.vocabulary)
-        dialog.vocabulary_only.setChecked(self.window.prefs.vocabulary_only)
+        dialog.task.setCurrentIndex(max(0, dialog.task.findData(self.session.prefs.task)))
+        dialog.language.setText(self.session.prefs.language or self.session.settings.language)
+        dialog.vocabulary.setText(self.session.prefs.vocabulary)
+        dialog.vocabulary_only.setChecked(self.session.prefs.vocabulary_only)
         try:
             config = self.engine_config()
             dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
@@ -163,16 +180,16 @@ class RunsController(QObject):
             return
         scope = SCOPES[dialog.scope_buttons.checkedId()]
         vocabulary = dialog.vocabulary.text().strip()
-        self.window.prefs.task = dialog.task.currentData()
-        self.window.prefs.language = dialog.language.text().strip()
-        self.window.prefs.vocabulary = vocabulary
-        self.window.prefs.vocabulary_only = dialog.vocabulary_only.isChecked()
+        self.session.prefs.task = dialog.task.currentData()
+        self.session.prefs.language = dialog.language.text().strip()
+        self.session.prefs.vocabulary = vocabulary
+        self.session.prefs.vocabulary_only = dialog.vocabulary_only.isChecked()
         try:
             spec = self.run_spec(
-                self.window.prefs.task,
-                self.window.prefs.language,
+                self.session.prefs.task,
+                self.session.prefs.language,
                 Path(vocabulary).expanduser() if vocabulary else None,
-                self.window.prefs.vocabulary_only,
+                self.session.prefs.vocabulary_only,
             )
             request = self.run_request(scope, spec, redo=dialog.redo.isChecked())
             on_reviewed = self.ask_about_reviewed(request, dialog.task.currentText())
@@ -180,13 +197,13 @@ class RunsController(QObject):
                 return
             self.start_run(replace(request, on_reviewed=on_reviewed))
         except CaptioneerError as exc:
-            self.window.notify(str(exc))
+            self.session.notify(str(exc))
 
     def ask_about_reviewed(self, request: RunRequest, task_label: str) -> str | None:
         """When the run would tag photos whose current result was reviewed, ask once: ``skip``, ``replace`` or
         ``keep``; None when the person cancels. A folder counts the photos catalogued before its scan (a new
         photo has nothing reviewed)."""
-        catalog = self.window.catalog
+        catalog = self.session.catalog
         if request.folder is not None:
             photos = catalog.photos_under(request.folder)
         else:
@@ -194,7 +211,7 @@ class RunsController(QObject):
         count = reviewed_in_selection(catalog, photos, request.spec, self.engine_config(), redo=request.redo)
         if not count:
             return "skip"
-        question = ReviewedQuestionView(count, task_label, self.window.view)
+        question = ReviewedQuestionView(count, task_label, self.view)
         question.exec()
         return {
             question.skip_button: "skip",
@@ -207,7 +224,7 @@ class RunsController(QObject):
         return self._thread is not None
 
     def start_run(self, request: RunRequest) -> None:
-        """Start tagging on a worker thread; ``runProgress`` and then ``runFinished`` follow.
+        """Start tagging on a worker thread; ``progressed`` and then ``finished`` follow.
 
         Raises:
             ConfigurationError: no model is set up, or a run is already going.
@@ -215,10 +232,10 @@ class RunsController(QObject):
         if self.running:
             raise ConfigurationError("A run is already going; stop it first or wait for it to finish.")
         config = self.engine_config()
-        self.window.view.banner.hide()
+        self.view.banner.hide()
         self._controller = RunController()
         thread = QThread(self)
-        worker = RunWorker(self.window.catalog, self.window.opener, config, request, self._controller)
+        worker = RunWorker(self.session.catalog, self.opener, config, request, self._controller)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.status.connect(self._run_status)
@@ -227,7 +244,7 @@ class RunsController(QObject):
         worker.finished.connect(self._run_finished)
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread, self._worker = thread, worker
-        panel = self.window.view.run_panel
+        panel = self.view.run_panel
         panel.title.setText("Resuming run" if request.resume else "Tagging")
         panel.current.setText("")
         panel.progress.setRange(0, 0)
@@ -246,7 +263,7 @@ class RunsController(QObject):
         controller = self._controller
         if controller is None:
             return
-        panel = self.window.view.run_panel
+        panel = self.view.run_panel
         if controller.paused:
             controller.resume()
             panel.pause_button.setText("Pause")
@@ -260,22 +277,22 @@ class RunsController(QObject):
         """Stop after the current photo; the run stays resumable."""
         if self._controller is not None:
             self._controller.cancel()
-            self.window.view.run_panel.stats.setText("Stopping after the current photo…")
-            self.window.view.run_panel.cancel_button.setEnabled(False)
+            self.view.run_panel.stats.setText("Stopping after the current photo…")
+            self.view.run_panel.cancel_button.setEnabled(False)
 
     @Slot(str)
     def _run_status(self, text: str) -> None:
-        self.window.view.run_panel.stats.setText(text)
+        self.view.run_panel.stats.setText(text)
 
     @Slot(str)
     def _run_event(self, text: str) -> None:
-        self.window.view.run_panel.event.setText(text)
+        self.view.run_panel.event.setText(text)
 
     @Slot(object)
     def _run_progress(self, progress: RunProgress) -> None:
-        if self.window.closed:
+        if self.session.is_closed():
             return
-        panel = self.window.view.run_panel
+        panel = self.view.run_panel
         panel.progress.setRange(0, max(1, progress.total))
         panel.progress.setValue(progress.finished)
         panel.progress.setFormat(f"{progress.finished:,} / {progress.total:,}")
@@ -299,12 +316,12 @@ class RunsController(QObject):
         self.progressed.emit(progress)
 
     def _show_live(self) -> None:
-        photo = self.window.catalog.photo_by_path(self._live_photo) if self._live_photo else None
+        photo = self.session.catalog.photo_by_path(self._live_photo) if self._live_photo else None
         if photo is None:
             return
-        pixmap = self.window.thumbs.get(photo.path, photo.size, photo.mtime_ns)
+        pixmap = self.thumbs.get(photo.path, photo.size, photo.mtime_ns)
         if pixmap is not None:
-            label = self.window.view.run_panel.live
+            label = self.view.run_panel.live
             label.setPixmap(
                 pixmap.scaled(
                     label.size(),
@@ -315,7 +332,7 @@ class RunsController(QObject):
 
     @Slot(str)
     def _live_ready(self, _key: str) -> None:
-        if self.running and self._live_photo and not self.window.closed:
+        if self.running and self._live_photo and not self.session.is_closed():
             self._show_live()
 
     @Slot(object)
@@ -328,9 +345,9 @@ class RunsController(QObject):
             self._worker.deleteLater()
         self._thread = self._worker = None
         self._controller = None
-        if not self.window.closed:
-            self.window.model.refresh()
-        panel = self.window.view.run_panel
+        if not self.session.is_closed():
+            self.selection.model.refresh()
+        panel = self.view.run_panel
         panel.pause_button.hide()
         panel.cancel_button.hide()
         panel.close_button.show()
@@ -343,20 +360,20 @@ class RunsController(QObject):
             panel.progress.setRange(0, outcome.counts.total)
             panel.progress.setValue(outcome.counts.done + outcome.counts.failed)
         panel.stats.setText(outcome.message)
-        self.window.notify(outcome.message)
-        if not self.window.closed:
-            self.window.refresh_overview()
-            self.window.refilter()
+        self.session.notify(outcome.message)
+        if not self.session.is_closed():
+            self.browse.refresh_overview()
+            self.browse.refilter()
             if outcome.state == "paused":
                 self.offer_resume()
         self.finished.emit(outcome)
 
     def offer_resume(self) -> None:
         """Show the banner offering to resume the newest unfinished run, if there is one."""
-        runs = resumable_runs(self.window.catalog)
+        runs = resumable_runs(self.session.catalog)
         if not runs or self.running:
             return
-        banner = self.window.view.banner
+        banner = self.view.banner
         banner.text.setText(runs[0].describe() + " Resume it?")
         banner.accept_button.setText("Resume")
         banner.setProperty("run_id", runs[0].run.id)
@@ -369,7 +386,7 @@ class RunsController(QObject):
             ConfigurationError: no model is set up, or the chosen model is not the run's.
         """
         run = next(
-            (found.run for found in resumable_runs(self.window.catalog) if found.run.id == run_id), None
+            (found.run for found in resumable_runs(self.session.catalog) if found.run.id == run_id), None
         )
         if run is None:
             raise ConfigurationError(f"Run {run_id} has nothing left to tag.")
@@ -377,11 +394,11 @@ class RunsController(QObject):
 
     def _accept_banner(self) -> None:
         try:
-            self.resume_run(int(self.window.view.banner.property("run_id")))
+            self.resume_run(int(self.view.banner.property("run_id")))
         except CaptioneerError as exc:
-            self.window.notify(str(exc))
-            self.window.view.run_panel.show()
-            self.window.view.run_panel.stats.setText(str(exc))
+            self.session.notify(str(exc))
+            self.view.run_panel.show()
+            self.view.run_panel.stats.setText(str(exc))
 
     def shutdown(self) -> None:
         """Stop the run after its current photo (it stays resumable) and wait for its thread."""

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.library.browse import STATUS_FILTERS, STATUS_LABELS
-from captioneer.desktop.ui.app import app_icon
+from captioneer.desktop.ui.theme import app_icon
 
 PREVIEW_EDGE = 360
 

@@ -24,12 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.ui.app import app_icon
-
-LANGUAGES = (
-    "English", "Deutsch", "Español", "Français", "Italiano", "Nederlands", "Polski", "Português", "Svenska",
-    "Türkçe", "Čeština", "Ελληνικά", "Русский", "Українська", "العربية", "हिन्दी", "日本語", "한국어", "中文",
-)
+from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
+from captioneer.desktop.ui.theme import app_icon
 
 
 def paths_from_mime(mime: QMimeData) -> list[Path]:
@@ -101,7 +97,7 @@ class MainView(QMainWindow):
         self.task_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.language_combo = QComboBox()
         self.language_combo.setEditable(True)
-        self.language_combo.addItems(LANGUAGES)
+        self.language_combo.addItems(OUTPUT_LANGUAGES)
         self.language_combo.setToolTip("The language answers are written in (type any language)")
         self.language_combo.setMinimumContentsLength(10)
         self.question_edit = QLineEdit()

@@ -1,10 +1,8 @@
-"""The quick-caption controller: wires the main view to the caption worker, thumbnails, clipboard, dialogs."""
+"""The quick-caption controller: wires the main view to the caption worker, the card list and the dialogs."""
 
 from __future__ import annotations
 
 import argparse
-import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -21,14 +19,12 @@ from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import TaskOptions, all_tasks, get_task
-from captioneer.desktop.ui.card_view import THUMB_EDGE, CardState, CardView
+from captioneer.desktop.ui.card_list import Card, CardList
+from captioneer.desktop.ui.card_view import CardState
 from captioneer.desktop.ui.main_view import MainView, paths_from_mime
 from captioneer.desktop.ui.quick_caption import (
     Collected,
-    all_as_json,
-    all_as_text,
     copy_values,
-    display_text,
     follow_up_question,
     format_bytes,
     seconds_per_image,
@@ -46,20 +42,6 @@ def default_engine_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     add_engine_arguments(parser)
     return parser.parse_args([])
-
-
-@dataclass
-class Card:
-    """One image in the list and what has happened to it."""
-
-    id: int
-    path: Path
-    view: CardView
-    result: CaptionResult | None = None
-    ticket: int | None = None
-    streamed: list[str] = field(default_factory=list)
-    prefix: str = ""  # earlier answers shown above a follow-up's answer
-    structured: bool = False
 
 
 class MainWindow(QObject):
@@ -81,17 +63,17 @@ class MainWindow(QObject):
         self.engine_args = engine_args or default_engine_args()
         self.settings = load_settings()
         self.view = MainView()
-        self.cards: dict[int, Card] = {}
-        self._tickets: dict[int, Card] = {}
-        self._ids = itertools.count(1)
         self._live: list[CancelToken] = []
         self._durations: list[float] = []
         self._shut_down = False
         self._banner_action = self.open_wizard
 
         self.background = Background(self)
-        self.background.relay.thumbnailReady.connect(self._on_thumbnail)
-        self.background.relay.thumbnailFailed.connect(self._on_thumbnail_failed)
+        self.card_list = CardList(self.view, self.background, self._status, self)
+        self.card_list.resultReady.connect(self._count_speed)
+        self.card_list.resultReady.connect(self.resultReady)
+        self.card_list.cardCancelled.connect(self.cardCancelled)
+        self.card_list.followUpRequested.connect(self.follow_up)
         self.background.relay.collected.connect(self._on_collected)
         self.background.relay.pasteSaved.connect(lambda path: self.add_paths([path]))
         self.background.relay.pasteFailed.connect(self._status)
@@ -105,11 +87,11 @@ class MainWindow(QObject):
         self.requestShutdown.connect(self.worker.shutdown)
         # quit() is thread-safe; a queued call would wait for the GUI loop that is blocked in shutdown().
         self.worker.stopped.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
-        self.worker.jobStarted.connect(self._on_started)
-        self.worker.chunk.connect(self._on_chunk)
-        self.worker.retrying.connect(self._on_retrying)
-        self.worker.finished.connect(self._on_finished)
-        self.worker.cancelled.connect(self._on_cancelled)
+        self.worker.jobStarted.connect(self.card_list.on_started)
+        self.worker.chunk.connect(self.card_list.on_chunk)
+        self.worker.retrying.connect(self.card_list.on_retrying)
+        self.worker.finished.connect(self.card_list.on_finished)
+        self.worker.cancelled.connect(self.card_list.on_cancelled)
         self.worker.engineLoading.connect(self._on_engine_loading)
         self.worker.engineReady.connect(self._on_engine_ready)
         self.worker.engineFailed.connect(self._on_engine_failed)
@@ -134,8 +116,8 @@ class MainWindow(QObject):
             trigger.connect(self.paste)
         v.clear_action.triggered.connect(self.clear)
         v.quit_action.triggered.connect(v.close)
-        v.copy_all_text_action.triggered.connect(lambda: self.copy_all(as_json=False))
-        v.copy_all_json_action.triggered.connect(lambda: self.copy_all(as_json=True))
+        v.copy_all_text_action.triggered.connect(lambda: self.card_list.copy_all(as_json=False))
+        v.copy_all_json_action.triggered.connect(lambda: self.card_list.copy_all(as_json=True))
         v.run_button.clicked.connect(self.run_all)
         v.question_edit.returnPressed.connect(self.run_all)
         v.cancel_button.clicked.connect(self.cancel)
@@ -252,41 +234,20 @@ class MainWindow(QObject):
             if not notes:
                 self._status("No photos found there.")
             return
-        new_cards = [self._new_card(path) for path in collected.files]
+        new_cards = [self.card_list.add(path) for path in collected.files]
         self.view.show_cards(True)
         self.view.scroll.ensureWidgetVisible(new_cards[0].view)
         self._run(new_cards, self.current_task_id(), self.view.question_edit.text())
-
-    def _new_card(self, path: Path) -> Card:
-        card = Card(id=next(self._ids), path=path, view=CardView(path.name))
-        card.view.setToolTip(str(path))
-        card.view.copyRequested.connect(lambda what, card=card: self.copy_card(card, what))
-        card.view.followUpRequested.connect(lambda question, card=card: self.follow_up(card, question))
-        card.view.removeRequested.connect(lambda card=card: self.remove_card(card))
-        self.cards[card.id] = card
-        self.view.add_card(card.view)
-        self.background.thumbnail(card.id, path, THUMB_EDGE * 2)
-        return card
-
-    @Slot(int, QImage)
-    def _on_thumbnail(self, card_id: int, image: QImage) -> None:
-        if card_id in self.cards:
-            self.cards[card_id].view.set_thumbnail(image)
-
-    @Slot(int, str)
-    def _on_thumbnail_failed(self, card_id: int, reason: str) -> None:
-        if card_id in self.cards:
-            self.cards[card_id].view.set_thumbnail_error(reason)
 
     # -- running -----------------------------------------------------------------------------------------
 
     def run_all(self) -> None:
         """Run the chosen task on every card (earlier runs still going are cancelled first)."""
-        if not self.cards:
+        if not self.card_list.cards:
             self._status("Add photos first: drop them on the window, paste, or use Open.")
             return
         self.cancel()
-        self._run(list(self.cards.values()), self.current_task_id(), self.view.question_edit.text())
+        self._run(list(self.card_list.cards.values()), self.current_task_id(), self.view.question_edit.text())
 
     def follow_up(self, card: Card, question: str) -> None:
         """Ask more about one image; its latest answer goes along as context."""
@@ -322,8 +283,10 @@ class MainWindow(QObject):
             )
         except ConfigurationError as exc:
             for card in cards:
-                self._show_failure(card, CaptionResult(str(card.path), task_id, ok=False, error=str(exc),
-                                                        error_kind="configuration"))
+                failed = CaptionResult(
+                    str(card.path), task_id, ok=False, error=str(exc), error_kind="configuration"
+                )
+                self.card_list.show_failure(card, failed)
             self._refresh_setup_state()
             return
         language = self.view.language_combo.currentText().strip() or "English"
@@ -332,16 +295,8 @@ class MainWindow(QObject):
             self._remember(task_id, language)
         jobs = []
         for card in cards:
-            card.ticket = next(self._ids)
-            self._tickets[card.ticket] = card
-            card.streamed = []
-            card.prefix = prefix
-            card.structured = task.structured
-            if not prefix:
-                card.view.set_text("")
-            card.view.set_state(CardState.WAITING)
-            self._sync_actions(card)
-            jobs.append(CaptionJob(card.ticket, card.path, task_id, options, sampling, config.image_tokens))
+            ticket = self.card_list.start(card, prefix, task.structured)
+            jobs.append(CaptionJob(ticket, card.path, task_id, options, sampling, config.image_tokens))
         token = CancelToken()
         self._live.append(token)
         self._status(f"Working on {len(cards)} photo{'s' if len(cards) != 1 else ''}…", 0)
@@ -362,82 +317,6 @@ class MainWindow(QObject):
     @property
     def busy(self) -> bool:
         return bool(self._live)
-
-    def _card_for(self, ticket: int) -> Card | None:
-        card = self._tickets.get(ticket)
-        return card if card is not None and card.ticket == ticket and card.id in self.cards else None
-
-    @staticmethod
-    def _sync_actions(card: Card) -> None:
-        idle = card.ticket is None
-        card.view.show_actions(idle and card.result is not None and card.result.ok)
-
-    @Slot(int)
-    def _on_started(self, ticket: int) -> None:
-        card = self._card_for(ticket)
-        if card is not None:
-            card.view.set_state(CardState.WORKING)
-            if card.prefix:
-                card.view.set_text(card.prefix + "…")
-
-    @Slot(int, str)
-    def _on_chunk(self, ticket: int, text: str) -> None:
-        card = self._card_for(ticket)
-        if card is not None:
-            card.streamed.append(text)
-            card.view.set_text(card.prefix + "".join(card.streamed), monospace=card.structured)
-
-    @Slot(int, str)
-    def _on_retrying(self, ticket: int, reason: str) -> None:
-        card = self._card_for(ticket)
-        if card is not None:
-            card.streamed = []
-            card.view.set_state(CardState.WORKING, "retrying")
-            card.view.setToolTip(reason)
-
-    @Slot(int, object)
-    def _on_finished(self, ticket: int, result: CaptionResult) -> None:
-        card = self._card_for(ticket)
-        self._tickets.pop(ticket, None)
-        if card is None:
-            return
-        card.ticket = None
-        if result.ok:
-            card.result = result
-            card.view.set_text(card.prefix + display_text(result))
-            card.view.set_state(CardState.DONE, f"{result.seconds:.1f} s")
-            values = copy_values(result)
-            card.view.set_copy_enabled(bool(values.text), bool(values.alt_text), bool(values.keywords))
-            self._durations.append(result.seconds)
-            self._show_speed()
-        else:
-            self._show_failure(card, result)
-        self._sync_actions(card)
-        self.resultReady.emit(result)
-
-    def _show_failure(self, card: Card, result: CaptionResult) -> None:
-        card.result = result
-        card.view.set_text(card.prefix + (result.error or "Failed."))
-        card.view.set_state(CardState.FAILED)
-        card.view.set_copy_enabled(False, False, False)
-
-    @Slot(int)
-    def _on_cancelled(self, ticket: int) -> None:
-        card = self._card_for(ticket)
-        self._tickets.pop(ticket, None)
-        if card is None:
-            return
-        card.ticket = None
-        card.streamed = []
-        if card.prefix:  # a cancelled follow-up keeps the earlier answers
-            card.view.set_text(card.prefix.rsplit("\n\nQ: ", 1)[0])
-        else:
-            card.result = None
-            card.view.set_text("Stopped before an answer was finished. Press Caption to run it again.")
-            card.view.set_copy_enabled(False, False, False)
-        card.view.set_state(CardState.CANCELLED)
-        self._sync_actions(card)
-        self.cardCancelled.emit(card.id)
 
     @Slot()
     def _on_batch_done(self) -> None:
@@ -465,6 +344,12 @@ class MainWindow(QObject):
         self.view.set_banner(f"The engine could not start: {message}", "Open settings…")
         self._banner_action = self.open_settings
 
+    @Slot(object)
+    def _count_speed(self, result: CaptionResult) -> None:
+        if result.ok:
+            self._durations.append(result.seconds)
+            self._show_speed()
+
     def _show_speed(self) -> None:
         speed = seconds_per_image(self._durations)
         self.view.status_speed.setText(f"{speed:.1f} s per image" if speed is not None else "")
@@ -472,39 +357,9 @@ class MainWindow(QObject):
     def _status(self, message: str, msecs: int = 8000) -> None:
         self.view.statusBar().showMessage(message, msecs)
 
-    # -- results -----------------------------------------------------------------------------------------
-
-    def copy_card(self, card: Card, what: str) -> None:
-        if card.result is None:
-            return
-        value = getattr(copy_values(card.result), what)
-        if value:
-            QGuiApplication.clipboard().setText(value)
-            card.view.flash_copied(what)
-
-    def finished_results(self) -> list[CaptionResult]:
-        return [card.result for card in self.cards.values() if card.result is not None]
-
-    def copy_all(self, as_json: bool) -> None:
-        results = self.finished_results()
-        if not results:
-            self._status("Nothing to copy yet.")
-            return
-        QGuiApplication.clipboard().setText(all_as_json(results) if as_json else all_as_text(results))
-        self._status(f"Copied {len(results)} result(s) as {'JSON' if as_json else 'text'}.")
-
-    def remove_card(self, card: Card) -> None:
-        self.cards.pop(card.id, None)
-        card.view.hide()
-        self.view.cards_layout.removeWidget(card.view)
-        card.view.deleteLater()
-        if not self.cards:
-            self.view.show_cards(False)
-
     def clear(self) -> None:
         self.cancel()
-        for card in list(self.cards.values()):
-            self.remove_card(card)
+        self.card_list.clear()
 
     # -- dialogs -----------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.ui.main_view import LANGUAGES
+from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -93,7 +93,7 @@ class SettingsView(QDialog):
         self.temperature.setDecimals(2)
         self.language = QComboBox()
         self.language.setEditable(True)
-        self.language.addItems(LANGUAGES)
+        self.language.addItems(OUTPUT_LANGUAGES)
         generation_box = QGroupBox("Generation")
         generation_form = QFormLayout(generation_box)
         budget = QWidget()
