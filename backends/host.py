@@ -46,9 +46,9 @@ from captioneer.backends.request import GenerationRequest, PreparedImage
 log = logging.getLogger(__name__)
 
 FAULT_INJECTION_KEY = "host_fault_injection"
-"""Test-only fault-injection hook in ``EngineConfig.extra``: ``{"abort_on_image": sha256}`` makes the host
-process call ``os.abort()`` when asked to caption that image, the way a native engine crash would end it.
-The host removes the key before the engine sees its configuration."""
+"""Test-only fault-injection hook, an option of the host in ``EngineConfig.options``:
+``{"abort_on_image": sha256}`` makes the host process call ``os.abort()`` when asked to caption that image,
+the way a native engine crash would end it. The host removes the key before the engine sees its options."""
 
 _POLL_SECONDS = 0.05
 
@@ -163,13 +163,18 @@ def _inject_fault(fault: dict[str, Any] | None, images: Sequence[PreparedImage])
         os.abort()
 
 
+def _without_fault_hook(config: EngineConfig) -> tuple[EngineConfig, dict[str, Any] | None]:
+    """The engine's own configuration, and the host's test-only fault hook (:data:`FAULT_INJECTION_KEY`)."""
+    options = dict(config.options)
+    fault = options.pop(FAULT_INJECTION_KEY, None)
+    return config.model_copy(update={"options": options}), fault
+
+
 def _host_main(conn: Connection, cancel_event: Any, config_data: dict[str, Any]) -> None:
     """The host process: build the engine in here and answer the parent until told to exit."""
     # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    extra = dict(config_data.get("extra") or {})
-    fault = extra.pop(FAULT_INJECTION_KEY, None)
-    config = EngineConfig(**{**config_data, "extra": extra})
+    config, fault = _without_fault_hook(EngineConfig(**config_data))
     cancel = _SharedCancelToken(cancel_event)
     engine: Backend | None = None
 
@@ -281,6 +286,12 @@ class HostedBackend(Backend):
         self.starts = 0
         self.recycles = 0
         self.crashes = 0
+
+    @classmethod
+    def read_options(cls, config: EngineConfig) -> Any:
+        """The hosted engine's options, checked here so that a typo fails before a process starts."""
+        engine_config, _fault = _without_fault_hook(config)
+        return backend_class(config.engine).read_options(engine_config)
 
     # -- process lifetime ------------------------------------------------------------------------------
 
@@ -552,7 +563,7 @@ class HostedBackend(Backend):
         engine_info = self._engine_info
         if engine_info is None:
             return BackendInfo(
-                engine=self.config.engine, model=self.config.model, quant=self.config.quant,
+                engine=self.config.engine, model=self.config.model, quant=self.config.options.get("quant"),
                 loaded=self.pid is not None, memory_bytes=self._rss, details=host,
             )
         details = {**engine_info.details, **host, "engine_memory_bytes": engine_info.memory_bytes}

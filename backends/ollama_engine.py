@@ -34,6 +34,7 @@ from captioneer.backends.http_util import (
     EngineTimeoutError,
     ServerBusyError,
     ServerLimits,
+    ServerOptions,
     StreamBrokenError,
     capped_transport,
     limited,
@@ -96,14 +97,14 @@ def instruct_tag_for(tag: str) -> str | None:
     return f"{match.group(1)}:{match.group(2)}-instruct" if match else None
 
 
-def context_tokens(config: EngineConfig) -> int:
+def context_tokens(image_tokens: int, override: int | None = None) -> int:
     """``num_ctx``: the override, else room for the image budget plus prompt and answer.
 
     It stays the same for every request, because Ollama reloads the model when ``num_ctx`` changes.
     """
-    if config.context_tokens is not None:
-        return config.context_tokens
-    needed = config.image_tokens + PROMPT_ALLOWANCE
+    if override is not None:
+        return override
+    needed = image_tokens + PROMPT_ALLOWANCE
     return max(MIN_CONTEXT, -(-needed // 1024) * 1024)
 
 
@@ -420,11 +421,8 @@ def pull_model(
 class OllamaBackend(Backend):
     """Qwen3-VL through a running Ollama server (``qwen3-vl:2b-instruct`` and friends).
 
-    Configuration: ``host`` (else ``$OLLAMA_HOST``), ``model`` (an Ollama tag), ``image_tokens`` and
-    ``context_tokens`` (for ``num_ctx``), ``keep_alive``, ``allow_cloud``, ``allow_remote``;
-    in ``extra`` the :class:`ServerLimits`: ``parallel`` (requests in flight at once; set Ollama's
-    ``OLLAMA_NUM_PARALLEL`` to match), ``connect_timeout``, ``read_timeout``, ``request_timeout`` (seconds for
-    one whole answer), ``max_answer_kb`` and ``retry_down_after``.
+    Configuration: ``model`` (an Ollama tag), ``image_tokens`` and ``context_tokens`` (for ``num_ctx``),
+    ``allow_remote``, and the :class:`Options`.
     """
 
     name = "ollama"
@@ -433,13 +431,37 @@ class OllamaBackend(Backend):
         vision=True, streaming=True, json_schema=True, batching=True, in_process=False
     )
 
+    class Options(ServerOptions):
+        """Ollama's address and model lifetime, plus the :class:`ServerOptions` (``parallel``: requests in
+        flight at once; set Ollama's ``OLLAMA_NUM_PARALLEL`` to match).
+
+        Attributes:
+            host: Ollama's address; default ``$OLLAMA_HOST``, else http://127.0.0.1:11434.
+            keep_alive: how long Ollama keeps the model loaded (``"10m"``, ``-1``).
+            allow_cloud: permit Ollama ``*-cloud`` models (photos leave the machine).
+        """
+
+        host: str | None = None
+        keep_alive: str | None = None
+        allow_cloud: bool = False
+
+    options: Options
+
+    @classmethod
+    def context_tokens(cls, image_tokens: int, override: int | None = None) -> int:
+        return context_tokens(image_tokens, override)
+
+    @classmethod
+    def destinations(cls, config: EngineConfig) -> tuple[str, ...]:
+        return (resolve_host(cls.read_options(config).host),)
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
-        self.host = resolve_host(config.host)
+        self.host = resolve_host(self.options.host)
         self.tag = config.model.strip()
-        self.num_ctx = context_tokens(config)
-        self.keep_alive = keep_alive_value(config.keep_alive)
-        self.limits = ServerLimits.from_extra(config.extra)
+        self.num_ctx = context_tokens(config.image_tokens, config.context_tokens)
+        self.keep_alive = keep_alive_value(self.options.keep_alive)
+        self.limits = ServerLimits.from_options(self.options)
         self.pool = ServerPool(
             [self.host], parallel=self.limits.parallel, cool_down=self.limits.retry_down_after
         )
@@ -453,8 +475,8 @@ class OllamaBackend(Backend):
             return
         if not self.tag:
             raise ConfigurationError("No Ollama model chosen: pass --model, e.g. qwen3-vl:2b-instruct.")
-        _check_cloud(self.tag, self.config.allow_cloud)
-        warn_if_remote(self.config)
+        _check_cloud(self.tag, self.options.allow_cloud)
+        warn_if_remote((self.host,), self.config.allow_remote)
         suggestion = instruct_tag_for(self.tag)
         if suggestion:
             log.warning(

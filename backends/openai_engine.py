@@ -31,6 +31,7 @@ from captioneer.backends.http_util import (
     EngineTimeoutError,
     ServerBusyError,
     ServerLimits,
+    ServerOptions,
     StreamBrokenError,
     capped_transport,
     limited,
@@ -297,11 +298,8 @@ def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
 class OpenAIBackend(Backend):
     """Qwen3-VL behind one or several OpenAI-compatible servers.
 
-    Configuration: ``base_urls`` (one or more; several share the work round robin), ``api_key``,
-    ``model`` (the server's model name), ``allow_remote``; in ``extra`` the :class:`ServerLimits`:
-    ``parallel`` (requests in flight per server), ``connect_timeout``, ``read_timeout``,
-    ``request_timeout`` (seconds for one whole answer), ``max_answer_kb`` and ``retry_down_after`` (seconds a
-    failing server is skipped).
+    Configuration: ``model`` (the server's model name), ``image_tokens``, ``allow_remote``, and the
+    :class:`Options`.
     """
 
     name = "openai"
@@ -315,13 +313,31 @@ class OpenAIBackend(Backend):
         min_image_tokens=MIN_IMAGE_TOKENS,
     )
 
+    class Options(ServerOptions):
+        """The servers, plus the :class:`ServerOptions` (``parallel``: requests in flight per server,
+        ``retry_down_after``: seconds a failing server is skipped).
+
+        Attributes:
+            base_urls: the servers (one or more; several share the work round robin).
+            api_key: for servers that want one.
+        """
+
+        base_urls: tuple[str, ...] = ()
+        api_key: str | None = None
+
+    options: Options
+
+    @classmethod
+    def destinations(cls, config: EngineConfig) -> tuple[str, ...]:
+        return tuple(normalize_base_url(url) for url in cls.read_options(config).base_urls)
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.model = config.model.strip()
-        self.limits = ServerLimits.from_extra(config.extra)
+        self.limits = ServerLimits.from_options(self.options)
         check_image_budget(config.image_tokens)
         self.pool = ServerPool(
-            [normalize_base_url(url) for url in config.base_urls],
+            [normalize_base_url(url) for url in self.options.base_urls],
             parallel=self.limits.parallel,
             cool_down=self.limits.retry_down_after,
         )
@@ -338,7 +354,7 @@ class OpenAIBackend(Backend):
         timeout = httpx.Timeout(read_timeout, connect=self.limits.connect_timeout)
         return openai.OpenAI(
             base_url=url,
-            api_key=self.config.api_key or NO_KEY,
+            api_key=self.options.api_key or NO_KEY,
             timeout=timeout,
             max_retries=0,
             http_client=httpx.Client(
@@ -376,7 +392,7 @@ class OpenAIBackend(Backend):
                 self.model,
             )
         cancel = token_or_new(cancel)
-        warn_if_remote(self.config)
+        warn_if_remote([server.url for server in self.pool.servers], self.config.allow_remote)
         servers = self.pool.servers
         for index, server in enumerate(servers):
             cancel.raise_if_cancelled()

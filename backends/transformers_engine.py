@@ -17,6 +17,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+
 from captioneer.backends.base import (
     FINISH_LENGTH,
     FINISH_STOP,
@@ -25,6 +27,7 @@ from captioneer.backends.base import (
     Capabilities,
     Completion,
     EngineConfig,
+    LocalOptions,
     ProgressCallback,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
@@ -51,8 +54,6 @@ QWEN3_VL_TYPES = frozenset({"qwen3_vl", "qwen3_vl_moe"})
 # The vision tower and the output head stay unquantized: quantizing them costs quality for little memory.
 SKIP_QUANTIZATION = ["model.visual", "lm_head"]
 
-# Keys of EngineConfig.extra this engine reads; any other key is a typo and an error.
-EXTRA_KEYS = frozenset({"batch_size"})
 DEFAULT_BATCH_SIZE = 8
 
 JSON_HINT = (
@@ -135,20 +136,6 @@ def processor_size(pixel_areas: Sequence[int]) -> dict[str, int]:
     """The processor's size limits for images that are already prepared: exactly their own areas, so it
     neither upscales a small image nor shrinks a big one (sides are multiples of 32 already)."""
     return {"shortest_edge": min(pixel_areas), "longest_edge": max(pixel_areas)}
-
-
-def check_extra(extra: dict[str, Any]) -> int:
-    """Validate the engine-specific settings in ``EngineConfig.extra``; return the batch size."""
-    unknown = sorted(set(extra) - EXTRA_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown transformers engine setting(s): {', '.join(unknown)}. "
-            f"Known: {', '.join(sorted(EXTRA_KEYS))}."
-        )
-    batch_size = extra.get("batch_size", DEFAULT_BATCH_SIZE)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}.")
-    return batch_size
 
 
 def resolve_model_dir(model: str) -> Path:
@@ -400,6 +387,20 @@ class TransformersBackend(Backend):
         vision=True, streaming=True, json_schema=False, batching=True, in_process=True, quantizations=PROFILES
     )
 
+    class Options(LocalOptions):
+        """The transformers engine's options (and the :class:`LocalOptions`).
+
+        Attributes:
+            quant: precision/quantization profile: bf16, fp16, fp32, nf4, int8; default: the best the
+                device runs.
+            batch_size: images answered together in one batch.
+        """
+
+        quant: str | None = None
+        batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, strict=True)
+
+    options: Options
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self._model: Any = None
@@ -408,7 +409,7 @@ class TransformersBackend(Backend):
         self._profile: str | None = None
         self._model_dir: Path | None = None
         self._attention: str | None = None
-        self._batch_size = check_extra(dict(config.extra))
+        self._batch_size = self.options.batch_size
         self._last_image_tokens: list[int] = []
         self._lock = threading.Lock()
         self._compute = _ComputeThread()
@@ -435,17 +436,17 @@ class TransformersBackend(Backend):
 
         mps = getattr(torch.backends, "mps", None)
         device = choose_device(
-            self.config.device, cuda=torch.cuda.is_available(), mps=bool(mps and mps.is_available())
+            self.options.device, cuda=torch.cuda.is_available(), mps=bool(mps and mps.is_available())
         )
         bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        profile = choose_profile(self.config.quant, device, bf16_supported=bf16)
+        profile = choose_profile(self.options.quant, device, bf16_supported=bf16)
         if profile in BITSANDBYTES_PROFILES:
             report(0.05, f"Checking bitsandbytes {profile} on {device}")
             self._compute.run(lambda: _probe_bitsandbytes(profile, device))
-        if self.config.threads:
-            self._compute.run(lambda: torch.set_num_threads(self.config.threads))
+        if self.options.threads:
+            self._compute.run(lambda: torch.set_num_threads(self.options.threads))
         attention = choose_attention(
-            device, profile, wanted=self.config.flash_attention,
+            device, profile, wanted=self.options.flash_attention,
             flash_installed=importlib.util.find_spec("flash_attn") is not None,
         )
 
@@ -524,7 +525,7 @@ class TransformersBackend(Backend):
         return BackendInfo(
             engine=self.name,
             model=self.config.model,
-            quant=self._profile or self.config.quant,
+            quant=self._profile or self.options.quant,
             device=self._device,
             loaded=loaded,
             memory_bytes=memory,

@@ -30,6 +30,7 @@ from captioneer.backends.errors import (
     TruncatedOutputError,
 )
 from captioneer.backends.host import QuarantinedImageError
+from captioneer.backends.registry import engine_entry
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from captioneer.backends.structured import parse_structured, truncation_message
 from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
@@ -226,9 +227,9 @@ class RunController:
 def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
     """(engine, model, quant) as recorded on runs and results; model files are named by file name."""
     model = config.model
-    if config.engine in ("gguf", "transformers") and ("/" in model or "\\" in model) and Path(model).exists():
+    if engine_entry(config.engine).local_files and ("/" in model or "\\" in model) and Path(model).exists():
         model = Path(model).name
-    return config.engine, model, config.quant
+    return config.engine, model, config.options.get("quant")
 
 
 def spec_prompt_hash(spec: RunSpec) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QPixmap
@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
-from captioneer.desktop.commands.engine_args import engine_config_from_args
+from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
 from captioneer.desktop.core.tasks import all_tasks
 from captioneer.desktop.library.browse import photos_by_id, resumable_runs
 from captioneer.desktop.library.runs import (
@@ -66,7 +66,7 @@ class RunsController(QObject):
         Raises:
             ConfigurationError: no model is set up yet.
         """
-        return engine_config_from_args(self.window.engine_args, self.window.settings)
+        return engine_config(self.window.settings, self.window.overrides)
 
     def run_spec(
         self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
@@ -82,16 +82,13 @@ class RunsController(QObject):
         if vocabulary is not None:
             parsed = self.window.load_vocabulary(vocabulary)
             terms, synonyms = parsed.terms, dict(parsed.synonyms)
-        sampling: dict[str, Any] = {"temperature": self.window.settings.temperature}
-        if self.window.settings.max_tokens:
-            sampling["max_new_tokens"] = self.window.settings.max_tokens
         return RunSpec(
             task=task,
             language=language or self.window.settings.language,
             vocabulary=terms,
             synonyms=synonyms,
             vocabulary_only=vocabulary_only and bool(terms),
-            sampling=sampling,
+            sampling=sampling_choices(self.window.settings, self.window.overrides),
             image_tokens=config.image_tokens,
         )
 

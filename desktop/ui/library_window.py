@@ -4,7 +4,6 @@ Runs live in library_runs.py, scanning/writing/export in library_files.py; this 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QCompleter, QMessageBox, QTreeWidgetItem
 
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
-from captioneer.desktop.commands.engine_args import add_engine_arguments
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.settings import Settings, load_settings
 from captioneer.desktop.library.browse import (
     STATUS_FILTERS,
@@ -49,13 +48,6 @@ FILTER_DELAY_MS = 250
 GRID_REFRESH_MS = 700
 
 
-def default_engine_args() -> argparse.Namespace:
-    """Engine options with nothing given on a command line: the settings decide."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_engine_arguments(parser)
-    return parser.parse_args([])
-
-
 class KeywordCompleter(QCompleter):
     """Completes the keyword being typed in a ``beach; sunset; …`` field, keeping the ones before it."""
 
@@ -86,7 +78,7 @@ class LibraryWindow(QObject):
 
     def __init__(
         self,
-        engine_args: argparse.Namespace | None = None,
+        overrides: Overrides | None = None,
         opener: BackendOpener | None = None,
         catalog: Catalog | None = None,
         parent: QObject | None = None,
@@ -94,7 +86,7 @@ class LibraryWindow(QObject):
         super().__init__(parent)
         self.settings: Settings = load_settings()
         self.prefs = LibraryPrefs.load()
-        self.engine_args = engine_args or default_engine_args()
+        self.overrides = overrides or Overrides()
         self.opener = opener or host_opener(self.settings)
         self.catalog = catalog or open_catalog()
         self.view = LibraryView()
@@ -679,7 +671,7 @@ def _status_line(row: PhotoRow) -> str:
     return text
 
 
-def open_library(owner: QObject, engine_args: argparse.Namespace | None = None) -> LibraryWindow | None:
+def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryWindow | None:
     """Show the library window for ``owner`` (the main window's controller, whose ``view`` is its window):
     the open one brought to the front, or a new one that closes with the owner's window. A catalog that
     cannot be opened is explained in a message box, and None is returned."""
@@ -691,7 +683,7 @@ def open_library(owner: QObject, engine_args: argparse.Namespace | None = None) 
             return window
     parent = getattr(owner, "view", None)
     try:
-        window = LibraryWindow(engine_args=engine_args, parent=owner)
+        window = LibraryWindow(overrides=overrides, parent=owner)
     except CaptioneerError as exc:
         QMessageBox.warning(parent, "Captioneer Library", str(exc))
         return None

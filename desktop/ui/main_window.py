@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,9 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 from captioneer.backends.base import BackendInfo, EngineConfig
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ConfigurationError
-from captioneer.backends.request import SamplingOptions
 from captioneer.desktop import __version__
-from captioneer.desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
 from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_options
 from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import TaskOptions, all_tasks, get_task
@@ -39,13 +37,6 @@ NO_MODEL_MESSAGE = (
     "No model is set up yet. Choose Models ▸ Set Up a Model… to pick one that fits this computer, "
     "or choose a model file in Settings."
 )
-
-
-def default_engine_args() -> argparse.Namespace:
-    """Engine options with nothing given on the command line: settings decide everything."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_engine_arguments(parser)
-    return parser.parse_args([])
 
 
 @dataclass
@@ -73,12 +64,12 @@ class MainWindow(QObject):
 
     def __init__(
         self,
-        engine_args: argparse.Namespace | None = None,
+        overrides: Overrides | None = None,
         opener: BackendOpener | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.engine_args = engine_args or default_engine_args()
+        self.overrides = overrides or Overrides()
         self.settings = load_settings()
         self.view = MainView()
         self.cards: dict[int, Card] = {}
@@ -173,7 +164,7 @@ class MainWindow(QObject):
         return str(self.view.task_combo.currentData())
 
     def model_configured(self) -> bool:
-        return bool(self.engine_args.model or self.settings.model)
+        return bool(self.overrides.model or self.settings.model)
 
     def _refresh_setup_state(self) -> None:
         self._banner_action = self.open_wizard
@@ -196,7 +187,7 @@ class MainWindow(QObject):
         """
         if not self.model_configured():
             raise ConfigurationError(NO_MODEL_MESSAGE)
-        return engine_config_from_args(self.engine_args, self.settings)
+        return engine_config(self.settings, self.overrides)
 
     # -- adding images -----------------------------------------------------------------------------------
 
@@ -316,10 +307,7 @@ class MainWindow(QObject):
             return
         try:
             config = self.engine_config()
-            sampling = SamplingOptions.from_user(
-                max_new_tokens=self.settings.max_tokens or task.max_tokens,
-                temperature=self.settings.temperature,
-            )
+            sampling = sampling_options(self.settings, task, self.overrides)
         except ConfigurationError as exc:
             for card in cards:
                 self._show_failure(card, CaptionResult(str(card.path), task_id, ok=False, error=str(exc),
@@ -551,7 +539,7 @@ class MainWindow(QObject):
             open_library,  # loaded when asked: quick caption starts faster
         )
 
-        open_library(self, self.engine_args)
+        open_library(self, self.overrides)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
