@@ -41,6 +41,9 @@ TOKEN_CAP_SLACK = 32
 """A stream may carry at most ``TOKEN_CAP_FACTOR × max_new_tokens + TOKEN_CAP_SLACK`` pieces: a server that
 ignores ``max_tokens`` is cut off instead of streaming forever."""
 
+RETRY_DOWN_AFTER = 30.0
+"""Seconds a failing server is skipped before one trial request."""
+
 METADATA_TIMEOUT = 15.0
 """Seconds for small requests (version, model lists, model details)."""
 
@@ -77,7 +80,7 @@ class ServerOptions(EngineOptions):
     request_timeout: float = Field(default=REQUEST_TIMEOUT, gt=0, strict=True)
     max_answer_kb: int = Field(default=MAX_ANSWER_KB, ge=1, strict=True)
     parallel: int = Field(default=1, ge=1, strict=True)
-    retry_down_after: float = Field(default=30.0, gt=0, strict=True)
+    retry_down_after: float = Field(default=RETRY_DOWN_AFTER, gt=0, strict=True)
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,12 @@ class ServerLimits:
         retry_down_after: seconds a failing server is skipped before one trial request.
     """
 
-    connect_timeout: float = CONNECT_TIMEOUT
-    read_timeout: float = READ_TIMEOUT
-    request_timeout: float = REQUEST_TIMEOUT
-    max_answer_bytes: int = MAX_ANSWER_KB * 1024
-    parallel: int = 1
-    retry_down_after: float = 30.0
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    max_answer_bytes: int
+    parallel: int
+    retry_down_after: float
 
     @classmethod
     def from_options(cls, options: ServerOptions) -> ServerLimits:

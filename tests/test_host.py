@@ -34,16 +34,15 @@ from captioneer.backends.errors import (
     TruncatedOutputError,
 )
 from captioneer.backends.host import (
-    FAULT_INJECTION_KEY,
     HostedBackend,
     HostPolicy,
     QuarantinedImageError,
-    _error_state,
     _rebuild_error,
     describe_exit,
     open_backend,
     should_recycle,
 )
+from captioneer.backends.host_process import FAULT_INJECTION_KEY, _error_state
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.cli import main as cli_main

@@ -27,12 +27,10 @@ from captioneer.backends.errors import (
     ResourceExhaustedError,
 )
 from captioneer.backends.http_util import is_loopback_url, privacy_warning
-from captioneer.backends.ollama_engine import (
+from captioneer.backends.ollama_engine import OllamaBackend, instruct_tag_for, keep_alive_value
+from captioneer.backends.ollama_server import (
     ModelWithoutVisionError,
-    OllamaBackend,
-    instruct_tag_for,
     is_cloud_tag,
-    keep_alive_value,
     normalize_tag,
     pull_model,
     resolve_host,

@@ -19,11 +19,13 @@ from captioneer.backends.transformers_engine import (
     DEFAULT_BATCH_SIZE,
     TransformersBackend,
     chat_messages,
+    finish_reasons,
+    processor_size,
+)
+from captioneer.backends.transformers_loading import (
     choose_attention,
     choose_device,
     choose_profile,
-    finish_reasons,
-    processor_size,
     resolve_model_dir,
 )
 from captioneer.desktop.cli import main as cli_main

@@ -17,6 +17,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from captioneer.backends.base import Backend, BackendInfo, Capabilities
+from captioneer.backends.registry import options_class
 from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.paths import cache_dir
@@ -328,6 +329,7 @@ class BuggyBackend(Backend):
 
     name = "buggy"
     capabilities = Capabilities()
+    Options = options_class("gguf")  # it stands in for the engine the window's configuration names
 
     def load(self, progress=None, cancel=None) -> None:
         return None
