@@ -7,11 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from captioneer.backends.cancel import CancelToken, token_or_new
-from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.errors import CaptioneerError, ConfigurationError
 from captioneer.backends.request import GenerationRequest
+
+DEFAULT_IMAGE_TOKENS = 1024
+"""The pixel budget, in visual tokens (one token = 32×32 pixels), when nobody chose one."""
 
 ProgressCallback = Callable[[float, str], None]
 """Called with a fraction in [0, 1] and a short human-readable message."""
@@ -83,47 +86,66 @@ class Capabilities:
     """Images smaller than this many visual tokens get enlarged by the engine's image processor."""
 
 
+class EngineOptions(BaseModel):
+    """The settings one engine reads, declared by that engine as its ``Options`` (a subclass of this).
+
+    Unknown keys are an error, so a typo (``request_timout``) or a setting of another engine (``quant`` on
+    gguf) fails loudly instead of being ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalOptions(EngineOptions):
+    """The options every engine that runs the model on this machine takes.
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda``, ``mps``.
+        threads: CPU threads; default: the engine's own choice (physical cores).
+        flash_attention: use flash attention where the engine has it.
+    """
+
+    device: str = "auto"
+    threads: int | None = Field(default=None, ge=1)
+    flash_attention: bool = True
+
+
 class EngineConfig(BaseModel):
-    """Everything needed to build an engine. Each engine reads the fields it uses and checks them.
+    """Everything needed to build an engine: what every engine shares, plus the engine's own ``options``.
 
     Attributes:
         engine: registry name: ``gguf``, ``transformers``, ``ollama`` or ``openai``.
         model: a GGUF file, a model folder or cached repo id, an Ollama tag, or a server's model name.
-        mmproj: the GGUF vision projector that belongs to ``model`` (gguf only).
-        quant: precision/quantization profile (transformers: bf16, fp16, fp32, nf4, int8).
-        device: ``auto``, ``cpu``, ``cuda``, ``mps``.
-        host: Ollama's address.
-        base_urls: OpenAI-compatible servers (several spread a job over them).
-        api_key: for OpenAI-compatible servers that want one.
         image_tokens: the pixel budget in visual tokens; engines size their context for it.
-        context_tokens: context length override; by default derived from the image budget.
-        threads: CPU threads for in-process engines; default: physical cores.
-        gpu_layers: layers to offload (gguf); -1 offloads all where a GPU backend exists.
-        flash_attention: use flash attention where the engine has it.
-        keep_alive: how long Ollama keeps the model loaded.
-        allow_cloud: permit Ollama ``*-cloud`` models (photos leave the machine).
+        context_tokens: context length override; by default each engine derives it from the image budget
+            (:meth:`Backend.context_tokens`).
         allow_remote: permit non-loopback servers without a warning.
+        options: the engine's own settings, checked against its :attr:`Backend.Options` when it is built
+            (:func:`~captioneer.backends.registry.create_backend`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: str = "gguf"
     model: str = ""
-    mmproj: str | None = None
-    quant: str | None = None
-    device: str = "auto"
-    host: str | None = None
-    base_urls: tuple[str, ...] = ()
-    api_key: str | None = None
-    image_tokens: int = Field(default=1024, ge=16, le=16384)
+    image_tokens: int = Field(default=DEFAULT_IMAGE_TOKENS, ge=16, le=16384)
     context_tokens: int | None = Field(default=None, ge=512)
-    threads: int | None = Field(default=None, ge=1)
-    gpu_layers: int = -1
-    flash_attention: bool = True
-    keep_alive: str | None = None
-    allow_cloud: bool = False
     allow_remote: bool = False
-    extra: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def options_error(
+    engine: str, options_class: type[EngineOptions], exc: ValidationError
+) -> ConfigurationError:
+    """One line naming the first bad key: an unknown one with the keys the engine takes, or a bad value."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        takes = ", ".join(sorted(options_class.model_fields)) or "no options"
+        return ConfigurationError(f"{key} is not an option of the {engine} engine; it takes: {takes}.")
+    return ConfigurationError(
+        f"The {engine} engine's option {key} = {error.get('input')!r} is not valid: {error['msg']}."
+    )
 
 
 @dataclass
@@ -152,9 +174,35 @@ class Backend(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    Options: ClassVar[type[EngineOptions]] = EngineOptions
+    """The engine's own settings (``EngineConfig.options``); each engine declares its subclass."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
+        self.options = self.read_options(config)
+
+    @classmethod
+    def read_options(cls, config: EngineConfig) -> Any:
+        """``config.options`` checked against :attr:`Options`.
+
+        Raises:
+            ConfigurationError: an unknown key or a bad value, in one line.
+        """
+        try:
+            return cls.Options.model_validate(config.options)
+        except ValidationError as exc:
+            raise options_error(cls.name, cls.Options, exc) from None
+
+    @classmethod
+    def context_tokens(cls, image_tokens: int, override: int | None = None) -> int | None:
+        """The context the engine allocates for one image of ``image_tokens`` (``override`` where given);
+        None where the engine does not size it itself (the server or the model decides)."""
+        return override
+
+    @classmethod
+    def destinations(cls, config: EngineConfig) -> tuple[str, ...]:
+        """The addresses the engine sends photos to; none for an engine that runs on this machine."""
+        return ()
 
     @abstractmethod
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:

@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from captioneer.backends.base import Backend, BackendInfo, Capabilities, EngineConfig, ProgressCallback
+from captioneer.backends.base import (
+    Backend,
+    BackendInfo,
+    Capabilities,
+    EngineConfig,
+    LocalOptions,
+    ProgressCallback,
+)
 from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.cpu_cores import physical_cores
 from captioneer.backends.errors import (
@@ -245,13 +252,30 @@ class GGUFBackend(Backend):
         quantizations=("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16"),
     )
 
+    class Options(LocalOptions):
+        """The GGUF engine's options (and the :class:`LocalOptions`).
+
+        Attributes:
+            mmproj: the GGUF vision projector that belongs to the model.
+            gpu_layers: layers to offload; -1 offloads all where a GPU backend exists.
+        """
+
+        mmproj: str | None = None
+        gpu_layers: int = -1
+
+    options: Options
+
+    @classmethod
+    def context_tokens(cls, image_tokens: int, override: int | None = None) -> int:
+        return context_size(image_tokens, override)
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self._llama: Any = None
         self._close: weakref.finalize | None = None
         self._model_header: GGUFHeader | None = None
         self._mmproj_header: GGUFHeader | None = None
-        self._threads = config.threads or physical_cores()
+        self._threads = self.options.threads or physical_cores()
         self._n_ctx = context_size(config.image_tokens, config.context_tokens)
         self._gpu_layers = 0
         self._device = "cpu"
@@ -264,7 +288,7 @@ class GGUFBackend(Backend):
         cancel = token_or_new(cancel)
         if progress:
             progress(0.0, "Checking the model files")
-        model, mmproj = check_gguf_pair(self.config.model, self.config.mmproj)
+        model, mmproj = check_gguf_pair(self.config.model, self.options.mmproj)
         cancel.raise_if_cancelled()
         try:
             import llama_cpp
@@ -278,7 +302,7 @@ class GGUFBackend(Backend):
         _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
         _NATIVE_LOG.lines.clear()
         offload = bool(llama_cpp.llama_supports_gpu_offload())
-        self._gpu_layers = gpu_layers(self.config.device, self.config.gpu_layers, offload)
+        self._gpu_layers = gpu_layers(self.options.device, self.options.gpu_layers, offload)
         system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
         self._device = device_name(system_info, self._gpu_layers != 0)
         self._plain_buffers = needs_plain_cpu_buffers(system_info, self._gpu_layers)
@@ -299,7 +323,7 @@ class GGUFBackend(Backend):
                     n_threads=self._threads,
                     n_threads_batch=self._threads,
                     n_gpu_layers=self._gpu_layers,
-                    flash_attn=self.config.flash_attention,
+                    flash_attn=self.options.flash_attention,
                     verbose=False,
                 )
             _NATIVE_LOG.install(llama_cpp, mtmd_cpp)
@@ -403,13 +427,13 @@ class GGUFBackend(Backend):
             loaded=self._llama is not None,
             memory_bytes=_rss_bytes(),
             details={
-                "mmproj": self.config.mmproj,
+                "mmproj": self.options.mmproj,
                 "mmproj_quant": self._mmproj_header.quantization if self._mmproj_header else None,
                 "architecture": model.architecture if model else None,
                 "threads": self._threads,
                 "context": self._n_ctx,
                 "gpu_layers": self._gpu_layers,
-                "flash_attention": self.config.flash_attention,
+                "flash_attention": self.options.flash_attention,
                 "plain_cpu_buffers": self._plain_buffers,
             },
         )

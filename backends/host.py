@@ -18,11 +18,9 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 import time
-import traceback
 import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,19 +34,15 @@ from captioneer.backends.base import (
     Capabilities,
     EngineConfig,
     ProgressCallback,
-    collect,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, GenerationError
-from captioneer.backends.registry import backend_class, create_backend
+from captioneer.backends.host_process import host_main, without_fault_hook
+from captioneer.backends.registry import backend_class
 from captioneer.backends.request import GenerationRequest, PreparedImage
 
 log = logging.getLogger(__name__)
 
-FAULT_INJECTION_KEY = "host_fault_injection"
-"""Test-only fault-injection hook in ``EngineConfig.extra``: ``{"abort_on_image": sha256}`` makes the host
-process call ``os.abort()`` when asked to caption that image, the way a native engine crash would end it.
-The host removes the key before the engine sees its configuration."""
 
 _POLL_SECONDS = 0.05
 
@@ -119,106 +113,6 @@ def describe_exit(engine: str, exitcode: int | None, doing: str) -> str:
     )
 
 
-# -- the child ---------------------------------------------------------------------------------------
-
-
-class _SharedCancelToken(CancelToken):
-    """A cancel token backed by an event shared with the parent process."""
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self._event = event
-
-
-def _resident_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def _error_state(exc: BaseException, engine: str) -> dict[str, Any]:
-    """An exception as plain data that survives the pipe with its type and attributes."""
-    if isinstance(exc, CaptioneerError):
-        return {
-            "module": type(exc).__module__,
-            "type": type(exc).__qualname__,
-            "message": str(exc),
-            "attrs": dict(vars(exc)),
-        }
-    return {
-        "module": GenerationError.__module__,
-        "type": GenerationError.__qualname__,
-        "message": f"The {engine} engine failed unexpectedly ({type(exc).__name__}: {exc}).",
-        "attrs": {"host_traceback": "".join(traceback.format_exception(exc))},
-    }
-
-
-def _inject_fault(fault: dict[str, Any] | None, images: Sequence[PreparedImage]) -> None:
-    """Test-only: die like a native crash when asked to (see :data:`FAULT_INJECTION_KEY`)."""
-    if fault and fault.get("abort_on_image") in {image.sha256 for image in images}:
-        if os.name == "posix":
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a test's deliberate abort leaves no core file
-        os.abort()
-
-
-def _host_main(conn: Connection, cancel_event: Any, config_data: dict[str, Any]) -> None:
-    """The host process: build the engine in here and answer the parent until told to exit."""
-    # Ctrl+C in a terminal reaches the whole process group; the parent decides what stops and when.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    extra = dict(config_data.get("extra") or {})
-    fault = extra.pop(FAULT_INJECTION_KEY, None)
-    config = EngineConfig(**{**config_data, "extra": extra})
-    cancel = _SharedCancelToken(cancel_event)
-    engine: Backend | None = None
-
-    def progress(fraction: float, message: str) -> None:
-        conn.send(("progress", fraction, message))
-
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break  # the parent is gone: nothing left to serve
-        kind = message[0]
-        try:
-            if kind == "load":
-                engine = engine or create_backend(config)
-                engine.load(progress, cancel)
-                conn.send(("done", None, _resident_bytes()))
-            elif kind == "generate":
-                request: GenerationRequest = message[1]
-                _inject_fault(fault, request.images)
-                completion = collect(
-                    engine.generate(request, cancel), lambda chunk: conn.send(("chunk", chunk))
-                )
-                conn.send(("done", completion.finish_reason, _resident_bytes()))
-            elif kind == "batch":
-                requests: list[GenerationRequest] = message[1]
-                _inject_fault(fault, [image for request in requests for image in request.images])
-                conn.send(("done", engine.generate_batch(requests, cancel), _resident_bytes()))
-            elif kind == "info":
-                conn.send(("done", engine.info(), _resident_bytes()))
-            elif kind == "exit":
-                if engine is not None:
-                    engine.unload()
-                conn.send(("done", None, _resident_bytes()))
-                break
-            else:
-                raise GenerationError(f"The engine host got an unknown request '{kind}'.")
-        except BrokenPipeError:
-            break
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent as an error reply
-            if not isinstance(exc, CaptioneerError):
-                log.exception("engine host: unexpected failure")
-            conn.send(("error", _error_state(exc, config.engine)))
-    conn.close()
-
-
-# -- the parent --------------------------------------------------------------------------------------
-
-
 def _rebuild_error(state: dict[str, Any]) -> CaptioneerError:
     module_name = state["module"]
     cls: Any = None
@@ -282,6 +176,12 @@ class HostedBackend(Backend):
         self.recycles = 0
         self.crashes = 0
 
+    @classmethod
+    def read_options(cls, config: EngineConfig) -> Any:
+        """The hosted engine's options, checked here so that a typo fails before a process starts."""
+        engine_config, _fault = without_fault_hook(config)
+        return backend_class(config.engine).read_options(engine_config)
+
     # -- process lifetime ------------------------------------------------------------------------------
 
     @property
@@ -293,7 +193,7 @@ class HostedBackend(Backend):
         parent_conn, child_conn = self._context.Pipe()
         self._cancel_event = self._context.Event()
         process = self._context.Process(
-            target=_host_main,
+            target=host_main,
             args=(child_conn, self._cancel_event, self.config.model_dump()),
             name=f"captioneer-{self.config.engine}-host",
             daemon=True,
@@ -552,7 +452,7 @@ class HostedBackend(Backend):
         engine_info = self._engine_info
         if engine_info is None:
             return BackendInfo(
-                engine=self.config.engine, model=self.config.model, quant=self.config.quant,
+                engine=self.config.engine, model=self.config.model, quant=self.config.options.get("quant"),
                 loaded=self.pid is not None, memory_bytes=self._rss, details=host,
             )
         details = {**engine_info.details, **host, "engine_memory_bytes": engine_info.memory_bytes}

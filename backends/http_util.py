@@ -8,14 +8,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from captioneer.backends.base import EngineConfig
+from pydantic import Field
+
+from captioneer.backends.base import EngineOptions
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import ConfigurationError, GenerationError
+from captioneer.backends.errors import GenerationError
 
 T = TypeVar("T")
 
@@ -38,6 +40,9 @@ TOKEN_CAP_FACTOR = 4
 TOKEN_CAP_SLACK = 32
 """A stream may carry at most ``TOKEN_CAP_FACTOR × max_new_tokens + TOKEN_CAP_SLACK`` pieces: a server that
 ignores ``max_tokens`` is cut off instead of streaming forever."""
+
+RETRY_DOWN_AFTER = 30.0
+"""Seconds a failing server is skipped before one trial request."""
 
 METADATA_TIMEOUT = 15.0
 """Seconds for small requests (version, model lists, model details)."""
@@ -66,17 +71,21 @@ class AnswerTooLongError(GenerationError):
     """A server sent far more than the answer may hold: it ignores ``max_tokens`` or streams garbage."""
 
 
-SERVER_OPTIONS = frozenset(
-    {"connect_timeout", "read_timeout", "request_timeout", "max_answer_kb", "parallel", "retry_down_after"}
-)
-"""The keys of ``EngineConfig.extra`` the server engines read; any other key is a typo and an error."""
+class ServerOptions(EngineOptions):
+    """The options every server engine takes: how long and how much it waits for and accepts, and how hard
+    it uses each server (the CLI flags and settings of the same names). Read into :class:`ServerLimits`."""
+
+    connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0, strict=True)
+    read_timeout: float = Field(default=READ_TIMEOUT, gt=0, strict=True)
+    request_timeout: float = Field(default=REQUEST_TIMEOUT, gt=0, strict=True)
+    max_answer_kb: int = Field(default=MAX_ANSWER_KB, ge=1, strict=True)
+    parallel: int = Field(default=1, ge=1, strict=True)
+    retry_down_after: float = Field(default=RETRY_DOWN_AFTER, gt=0, strict=True)
 
 
 @dataclass(frozen=True)
 class ServerLimits:
     """How long and how much a server engine waits for and accepts, and how hard it uses each server.
-
-    Read from ``EngineConfig.extra`` (the CLI flags and settings of the same names) by :meth:`from_extra`.
 
     Attributes:
         connect_timeout: seconds to open a connection.
@@ -87,33 +96,23 @@ class ServerLimits:
         retry_down_after: seconds a failing server is skipped before one trial request.
     """
 
-    connect_timeout: float = CONNECT_TIMEOUT
-    read_timeout: float = READ_TIMEOUT
-    request_timeout: float = REQUEST_TIMEOUT
-    max_answer_bytes: int = MAX_ANSWER_KB * 1024
-    parallel: int = 1
-    retry_down_after: float = 30.0
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    max_answer_bytes: int
+    parallel: int
+    retry_down_after: float
 
     @classmethod
-    def from_extra(cls, extra: Mapping[str, Any]) -> ServerLimits:
-        """The limits in ``extra`` (checked; a wrong value is a :class:`ConfigurationError`), defaults
-        for the rest."""
-        unknown = sorted(set(extra) - SERVER_OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown server engine option {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(SERVER_OPTIONS))}."
-            )
-        defaults = cls()
-        kilobytes = positive_number(extra, "max_answer_kb", whole=True)
-        parallel = positive_number(extra, "parallel", whole=True)
+    def from_options(cls, options: ServerOptions) -> ServerLimits:
+        """The limits a server engine's (already checked) options set."""
         return cls(
-            connect_timeout=_or(positive_seconds(extra, "connect_timeout"), defaults.connect_timeout),
-            read_timeout=_or(positive_seconds(extra, "read_timeout"), defaults.read_timeout),
-            request_timeout=_or(positive_seconds(extra, "request_timeout"), defaults.request_timeout),
-            max_answer_bytes=defaults.max_answer_bytes if kilobytes is None else int(kilobytes) * 1024,
-            parallel=defaults.parallel if parallel is None else int(parallel),
-            retry_down_after=_or(positive_seconds(extra, "retry_down_after"), defaults.retry_down_after),
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+            request_timeout=options.request_timeout,
+            max_answer_bytes=options.max_answer_kb * 1024,
+            parallel=options.parallel,
+            retry_down_after=options.retry_down_after,
         )
 
     @property
@@ -126,10 +125,6 @@ class ServerLimits:
 def token_cap(max_new_tokens: int) -> int:
     """How many streamed pieces an answer capped at ``max_new_tokens`` may take before it is cut off."""
     return TOKEN_CAP_FACTOR * max_new_tokens + TOKEN_CAP_SLACK
-
-
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def is_loopback_host(hostname: str) -> bool:
@@ -150,31 +145,19 @@ def is_loopback_url(url: str) -> bool:
     return is_loopback_host(urlsplit(url).hostname or "")
 
 
-def server_urls(config: EngineConfig) -> tuple[str, ...]:
-    """The addresses an engine configuration sends photos to (resolved the way the engines resolve them)."""
-    if config.engine == "ollama":
-        from captioneer.backends.ollama_engine import resolve_host
-
-        return (resolve_host(config.host),)
-    if config.engine == "openai":
-        from captioneer.backends.openai_engine import normalize_base_url
-
-        return tuple(normalize_base_url(url) for url in config.base_urls)
-    return ()
-
-
-def privacy_warning(config: EngineConfig) -> str | None:
+def privacy_warning(destinations: Sequence[str], allow_remote: bool) -> str | None:
     """The warning to show when photos would leave this machine, or None.
 
     Args:
-        config: the engine configuration; ``allow_remote`` silences the warning.
+        destinations: the addresses an engine sends photos to (its ``destinations``).
+        allow_remote: the user allowed remote servers; it silences the warning.
 
     Returns:
         One line for the status bar or stderr, naming every remote server.
     """
-    if config.allow_remote:
+    if allow_remote:
         return None
-    remote = [url for url in server_urls(config) if not is_loopback_url(url)]
+    remote = [url for url in destinations if not is_loopback_url(url)]
     if not remote:
         return None
     where = ", ".join(remote)
@@ -184,9 +167,9 @@ def privacy_warning(config: EngineConfig) -> str | None:
     )
 
 
-def warn_if_remote(config: EngineConfig) -> None:
+def warn_if_remote(destinations: Sequence[str], allow_remote: bool) -> None:
     """Log the privacy warning (one line on stderr for the command line) when there is one."""
-    message = privacy_warning(config)
+    message = privacy_warning(destinations, allow_remote)
     if message is not None:
         log.warning(message)
 
@@ -375,25 +358,3 @@ def backoff(attempt: int, cancel: CancelToken) -> bool:
     if cancel.wait(RETRY_DELAYS[attempt]):
         cancel.raise_if_cancelled()
     return True
-
-
-def positive_seconds(extra: Mapping[str, Any], key: str) -> float | None:
-    """A duration from ``EngineConfig.extra`` (e.g. ``request_timeout``), checked; None when absent."""
-    value = extra.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigurationError(f"Engine option {key} must be a positive number of seconds, got {value!r}.")
-    return float(value)
-
-
-def positive_number(extra: Mapping[str, Any], key: str, *, whole: bool = False) -> float | None:
-    """A count or size from ``EngineConfig.extra`` (e.g. ``parallel``), checked; None when absent."""
-    value = extra.get(key)
-    if value is None:
-        return None
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 1:
-        what = "a whole number ≥ 1" if whole else "a number ≥ 1"
-        raise ConfigurationError(f"Engine option {key} must be {what}, got {value!r}.")
-    return value

@@ -22,28 +22,23 @@ from captioneer.backends.errors import (
     EngineUnavailableError,
     GenerationError,
     ModelNotFoundError,
-    ResourceExhaustedError,
 )
 from captioneer.backends.http_util import (
     METADATA_TIMEOUT,
-    RETRYABLE_STATUSES,
-    AnswerTooLongError,
     EngineTimeoutError,
-    ServerBusyError,
     ServerLimits,
+    ServerOptions,
     StreamBrokenError,
     capped_transport,
     limited,
     warn_if_remote,
 )
+from captioneer.backends.openai_errors import fault_of, format_style, translate_error
 from captioneer.backends.request import GenerationRequest
 from captioneer.backends.server_pool import Fault, Server, ServerPool, answer_each, serve
 
 log = logging.getLogger(__name__)
 
-RESPONSE_FORMATS = ("json_schema", "json_object", "none")
-"""Ways to ask for schema-constrained JSON, best first: OpenAI's ``json_schema``; ``json_object`` with a
-``schema`` (llama-cpp-python's server and others); none (the answer is still validated by the caller)."""
 
 NO_KEY = "no-key"
 """Sent when no API key is configured: the client library wants one, local servers ignore it."""
@@ -72,7 +67,8 @@ def normalize_base_url(url: str) -> str:
 
 
 def response_format(schema: dict[str, Any], style: str) -> dict[str, Any] | None:
-    """The ``response_format`` for ``schema`` in one of :data:`RESPONSE_FORMATS`."""
+    """The ``response_format`` for ``schema`` in one of the
+    :data:`~captioneer.backends.openai_errors.RESPONSE_FORMATS`."""
     if style == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
     if style == "json_object":
@@ -186,122 +182,11 @@ def thinking_advice(url: str, model: str) -> str:
     )
 
 
-def format_style(server: Server) -> str:
-    """The ``response_format`` style (one of :data:`RESPONSE_FORMATS`) ``server`` is asked with now."""
-    return RESPONSE_FORMATS[server.format_style]
-
-
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
-        if isinstance(inner, str):
-            return inner
-    return str(getattr(exc, "message", "") or exc)
-
-
-def fault_of(exc: Exception, server: Server, model: str, others: int) -> Fault:
-    """What a failed attempt on ``server`` means: ``busy`` (HTTP 429/503), ``down`` (unreachable, timed out,
-    broken off, overflowing, or a server error: the request moves to another server), ``again`` (the
-    server rejects the ``response_format``, or lacks the model while ``others`` servers remain: ask anew),
-    or ``request`` (nothing another server would do better)."""
-    import openai
-
-    error = translate_error(exc, server.url, model)
-    if isinstance(error, (EngineUnavailableError, EngineTimeoutError, StreamBrokenError, AnswerTooLongError)):
-        return Fault("down", error)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status in RETRYABLE_STATUSES:
-            return Fault("busy", error)
-        # vLLM refuses per-request processor limits unless started with --trust-request-mm-kwargs.
-        if status in (400, 422) and "mm_processor_kwargs" in _message(exc) and server.send_limits:
-            server.send_limits = False
-            log.info("%s takes no per-request image limits; images go as they are", server.url)
-            return Fault("again", error)
-        # llama-cpp-python's server answers an unknown response_format with 500, others with 400/422.
-        simpler = server.format_style + 1 < len(RESPONSE_FORMATS)
-        if status in (400, 422, 500) and "response_format" in _message(exc) and simpler:
-            server.format_style += 1
-            log.info("%s rejects this response_format; using %s", server.url, format_style(server))
-            return Fault("again", error)
-        if status == 404 and others:
-            server.excluded = f"does not serve {model}"
-            log.warning("%s does not serve %s; leaving it out.", server.url, model)
-            return Fault("again", error)
-        if status >= 500 and not isinstance(error, ResourceExhaustedError):
-            return Fault("down", error)
-    return Fault("request", error)
-
-
-def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
-    """The one choke point that turns client, HTTP and in-stream failures into messages for people."""
-    import httpx
-    import openai
-
-    if isinstance(exc, CaptioneerError):
-        return exc
-    if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
-        # The client wraps transport failures, also those in the middle of a stream; the cause says which.
-        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else exc
-        if isinstance(cause, httpx.ConnectTimeout):
-            return EngineUnavailableError(
-                f"The server at {url} did not accept a connection in time (connect timeout) — check the "
-                "address and the network."
-            )
-        if isinstance(cause, httpx.TimeoutException) or (
-            cause is None and isinstance(exc, openai.APITimeoutError)
-        ):
-            return EngineTimeoutError(
-                f"The server at {url} did not answer in time (read timeout) — check that it is running and "
-                "not overloaded."
-            )
-        if isinstance(cause, httpx.TransportError) and not isinstance(cause, httpx.ConnectError):
-            return StreamBrokenError(
-                f"The connection to the server at {url} broke while it was answering "
-                f"({cause.__class__.__name__}) — did it stop or crash?"
-            )
-        return EngineUnavailableError(
-            f"Nothing answers at {url} — start the server (llama-server, LM Studio, vLLM…) "
-            "or check --base-url."
-        )
-    message = _message(exc)
-    lowered = message.lower()
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status in (401, 403):
-            return ConfigurationError(
-                f"The server at {url} refused the API key (HTTP {status}: {message}) — "
-                "pass the right --api-key."
-            )
-        if status == 404:
-            return ModelNotFoundError(
-                f"The server at {url} has no model {model} (HTTP 404: {message}) — check --model, and that "
-                "the base URL ends with /v1."
-            )
-        if "memory" in lowered or "context" in lowered or "too long" in lowered:
-            return ResourceExhaustedError(f"The server at {url} cannot fit this request: {message}")
-        if status in RETRYABLE_STATUSES:
-            return ServerBusyError(f"The server at {url} is busy (HTTP {status}: {message}).")
-        return GenerationError(f"The server at {url} refused the request (HTTP {status}): {message}")
-    if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
-        kind = ResourceExhaustedError if "memory" in lowered else GenerationError
-        return kind(f"The server at {url} failed while answering with {model}: {message}")
-    if isinstance(exc, ValueError):
-        return GenerationError(f"The server at {url} sent an answer Captioneer cannot read: {exc}")
-    raise exc
-
-
 class OpenAIBackend(Backend):
     """Qwen3-VL behind one or several OpenAI-compatible servers.
 
-    Configuration: ``base_urls`` (one or more; several share the work round robin), ``api_key``,
-    ``model`` (the server's model name), ``allow_remote``; in ``extra`` the :class:`ServerLimits`:
-    ``parallel`` (requests in flight per server), ``connect_timeout``, ``read_timeout``,
-    ``request_timeout`` (seconds for one whole answer), ``max_answer_kb`` and ``retry_down_after`` (seconds a
-    failing server is skipped).
+    Configuration: ``model`` (the server's model name), ``image_tokens``, ``allow_remote``, and the
+    :class:`Options`.
     """
 
     name = "openai"
@@ -315,13 +200,31 @@ class OpenAIBackend(Backend):
         min_image_tokens=MIN_IMAGE_TOKENS,
     )
 
+    class Options(ServerOptions):
+        """The servers, plus the :class:`ServerOptions` (``parallel``: requests in flight per server,
+        ``retry_down_after``: seconds a failing server is skipped).
+
+        Attributes:
+            base_urls: the servers (one or more; several share the work round robin).
+            api_key: for servers that want one.
+        """
+
+        base_urls: tuple[str, ...] = ()
+        api_key: str | None = None
+
+    options: Options
+
+    @classmethod
+    def destinations(cls, config: EngineConfig) -> tuple[str, ...]:
+        return tuple(normalize_base_url(url) for url in cls.read_options(config).base_urls)
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.model = config.model.strip()
-        self.limits = ServerLimits.from_extra(config.extra)
+        self.limits = ServerLimits.from_options(self.options)
         check_image_budget(config.image_tokens)
         self.pool = ServerPool(
-            [normalize_base_url(url) for url in config.base_urls],
+            [normalize_base_url(url) for url in self.options.base_urls],
             parallel=self.limits.parallel,
             cool_down=self.limits.retry_down_after,
         )
@@ -338,7 +241,7 @@ class OpenAIBackend(Backend):
         timeout = httpx.Timeout(read_timeout, connect=self.limits.connect_timeout)
         return openai.OpenAI(
             base_url=url,
-            api_key=self.config.api_key or NO_KEY,
+            api_key=self.options.api_key or NO_KEY,
             timeout=timeout,
             max_retries=0,
             http_client=httpx.Client(
@@ -376,7 +279,7 @@ class OpenAIBackend(Backend):
                 self.model,
             )
         cancel = token_or_new(cancel)
-        warn_if_remote(self.config)
+        warn_if_remote([server.url for server in self.pool.servers], self.config.allow_remote)
         servers = self.pool.servers
         for index, server in enumerate(servers):
             cancel.raise_if_cancelled()

@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 
-from captioneer.backends.base import Backend, EngineConfig
+from captioneer.backends.base import Backend, EngineConfig, EngineOptions
 from captioneer.backends.errors import ConfigurationError, EngineNotInstalledError
 
 
@@ -111,14 +111,36 @@ def install_hint(name: str, frozen: bool | None = None) -> str:
     return "This Captioneer download should include it: download Captioneer again from the releases page."
 
 
-def backend_class(name: str) -> type[Backend]:
+def engine_class(name: str) -> type[Backend]:
+    """The engine's class, for what it declares (its ``Options``, ``context_tokens``, ``destinations``): the
+    engine modules import their libraries only when a model loads, so this works without them installed."""
     entry = engine_entry(name)
+    return getattr(importlib.import_module(entry.module), entry.cls)
+
+
+def options_class(name: str) -> type[EngineOptions]:
+    """The options the engine takes (its ``Backend.Options``)."""
+    return engine_class(name).Options
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The engine's class, once its libraries are known to be installed.
+
+    Raises:
+        ConfigurationError: unknown engine.
+        EngineNotInstalledError: its libraries are missing, with how to get them.
+    """
     if not engine_installed(name):
         raise EngineNotInstalledError(f"The {name} engine is not installed. {install_hint(name)}")
-    module = importlib.import_module(entry.module)
-    return getattr(module, entry.cls)
+    return engine_class(name)
 
 
 def create_backend(config: EngineConfig) -> Backend:
-    """Build (but do not load) the engine named by ``config.engine``."""
+    """Build (but do not load) the engine named by ``config.engine``.
+
+    Raises:
+        ConfigurationError: unknown engine, or ``config.options`` has a key the engine does not take or a
+            bad value (one line naming the key, the engine and the keys it takes).
+        EngineNotInstalledError: the engine's libraries are missing.
+    """
     return backend_class(config.engine)(config)

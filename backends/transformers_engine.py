@@ -9,13 +9,12 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import logging
-import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
 
 from captioneer.backends.base import (
     FINISH_LENGTH,
@@ -25,45 +24,41 @@ from captioneer.backends.base import (
     Capabilities,
     Completion,
     EngineConfig,
+    LocalOptions,
     ProgressCallback,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
+from captioneer.backends.compute_thread import ComputeThread
 from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
-    ConfigurationError,
     GenerationError,
     ModelFileError,
     ResourceExhaustedError,
 )
 from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.transformers_loading import (
+    BITSANDBYTES_PROFILES,
+    PROFILES,
+    choose_attention,
+    choose_device,
+    choose_profile,
+    dtype_for,
+    probe_bitsandbytes,
+    quantization_config,
+    resolve_model_dir,
+)
 
 if TYPE_CHECKING:
     import torch
 
-PROFILES: tuple[str, ...] = ("bf16", "fp16", "fp32", "nf4", "int8")
-"""Precision profiles: plain dtypes, bitsandbytes 4-bit NF4 (double quantization, bf16 compute), LLM.int8."""
 
-BITSANDBYTES_PROFILES = frozenset({"nf4", "int8"})
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-QWEN3_VL_TYPES = frozenset({"qwen3_vl", "qwen3_vl_moe"})
-
-# The vision tower and the output head stay unquantized: quantizing them costs quality for little memory.
-SKIP_QUANTIZATION = ["model.visual", "lm_head"]
-
-# Keys of EngineConfig.extra this engine reads; any other key is a typo and an error.
-EXTRA_KEYS = frozenset({"batch_size"})
 DEFAULT_BATCH_SIZE = 8
 
 JSON_HINT = (
     "Reply with one JSON object only: no Markdown fences and no text before or after it. "
     "It must satisfy this JSON schema: {schema}"
 )
-
-_ALTERNATIVES = {
-    "nf4": "use --quant bf16 (or fp16 on a GPU), or the gguf engine with a Q4_K_M model",
-    "int8": "use --quant nf4 or bf16, or the gguf engine with a Q8_0 model",
-}
 
 
 def finish_reasons(
@@ -82,113 +77,10 @@ def finish_reasons(
     return reasons
 
 
-def choose_device(requested: str, *, cuda: bool, mps: bool) -> str:
-    """The torch device to run on: ``auto`` picks CUDA, then Apple MPS, then the CPU.
-
-    Raises:
-        ConfigurationError: an unknown device, or one this machine does not have.
-    """
-    if requested == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    kind = requested.split(":", 1)[0]
-    if kind not in DEVICES:
-        raise ConfigurationError(f"Unknown device '{requested}'. Choose one of: {', '.join(DEVICES)}.")
-    if kind == "cuda" and not cuda:
-        raise ConfigurationError(
-            "CUDA was requested but PyTorch sees no NVIDIA GPU (or was installed without CUDA support). "
-            "Use --device auto or cpu."
-        )
-    if kind == "mps" and not mps:
-        raise ConfigurationError("Apple MPS was requested but is not available. Use --device auto or cpu.")
-    return requested
-
-
-def choose_profile(quant: str | None, device: str, *, bf16_supported: bool) -> str:
-    """The precision profile to load with: the user's choice, checked, or a sensible default per device.
-
-    Defaults: bf16 on a CUDA GPU that has it (else fp16), fp16 on Apple MPS, fp32 on the CPU.
-
-    Raises:
-        ConfigurationError: an unknown profile, or one the device cannot run, naming the alternative.
-    """
-    kind = device.split(":", 1)[0]
-    if quant is None:
-        if kind == "cuda":
-            return "bf16" if bf16_supported else "fp16"
-        return "fp16" if kind == "mps" else "fp32"
-    profile = quant.lower()
-    if profile not in PROFILES:
-        raise ConfigurationError(
-            f"Unknown precision '{quant}' for the transformers engine. Choose one of: {', '.join(PROFILES)}."
-        )
-    if profile in BITSANDBYTES_PROFILES and kind == "mps":
-        raise ConfigurationError(
-            f"bitsandbytes {profile} does not run on Apple MPS: use --quant fp16, or the gguf engine "
-            "(Metal) with a quantized model."
-        )
-    if profile == "bf16" and kind == "cuda" and not bf16_supported:
-        raise ConfigurationError("This GPU has no bfloat16 support: use --quant fp16 (nf4 for less memory).")
-    return profile
-
-
 def processor_size(pixel_areas: Sequence[int]) -> dict[str, int]:
     """The processor's size limits for images that are already prepared: exactly their own areas, so it
     neither upscales a small image nor shrinks a big one (sides are multiples of 32 already)."""
     return {"shortest_edge": min(pixel_areas), "longest_edge": max(pixel_areas)}
-
-
-def check_extra(extra: dict[str, Any]) -> int:
-    """Validate the engine-specific settings in ``EngineConfig.extra``; return the batch size."""
-    unknown = sorted(set(extra) - EXTRA_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown transformers engine setting(s): {', '.join(unknown)}. "
-            f"Known: {', '.join(sorted(EXTRA_KEYS))}."
-        )
-    batch_size = extra.get("batch_size", DEFAULT_BATCH_SIZE)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ConfigurationError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}.")
-    return batch_size
-
-
-def resolve_model_dir(model: str) -> Path:
-    """A local model folder, or the cached snapshot of a Hugging Face repo id; never downloads.
-
-    Raises:
-        ModelFileError: nothing there, not downloaded yet, not Qwen3-VL, or no safetensors weights.
-    """
-    if not model:
-        raise ModelFileError("No model given for the transformers engine: pass --model FOLDER or a repo id.")
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelFileError(
-                f"{path} is a file; the transformers engine needs a model folder (config.json, "
-                "*.safetensors, tokenizer and processor files)."
-            )
-    elif model.count("/") == 1 and not model.startswith((".", "/", "~")):
-        path = _cached_snapshot(model)
-    else:
-        raise ModelFileError(f"The model folder {path} does not exist.")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelFileError(f"{path} is not a Hugging Face model folder: config.json is missing.")
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"Cannot read {config_file}: {exc}") from None
-    if model_type not in QWEN3_VL_TYPES:
-        raise ModelFileError(
-            f"{path} holds a '{model_type}' model; Captioneer runs Qwen3-VL models (model_type qwen3_vl)."
-        )
-    if not any(path.glob("*.safetensors")):
-        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
-            raise ModelFileError(
-                f"{path} has only PyTorch pickle weights (.bin); Captioneer loads safetensors only, because "
-                "pickle files can run code. Download the safetensors version of the model."
-            )
-        raise ModelFileError(f"{path} has no *.safetensors weights (incomplete download?).")
-    return path
 
 
 def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
@@ -207,85 +99,6 @@ def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
     return messages
 
 
-def _cached_snapshot(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except LocalEntryNotFoundError:
-        raise ModelFileError(
-            f"{repo_id} is not downloaded yet. Download it first (Captioneer's model download, or "
-            f"`hf download {repo_id}`); the transformers engine itself never goes online."
-        ) from None
-
-
-def _probe_bitsandbytes(profile: str, device: str) -> None:
-    """Run one tiny quantized layer on ``device``: some bitsandbytes builds lack a mode on some platforms,
-    and that must be a clear message before minutes of loading, not a stack trace halfway through."""
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigurationError(
-            f"The {profile} profile needs bitsandbytes: pip install bitsandbytes — "
-            f"or {_ALTERNATIVES[profile]}."
-        )
-    # On import, bitsandbytes warns that an optional CPU kernel from the Hugging Face Hub is missing;
-    # Captioneer never downloads code, so for users that warning is noise.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    import bitsandbytes as bnb
-    import torch
-
-    try:
-        if profile == "nf4":
-            layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4",
-                                      compress_statistics=True)
-            layer = layer.to(device)
-            layer(torch.ones(1, 64, dtype=torch.bfloat16, device=device))
-        else:
-            layer = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False, threshold=6.0)
-            layer = layer.to(device)
-            layer(torch.ones(1, 64, dtype=torch.float16, device=device))
-    except (RuntimeError, NotImplementedError, AttributeError, TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"The installed bitsandbytes {bnb.__version__} cannot run {profile} on {device} ({exc}). "
-            f"{_ALTERNATIVES[profile].capitalize()}."
-        ) from None
-
-
-def _dtype_for(profile: str) -> torch.dtype:
-    """The dtype of the weights that stay unquantized (and of the activations)."""
-    import torch
-
-    # LLM.int8 works in half precision: it would cast float32 inputs to float16 anyway.
-    return {
-        "bf16": torch.bfloat16, "nf4": torch.bfloat16, "fp16": torch.float16, "int8": torch.float16,
-        "fp32": torch.float32,
-    }[profile]
-
-
-def _quantization_config(profile: str) -> Any:
-    if profile not in BITSANDBYTES_PROFILES:
-        return None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    if profile == "nf4":
-        return BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            llm_int8_skip_modules=SKIP_QUANTIZATION,
-        )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_QUANTIZATION)
-
-
-def choose_attention(device: str, profile: str, *, wanted: bool, flash_installed: bool) -> str:
-    """Flash attention where it is wanted, installed and can run (CUDA, half precision); SDPA elsewhere."""
-    if wanted and flash_installed and device.startswith("cuda") and profile != "fp32":
-        return "flash_attention_2"
-    return "sdpa"
-
-
 def _is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -293,65 +106,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-class _ComputeThread:
-    """One long-lived thread that runs all of a backend's torch work: loading, preprocessing, generation.
-
-    PyTorch's CPU kernels run on OpenMP, and every thread that starts parallel work gets a team of its own
-    threads. Once a process holds more OpenMP threads than CPUs, libgomp stops letting idle team threads
-    spin between parallel regions, and decoding on a CPU lost 17 % (5.9 → 4.9 tok/s, 2B bf16 on 2 cores,
-    bench/README.md) as soon as generation ran on a fresh thread per request next to a team made while
-    loading. Keeping every torch call on this one thread keeps one team. The thread is a daemon, so an
-    interrupted load never holds up the interpreter's exit, and it ends when the model is unloaded (its
-    team with it), so backends loaded one after another in a process never pile up teams.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-
-    def submit(self, job: Callable[[], Any]) -> Future[Any]:
-        """Run ``job`` on the compute thread; its result or exception arrives through the future."""
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="transformers-compute", daemon=True)
-                self._thread.start()
-        future: Future[Any] = Future()
-        self._jobs.put((job, future))
-        return future
-
-    def run(self, job: Callable[[], Any]) -> Any:
-        """Run ``job`` on the compute thread and wait for it."""
-        if threading.current_thread() is self._thread:
-            return job()
-        return self.submit(job).result()
-
-    def stop(self) -> None:
-        """End the thread after the work already queued and wait for it (a thread still tearing down its
-        OpenMP team when the interpreter exits can abort the process); a later ``submit`` starts a fresh
-        one."""
-        with self._start_lock:
-            thread, self._thread = self._thread, None
-            if thread is None:
-                return
-            self._jobs.put(None)
-        if thread is not threading.current_thread():
-            thread.join()
-
-    def _serve(self) -> None:
-        while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            job, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job())
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which re-raises it
-                future.set_exception(exc)
 
 
 class _CancelCriterion:
@@ -400,6 +154,20 @@ class TransformersBackend(Backend):
         vision=True, streaming=True, json_schema=False, batching=True, in_process=True, quantizations=PROFILES
     )
 
+    class Options(LocalOptions):
+        """The transformers engine's options (and the :class:`LocalOptions`).
+
+        Attributes:
+            quant: precision/quantization profile: bf16, fp16, fp32, nf4, int8; default: the best the
+                device runs.
+            batch_size: images answered together in one batch.
+        """
+
+        quant: str | None = None
+        batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, strict=True)
+
+    options: Options
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self._model: Any = None
@@ -408,10 +176,10 @@ class TransformersBackend(Backend):
         self._profile: str | None = None
         self._model_dir: Path | None = None
         self._attention: str | None = None
-        self._batch_size = check_extra(dict(config.extra))
+        self._batch_size = self.options.batch_size
         self._last_image_tokens: list[int] = []
         self._lock = threading.Lock()
-        self._compute = _ComputeThread()
+        self._compute = ComputeThread()
 
     # -- loading -------------------------------------------------------------------------------------
 
@@ -435,17 +203,17 @@ class TransformersBackend(Backend):
 
         mps = getattr(torch.backends, "mps", None)
         device = choose_device(
-            self.config.device, cuda=torch.cuda.is_available(), mps=bool(mps and mps.is_available())
+            self.options.device, cuda=torch.cuda.is_available(), mps=bool(mps and mps.is_available())
         )
         bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        profile = choose_profile(self.config.quant, device, bf16_supported=bf16)
+        profile = choose_profile(self.options.quant, device, bf16_supported=bf16)
         if profile in BITSANDBYTES_PROFILES:
             report(0.05, f"Checking bitsandbytes {profile} on {device}")
-            self._compute.run(lambda: _probe_bitsandbytes(profile, device))
-        if self.config.threads:
-            self._compute.run(lambda: torch.set_num_threads(self.config.threads))
+            self._compute.run(lambda: probe_bitsandbytes(profile, device))
+        if self.options.threads:
+            self._compute.run(lambda: torch.set_num_threads(self.options.threads))
         attention = choose_attention(
-            device, profile, wanted=self.config.flash_attention,
+            device, profile, wanted=self.options.flash_attention,
             flash_installed=importlib.util.find_spec("flash_attn") is not None,
         )
 
@@ -462,9 +230,9 @@ class TransformersBackend(Backend):
         try:
             model = self._compute.run(lambda: AutoModelForImageTextToText.from_pretrained(
                 model_dir,
-                dtype=_dtype_for(profile),
+                dtype=dtype_for(profile),
                 device_map={"": device},
-                quantization_config=_quantization_config(profile),
+                quantization_config=quantization_config(profile),
                 attn_implementation=attention,
                 use_safetensors=True,
                 trust_remote_code=False,
@@ -524,7 +292,7 @@ class TransformersBackend(Backend):
         return BackendInfo(
             engine=self.name,
             model=self.config.model,
-            quant=self._profile or self.config.quant,
+            quant=self._profile or self.options.quant,
             device=self._device,
             loaded=loaded,
             memory_bytes=memory,

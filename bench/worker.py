@@ -123,6 +123,7 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     """Captioneer's path, from the photo file to the answer, through the engine host."""
     from captioneer.backends.base import EngineConfig
     from captioneer.backends.host import open_backend
+    from captioneer.backends.registry import options_class
     from captioneer.backends.request import SamplingOptions
     from captioneer.desktop.core.images import prepare_image
     from captioneer.desktop.core.tasks import build_request, get_task
@@ -130,10 +131,12 @@ def run_captioneer(args: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     image = prepare_image(args["photo"], args["budget"])
     prepare_s = time.perf_counter() - start
+    wanted = {"mmproj": args.get("mmproj"), "quant": args.get("quant"), "device": args.get("device", "auto"),
+              "threads": args["threads"], "flash_attention": True}
+    takes = options_class(args["engine"]).model_fields
     config = EngineConfig(
-        engine=args["engine"], model=args["model"], mmproj=args.get("mmproj"), quant=args.get("quant"),
-        device=args.get("device", "auto"), image_tokens=args["budget"], threads=args["threads"],
-        flash_attention=True,
+        engine=args["engine"], model=args["model"], image_tokens=args["budget"],
+        options={key: value for key, value in wanted.items() if key in takes and value is not None},
     )
     backend = open_backend(config)
     start = time.perf_counter()

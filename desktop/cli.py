@@ -12,7 +12,7 @@ from pathlib import Path
 
 from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError
 from captioneer.desktop import __version__
-from captioneer.desktop.commands.engine_args import add_engine_arguments
+from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 
 # Subcommand name -> module with ``register(subparsers)``; modules keep heavy imports inside functions.
 COMMANDS: dict[str, str] = {
@@ -89,7 +89,7 @@ def open_window(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"The window needs PySide6 ({exc.name or exc}): pip install 'captioneer[gui]'"
         ) from None
-    return run_window(args, smoke_test=args.smoke_test)
+    return run_window(overrides_from_args(args), smoke_test=args.smoke_test)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,10 @@ def describe(image: PreparedImage, options: SamplingOptions = GREEDY) -> Generat
 
 
 def make_backend(model: Path, mmproj: Path | None, **overrides) -> GGUFBackend:
-    settings = {"image_tokens": 256, "threads": 2, **overrides}
-    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj) if mmproj else None, **settings)
+    shared = {key: value for key, value in overrides.items() if key in EngineConfig.model_fields}
+    options = {"mmproj": str(mmproj) if mmproj else None, "threads": 2,
+               **{key: value for key, value in overrides.items() if key not in shared}}
+    config = EngineConfig(engine="gguf", model=str(model), **{"image_tokens": 256, **shared}, options=options)
     backend = create_backend(config)
     assert isinstance(backend, GGUFBackend)
     return backend
@@ -254,7 +256,7 @@ def test_info_reports_what_is_loaded(engine: GGUFBackend, tiny_gguf: tuple[Path,
 
 
 def test_threads_default_to_physical_cores(tiny_gguf: tuple[Path, Path]) -> None:
-    config = EngineConfig(model=str(tiny_gguf[0]), mmproj=str(tiny_gguf[1]))
+    config = EngineConfig(model=str(tiny_gguf[0]), options={"mmproj": str(tiny_gguf[1])})
     assert GGUFBackend(config).info().details["threads"] == physical_cores()
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
 
@@ -333,7 +335,8 @@ def test_llama_cpp_output_is_silenced(tiny_gguf: tuple[Path, Path]) -> None:
         "from captioneer.backends.base import EngineConfig\n"
         "from captioneer.backends.registry import create_backend\n"
         "from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions\n"
-        f"config = EngineConfig(model={str(tiny_gguf[0])!r}, mmproj={str(tiny_gguf[1])!r}, threads=1)\n"
+        f"config = EngineConfig(model={str(tiny_gguf[0])!r}, options={{'mmproj': {str(tiny_gguf[1])!r}, "
+        "'threads': 1})\n"
         "b = create_backend(config)\n"
         "b.load()\n"
         "image = PreparedImage(Image.new('RGB', (64, 64), (1, 2, 3)))\n"

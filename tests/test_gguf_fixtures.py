@@ -52,7 +52,8 @@ def test_transformers_and_llama_cpp_agree_on_greedy_text(
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     expected = processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
 
-    config = EngineConfig(model=str(tiny_gguf[0]), mmproj=str(tiny_gguf[1]), threads=2, image_tokens=256)
+    config = EngineConfig(model=str(tiny_gguf[0]), image_tokens=256,
+        options={"mmproj": str(tiny_gguf[1]), "threads": 2})
     request = GenerationRequest(prompt=PROMPT, images=(PreparedImage(image),),
                                 options=SamplingOptions(temperature=0.0, max_new_tokens=12))
     with GGUFBackend(config) as backend:

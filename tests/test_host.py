@@ -34,16 +34,15 @@ from captioneer.backends.errors import (
     TruncatedOutputError,
 )
 from captioneer.backends.host import (
-    FAULT_INJECTION_KEY,
     HostedBackend,
     HostPolicy,
     QuarantinedImageError,
-    _error_state,
     _rebuild_error,
     describe_exit,
     open_backend,
     should_recycle,
 )
+from captioneer.backends.host_process import FAULT_INJECTION_KEY, _error_state
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.cli import main as cli_main
@@ -69,7 +68,8 @@ def ask(image: PreparedImage, options: SamplingOptions = GREEDY) -> GenerationRe
 
 
 def hf_config(model: Path, quant: str = "fp32", **extra: object) -> EngineConfig:
-    return EngineConfig(engine="transformers", model=str(model), quant=quant, device="cpu", extra=extra)
+    return EngineConfig(engine="transformers", model=str(model),
+        options={"quant": quant, "device": "cpu", **extra})
 
 
 def gone(pid: int) -> bool:
@@ -396,8 +396,8 @@ def test_a_dropped_host_is_reaped(tiny_hf_model: Path, fast_start: str) -> None:
 
 def test_gguf_through_the_host(tiny_gguf: tuple[Path, Path], host_factory) -> None:
     model, mmproj = tiny_gguf
-    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj), device="cpu", image_tokens=64,
-                          threads=1)
+    config = EngineConfig(engine="gguf", model=str(model), image_tokens=64,
+        options={"mmproj": str(mmproj), "device": "cpu", "threads": 1})
     request = ask(picture(64, 64, 13), SamplingOptions(max_new_tokens=12, temperature=0.0, seed=1))
     direct = open_backend(config, in_process=True)
     direct.load()
@@ -435,18 +435,22 @@ def test_cli_reports_a_photo_that_crashes_the_host_and_goes_on(
     tiny_hf_model: Path, tmp_path: Path, fast_start: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import captioneer.desktop.commands.caption as caption_command
+    import captioneer.desktop.core.engine_setup as engine_setup
     from captioneer.desktop.core.images import prepare_image
 
     poison, fine = tmp_path / "poison.png", tmp_path / "fine.png"
     Image.new("RGB", (300, 200), (220, 30, 30)).save(poison)
     Image.new("RGB", (300, 200), (30, 30, 220)).save(fine)
     fault = {FAULT_INJECTION_KEY: {"abort_on_image": prepare_image(poison, 64).sha256}}
-    configure = caption_command.engine_config_from_args
-    monkeypatch.setattr(caption_command, "engine_config_from_args",
-                        lambda args, settings: configure(args, settings).model_copy(update={"extra": fault}))
-    monkeypatch.setattr(caption_command, "open_backend_from_args",
-                        lambda args, settings, config: HostedBackend(config, start_method=fast_start))
+    configure = engine_setup.engine_config
+
+    def with_fault(settings: object, overrides: object) -> EngineConfig:
+        config = configure(settings, overrides)
+        return config.model_copy(update={"options": {**config.options, **fault}})
+
+    monkeypatch.setattr(engine_setup, "engine_config", with_fault)
+    monkeypatch.setattr(engine_setup, "open_backend",
+                        lambda settings, config, in_process: HostedBackend(config, start_method=fast_start))
     code = cli_main([
         "caption", str(poison), str(fine), "--engine", "transformers", "--model", str(tiny_hf_model),
         "--device", "cpu", "--temperature", "0", "--max-tokens", "8", "--image-tokens", "64", "--json",
@@ -462,8 +466,8 @@ def test_cli_reports_a_photo_that_crashes_the_host_and_goes_on(
 
 def test_finish_reasons_cross_the_pipe(tiny_gguf: tuple[Path, Path], host_factory) -> None:
     model, mmproj = tiny_gguf
-    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj), device="cpu", image_tokens=64,
-                          threads=1)
+    config = EngineConfig(engine="gguf", model=str(model), image_tokens=64,
+        options={"mmproj": str(mmproj), "device": "cpu", "threads": 1})
     host = host_factory(config)
     host.load()
     cut = ask(picture(64, 64, 15), SamplingOptions(max_new_tokens=6, temperature=0.0))

@@ -27,13 +27,10 @@ from captioneer.backends.errors import (
     ResourceExhaustedError,
 )
 from captioneer.backends.http_util import is_loopback_url, privacy_warning
-from captioneer.backends.ollama_engine import (
+from captioneer.backends.ollama_engine import OllamaBackend, instruct_tag_for, keep_alive_value
+from captioneer.backends.ollama_server import (
     ModelWithoutVisionError,
-    OllamaBackend,
-    context_tokens,
-    instruct_tag_for,
     is_cloud_tag,
-    keep_alive_value,
     normalize_tag,
     pull_model,
     resolve_host,
@@ -74,10 +71,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def backend_for(server: FakeOllama, **overrides: object) -> OllamaBackend:
-    values: dict[str, object] = {"engine": "ollama", "model": TAG, "host": server.url}
-    values.update(overrides)
-    return OllamaBackend(EngineConfig(**values))
+def backend_for(server: FakeOllama, **settings: object) -> OllamaBackend:
+    """The engine on ``server``: ``settings`` are EngineConfig fields or the engine's options."""
+    shared = {key: value for key, value in settings.items() if key in EngineConfig.model_fields}
+    options = {key: value for key, value in settings.items() if key not in shared}
+    options = {"host": server.url, **options}
+    return OllamaBackend(EngineConfig(**{"engine": "ollama", "model": TAG, **shared, "options": options}))
 
 
 def request_for(photo: Path, **kwargs: object) -> GenerationRequest:
@@ -136,8 +135,9 @@ def test_tag_rules(tag: str, full: str, cloud: bool, instruct: str | None) -> No
     [(1024, None, 4096), (256, None, 4096), (4096, None, 6144), (3000, None, 5120), (1024, 8192, 8192)],
 )
 def test_context_fits_the_image_budget(image_tokens: int, override: int | None, expected: int) -> None:
+    assert OllamaBackend.context_tokens(image_tokens, override) == expected
     config = EngineConfig(engine="ollama", model=TAG, image_tokens=image_tokens, context_tokens=override)
-    assert context_tokens(config) == expected
+    assert OllamaBackend(config).num_ctx == expected
 
 
 @pytest.mark.parametrize(
@@ -165,11 +165,12 @@ def test_loopback_detection(url: str, local: bool) -> None:
 
 
 def test_privacy_warning_names_the_remote_host() -> None:
-    remote = EngineConfig(engine="ollama", model=TAG, host="192.168.1.20")
-    warning = privacy_warning(remote)
+    remote = EngineConfig(engine="ollama", model=TAG, options={"host": "192.168.1.20"})
+    warning = privacy_warning(OllamaBackend.destinations(remote), remote.allow_remote)
     assert warning is not None and "http://192.168.1.20:11434" in warning and "--allow-remote" in warning
-    assert privacy_warning(remote.model_copy(update={"allow_remote": True})) is None
-    assert privacy_warning(EngineConfig(engine="ollama", model=TAG, host="127.0.0.1:11434")) is None
+    assert privacy_warning(OllamaBackend.destinations(remote), allow_remote=True) is None
+    local = EngineConfig(engine="ollama", model=TAG, options={"host": "127.0.0.1:11434"})
+    assert privacy_warning(OllamaBackend.destinations(local), local.allow_remote) is None
 
 
 def test_load_warns_before_sending_photos_to_another_machine(
@@ -183,12 +184,13 @@ def test_load_warns_before_sending_photos_to_another_machine(
 
     monkeypatch.setattr("captioneer.backends.ollama_engine.server_version", no_network)
     with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
-        OllamaBackend(EngineConfig(engine="ollama", model=TAG, host="192.168.1.20")).load()
+        OllamaBackend(EngineConfig(engine="ollama", model=TAG, options={"host": "192.168.1.20"})).load()
     assert "Your photos will be sent to http://192.168.1.20:11434" in caplog.text
     assert contacted == ["http://192.168.1.20:11434"]
     caplog.clear()
     with caplog.at_level(logging.WARNING), pytest.raises(EngineUnavailableError):
-        OllamaBackend(EngineConfig(engine="ollama", model=TAG, host="192.168.1.20", allow_remote=True)).load()
+        OllamaBackend(EngineConfig(engine="ollama", model=TAG, allow_remote=True,
+            options={"host": "192.168.1.20"})).load()
     assert "photos will be sent" not in caplog.text
 
 
@@ -212,7 +214,7 @@ def test_load_checks_version_tags_and_capabilities(ollama: FakeOllama) -> None:
 
 def test_nothing_listening_names_the_host() -> None:
     host = f"http://127.0.0.1:{free_port()}"
-    backend = OllamaBackend(EngineConfig(engine="ollama", model=TAG, host=host))
+    backend = OllamaBackend(EngineConfig(engine="ollama", model=TAG, options={"host": host}))
     with pytest.raises(EngineUnavailableError, match="Ollama is not running at " + host) as caught:
         backend.load()
     assert caught.value.exit_code == 2
@@ -384,7 +386,7 @@ def test_request_larger_than_the_context_is_refused_before_sending(ollama: FakeO
 
 
 def test_hung_server_hits_the_request_deadline(ollama: FakeOllama, photo: Path) -> None:
-    backend = backend_for(ollama, extra={"request_timeout": 0.5})
+    backend = backend_for(ollama, request_timeout=0.5)
     backend.load()
     ollama.hang.add("/api/chat")
     started = time.monotonic()
@@ -407,11 +409,11 @@ def test_cancel_returns_promptly_from_a_hung_server(ollama: FakeOllama, photo: P
 
 def test_bad_request_timeout_option_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="request_timeout"):
-        OllamaBackend(EngineConfig(engine="ollama", model=TAG, extra={"request_timeout": "soon"}))
+        OllamaBackend(EngineConfig(engine="ollama", model=TAG, options={"request_timeout": "soon"}))
 
 
 def test_registry_builds_the_ollama_engine(ollama: FakeOllama) -> None:
-    backend = create_backend(EngineConfig(engine="ollama", model=TAG, host=ollama.url))
+    backend = create_backend(EngineConfig(engine="ollama", model=TAG, options={"host": ollama.url}))
     assert isinstance(backend, OllamaBackend)
 
 

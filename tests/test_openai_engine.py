@@ -118,8 +118,8 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_util, "RETRY_DELAYS", (0.01, 0.02, 0.04))
 
 
-def backend_for(*urls: str, model: str = "qwen3-vl-2b", **overrides: object) -> OpenAIBackend:
-    return OpenAIBackend(EngineConfig(engine="openai", model=model, base_urls=urls, **overrides))
+def backend_for(*urls: str, model: str = "qwen3-vl-2b", **options: object) -> OpenAIBackend:
+    return OpenAIBackend(EngineConfig(engine="openai", model=model, options={"base_urls": urls, **options}))
 
 
 def small_request(photo: Path, **kwargs: object) -> GenerationRequest:
@@ -193,10 +193,8 @@ def test_pool_needs_a_server() -> None:
 
 
 def test_remote_servers_are_named_in_the_privacy_warning() -> None:
-    config = EngineConfig(
-        engine="openai", model="m", base_urls=("http://127.0.0.1:8080", "http://10.1.2.3:8000/v1")
-    )
-    warning = privacy_warning(config)
+    config = EngineConfig(engine="openai", model="m", options={"base_urls": ("http://127.0.0.1:8080", "http://10.1.2.3:8000/v1")})
+    warning = privacy_warning(OpenAIBackend.destinations(config), config.allow_remote)
     assert warning is not None and "http://10.1.2.3:8000/v1" in warning and "127.0.0.1" not in warning
 
 
@@ -216,7 +214,7 @@ def test_load_warns_before_sending_photos_to_another_machine(
 
 
 def test_real_server_streams_a_caption_of_an_image(llama_server: LlamaServer, photo: Path) -> None:
-    config = EngineConfig(engine="openai", model=REAL_MODEL, base_urls=(llama_server.url,))
+    config = EngineConfig(engine="openai", model=REAL_MODEL, options={"base_urls": (llama_server.url,)})
     backend = create_backend(config)
     assert isinstance(backend, OpenAIBackend)
     backend.load()
@@ -252,7 +250,7 @@ def test_round_robin_skips_a_dead_server_and_retries_it_later(
 ) -> None:
     dead_port = free_port()
     dead = f"http://127.0.0.1:{dead_port}/v1"
-    backend = backend_for(llama_server.url, dead, model=REAL_MODEL, extra={"retry_down_after": 1.0})
+    backend = backend_for(llama_server.url, dead, model=REAL_MODEL, retry_down_after=1.0)
     with caplog.at_level(logging.WARNING):
         backend.load()
     assert "Nothing answers at " + dead in caplog.text
@@ -299,7 +297,7 @@ def test_a_batch_is_answered_concurrently_across_servers(photo: Path) -> None:
 
 def test_bad_parallel_option_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="parallel"):
-        backend_for("127.0.0.1:8080", extra={"parallel": 0})
+        backend_for("127.0.0.1:8080", parallel=0)
 
 
 def test_cli_captions_through_the_real_server(llama_server: LlamaServer, photo: Path) -> None:
@@ -431,7 +429,7 @@ def test_cancel_returns_promptly_from_a_hung_server(stand_in: FakeOpenAI, photo:
 
 def test_hung_server_hits_the_request_deadline(stand_in: FakeOpenAI, photo: Path) -> None:
     stand_in.hang_chat = True
-    backend = backend_for(stand_in.url, extra={"request_timeout": 0.4})
+    backend = backend_for(stand_in.url, request_timeout=0.4)
     with pytest.raises(NoServerLeftError, match=r"within 0.4 s \(request timeout\)"):
         list(backend.generate(small_request(photo)))
 

@@ -74,7 +74,8 @@ def photo(tmp_path: Path) -> Path:
 
 
 def backend_for(url: str, model: str = "qwen3-vl-2b", image_tokens: int = 64) -> OpenAIBackend:
-    config = EngineConfig(engine="openai", model=model, base_urls=(url,), image_tokens=image_tokens)
+    config = EngineConfig(engine="openai", model=model, image_tokens=image_tokens,
+        options={"base_urls": (url,)})
     return OpenAIBackend(config)
 
 

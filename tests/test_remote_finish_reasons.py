@@ -42,11 +42,12 @@ def keywords_request(photo: Path, max_new_tokens: int = 64) -> GenerationRequest
 
 
 def ollama(server: FakeOllama) -> OllamaBackend:
-    return OllamaBackend(EngineConfig(engine="ollama", model=TAG, host=server.url))
+    return OllamaBackend(EngineConfig(engine="ollama", model=TAG, options={"host": server.url}))
 
 
 def openai(server: FakeOpenAI) -> OpenAIBackend:
-    return OpenAIBackend(EngineConfig(engine="openai", model="qwen3-vl-2b", base_urls=(server.url,)))
+    return OpenAIBackend(EngineConfig(engine="openai", model="qwen3-vl-2b",
+        options={"base_urls": (server.url,)}))
 
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
@@ -93,7 +94,8 @@ def test_the_real_llama_cpp_server_reports_a_cut_off_answer(
     llama_server,
     photo: Path,
 ) -> None:
-    backend = OpenAIBackend(EngineConfig(engine="openai", model=REAL_MODEL, base_urls=(llama_server.url,)))
+    backend = OpenAIBackend(EngineConfig(engine="openai", model=REAL_MODEL,
+        options={"base_urls": (llama_server.url,)}))
     image = prepare_image(photo, PixelBudget(max_tokens=64))
     cut = GenerationRequest(
         "Describe this image.", (image,), options=SamplingOptions(max_new_tokens=5, temperature=0.0)

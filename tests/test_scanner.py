@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from captioneer.desktop.cli import main
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.folder_walk import LibraryOfflineError
-from captioneer.desktop.library.metadata import image_content_key
+from captioneer.desktop.library.identity import image_content_key
 from captioneer.desktop.library.scanner import (
     LibraryPathError,
     default_content_key,
@@ -214,7 +214,7 @@ def test_scan_killed_midway_resumes_without_duplicates(tmp_path: Path, captionee
     script = (
         "import time; from pathlib import Path\n"
         "from captioneer.desktop.library.catalog import open_catalog\n"
-        "from captioneer.desktop.library.metadata import image_content_key\n"
+        "from captioneer.desktop.library.identity import image_content_key\n"
         "from captioneer.desktop.library.scanner import scan_library\n"
         "def slow(p):\n    time.sleep(0.01)\n    print('keyed', flush=True)\n"
         "    return image_content_key(p)\n"

@@ -76,7 +76,7 @@ def request_for(photo: Path, max_new_tokens: int = 16, system: str | None = None
 
 def openai(*urls: str, **extra: object) -> OpenAIBackend:
     backend = OpenAIBackend(
-        EngineConfig(engine="openai", model="qwen3-vl-2b", base_urls=urls, extra={**FAST, **extra})
+        EngineConfig(engine="openai", model="qwen3-vl-2b", options={"base_urls": urls, **FAST, **extra})
     )
     backend.load()
     return backend
@@ -84,7 +84,7 @@ def openai(*urls: str, **extra: object) -> OpenAIBackend:
 
 def ollama(url: str, **extra: object) -> OllamaBackend:
     backend = OllamaBackend(
-        EngineConfig(engine="ollama", model="qwen3-vl:2b-instruct", host=url, extra={**FAST, **extra})
+        EngineConfig(engine="ollama", model="qwen3-vl:2b-instruct", options={"host": url, **FAST, **extra})
     )
     backend.load()
     return backend
@@ -240,16 +240,20 @@ def test_pool_wait_for_a_slot_can_be_cancelled() -> None:
 # Limits: defaults, validation
 
 
+def limits_of(**options: object) -> ServerLimits:
+    return OllamaBackend(EngineConfig(engine="ollama", model="m", options=options)).limits
+
+
 def test_server_limits_defaults_and_validation() -> None:
-    limits = ServerLimits.from_extra({})
+    limits = limits_of()
     assert (limits.connect_timeout, limits.read_timeout, limits.request_timeout) == (5.0, 120.0, 600.0)
     assert (limits.parallel, limits.retry_down_after, limits.max_answer_bytes) == (1, 30.0, 16384 * 1024)
-    assert ServerLimits.from_extra({"parallel": 4, "max_answer_kb": 8}).max_answer_bytes == 8192
-    for bad in ({"parallel": 0}, {"parallel": 1.5}, {"read_timeout": -1}, {"max_answer_kb": True}):
-        with pytest.raises(ConfigurationError, match="Engine option"):
-            ServerLimits.from_extra(bad)
-    with pytest.raises(ConfigurationError, match="Unknown server engine option paralel"):
-        ServerLimits.from_extra({"paralel": 2})
+    assert limits_of(parallel=4, max_answer_kb=8).max_answer_bytes == 8192
+    for key, bad in (("parallel", 0), ("parallel", 1.5), ("read_timeout", -1), ("max_answer_kb", True)):
+        with pytest.raises(ConfigurationError, match=f"ollama engine's option {key} = {bad!r} is not valid"):
+            limits_of(**{key: bad})
+    with pytest.raises(ConfigurationError, match="paralel is not an option of the ollama engine; it takes: "):
+        limits_of(paralel=2)
     assert token_cap(96) == 4 * 96 + 32
 
 
@@ -417,9 +421,8 @@ def test_connect_timeout_names_the_server(photo: Path) -> None:
             fillers.append(filler)
         try:
             backend = OpenAIBackend(
-                EngineConfig(
-                    engine="openai", model="m", base_urls=(url,), extra={**FAST, "connect_timeout": 0.3}
-                )
+                EngineConfig(engine="openai", model="m",
+                    options={"base_urls": (url,), **FAST, "connect_timeout": 0.3})
             )
             started = time.monotonic()
             with pytest.raises(EngineUnavailableError, match=f"{url} did not accept a connection in time"):
@@ -624,7 +627,8 @@ def plan(catalog: Catalog, root: Path, config: EngineConfig, batch_size: int = 1
 def test_run_stores_a_batch_s_finished_answers_and_asks_again_only_for_the_failed_one(tmp_path: Path) -> None:
     root = make_library(tmp_path / "lib", 4)
     with FakeOpenAI(responder=keywords_answer) as server, open_catalog() as catalog:
-        config = EngineConfig(engine="openai", model="qwen3-vl-2b", base_urls=(server.url,), extra=FAST)
+        config = EngineConfig(engine="openai", model="qwen3-vl-2b",
+            options={"base_urls": (server.url,), **FAST})
         run_id = plan(catalog, root, config, batch_size=4)
         backend = OpenAIBackend(config)
         backend.load()
@@ -642,12 +646,8 @@ def test_run_with_a_server_dying_mid_answer_tags_every_photo_once(tmp_path: Path
         FakeOpenAI(responder=keywords_answer, piece_delay=0.01) as healthy,
         open_catalog() as catalog,
     ):
-        config = EngineConfig(
-            engine="openai",
-            model="qwen3-vl-2b",
-            base_urls=(dying.url, healthy.url),
-            extra={**FAST, "parallel": 2, "retry_down_after": 0.2},
-        )
+        config = EngineConfig(engine="openai", model="qwen3-vl-2b",
+            options={"base_urls": (dying.url, healthy.url), **FAST, "parallel": 2, "retry_down_after": 0.2})
         run_id = plan(catalog, root, config)
         backend = OpenAIBackend(config)
         backend.load()
@@ -671,7 +671,8 @@ def test_run_ends_when_no_server_is_left_keeping_what_landed_and_resumes(tmp_pat
         return keywords_answer(body)
 
     with FakeOpenAI(responder=until_three) as server, open_catalog() as catalog:
-        config = EngineConfig(engine="openai", model="qwen3-vl-2b", base_urls=(server.url,), extra=FAST)
+        config = EngineConfig(engine="openai", model="qwen3-vl-2b",
+            options={"base_urls": (server.url,), **FAST})
         run_id = plan(catalog, root, config)
         backend = OpenAIBackend(config)
         backend.load()
@@ -694,12 +695,8 @@ def test_run_keeps_n_requests_in_flight_per_server_and_tags_each_photo_once(tmp_
         FakeOpenAI(responder=keywords_answer, piece_delay=0.05) as second,
         open_catalog() as catalog,
     ):
-        config = EngineConfig(
-            engine="openai",
-            model="qwen3-vl-2b",
-            base_urls=(first.url, second.url),
-            extra={**FAST, "parallel": 3},
-        )
+        config = EngineConfig(engine="openai", model="qwen3-vl-2b",
+            options={"base_urls": (first.url, second.url), **FAST, "parallel": 3})
         run_id = plan(catalog, root, config)
         backend = OpenAIBackend(config)
         backend.load()
@@ -712,12 +709,8 @@ def test_run_keeps_n_requests_in_flight_per_server_and_tags_each_photo_once(tmp_
 def test_run_cancel_with_requests_in_flight_is_prompt_and_loses_nothing(tmp_path: Path) -> None:
     root = make_library(tmp_path / "lib", 6)
     with FakeOpenAI(hang_chat=True) as hung, open_catalog() as catalog:
-        config = EngineConfig(
-            engine="openai",
-            model="qwen3-vl-2b",
-            base_urls=(hung.url,),
-            extra={**FAST, "parallel": 3, "read_timeout": 30.0},
-        )
+        config = EngineConfig(engine="openai", model="qwen3-vl-2b",
+            options={"base_urls": (hung.url,), **FAST, "parallel": 3, "read_timeout": 30.0})
         run_id = plan(catalog, root, config)
         backend = OpenAIBackend(config)
         backend.load()
@@ -834,7 +827,8 @@ def test_cli_tag_with_no_server_left_exits_2_with_one_clear_line(tmp_path: Path)
 def test_cli_flags_and_settings_reach_the_engine(tmp_path: Path) -> None:
     import argparse
 
-    from captioneer.desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
+    from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
+    from captioneer.desktop.core.engine_setup import engine_config
     from captioneer.desktop.core.settings import Settings
 
     parser = argparse.ArgumentParser()
@@ -846,10 +840,11 @@ def test_cli_flags_and_settings_reach_the_engine(tmp_path: Path) -> None:
         server_parallel=3,
         server_read_timeout=7.5,
     )
-    config = engine_config_from_args(
-        parser.parse_args(["--request-timeout", "90", "--max-answer-kb", "64"]), settings
+    config = engine_config(
+        settings, overrides_from_args(parser.parse_args(["--request-timeout", "90", "--max-answer-kb", "64"]))
     )
-    assert config.extra == {
+    assert config.options == {
+        "base_urls": ("127.0.0.1:1",),
         "parallel": 3,
         "connect_timeout": 5.0,
         "read_timeout": 7.5,
@@ -858,10 +853,11 @@ def test_cli_flags_and_settings_reach_the_engine(tmp_path: Path) -> None:
         "max_answer_kb": 64,
     }
     assert OpenAIBackend(config).limits == ServerLimits(5.0, 7.5, 90.0, 64 * 1024, 3, 30.0)
-    gguf = engine_config_from_args(parser.parse_args(["--engine", "gguf", "--model", "x.gguf"]), settings)
-    assert gguf.extra == {}, "in-process engines get none of the server options"
+    gguf_flags = parser.parse_args(["--engine", "gguf", "--model", "x.gguf"])
+    gguf = engine_config(settings, overrides_from_args(gguf_flags))
+    assert gguf.options == {"device": "auto"}, "in-process engines get none of the server options"
     with pytest.raises(ConfigurationError, match="parallel"):
-        OpenAIBackend(engine_config_from_args(parser.parse_args(["--parallel", "0"]), settings))
+        engine_config(settings, overrides_from_args(parser.parse_args(["--parallel", "0"])))
 
 
 def test_cli_tag_ctrl_c_with_requests_in_flight_stops_promptly(tmp_path: Path) -> None:

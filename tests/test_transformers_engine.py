@@ -19,12 +19,13 @@ from captioneer.backends.transformers_engine import (
     DEFAULT_BATCH_SIZE,
     TransformersBackend,
     chat_messages,
-    check_extra,
+    finish_reasons,
+    processor_size,
+)
+from captioneer.backends.transformers_loading import (
     choose_attention,
     choose_device,
     choose_profile,
-    finish_reasons,
-    processor_size,
     resolve_model_dir,
 )
 from captioneer.desktop.cli import main as cli_main
@@ -46,7 +47,8 @@ def picture(width: int, height: int, seed: int) -> PreparedImage:
 
 def engine(model: Path, quant: str, **extra: object) -> TransformersBackend:
     return TransformersBackend(
-        EngineConfig(engine="transformers", model=str(model), quant=quant, device="cpu", extra=extra)
+        EngineConfig(engine="transformers", model=str(model),
+            options={"quant": quant, "device": "cpu", **extra})
     )
 
 
@@ -150,13 +152,13 @@ def test_chat_messages() -> None:
     assert alone["content"].startswith("Reply with")
 
 
-def test_extra_settings_are_checked() -> None:
-    assert check_extra({}) == DEFAULT_BATCH_SIZE
-    assert check_extra({"batch_size": 3}) == 3
-    with pytest.raises(ConfigurationError, match="Unknown transformers engine setting.*batch_sise"):
-        check_extra({"batch_sise": 3})
-    with pytest.raises(ConfigurationError, match="batch_size must be"):
-        check_extra({"batch_size": 0})
+def test_engine_options_are_checked(tiny_hf_model: Path) -> None:
+    assert engine(tiny_hf_model, "fp32").options.batch_size == DEFAULT_BATCH_SIZE
+    assert engine(tiny_hf_model, "fp32", batch_size=3).options.batch_size == 3
+    with pytest.raises(ConfigurationError, match="batch_sise is not an option of the transformers engine"):
+        engine(tiny_hf_model, "fp32", batch_sise=3)
+    with pytest.raises(ConfigurationError, match="batch_size = 0 is not valid"):
+        engine(tiny_hf_model, "fp32", batch_size=0)
 
 
 # -- model folders ------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ a second; tests/test_ui_library_gguf.py runs the real gguf engine through the en
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import QApplication
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.library.browse import STATUS_FILTERS
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
@@ -29,7 +29,7 @@ from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.library_model import FAILED_ROLE, ROW_ROLE
 from captioneer.desktop.ui.library_review import KeywordCompleter
 from captioneer.desktop.ui.library_thumbs import thumbs_dir
-from captioneer.desktop.ui.library_window import LibraryWindow, default_engine_args
+from captioneer.desktop.ui.library_window import LibraryWindow
 from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 
@@ -69,10 +69,8 @@ def tag_directly(root: Path) -> None:
         execute_run(catalog, plan.run_id, FakeEngine(config))
 
 
-def fake_args() -> argparse.Namespace:
-    args = default_engine_args()
-    args.engine, args.model = "gguf", "fake-model.gguf"
-    return args
+def fake_args() -> Overrides:
+    return Overrides(engine="gguf", model="fake-model.gguf")
 
 
 def fake_args_config() -> EngineConfig:
@@ -89,7 +87,7 @@ def open_window(qtbot):
     windows: list[LibraryWindow] = []
 
     def make(delay: float = 0.0) -> LibraryWindow:
-        window = LibraryWindow(engine_args=fake_args(), opener=fake_opener(delay))
+        window = LibraryWindow(overrides=fake_args(), opener=fake_opener(delay))
         qtbot.addWidget(window.view)
         with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
             window.view.show()
@@ -513,7 +511,7 @@ def test_tag_photos_dialog_starts_a_run_on_the_selection(qtbot, tmp_path: Path, 
     assert set(results["IMG_000"].keywords) <= {"red", "blue", "square"}  # only vocabulary words
     assert "square" in window.browse.completion_words()
     window.shutdown()
-    again = LibraryWindow(engine_args=fake_args(), opener=fake_opener())  # the vocabulary is remembered
+    again = LibraryWindow(overrides=fake_args(), opener=fake_opener())  # the vocabulary is remembered
     qtbot.addWidget(again.view)
     try:
         assert {"red", "blue", "square"} <= set(again.browse.completion_words())

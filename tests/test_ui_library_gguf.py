@@ -14,10 +14,11 @@ import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt
 
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.settings import Settings, save_settings
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.sidecars import WriteMode
-from captioneer.desktop.ui.library_window import LibraryWindow, default_engine_args
+from captioneer.desktop.ui.library_window import LibraryWindow
 
 EXIFTOOL = shutil.which("exiftool")
 
@@ -54,17 +55,12 @@ def make_photos(root: Path) -> list[Path]:
 def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, tiny_gguf) -> None:
     model, mmproj = tiny_gguf
     save_settings(Settings(temperature=0.0, max_tokens=48, first_run_done=True))
-    args = default_engine_args()
-    args.engine, args.model, args.mmproj, args.threads, args.image_tokens = (
-        "gguf",
-        str(model),
-        str(mmproj),
-        2,
-        64,
+    args = Overrides(
+        engine="gguf", model=str(model), image_tokens=64, options={"mmproj": str(mmproj), "threads": 2}
     )
     root = tmp_path / "Photos"
     photos = make_photos(root)
-    window = LibraryWindow(engine_args=args)  # the app's own opener: the engine host process
+    window = LibraryWindow(overrides=args)  # the app's own opener: the engine host process
     qtbot.addWidget(window.view)
     try:
         with qtbot.waitSignal(window.browse.filtered, timeout=10_000):

@@ -3,7 +3,6 @@ process: drop, paste, cancel, error cards, follow-ups, copy buttons, and an even
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,11 +17,13 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from captioneer.backends.base import Backend, BackendInfo, Capabilities
+from captioneer.backends.registry import options_class
 from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.paths import cache_dir
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.ui.card_view import CardState
-from captioneer.desktop.ui.main_window import MainWindow, default_engine_args
+from captioneer.desktop.ui.main_window import MainWindow
 
 # Qt warnings fail these tests; the offscreen platform's own notices are not ours.
 pytestmark = [
@@ -41,23 +42,19 @@ def photo(path: Path, colour: str = "red", size: tuple[int, int] = (320, 240)) -
     return path
 
 
-def gguf_args(tiny_gguf: tuple[Path, Path], **extra: object) -> argparse.Namespace:
-    args = default_engine_args()
+def gguf_args(tiny_gguf: tuple[Path, Path]) -> Overrides:
     model, mmproj = tiny_gguf
-    args.engine, args.model, args.mmproj, args.threads = "gguf", str(model), str(mmproj), 2
-    for key, value in extra.items():
-        setattr(args, key, value)
-    return args
+    return Overrides(engine="gguf", model=str(model), options={"mmproj": str(mmproj), "threads": 2})
 
 
 @pytest.fixture
 def open_window(qtbot):
     windows: list[MainWindow] = []
 
-    def make(engine_args: argparse.Namespace | None = None, settings: Settings | None = None) -> MainWindow:
+    def make(overrides: Overrides | None = None, settings: Settings | None = None) -> MainWindow:
         if settings is not None:
             save_settings(settings)
-        window = MainWindow(engine_args)
+        window = MainWindow(overrides)
         qtbot.addWidget(window.view)
         window.view.show()
         qtbot.waitExposed(window.view)
@@ -271,8 +268,8 @@ def test_cancel_stops_generation_at_once_and_leaves_no_partial_answer(
 
 
 def test_an_engine_that_cannot_start_fails_every_card_with_the_reason(qtbot, open_window, tmp_path) -> None:
-    args = default_engine_args()
-    args.engine, args.model, args.mmproj = "gguf", str(tmp_path / "missing.gguf"), str(tmp_path / "mm.gguf")
+    args = Overrides(engine="gguf", model=str(tmp_path / "missing.gguf"),
+                     options={"mmproj": str(tmp_path / "mm.gguf")})
     window = open_window(args)
     window.add_paths([photo(tmp_path / "a.png"), photo(tmp_path / "b.png")])
     results = wait_results(qtbot, window, 2)
@@ -333,6 +330,7 @@ class BuggyBackend(Backend):
 
     name = "buggy"
     capabilities = Capabilities()
+    Options = options_class("gguf")  # it stands in for the engine the window's configuration names
 
     def load(self, progress=None, cancel=None) -> None:
         return None
@@ -349,8 +347,7 @@ class BuggyBackend(Backend):
 
 
 def test_a_bug_in_the_engine_marks_the_card_and_reaches_the_crash_handler(qtbot, tmp_path) -> None:
-    args = default_engine_args()
-    args.engine, args.model = "gguf", "stand-in"
+    args = Overrides(engine="gguf", model="stand-in")
     window = MainWindow(args, opener=BuggyBackend)
     qtbot.addWidget(window.view)
     try:

@@ -7,11 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from captioneer.desktop.commands.engine_args import (
-    add_engine_arguments,
-    engine_config_from_args,
-    open_backend_from_args,
-)
+from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
-    add_engine_arguments(parser)
+    add_engine_arguments(parser, subcommand=True)
     parser.set_defaults(func=run)
 
 
@@ -58,8 +54,8 @@ def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import EngineCrashedError
-    from captioneer.backends.request import SamplingOptions
     from captioneer.desktop.core.captioning import CaptionResult, caption_file
+    from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_options
     from captioneer.desktop.core.settings import load_settings
     from captioneer.desktop.core.tasks import TaskOptions, get_task
     from captioneer.desktop.library.scanner import escape_undecodable, printable
@@ -73,13 +69,10 @@ def run(args: argparse.Namespace) -> int:
         max_keywords=args.max_keywords,
         vocabulary=_read_vocabulary(args.vocabulary),
     )
-    sampling = SamplingOptions.from_user(
-        max_new_tokens=args.max_tokens or settings.max_tokens or task.max_tokens,
-        temperature=settings.temperature if args.temperature is None else args.temperature,
-        seed=args.seed,
-    )
-    config = engine_config_from_args(args, settings)
-    backend = open_backend_from_args(args, settings, config)
+    overrides = overrides_from_args(args)
+    sampling = sampling_options(settings, task, overrides)
+    config = engine_config(settings, overrides)
+    backend = open_backend(settings, config, in_process=overrides.in_process)
     multiple = len(args.images) > 1
     failures = 0
 

@@ -11,11 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from captioneer.desktop.commands.engine_args import (
-    add_engine_arguments,
-    engine_config_from_args,
-    open_backend_from_args,
-)
+from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
@@ -93,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
-    add_engine_arguments(parser)
+    add_engine_arguments(parser, subcommand=True)
     parser.set_defaults(func=run)
 
 
@@ -191,6 +187,7 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_choices
     from captioneer.desktop.core.settings import load_settings
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.keywords import parse_vocabulary
@@ -222,14 +219,8 @@ def run(args: argparse.Namespace) -> int:
         vocabulary = parse_vocabulary(text, str(args.vocabulary))
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
-    config = engine_config_from_args(args, settings)
-    sampling: dict[str, Any] = {
-        "temperature": settings.temperature if args.temperature is None else args.temperature
-    }
-    if args.max_tokens or settings.max_tokens:
-        sampling["max_new_tokens"] = args.max_tokens or settings.max_tokens
-    if args.seed is not None:
-        sampling["seed"] = args.seed
+    overrides = overrides_from_args(args)
+    config = engine_config(settings, overrides)
     spec = RunSpec(
         task=args.task,
         language=args.language or settings.language,
@@ -237,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         vocabulary=vocabulary.terms if vocabulary else (),
         synonyms=dict(vocabulary.synonyms) if vocabulary else {},
         vocabulary_only=not args.vocabulary_loose,
-        sampling=sampling,
+        sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
         batch_size=args.batch_size,
     )
@@ -278,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         if counts.pending:
             if args.recycle_every:
                 settings = settings.model_copy(update={"host_recycle_every": args.recycle_every})
-            backend = open_backend_from_args(args, settings, config)
+            backend = open_backend(settings, config, in_process=overrides.in_process)
             _say(f"loading the {config.engine} model {config.model}…")
             try:
                 backend.load(cancel=controller.cancel_token)

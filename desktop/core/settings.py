@@ -7,9 +7,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from captioneer.backends.base import DEFAULT_IMAGE_TOKENS
 from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.files import write_atomically
-from captioneer.backends.http_util import CONNECT_TIMEOUT, MAX_ANSWER_KB, READ_TIMEOUT, REQUEST_TIMEOUT
+from captioneer.backends.http_util import (
+    CONNECT_TIMEOUT,
+    MAX_ANSWER_KB,
+    READ_TIMEOUT,
+    REQUEST_TIMEOUT,
+    RETRY_DOWN_AFTER,
+)
 from captioneer.desktop.core.paths import config_dir
 
 
@@ -26,7 +33,7 @@ class Settings(BaseModel):
     ollama_host: str | None = None
     openai_base_urls: list[str] = Field(default_factory=list)
     openai_api_key: str | None = None
-    image_tokens: int = Field(default=1024, ge=16, le=16384)
+    image_tokens: int = Field(default=DEFAULT_IMAGE_TOKENS, ge=16, le=16384)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     language: str = "English"
@@ -41,7 +48,7 @@ class Settings(BaseModel):
     server_connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0, le=600)
     server_read_timeout: float = Field(default=READ_TIMEOUT, gt=0, le=3600)
     server_request_timeout: float = Field(default=REQUEST_TIMEOUT, gt=0, le=86400)
-    server_retry_down_after: float = Field(default=30.0, gt=0, le=86400)
+    server_retry_down_after: float = Field(default=RETRY_DOWN_AFTER, gt=0, le=86400)
     server_max_answer_kb: int = Field(default=MAX_ANSWER_KB, ge=1, le=1_048_576)
 
 

@@ -32,7 +32,7 @@ from captioneer.desktop.library.catalog.browsing import photo_ids as photo_ids
 from captioneer.desktop.library.catalog.review import ResultState
 from captioneer.desktop.library.catalog.review import restore as restore
 from captioneer.desktop.library.catalog.review import snapshot as snapshot
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.publishing import photo_changes, writable_for_photo
 from captioneer.desktop.library.runs import RESUMABLE_STATES, Run, list_runs, run_counts
 

@@ -25,9 +25,6 @@ from captioneer.desktop.library.fields import (
     Source,
     Writes,
 )
-
-# Generated lives in merge.py; browse.py and publishing.py (the catalog's area) still import it from here.
-from captioneer.desktop.library.merge import Generated as Generated
 from captioneer.desktop.library.merge import all_keywords, clean_text, unite_keywords
 from captioneer.desktop.library.sidecars import (
     full_sidecar_name,

@@ -30,7 +30,7 @@ from captioneer.desktop.library.catalog.write_ops import (
 from captioneer.desktop.library.catalog.write_ops import write_operations as write_operations
 from captioneer.desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
 from captioneer.desktop.library.keywords import merge_keywords
-from captioneer.desktop.library.metadata import Generated
+from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
 from captioneer.desktop.library.writer import DiskFullError, WriteOptions, WritePlan, apply, plan_write
 

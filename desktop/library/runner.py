@@ -30,14 +30,7 @@ from captioneer.desktop.core.answering import RESOURCES, TRUNCATED, Answer, answ
 from captioneer.desktop.core.images import engine_budget, prepare_image
 from captioneer.desktop.core.tasks import get_task, task_schema
 from captioneer.desktop.library.catalog import Catalog, Photo
-from captioneer.desktop.library.keywords import clean_keywords
-from captioneer.desktop.library.quality import (
-    REPEAT_WINDOW,
-    answer_problems,
-    normalise_caption,
-    repeated_caption,
-)
-from captioneer.desktop.library.run_records import (
+from captioneer.desktop.library.catalog.runs import (
     NewResult,
     count_attempt,
     get_run,
@@ -47,6 +40,13 @@ from captioneer.desktop.library.run_records import (
     record_result,
     run_counts,
     set_run_state,
+)
+from captioneer.desktop.library.keywords import clean_keywords
+from captioneer.desktop.library.quality import (
+    REPEAT_WINDOW,
+    answer_problems,
+    normalise_caption,
+    repeated_caption,
 )
 from captioneer.desktop.library.run_spec import EventCallback, ProgressCallback, Run, RunCounts, RunProgress
 
@@ -140,7 +140,7 @@ class _Runner:
 
     # -- the loop ----------------------------------------------------------------------------------------
 
-    def execute(self) -> RunCounts:
+    def run(self) -> RunCounts:
         self._load_recent()
         set_run_state(self.catalog, self.run.id, "running")
         self._report("")
@@ -447,7 +447,7 @@ def execute_run(
     run = get_run(catalog, run_id)
     runner = _Runner(catalog, run, backend, controller or RunController(), on_progress, on_event, retries)
     with server_notices(on_event):
-        return runner.execute()
+        return runner.run()
 
 
 class _EventHandler(logging.Handler):

@@ -1,7 +1,7 @@
 """Tagging runs: a queue of photos in the catalog, processed exactly once, resumable after a crash, with
 progress, pause, cancel, batching, keyword clean-up and degenerate-output detection.
 
-This module plans runs and is their public face; runner.py executes them, run_records.py holds the catalog's
+This module plans runs and is their public face; runner.py executes them, catalog/runs.py holds the catalog's
 queries about them, run_spec.py what a run is."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.registry import engine_entry
 from captioneer.desktop.core.tasks import build_request, get_task, prompt_hash
 from captioneer.desktop.library.catalog import Catalog, Photo
-from captioneer.desktop.library.run_records import (
+from captioneer.desktop.library.catalog.runs import (
     abandon_run,
     failed_items,
     get_run,
@@ -89,9 +90,9 @@ class RunPlan:
 def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
     """(engine, model, quant) as recorded on runs and results; model files are named by file name."""
     model = config.model
-    if config.engine in ("gguf", "transformers") and ("/" in model or "\\" in model) and Path(model).exists():
+    if engine_entry(config.engine).local_files and ("/" in model or "\\" in model) and Path(model).exists():
         model = Path(model).name
-    return config.engine, model, config.quant
+    return config.engine, model, config.options.get("quant")
 
 
 def spec_prompt_hash(spec: RunSpec) -> str:

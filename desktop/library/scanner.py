@@ -111,7 +111,7 @@ def default_content_key(path: Path) -> str:
         ImageError: the file cannot be read or decoded.
     """
     from captioneer.desktop.core.images import decode_image
-    from captioneer.desktop.library.metadata import image_content_key
+    from captioneer.desktop.library.identity import image_content_key
 
     if path.suffix.lower() == ".gif":
         key = gif_content_key(path)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import threading
@@ -24,6 +23,7 @@ from captioneer.desktop.ui.theme import app_icon, apply_theme
 
 if TYPE_CHECKING:
     from captioneer.desktop.core.captioning import CaptionResult
+    from captioneer.desktop.core.engine_setup import Overrides
     from captioneer.desktop.ui.main_window import MainWindow
 
 
@@ -117,7 +117,7 @@ class CrashHandler(QObject):
 SMOKE_TEST_DEADLINE_S = 900
 
 
-def run_window(engine_args: argparse.Namespace, smoke_test: Path | None = None) -> int:
+def run_window(overrides: Overrides, smoke_test: Path | None = None) -> int:
     """Open the main window and run the event loop; with ``smoke_test`` caption that one image through the
     real path (engine host process included) and exit 0 when it worked, 1 when it did not."""
     from captioneer.backends.errors import CaptioneerError
@@ -127,7 +127,7 @@ def run_window(engine_args: argparse.Namespace, smoke_test: Path | None = None) 
     crash_handler = CrashHandler(app)
     crash_handler.install()
     try:
-        window = MainWindow(engine_args)
+        window = MainWindow(overrides)
     except CaptioneerError as exc:  # e.g. a settings file that no longer validates
         from PySide6.QtWidgets import QMessageBox
 

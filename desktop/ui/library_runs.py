@@ -4,10 +4,8 @@ the offer to resume an unfinished run, also after the window was closed and open
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QPixmap
@@ -15,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
-from captioneer.desktop.commands.engine_args import engine_config_from_args
+from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_choices
 from captioneer.desktop.core.tasks import all_tasks
 from captioneer.desktop.library.browse import photos_by_id, resumable_runs
 from captioneer.desktop.library.runs import (
@@ -58,7 +56,7 @@ class RunsController(QObject):
         selection: GridSelection,
         thumbs: ThumbnailCache,
         opener: BackendOpener,
-        engine_args: argparse.Namespace,
+        overrides: Overrides,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -68,7 +66,7 @@ class RunsController(QObject):
         self.selection = selection
         self.thumbs = thumbs
         self.opener = opener
-        self.engine_args = engine_args
+        self.overrides = overrides
         self._thread: QThread | None = None
         self._worker: RunWorker | None = None
         self._controller: RunController | None = None
@@ -87,7 +85,7 @@ class RunsController(QObject):
         Raises:
             ConfigurationError: no model is set up yet.
         """
-        return engine_config_from_args(self.engine_args, self.session.settings)
+        return engine_config(self.session.settings, self.overrides)
 
     def run_spec(
         self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
@@ -103,16 +101,13 @@ class RunsController(QObject):
         if vocabulary is not None:
             parsed = self.browse.load_vocabulary(vocabulary)
             terms, synonyms = parsed.terms, dict(parsed.synonyms)
-        sampling: dict[str, Any] = {"temperature": self.session.settings.temperature}
-        if self.session.settings.max_tokens:
-            sampling["max_new_tokens"] = self.session.settings.max_tokens
         return RunSpec(
             task=task,
             language=language or self.session.settings.language,
             vocabulary=terms,
             synonyms=synonyms,
             vocabulary_only=vocabulary_only and bool(terms),
-            sampling=sampling,
+            sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
         )
 

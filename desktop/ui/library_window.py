@@ -3,14 +3,13 @@ runs, files), each given the view pieces and the session it needs; this composes
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QStringListModel, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
-from captioneer.desktop.commands.engine_args import add_engine_arguments
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.settings import load_settings
 from captioneer.desktop.library.browse import LibraryPrefs
 from captioneer.desktop.library.catalog import Catalog, open_catalog
@@ -28,13 +27,6 @@ from captioneer.desktop.ui.workers import BackendOpener, host_opener
 GRID_REFRESH_MS = 700
 
 
-def default_engine_args() -> argparse.Namespace:
-    """Engine options with nothing given on a command line: the settings decide."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_engine_arguments(parser)
-    return parser.parse_args([])
-
-
 class LibraryWindow(QObject):
     """The album tagger's home: one catalog, one grid, one run at a time."""
 
@@ -42,7 +34,7 @@ class LibraryWindow(QObject):
 
     def __init__(
         self,
-        engine_args: argparse.Namespace | None = None,
+        overrides: Overrides | None = None,
         opener: BackendOpener | None = None,
         catalog: Catalog | None = None,
         parent: QObject | None = None,
@@ -97,7 +89,7 @@ class LibraryWindow(QObject):
             self.selection,
             self.thumbs,
             opener or host_opener(settings),
-            engine_args or default_engine_args(),
+            overrides or Overrides(),
             self,
         )
         self.files = FilesController(self.session, self.view, self.browse, self)
@@ -168,7 +160,7 @@ class LibraryWindow(QObject):
         self.prefs.save()
 
 
-def open_library(owner: QObject, engine_args: argparse.Namespace | None = None) -> LibraryWindow | None:
+def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryWindow | None:
     """Show the library window for ``owner`` (the main window's controller, whose ``view`` is its window):
     the open one brought to the front, or a new one that closes with the owner's window. A catalog that
     cannot be opened is explained in a message box, and None is returned."""
@@ -180,7 +172,7 @@ def open_library(owner: QObject, engine_args: argparse.Namespace | None = None) 
             return window
     parent = getattr(owner, "view", None)
     try:
-        window = LibraryWindow(engine_args=engine_args, parent=owner)
+        window = LibraryWindow(overrides=overrides, parent=owner)
     except CaptioneerError as exc:
         QMessageBox.warning(parent, "Captioneer Library", str(exc))
         return None

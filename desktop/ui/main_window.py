@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -12,10 +11,9 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 from captioneer.backends.base import BackendInfo, EngineConfig
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ConfigurationError
-from captioneer.backends.request import SamplingOptions
 from captioneer.desktop import __version__
-from captioneer.desktop.commands.engine_args import add_engine_arguments, engine_config_from_args
 from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_options
 from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import TaskOptions, all_tasks, get_task
@@ -37,13 +35,6 @@ NO_MODEL_MESSAGE = (
 )
 
 
-def default_engine_args() -> argparse.Namespace:
-    """Engine options with nothing given on the command line: settings decide everything."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_engine_arguments(parser)
-    return parser.parse_args([])
-
-
 class MainWindow(QObject):
     """Quick caption: images in, streamed answers out, never blocking the event loop."""
 
@@ -55,12 +46,12 @@ class MainWindow(QObject):
 
     def __init__(
         self,
-        engine_args: argparse.Namespace | None = None,
+        overrides: Overrides | None = None,
         opener: BackendOpener | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.engine_args = engine_args or default_engine_args()
+        self.overrides = overrides or Overrides()
         self.settings = load_settings()
         self.view = MainView()
         self._live: list[CancelToken] = []
@@ -155,7 +146,7 @@ class MainWindow(QObject):
         return str(self.view.task_combo.currentData())
 
     def model_configured(self) -> bool:
-        return bool(self.engine_args.model or self.settings.model)
+        return bool(self.overrides.model or self.settings.model)
 
     def _refresh_setup_state(self) -> None:
         self._banner_action = self.open_wizard
@@ -178,7 +169,7 @@ class MainWindow(QObject):
         """
         if not self.model_configured():
             raise ConfigurationError(NO_MODEL_MESSAGE)
-        return engine_config_from_args(self.engine_args, self.settings)
+        return engine_config(self.settings, self.overrides)
 
     # -- adding images -----------------------------------------------------------------------------------
 
@@ -277,10 +268,7 @@ class MainWindow(QObject):
             return
         try:
             config = self.engine_config()
-            sampling = SamplingOptions.from_user(
-                max_new_tokens=self.settings.max_tokens or task.max_tokens,
-                temperature=self.settings.temperature,
-            )
+            sampling = sampling_options(self.settings, task, self.overrides)
         except ConfigurationError as exc:
             for card in cards:
                 failed = CaptionResult(
@@ -406,7 +394,7 @@ class MainWindow(QObject):
             open_library,  # loaded when asked: quick caption starts faster
         )
 
-        open_library(self, self.engine_args)
+        open_library(self, self.overrides)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from captioneer.backends.registry import ENGINES, engine_installed
+from captioneer.backends.registry import ENGINES, engine_entry, engine_installed
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.ui.settings_view import SettingsView
 
@@ -71,17 +71,17 @@ class SettingsDialog(SettingsView):
         self._engine_changed()
 
     def _engine_changed(self) -> None:
-        engine = self.engine.currentData()
-        self.mmproj.setEnabled(engine == "gguf")
-        self.mmproj_browse.setEnabled(engine == "gguf")
-        self.model_browse.setEnabled(engine in ("gguf", "transformers"))
-        self.quant.setEnabled(engine == "transformers")
-        self.device.setEnabled(engine in ("gguf", "transformers"))
+        entry = engine_entry(self.engine.currentData())
+        self.mmproj.setEnabled(entry.needs_mmproj)
+        self.mmproj_browse.setEnabled(entry.needs_mmproj)
+        self.model_browse.setEnabled(entry.local_files)
+        self.quant.setEnabled(entry.quant_choice)
+        self.device.setEnabled(entry.local_files)
         for field in (
             self.server_parallel, self.server_connect_timeout, self.server_read_timeout,
             self.server_request_timeout, self.server_retry_down_after, self.server_max_answer_kb,
         ):
-            field.setEnabled(engine in ("ollama", "openai"))
+            field.setEnabled(entry.server)
 
     def _browse_model(self) -> None:
         start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())

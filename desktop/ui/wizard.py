@@ -20,6 +20,7 @@ from captioneer.backends.hardware import HardwareFacts
 from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
+from captioneer.desktop.core.engine_setup import engine_config
 from captioneer.desktop.core.paths import cache_dir, models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import get_task
@@ -319,10 +320,7 @@ class SetupWizard(SetupWizardView):
         profile = self.selected_profile()
         assert profile is not None and self.ready is not None
         chosen = profile_settings(self.settings, profile, self.ready)
-        return EngineConfig(
-            engine=chosen.engine, model=chosen.model, mmproj=chosen.mmproj, quant=chosen.quant,
-            device=chosen.device, host=chosen.ollama_host, image_tokens=chosen.image_tokens,
-        )
+        return engine_config(chosen)
 
     def start_test(self) -> None:
         page = self.test_page

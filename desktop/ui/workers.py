@@ -3,7 +3,6 @@ thumbnails, folder scans and pasted images in a thread pool. Nothing here runs a
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -18,8 +17,8 @@ from captioneer.backends.base import Backend, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, ImageError
 from captioneer.backends.request import SamplingOptions
-from captioneer.desktop.commands.engine_args import open_backend_from_args
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
+from captioneer.desktop.core.engine_setup import open_backend
 from captioneer.desktop.core.images import decode_image, to_rgb
 from captioneer.desktop.core.paths import cache_dir
 from captioneer.desktop.core.settings import Settings
@@ -33,7 +32,7 @@ def host_opener(settings: Settings) -> BackendOpener:
     """The window's way to an engine: always through the engine host process, recycled per the settings."""
 
     def open_hosted(config: EngineConfig) -> Backend:
-        return open_backend_from_args(argparse.Namespace(in_process=False), settings, config)
+        return open_backend(settings, config)
 
     return open_hosted
 

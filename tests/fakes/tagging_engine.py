@@ -23,6 +23,7 @@ from captioneer.backends.base import (
     Capabilities,
     Completion,
     EngineConfig,
+    EngineOptions,
     ProgressCallback,
 )
 from captioneer.backends.cancel import CancelToken, token_or_new
@@ -37,7 +38,7 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
 
 
 class FakeEngine(Backend):
-    """Answers from pixel statistics. ``config.extra`` scripts it:
+    """Answers from pixel statistics. Its options (``config.options``) script it:
 
     - ``delay``: seconds per answer; ``log``: a file that gets one line per generation (survives a kill);
     - ``invalid_on``: pixel colours (as ``"r,g,b"``) that get broken JSON;
@@ -52,6 +53,18 @@ class FakeEngine(Backend):
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[Capabilities] = Capabilities(json_schema=True, batching=False)
 
+    class Options(EngineOptions):
+        """The script (see the class docstring)."""
+
+        delay: float | None = None
+        log: str | None = None
+        crash_on: tuple[str, ...] = ()
+        invalid_on: tuple[str, ...] = ()
+        cut_off_on: tuple[str, ...] = ()
+        control_on: tuple[str, ...] = ()
+        same_caption: bool = False
+        language: str | None = None
+
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self.loaded = False
@@ -61,7 +74,7 @@ class FakeEngine(Backend):
         self.loaded = True
 
     def _answer(self, request: GenerationRequest) -> Completion:
-        extra = self.config.extra
+        extra = self.options.model_dump()
         image = request.images[0].image
         rgb = image.getpixel((image.width // 2, image.height // 2))
         key = ",".join(str(v) for v in rgb)
@@ -129,8 +142,8 @@ class BatchingFakeEngine(FakeEngine):
         return [self._answer(request) for request in requests]
 
 
-def fake_config(**extra: object) -> EngineConfig:
-    return EngineConfig(engine="gguf", model="fake-model.gguf", extra=dict(extra))
+def fake_config(**script: object) -> EngineConfig:
+    return EngineConfig(engine="gguf", model="fake-model.gguf", options=dict(script))
 
 
 def read_log(path: Path) -> list[str]:
