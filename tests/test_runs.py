@@ -18,7 +18,8 @@ from PIL import Image
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import Cancelled, GenerationError
-from captioneer.backends.host import FAULT_INJECTION_KEY, HostedBackend, HostPolicy
+from captioneer.backends.host import HostedBackend, HostPolicy
+from captioneer.backends.host_process import FAULT_INJECTION_KEY
 from captioneer.backends.request import GenerationRequest
 from captioneer.desktop.core.images import engine_budget, prepare_image
 from captioneer.desktop.library.catalog import Catalog, open_catalog
@@ -162,12 +163,13 @@ def test_a_photo_that_crashes_the_engine_host_is_quarantined_by_the_hosts_rule(
     poison = root / "sub2" / "photo_002.png"
     model, mmproj = tiny_gguf
     config = EngineConfig(
-        engine="gguf", model=str(model), mmproj=str(mmproj), device="cpu", image_tokens=16, threads=1
+        engine="gguf", model=str(model), image_tokens=16,
+        options={"mmproj": str(mmproj), "device": "cpu", "threads": 1},
     )
     spec = RunSpec(task="caption", image_tokens=16, sampling={"max_new_tokens": 4, "temperature": 0.0})
     budget = engine_budget(spec.image_tokens, HostedBackend(config).capabilities)
     fault = {FAULT_INJECTION_KEY: {"abort_on_image": prepare_image(poison, budget).sha256}}
-    host = HostedBackend(config.model_copy(update={"extra": fault}))
+    host = HostedBackend(config.model_copy(update={"options": {**config.options, **fault}}))
     events: list[str] = []
     with open_catalog() as catalog:
         scan_library(catalog, root)

@@ -127,8 +127,8 @@ def test_a_new_preset_is_tagged_stored_and_written(
     for i in range(2):
         Image.new("RGB", (96, 64), (40 + i * 100, 90, 160)).save(root / f"photo_{i}.jpg")
     model, mmproj = tiny_gguf
-    config = EngineConfig(engine="gguf", model=str(model), mmproj=str(mmproj), device="cpu", image_tokens=16,
-                          threads=1)
+    config = EngineConfig(engine="gguf", model=str(model), image_tokens=16,
+                          options={"mmproj": str(mmproj), "device": "cpu", "threads": 1})
     vocabulary = ("boat", "harbour", "sea")
     spec = RunSpec(task=catalogue_preset, image_tokens=16, vocabulary=vocabulary,
                    sampling={"temperature": 0.0})

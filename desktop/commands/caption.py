@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
+from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
-    parser.add_argument("--max-keywords", type=int, default=20, metavar="N", help="keywords task: at most N")
+    parser.add_argument(
+        "--max-keywords", type=int, default=DEFAULT_MAX_KEYWORDS, metavar="N", help="keywords task: at most N"
+    )
     parser.add_argument(
         "--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from captioneer.backends.base import DEFAULT_IMAGE_TOKENS
 from captioneer.backends.registry import ENGINES
 from captioneer.desktop.core.engine_setup import Overrides
 
@@ -38,7 +39,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, subcommand: bool = 
         "--image-tokens",
         type=int,
         metavar="N",
-        help="pixel budget in visual tokens (one token = 32×32 pixels; default 1024)",
+        help=f"pixel budget in visual tokens (one token = 32×32 pixels; default {DEFAULT_IMAGE_TOKENS})",
     )
     add("--threads", type=int, metavar="N", help="CPU threads for in-process engines")
     add(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
+from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
@@ -34,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--language", help="output language (default: from settings, else English)")
     parser.add_argument(
-        "--max-keywords", type=int, default=20, metavar="N", help="at most N keywords per photo"
+        "--max-keywords", type=int, default=DEFAULT_MAX_KEYWORDS, metavar="N",
+        help="at most N keywords per photo",
     )
     parser.add_argument(
         "--vocabulary",

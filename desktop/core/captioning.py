@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from captioneer.backends.base import Backend
+from captioneer.backends.base import DEFAULT_IMAGE_TOKENS, Backend
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError
 from captioneer.backends.request import SamplingOptions
@@ -75,7 +75,7 @@ def caption_file(
     *,
     task_options: TaskOptions | None = None,
     sampling: SamplingOptions | None = None,
-    image_tokens: int = 1024,
+    image_tokens: int = DEFAULT_IMAGE_TOKENS,
     on_chunk: ChunkCallback | None = None,
     on_retry: RetryCallback | None = None,
     cancel: CancelToken | None = None,

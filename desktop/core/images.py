@@ -13,12 +13,11 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from captioneer.backends.base import Capabilities
+from captioneer.backends.base import DEFAULT_IMAGE_TOKENS, Capabilities
 from captioneer.backends.errors import ImageError
 from captioneer.backends.files import TEMP_PREFIX, open_regular
 from captioneer.backends.request import TOKEN_PIXELS, PreparedImage
 
-DEFAULT_IMAGE_TOKENS = 1024
 MIN_IMAGE_TOKENS = 4
 
 # Pillow plugins we let decode user files. PostScript/EPS and PDF are never decoded (EPS runs Ghostscript).

@@ -18,6 +18,7 @@ from captioneer.backends.http_util import (
     RETRY_DOWN_AFTER,
 )
 from captioneer.desktop.core.paths import config_dir
+from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE
 
 
 class Settings(BaseModel):
@@ -36,7 +37,7 @@ class Settings(BaseModel):
     image_tokens: int = Field(default=DEFAULT_IMAGE_TOKENS, ge=16, le=16384)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    language: str = "English"
+    language: str = DEFAULT_LANGUAGE
     task: str = "caption"
     metadata_mode: str = "sidecar"
     first_run_done: bool = False

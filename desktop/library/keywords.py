@@ -8,11 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
 DEFAULT_MAX_LENGTH = 40
 """Longest keyword kept, in characters (IPTC allows 64 bytes; long "keywords" are sentences)."""
 
-DEFAULT_MAX_COUNT = 20
 
 # Words of the keywords prompt and generic non-answers that models echo back instead of describing the photo.
 PROMPT_ECHOES = frozenset(
@@ -184,7 +184,7 @@ class CleanupRules:
     """What :func:`clean_keywords` keeps. Defaults follow what photo-library users ask for."""
 
     max_length: int = DEFAULT_MAX_LENGTH
-    max_count: int = DEFAULT_MAX_COUNT
+    max_count: int = DEFAULT_MAX_KEYWORDS
     echoes: frozenset[str] = PROMPT_ECHOES
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     vocabulary_only: bool = True

@@ -140,7 +140,8 @@ class _Runner:
 
     # -- the loop ----------------------------------------------------------------------------------------
 
-    def run(self) -> RunCounts:
+    def work(self) -> RunCounts:
+        """Process the run's queue until it is empty, paused or cancelled; the counts at the end."""
         self._load_recent()
         set_run_state(self.catalog, self.run.id, "running")
         self._report("")
@@ -447,7 +448,7 @@ def execute_run(
     run = get_run(catalog, run_id)
     runner = _Runner(catalog, run, backend, controller or RunController(), on_progress, on_event, retries)
     with server_notices(on_event):
-        return runner.run()
+        return runner.work()
 
 
 class _EventHandler(logging.Handler):

@@ -16,7 +16,7 @@ from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_options
 from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
-from captioneer.desktop.core.tasks import TaskOptions, all_tasks, get_task
+from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_list import Card, CardList
 from captioneer.desktop.ui.card_view import CardState
 from captioneer.desktop.ui.main_view import MainView, paths_from_mime
@@ -277,7 +277,7 @@ class MainWindow(QObject):
                 self.card_list.show_failure(card, failed)
             self._refresh_setup_state()
             return
-        language = self.view.language_combo.currentText().strip() or "English"
+        language = self.view.language_combo.currentText().strip() or DEFAULT_LANGUAGE
         options = TaskOptions(language=language, question=question)
         if not prefix:
             self._remember(task_id, language)

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from captioneer.backends.registry import ENGINES, engine_entry, engine_installed
 from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE
 from captioneer.desktop.ui.settings_view import SettingsView
 
 
@@ -119,7 +120,7 @@ class SettingsDialog(SettingsView):
             image_tokens=self.image_tokens.value(),
             max_tokens=self.max_tokens.value() or None,
             temperature=round(self.temperature.value(), 2),
-            language=self.language.currentText().strip() or "English",
+            language=self.language.currentText().strip() or DEFAULT_LANGUAGE,
             ollama_host=self.ollama_host.text().strip() or None,
             openai_base_urls=urls,
             openai_api_key=self.openai_key.text() or None,

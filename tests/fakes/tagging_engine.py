@@ -58,7 +58,7 @@ class FakeEngine(Backend):
 
         delay: float | None = None
         log: str | None = None
-        crash_on: tuple[str, ...] = ()
+        out_of_memory_over: int | None = None
         invalid_on: tuple[str, ...] = ()
         cut_off_on: tuple[str, ...] = ()
         control_on: tuple[str, ...] = ()
@@ -85,7 +85,8 @@ class FakeEngine(Backend):
                 os.fsync(fh.fileno())
         if extra.get("delay"):
             time.sleep(float(extra["delay"]))
-        if request.image_tokens > extra.get("out_of_memory_over", request.image_tokens):
+        limit = extra["out_of_memory_over"]
+        if limit is not None and request.image_tokens > limit:
             raise ResourceExhaustedError(f"Out of memory at {request.image_tokens} image tokens.")
         if key in extra.get("invalid_on", ()):
             return Completion('{"caption": "A broken answ', "stop")
