@@ -460,7 +460,7 @@ def test_long_run_keeps_memory_files_and_threads_flat(tmp_path: Path) -> None:
         counts = execute_run(catalog, plan.run_id, ForgetfulFakeEngine(config), on_progress=sample)
     assert counts.done == 1200
     (rss_early, fds_early, threads_early), (rss_late, fds_late, threads_late) = samples[300], samples[1200]
-    # A leak grows; the pytest process around the run may close files or end threads of earlier tests meanwhile.
+    # A leak grows; the pytest process around the run may close files or end threads of earlier tests.
     assert fds_late <= fds_early and threads_late <= threads_early
     growth = rss_late - rss_early
     assert growth < 8 * 1024, f"resident memory grew by {growth} KiB over 900 photos"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from captioneer.desktop.core.paths import config_dir, logs_dir
@@ -120,3 +120,36 @@ def test_crash_report_has_versions_and_the_traceback() -> None:
         report = crash_report(KeyError, exc, exc.__traceback__)
     assert report.splitlines()[0].startswith("Captioneer ")
     assert "PySide6" in report and "Traceback (most recent call last)" in report and "KeyError" in report
+
+
+def test_theme_switching_is_live_for_style_sheets_and_themed_colours(qtbot) -> None:
+    """A style sheet naming palette colours and a colour chosen for light or dark both follow a switch, and
+    "system" brings the desktop's own palette back after a forced theme."""
+    from PySide6.QtWidgets import QLabel
+
+    from captioneer.desktop.ui.theme import set_themed_style
+
+    app = QApplication.instance()
+    original = app.palette().color(QPalette.ColorRole.Window).name()
+    panel = QLabel("panel")
+    panel.setStyleSheet("QLabel { background: palette(window); }")
+    chip = QLabel("chip")
+    set_themed_style(chip, lambda dark: f"QLabel {{ background: {'#000080' if dark else '#ffff00'}; }}")
+    for widget in (panel, chip):
+        qtbot.addWidget(widget)
+        widget.resize(40, 40)
+        widget.show()
+
+    def colour(widget: QLabel) -> str:
+        app.processEvents()
+        return widget.grab().toImage().pixelColor(30, 30).name()
+
+    try:
+        apply_theme(app, "light")
+        assert (colour(panel), colour(chip)) == ("#efefef", "#ffff00")
+        apply_theme(app, "dark")
+        assert (colour(panel), colour(chip)) == ("#25272b", "#000080")
+        apply_theme(app, "system")
+        assert app.palette().color(QPalette.ColorRole.Window).name() == original
+    finally:
+        apply_theme(app, "light")

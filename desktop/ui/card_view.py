@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.ui.theme import is_dark
+from captioneer.desktop.ui.theme import set_themed_style
 
 THUMB_EDGE = 132
 
@@ -172,14 +172,18 @@ class CardView(QFrame):
     def set_state(self, state: CardState, detail: str = "") -> None:
         self.state = state
         light, dark = _CHIP_COLOURS[state]
-        background, foreground = dark if is_dark(self) else light
         self.chip.setText(f"{state.value} · {detail}" if detail else state.value)
-        self.chip.setStyleSheet(
-            f"background: {background}; color: {foreground}; border-radius: 9px; padding: 2px 10px;"
+        set_themed_style(
+            self.chip,
+            lambda on_dark: "background: {}; color: {}; border-radius: 9px; padding: 2px 10px;".format(
+                *(dark if on_dark else light)
+            ),
         )
         self.progress.setVisible(state is CardState.WORKING)
-        failed_colour = "#ff9d97" if is_dark(self) else "#a3261f"
-        self.text.setStyleSheet(f"color: {failed_colour};" if state is CardState.FAILED else "")
+        failed = state is CardState.FAILED
+        set_themed_style(
+            self.text, lambda on_dark: f"color: {'#ff9d97' if on_dark else '#a3261f'};" if failed else ""
+        )
 
     def set_text(self, text: str, monospace: bool = False) -> None:
         font = (

@@ -21,10 +21,10 @@ from captioneer.desktop.library.browse import (
     snapshot,
     split_keywords,
 )
+from captioneer.desktop.ui.library_detail_view import DetailPanel
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
-from captioneer.desktop.ui.library_view import DetailPanel
 
 
 class KeywordCompleter(QCompleter):

@@ -14,6 +14,7 @@ from captioneer.desktop.core.settings import load_settings
 from captioneer.desktop.library.browse import LibraryPrefs
 from captioneer.desktop.library.catalog import Catalog, open_catalog
 from captioneer.desktop.ui.library_browse import BrowseController
+from captioneer.desktop.ui.library_detail_view import PREVIEW_EDGE
 from captioneer.desktop.ui.library_files import FilesController
 from captioneer.desktop.ui.library_model import PhotoGridModel, TileDelegate
 from captioneer.desktop.ui.library_review import ReviewController
@@ -21,7 +22,7 @@ from captioneer.desktop.ui.library_runs import RunsController
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
-from captioneer.desktop.ui.library_view import PREVIEW_EDGE, LibraryView
+from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.workers import BackendOpener, host_opener
 
 GRID_REFRESH_MS = 700

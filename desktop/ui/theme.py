@@ -3,9 +3,12 @@ Imports only Qt and where resources live, so every view can use it without impor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from weakref import WeakKeyDictionary
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
-from PySide6.QtWidgets import QApplication, QStyleFactory, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QStyleFactory, QWidget
 
 from captioneer.desktop.core.paths import resource_path
 
@@ -52,20 +55,50 @@ def dark_palette() -> QPalette:
     return palette
 
 
+# The desktop's own style and palette, kept before the first forced theme so "system" can bring them back.
+_SYSTEM_LOOK: dict[str, object] = {}
+# Widgets whose style sheet depends on light or dark: rebuilt from their maker whenever the theme changes.
+_SHEET_MAKERS: WeakKeyDictionary[QWidget, Callable[[bool], str]] = WeakKeyDictionary()
+
+
 def apply_theme(app: QApplication, theme: str) -> None:
-    """``system`` follows the desktop (native style and palette); ``light``/``dark`` force Fusion colours."""
+    """``system`` follows the desktop (native style and palette); ``light``/``dark`` force Fusion colours.
+
+    Switching is live: every open widget is restyled, including style sheets that name palette colours."""
     if theme not in THEMES:
         raise ValueError(f"unknown theme {theme!r}; choose one of {', '.join(THEMES)}")
+    if not _SYSTEM_LOOK:
+        _SYSTEM_LOOK.update(style=app.style().name(), palette=QPalette(app.palette()))
     if theme == "system":
         app.styleHints().unsetColorScheme()
-        return
-    app.setStyle(QStyleFactory.create("Fusion"))
-    if theme == "dark":
-        app.styleHints().setColorScheme(Qt.ColorScheme.Dark)
-        app.setPalette(dark_palette())
+        app.setStyle(QStyleFactory.create(str(_SYSTEM_LOOK["style"])))
+        app.setPalette(_SYSTEM_LOOK["palette"])  # type: ignore[arg-type]
     else:
-        app.styleHints().setColorScheme(Qt.ColorScheme.Light)
-        app.setPalette(app.style().standardPalette())
+        app.setStyle(QStyleFactory.create("Fusion"))
+        if theme == "dark":
+            app.styleHints().setColorScheme(Qt.ColorScheme.Dark)
+            app.setPalette(dark_palette())
+        else:
+            app.styleHints().setColorScheme(Qt.ColorScheme.Light)
+            app.setPalette(app.style().standardPalette())
+    restyle(app)
+
+
+def restyle(app: QApplication) -> None:
+    """Apply every style sheet again: Qt resolves ``palette(...)`` in a sheet once, when it is set."""
+    dark = is_dark()  # the application's palette: a widget's own may not have followed yet
+    for widget in app.allWidgets():
+        maker = _SHEET_MAKERS.get(widget)
+        sheet = maker(dark) if maker is not None else widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet("")
+            widget.setStyleSheet(sheet)
+
+
+def set_themed_style(widget: QWidget, maker: Callable[[bool], str]) -> None:
+    """Give ``widget`` the style sheet ``maker(dark)`` now and again after every theme switch."""
+    _SHEET_MAKERS[widget] = maker
+    widget.setStyleSheet(maker(is_dark(widget)))
 
 
 def is_dark(widget: QWidget | None = None) -> bool:
@@ -74,3 +107,12 @@ def is_dark(widget: QWidget | None = None) -> bool:
     return palette.color(QPalette.ColorRole.Window).lightness() < palette.color(
         QPalette.ColorRole.WindowText
     ).lightness()
+
+
+def heading(text: str) -> QLabel:
+    """A bold label that titles a group of widgets."""
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    return label
