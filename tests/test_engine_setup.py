@@ -23,7 +23,13 @@ from captioneer.backends.registry import ENGINES, create_backend, engine_class, 
 from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.cli import build_parser
 from captioneer.desktop.commands.engine_args import overrides_from_args
-from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_choices, sampling_options
+from captioneer.desktop.core.engine_setup import (
+    Overrides,
+    engine_config,
+    remote_destinations,
+    sampling_choices,
+    sampling_options,
+)
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import get_task
 
@@ -106,6 +112,16 @@ def test_context_and_destinations_are_asked_of_the_engine() -> None:
     servers = EngineConfig(engine="openai", model="m", options={"base_urls": ("127.0.0.1:8080",)})
     assert OpenAIBackend.destinations(servers) == ("http://127.0.0.1:8080/v1",)
     assert GGUFBackend.destinations(EngineConfig(model="x.gguf")) == ()
+
+
+def test_remote_destinations_are_only_the_addresses_off_this_computer() -> None:
+    mixed = EngineConfig(
+        engine="openai", model="m", allow_remote=True,
+        options={"base_urls": ("127.0.0.1:8080", "http://gpu-box.lan:8000")},
+    )
+    assert remote_destinations(mixed) == ("http://gpu-box.lan:8000/v1",)
+    assert remote_destinations(EngineConfig(engine="ollama", model="m", options={"host": "localhost"})) == ()
+    assert remote_destinations(EngineConfig(model="x.gguf")) == ()
 
 
 # -- settings and overrides -> EngineConfig -----------------------------------------------------------------

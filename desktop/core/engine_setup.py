@@ -144,3 +144,13 @@ def open_backend(settings: Settings, config: EngineConfig, *, in_process: bool =
         memory_limit_bytes=limit_mb * 2**20 if limit_mb else None,
     )
     return open_hosted(config, in_process=in_process, policy=policy)
+
+
+def remote_destinations(config: EngineConfig) -> tuple[str, ...]:
+    """The addresses, not on this computer, that ``config``'s engine would send photos to (empty: none).
+
+    The windows show these in a banner and ask before the first photo leaves; ``allow_remote`` does not hide
+    them (it only silences the command line's warning)."""
+    from captioneer.backends.http_util import is_loopback_url
+
+    return tuple(url for url in engine_class(config.engine).destinations(config) if not is_loopback_url(url))
