@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from captioneer.desktop.core.captioning import CaptionResult
+from captioneer.desktop.ui.card_history import (
+    CardHistory,
+    Outcome,
+    discard_question,
+    needs_caption,
+    shown_as_text,
+    uncopied_answers,
+)
 from captioneer.desktop.ui.quick_caption import (
     all_as_json,
     all_as_text,
     collect_images,
     copy_values,
     display_text,
+    file_key,
     follow_up_question,
     seconds_per_image,
 )
@@ -101,3 +111,71 @@ def test_follow_up_carries_the_earlier_answer() -> None:
 def test_seconds_per_image_uses_the_last_ten() -> None:
     assert seconds_per_image([]) is None
     assert seconds_per_image([100.0] + [2.0] * 10) == pytest.approx(2.0)
+
+
+# -- the cards' memory (desktop/ui/card_history.py) ----------------------------------------------------
+
+
+def test_a_card_keeps_every_answer_and_shows_follow_ups_beneath_the_one_on_show() -> None:
+    history = CardHistory()
+    first = history.add(result("caption", "A dog on a beach."), datetime(2026, 5, 1, 14, 5))
+    history.add_follow_up("What colour is the dog?", "Brown.")
+    second = history.add(result("alt_text", "Dog running on sand"), datetime(2026, 5, 1, 14, 7))
+    assert history.current is second and (history.index, len(history.answers)) == (1, 2)
+    assert not history.browse(1)
+    assert history.browse(-1) and history.current is first
+    assert not history.browse(-1)
+    assert first.shown_text() == "A dog on a beach.\n\nQ: What colour is the dog?\nA: Brown."
+    assert first.heading().endswith("· 14:05") and second.shown_text() == "Dog running on sand"
+
+
+def test_a_follow_up_makes_a_copied_answer_new_again_and_counts_what_would_be_lost() -> None:
+    history = CardHistory()
+    history.add(result("caption", "A dog."))
+    other = CardHistory()
+    assert uncopied_answers([history, other]) == 1
+    history.current.copied = True
+    assert uncopied_answers([history, other]) == 0
+    history.add_follow_up("Where?", "On a beach.")
+    assert uncopied_answers([history]) == 1
+    assert discard_question(1) == "1 answer has not been copied. Discard it?"
+    assert discard_question(3) == "3 answers have not been copied. Discard them?"
+    with pytest.raises(ValueError):
+        CardHistory().add_follow_up("Where?", "Here.")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "tasks", "task", "runs"),
+    [
+        (Outcome.NEW, [], "caption", True),
+        (Outcome.DONE, ["caption"], "caption", False),  # a good answer is re-run only on request
+        (Outcome.DONE, ["caption"], "alt_text", True),  # no answer for the chosen task yet
+        (Outcome.FAILED, ["caption"], "caption", True),
+        (Outcome.CANCELLED, ["caption"], "caption", True),
+        (Outcome.CANCELLED, [], "caption", True),
+    ],
+)
+def test_caption_runs_new_failed_and_cancelled_cards_only(outcome, tasks, task, runs) -> None:
+    history = CardHistory()
+    for task_id in tasks:
+        history.add(result(task_id, "text"))
+    assert needs_caption(outcome, history, task) is runs
+
+
+def test_one_file_under_several_spellings_is_one_file(tmp_path: Path, monkeypatch) -> None:
+    photo = touch(tmp_path / "album" / "a.jpg")
+    (tmp_path / "link.jpg").symlink_to(photo)
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    dotted = tmp_path / "other" / ".." / "album" / "a.jpg"
+    spellings = [photo, Path("album/a.jpg"), dotted, tmp_path / "link.jpg"]
+    assert len({file_key(path) for path in spellings}) == 1
+    collected = collect_images([*spellings, tmp_path / "album"])
+    assert collected.files == (photo,)
+
+
+def test_copy_all_as_text_is_each_name_over_what_its_card_shows() -> None:
+    assert shown_as_text([("a.jpg", "A dog.\n\nQ: Where?\nA: Beach."), ("b.jpg", "A cat.")]) == (
+        "a.jpg\nA dog.\n\nQ: Where?\nA: Beach.\n\nb.jpg\nA cat.\n"
+    )
+    assert shown_as_text([]) == ""

@@ -1,5 +1,5 @@
-"""One image's card in the quick-caption list: thumbnail, state, the streamed answer, copy buttons and a
-follow-up question. Layout and display only; the controller decides what happens."""
+"""One image's card in the quick-caption grid: thumbnail, state, the streamed answer, the earlier answers to
+browse, copy and re-run buttons and a follow-up question. Layout and display only; the controller decides."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QImage, QPixmap
 from PySide6.QtWidgets import (
     QFrame,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -23,7 +22,9 @@ from PySide6.QtWidgets import (
 
 from captioneer.desktop.ui.theme import set_themed_style
 
-THUMB_EDGE = 132
+THUMB_HEIGHT = 180
+THUMB_EDGE = 360  # the widest thumbnail drawn on a card (at most THUMB_HEIGHT high)
+CARD_MIN_WIDTH = 380  # the grid fits as many columns of at least this width as the window allows
 
 
 class CardState(Enum):
@@ -50,12 +51,15 @@ class CardView(QFrame):
     copyRequested = Signal(str)  # "text", "alt_text" or "keywords"
     followUpRequested = Signal(str)
     removeRequested = Signal()
+    rerunRequested = Signal()
+    browseRequested = Signal(int)  # -1 earlier answer, +1 later answer
 
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("card")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.setMinimumWidth(CARD_MIN_WIDTH)
         self.setStyleSheet(
             # alternate-base, not base: text fields inside the card (base) must stand out in both themes.
             "#card { background: palette(alternate-base); border: 1px solid palette(mid);"
@@ -64,7 +68,8 @@ class CardView(QFrame):
         self.state = CardState.WAITING
 
         self.thumbnail = QLabel()
-        self.thumbnail.setFixedSize(QSize(THUMB_EDGE, THUMB_EDGE))
+        self.thumbnail.setFixedHeight(THUMB_HEIGHT)
+        self.thumbnail.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thumbnail.setStyleSheet("background: palette(window); border-radius: 6px;")
         self.thumbnail.setText("…")
@@ -97,6 +102,27 @@ class CardView(QFrame):
         self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         self.text.setMinimumHeight(self.fontMetrics().lineSpacing() * 2)
 
+        self.earlier_button = QToolButton()
+        self.earlier_button.setText("◀")
+        self.earlier_button.setToolTip("Show the earlier answer")
+        self.earlier_button.setAutoRaise(True)
+        self.earlier_button.clicked.connect(lambda: self.browseRequested.emit(-1))
+        self.later_button = QToolButton()
+        self.later_button.setText("▶")
+        self.later_button.setToolTip("Show the later answer")
+        self.later_button.setAutoRaise(True)
+        self.later_button.clicked.connect(lambda: self.browseRequested.emit(1))
+        self.history_label = QLabel()
+        self.history_label.setStyleSheet("color: palette(placeholder-text);")
+        self.history_row = QWidget()
+        history = QHBoxLayout(self.history_row)
+        history.setContentsMargins(0, 0, 0, 0)
+        history.setSpacing(4)
+        history.addWidget(self.earlier_button)
+        history.addWidget(self.history_label, 1)
+        history.addWidget(self.later_button)
+        self.history_row.hide()
+
         self.copy_text = QPushButton("Copy text")
         self.copy_alt = QPushButton("Copy alt text")
         self.copy_keywords = QPushButton("Copy keywords")
@@ -111,6 +137,10 @@ class CardView(QFrame):
             button.clicked.connect(lambda _checked=False, what=what: self.copyRequested.emit(what))
             buttons.addWidget(button)
         buttons.addStretch(1)
+        self.rerun_button = QPushButton("Re-run")
+        self.rerun_button.setToolTip("Run the chosen task on this photo again; earlier answers are kept")
+        self.rerun_button.clicked.connect(self.rerunRequested)
+        buttons.addWidget(self.rerun_button)
 
         self.follow_up = QLineEdit()
         self.follow_up.setPlaceholderText("Ask a follow-up question about this image…")
@@ -131,21 +161,17 @@ class CardView(QFrame):
         header.addWidget(self.chip)
         header.addWidget(self.remove_button)
 
-        right = QVBoxLayout()
-        right.setSpacing(8)
-        right.addLayout(header)
-        right.addWidget(self.progress)
-        right.addWidget(self.text)
-        right.addStretch(1)
-        right.addWidget(self.actions)
-        right.addWidget(self.follow_row)
-
-        grid = QGridLayout(self)
-        grid.setContentsMargins(12, 12, 12, 12)
-        grid.setHorizontalSpacing(14)
-        grid.addWidget(self.thumbnail, 0, 0, Qt.AlignmentFlag.AlignTop)
-        grid.addLayout(right, 0, 1)
-        grid.setColumnStretch(1, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(12, 12, 12, 12)
+        column.setSpacing(8)
+        column.addWidget(self.thumbnail)
+        column.addLayout(header)
+        column.addWidget(self.progress)
+        column.addWidget(self.history_row)
+        column.addWidget(self.text)
+        column.addStretch(1)
+        column.addWidget(self.actions)
+        column.addWidget(self.follow_row)
         self.set_state(CardState.WAITING)
         self.show_actions(False)
 
@@ -158,7 +184,7 @@ class CardView(QFrame):
         pixmap = QPixmap.fromImage(image)
         ratio = self.devicePixelRatioF()
         scaled = pixmap.scaled(
-            QSize(THUMB_EDGE, THUMB_EDGE) * ratio,
+            QSize(THUMB_EDGE, THUMB_HEIGHT) * ratio,
             Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation,
         )
@@ -196,6 +222,15 @@ class CardView(QFrame):
         """Copy buttons and the follow-up field, shown once there is an answer to copy or ask about."""
         self.actions.setVisible(on)
         self.follow_row.setVisible(on)
+
+    def show_history(self, heading: str, position: int, count: int) -> None:
+        """Which answer is on show: "Short caption · 14:05 · 2 of 3", with arrows to the others."""
+        self.history_row.setVisible(count > 0)
+        self.history_label.setText(f"{heading} · {position} of {count}" if count > 1 else heading)
+        self.earlier_button.setVisible(count > 1)
+        self.later_button.setVisible(count > 1)
+        self.earlier_button.setEnabled(position > 1)
+        self.later_button.setEnabled(position < count)
 
     def set_copy_enabled(self, text: bool, alt_text: bool, keywords: bool) -> None:
         self.copy_text.setEnabled(text)

@@ -3,6 +3,7 @@ Layout only; :mod:`captioneer.desktop.ui.main_window` wires the behaviour."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
@@ -25,7 +26,14 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
-from captioneer.desktop.ui.theme import app_icon
+from captioneer.desktop.ui.card_grid_view import CardGrid
+from captioneer.desktop.ui.card_view import CARD_MIN_WIDTH
+from captioneer.desktop.ui.theme import app_icon, set_themed_style
+
+
+def shortcut_text(action: QAction) -> str:
+    """An action's shortcut as this platform writes it (Ctrl+Return, ⌘↩)."""
+    return action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
 
 
 def paths_from_mime(mime: QMimeData) -> list[Path]:
@@ -47,6 +55,8 @@ class MainView(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(980, 720)
         self.setMinimumSize(QSize(640, 420))
+        # The controller's say on closing (e.g. "discard answers not copied?"): False keeps the window open.
+        self.close_guard: Callable[[], bool] = lambda: True
         self._build_actions()
         self._build_menus()
         self._build_task_bar()
@@ -68,12 +78,22 @@ class MainView(QMainWindow):
         self.copy_all_text_action.setShortcut(QKeySequence("Ctrl+Shift+C"))
         self.copy_all_json_action = QAction("Copy All as &JSON", self)
         self.settings_action = QAction("&Settings…", self)
-        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.wizard_action = QAction("Set Up a &Model…", self)
         self.models_action = QAction("&Model Manager…", self)
         self.about_action = QAction("&About Captioneer", self)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        self.run_action = QAction("&Caption", self)
+        # Qt reads Ctrl as Cmd on macOS; Enter is the keypad's Return.
+        self.run_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
+        self.rerun_all_action = QAction("&Re-run All", self)
+        self.rerun_all_action.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        self.cancel_action = QAction("C&ancel", self)
+        self.cancel_action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        self.cancel_action.setEnabled(False)
+        # Preferences has no key on Windows and most Linux desktops: Ctrl+, is what other apps use there.
+        preferences = QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences)
+        self.settings_action.setShortcuts(preferences or [QKeySequence("Ctrl+,")])
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -87,12 +107,16 @@ class MainView(QMainWindow):
         edit_menu.addActions([self.copy_all_text_action, self.copy_all_json_action])
         edit_menu.addSeparator()
         edit_menu.addAction(self.settings_action)
+        caption_menu = bar.addMenu("&Caption")
+        caption_menu.addActions([self.run_action, self.rerun_all_action, self.cancel_action])
         models_menu = bar.addMenu("&Models")
         models_menu.addActions([self.wizard_action, self.models_action])
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
 
     def _build_task_bar(self) -> None:
+        self.open_button = QPushButton("Open…")
+        self.paste_button = QPushButton("Paste")
         self.task_combo = QComboBox()
         self.task_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.language_combo = QComboBox()
@@ -105,10 +129,20 @@ class MainView(QMainWindow):
         self.question_edit.setClearButtonEnabled(True)
         self.run_button = QPushButton("Caption")
         self.run_button.setDefault(True)
-        self.run_button.setToolTip("Run the task on every photo in the list")
+        self.run_button.setToolTip(
+            f"Run the task on the photos that have no answer for it yet ({shortcut_text(self.run_action)})"
+        )
+        self.run_action.setToolTip(self.run_button.toolTip())
+        self.rerun_all_button = QPushButton("Re-run All")
+        self.rerun_all_button.setToolTip(
+            f"Run the task again on every photo; earlier answers stay in each card's history "
+            f"({shortcut_text(self.rerun_all_action)})"
+        )
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop generating now")
+        self.cancel_button.setToolTip(f"Stop generating now ({shortcut_text(self.cancel_action)})")
         self.cancel_button.setEnabled(False)
+        self.open_button.setToolTip(f"Choose photos to caption ({shortcut_text(self.open_action)})")
+        self.paste_button.setToolTip(f"Caption the clipboard's image ({shortcut_text(self.paste_action)})")
         self.copy_all_button = QToolButton()
         self.copy_all_button.setText("Copy all")
         self.copy_all_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
@@ -118,10 +152,6 @@ class MainView(QMainWindow):
         self.copy_all_button.setMenu(copy_menu)
         self.copy_all_button.setDefaultAction(self.copy_all_text_action)
         self.copy_all_button.setText("Copy all")
-        self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("Choose photos to caption")
-        self.paste_button = QPushButton("Paste")
-        self.paste_button.setToolTip("Caption the image on the clipboard")
 
         bar = QHBoxLayout()
         bar.setContentsMargins(14, 10, 14, 10)
@@ -138,6 +168,7 @@ class MainView(QMainWindow):
         self.bar_stretch.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.bar_stretch)
         bar.addWidget(self.run_button)
+        bar.addWidget(self.rerun_all_button)
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.copy_all_button)
         self.task_bar = QFrame()
@@ -159,18 +190,29 @@ class MainView(QMainWindow):
         banner_layout.addWidget(self.banner_button)
         self.banner.hide()
 
+        self.privacy_banner = QFrame()
+        self.privacy_banner.setObjectName("privacyBanner")
+        set_themed_style(
+            self.privacy_banner,
+            lambda dark: "#privacyBanner {{ background: {}; border-bottom: 1px solid palette(mid); }}"
+            " QLabel {{ color: {}; }}".format(*(("#54401c", "#ffe3b0") if dark else ("#fff0d6", "#5c3800"))),
+        )
+        self.privacy_text = QLabel()
+        self.privacy_text.setWordWrap(True)
+        privacy_layout = QHBoxLayout(self.privacy_banner)
+        privacy_layout.setContentsMargins(14, 8, 14, 8)
+        privacy_layout.addWidget(self.privacy_text, 1)
+        self.privacy_banner.hide()
+
     def _build_pages(self) -> None:
         self.pages = QStackedWidget()
         self.empty_page = self._build_empty_page()
-        self.cards_container = QWidget()
-        self.cards_layout = QVBoxLayout(self.cards_container)
-        self.cards_layout.setContentsMargins(14, 14, 14, 14)
-        self.cards_layout.setSpacing(12)
-        self.cards_layout.addStretch(1)
+        self.card_grid = CardGrid(CARD_MIN_WIDTH)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setWidget(self.cards_container)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.card_grid)
         self.pages.addWidget(self.empty_page)
         self.pages.addWidget(self.scroll)
 
@@ -179,6 +221,7 @@ class MainView(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.task_bar)
+        layout.addWidget(self.privacy_banner)
         layout.addWidget(self.banner)
         layout.addWidget(self.pages, 1)
         self.setCentralWidget(central)
@@ -194,10 +237,8 @@ class MainView(QMainWindow):
         font.setBold(True)
         title.setFont(font)
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel(
-            "Drag photos or whole folders onto this window, paste an image with Ctrl+V, or open files.\n"
-            "JPEG, PNG, HEIC, WebP and camera RAW all work. Your photos never leave this computer."
-        )
+        self.drop_hint = hint = QLabel()
+        self.set_remote(None)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setWordWrap(True)
         hint.setStyleSheet("color: palette(placeholder-text);")
@@ -248,7 +289,10 @@ class MainView(QMainWindow):
         self.pages.setCurrentWidget(self.scroll if on else self.empty_page)
 
     def add_card(self, card: QWidget) -> None:
-        self.cards_layout.insertWidget(self.cards_layout.count() - 1, card)
+        self.card_grid.add(card)
+
+    def remove_card(self, card: QWidget) -> None:
+        self.card_grid.remove(card)
 
     def show_question(self, on: bool) -> None:
         self.question_edit.setVisible(on)
@@ -256,11 +300,27 @@ class MainView(QMainWindow):
 
     def set_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
+        self.cancel_action.setEnabled(busy)  # Escape cancels only while something runs
+
+    def set_remote(self, banner: str | None) -> None:
+        """Say where photos go: a banner when they leave this computer, the drop zone's promise when not."""
+        self.privacy_banner.setVisible(bool(banner))
+        self.privacy_text.setText(banner or "")
+        paste = shortcut_text(self.paste_action)
+        where = (
+            "Photos you add are sent to the server named above." if banner
+            else "Your photos never leave this computer."
+        )
+        self.drop_hint.setText(
+            f"Drag photos or whole folders onto this window, paste an image with {paste}, or open files.\n"
+            f"JPEG, PNG, HEIC, WebP and camera RAW all work. {where}"
+        )
 
     def set_banner(self, text: str | None, button: str = "Set up a model…") -> None:
         self.banner.setVisible(bool(text))
         self.banner_text.setText(text or "")
         self.banner_button.setText(button)
+        self.banner_button.setVisible(bool(button))
 
     # -- events ------------------------------------------------------------------------------------------
 
@@ -289,5 +349,8 @@ class MainView(QMainWindow):
         event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.close_guard():
+            event.ignore()
+            return
         self.closing.emit()
         super().closeEvent(event)

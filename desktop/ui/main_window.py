@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
@@ -13,12 +14,17 @@ from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ConfigurationError
 from captioneer.desktop import __version__
 from captioneer.desktop.core.captioning import CaptionResult
-from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_options
+from captioneer.desktop.core.engine_setup import (
+    Overrides,
+    engine_config,
+    remote_destinations,
+    sampling_options,
+)
 from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
+from captioneer.desktop.ui.card_history import discard_question, needs_caption
 from captioneer.desktop.ui.card_list import Card, CardList
-from captioneer.desktop.ui.card_view import CardState
 from captioneer.desktop.ui.main_view import MainView, paths_from_mime
 from captioneer.desktop.ui.quick_caption import (
     Collected,
@@ -26,6 +32,14 @@ from captioneer.desktop.ui.quick_caption import (
     follow_up_question,
     format_bytes,
     seconds_per_image,
+)
+from captioneer.desktop.ui.quick_prompts import (
+    FIX_BUTTONS,
+    ask,
+    remote_banner,
+    send_question,
+    unapproved,
+    window_error,
 )
 from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
 
@@ -57,7 +71,7 @@ class MainWindow(QObject):
         self._live: list[CancelToken] = []
         self._durations: list[float] = []
         self._shut_down = False
-        self._banner_action = self.open_wizard
+        self._banner_action: Callable[[], None] | None = self.open_wizard
 
         self.background = Background(self)
         self.card_list = CardList(self.view, self.background, self._status, self)
@@ -65,6 +79,7 @@ class MainWindow(QObject):
         self.card_list.resultReady.connect(self.resultReady)
         self.card_list.cardCancelled.connect(self.cardCancelled)
         self.card_list.followUpRequested.connect(self.follow_up)
+        self.card_list.rerunRequested.connect(self.rerun)
         self.background.relay.collected.connect(self._on_collected)
         self.background.relay.pasteSaved.connect(lambda path: self.add_paths([path]))
         self.background.relay.pasteFailed.connect(self._status)
@@ -85,7 +100,7 @@ class MainWindow(QObject):
         self.worker.cancelled.connect(self.card_list.on_cancelled)
         self.worker.engineLoading.connect(self._on_engine_loading)
         self.worker.engineReady.connect(self._on_engine_ready)
-        self.worker.engineFailed.connect(self._on_engine_failed)
+        self.worker.engineError.connect(self.show_setup_error)
         self.worker.batchDone.connect(self._on_batch_done)
         self.thread.start()
 
@@ -100,6 +115,7 @@ class MainWindow(QObject):
         v.pathsDropped.connect(self.add_paths)
         v.imageDropped.connect(self.add_image)
         v.closing.connect(self.shutdown)
+        v.close_guard = self.may_discard
         for trigger in (v.open_action.triggered, v.open_button.clicked, v.empty_open_button.clicked):
             trigger.connect(self.open_files)
         v.open_folder_action.triggered.connect(self.open_folder)
@@ -109,14 +125,18 @@ class MainWindow(QObject):
         v.quit_action.triggered.connect(v.close)
         v.copy_all_text_action.triggered.connect(lambda: self.card_list.copy_all(as_json=False))
         v.copy_all_json_action.triggered.connect(lambda: self.card_list.copy_all(as_json=True))
-        v.run_button.clicked.connect(self.run_all)
+        v.run_button.clicked.connect(v.run_action.trigger)
+        v.run_action.triggered.connect(self.run_all)
         v.question_edit.returnPressed.connect(self.run_all)
-        v.cancel_button.clicked.connect(self.cancel)
+        v.rerun_all_button.clicked.connect(v.rerun_all_action.trigger)
+        v.rerun_all_action.triggered.connect(self.rerun_all)
+        v.cancel_button.clicked.connect(v.cancel_action.trigger)
+        v.cancel_action.triggered.connect(self.cancel)
         v.settings_action.triggered.connect(self.open_settings)
         v.wizard_action.triggered.connect(self.open_wizard)
         v.models_action.triggered.connect(self.open_model_manager)
         v.about_action.triggered.connect(self.about)
-        v.banner_button.clicked.connect(lambda: self._banner_action())
+        v.banner_button.clicked.connect(lambda: self._banner_action and self._banner_action())
         v.task_combo.currentIndexChanged.connect(self._on_task_changed)
         # The album tagger's window (desktop/ui/library_window.py), in a menu before Help.
         library_menu = QMenu("&Library", v)
@@ -140,6 +160,7 @@ class MainWindow(QObject):
         task = get_task(self.current_task_id())
         self.view.show_question(task.needs_question)
         self.view.run_button.setText("Ask" if task.needs_question else "Caption")
+        self.view.run_action.setText("&Ask" if task.needs_question else "&Caption")
         self.view.task_combo.setToolTip(task.summary)
 
     def current_task_id(self) -> str:
@@ -150,13 +171,20 @@ class MainWindow(QObject):
 
     def _refresh_setup_state(self) -> None:
         self._banner_action = self.open_wizard
+        self.view.set_remote(None)
         if self.model_configured():
             self.view.set_banner(None)
-            config = self.engine_config()
+            try:
+                config = self.engine_config()
+            except ConfigurationError as exc:
+                self.show_setup_error(exc)
+                return
             name = Path(config.model).name or config.model
             self.view.status_engine.setText(f"{config.engine} · {name} · not loaded yet")
+            destinations = remote_destinations(config)
+            self.view.set_remote(remote_banner(destinations) if destinations else None)
         else:
-            self.view.set_banner(NO_MODEL_MESSAGE)
+            self.view.set_banner(NO_MODEL_MESSAGE, FIX_BUTTONS["wizard"])
             self.view.status_engine.setText("No model set up")
         self.view.status_memory.setText("")
         self._show_speed()
@@ -225,29 +253,57 @@ class MainWindow(QObject):
             if not notes:
                 self._status("No photos found there.")
             return
-        new_cards = [self.card_list.add(path) for path in collected.files]
+        added = [self.card_list.add(path) for path in collected.files]
+        new_cards = [card for card in added if card is not None]
+        known = len(added) - len(new_cards)
+        if known:
+            notes.append(f"{known} photo(s) already in the list")
+            self._status("; ".join(notes) + ".")
         self.view.show_cards(True)
-        self.view.scroll.ensureWidgetVisible(new_cards[0].view)
-        self._run(new_cards, self.current_task_id(), self.view.question_edit.text())
+        first = new_cards[0] if new_cards else self.card_list.find(collected.files[0])
+        if first is not None:
+            self.view.scroll.ensureWidgetVisible(first.view)
+        if new_cards:
+            self._run(new_cards, self.current_task_id(), self.view.question_edit.text())
 
     # -- running -----------------------------------------------------------------------------------------
 
     def run_all(self) -> None:
-        """Run the chosen task on every card (earlier runs still going are cancelled first)."""
+        """Caption: run the chosen task on the cards without an answer for it, or whose last run failed or
+        was cancelled. Good answers are kept; re-running them is Re-run or Re-run All."""
         if not self.card_list.cards:
             self._status("Add photos first: drop them on the window, paste, or use Open.")
             return
-        self.cancel()
-        self._run(list(self.card_list.cards.values()), self.current_task_id(), self.view.question_edit.text())
+        task_id = self.current_task_id()
+        idle = [card for card in self.card_list.cards.values() if card.ticket is None]
+        todo = [card for card in idle if needs_caption(card.outcome, card.history, task_id)]
+        if not todo:
+            waiting = len(self.card_list.cards) - len(idle)
+            self._status(
+                f"{waiting} photo(s) are being answered." if waiting else
+                "Every photo has an answer for this task. Re-run All runs them again."
+            )
+            return
+        self._run(todo, task_id, self.view.question_edit.text())
+
+    def rerun_all(self) -> None:
+        """Re-run All: the chosen task again on every card not running now; earlier answers are kept."""
+        idle = [card for card in self.card_list.cards.values() if card.ticket is None]
+        if idle:
+            self._run(idle, self.current_task_id(), self.view.question_edit.text())
+
+    def rerun(self, card: Card) -> None:
+        """Re-run one card with the chosen task; its earlier answers stay in its history."""
+        if card.ticket is None:
+            self._run([card], self.current_task_id(), self.view.question_edit.text())
 
     def follow_up(self, card: Card, question: str) -> None:
-        """Ask more about one image; its latest answer goes along as context."""
-        previous = ""
-        if card.result is not None and card.result.ok:
-            previous = copy_values(card.result).text or card.result.text
-        prefix = card.view.text.text().rstrip()
-        self._run([card], "question", follow_up_question(previous, question), shown_question=question,
-                  prefix=f"{prefix}\n\nQ: {question}\nA: " if prefix else "")
+        """Ask more about one image; the answer on show goes along as context, the reply is kept under it."""
+        current = card.history.current
+        if current is None or card.ticket is not None:
+            return
+        previous = copy_values(current.result).text or current.result.text
+        self._run([card], "question", follow_up_question(previous, question), follow_up=question)
         card.view.follow_up.clear()
 
     def _run(
@@ -255,41 +311,68 @@ class MainWindow(QObject):
         cards: list[Card],
         task_id: str,
         question: str | None,
-        shown_question: str | None = None,
-        prefix: str = "",
+        follow_up: str | None = None,
     ) -> None:
         task = get_task(task_id)
         if task.needs_question and not (question and question.strip()):
             self._status("Type your question first.")
             self.view.question_edit.setFocus()
             for card in cards:
-                if card.result is None and card.ticket is None:
-                    card.view.set_state(CardState.WAITING, "type a question")
+                self.card_list.hold(card, "type a question")
             return
         try:
             config = self.engine_config()
             sampling = sampling_options(self.settings, task, self.overrides)
         except ConfigurationError as exc:
+            # Once, over the list: the cards keep what they have.
+            self.show_setup_error(exc) if self.model_configured() else self._refresh_setup_state()
             for card in cards:
-                failed = CaptionResult(
-                    str(card.path), task_id, ok=False, error=str(exc), error_kind="configuration"
-                )
-                self.card_list.show_failure(card, failed)
-            self._refresh_setup_state()
+                self.card_list.hold(card, "not run")
+            return
+        if not self._may_send(config):
+            for card in cards:
+                self.card_list.hold(card, "not sent")
             return
         language = self.view.language_combo.currentText().strip() or DEFAULT_LANGUAGE
         options = TaskOptions(language=language, question=question)
-        if not prefix:
+        if follow_up is None:
             self._remember(task_id, language)
         jobs = []
         for card in cards:
-            ticket = self.card_list.start(card, prefix, task.structured)
+            ticket = self.card_list.start(card, task.structured, follow_up)
             jobs.append(CaptionJob(ticket, card.path, task_id, options, sampling, config.image_tokens))
         token = CancelToken()
         self._live.append(token)
         self._status(f"Working on {len(cards)} photo{'s' if len(cards) != 1 else ''}…", 0)
         self.view.set_busy(True)
         self.submit.emit(config, jobs, token)
+
+    def _may_send(self, config: EngineConfig) -> bool:
+        """Before the first photo goes to a server off this computer, ask; the answer is kept per address."""
+        new = unapproved(remote_destinations(config), self.settings)
+        if not new:
+            return True
+        text, informative = send_question(new)
+        if not ask(self.view, "Send Photos to a Server?", text, "Send Photos", informative):
+            self._status("Nothing was sent.")
+            return False
+        allowed = [*self.settings.remote_servers_allowed, *new]
+        self.settings = self.settings.model_copy(update={"remote_servers_allowed": allowed})
+        save_settings(self.settings)
+        return True
+
+    def show_setup_error(self, exc: BaseException) -> None:
+        """A settings or engine error, shown once over the list with the button that fixes it."""
+        text, fix = window_error(exc)
+        actions = {
+            "settings": self.open_settings,
+            "choose_mmproj": self.open_settings,
+            "model_manager": self.open_model_manager,
+            "wizard": self.open_wizard,
+        }
+        self._banner_action = actions.get(fix) if fix else None
+        self.view.set_banner(text, FIX_BUTTONS.get(fix or "", ""))
+        self.view.status_engine.setText("Engine not ready")
 
     def _remember(self, task_id: str, language: str) -> None:
         """The next start opens with the task and language used last."""
@@ -326,12 +409,6 @@ class MainWindow(QObject):
         self.view.status_memory.setText(f"Memory {format_bytes(memory)}" if memory else "")
         self.view.set_banner(None)
 
-    @Slot(str)
-    def _on_engine_failed(self, message: str) -> None:
-        self.view.status_engine.setText("Engine not ready")
-        self.view.set_banner(f"The engine could not start: {message}", "Open settings…")
-        self._banner_action = self.open_settings
-
     @Slot(object)
     def _count_speed(self, result: CaptionResult) -> None:
         if result.ok:
@@ -346,8 +423,19 @@ class MainWindow(QObject):
         self.view.statusBar().showMessage(message, msecs)
 
     def clear(self) -> None:
+        """Clear List: asks first when answers not copied would be lost."""
+        if not self.card_list.cards or not self.may_discard():
+            return
         self.cancel()
         self.card_list.clear()
+
+    def may_discard(self) -> bool:
+        """Whether answers not copied may go (Clear List, closing, quitting): asks when there are any."""
+        count = self.card_list.uncopied()
+        if not count or self._shut_down:
+            return True
+        return ask(self.view, "Discard Answers?", discard_question(count), "Discard",
+                   "Copy them first with Copy all if you want to keep them.")
 
     # -- dialogs -----------------------------------------------------------------------------------------
 
@@ -384,7 +472,7 @@ class MainWindow(QObject):
             self.view,
             "About Captioneer",
             f"<b>Captioneer {__version__}</b><p>Captions, alt text and keywords for your photos with the "
-            "Qwen3-VL models, on your own computer. Photos never leave this machine.</p>"
+            "Qwen3-VL models, on your own computer, or on a server you choose in Settings.</p>"
             "<p>Free software under the GNU GPL, version 3 or later.</p>",
         )
 

@@ -26,11 +26,18 @@ class Collected:
     over_limit: int = 0
 
 
+def file_key(path: Path) -> str:
+    """One key per file, whatever the spelling: relative or absolute, through symlinks and ``..``, letter
+    case where the file system ignores it."""
+    return os.path.normcase(os.path.realpath(path))
+
+
 def collect_images(paths: Iterable[Path], limit: int = MAX_QUICK_IMAGES) -> Collected:
     """Expand folders (recursively, sorted, hidden entries skipped, symlinked folders not followed) into
-    image files, keep files in the order given, drop duplicates, and stop at ``limit``."""
+    image files, keep files in the order given, drop duplicates (one file under two spellings included), and
+    stop at ``limit``."""
     found: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     not_images = over = 0
 
     def take(path: Path) -> None:
@@ -38,7 +45,7 @@ def collect_images(paths: Iterable[Path], limit: int = MAX_QUICK_IMAGES) -> Coll
         if not is_image_path(path):
             not_images += 1
             return
-        key = path.absolute()
+        key = file_key(path)
         if key in seen:
             return
         if len(found) >= limit:

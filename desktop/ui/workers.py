@@ -64,6 +64,7 @@ class CaptionWorker(QObject):
     engineLoading = Signal(str)
     engineReady = Signal(object)  # BackendInfo
     engineFailed = Signal(str)
+    engineError = Signal(object)  # the exception behind engineFailed, for the window's fix-it banner
     batchDone = Signal()
     stopped = Signal()
 
@@ -93,6 +94,7 @@ class CaptionWorker(QObject):
                 break
             except CaptioneerError as exc:
                 self.engineFailed.emit(str(exc))
+                self.engineError.emit(exc)
                 for rest in jobs[index:]:
                     self.finished.emit(rest.card_id, _failed(rest, str(exc), "engine"))
                 break

@@ -1,0 +1,62 @@
+"""The quick-caption window's questions and banners: discard answers?, send photos to a server?, and which
+button fixes a settings or engine error. Decisions are plain functions; the questions are real dialogs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from captioneer.desktop.core.settings import Settings
+
+FIX_BUTTONS = {
+    "settings": "Open Settings…",
+    "model_manager": "Open Model Manager…",
+    "choose_mmproj": "Choose Vision Projector…",
+    "wizard": "Set Up a Model…",
+}
+"""The banner's button for each way of fixing a setup error (the controller maps each to its dialog)."""
+
+
+def window_error(exc: BaseException) -> tuple[str, str | None]:
+    """The banner's text and fix id for a settings or engine error.
+
+    A local stand-in for ``captioneer.desktop.core.fixes.window_error``, written in parallel by another
+    engineer; the lead swaps it in at merge (it returns ``WindowError(text, fix)``)."""
+    return str(exc), "settings"
+
+
+def ask(parent: QWidget, title: str, text: str, accept: str, informative: str = "") -> bool:
+    """A question with two buttons, ``accept`` and Cancel; True when the user chose ``accept``.
+
+    Cancel is the default and Escape's answer, so a stray Enter never sends photos or drops answers."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent)
+    if informative:
+        box.setInformativeText(informative)
+    yes = box.addButton(accept, QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.setEscapeButton(cancel)
+    box.exec()
+    return box.clickedButton() is yes
+
+
+def unapproved(destinations: Sequence[str], settings: Settings) -> list[str]:
+    """The servers photos would go to that the user has not agreed to yet."""
+    return [address for address in destinations if address not in settings.remote_servers_allowed]
+
+
+def remote_banner(destinations: Sequence[str]) -> str:
+    """The privacy banner over the list when photos leave this computer."""
+    names = ", ".join(destinations)
+    return f"Photos are sent to {names} to be captioned: they leave this computer."
+
+
+def send_question(addresses: Sequence[str]) -> tuple[str, str]:
+    """The question asked before the first photo goes to a new server, and what it means."""
+    names = ", ".join(addresses)
+    return (
+        f"Send photos to {names}?",
+        "This server is not on this computer: the photos you caption are sent to it over the network. "
+        "Captioneer asks once per server.",
+    )
