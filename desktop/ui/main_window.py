@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QImage, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+from PySide6.QtGui import QImage, QKeySequence
+from PySide6.QtWidgets import QMenu, QMessageBox
 
 from captioneer.backends.base import BackendInfo, EngineConfig
 from captioneer.backends.cancel import CancelToken
@@ -20,25 +20,23 @@ from captioneer.desktop.core.engine_setup import (
     remote_destinations,
     sampling_options,
 )
-from captioneer.desktop.core.images import IMAGE_SUFFIXES
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_history import discard_question, needs_caption
 from captioneer.desktop.ui.card_list import Card, CardList
-from captioneer.desktop.ui.main_view import MainView, paths_from_mime
+from captioneer.desktop.ui.main_view import MainView
 from captioneer.desktop.ui.quick_caption import (
-    Collected,
     copy_values,
     follow_up_question,
     format_bytes,
     seconds_per_image,
 )
+from captioneer.desktop.ui.quick_inputs import PhotoInputs
 from captioneer.desktop.ui.quick_prompts import (
     FIX_BUTTONS,
+    approve_servers,
     ask,
     remote_banner,
-    send_question,
-    unapproved,
     window_error,
 )
 from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
@@ -80,9 +78,8 @@ class MainWindow(QObject):
         self.card_list.cardCancelled.connect(self.cardCancelled)
         self.card_list.followUpRequested.connect(self.follow_up)
         self.card_list.rerunRequested.connect(self.rerun)
-        self.background.relay.collected.connect(self._on_collected)
-        self.background.relay.pasteSaved.connect(lambda path: self.add_paths([path]))
-        self.background.relay.pasteFailed.connect(self._status)
+        self.inputs = PhotoInputs(self.view, self.background, self.card_list, self._status, self)
+        self.inputs.cardsAdded.connect(self._on_cards_added)
 
         self.thread = QThread(self)
         self.thread.setObjectName("caption-worker")
@@ -112,15 +109,8 @@ class MainWindow(QObject):
 
     def _wire_view(self) -> None:
         v = self.view
-        v.pathsDropped.connect(self.add_paths)
-        v.imageDropped.connect(self.add_image)
         v.closing.connect(self.shutdown)
         v.close_guard = self.may_discard
-        for trigger in (v.open_action.triggered, v.open_button.clicked, v.empty_open_button.clicked):
-            trigger.connect(self.open_files)
-        v.open_folder_action.triggered.connect(self.open_folder)
-        for trigger in (v.paste_action.triggered, v.paste_button.clicked, v.empty_paste_button.clicked):
-            trigger.connect(self.paste)
         v.clear_action.triggered.connect(self.clear)
         v.quit_action.triggered.connect(v.close)
         v.copy_all_text_action.triggered.connect(lambda: self.card_list.copy_all(as_json=False))
@@ -201,70 +191,18 @@ class MainWindow(QObject):
 
     # -- adding images -----------------------------------------------------------------------------------
 
-    @Slot(list)
     def add_paths(self, paths: list[Path]) -> None:
         """Files and folders to caption; folders are expanded off the GUI thread."""
-        if paths:
-            self.background.collect([Path(p) for p in paths])
+        self.inputs.add_paths(paths)
 
-    @Slot(QImage)
     def add_image(self, image: QImage) -> None:
-        """Raw pixels (dropped or pasted) are saved as a PNG, then captioned like a file."""
-        if image.isNull():
-            self._status("That image could not be read.")
-            return
-        self.background.save_pasted(image)
-
-    def open_files(self) -> None:
-        patterns = " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
-        files, _ = QFileDialog.getOpenFileNames(
-            self.view, "Open Photos", str(Path.home()), f"Photos ({patterns});;All files (*)"
-        )
-        self.add_paths([Path(f) for f in files])
-
-    def open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.view, "Open a Folder of Photos", str(Path.home()))
-        if folder:
-            self.add_paths([Path(folder)])
+        self.inputs.add_image(image)
 
     def paste(self) -> None:
-        mime = QGuiApplication.clipboard().mimeData()
-        paths = paths_from_mime(mime) if mime is not None else []
-        if paths:
-            self.add_paths(paths)
-        elif mime is not None and mime.hasImage():
-            self.add_image(QGuiApplication.clipboard().image())
-        else:
-            self._status("The clipboard holds no image. Copy a photo or a screenshot first.")
+        self.inputs.paste()
 
-    @Slot(object)
-    def _on_collected(self, collected: Collected) -> None:
-        notes = []
-        if collected.not_images:
-            notes.append(f"{collected.not_images} file(s) skipped: not photos")
-        if collected.over_limit:
-            notes.append(
-                f"{collected.over_limit} more photo(s) left out: quick caption takes up to "
-                f"{len(collected.files)} at a time"
-            )
-        if notes:
-            self._status("; ".join(notes) + ".")
-        if not collected.files:
-            if not notes:
-                self._status("No photos found there.")
-            return
-        added = [self.card_list.add(path) for path in collected.files]
-        new_cards = [card for card in added if card is not None]
-        known = len(added) - len(new_cards)
-        if known:
-            notes.append(f"{known} photo(s) already in the list")
-            self._status("; ".join(notes) + ".")
-        self.view.show_cards(True)
-        first = new_cards[0] if new_cards else self.card_list.find(collected.files[0])
-        if first is not None:
-            self.view.scroll.ensureWidgetVisible(first.view)
-        if new_cards:
-            self._run(new_cards, self.current_task_id(), self.view.question_edit.text())
+    def _on_cards_added(self, cards: list[Card]) -> None:
+        self._run(cards, self.current_task_id(), self.view.question_edit.text())
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -349,16 +287,13 @@ class MainWindow(QObject):
 
     def _may_send(self, config: EngineConfig) -> bool:
         """Before the first photo goes to a server off this computer, ask; the answer is kept per address."""
-        new = unapproved(remote_destinations(config), self.settings)
-        if not new:
-            return True
-        text, informative = send_question(new)
-        if not ask(self.view, "Send Photos to a Server?", text, "Send Photos", informative):
+        settings = approve_servers(self.view, self.settings, remote_destinations(config))
+        if settings is None:
             self._status("Nothing was sent.")
             return False
-        allowed = [*self.settings.remote_servers_allowed, *new]
-        self.settings = self.settings.model_copy(update={"remote_servers_allowed": allowed})
-        save_settings(self.settings)
+        if settings is not self.settings:
+            self.settings = settings
+            save_settings(settings)
         return True
 
     def show_setup_error(self, exc: BaseException) -> None:

@@ -60,3 +60,15 @@ def send_question(addresses: Sequence[str]) -> tuple[str, str]:
         "This server is not on this computer: the photos you caption are sent to it over the network. "
         "Captioneer asks once per server.",
     )
+
+
+def approve_servers(parent: QWidget, settings: Settings, destinations: Sequence[str]) -> Settings | None:
+    """Ask before photos go to servers not agreed to yet: the settings with them allowed (unchanged when
+    there were none to ask about), or None when the user said no."""
+    new = unapproved(destinations, settings)
+    if not new:
+        return settings
+    text, informative = send_question(new)
+    if not ask(parent, "Send Photos to a Server?", text, "Send Photos", informative):
+        return None
+    return settings.model_copy(update={"remote_servers_allowed": [*settings.remote_servers_allowed, *new]})
