@@ -205,6 +205,10 @@ def test_the_cards_fill_a_wide_window_in_columns_and_one_column_at_the_minimum_s
     viewport = view.scroll.viewport().width()
     qtbot.waitUntil(lambda: len({card.view.x() for card in cards.values()}) == 1)
     assert all(card.view.geometry().right() <= viewport for card in cards.values())
+    bar = (view.open_button, view.paste_button, view.task_combo, view.language_combo, view.run_button,
+           view.rerun_all_button, view.cancel_button, view.copy_all_button)
+    clipped = [type(w).__name__ for w in bar if w.width() < w.sizeHint().width()]
+    assert clipped == [] and view.narrow_bar, "nothing in the task bar is squeezed at the minimum size"
 
 
 class FakeRemoteServer(Backend):

@@ -234,12 +234,10 @@ class CardView(QFrame):
 
     def set_copy_enabled(self, text: bool, alt_text: bool, keywords: bool) -> None:
         self.copy_text.setEnabled(text)
-        self.copy_alt.setEnabled(alt_text)
-        self.copy_keywords.setEnabled(keywords)
-        self.copy_alt.setToolTip("" if alt_text else "Run the Alt text or Social-media task to get alt text")
-        self.copy_keywords.setToolTip(
-            "" if keywords else "Run the Caption + keywords or Social-media task to get keywords"
-        )
+        # Shown only when the answer has them: a narrow card has no room for buttons that cannot work.
+        for button, on in ((self.copy_alt, alt_text), (self.copy_keywords, keywords)):
+            button.setEnabled(on)
+            button.setVisible(on)
 
     def flash_copied(self, what: str) -> None:
         button = {"text": self.copy_text, "alt_text": self.copy_alt, "keywords": self.copy_keywords}[what]

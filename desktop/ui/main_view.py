@@ -7,7 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QImage,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -29,6 +37,9 @@ from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
 from captioneer.desktop.ui.card_grid_view import CardGrid
 from captioneer.desktop.ui.card_view import CARD_MIN_WIDTH
 from captioneer.desktop.ui.theme import app_icon, set_themed_style
+
+ONE_ROW_WIDTH = 1060
+"""Below this window width the task bar's run buttons move to a second row, so nothing is clipped."""
 
 
 def shortcut_text(action: QAction) -> str:
@@ -88,6 +99,7 @@ class MainView(QMainWindow):
         self.run_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])
         self.rerun_all_action = QAction("&Re-run All", self)
         self.rerun_all_action.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        self.rerun_all_action.setEnabled(False)
         self.cancel_action = QAction("C&ancel", self)
         self.cancel_action.setShortcut(QKeySequence(Qt.Key.Key_Escape))
         self.cancel_action.setEnabled(False)
@@ -141,6 +153,7 @@ class MainView(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip(f"Stop generating now ({shortcut_text(self.cancel_action)})")
         self.cancel_button.setEnabled(False)
+        self.rerun_all_button.setEnabled(False)
         self.open_button.setToolTip(f"Choose photos to caption ({shortcut_text(self.open_action)})")
         self.paste_button.setToolTip(f"Caption the clipboard's image ({shortcut_text(self.paste_action)})")
         self.copy_all_button = QToolButton()
@@ -154,7 +167,6 @@ class MainView(QMainWindow):
         self.copy_all_button.setText("Copy all")
 
         bar = QHBoxLayout()
-        bar.setContentsMargins(14, 10, 14, 10)
         bar.setSpacing(8)
         bar.addWidget(self.open_button)
         bar.addWidget(self.paste_button)
@@ -167,14 +179,20 @@ class MainView(QMainWindow):
         self.bar_stretch = QWidget()
         self.bar_stretch.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.bar_stretch)
-        bar.addWidget(self.run_button)
-        bar.addWidget(self.rerun_all_button)
-        bar.addWidget(self.cancel_button)
-        bar.addWidget(self.copy_all_button)
+        # The run buttons end the task bar's row, or take a second row when the window is narrow.
+        self._bar_rows = (bar, QHBoxLayout())
+        self._bar_rows[1].setSpacing(8)
+        self._bar_rows[1].addStretch(1)
+        self.narrow_bar: bool | None = None
+        rows = QVBoxLayout()
+        rows.setContentsMargins(14, 10, 14, 10)
+        rows.addLayout(bar)
+        rows.addLayout(self._bar_rows[1])
         self.task_bar = QFrame()
         self.task_bar.setObjectName("taskBar")
         self.task_bar.setStyleSheet("#taskBar { border-bottom: 1px solid palette(mid); }")
-        self.task_bar.setLayout(bar)
+        self.task_bar.setLayout(rows)
+        self._arrange_task_bar(narrow=False)
 
         self.banner = QFrame()
         self.banner.setObjectName("banner")
@@ -279,6 +297,15 @@ class MainView(QMainWindow):
 
     # -- display -----------------------------------------------------------------------------------------
 
+    def _arrange_task_bar(self, narrow: bool) -> None:
+        if narrow == self.narrow_bar:
+            return
+        self.narrow_bar = narrow
+        row = self._bar_rows[1 if narrow else 0]
+        for widget in (self.run_button, self.rerun_all_button, self.cancel_button, self.copy_all_button):
+            row.addWidget(widget)
+        self.task_bar.layout().setSpacing(8 if narrow else 0)
+
     def set_drop_highlight(self, on: bool) -> None:
         border = "palette(highlight)" if on else "palette(mid)"
         self.drop_zone.setStyleSheet(
@@ -287,6 +314,8 @@ class MainView(QMainWindow):
 
     def show_cards(self, on: bool) -> None:
         self.pages.setCurrentWidget(self.scroll if on else self.empty_page)
+        self.rerun_all_action.setEnabled(on)  # nothing to re-run in an empty list
+        self.rerun_all_button.setEnabled(on)
 
     def add_card(self, card: QWidget) -> None:
         self.card_grid.add(card)
@@ -323,6 +352,10 @@ class MainView(QMainWindow):
         self.banner_button.setVisible(bool(button))
 
     # -- events ------------------------------------------------------------------------------------------
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self._arrange_task_bar(event.size().width() < ONE_ROW_WIDTH)
+        super().resizeEvent(event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         mime = event.mimeData()

@@ -328,7 +328,9 @@ class MainWindow(QObject):
     def _on_batch_done(self) -> None:
         finished = self._live.pop(0) if self._live else None
         self.view.set_busy(self.busy)
-        if not self.busy:
+        if not self.busy and self.view.banner.isVisible():
+            self._status("Not captioned: see the message above the photos.", 4000)
+        elif not self.busy:
             self._status("Cancelled." if finished is not None and finished.cancelled else "Done.", 4000)
 
     @Slot(str)
