@@ -194,10 +194,14 @@ def test_the_cards_fill_a_wide_window_in_columns_and_one_column_at_the_minimum_s
 ) -> None:
     window = open_window()
     view = window.view
-    window.add_paths([photo(tmp_path / f"{i}.png") for i in range(6)])
-    cards = window.card_list.cards
-    qtbot.waitUntil(lambda: len(cards) == 6)
     view.resize(1600, 1000)
+    window.add_paths([photo(tmp_path / "first.png")])
+    cards = window.card_list.cards
+    qtbot.waitUntil(lambda: len(cards) == 1)
+    first = next(iter(cards.values())).view
+    qtbot.waitUntil(lambda: 0 < first.width() < 1600 / 2)  # one photo takes one column, not the whole row
+    window.add_paths([photo(tmp_path / f"{i}.png") for i in range(5)])
+    qtbot.waitUntil(lambda: len(cards) == 6)
     qtbot.waitUntil(lambda: len({card.view.x() for card in cards.values()}) >= 3)
     assert view.card_grid.columns >= 3
     view.resize(view.minimumSize())

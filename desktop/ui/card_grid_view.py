@@ -28,6 +28,7 @@ class CardGrid(QWidget):
         self.grid.setContentsMargins(MARGIN, MARGIN, MARGIN, MARGIN)
         self.grid.setSpacing(SPACING)
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self._size_columns()
 
     def add(self, card: QWidget) -> None:
         self.cards.append(card)
@@ -42,13 +43,18 @@ class CardGrid(QWidget):
     def _place(self, index: int) -> None:
         row, column = divmod(index, self.columns)
         self.grid.addWidget(self.cards[index], row, column, Qt.AlignmentFlag.AlignTop)
-        self.grid.setColumnStretch(column, 1)  # equal columns, even while the first row is not full
+
+    def _size_columns(self) -> None:
+        """Equal columns, empty ones too: one photo takes one column's width, not the whole row."""
+        for column in range(max(self.columns, self.grid.columnCount())):
+            used = column < self.columns
+            self.grid.setColumnStretch(column, 1 if used else 0)
+            self.grid.setColumnMinimumWidth(column, self.card_min_width if used else 0)
 
     def _reflow(self) -> None:
         for card in self.cards:
             self.grid.removeWidget(card)
-        for column in range(self.columns, self.grid.columnCount()):
-            self.grid.setColumnStretch(column, 0)
+        self._size_columns()
         for index in range(len(self.cards)):
             self._place(index)
 
