@@ -155,6 +155,7 @@ def _start_smoke_test(app: QApplication, window: MainWindow, image: Path, outcom
         else:
             print(f"smoke test: failed: {result.error}", file=sys.stderr, flush=True)
             outcome["status"] = 1
+        window.shutdown()  # first, so closing does not ask about the answer nobody copied
         window.view.close()
         app.quit()
 
