@@ -126,9 +126,10 @@ def test_caption_keeps_answers_rerun_keeps_history_and_follow_ups_stay_under_the
     view.clear_action.trigger()
     assert dialogs.asked == ["2 answers have not been copied. Discard them?"]
     assert len(window.card_list.cards) == 3
-    dialogs.answer("Cancel")
-    view.close()  # closing (and Quit, which closes) asks the same
-    assert view.isVisible() and len(dialogs.asked) == 2
+    dialogs.answer("Cancel", "Cancel")
+    view.close()  # closing the window asks the same, and so does File ▸ Quit
+    view.quit_action.trigger()
+    assert view.isVisible() and len(dialogs.asked) == 3 and len(set(dialogs.asked)) == 1
 
     # Copy all copies what each card shows; then nothing is lost and Clear List asks nothing.
     a.view.later_button.click()
@@ -140,7 +141,7 @@ def test_caption_keeps_answers_rerun_keeps_history_and_follow_ups_stay_under_the
     view.copy_all_text_action.trigger()
     assert f"a.png\n{shown}\n" in QGuiApplication.clipboard().text()
     view.clear_action.trigger()
-    assert len(dialogs.asked) == 2 and not window.card_list.cards
+    assert len(dialogs.asked) == 3 and not window.card_list.cards
 
 
 def test_a_settings_error_shows_once_in_a_banner_and_never_overwrites_a_good_answer(
@@ -171,6 +172,9 @@ def test_a_settings_error_shows_once_in_a_banner_and_never_overwrites_a_good_ans
     assert not view.banner.isVisible()
     view.run_button.click()  # every card has its answer: nothing runs
     assert not window.busy and "Re-run All" in view.statusBar().currentMessage()
+    dialogs.answer("Discard")
+    view.clear_action.trigger()
+    assert dialogs.asked[-1] == "2 answers have not been copied. Discard them?" and not window.card_list.cards
 
 
 def test_the_same_file_added_twice_is_one_card(qtbot, open_window, tmp_path) -> None:  # noqa: F811
