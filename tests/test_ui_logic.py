@@ -153,13 +153,17 @@ def test_a_follow_up_makes_a_copied_answer_new_again_and_counts_what_would_be_lo
         (Outcome.FAILED, ["caption"], "caption", True),
         (Outcome.CANCELLED, ["caption"], "caption", True),
         (Outcome.CANCELLED, [], "caption", True),
+        (Outcome.DONE, [("question", "How many?")], ("question", "How many?"), False),
+        (Outcome.DONE, [("question", "How many?")], ("question", "What colour?"), True),  # a new question
     ],
 )
 def test_caption_runs_new_failed_and_cancelled_cards_only(outcome, tasks, task, runs) -> None:
     history = CardHistory()
-    for task_id in tasks:
-        history.add(result(task_id, "text"))
-    assert needs_caption(outcome, history, task) is runs
+    for done in tasks:
+        task_id, question = done if isinstance(done, tuple) else (done, None)
+        history.add(result(task_id, "text"), question=question)
+    task_id, question = task if isinstance(task, tuple) else (task, None)
+    assert needs_caption(outcome, history, task_id, question) is runs
 
 
 def test_one_file_under_several_spellings_is_one_file(tmp_path: Path, monkeypatch) -> None:

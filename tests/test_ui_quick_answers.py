@@ -144,6 +144,29 @@ def test_caption_keeps_answers_rerun_keeps_history_and_follow_ups_stay_under_the
     assert len(dialogs.asked) == 3 and not window.card_list.cards
 
 
+def test_caption_asks_a_new_question_of_photos_that_answered_another(
+    qtbot, open_window, tiny_gguf, tmp_path  # noqa: F811
+) -> None:
+    window = open_window(gguf_args(tiny_gguf), SHORT)
+    view = window.view
+    view.task_combo.setCurrentIndex(view.task_combo.findData("question"))
+    view.question_edit.setText("How many circles are there?")
+    window.add_paths([photo(tmp_path / "a.png")])
+    wait_results(qtbot, window, 1)
+    idle(qtbot, window)
+    view.run_button.click()  # the same question again: answered already, nothing runs
+    assert not window.busy
+    view.question_edit.setText("What colour is the circle?")
+    view.run_button.click()
+    assert window.busy
+    wait_results(qtbot, window, 1)
+    idle(qtbot, window)
+    (card,) = window.card_list.cards.values()
+    assert [answer.question for answer in card.history.answers] == [
+        "How many circles are there?", "What colour is the circle?"
+    ]
+
+
 def test_a_settings_error_shows_once_in_a_banner_and_never_overwrites_a_good_answer(
     qtbot, open_window, tiny_gguf, tmp_path, dialogs  # noqa: F811
 ) -> None:

@@ -35,6 +35,7 @@ class Answer:
 
     result: CaptionResult
     when: datetime
+    question: str | None = None  # what was asked, for the tasks that answer a question
     follow_ups: list[FollowUp] = field(default_factory=list)
     copied: bool = False
 
@@ -60,8 +61,8 @@ class CardHistory:
     answers: list[Answer] = field(default_factory=list)
     index: int = -1
 
-    def add(self, result: CaptionResult, when: datetime | None = None) -> Answer:
-        answer = Answer(result, when or datetime.now())
+    def add(self, result: CaptionResult, when: datetime | None = None, question: str | None = None) -> Answer:
+        answer = Answer(result, when or datetime.now(), question)
         self.answers.append(answer)
         self.index = len(self.answers) - 1
         return answer
@@ -86,17 +87,19 @@ class CardHistory:
         current.follow_ups.append(FollowUp(question, answer))
         current.copied = False
 
-    def has_task(self, task_id: str) -> bool:
-        return any(answer.task == task_id for answer in self.answers)
+    def has_answer(self, task_id: str, question: str | None = None) -> bool:
+        """Whether the card has an answer for the task (for a question task: to this question)."""
+        return any(answer.task == task_id and answer.question == question for answer in self.answers)
 
     def uncopied(self) -> int:
         return sum(1 for answer in self.answers if not answer.copied)
 
 
-def needs_caption(outcome: Outcome, history: CardHistory, task_id: str) -> bool:
-    """Caption runs a card that has no answer for the chosen task yet, or whose last run failed or was
-    cancelled; a good answer is re-run only when the user asks (Re-run, Re-run All)."""
-    return outcome in (Outcome.FAILED, Outcome.CANCELLED) or not history.has_task(task_id)
+def needs_caption(outcome: Outcome, history: CardHistory, task_id: str, question: str | None = None) -> bool:
+    """Caption runs a card that has no answer for the chosen task (and question, for a task that answers
+    one) yet, or whose last run failed or was cancelled; a good answer is re-run only when the user asks
+    (Re-run, Re-run All)."""
+    return outcome in (Outcome.FAILED, Outcome.CANCELLED) or not history.has_answer(task_id, question)
 
 
 def uncopied_answers(histories: Iterable[CardHistory]) -> int:

@@ -45,6 +45,7 @@ class Card:
     ticket: int | None = None
     streamed: list[str] = field(default_factory=list)
     question: str | None = None  # the follow-up being answered, if that is what runs
+    asked: str | None = None  # the question of a question task being answered
     structured: bool = False
     note: str = ""  # why a new card has not run, e.g. "type a question"
 
@@ -144,10 +145,14 @@ class CardList(QObject):
 
     # -- answers by ticket -------------------------------------------------------------------------------
 
-    def start(self, card: Card, structured: bool, question: str | None = None) -> int:
-        """Make the card wait for a new job's answer (a follow-up when ``question`` is given); returns the
-        job's ticket (a later job replaces it). The answer on show stays until the new one streams in."""
+    def start(
+        self, card: Card, structured: bool, question: str | None = None, asked: str | None = None
+    ) -> int:
+        """Make the card wait for a new job's answer (a follow-up when ``question`` is given, the answer to
+        ``asked`` for a question task); returns the job's ticket (a later job replaces it). The answer on
+        show stays until the new one streams in."""
         card.ticket = next(self._ids)
+        card.asked = asked
         self._tickets[card.ticket] = card
         card.streamed = []
         card.question = question
@@ -208,7 +213,7 @@ class CardList(QObject):
                 self._status(f"The follow-up question failed: {result.error}")
         elif result.ok:
             card.result = result
-            card.history.add(result)
+            card.history.add(result, question=card.asked)
             card.outcome = Outcome.DONE
         else:
             card.result = result

@@ -114,6 +114,7 @@ class CardView(QFrame):
         self.later_button.clicked.connect(lambda: self.browseRequested.emit(1))
         self.history_label = QLabel()
         self.history_label.setStyleSheet("color: palette(placeholder-text);")
+        self.history_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.history_row = QWidget()
         history = QHBoxLayout(self.history_row)
         history.setContentsMargins(0, 0, 0, 0)

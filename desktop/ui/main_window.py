@@ -212,9 +212,10 @@ class MainWindow(QObject):
         if not self.card_list.cards:
             self._status("Add photos first: drop them on the window, paste, or use Open.")
             return
-        task_id = self.current_task_id()
+        task_id, question = self.current_task_id(), self.view.question_edit.text()
+        asked = question.strip() if get_task(task_id).needs_question else None
         idle = [card for card in self.card_list.cards.values() if card.ticket is None]
-        todo = [card for card in idle if needs_caption(card.outcome, card.history, task_id)]
+        todo = [card for card in idle if needs_caption(card.outcome, card.history, task_id, asked)]
         if not todo:
             waiting = len(self.card_list.cards) - len(idle)
             self._status(
@@ -222,7 +223,7 @@ class MainWindow(QObject):
                 "Every photo has an answer for this task. Re-run All runs them again."
             )
             return
-        self._run(todo, task_id, self.view.question_edit.text())
+        self._run(todo, task_id, question)
 
     def rerun_all(self) -> None:
         """Re-run All: the chosen task again on every card not running now; earlier answers are kept."""
@@ -277,7 +278,8 @@ class MainWindow(QObject):
             self._remember(task_id, language)
         jobs = []
         for card in cards:
-            ticket = self.card_list.start(card, task.structured, follow_up)
+            asked = question.strip() if task.needs_question and question and follow_up is None else None
+            ticket = self.card_list.start(card, task.structured, follow_up, asked)
             jobs.append(CaptionJob(ticket, card.path, task_id, options, sampling, config.image_tokens))
         token = CancelToken()
         self._live.append(token)
