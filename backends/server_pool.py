@@ -14,7 +14,13 @@ from typing import TypeVar
 
 from captioneer.backends.base import Stream
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError, EngineUnavailableError
+from captioneer.backends.errors import (
+    Cancelled,
+    CaptioneerError,
+    ConfigurationError,
+    EngineUnavailableError,
+    setting,
+)
 from captioneer.backends.http_util import RETRY_DELAYS
 
 R = TypeVar("R")
@@ -137,7 +143,9 @@ class ServerPool:
     ) -> None:
         if not urls:
             raise ConfigurationError(
-                "No OpenAI-compatible server given: pass --base-url, e.g. http://127.0.0.1:8080/v1."
+                "No OpenAI-compatible server given: "
+                + setting("base_url", "pass --base-url", "add a server address in Settings")
+                + ", e.g. http://127.0.0.1:8080/v1."
             )
         self.servers = [Server(url) for url in dict.fromkeys(urls)]
         self.parallel = parallel
@@ -222,7 +230,8 @@ class ServerPool:
         return opened
 
     def trip(self, server: Server, reason: str) -> None:
-        """Skip ``server`` for its cool-down (it did not answer when the engine was loaded)."""
+        """Skip ``server`` for its cool-down (it did not answer when the engine was loaded). ``reason`` may
+        name settings (:func:`~captioneer.backends.errors.marked_text`): it only goes into errors."""
         with self._changed:
             self._update(server, "fault")
             server.last_error = reason
