@@ -1,4 +1,5 @@
-"""The model manager: list downloaded models with their sizes, verify their checksums, use or delete one."""
+"""The model manager: the model in use wherever it lives and the downloaded models with their sizes; verify,
+use or delete a download, or use model files the user already has."""
 
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ from captioneer.backends.download import (
     remove,
     verify,
 )
+from captioneer.backends.recommend import Profile, recommend
+from captioneer.backends.registry import engine_entry
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.ui.model_manager_view import ModelManagerView
+from captioneer.desktop.ui.own_files import OwnFiles
 from captioneer.desktop.ui.quick_caption import format_bytes
+from captioneer.desktop.ui.wizard import Prober, probe_this_computer
 from captioneer.desktop.ui.workers import Call
 
 
@@ -48,6 +53,37 @@ class ModelEntry:
 
     def in_use(self, settings: Settings) -> bool:
         return bool(settings.model) and Path(settings.model).resolve().is_relative_to(self.folder.resolve())
+
+
+@dataclass(frozen=True)
+class ModelInUse:
+    """The model the settings use when it is not one of Captioneer's downloads: the user's own files."""
+
+    engine: str
+    model: Path
+    mmproj: Path | None
+
+    @property
+    def label(self) -> str:
+        return self.model.name
+
+    @property
+    def size(self) -> int:
+        files = [self.model, self.mmproj] if self.model.is_file() else list(self.model.glob("*"))
+        return sum(path.stat().st_size for path in files if path is not None and path.is_file())
+
+
+def model_in_use(settings: Settings, entries: list[ModelEntry]) -> ModelInUse | None:
+    """The settings' model when it lives outside the downloads (None for a download, a server engine's model
+    name, or no model)."""
+    if not settings.model or not engine_entry(settings.engine).local_files:
+        return None
+    if any(entry.in_use(settings) for entry in entries):
+        return None
+    model = Path(settings.model).expanduser()
+    if not model.exists():
+        return None
+    return ModelInUse(settings.engine, model, Path(settings.mmproj) if settings.mmproj else None)
 
 
 def list_models(folder: Path) -> list[ModelEntry]:
@@ -90,11 +126,18 @@ class ModelManagerDialog(ModelManagerView):
 
     modelChosen = Signal(object)  # Settings
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None, *,
+                 prober: Prober = probe_this_computer) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.prober = prober
         self.entries: list[ModelEntry] = []
+        self.outside: ModelInUse | None = None
+        self.profiles: list[Profile] = []
         self._verify: Call | None = None
+        self._probe: Call | None = None
+        self.own_files = OwnFiles(self.own_files_view, self, lambda: self.profiles)
+        self.own_files.changed.connect(self._own_files_changed)
         self.intro.setText(f"Models downloaded by Captioneer, in {models_dir()}. "
                            "Ollama keeps its own models (see `ollama list`).")
         self.table.itemSelectionChanged.connect(self._update_buttons)
@@ -110,23 +153,34 @@ class ModelManagerDialog(ModelManagerView):
 
     def refresh(self) -> None:
         self.entries = list_models(models_dir())
-        self.table.setRowCount(len(self.entries))
-        for row, entry in enumerate(self.entries):
+        self.outside = model_in_use(self.settings, self.entries)
+        rows: list[tuple[str, ...]] = []
+        if self.outside is not None:  # the model in use comes first, wherever it lives
+            outside = self.outside
+            rows.append((f"{outside.label} — in use", outside.engine, format_bytes(outside.size),
+                         "In use (your own files)", str(outside.model)))
+        for entry in self.entries:
             name = entry.label + (" — in use" if entry.in_use(self.settings) else "")
-            size = format_bytes(entry.manifest.size)
-            cells = (name, entry.variant.engine, size, entry.state, str(entry.folder))
+            rows.append((name, entry.variant.engine, format_bytes(entry.manifest.size), entry.state,
+                         str(entry.folder)))
+        self.table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
-        self.table.setVisible(bool(self.entries))
-        self.empty.setVisible(not self.entries)
-        self.buttons.setVisible(bool(self.entries))
-        if self.entries:
+        self.table.setVisible(bool(rows))
+        self.empty.setVisible(not rows)
+        self.buttons.setVisible(bool(rows))
+        if rows:
             self.table.selectRow(0)
         self._update_buttons()
 
     def selected(self) -> ModelEntry | None:
+        """The selected download (None for the user's own files, which are not Captioneer's to manage)."""
         rows = self.table.selectionModel().selectedRows()
-        return self.entries[rows[0].row()] if rows else None
+        if not rows:
+            return None
+        index = rows[0].row() - (1 if self.outside is not None else 0)
+        return self.entries[index] if index >= 0 else None
 
     def _update_buttons(self) -> None:
         entry = self.selected()
@@ -190,7 +244,41 @@ class ModelManagerDialog(ModelManagerView):
         self.status.setText(f"Deleted {entry.label}.")
         self.refresh()
 
+    # -- the user's own files ----------------------------------------------------------------------------
+
+    def _own_files_changed(self, own: object) -> None:
+        """Once the picked files are complete, the recommendation for this computer is worked out (off the
+        GUI thread: probing takes a moment) and the files are used with its image detail."""
+        if own is None or not self.own_files.ready():
+            return
+        if self.profiles:
+            self._use_own_files()
+            return
+        settings, prober = self.settings, self.prober
+        self.status.setText("Checking this computer for the recommended image detail…")
+        call = Call(lambda _progress, _cancel: recommend(prober(settings)), self)
+        call.succeeded.connect(self._recommended)
+        call.failed.connect(lambda message: self._use_own_files(f" (this computer could not be checked: "
+                                                                f"{message})"))
+        self._probe = call.start()
+
+    def _recommended(self, profiles: object) -> None:
+        assert isinstance(profiles, list)
+        self.profiles = profiles
+        if self.own_files.ready():
+            self.own_files.show_choice()  # with the recommendation now known; this uses the files
+
+    def _use_own_files(self, note: str = "") -> None:
+        own = self.own_files.own
+        assert own is not None
+        self.settings = self.own_files.settings(self.settings)
+        self.modelChosen.emit(self.settings)
+        self.status.setText(f"Captioneer now uses {own.model.name}, where it is, with an image detail of "
+                            f"{self.settings.image_tokens} tokens{note}.")
+        self.refresh()
+
     def done(self, result: int) -> None:  # Qt override: stop a running verify before closing
-        if self._verify is not None and self._verify.running:
-            self._verify.wait()
+        for call in (self._verify, self._probe):
+            if call is not None and call.running:
+                call.wait()
         super().done(result)
