@@ -79,6 +79,11 @@ class CaptioneerError(Exception):
         return () if self.marked is None else tuple(m.group(1) for m in _PLACE.finditer(self.marked))
 
 
+def cli_text(text: str) -> str:
+    """``text`` (maybe built with :func:`setting`) as the command line and the logs show it."""
+    return _render(text, 2)
+
+
 def marked_text(exc: BaseException) -> str:
     """``exc``'s message with its setting names still unrendered, to build another error's message from."""
     marked = getattr(exc, "marked", None)

@@ -149,7 +149,7 @@ def context_advice(url: str, model: str, max_model_len: int | None, image_tokens
     return (
         f"{url} serves {model} with a {max_model_len}-token context, but a photo at {image_tokens} image "
         f"tokens with its prompt and answer needs about {need} — restart the server with --max-model-len "
-        f"{need} or more, or lower " + setting("image_tokens") + "."
+        f"{need} or more, or lower --image-tokens."
     )
 
 

@@ -19,6 +19,8 @@ from captioneer.backends.errors import (
     CaptioneerError,
     ConfigurationError,
     EngineUnavailableError,
+    cli_text,
+    marked_text,
     setting,
 )
 from captioneer.backends.http_util import RETRY_DELAYS
@@ -206,6 +208,7 @@ class ServerPool:
 
     def release(self, server: Server, event: str, reason: str = "") -> bool:
         """Give a slot back with what happened (a :data:`BREAKER_EVENTS` name other than ``start``).
+        ``reason`` may name settings (:func:`~captioneer.backends.errors.marked_text`).
 
         Returns:
             True when this opened the server's breaker (it is skipped until its cool-down ends).
@@ -223,7 +226,7 @@ class ServerPool:
         if opened:
             log.warning(
                 "%s — skipping %s until %s, then trying it with one request.",
-                reason.rstrip("."),
+                cli_text(reason).rstrip("."),
                 server.url,
                 clock_time(server.breaker.until, self._clock),
             )
@@ -311,7 +314,7 @@ class Failover:
             self.pool.release(server, "success")
             raise fault.error
         if fault.kind == "busy":
-            opened = self.pool.release(server, "busy", str(fault.error))
+            opened = self.pool.release(server, "busy", marked_text(fault.error))
             self.busy += 1
             if opened or self.busy > len(RETRY_DELAYS):
                 self.tries[server.url] += 1
@@ -319,7 +322,7 @@ class Failover:
                 raise Cancelled()
         else:
             server.broke_off = partial
-            self.pool.release(server, "fault", str(fault.error))
+            self.pool.release(server, "fault", marked_text(fault.error))
             self.tries[server.url] += 1
         if not can_restart:
             raise fault.error

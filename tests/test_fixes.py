@@ -111,3 +111,22 @@ def test_marked_messages_survive_pickling_and_unmarked_ones_pass_through() -> No
     assert window_error(CaptioneerError("Plain words.")) == WindowError("Plain words.", None)
     assert window_error(ModelFileError("x.gguf is truncated.")).fix == "model_manager"
     assert window_error(ValueError("boom")).text.startswith("Something unexpected went wrong")
+
+
+def test_a_server_pools_summary_keeps_the_setting_names(caplog) -> None:
+    from captioneer.backends.errors import marked_text
+    from captioneer.backends.server_pool import ServerPool
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    cause = load_error(Settings(engine="openai", model="qwen3-vl", openai_base_urls=[url]))
+    pool = ServerPool([url, "http://127.0.0.1:9/v1"])
+    first, second = pool.servers
+    first.in_flight = 1
+    pool.release(first, "fault", marked_text(cause))  # what a failed request records (and logs)
+    pool.trip(second, marked_text(cause))
+    summary = pool.no_server_left([first, second])
+    assert str(summary).count("--base-url") == 2
+    shown = window_error(summary)
+    assert_plain(shown)
+    assert shown.fix == "settings" and shown.text.count("check the server addresses in Settings") == 2
+    assert "skipping" in caplog.text and "--base-url" in caplog.text and "\x1e" not in caplog.text
