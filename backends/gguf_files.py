@@ -325,6 +325,11 @@ def check_model_file(path: str | Path) -> GGUFHeader:
 
 def check_mmproj_file(path: str | Path) -> GGUFHeader:
     """Check that ``path`` is a complete GGUF vision projector (mmproj)."""
+    if not Path(path).expanduser().exists():
+        raise ModelFileError(
+            f"Vision projector not found: {Path(path).expanduser()}. "
+            + setting("mmproj", "Pass its mmproj .gguf file with --mmproj.", "Choose its mmproj .gguf file.")
+        )
     header = read_gguf_header(path)
     if not header.is_mmproj:
         what = f"a {header.architecture} language model" if header.architecture else "not a vision projector"

@@ -143,7 +143,7 @@ def test_picking_the_projector_first_finds_the_model_and_a_folder_is_a_folder(
     assert not wizard.hardware_page.isComplete()
 
 
-def test_a_failed_test_caption_speaks_plainly_and_offers_its_fix(qtbot, my_models) -> None:
+def test_a_failed_test_caption_speaks_plainly_and_offers_its_fix(qtbot, my_models, tiny_gguf) -> None:
     model, mmproj = my_models
     wizard = wizard_on_laptop(qtbot, Settings())
     wizard.own_files.pick(model)
@@ -153,6 +153,24 @@ def test_a_failed_test_caption_speaks_plainly_and_offers_its_fix(qtbot, my_model
     page = wizard.test_page
     qtbot.waitUntil(page.retry_button.isVisible, timeout=60_000)
     assert page.caption.text().startswith("The test caption failed:") and str(mmproj) in page.caption.text()
+    assert "--" not in page.caption.text()
+    assert "Vision projector not found" in page.caption.text()
+    assert page.fix_button.isVisible() and page.fix_button.text() == "Choose Vision Projector…"
+    wizard.own_files.ask_mmproj_path = lambda: str(tiny_gguf[1])
+    page.fix_button.click()  # choose it, and the test runs again
+    qtbot.waitUntil(page.isComplete, timeout=90_000)
+    assert wizard.chosen_settings().mmproj == str(tiny_gguf[1])
+
+
+def test_a_failed_test_without_a_fix_here_goes_back_to_the_choice(qtbot, my_models) -> None:
+    model, _mmproj = my_models
+    wizard = wizard_on_laptop(qtbot, Settings())
+    wizard.own_files.pick(model)
+    wizard.next()
+    model.unlink()
+    wizard.next()
+    page = wizard.test_page
+    qtbot.waitUntil(page.retry_button.isVisible, timeout=60_000)
     assert "--" not in page.caption.text()
     assert page.fix_button.isVisible() and page.fix_button.text() == "Back to the Model Choice"
     page.fix_button.click()

@@ -138,8 +138,8 @@ class ModelManagerDialog(ModelManagerView):
         self._probe: Call | None = None
         self.own_files = OwnFiles(self.own_files_view, self, lambda: self.profiles)
         self.own_files.changed.connect(self._own_files_changed)
-        self.intro.setText(f"Models downloaded by Captioneer, in {models_dir()}. "
-                           "Ollama keeps its own models (see `ollama list`).")
+        self.intro.setText(f"The model Captioneer uses, wherever it is, and the models it downloaded (into "
+                           f"{models_dir()}). Ollama keeps its own models (see `ollama list`).")
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.verify_button.clicked.connect(self.verify_selected)
         self.cancel_button.clicked.connect(self._stop_verify)
