@@ -202,3 +202,22 @@ def test_model_manager_uses_my_files_and_lists_the_model_in_use_wherever_it_live
     reopened = ModelManagerDialog(settings, prober=lambda s: laptop())  # the next time it opens, too
     qtbot.addWidget(reopened)
     assert reopened.table.rowCount() == 1 and "in use" in reopened.table.item(0, 0).text()
+
+
+def test_model_manager_waits_for_the_projector_before_using_files(qtbot, tiny_gguf, tmp_path: Path) -> None:
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    model = Path(shutil.copy(tiny_gguf[0], alone / MODEL_NAME))
+    dialog = ModelManagerDialog(Settings(), prober=lambda s: laptop())
+    qtbot.addWidget(dialog)
+    chosen: list[Settings] = []
+    dialog.modelChosen.connect(chosen.append)
+    dialog.own_files.pick(model)
+    panel = dialog.own_files_view
+    qtbot.waitUntil(lambda: "recommended for this model" in panel.image_detail.text(), timeout=20_000)
+    assert not chosen and panel.choose_mmproj_button.isVisibleTo(dialog)
+    dialog.own_files.ask_mmproj_path = lambda: str(tiny_gguf[1])
+    panel.choose_mmproj_button.click()
+    assert len(chosen) == 1 and chosen[0].mmproj == str(tiny_gguf[1])
+    assert "now uses" in dialog.status.text()
+    assert dialog.table.item(0, 0).text() == f"{MODEL_NAME} — in use"

@@ -137,6 +137,8 @@ class ModelManagerDialog(ModelManagerView):
         self._verify: Call | None = None
         self._probe: Call | None = None
         self.own_files = OwnFiles(self.own_files_view, self, lambda: self.profiles)
+        self._recommending = False  # the probe for the recommended image detail is running
+        self.own_files.recommending = lambda: self._recommending
         self.own_files.changed.connect(self._own_files_changed)
         self.intro.setText(f"The model Captioneer uses, wherever it is, and the models it downloaded (into "
                            f"{models_dir()}). Ollama keeps its own models (see `ollama list`).")
@@ -249,24 +251,32 @@ class ModelManagerDialog(ModelManagerView):
     def _own_files_changed(self, own: object) -> None:
         """Once the picked files are complete, the recommendation for this computer is worked out (off the
         GUI thread: probing takes a moment) and the files are used with its image detail."""
-        if own is None or not self.own_files.ready():
+        if own is None:
             return
-        if self.profiles:
+        if not self.profiles and self._probe is None:
+            settings, prober = self.settings, self.prober
+            call = Call(lambda _progress, _cancel: recommend(prober(settings)), self)
+            call.succeeded.connect(self._recommended)
+            call.failed.connect(self._not_recommended)
+            self._recommending = True
+            self._probe = call.start()
+            self.own_files.show_choice()  # says the recommendation is being worked out
+            return
+        if self.own_files.ready() and not self._recommending:
             self._use_own_files()
-            return
-        settings, prober = self.settings, self.prober
-        self.status.setText("Checking this computer for the recommended image detail…")
-        call = Call(lambda _progress, _cancel: recommend(prober(settings)), self)
-        call.succeeded.connect(self._recommended)
-        call.failed.connect(lambda message: self._use_own_files(f" (this computer could not be checked: "
-                                                                f"{message})"))
-        self._probe = call.start()
+
+    def _not_recommended(self, message: str) -> None:
+        self._recommending = False
+        self.status.setText(f"This computer could not be checked ({message}): the image detail is kept.")
+        if self.own_files.ready():
+            self._use_own_files()
 
     def _recommended(self, profiles: object) -> None:
         assert isinstance(profiles, list)
         self.profiles = profiles
-        if self.own_files.ready():
-            self.own_files.show_choice()  # with the recommendation now known; this uses the files
+        self._recommending = False
+        if self.own_files.own is not None:
+            self.own_files.show_choice()  # with the recommendation now known; complete files are used
 
     def _use_own_files(self, note: str = "") -> None:
         own = self.own_files.own

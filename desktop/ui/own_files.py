@@ -40,6 +40,8 @@ class OwnFiles(QObject):
         self.parent_widget = parent
         self.profiles = profiles
         self.own: OwnModel | None = None
+        # Whether the recommendation for this computer is still being worked out (the model manager probes).
+        self.recommending: Callable[[], bool] = lambda: False
         # The system file dialogs; tests put a path here instead of clicking through one.
         self.ask_model_path: Callable[[], str] = self._ask_model_path
         self.ask_mmproj_path: Callable[[], str] = self._ask_mmproj_path
@@ -127,10 +129,12 @@ class OwnFiles(QObject):
         view.mmproj.setText(own.projector_note if own.mmproj is not None or own.needs_projector
                             else "not needed (part of the model folder)")
         tokens = self.image_tokens()
-        view.image_detail.setText(
-            f"{tokens} tokens, recommended for this model on this computer" if tokens
-            else "kept as it is (no recommendation for this model here)"
-        )
+        if tokens:
+            view.image_detail.setText(f"{tokens} tokens, recommended for this model on this computer")
+        elif self.recommending():
+            view.image_detail.setText("checking this computer for the recommended detail…")
+        else:
+            view.image_detail.setText("kept as it is (no recommendation for this model here)")
         view.details.show()
         view.choose_mmproj_button.setVisible(own.needs_projector)
         view.error.setVisible(own.needs_projector)

@@ -185,6 +185,9 @@ class SettingsDialog(SettingsView):
             label, field = fields[name]
             label.setText(problem)
             label.show()
+            # A tab page does not pass on a wrapped label's height for its width: ask for it explicitly, so
+            # the message pushes the fields below it down instead of being drawn over them.
+            label.setMinimumHeight(label.heightForWidth(max(field.width(), 240)))
             first = first or field
         assert first is not None
         tab = next(i for i in range(self.tabs.count()) if self.tabs.widget(i).isAncestorOf(first))
@@ -193,6 +196,7 @@ class SettingsDialog(SettingsView):
         which = "the setting" if len(problems) == 1 else f"the {len(problems)} settings"
         self.error.setText(f"Not saved yet: fix {which} marked in red, then Save again.")
         self.error.show()
+        self.adjustSize()
 
     def result_settings(self) -> Settings:
         return self._result
