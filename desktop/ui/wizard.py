@@ -243,18 +243,18 @@ class SetupWizard(SetupWizardView):
         if page is self.download_page:
             self._prepare_download()
         elif page is self.test_page and self.test_result is None:
+            own = self.own_files.own
+            if self.own_files.ready() and own is not None:  # used where they are
+                self.ready = ModelReady(str(own.model), str(own.mmproj) if own.mmproj else None)
             self.start_test()
+
+    def nextId(self) -> int:  # Qt override: the user's own files need no download page
+        if self.currentPage() is self.hardware_page and self.own_files.ready():
+            return next(page_id for page_id in self.pageIds() if self.page(page_id) is self.test_page)
+        return super().nextId()
 
     def _prepare_download(self) -> None:
         page = self.download_page
-        own = self.own_files.own
-        if self.own_files.ready() and own is not None:
-            page.what.setText(f"Your model files are used where they are: {own.model}")
-            page.where.setText("Nothing to download.")
-            page.download_button.setText("Download")
-            self._download_done(ModelReady(str(own.model), str(own.mmproj) if own.mmproj else None),
-                                "Nothing to download ✓")
-            return
         profile = self.selected_profile()
         assert profile is not None
         variant = profile.variant
@@ -417,11 +417,12 @@ class SetupWizard(SetupWizardView):
 
     def _fix_test(self) -> None:
         """The test's fix, inside the wizard: choose the projector and test again, or go back to page one."""
-        if self._test_fix == "choose_mmproj" and self.own_files.own is not None:
+        own = self.own_files.own
+        if self._test_fix == "choose_mmproj" and own is not None:
             self.own_files.choose_mmproj()
-            if self.own_files.ready():
-                self.ready = None
-                self._prepare_download()
+            own = self.own_files.own
+            if self.own_files.ready() and own is not None:
+                self.ready = ModelReady(str(own.model), str(own.mmproj))
                 self.start_test()
             return
         self.restart()
