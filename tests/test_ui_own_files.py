@@ -16,7 +16,8 @@ from captioneer.backends.hardware import HardwareFacts, hypothetical_hardware
 from captioneer.backends.recommend import recommend
 from captioneer.desktop.core.model_files import OwnModel, own_model, recommended_image_tokens
 from captioneer.desktop.core.paths import models_dir
-from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.settings import Settings, load_settings
+from captioneer.desktop.ui.main_window import MainWindow
 from captioneer.desktop.ui.model_manager import ModelManagerDialog
 from captioneer.desktop.ui.wizard import SetupWizard
 from tests.conftest import FIXTURES
@@ -91,6 +92,10 @@ def test_wizard_uses_my_gguf_files_paired_and_tested_where_they_are(qtbot, my_mo
     assert (chosen.engine, chosen.model, chosen.mmproj) == ("gguf", str(model), str(mmproj))
     assert chosen.image_tokens == expected_tokens and chosen.first_run_done
     assert not Path(chosen.model).is_relative_to(models_dir())
+    window = MainWindow()  # what the main window does with the wizard's answer: saved in the config dir
+    qtbot.addWidget(window.view)
+    window.apply_settings(chosen)
+    assert load_settings() == chosen
 
 
 def test_wizard_asks_for_the_projector_when_none_fits(qtbot, tiny_gguf, tmp_path: Path) -> None:
@@ -175,12 +180,16 @@ def test_a_failed_test_without_a_fix_here_goes_back_to_the_choice(qtbot, my_mode
 
 def test_model_manager_uses_my_files_and_lists_the_model_in_use_wherever_it_lives(qtbot, my_models) -> None:
     model, mmproj = my_models
-    dialog = ModelManagerDialog(Settings(image_tokens=128), prober=lambda s: laptop())
+    window = MainWindow()
+    qtbot.addWidget(window.view)
+    window.apply_settings(Settings(image_tokens=128))
+    dialog = ModelManagerDialog(window.settings, window.view, prober=lambda s: laptop())
     qtbot.addWidget(dialog)
     dialog.show()
     assert dialog.empty.isVisible()
     chosen: list[Settings] = []
     dialog.modelChosen.connect(chosen.append)
+    dialog.modelChosen.connect(window.apply_settings)  # as the main window wires it
     dialog.own_files.ask_model_path = lambda: str(model)
     dialog.own_files_view.use_button.click()
     qtbot.waitUntil(lambda: bool(chosen), timeout=20_000)
@@ -189,6 +198,7 @@ def test_model_manager_uses_my_files_and_lists_the_model_in_use_wherever_it_live
     assert (settings.engine, settings.model, settings.mmproj) == ("gguf", str(model), str(mmproj))
     own = own_model(model)
     assert settings.image_tokens == recommended_image_tokens(recommend(laptop()), own) != 128
+    assert load_settings() == settings
     assert dialog.table.isVisible() and dialog.table.rowCount() == 1
     assert dialog.table.item(0, 0).text() == f"{MODEL_NAME} — in use"
     assert dialog.table.item(0, 3).text() == "In use (your own files)"
