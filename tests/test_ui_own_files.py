@@ -6,6 +6,7 @@ lives."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -227,3 +228,22 @@ def test_model_manager_waits_for_the_projector_before_using_files(qtbot, tiny_gg
     assert len(chosen) == 1 and chosen[0].mmproj == str(tiny_gguf[1])
     assert "now uses" in dialog.status.text()
     assert dialog.table.item(0, 0).text() == f"{MODEL_NAME} — in use"
+
+
+def test_model_manager_says_plainly_when_a_download_cannot_be_verified(qtbot) -> None:
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import MANIFEST_NAME, Manifest
+
+    variant = load_catalog().find("qwen3-vl-2b-gguf-q4_k_m")
+    folder = models_dir() / variant.store
+    folder.mkdir(parents=True)
+    manifest = Manifest(store=variant.store, engine="gguf", repo=variant.repo or "", revision="a" * 40,
+                        files=[])
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.to_json()))
+    dialog = ModelManagerDialog(Settings(), prober=lambda s: laptop())
+    qtbot.addWidget(dialog)
+    assert dialog.table.rowCount() == 1
+    (folder / MANIFEST_NAME).unlink()  # gone between listing and verifying
+    dialog.verify_button.click()
+    qtbot.waitUntil(lambda: dialog.status.text().startswith("Could not verify:"), timeout=20_000)
+    assert "is not downloaded" in dialog.status.text()

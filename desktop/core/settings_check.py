@@ -12,6 +12,7 @@ from captioneer.backends.errors import ModelFileError
 from captioneer.backends.gguf_files import check_mmproj_file, check_model_file, check_pair
 from captioneer.backends.registry import engine_entry
 from captioneer.backends.transformers_loading import resolve_model_dir
+from captioneer.desktop.core.fixes import window_error
 from captioneer.desktop.core.settings import Settings
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-_]*[A-Za-z0-9])?$")
@@ -67,7 +68,7 @@ def _model_problem(settings: Settings) -> str | None:
         elif model.startswith(("/", ".", "~")) or Path(model).expanduser().exists() or model.count("/") != 1:
             resolve_model_dir(model)  # a repo id (owner/name) is looked up in the download cache at load
     except ModelFileError as exc:
-        return exc.window_text
+        return window_error(exc).text
     return None
 
 
@@ -78,7 +79,7 @@ def _mmproj_problem(settings: Settings) -> str | None:
     try:
         projector = check_mmproj_file(settings.mmproj)
     except ModelFileError as exc:
-        return exc.window_text
+        return window_error(exc).text
     try:
         model = check_model_file(settings.model) if settings.model else None
     except ModelFileError:
@@ -87,7 +88,7 @@ def _mmproj_problem(settings: Settings) -> str | None:
         if model is not None:
             check_pair(model, projector)
     except ModelFileError as exc:
-        return exc.window_text
+        return window_error(exc).text
     return None
 
 

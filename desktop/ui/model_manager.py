@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QTableWidgetItem, QWidget
@@ -21,8 +22,10 @@ from captioneer.backends.download import (
     remove,
     verify,
 )
+from captioneer.backends.errors import Cancelled, CaptioneerError
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.backends.registry import engine_entry
+from captioneer.desktop.core.fixes import WindowError, window_error
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.ui.model_manager_view import ModelManagerView
@@ -197,8 +200,13 @@ class ModelManagerDialog(ModelManagerView):
             return
         variant = entry.variant
 
-        def work(progress: ProgressCallback, cancel: CancelToken) -> list[FileCheck]:
-            return verify(variant, models_dir(), progress=progress, cancel=cancel)
+        def work(progress: ProgressCallback, cancel: CancelToken) -> list[FileCheck] | WindowError:
+            try:
+                return verify(variant, models_dir(), progress=progress, cancel=cancel)
+            except Cancelled:
+                raise
+            except CaptioneerError as exc:
+                return window_error(exc)  # in the window's words
 
         self.status.setText(f"Checking {entry.label}…")
         self.progress.setValue(0)
@@ -206,12 +214,17 @@ class ModelManagerDialog(ModelManagerView):
         self.cancel_button.show()
         call = Call(work, self)
         call.progress.connect(lambda fraction, _m: self.progress.setValue(round(fraction * 1000)))
-        call.succeeded.connect(lambda checks: self.status.setText(describe_checks(checks)))
-        call.failed.connect(lambda message: self.status.setText(f"Could not verify: {message}"))
+        call.succeeded.connect(self._verified)
         call.cancelled.connect(lambda: self.status.setText("Verification stopped."))
         call.finished.connect(self._verify_finished)
         self._verify = call.start()
         self._update_buttons()
+
+    def _verified(self, checks: object) -> None:
+        if isinstance(checks, WindowError):
+            self.status.setText(f"Could not verify: {checks.text}")
+        else:
+            self.status.setText(describe_checks(cast(list[FileCheck], checks)))
 
     def _stop_verify(self) -> None:
         if self._verify is not None:
