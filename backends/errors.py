@@ -32,6 +32,7 @@ SETTING_NAMES: dict[str, SettingName] = {
     "base_url": SettingName("--base-url", "OpenAI-compatible servers", "settings"),
     "api_key": SettingName("--api-key", "API key", "settings"),
     "max_answer_kb": SettingName("--max-answer-kb", "Longest answer", "settings"),
+    "allow_cloud": SettingName("--allow-cloud", "Model", "settings"),
 }
 
 

@@ -226,7 +226,11 @@ def check_cloud(tag: str, allow_cloud: bool) -> None:
     if is_cloud_tag(tag) and not allow_cloud:
         raise ConfigurationError(
             f"{tag} is an Ollama cloud model: your photos would be sent to Ollama's servers. "
-            "Allow cloud models (--allow-cloud) if that is what you want."
+            + setting(
+                "allow_cloud",
+                "Allow cloud models (--allow-cloud) if that is what you want.",
+                "Choose a model that runs on this computer in Settings (its tag does not end in “cloud”).",
+            )
         )
 
 

@@ -130,3 +130,12 @@ def test_a_server_pools_summary_keeps_the_setting_names(caplog) -> None:
     assert_plain(shown)
     assert shown.fix == "settings" and shown.text.count("check the server addresses in Settings") == 2
     assert "skipping" in caplog.text and "--base-url" in caplog.text and "\x1e" not in caplog.text
+
+
+def test_an_ollama_cloud_model_is_refused_in_plain_words() -> None:
+    exc = load_error(Settings(engine="ollama", model="qwen3-vl:235b-cloud",
+                              ollama_host=f"http://127.0.0.1:{free_port()}"))
+    assert "--allow-cloud" in str(exc)
+    shown = window_error(exc)
+    assert_plain(shown)
+    assert shown.fix == "settings" and "runs on this computer" in shown.text
