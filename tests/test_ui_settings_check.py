@@ -69,6 +69,8 @@ def test_a_bad_ollama_address_is_refused_at_save_next_to_the_field(qtbot) -> Non
     assert "2 settings" in dialog.error.text()
     assert settings_path().read_text() == before
     assert dialog.result_settings().ollama_host == "http://127.0.0.1:11434"
+    qtbot.keyClicks(dialog.ollama_host, "y")  # typing in the field clears its message
+    assert not dialog.ollama_host_error.isVisible() and dialog.openai_urls_error.isVisible()
 
     dialog.ollama_host.setText("localhost:11434")
     dialog.openai_urls.setPlainText("http://127.0.0.1:8080/v1")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QLabel, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QLineEdit, QPlainTextEdit, QWidget
 
 from captioneer.backends.errors import ModelFileError
 from captioneer.backends.registry import ENGINES, engine_entry, engine_installed
@@ -40,6 +40,9 @@ class SettingsDialog(SettingsView):
         self.model_browse.clicked.connect(self._browse_model)
         self.mmproj_browse.clicked.connect(self._browse_mmproj)
         self.buttons.accepted.connect(self._save)
+        for label, field in self.field_errors().values():  # an edit answers the message under it
+            edited = field.textChanged if isinstance(field, QPlainTextEdit) else field.textEdited
+            edited.connect(label.hide)
         self.load(settings)
 
     def load(self, settings: Settings) -> None:
@@ -150,7 +153,7 @@ class SettingsDialog(SettingsView):
         )
         return Settings.model_validate(values)
 
-    def field_errors(self) -> dict[str, tuple[QLabel, QWidget]]:
+    def field_errors(self) -> dict[str, tuple[QLabel, QLineEdit | QPlainTextEdit]]:
         """Each checked setting's error line and the field it belongs to."""
         return {
             "model": (self.model_error, self.model),
