@@ -247,3 +247,18 @@ def test_model_manager_says_plainly_when_a_download_cannot_be_verified(qtbot) ->
     dialog.verify_button.click()
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Could not verify:"), timeout=20_000)
     assert "is not downloaded" in dialog.status.text()
+
+
+def test_model_in_use_outside_the_downloads(tiny_hf_model, my_models) -> None:
+    from captioneer.desktop.ui.model_manager import model_in_use
+
+    folder = model_in_use(Settings(engine="transformers", model=str(tiny_hf_model)), [])
+    assert folder is not None and folder.label == "tiny-qwen3vl"
+    assert folder.size == sum(p.stat().st_size for p in tiny_hf_model.iterdir() if p.is_file())
+    model, mmproj = my_models
+    pair = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(mmproj)), [])
+    assert pair.size == model.stat().st_size + mmproj.stat().st_size
+    assert model_in_use(Settings(engine="ollama", model="qwen3-vl:2b-instruct"), []) is None
+    gone = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(model.parent / "gone.gguf")), [])
+    assert gone.state == "Missing: gone.gguf — choose the files again"  # shown, so people see why it fails
+    assert model_in_use(Settings(), []) is None

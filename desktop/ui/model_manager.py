@@ -75,6 +75,13 @@ class ModelInUse:
         files = [self.model, self.mmproj] if self.model.is_file() else list(self.model.glob("*"))
         return sum(path.stat().st_size for path in files if path is not None and path.is_file())
 
+    @property
+    def state(self) -> str:
+        missing = [path.name for path in (self.model, self.mmproj) if path is not None and not path.exists()]
+        if missing:
+            return f"Missing: {', '.join(missing)} — choose the files again"
+        return "In use (your own files)"
+
 
 def model_in_use(settings: Settings, entries: list[ModelEntry]) -> ModelInUse | None:
     """The settings' model when it lives outside the downloads (None for a download, a server engine's model
@@ -84,8 +91,6 @@ def model_in_use(settings: Settings, entries: list[ModelEntry]) -> ModelInUse | 
     if any(entry.in_use(settings) for entry in entries):
         return None
     model = Path(settings.model).expanduser()
-    if not model.exists():
-        return None
     return ModelInUse(settings.engine, model, Path(settings.mmproj) if settings.mmproj else None)
 
 
@@ -163,7 +168,7 @@ class ModelManagerDialog(ModelManagerView):
         if self.outside is not None:  # the model in use comes first, wherever it lives
             outside = self.outside
             rows.append((f"{outside.label} — in use", outside.engine, format_bytes(outside.size),
-                         "In use (your own files)", str(outside.model)))
+                         outside.state, str(outside.model)))
         for entry in self.entries:
             name = entry.label + (" — in use" if entry.in_use(self.settings) else "")
             rows.append((name, entry.variant.engine, format_bytes(entry.manifest.size), entry.state,
