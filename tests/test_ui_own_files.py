@@ -252,13 +252,16 @@ def test_model_manager_says_plainly_when_a_download_cannot_be_verified(qtbot) ->
 def test_model_in_use_outside_the_downloads(tiny_hf_model, my_models) -> None:
     from captioneer.desktop.ui.model_manager import model_in_use
 
-    folder = model_in_use(Settings(engine="transformers", model=str(tiny_hf_model)), [])
+    folder = model_in_use(Settings(engine="transformers", model=str(tiny_hf_model)), [], models_dir())
     assert folder is not None and folder.label == "tiny-qwen3vl"
     assert folder.size == sum(p.stat().st_size for p in tiny_hf_model.iterdir() if p.is_file())
     model, mmproj = my_models
-    pair = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(mmproj)), [])
+    pair = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(mmproj)), [], models_dir())
     assert pair.size == model.stat().st_size + mmproj.stat().st_size
-    assert model_in_use(Settings(engine="ollama", model="qwen3-vl:2b-instruct"), []) is None
-    gone = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(model.parent / "gone.gguf")), [])
+    assert model_in_use(Settings(engine="ollama", model="qwen3-vl:2b-instruct"), [], models_dir()) is None
+    gone = model_in_use(Settings(engine="gguf", model=str(model), mmproj=str(model.parent / "gone.gguf")), [],
+                        models_dir())
     assert gone.state == "Missing: gone.gguf — choose the files again"  # shown, so people see why it fails
-    assert model_in_use(Settings(), []) is None
+    assert model_in_use(Settings(), [], models_dir()) is None
+    deleted_download = models_dir() / "qwen3-vl-2b-gguf-q4_k_m" / "model.gguf"
+    assert model_in_use(Settings(engine="gguf", model=str(deleted_download)), [], models_dir()) is None

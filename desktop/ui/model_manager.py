@@ -83,14 +83,14 @@ class ModelInUse:
         return "In use (your own files)"
 
 
-def model_in_use(settings: Settings, entries: list[ModelEntry]) -> ModelInUse | None:
-    """The settings' model when it lives outside the downloads (None for a download, a server engine's model
-    name, or no model)."""
+def model_in_use(settings: Settings, entries: list[ModelEntry], downloads: Path) -> ModelInUse | None:
+    """The settings' model when it lives outside the downloads folder (None for a download, even a deleted
+    one, a server engine's model name, or no model)."""
     if not settings.model or not engine_entry(settings.engine).local_files:
         return None
-    if any(entry.in_use(settings) for entry in entries):
-        return None
     model = Path(settings.model).expanduser()
+    if model.resolve().is_relative_to(downloads.resolve()) or any(e.in_use(settings) for e in entries):
+        return None
     return ModelInUse(settings.engine, model, Path(settings.mmproj) if settings.mmproj else None)
 
 
@@ -163,7 +163,7 @@ class ModelManagerDialog(ModelManagerView):
 
     def refresh(self) -> None:
         self.entries = list_models(models_dir())
-        self.outside = model_in_use(self.settings, self.entries)
+        self.outside = model_in_use(self.settings, self.entries, models_dir())
         rows: list[tuple[str, ...]] = []
         if self.outside is not None:  # the model in use comes first, wherever it lives
             outside = self.outside
