@@ -13,6 +13,9 @@ from PySide6.QtWidgets import QDialogButtonBox, QFileDialog
 from captioneer.desktop.core.settings import Settings, save_settings, settings_path
 from captioneer.desktop.core.settings_check import address_problem, settings_problems
 from captioneer.desktop.ui.settings_dialog import SettingsDialog
+from tests.conftest import FIXTURES
+
+OTHER_MMPROJ = FIXTURES / "tiny-qwen3vl-w96-gguf" / "mmproj.gguf"
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -92,7 +95,9 @@ def test_wrong_model_files_are_refused_at_save(qtbot, tiny_gguf, tmp_path: Path)
         (str(tmp_path / "missing.gguf"), str(mmproj), "model", "not found"),
         (str(mmproj), str(mmproj), "model", "is a vision projector"),
         (str(text_file), str(mmproj), "model", "not a GGUF file"),
-        (str(model), str(model), "mmproj", "not a vision projector"),
+        (str(model), str(model), "mmproj", "are the same file"),
+        (str(model), str(OTHER_MMPROJ), "mmproj", "does not match"),
+        (str(model), "", "mmproj", "Choose its mmproj .gguf file"),
     ]
     for model_text, mmproj_text, field, says in cases:
         dialog.model.setText(model_text)
@@ -141,3 +146,14 @@ def test_browsing_reads_the_engines_trait_and_pairs_the_projector(
     assert dialog.result() == dialog.DialogCode.Accepted
     saved = json.loads(settings_path().read_text()) if settings_path().exists() else None
     assert saved is None  # the dialog hands the settings back; the caller saves them
+
+
+def test_a_gguf_model_without_projector_is_refused_naming_the_one_beside(tiny_gguf, tmp_path: Path) -> None:
+    model = Path(shutil.copy(tiny_gguf[0], tmp_path / "Qwen3VL-2B-Instruct-Q4_K_M.gguf"))
+    shutil.copy(tiny_gguf[1], tmp_path / "mmproj-Qwen3VL-2B-Instruct-F16.gguf")
+    problems = settings_problems(Settings(engine="gguf", model=str(model)))
+    assert list(problems) == ["mmproj"]
+    assert "Choose its mmproj .gguf file" in problems["mmproj"]
+    assert "mmproj-Qwen3VL-2B-Instruct-F16.gguf" in problems["mmproj"] and "--" not in problems["mmproj"]
+    assert list(settings_problems(Settings(engine="gguf", model=str(tmp_path / "gone.gguf")))) == ["model"]
+    assert settings_problems(Settings(engine="gguf", mmproj=str(tiny_gguf[1]))) == {}

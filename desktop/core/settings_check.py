@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from captioneer.backends.errors import ModelFileError
-from captioneer.backends.gguf_files import check_mmproj_file, check_model_file, check_pair
+from captioneer.backends.gguf_files import check_gguf_pair, check_mmproj_file, check_model_file
 from captioneer.backends.registry import engine_entry
 from captioneer.backends.transformers_loading import resolve_model_dir
 from captioneer.desktop.core.fixes import window_error
@@ -73,20 +73,21 @@ def _model_problem(settings: Settings) -> str | None:
 
 
 def _mmproj_problem(settings: Settings) -> str | None:
-    entry = engine_entry(settings.engine)
-    if not settings.mmproj or not entry.needs_mmproj:
+    """What is wrong with the projector: missing for a model that needs one, not a projector, or made for
+    another model. A bad model is not repeated here (it is shown next to the model)."""
+    if not engine_entry(settings.engine).needs_mmproj or not (settings.mmproj or settings.model):
         return None
-    try:
-        projector = check_mmproj_file(settings.mmproj)
-    except ModelFileError as exc:
-        return window_error(exc).text
     try:
         model = check_model_file(settings.model) if settings.model else None
     except ModelFileError:
-        return None  # the model's own problem is shown next to the model
+        model = None
+        if not settings.mmproj:
+            return None
     try:
         if model is not None:
-            check_pair(model, projector)
+            check_gguf_pair(model.path, settings.mmproj)  # all the engine's checks, missing projector too
+        else:
+            check_mmproj_file(settings.mmproj or "")
     except ModelFileError as exc:
         return window_error(exc).text
     return None
