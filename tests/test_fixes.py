@@ -20,7 +20,7 @@ from captioneer.backends.errors import (
     setting,
 )
 from captioneer.desktop.core.engine_setup import engine_config, open_backend
-from captioneer.desktop.core.fixes import FIXES, WindowError, window_error
+from captioneer.desktop.core.fixes import FIX_BUTTONS, FIXES, WindowError, window_error
 from captioneer.desktop.core.settings import Settings
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
@@ -111,6 +111,8 @@ def test_marked_messages_survive_pickling_and_unmarked_ones_pass_through() -> No
     assert window_error(CaptioneerError("Plain words.")) == WindowError("Plain words.", None)
     assert window_error(ModelFileError("x.gguf is truncated.")).fix == "model_manager"
     assert window_error(ValueError("boom")).text.startswith("Something unexpected went wrong")
+    assert FIXES == ("settings", "model_manager", "choose_mmproj", "wizard")
+    assert all(label.endswith("…") for label in FIX_BUTTONS.values())
 
 
 def test_a_server_pools_summary_keeps_the_setting_names(caplog) -> None:

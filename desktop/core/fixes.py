@@ -24,7 +24,15 @@ from captioneer.backends.errors import (
     ResourceExhaustedError,
 )
 
-FIXES = ("settings", "model_manager", "choose_mmproj", "wizard")
+FIX_BUTTONS: dict[str, str] = {
+    "settings": "Open Settings…",
+    "model_manager": "Open Model Manager…",
+    "choose_mmproj": "Choose Vision Projector…",
+    "wizard": "Set Up a Model…",
+}
+"""What the button offering each fix says, the same in every window."""
+
+FIXES = tuple(FIX_BUTTONS)
 
 # Errors that name no setting but have one obvious place to fix them, most specific first.
 _FIX_BY_TYPE: tuple[tuple[type[CaptioneerError], str], ...] = (

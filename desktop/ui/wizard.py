@@ -22,7 +22,7 @@ from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
 from captioneer.desktop.core.engine_setup import engine_config
-from captioneer.desktop.core.fixes import WindowError, window_error
+from captioneer.desktop.core.fixes import FIX_BUTTONS, WindowError, window_error
 from captioneer.desktop.core.paths import cache_dir, models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import get_task
@@ -410,8 +410,9 @@ class SetupWizard(SetupWizardView):
         page.measured.setText("Go back to pick another profile, or run the test again.")
         self._test_fix = fix
         if fix is not None:
+            # Inside the wizard every other fix is made by picking again on its first page.
             page.fix_button.setText(
-                "Choose Vision Projector…" if fix == "choose_mmproj" else "Back to the Model Choice"
+                FIX_BUTTONS[fix] if fix == "choose_mmproj" else "Back to the Model Choice"
             )
             page.fix_button.show()
 
