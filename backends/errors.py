@@ -2,14 +2,93 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+_MARK, _SEP = "\x1e", "\x1f"
+_PLACE = re.compile(f"{_MARK}([^{_SEP}]*){_SEP}([^{_SEP}]*){_SEP}([^{_MARK}]*){_MARK}")
+
+
+@dataclass(frozen=True)
+class SettingName:
+    """How each front end names one setting: the command line by its flag, the window by its label (as the
+    Settings dialog shows it) and the place that fixes it (a :mod:`captioneer.desktop.core.fixes` id)."""
+
+    flag: str
+    label: str
+    fix: str | None
+
+
+SETTING_NAMES: dict[str, SettingName] = {
+    "model": SettingName("--model", "Model", "model_manager"),
+    "model_choice": SettingName("--model", "Model", "wizard"),  # none chosen yet: the wizard picks one
+    "mmproj": SettingName("--mmproj", "Vision projector", "choose_mmproj"),
+    "quant": SettingName("--quant", "Precision", "settings"),
+    "device": SettingName("--device", "Device", "settings"),
+    "image_tokens": SettingName("--image-tokens", "Image detail", "settings"),
+    "context": SettingName("--context", "context length", None),
+    "max_tokens": SettingName("--max-tokens", "Max answer length", "settings"),
+    "host": SettingName("--host", "Ollama address", "settings"),
+    "base_url": SettingName("--base-url", "OpenAI-compatible servers", "settings"),
+    "api_key": SettingName("--api-key", "API key", "settings"),
+    "max_answer_kb": SettingName("--max-answer-kb", "Longest answer", "settings"),
+    "allow_cloud": SettingName("--allow-cloud", "Model", "settings"),
+}
+
+
+def setting(name: str, cli: str | None = None, window: str | None = None) -> str:
+    """A place in an error message that names a setting, rendered per front end.
+
+    The command line shows ``cli`` (default: the flag, ``--mmproj``); the window shows ``window`` (default:
+    the setting's label in quotes, ``“Vision projector”``). The error remembers the setting, so the window
+    can offer the button that fixes it. Use it inside the message given to any :class:`CaptioneerError`.
+    """
+    names = SETTING_NAMES[name]
+    cli = names.flag if cli is None else cli
+    window = f"“{names.label}”" if window is None else window
+    return f"{_MARK}{name}{_SEP}{cli}{_SEP}{window}{_MARK}"
+
+
+def _render(message: str, part: int) -> str:
+    return _PLACE.sub(lambda match: match.group(part), message)
+
 
 class CaptioneerError(Exception):
     """Base of every expected failure. Its message is shown to the user as it is.
 
-    ``exit_code`` is what the command line exits with when this error ends a command.
+    ``exit_code`` is what the command line exits with when this error ends a command. A message built with
+    :func:`setting` reads as the command line's text (``str(exc)``); ``window_text`` is the same message
+    for the window (setting labels instead of flags) and ``settings`` the settings it names, in order.
+    ``marked`` keeps the message as built, for an error that wraps this one (:func:`marked_text`).
     """
 
     exit_code = 1
+    marked: str | None = None
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        if isinstance(message, str) and _MARK in message:
+            self.marked = message
+            message = _render(message, 2)
+        super().__init__(message, *args)
+
+    @property
+    def window_text(self) -> str:
+        return str(self) if self.marked is None else _render(self.marked, 3)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return () if self.marked is None else tuple(m.group(1) for m in _PLACE.finditer(self.marked))
+
+
+def cli_text(text: str) -> str:
+    """``text`` (maybe built with :func:`setting`) as the command line and the logs show it."""
+    return _render(text, 2)
+
+
+def marked_text(exc: BaseException) -> str:
+    """``exc``'s message with its setting names still unrendered, to build another error's message from."""
+    marked = getattr(exc, "marked", None)
+    return marked if isinstance(marked, str) else str(exc)
 
 
 class ConfigurationError(CaptioneerError):

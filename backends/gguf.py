@@ -34,6 +34,7 @@ from captioneer.backends.errors import (
     GenerationError,
     ModelFileError,
     ResourceExhaustedError,
+    setting,
 )
 from captioneer.backends.gguf_files import GGUFHeader, check_gguf_pair
 from captioneer.backends.request import GenerationRequest, SamplingOptions
@@ -73,9 +74,10 @@ def gpu_layers(device: str, requested: int, offload_supported: bool) -> int:
     if device == "auto":
         return 0
     raise ConfigurationError(
-        f"The installed llama-cpp-python has no GPU support, so --device {device} cannot be used. "
+        "The installed llama-cpp-python has no GPU support, so "
+        + setting("device", f"--device {device}", f"the device “{device}”") + " cannot be used. "
         "Install a GPU build of llama-cpp-python (see its install notes for CUDA or Metal), or use "
-        "--device auto."
+        + setting("device", "--device auto.", "the device “auto”.")
     )
 
 
@@ -140,13 +142,14 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
     text = f"{exc}\n{log_tail}".lower()
     if isinstance(exc, MemoryError) or any(word in text for word in _MEMORY_WORDS):
         return ResourceExhaustedError(
-            "llama.cpp ran out of memory on this image. Lower the image budget (--image-tokens), use a "
-            "smaller model or quantization, or close other programs."
+            "llama.cpp ran out of memory on this image. Lower the image budget ("
+            + setting("image_tokens") + "), use a smaller model or quantization, or close other programs."
         )
     if any(word in text for word in _CONTEXT_WORDS):
         return ResourceExhaustedError(
             f"The image and prompt do not fit in the model's context ({exc}). Lower the image budget "
-            "(--image-tokens) or raise the context (--context)."
+            "(" + setting("image_tokens") + ")" + setting("context", " or raise the context (--context)", "")
+            + "."
         )
     if "jinja2" in sys.modules and isinstance(exc, sys.modules["jinja2"].TemplateError):
         from jinja2.sandbox import SecurityError
@@ -362,8 +365,8 @@ class GGUFBackend(Backend):
         if room < 16:
             raise ResourceExhaustedError(
                 f"The image ({request.image_tokens} tokens) and prompt ({prompt_tokens} tokens) do not fit "
-                f"in the {self._n_ctx}-token context. Lower the image budget (--image-tokens) or raise the "
-                "context (--context)."
+                f"in the {self._n_ctx}-token context. Lower the image budget (" + setting("image_tokens")
+                + ")" + setting("context", " or raise the context (--context)", "") + "."
             )
         return min(request.options.max_new_tokens, room)
 

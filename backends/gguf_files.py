@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from captioneer.backends.errors import ModelFileError
+from captioneer.backends.errors import ModelFileError, setting
 
 MAGIC = b"GGUF"
 HEADER_BYTES = 24
@@ -307,8 +307,11 @@ def check_model_file(path: str | Path) -> GGUFHeader:
     header = read_gguf_header(path)
     if header.is_mmproj:
         raise ModelFileError(
-            f"{header.path} is a vision projector (mmproj), not the language model. Pass it with --mmproj "
-            "and give the model file (e.g. Qwen3VL-2B-Instruct-Q4_K_M.gguf) as --model."
+            f"{header.path} is a vision projector (mmproj), not the language model. "
+            + setting("mmproj", "Pass it with --mmproj and give",
+                      "Choose it as the vision projector and choose")
+            + " the model file (e.g. Qwen3VL-2B-Instruct-Q4_K_M.gguf) "
+            + setting("model", "as --model.", "as the model.")
         )
     if header.architecture is None:
         raise ModelFileError(f"{header.path} is not a language model: its header names no architecture.")
@@ -322,6 +325,11 @@ def check_model_file(path: str | Path) -> GGUFHeader:
 
 def check_mmproj_file(path: str | Path) -> GGUFHeader:
     """Check that ``path`` is a complete GGUF vision projector (mmproj)."""
+    if not Path(path).expanduser().exists():
+        raise ModelFileError(
+            f"Vision projector not found: {Path(path).expanduser()}. "
+            + setting("mmproj", "Pass its mmproj .gguf file with --mmproj.", "Choose its mmproj .gguf file.")
+        )
     header = read_gguf_header(path)
     if not header.is_mmproj:
         what = f"a {header.architecture} language model" if header.architecture else "not a vision projector"
@@ -359,18 +367,90 @@ def check_gguf_pair(model_path: str | Path, mmproj_path: str | Path | None) -> t
         ModelFileError: with a message that says which file is wrong and what to do.
     """
     if not model_path:
-        raise ModelFileError("No GGUF model given: pass --model with the path of a Qwen3-VL .gguf file.")
+        raise ModelFileError(
+            "No GGUF model given: "
+            + setting("model", "pass --model with the path of", "choose") + " a Qwen3-VL .gguf file."
+        )
     model = check_model_file(model_path)
     if not mmproj_path:
         beside = mmproj_candidates(model.path)
         found = f" Found next to the model: {', '.join(p.name for p in beside)}." if beside else ""
         raise ModelFileError(
             f"No vision projector given for {model.path.name}: without it the model cannot see images. "
-            f"Pass --mmproj with its mmproj .gguf file.{found} {MMPROJ_HINT}"
+            + setting("mmproj", "Pass --mmproj with its mmproj .gguf file.", "Choose its mmproj .gguf file.")
+            + f"{found} {MMPROJ_HINT}"
         )
     mmproj_file = Path(mmproj_path).expanduser()
     if mmproj_file.exists() and mmproj_file.resolve() == model.path.resolve():
-        raise ModelFileError(f"--model and --mmproj are the same file ({model.path}). {MMPROJ_HINT}")
+        raise ModelFileError(
+            setting("mmproj", "--model and --mmproj are", "The model and the vision projector are")
+            + f" the same file ({model.path}). {MMPROJ_HINT}"
+        )
     mmproj = check_mmproj_file(mmproj_file)
     check_pair(model, mmproj)
     return model, mmproj
+
+
+@dataclass(frozen=True)
+class GGUFFiles:
+    """What a picked GGUF file pairs with, found by :func:`pair_gguf_files`.
+
+    Attributes:
+        model: the language model.
+        mmproj: its vision projector, when exactly one file next to it fits; else None.
+        projectors: the projectors next to the model that fit it (several when ``mmproj`` is None and a
+            choice is needed; empty when none was found).
+    """
+
+    model: GGUFHeader
+    mmproj: GGUFHeader | None
+    projectors: tuple[Path, ...] = ()
+
+
+def _fitting_projectors(model: GGUFHeader) -> list[GGUFHeader]:
+    fitting = []
+    for candidate in mmproj_candidates(model.path):
+        try:
+            header = check_mmproj_file(candidate)
+            check_pair(model, header)
+        except ModelFileError:
+            continue  # a projector of another model (or a broken one) in the same folder is not a choice
+        fitting.append(header)
+    return fitting
+
+
+def pair_gguf_files(picked: str | Path) -> GGUFFiles:
+    """The model and vision projector that go together, from either one of them.
+
+    A language model is paired with the one projector next to it (``mmproj`` in its name) that fits it; a
+    projector is paired with the one language model next to it that it fits.
+
+    Raises:
+        ModelFileError: the file is not a usable GGUF file; a projector with no (or several) models next to
+            it that it fits.
+    """
+    header = read_gguf_header(picked)
+    if not header.is_mmproj:
+        model = check_model_file(header.path)
+        fitting = _fitting_projectors(model)
+        mmproj = fitting[0] if len(fitting) == 1 else None
+        return GGUFFiles(model, mmproj, tuple(h.path for h in fitting))
+    mmproj = check_mmproj_file(header.path)
+    models = []
+    for candidate in sorted(mmproj.path.parent.glob("*.gguf")):
+        if candidate == mmproj.path or "mmproj" in candidate.name.lower():
+            continue
+        try:
+            model = check_model_file(candidate)
+            check_pair(model, mmproj)
+        except ModelFileError:
+            continue
+        models.append(model)
+    if len(models) != 1:
+        found = (f"several fit it ({', '.join(m.path.name for m in models)})" if models
+                 else "no language model that fits it is in its folder")
+        raise ModelFileError(
+            f"{mmproj.path.name} is a vision projector, and {found}. "
+            + setting("model", "Pass the model file with --model.", "Choose the model's .gguf file instead.")
+        )
+    return GGUFFiles(models[0], mmproj, (mmproj.path,))

@@ -21,6 +21,7 @@ from captioneer.backends.errors import (
     ConfigurationError,
     EngineUnavailableError,
     ResourceExhaustedError,
+    setting,
 )
 from captioneer.backends.http_util import (
     RETRYABLE_STATUSES,
@@ -188,7 +189,10 @@ class OllamaBackend(Backend):
         if self._loaded:
             return
         if not self.tag:
-            raise ConfigurationError("No Ollama model chosen: pass --model, e.g. qwen3-vl:2b-instruct.")
+            raise ConfigurationError(
+                "No Ollama model chosen: " + setting("model", "pass --model", "set the Model")
+                + ", e.g. qwen3-vl:2b-instruct."
+            )
         check_cloud(self.tag, self.options.allow_cloud)
         warn_if_remote((self.host,), self.config.allow_remote)
         suggestion = instruct_tag_for(self.tag)
@@ -319,7 +323,8 @@ class OllamaBackend(Backend):
         if needed > self.num_ctx:
             raise ResourceExhaustedError(
                 f"This request needs about {needed} tokens of context but Ollama is set up for "
-                f"{self.num_ctx}; lower the image budget or raise --context."
+                f"{self.num_ctx}; lower the image budget"
+                + setting("context", " or raise --context.", " (" + setting("image_tokens") + ").")
             )
 
     def unload(self) -> None:

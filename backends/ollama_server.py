@@ -17,6 +17,7 @@ from captioneer.backends.errors import (
     GenerationError,
     ModelNotFoundError,
     ResourceExhaustedError,
+    setting,
 )
 from captioneer.backends.http_util import (
     CONNECT_TIMEOUT,
@@ -72,7 +73,7 @@ def is_cloud_tag(tag: str) -> bool:
 def not_running(host: str) -> EngineUnavailableError:
     return EngineUnavailableError(
         f"Ollama is not running at {host} — start it (open the Ollama app or run `ollama serve`), "
-        "pass --host, or pick another engine."
+        + setting("host", "pass --host", "check the Ollama address in Settings") + ", or pick another engine."
     )
 
 
@@ -117,7 +118,8 @@ def translate_error(exc: Exception, host: str, tag: str) -> CaptioneerError:
         if status == 404:
             if not tag:  # a model-independent endpoint is missing: this is not Ollama's API
                 return EngineUnavailableError(
-                    f"Something answers at {host}, but it is not Ollama — check --host."
+                    f"Something answers at {host}, but it is not Ollama — check "
+                    + setting("host", "--host.", "the Ollama address in Settings.")
                 )
             return not_installed(host, tag)
         if status == 400 and ("image" in lowered or "vision" in lowered):
@@ -155,7 +157,8 @@ def server_version(host: str) -> str:
     if not isinstance(version, str):
         raise EngineUnavailableError(
             f"Something answers at {host}, but it is not Ollama "
-            f"(HTTP {response.status_code} for /api/version) — check --host."
+            f"(HTTP {response.status_code} for /api/version) — check "
+            + setting("host", "--host.", "the Ollama address in Settings.")
         )
     return version
 
@@ -223,7 +226,11 @@ def check_cloud(tag: str, allow_cloud: bool) -> None:
     if is_cloud_tag(tag) and not allow_cloud:
         raise ConfigurationError(
             f"{tag} is an Ollama cloud model: your photos would be sent to Ollama's servers. "
-            "Allow cloud models (--allow-cloud) if that is what you want."
+            + setting(
+                "allow_cloud",
+                "Allow cloud models (--allow-cloud) if that is what you want.",
+                "Choose a model that runs on this computer in Settings (its tag does not end in “cloud”).",
+            )
         )
 
 

@@ -22,6 +22,8 @@ from captioneer.backends.errors import (
     EngineUnavailableError,
     GenerationError,
     ModelNotFoundError,
+    marked_text,
+    setting,
 )
 from captioneer.backends.http_util import (
     METADATA_TIMEOUT,
@@ -125,7 +127,9 @@ def check_image_budget(image_tokens: int) -> None:
         raise ConfigurationError(
             f"An image budget of {image_tokens} tokens is below the {MIN_IMAGE_TOKENS} tokens (65,536 "
             "pixels) that Qwen3-VL's image processor takes on an OpenAI-compatible server, which would "
-            f"enlarge every photo to that size — pass --image-tokens {MIN_IMAGE_TOKENS} or more."
+            "enlarge every photo to that size — "
+            + setting("image_tokens", f"pass --image-tokens {MIN_IMAGE_TOKENS}",
+                      f"set “Image detail” in Settings to {MIN_IMAGE_TOKENS} tokens") + " or more."
         )
 
 
@@ -271,7 +275,10 @@ class OpenAIBackend(Backend):
         if self._loaded:
             return
         if not self.model:
-            raise ConfigurationError("No model chosen: pass --model with a name the server lists.")
+            raise ConfigurationError(
+                "No model chosen: " + setting("model", "pass --model with", "set the Model to")
+                + " a name the server lists."
+            )
         if "thinking" in self.model.lower():
             log.warning(
                 "%s is a Thinking model: Qwen3-VL Thinking models think before every answer whatever the "
@@ -288,7 +295,7 @@ class OpenAIBackend(Backend):
             try:
                 entries = self._list_models(server)
             except (EngineUnavailableError, EngineTimeoutError) as exc:
-                self.pool.trip(server, str(exc))
+                self.pool.trip(server, marked_text(exc))
                 if len(servers) > 1:
                     log.warning("%s — continuing without it for now.", exc)
                 continue
@@ -310,7 +317,7 @@ class OpenAIBackend(Backend):
             where = ", ".join(server.url for server in answering)
             raise ModelNotFoundError(
                 f"{where} does not serve a model called {self.model}; it serves: {', '.join(offered)} — "
-                "pass one of those with --model."
+                + setting("model", "pass one of those with --model.", "set the Model to one of those.")
             )
         self._loaded = True
         if progress is not None:
@@ -322,7 +329,7 @@ class OpenAIBackend(Backend):
             return EngineUnavailableError(servers[0].last_error or f"Nothing answers at {servers[0].url}.")
         return EngineUnavailableError(
             f"None of the servers answers ({', '.join(server.url for server in servers)}) — start them or "
-            "check --base-url."
+            + setting("base_url", "check --base-url.", "check the OpenAI-compatible servers in Settings.")
         )
 
     def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:

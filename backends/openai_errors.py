@@ -14,6 +14,7 @@ from captioneer.backends.errors import (
     GenerationError,
     ModelNotFoundError,
     ResourceExhaustedError,
+    setting,
 )
 from captioneer.backends.http_util import (
     RETRYABLE_STATUSES,
@@ -110,7 +111,7 @@ def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
             )
         return EngineUnavailableError(
             f"Nothing answers at {url} — start the server (llama-server, LM Studio, vLLM…) "
-            "or check --base-url."
+            + setting("base_url", "or check --base-url.", "or check the server addresses in Settings.")
         )
     message = _message(exc)
     lowered = message.lower()
@@ -119,12 +120,12 @@ def translate_error(exc: Exception, url: str, model: str) -> CaptioneerError:
         if status in (401, 403):
             return ConfigurationError(
                 f"The server at {url} refused the API key (HTTP {status}: {message}) — "
-                "pass the right --api-key."
+                + setting("api_key", "pass the right --api-key.", "set the right API key in Settings.")
             )
         if status == 404:
             return ModelNotFoundError(
-                f"The server at {url} has no model {model} (HTTP 404: {message}) — check --model, and that "
-                "the base URL ends with /v1."
+                f"The server at {url} has no model {model} (HTTP 404: {message}) — check "
+                + setting("model", "--model", "the Model") + ", and that the base URL ends with /v1."
             )
         if "memory" in lowered or "context" in lowered or "too long" in lowered:
             return ResourceExhaustedError(f"The server at {url} cannot fit this request: {message}")

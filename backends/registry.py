@@ -20,6 +20,7 @@ class EngineEntry:
         local_files: the model is a file or folder on this machine (a path the user may browse to); server
             engines name their models instead.
         needs_mmproj: a separate vision projector file goes with the model.
+        model_folder: the model is a folder (a repository snapshot), not one file.
         quant_choice: the user picks the precision when the model loads; other engines' precision is part of
             the model file or tag.
         server: the engine talks to a server over HTTP (addresses, timeouts, parallel requests apply).
@@ -36,6 +37,7 @@ class EngineEntry:
     summary: str
     local_files: bool = False
     needs_mmproj: bool = False
+    model_folder: bool = False
     quant_choice: bool = False
     server: bool = False
     server_pulls_models: bool = False
@@ -54,7 +56,7 @@ ENGINES: dict[str, EngineEntry] = {
             "transformers", "captioneer.backends.transformers_engine", "TransformersBackend",
             ("torch", "transformers"), "transformers",
             "Hugging Face Transformers (bf16/fp16/fp32, bitsandbytes NF4/int8)",
-            local_files=True, quant_choice=True, download="snapshot",
+            local_files=True, model_folder=True, quant_choice=True, download="snapshot",
         ),
         EngineEntry(
             "ollama", "captioneer.backends.ollama_engine", "OllamaBackend", ("ollama",), "ollama",

@@ -14,7 +14,15 @@ from typing import TypeVar
 
 from captioneer.backends.base import Stream
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import Cancelled, CaptioneerError, ConfigurationError, EngineUnavailableError
+from captioneer.backends.errors import (
+    Cancelled,
+    CaptioneerError,
+    ConfigurationError,
+    EngineUnavailableError,
+    cli_text,
+    marked_text,
+    setting,
+)
 from captioneer.backends.http_util import RETRY_DELAYS
 
 R = TypeVar("R")
@@ -137,7 +145,9 @@ class ServerPool:
     ) -> None:
         if not urls:
             raise ConfigurationError(
-                "No OpenAI-compatible server given: pass --base-url, e.g. http://127.0.0.1:8080/v1."
+                "No OpenAI-compatible server given: "
+                + setting("base_url", "pass --base-url", "add a server address in Settings")
+                + ", e.g. http://127.0.0.1:8080/v1."
             )
         self.servers = [Server(url) for url in dict.fromkeys(urls)]
         self.parallel = parallel
@@ -198,6 +208,7 @@ class ServerPool:
 
     def release(self, server: Server, event: str, reason: str = "") -> bool:
         """Give a slot back with what happened (a :data:`BREAKER_EVENTS` name other than ``start``).
+        ``reason`` may name settings (:func:`~captioneer.backends.errors.marked_text`).
 
         Returns:
             True when this opened the server's breaker (it is skipped until its cool-down ends).
@@ -215,14 +226,15 @@ class ServerPool:
         if opened:
             log.warning(
                 "%s — skipping %s until %s, then trying it with one request.",
-                reason.rstrip("."),
+                cli_text(reason).rstrip("."),
                 server.url,
                 clock_time(server.breaker.until, self._clock),
             )
         return opened
 
     def trip(self, server: Server, reason: str) -> None:
-        """Skip ``server`` for its cool-down (it did not answer when the engine was loaded)."""
+        """Skip ``server`` for its cool-down (it did not answer when the engine was loaded). ``reason`` may
+        name settings (:func:`~captioneer.backends.errors.marked_text`): it only goes into errors."""
         with self._changed:
             self._update(server, "fault")
             server.last_error = reason
@@ -302,7 +314,7 @@ class Failover:
             self.pool.release(server, "success")
             raise fault.error
         if fault.kind == "busy":
-            opened = self.pool.release(server, "busy", str(fault.error))
+            opened = self.pool.release(server, "busy", marked_text(fault.error))
             self.busy += 1
             if opened or self.busy > len(RETRY_DELAYS):
                 self.tries[server.url] += 1
@@ -310,7 +322,7 @@ class Failover:
                 raise Cancelled()
         else:
             server.broke_off = partial
-            self.pool.release(server, "fault", str(fault.error))
+            self.pool.release(server, "fault", marked_text(fault.error))
             self.tries[server.url] += 1
         if not can_restart:
             raise fault.error

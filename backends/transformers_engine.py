@@ -35,6 +35,7 @@ from captioneer.backends.errors import (
     GenerationError,
     ModelFileError,
     ResourceExhaustedError,
+    setting,
 )
 from captioneer.backends.request import GenerationRequest, SamplingOptions
 from captioneer.backends.transformers_loading import (
@@ -366,7 +367,7 @@ class TransformersBackend(Backend):
             self._free_memory(self._device or "cpu")
             return ResourceExhaustedError(
                 f"The {self._device} ran out of memory for this request. Lower the image budget "
-                "(--image-tokens) or use a smaller model or profile."
+                "(" + setting("image_tokens") + ") or use a smaller model or profile."
             )
         return GenerationError(f"Transformers failed while generating ({type(exc).__name__}: {exc}).")
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from captioneer.backends.errors import ConfigurationError, ModelFileError
+from captioneer.backends.errors import ConfigurationError, ModelFileError, setting
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +25,10 @@ QWEN3_VL_TYPES = frozenset({"qwen3_vl", "qwen3_vl_moe"})
 SKIP_QUANTIZATION = ["model.visual", "lm_head"]
 
 _ALTERNATIVES = {
-    "nf4": "use --quant bf16 (or fp16 on a GPU), or the gguf engine with a Q4_K_M model",
-    "int8": "use --quant nf4 or bf16, or the gguf engine with a Q8_0 model",
+    "nf4": setting("quant", "use --quant bf16", "set the Precision to bf16")
+    + " (or fp16 on a GPU), or the gguf engine with a Q4_K_M model",
+    "int8": setting("quant", "use --quant nf4 or bf16", "set the Precision to nf4 or bf16")
+    + ", or the gguf engine with a Q8_0 model",
 }
 
 
@@ -44,10 +46,13 @@ def choose_device(requested: str, *, cuda: bool, mps: bool) -> str:
     if kind == "cuda" and not cuda:
         raise ConfigurationError(
             "CUDA was requested but PyTorch sees no NVIDIA GPU (or was installed without CUDA support). "
-            "Use --device auto or cpu."
+            + setting("device", "Use --device auto or cpu.", "Set the Device to auto or cpu.")
         )
     if kind == "mps" and not mps:
-        raise ConfigurationError("Apple MPS was requested but is not available. Use --device auto or cpu.")
+        raise ConfigurationError(
+            "Apple MPS was requested but is not available. "
+            + setting("device", "Use --device auto or cpu.", "Set the Device to auto or cpu.")
+        )
     return requested
 
 
@@ -71,11 +76,15 @@ def choose_profile(quant: str | None, device: str, *, bf16_supported: bool) -> s
         )
     if profile in BITSANDBYTES_PROFILES and kind == "mps":
         raise ConfigurationError(
-            f"bitsandbytes {profile} does not run on Apple MPS: use --quant fp16, or the gguf engine "
+            f"bitsandbytes {profile} does not run on Apple MPS: "
+            + setting("quant", "use --quant fp16", "set the Precision to fp16") + ", or the gguf engine "
             "(Metal) with a quantized model."
         )
     if profile == "bf16" and kind == "cuda" and not bf16_supported:
-        raise ConfigurationError("This GPU has no bfloat16 support: use --quant fp16 (nf4 for less memory).")
+        raise ConfigurationError(
+            "This GPU has no bfloat16 support: "
+            + setting("quant", "use --quant fp16", "set the Precision to fp16") + " (nf4 for less memory)."
+        )
     return profile
 
 
@@ -86,7 +95,10 @@ def resolve_model_dir(model: str) -> Path:
         ModelFileError: nothing there, not downloaded yet, not Qwen3-VL, or no safetensors weights.
     """
     if not model:
-        raise ModelFileError("No model given for the transformers engine: pass --model FOLDER or a repo id.")
+        raise ModelFileError(
+            "No model given for the transformers engine: "
+            + setting("model", "pass --model FOLDER or a repo id.", "choose the model folder.")
+        )
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -159,7 +171,7 @@ def probe_bitsandbytes(profile: str, device: str) -> None:
     except (RuntimeError, NotImplementedError, AttributeError, TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"The installed bitsandbytes {bnb.__version__} cannot run {profile} on {device} ({exc}). "
-            f"{_ALTERNATIVES[profile].capitalize()}."
+            f"Instead, {_ALTERNATIVES[profile]}."
         ) from None
 
 

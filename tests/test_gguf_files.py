@@ -15,6 +15,7 @@ from captioneer.backends.gguf_files import (
     check_mmproj_file,
     check_model_file,
     mmproj_candidates,
+    pair_gguf_files,
     read_gguf_header,
 )
 from tests.conftest import FIXTURES
@@ -167,3 +168,35 @@ def test_absurd_counts_are_corrupt_not_a_memory_bomb(tmp_path: Path) -> None:
     bomb = _write(tmp_path / "bomb.gguf", b"GGUF" + struct.pack("<IQQ", 3, 2**60, 2**60) + b"\0" * 64)
     with pytest.raises(ModelFileError, match="truncated"):
         read_gguf_header(bomb)
+
+
+# -- pairing the files a user already has ------------------------------------------------------------------
+
+
+def test_picking_the_model_pairs_the_projector_that_fits(tiny_gguf, tmp_path: Path) -> None:
+    model = Path(shutil.copy(tiny_gguf[0], tmp_path / "Qwen3VL-2B-Instruct-Q4_K_M.gguf"))
+    mmproj = Path(shutil.copy(tiny_gguf[1], tmp_path / "mmproj-Qwen3VL-2B-Instruct-F16.gguf"))
+    shutil.copy(OTHER_MMPROJ, tmp_path / "mmproj-Qwen3VL-8B-Instruct-F16.gguf")  # another size: not a choice
+
+    files = pair_gguf_files(model)
+    assert (files.model.path, files.mmproj.path, files.projectors) == (model, mmproj, (mmproj,))
+    from_projector = pair_gguf_files(mmproj)  # picking the projector first finds the model
+    assert (from_projector.model.path, from_projector.mmproj.path) == (model, mmproj)
+
+
+def test_several_or_no_fitting_projectors_leave_the_choice_open(tiny_gguf, tmp_path: Path) -> None:
+    model = Path(shutil.copy(tiny_gguf[0], tmp_path / "model.gguf"))
+    assert pair_gguf_files(model).mmproj is None and pair_gguf_files(model).projectors == ()
+    first = Path(shutil.copy(tiny_gguf[1], tmp_path / "mmproj-F16.gguf"))
+    second = Path(shutil.copy(tiny_gguf[1], tmp_path / "mmproj-Q8_0.gguf"))
+    files = pair_gguf_files(model)
+    assert files.mmproj is None and files.projectors == (first, second)
+
+
+def test_a_projector_alone_asks_for_the_model(tiny_gguf, tmp_path: Path) -> None:
+    mmproj = Path(shutil.copy(tiny_gguf[1], tmp_path / "mmproj.gguf"))
+    with pytest.raises(ModelFileError, match="no language model that fits it") as caught:
+        pair_gguf_files(mmproj)
+    assert "--model" in str(caught.value) and "--model" not in caught.value.window_text
+    with pytest.raises(ModelFileError, match="not a GGUF file"):
+        pair_gguf_files(Path(shutil.copy(Path(__file__), tmp_path / "notes.gguf")))

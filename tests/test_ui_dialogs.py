@@ -24,7 +24,7 @@ pytestmark = [
 ]
 
 
-def test_settings_dialog_shows_edits_and_persists_settings(qtbot, captioneer_home) -> None:
+def test_settings_dialog_shows_edits_and_persists_settings(qtbot, captioneer_home, tiny_hf_model) -> None:
     window = MainWindow()
     qtbot.addWidget(window.view)
     dialog = SettingsDialog(Settings(ollama_host="http://127.0.0.1:11434"), window.view)
@@ -36,7 +36,7 @@ def test_settings_dialog_shows_edits_and_persists_settings(qtbot, captioneer_hom
 
     dialog.engine.setCurrentIndex(dialog.engine.findData("transformers"))
     assert not dialog.mmproj.isEnabled() and dialog.quant.isEnabled()
-    dialog.model.setText("/models/qwen3-vl-2b")
+    dialog.model.setText(str(tiny_hf_model))  # Save checks the folder: it must be a real model
     dialog.quant.setCurrentIndex(dialog.quant.findData("nf4"))
     dialog.image_tokens.setValue(512)
     assert dialog.image_tokens_hint.text() == budget_hint(512) == "≈ 0.5 megapixels per photo"
@@ -60,7 +60,7 @@ def test_settings_dialog_shows_edits_and_persists_settings(qtbot, captioneer_hom
     assert (chosen.metadata_mode, chosen.theme, chosen.ollama_host) == ("embedded", "dark", "http://127.0.0.1:11434")
     # The window follows: the banner is gone and the status bar names the new engine.
     assert not window.view.banner.isVisible()
-    assert window.view.status_engine.text().startswith("transformers · qwen3-vl-2b")
+    assert window.view.status_engine.text().startswith("transformers · tiny-qwen3vl")
     window.shutdown()
 
 

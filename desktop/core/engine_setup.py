@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from captioneer.backends.base import Backend, EngineConfig
-from captioneer.backends.errors import ConfigurationError
+from captioneer.backends.errors import ConfigurationError, setting
 from captioneer.backends.registry import engine_class
 from captioneer.backends.request import SamplingOptions
 from captioneer.desktop.core.settings import Settings
@@ -85,8 +85,12 @@ def engine_config(settings: Settings, overrides: Overrides | None = None) -> Eng
     model = overrides.model or (settings.model if same_engine else "")
     if not model:
         raise ConfigurationError(
-            f"No model chosen for the {engine} engine: pass --model (and --mmproj for gguf), "
-            "or run the first-run wizard."
+            f"No model chosen for the {engine} engine: "
+            + setting(
+                "model_choice",
+                "pass --model (and --mmproj for gguf), or run the first-run wizard.",
+                "set one up with the set-up wizard, or choose model files you already have.",
+            )
         )
     cls = engine_class(engine)
     saved = saved_options(settings, same_engine=same_engine, model_given=bool(overrides.model))

@@ -1,9 +1,11 @@
-"""The model manager: list downloaded models with their sizes, verify their checksums, use or delete one."""
+"""The model manager: the model in use wherever it lives and the downloaded models with their sizes; verify,
+use or delete a download, or use model files the user already has."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMessageBox, QTableWidgetItem, QWidget
@@ -20,10 +22,16 @@ from captioneer.backends.download import (
     remove,
     verify,
 )
+from captioneer.backends.errors import Cancelled, CaptioneerError
+from captioneer.backends.recommend import Profile, recommend
+from captioneer.backends.registry import engine_entry
+from captioneer.desktop.core.fixes import WindowError, window_error
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.ui.model_manager_view import ModelManagerView
+from captioneer.desktop.ui.own_files import OwnFiles
 from captioneer.desktop.ui.quick_caption import format_bytes
+from captioneer.desktop.ui.wizard import Prober, probe_this_computer
 from captioneer.desktop.ui.workers import Call
 
 
@@ -48,6 +56,42 @@ class ModelEntry:
 
     def in_use(self, settings: Settings) -> bool:
         return bool(settings.model) and Path(settings.model).resolve().is_relative_to(self.folder.resolve())
+
+
+@dataclass(frozen=True)
+class ModelInUse:
+    """The model the settings use when it is not one of Captioneer's downloads: the user's own files."""
+
+    engine: str
+    model: Path
+    mmproj: Path | None
+
+    @property
+    def label(self) -> str:
+        return self.model.name
+
+    @property
+    def size(self) -> int:
+        files = [self.model, self.mmproj] if self.model.is_file() else list(self.model.glob("*"))
+        return sum(path.stat().st_size for path in files if path is not None and path.is_file())
+
+    @property
+    def state(self) -> str:
+        missing = [path.name for path in (self.model, self.mmproj) if path is not None and not path.exists()]
+        if missing:
+            return f"Missing: {', '.join(missing)} — choose the files again"
+        return "In use (your own files)"
+
+
+def model_in_use(settings: Settings, entries: list[ModelEntry], downloads: Path) -> ModelInUse | None:
+    """The settings' model when it lives outside the downloads folder (None for a download, even a deleted
+    one, a server engine's model name, or no model)."""
+    if not settings.model or not engine_entry(settings.engine).local_files:
+        return None
+    model = Path(settings.model).expanduser()
+    if model.resolve().is_relative_to(downloads.resolve()) or any(e.in_use(settings) for e in entries):
+        return None
+    return ModelInUse(settings.engine, model, Path(settings.mmproj) if settings.mmproj else None)
 
 
 def list_models(folder: Path) -> list[ModelEntry]:
@@ -90,13 +134,22 @@ class ModelManagerDialog(ModelManagerView):
 
     modelChosen = Signal(object)  # Settings
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: Settings, parent: QWidget | None = None, *,
+                 prober: Prober = probe_this_computer) -> None:
         super().__init__(parent)
         self.settings = settings
+        self.prober = prober
         self.entries: list[ModelEntry] = []
+        self.outside: ModelInUse | None = None
+        self.profiles: list[Profile] = []
         self._verify: Call | None = None
-        self.intro.setText(f"Models downloaded by Captioneer, in {models_dir()}. "
-                           "Ollama keeps its own models (see `ollama list`).")
+        self._probe: Call | None = None
+        self.own_files = OwnFiles(self.own_files_view, self, lambda: self.profiles)
+        self._recommending = False  # the probe for the recommended image detail is running
+        self.own_files.recommending = lambda: self._recommending
+        self.own_files.changed.connect(self._own_files_changed)
+        self.intro.setText(f"The model Captioneer uses, wherever it is, and the models it downloaded (into "
+                           f"{models_dir()}). Ollama keeps its own models (see `ollama list`).")
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.verify_button.clicked.connect(self.verify_selected)
         self.cancel_button.clicked.connect(self._stop_verify)
@@ -110,23 +163,34 @@ class ModelManagerDialog(ModelManagerView):
 
     def refresh(self) -> None:
         self.entries = list_models(models_dir())
-        self.table.setRowCount(len(self.entries))
-        for row, entry in enumerate(self.entries):
+        self.outside = model_in_use(self.settings, self.entries, models_dir())
+        rows: list[tuple[str, ...]] = []
+        if self.outside is not None:  # the model in use comes first, wherever it lives
+            outside = self.outside
+            rows.append((f"{outside.label} — in use", outside.engine, format_bytes(outside.size),
+                         outside.state, str(outside.model)))
+        for entry in self.entries:
             name = entry.label + (" — in use" if entry.in_use(self.settings) else "")
-            size = format_bytes(entry.manifest.size)
-            cells = (name, entry.variant.engine, size, entry.state, str(entry.folder))
+            rows.append((name, entry.variant.engine, format_bytes(entry.manifest.size), entry.state,
+                         str(entry.folder)))
+        self.table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
-        self.table.setVisible(bool(self.entries))
-        self.empty.setVisible(not self.entries)
-        self.buttons.setVisible(bool(self.entries))
-        if self.entries:
+        self.table.setVisible(bool(rows))
+        self.empty.setVisible(not rows)
+        self.buttons.setVisible(bool(rows))
+        if rows:
             self.table.selectRow(0)
         self._update_buttons()
 
     def selected(self) -> ModelEntry | None:
+        """The selected download (None for the user's own files, which are not Captioneer's to manage)."""
         rows = self.table.selectionModel().selectedRows()
-        return self.entries[rows[0].row()] if rows else None
+        if not rows:
+            return None
+        index = rows[0].row() - (1 if self.outside is not None else 0)
+        return self.entries[index] if index >= 0 else None
 
     def _update_buttons(self) -> None:
         entry = self.selected()
@@ -141,8 +205,13 @@ class ModelManagerDialog(ModelManagerView):
             return
         variant = entry.variant
 
-        def work(progress: ProgressCallback, cancel: CancelToken) -> list[FileCheck]:
-            return verify(variant, models_dir(), progress=progress, cancel=cancel)
+        def work(progress: ProgressCallback, cancel: CancelToken) -> list[FileCheck] | WindowError:
+            try:
+                return verify(variant, models_dir(), progress=progress, cancel=cancel)
+            except Cancelled:
+                raise
+            except CaptioneerError as exc:
+                return window_error(exc)  # in the window's words
 
         self.status.setText(f"Checking {entry.label}…")
         self.progress.setValue(0)
@@ -150,12 +219,17 @@ class ModelManagerDialog(ModelManagerView):
         self.cancel_button.show()
         call = Call(work, self)
         call.progress.connect(lambda fraction, _m: self.progress.setValue(round(fraction * 1000)))
-        call.succeeded.connect(lambda checks: self.status.setText(describe_checks(checks)))
-        call.failed.connect(lambda message: self.status.setText(f"Could not verify: {message}"))
+        call.succeeded.connect(self._verified)
         call.cancelled.connect(lambda: self.status.setText("Verification stopped."))
         call.finished.connect(self._verify_finished)
         self._verify = call.start()
         self._update_buttons()
+
+    def _verified(self, checks: object) -> None:
+        if isinstance(checks, WindowError):
+            self.status.setText(f"Could not verify: {checks.text}")
+        else:
+            self.status.setText(describe_checks(cast(list[FileCheck], checks)))
 
     def _stop_verify(self) -> None:
         if self._verify is not None:
@@ -190,7 +264,49 @@ class ModelManagerDialog(ModelManagerView):
         self.status.setText(f"Deleted {entry.label}.")
         self.refresh()
 
+    # -- the user's own files ----------------------------------------------------------------------------
+
+    def _own_files_changed(self, own: object) -> None:
+        """Once the picked files are complete, the recommendation for this computer is worked out (off the
+        GUI thread: probing takes a moment) and the files are used with its image detail."""
+        if own is None:
+            return
+        if not self.profiles and self._probe is None:
+            settings, prober = self.settings, self.prober
+            call = Call(lambda _progress, _cancel: recommend(prober(settings)), self)
+            call.succeeded.connect(self._recommended)
+            call.failed.connect(self._not_recommended)
+            self._recommending = True
+            self._probe = call.start()
+            self.own_files.show_choice()  # says the recommendation is being worked out
+            return
+        if self.own_files.ready() and not self._recommending:
+            self._use_own_files()
+
+    def _not_recommended(self, message: str) -> None:
+        self._recommending = False
+        self.status.setText(f"This computer could not be checked ({message}): the image detail is kept.")
+        if self.own_files.ready():
+            self._use_own_files()
+
+    def _recommended(self, profiles: object) -> None:
+        assert isinstance(profiles, list)
+        self.profiles = profiles
+        self._recommending = False
+        if self.own_files.own is not None:
+            self.own_files.show_choice()  # with the recommendation now known; complete files are used
+
+    def _use_own_files(self, note: str = "") -> None:
+        own = self.own_files.own
+        assert own is not None
+        self.settings = self.own_files.settings(self.settings)
+        self.modelChosen.emit(self.settings)
+        self.status.setText(f"Captioneer now uses {own.model.name}, where it is, with an image detail of "
+                            f"{self.settings.image_tokens} tokens{note}.")
+        self.refresh()
+
     def done(self, result: int) -> None:  # Qt override: stop a running verify before closing
-        if self._verify is not None and self._verify.running:
-            self._verify.wait()
+        for call in (self._verify, self._probe):
+            if call is not None and call.running:
+                call.wait()
         super().done(result)

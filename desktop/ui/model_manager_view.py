@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioneer.desktop.ui.own_files_view import OwnFilesView
+
 MODEL_COLUMNS = ("Model", "Engine", "Size", "State", "Folder")
 
 
@@ -37,7 +39,8 @@ class ModelManagerView(QDialog):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        self.empty = QLabel("No models are downloaded yet. Use Models ▸ Set Up a Model… to get one.")
+        self.empty = QLabel("No models are downloaded yet. Use Models ▸ Set Up a Model… to get one, or use "
+                            "model files you already have.")
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.progress = QProgressBar()
@@ -69,4 +72,6 @@ class ModelManagerView(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
+        self.own_files_view = OwnFilesView()
+        layout.addWidget(self.own_files_view)
         layout.addWidget(close)

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QLineEdit, QPlainTextEdit, QWidget
 
+from captioneer.backends.errors import ModelFileError
 from captioneer.backends.registry import ENGINES, engine_entry, engine_installed
+from captioneer.desktop.core.model_files import own_model
 from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.settings_check import settings_problems
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE
 from captioneer.desktop.ui.settings_view import SettingsView
 
@@ -37,6 +40,9 @@ class SettingsDialog(SettingsView):
         self.model_browse.clicked.connect(self._browse_model)
         self.mmproj_browse.clicked.connect(self._browse_mmproj)
         self.buttons.accepted.connect(self._save)
+        for label, field in self.field_errors().values():  # an edit answers the message under it
+            edited = field.textChanged if isinstance(field, QPlainTextEdit) else field.textEdited
+            edited.connect(label.hide)
         self.load(settings)
 
     def load(self, settings: Settings) -> None:
@@ -86,14 +92,26 @@ class SettingsDialog(SettingsView):
 
     def _browse_model(self) -> None:
         start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())
-        if self.engine.currentData() == "transformers":
+        if engine_entry(self.engine.currentData()).model_folder:
             folder = QFileDialog.getExistingDirectory(self, "Choose the model folder", start)
             if folder:
                 self.model.setText(folder)
             return
         path, _ = QFileDialog.getOpenFileName(self, "Choose the GGUF model", start, "GGUF models (*.gguf)")
         if path:
+            self.model_picked(path)
+
+    def model_picked(self, path: str) -> None:
+        """Take a picked GGUF file: the model and its projector when they pair up, else the file as given
+        (Save says what is wrong with it)."""
+        try:
+            own = own_model(path)
+        except ModelFileError:
             self.model.setText(path)
+            return
+        self.model.setText(str(own.model))
+        if own.mmproj is not None:
+            self.mmproj.setText(str(own.mmproj))
 
     def _browse_mmproj(self) -> None:
         start = str(Path(self.model.text()).parent) if self.model.text() else str(Path.home())
@@ -135,15 +153,53 @@ class SettingsDialog(SettingsView):
         )
         return Settings.model_validate(values)
 
+    def field_errors(self) -> dict[str, tuple[QLabel, QLineEdit | QPlainTextEdit]]:
+        """Each checked setting's error line and the field it belongs to."""
+        return {
+            "model": (self.model_error, self.model),
+            "mmproj": (self.mmproj_error, self.mmproj),
+            "ollama_host": (self.ollama_host_error, self.ollama_host),
+            "openai_base_urls": (self.openai_urls_error, self.openai_urls),
+        }
+
     def _save(self) -> None:
+        for label, _field in self.field_errors().values():
+            label.hide()
+        self.error.hide()
         try:
-            self._result = self.collect()
+            chosen = self.collect()
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
             self.error.setText(f"Some values are not valid — {problems}")
             self.error.show()
             return
+        problems = settings_problems(chosen)
+        if problems:
+            self._show_problems(problems)
+            return
+        self._result = chosen
         self.accept()
+
+    def _show_problems(self, problems: dict[str, str]) -> None:
+        """Say what is wrong next to each field, and go to the first one; nothing typed is lost."""
+        fields = self.field_errors()
+        first: QWidget | None = None
+        for name, problem in problems.items():
+            label, field = fields[name]
+            label.setText(problem)
+            label.show()
+            # A tab page does not pass on a wrapped label's height for its width: ask for it explicitly, so
+            # the message pushes the fields below it down instead of being drawn over them.
+            label.setMinimumHeight(label.heightForWidth(max(field.width(), 240)))
+            first = first or field
+        assert first is not None
+        tab = next(i for i in range(self.tabs.count()) if self.tabs.widget(i).isAncestorOf(first))
+        self.tabs.setCurrentIndex(tab)
+        first.setFocus()
+        which = "the setting" if len(problems) == 1 else f"the {len(problems)} settings"
+        self.error.setText(f"Not saved yet: fix {which} marked in red, then Save again.")
+        self.error.show()
+        self.adjustSize()
 
     def result_settings(self) -> Settings:
         return self._result

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
+from captioneer.desktop.ui.theme import set_themed_style
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -38,6 +39,15 @@ def _seconds(low: float, high: float) -> QDoubleSpinBox:
     box.setDecimals(1)
     box.setSuffix(" s")
     return box
+
+
+def field_error() -> QLabel:
+    """The line under a field that says why Save refused its value; hidden while there is nothing to say."""
+    label = QLabel()
+    label.setWordWrap(True)
+    set_themed_style(label, lambda dark: f"color: {'#ff9d97' if dark else '#a3261f'};")
+    label.hide()
+    return label
 
 
 def _with_button(field: QLineEdit, button: QPushButton) -> QWidget:
@@ -73,8 +83,12 @@ class SettingsView(QDialog):
         engine_box = QGroupBox("Engine and model")
         engine_form = QFormLayout(engine_box)
         engine_form.addRow("Engine", self.engine)
+        self.model_error = field_error()
+        self.mmproj_error = field_error()
         engine_form.addRow("Model", _with_button(self.model, self.model_browse))
+        engine_form.addRow("", self.model_error)
         engine_form.addRow("Vision projector", _with_button(self.mmproj, self.mmproj_browse))
+        engine_form.addRow("", self.mmproj_error)
         engine_form.addRow("Precision", self.quant)
         engine_form.addRow("Device", self.device)
 
@@ -135,8 +149,12 @@ class SettingsView(QDialog):
         self.server_max_answer_kb.setToolTip("A longer answer is cut off: the server ignored its limit.")
         servers_box = QGroupBox("Servers")
         servers_form = QFormLayout(servers_box)
+        self.ollama_host_error = field_error()
+        self.openai_urls_error = field_error()
         servers_form.addRow("Ollama address", self.ollama_host)
+        servers_form.addRow("", self.ollama_host_error)
         servers_form.addRow("OpenAI-compatible servers", self.openai_urls)
+        servers_form.addRow("", self.openai_urls_error)
         servers_form.addRow("API key", self.openai_key)
         servers_form.addRow("Photos at once per server", self.server_parallel)
         servers_form.addRow("Connect timeout", self.server_connect_timeout)
@@ -156,10 +174,7 @@ class SettingsView(QDialog):
         other_form.addRow("Write metadata to", self.metadata_mode)
         other_form.addRow("Theme", self.theme)
 
-        self.error = QLabel()
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: palette(bright-text);")
-        self.error.hide()
+        self.error = field_error()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )

@@ -16,18 +16,22 @@ from PySide6.QtWidgets import QTableWidgetItem, QWidget
 from captioneer.backends.base import BackendInfo, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.download import InstalledModel, installed_model, pull
+from captioneer.backends.errors import Cancelled, CaptioneerError
 from captioneer.backends.hardware import HardwareFacts
 from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
 from captioneer.desktop.core.engine_setup import engine_config
+from captioneer.desktop.core.fixes import FIX_BUTTONS, WindowError, window_error
 from captioneer.desktop.core.paths import cache_dir, models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import get_task
+from captioneer.desktop.ui.own_files import OwnFiles
 from captioneer.desktop.ui.wizard_view import SetupWizardView
 from captioneer.desktop.ui.workers import BackendOpener, Call, host_opener
 
 Prober = Callable[[Settings], HardwareFacts]
+TestOutcome = tuple[CaptionResult, BackendInfo] | WindowError
 
 
 def probe_this_computer(settings: Settings) -> HardwareFacts:
@@ -137,13 +141,19 @@ class SetupWizard(SetupWizardView):
         self._download: Call | None = None
         self._test: Call | None = None
 
-        self.hardware_page.complete_when = lambda: self.selected_profile() is not None
+        self.own_files = OwnFiles(self.hardware_page.own_files, self, lambda: self.profiles)
+        self.own_files.changed.connect(self._own_files_changed)
+        self.hardware_page.complete_when = lambda: (
+            self.selected_profile() is not None or self.own_files.ready()
+        )
         self.download_page.complete_when = lambda: self.ready is not None
         self.test_page.complete_when = lambda: self.test_result is not None and self.test_result.ok
         self.hardware_page.table.itemSelectionChanged.connect(self._selection_changed)
         self.download_page.download_button.clicked.connect(self.start_download)
         self.download_page.cancel_button.clicked.connect(self.cancel_download)
         self.test_page.retry_button.clicked.connect(self.start_test)
+        self.test_page.fix_button.clicked.connect(self._fix_test)
+        self._test_fix: str | None = None
         self.currentIdChanged.connect(self._page_entered)
         self._run(lambda progress, cancel: prober(settings), self._probed, self._probe_failed)
 
@@ -210,7 +220,18 @@ class SetupWizard(SetupWizardView):
 
     def _selection_changed(self) -> None:
         profile = self.selected_profile()
+        if profile is not None:
+            self.own_files.clear()
         self.hardware_page.reason.setText(f"Why: {profile.reason}" if profile else "")
+        self.ready = None
+        self.test_result = None
+        self.hardware_page.completeChanged.emit()
+
+    def _own_files_changed(self, own: object) -> None:
+        """Picked files replace the recommended download (and a row picked later replaces them)."""
+        if own is not None:
+            self.hardware_page.table.clearSelection()
+            self.hardware_page.reason.setText("Using your own model files (below) instead of a download.")
         self.ready = None
         self.test_result = None
         self.hardware_page.completeChanged.emit()
@@ -222,13 +243,21 @@ class SetupWizard(SetupWizardView):
         if page is self.download_page:
             self._prepare_download()
         elif page is self.test_page and self.test_result is None:
+            own = self.own_files.own
+            if self.own_files.ready() and own is not None:  # used where they are
+                self.ready = ModelReady(str(own.model), str(own.mmproj) if own.mmproj else None)
             self.start_test()
 
+    def nextId(self) -> int:  # Qt override: the user's own files need no download page
+        if self.currentPage() is self.hardware_page and self.own_files.ready():
+            return next(page_id for page_id in self.pageIds() if self.page(page_id) is self.test_page)
+        return super().nextId()
+
     def _prepare_download(self) -> None:
+        page = self.download_page
         profile = self.selected_profile()
         assert profile is not None
         variant = profile.variant
-        page = self.download_page
         if variant.entry.server_pulls_models:
             page.what.setText(f"{variant.model.name}, {variant.quant}, pulled by Ollama as {variant.tag} "
                               f"({variant.download_gb:.1f} GB).")
@@ -317,10 +346,7 @@ class SetupWizard(SetupWizardView):
     # -- page 3: test caption ----------------------------------------------------------------------------
 
     def engine_config(self) -> EngineConfig:
-        profile = self.selected_profile()
-        assert profile is not None and self.ready is not None
-        chosen = profile_settings(self.settings, profile, self.ready)
-        return engine_config(chosen)
+        return engine_config(self.chosen_settings())
 
     def start_test(self) -> None:
         page = self.test_page
@@ -332,17 +358,22 @@ class SetupWizard(SetupWizardView):
         page.measured.setText("")
         page.progress.show()
         page.retry_button.hide()
+        page.fix_button.hide()
         self.test_result = None
         page.completeChanged.emit()
         config, opener = self.engine_config(), self.opener
 
-        def work(progress: ProgressCallback, cancel: CancelToken) -> tuple[CaptionResult, BackendInfo]:
+        def work(progress: ProgressCallback, cancel: CancelToken) -> TestOutcome:
             backend = opener(config)
-            backend.load(progress, cancel)
             try:
+                backend.load(progress, cancel)
                 result = caption_file(backend, picture, get_task("caption"),
                                       image_tokens=config.image_tokens, cancel=cancel)
                 info = backend.info()
+            except Cancelled:
+                raise
+            except CaptioneerError as exc:
+                return window_error(exc)  # the window's wording and its fix, not the command line's
             finally:
                 backend.unload()
             return result, info
@@ -351,8 +382,11 @@ class SetupWizard(SetupWizardView):
                                lambda _f, message: page.caption.setText(message))
 
     def _tested(self, value: object) -> None:
-        result, info = cast(tuple[CaptionResult, BackendInfo], value)
         page = self.test_page
+        if isinstance(value, WindowError):
+            self._test_failed(value.text, value.fix)
+            return
+        result, info = cast(tuple[CaptionResult, BackendInfo], value)
         page.progress.hide()
         page.retry_button.show()
         if not result.ok:
@@ -368,18 +402,40 @@ class SetupWizard(SetupWizardView):
                               "Press “Save and start” to use this model.")
         page.completeChanged.emit()
 
-    def _test_failed(self, message: str) -> None:
+    def _test_failed(self, message: str, fix: str | None = None) -> None:
         page = self.test_page
         page.progress.hide()
         page.retry_button.show()
         page.caption.setText(f"The test caption failed: {message}")
         page.measured.setText("Go back to pick another profile, or run the test again.")
+        self._test_fix = fix
+        if fix is not None:
+            # Inside the wizard every other fix is made by picking again on its first page.
+            page.fix_button.setText(
+                FIX_BUTTONS[fix] if fix == "choose_mmproj" else "Back to the Model Choice"
+            )
+            page.fix_button.show()
+
+    def _fix_test(self) -> None:
+        """The test's fix, inside the wizard: choose the projector and test again, or go back to page one."""
+        own = self.own_files.own
+        if self._test_fix == "choose_mmproj" and own is not None:
+            self.own_files.choose_mmproj()
+            own = self.own_files.own
+            if self.own_files.ready() and own is not None:
+                self.ready = ModelReady(str(own.model), str(own.mmproj))
+                self.start_test()
+            return
+        self.restart()
 
     # -- result ------------------------------------------------------------------------------------------
 
     def chosen_settings(self) -> Settings:
-        """The settings to save: the chosen profile with its downloaded files."""
+        """The settings to save: the chosen profile with its downloaded files, or the user's own files with
+        the image detail recommended for them."""
         profile = self.selected_profile()
-        if profile is None or self.ready is None:
+        if self.ready is None or (profile is None and not self.own_files.ready()):
             raise RuntimeError("the wizard has not finished")
+        if profile is None:
+            return self.own_files.settings(self.settings)
         return profile_settings(self.settings, profile, self.ready)

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from captioneer.desktop.ui.own_files_view import OwnFilesView
+
 PROFILE_COLUMNS = ("Model", "Engine", "Precision", "Image detail", "Memory", "Speed")
 
 
@@ -71,6 +73,8 @@ class HardwarePageView(CheckedPage):
         layout.addWidget(QLabel("<b>Recommended for this computer</b> (best first — pick one):"))
         layout.addWidget(self.table, 1)
         layout.addWidget(self.reason)
+        self.own_files = OwnFilesView()
+        layout.addWidget(self.own_files)
 
     def add_fact(self, label: str, value: str) -> None:
         self.facts.addRow(f"{label}:", _wrapped(value))
@@ -123,6 +127,8 @@ class TestPageView(CheckedPage):
         self.progress.setFixedHeight(6)
         self.retry_button = QPushButton("Run the test again")
         self.retry_button.hide()
+        self.fix_button = QPushButton()
+        self.fix_button.hide()
         right = QVBoxLayout()
         right.setSpacing(8)
         right.addWidget(self.progress)
@@ -131,6 +137,7 @@ class TestPageView(CheckedPage):
         right.addStretch(1)
         retry_row = QHBoxLayout()
         retry_row.addStretch(1)
+        retry_row.addWidget(self.fix_button)
         retry_row.addWidget(self.retry_button)
         right.addLayout(retry_row)
         row = QHBoxLayout()
