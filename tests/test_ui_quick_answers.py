@@ -187,9 +187,9 @@ def test_a_settings_error_shows_once_in_a_banner_and_never_overwrites_a_good_ans
     for card in window.card_list.cards.values():
         assert card.view.state is CardState.DONE and card.view.text.text() == answers[card.id]
         assert len(card.history.answers) == 1 and "gone.gguf" not in card.view.text.text()
-    assert view.banner_button.text() == "Open Settings…"
-    view.banner_button.click()  # the button opens the window's Settings
-    assert dialogs.asked == ["SettingsDialog"]
+    assert view.banner_button.text() == "Open Model Manager…"  # a missing model file: choose the files again
+    view.banner_button.click()  # the button opens the Model Manager, where the files are chosen again
+    assert dialogs.asked == ["ModelManagerDialog"]
 
     window.apply_settings(good)
     assert not view.banner.isVisible()

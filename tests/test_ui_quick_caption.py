@@ -280,7 +280,7 @@ def test_an_engine_that_cannot_start_says_so_once_in_the_banner_not_on_every_car
     assert "missing.gguf" in results[0].error
     view = window.view
     assert view.banner.isVisible() and "missing.gguf" in view.banner_text.text()
-    assert view.banner_button.isVisible() and view.banner_button.text() == "Open Settings…"
+    assert view.banner_button.isVisible() and view.banner_button.text() == "Open Model Manager…"
     for card in window.card_list.cards.values():
         assert card.view.state is CardState.WAITING and "not run" in card.view.chip.text()
         assert card.view.text.text() == ""  # the reason is in the banner, once

@@ -20,6 +20,7 @@ from captioneer.desktop.core.engine_setup import (
     remote_destinations,
     sampling_options,
 )
+from captioneer.desktop.core.fixes import FIX_BUTTONS, window_error
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_history import discard_question, needs_caption
@@ -32,13 +33,7 @@ from captioneer.desktop.ui.quick_caption import (
     seconds_per_image,
 )
 from captioneer.desktop.ui.quick_inputs import PhotoInputs
-from captioneer.desktop.ui.quick_prompts import (
-    FIX_BUTTONS,
-    approve_servers,
-    ask,
-    remote_banner,
-    window_error,
-)
+from captioneer.desktop.ui.quick_prompts import approve_servers, ask, remote_banner
 from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
 
 NO_MODEL_MESSAGE = (
@@ -300,7 +295,8 @@ class MainWindow(QObject):
 
     def show_setup_error(self, exc: BaseException) -> None:
         """A settings or engine error, shown once over the list with the button that fixes it."""
-        text, fix = window_error(exc)
+        shown = window_error(exc)
+        text, fix = shown.text, shown.fix
         actions = {
             "settings": self.open_settings,
             "choose_mmproj": self.open_settings,

@@ -1,5 +1,5 @@
-"""The quick-caption window's questions and banners: discard answers?, send photos to a server?, and which
-button fixes a settings or engine error. Decisions are plain functions; the questions are real dialogs."""
+"""The quick-caption window's questions and banners: discard answers? send photos to a server?
+Decisions are plain functions; the questions are real dialogs."""
 
 from __future__ import annotations
 
@@ -8,22 +8,6 @@ from collections.abc import Sequence
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from captioneer.desktop.core.settings import Settings
-
-FIX_BUTTONS = {
-    "settings": "Open Settings…",
-    "model_manager": "Open Model Manager…",
-    "choose_mmproj": "Choose Vision Projector…",
-    "wizard": "Set Up a Model…",
-}
-"""The banner's button for each way of fixing a setup error (the controller maps each to its dialog)."""
-
-
-def window_error(exc: BaseException) -> tuple[str, str | None]:
-    """The banner's text and fix id for a settings or engine error.
-
-    A local stand-in for ``captioneer.desktop.core.fixes.window_error``, written in parallel by another
-    engineer; the lead swaps it in at merge (it returns ``WindowError(text, fix)``)."""
-    return str(exc), "settings"
 
 
 def ask(parent: QWidget, title: str, text: str, accept: str, informative: str = "") -> bool:
