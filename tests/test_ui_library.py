@@ -255,9 +255,7 @@ def test_run_pause_stop_and_resume_after_reopening(qtbot, tmp_path: Path, open_w
     assert "paused" in window.view.run_panel.stats.text()
     window.runs.toggle_pause()
     qtbot.waitUntil(lambda: max(p.done for p in progress) > frozen, timeout=10_000)
-    assert any(p.photos_per_minute for p in progress) and window.view.run_panel.current.text().endswith(
-        ".png"
-    )
+    assert window.view.run_panel.current.text().endswith(".png")
 
     with qtbot.waitSignal(window.runs.finished, timeout=10_000) as stopped:
         window.runs.stop_run()

@@ -51,6 +51,8 @@ class Settings(BaseModel):
     server_request_timeout: float = Field(default=REQUEST_TIMEOUT, gt=0, le=86400)
     server_retry_down_after: float = Field(default=RETRY_DOWN_AFTER, gt=0, le=86400)
     server_max_answer_kb: int = Field(default=MAX_ANSWER_KB, ge=1, le=1_048_576)
+    # Servers on other computers the person agreed to send photos to (asked once per address, in the window).
+    remote_servers_allowed: list[str] = Field(default_factory=list)
 
 
 def settings_path() -> Path:

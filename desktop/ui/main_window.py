@@ -19,6 +19,7 @@ from captioneer.desktop.core.settings import Settings, load_settings, save_setti
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_list import Card, CardList
 from captioneer.desktop.ui.card_view import CardState
+from captioneer.desktop.ui.geometry import restore_window, save_window
 from captioneer.desktop.ui.main_view import MainView, paths_from_mime
 from captioneer.desktop.ui.quick_caption import (
     Collected,
@@ -54,6 +55,8 @@ class MainWindow(QObject):
         self.overrides = overrides or Overrides()
         self.settings = load_settings()
         self.view = MainView()
+        restore_window(self.view, "main")
+        self.view.closing.connect(lambda: save_window(self.view, "main"))
         self._live: list[CancelToken] = []
         self._durations: list[float] = []
         self._shut_down = False
