@@ -239,6 +239,7 @@ def test_time_left_waits_for_a_real_rate_and_pause_waits_for_the_photo(
     assert panel.pause_button.text() == "Pausing…" and not panel.pause_button.isEnabled()
     qtbot.waitUntil(lambda: progress[-1].paused, timeout=10_000)
     assert panel.title.text() == "Paused" and "Resume goes on with the next photo" in panel.stats.text()
+    assert panel.current.text() == ""  # nothing is being tagged while paused
     assert panel.resume_button.isVisible() and not panel.pause_button.isVisible()
     assert window.view.pause_action.text() == "&Resume Run"
     frozen = progress[-1].finished
@@ -307,6 +308,8 @@ def test_servers_to_ask(destinations, allowed, expected) -> None:
 def test_privacy_note_names_the_server() -> None:
     assert privacy_note(()) == ""
     assert REMOTE in privacy_note((REMOTE,)) and "another computer" in privacy_note((REMOTE,))
+    assert "asks before anything is sent" in privacy_note((REMOTE,), ())
+    assert "You agreed" in privacy_note((REMOTE,), (REMOTE,))
 
 
 def remote_settings() -> None:
@@ -337,6 +340,7 @@ def test_a_remote_server_is_named_and_asked_about_before_the_first_photo(
 
     def cancel(dialog: RemoteQuestionView) -> None:
         asked.append(dialog.text())
+        assert dialog.defaultButton() is dialog.cancel_button  # Enter does not send photos away
         dialog.cancel_button.click()
 
     answer_modal(qtbot, RemoteQuestionView, cancel)
@@ -356,7 +360,7 @@ def test_a_remote_server_is_named_and_asked_about_before_the_first_photo(
     request = RunRequest(scope="again", spec=request.spec, folder=root, redo=True)
     with qtbot.waitSignal(window.runs.finished, timeout=10_000):
         assert window.runs.start_run(request)
-    assert window.opened.count == 2 and banner.isVisible()
+    assert window.opened.count == 2 and banner.isVisible() and "You agreed" in banner.text.text()
 
 
 def test_the_privacy_banner_opens_settings(qtbot, library) -> None:

@@ -120,7 +120,7 @@ class RemoteQuestionView(QMessageBox):
         )
         self.send_button = self.addButton("Send Photos", QMessageBox.ButtonRole.AcceptRole)
         self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
-        self.setDefaultButton(self.cancel_button)
+        self.setDefaultButton(self.cancel_button)  # Enter must not send photos away
         self.setEscapeButton(self.cancel_button)
 
 

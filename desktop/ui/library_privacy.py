@@ -21,14 +21,20 @@ def servers_to_ask(destinations: Sequence[str], allowed: Sequence[str]) -> tuple
     return tuple(server for server in destinations if server not in allowed)
 
 
-def privacy_note(destinations: Sequence[str]) -> str:
-    """The banner's line: which server(s) tagging sends photos to; empty when photos stay here."""
+def privacy_note(destinations: Sequence[str], allowed: Sequence[str] = ()) -> str:
+    """The banner's line: which server(s) tagging sends photos to, and whether the person already agreed;
+    empty when photos stay here."""
     if not destinations:
         return ""
     where = ", ".join(destinations)
+    asks = (
+        "You agreed to send photos there."
+        if not servers_to_ask(destinations, allowed)
+        else "The first run asks before anything is sent."
+    )
     return (
-        f"Tagging sends photos to {where}, a server on another computer. The first run asks before anything "
-        "is sent; choose a local engine in Settings to keep photos on this computer."
+        f"Tagging sends photos to {where}, a server on another computer. {asks} Choose a local engine in "
+        "Settings to keep photos on this computer."
     )
 
 
@@ -63,7 +69,7 @@ class PrivacyGuard(QObject):
 
     def refresh(self) -> None:
         """Show the banner while photos would leave this computer; hide it when they would not."""
-        note = privacy_note(self.destinations())
+        note = privacy_note(self.destinations(), self.session.settings.remote_servers_allowed)
         self.view.privacy_banner.text.setText(note)
         self.view.privacy_banner.setVisible(bool(note))
 

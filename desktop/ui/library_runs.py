@@ -330,6 +330,7 @@ class RunsController(QObject):
         if progress.paused:
             self._set_panel("paused")
             panel.title.setText("Paused")
+            panel.current.setText("")  # nothing is being tagged now
             parts.append("paused: Resume goes on with the next photo")
         elif pausing:
             parts.append("pausing after this photo…")
