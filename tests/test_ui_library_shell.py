@@ -111,6 +111,11 @@ def test_the_menu_bar_has_every_library_command_with_its_shortcut(qtbot, library
     assert view.settings_action.shortcuts() == preferences_keys()
     assert view.stop_action.shortcut() == QKeySequence("Ctrl+.")
     assert not view.pause_action.isEnabled() and not view.stop_action.isEnabled()  # no run yet
+    view.sidebar_action.trigger()
+    assert not view.splitter.widget(0).isVisible()
+    view.sidebar_action.trigger()
+    view.details_action.trigger()
+    assert view.splitter.widget(0).isVisible() and not view.detail.isVisible()
 
 
 def test_shortcuts_open_settings_and_tag_photos(qtbot, library) -> None:
