@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication
 
 from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings, settings_path
@@ -375,7 +375,3 @@ def test_the_privacy_banner_opens_settings(qtbot, library) -> None:
     answer_modal(qtbot, SettingsDialog, lambda dialog: (seen.append(True), dialog.reject()))
     window.view.privacy_banner.accept_button.click()
     assert seen == [True]
-
-
-def test_a_message_box_is_not_left_open(qtbot) -> None:
-    assert not isinstance(QApplication.activeModalWidget(), QMessageBox)
