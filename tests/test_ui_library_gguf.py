@@ -84,7 +84,7 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
         assert outcome.state == "done", outcome.message
         assert outcome.counts.done + outcome.counts.failed == 3 and outcome.counts.done >= 1
         assert max(hosts) >= 1, "the model ran in this process, not in the engine host process"
-        # The model load and the first photo (the engine's warm-up) give no speed and no time left.
+        # The model load and the first photo give no speed and no time left: one photo is not a rate.
         assert seen and all(
             p.eta_seconds is None and p.photos_per_minute is None for p in seen if p.finished < 2
         )

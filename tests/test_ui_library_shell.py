@@ -234,7 +234,7 @@ def test_time_left_waits_for_a_real_rate_and_pause_waits_for_the_photo(
 
     qtbot.waitUntil(lambda: any(p.eta_seconds is not None for p in progress), timeout=10_000)
     first = next(p for p in progress if p.eta_seconds is not None)
-    assert first.finished >= 1 + RATE_AFTER_PHOTOS  # the first photo's warm-up is not a rate
+    assert first.finished >= RATE_AFTER_PHOTOS  # one or two photos are not a rate
     assert first.eta_seconds == pytest.approx((first.total - first.finished) / first.photos_per_minute * 60)
     assert "photos/min" in panel.stats.text() or first.finished == first.total
 

@@ -18,10 +18,12 @@ from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
 RESUMABLE_STATES = ("pending", "running", "paused")
 """Run states a new run with the same scope, task, model and prompt resumes instead of starting afresh."""
 RATE_AFTER_PHOTOS = 3
+RATE_MIN_SECONDS = 1.0
 RATE_AFTER_SECONDS = 20.0
-"""A run's speed (and so its time left) is first shown once this many photos landed after the first one, or
-once this much working time passed after it with at least one: the first photo carries the engine's warm-up,
-and one or two photos make a rate that jumps about."""
+"""A run's speed (and so its time left) is first shown once this many photos are done with in at least
+RATE_MIN_SECONDS of work (a few photos that fail at once, unreadable, are no speed), or once
+RATE_AFTER_SECONDS of work passed with at least one done (slow photos). Work starts when the first photo is
+handed to the engine, after the model load; time spent paused does not count."""
 
 
 @dataclass(frozen=True)
@@ -129,10 +131,10 @@ class RunProgress:
 
 
 def rate_and_eta(landed: int, seconds: float, remaining: int) -> tuple[float | None, float | None]:
-    """Photos per minute and seconds left, from ``landed`` photos that finished in ``seconds`` of working time
-    (both counted from the first photo's landing, pauses left out); (None, None) until the rate is real
-    (see :data:`RATE_AFTER_PHOTOS`)."""
-    if landed <= 0 or seconds <= 0 or (landed < RATE_AFTER_PHOTOS and seconds < RATE_AFTER_SECONDS):
+    """Photos per minute and seconds left, from ``landed`` photos done with in ``seconds`` of working time;
+    (None, None) until the rate is real (see :data:`RATE_AFTER_PHOTOS`)."""
+    enough = seconds >= RATE_AFTER_SECONDS or (landed >= RATE_AFTER_PHOTOS and seconds >= RATE_MIN_SECONDS)
+    if landed <= 0 or not enough:
         return None, None
     per_minute = landed / seconds * 60
     return per_minute, remaining / per_minute * 60

@@ -113,10 +113,11 @@ class _Runner:
         )
         self.recent: deque[tuple[int, str]] = deque(maxlen=REPEAT_WINDOW)
         self.started = time.monotonic()
-        # The speed is measured from the first photo that lands (its time carries the engine's warm-up),
-        # in working time: what Pause waited is taken off.
-        self.first_landed: float | None = None
-        self.landed_since_first = 0
+        # The speed is every photo done with since the first was handed to the engine (the model is loaded by
+        # then), in working time: what Pause waited is taken off. Counting from the start, not from the first
+        # answer, keeps photos that land together (a batch, requests in flight) from looking instantaneous.
+        self.work_started: float | None = None
+        self.landed = 0
         self.paused_seconds = 0.0
 
     # -- the loop ----------------------------------------------------------------------------------------
@@ -255,6 +256,8 @@ class _Runner:
         self.cancel.raise_if_cancelled()
         photo = self.catalog.photo(photo_id)
         started = time.perf_counter()
+        if self.work_started is None:
+            self.work_started, self.paused_seconds = time.monotonic(), 0.0
         if photo is None or photo.status != "present":
             self._fail(photo_id, "the photo is no longer in the library", "missing")
             return None
@@ -395,11 +398,7 @@ class _Runner:
 
     def _landed(self) -> None:
         """A photo is done with (tagged or failed): count it towards the speed, then report."""
-        now = time.monotonic()
-        if self.first_landed is None:
-            self.first_landed, self.paused_seconds = now, 0.0
-        else:
-            self.landed_since_first += 1
+        self.landed += 1
         self._report("")
 
     def _report(self, current: str, paused: bool = False) -> None:
@@ -408,8 +407,8 @@ class _Runner:
         counts = run_counts(self.catalog, self.run.id)
         now = time.monotonic()
         elapsed = now - self.started
-        working = now - self.first_landed - self.paused_seconds if self.first_landed is not None else 0.0
-        rate, eta = rate_and_eta(self.landed_since_first, working, counts.pending)
+        working = now - self.work_started - self.paused_seconds if self.work_started is not None else 0.0
+        rate, eta = rate_and_eta(self.landed, working, counts.pending)
         self.on_progress(
             RunProgress(
                 run_id=self.run.id,
