@@ -373,6 +373,18 @@ def test_batching_engine_gets_batches(tmp_path: Path) -> None:
         assert counts.done == 10 and engine.batches == [4, 4, 2] and engine.requests == []
 
 
+def test_a_batch_landing_at_once_is_not_an_instant_speed(tmp_path: Path) -> None:
+    """Four answers of a batch land within milliseconds; the speed still counts the time the batch took."""
+    root = make_library(tmp_path / "lib", 12)
+    seen: list[RunProgress] = []
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, RunSpec(image_tokens=16, batch_size=4), delay=0.1)
+        execute_run(catalog, plan.run_id, BatchingFakeEngine(config), on_progress=seen.append)
+    rates = [p.photos_per_minute for p in seen if p.photos_per_minute is not None]
+    assert rates, "12 photos at 0.1 s each give a speed"
+    assert max(rates) <= 600 * 1.05  # 0.1 s a photo: 600/min at the very most
+
+
 def test_vocabulary_constrains_the_schema_and_the_keywords(tmp_path: Path) -> None:
     root = make_library(tmp_path / "lib", 3)
     spec = RunSpec(image_tokens=16, vocabulary=("Square", "red", "blue"), synonyms={"tint 1": "red"})
