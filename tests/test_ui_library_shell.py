@@ -271,6 +271,7 @@ def test_stop_offers_resume_on_the_run_panel(qtbot, tmp_path: Path, library) -> 
     assert "resume" in panel.stats.text().lower()
     assert panel.resume_button.isVisible() and panel.close_button.isVisible()
     assert not window.view.banner.isVisible()  # one offer, on the panel that tells you about it
+    assert window.view.pause_action.isEnabled() and window.view.pause_action.text() == "&Resume Run"
     with qtbot.waitSignal(window.runs.finished, timeout=20_000) as finished:
         panel.resume_button.click()
     assert finished.args[0].state == "done" and finished.args[0].counts.done == 6
@@ -375,3 +376,19 @@ def test_the_privacy_banner_opens_settings(qtbot, library) -> None:
     answer_modal(qtbot, SettingsDialog, lambda dialog: (seen.append(True), dialog.reject()))
     window.view.privacy_banner.accept_button.click()
     assert seen == [True]
+
+
+def test_photos_menu_resumes_a_stopped_run(qtbot, tmp_path: Path, library) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    window = library(delay=0.3)
+    progress: list = []
+    window.runs.progressed.connect(progress.append)
+    window.runs.start_run(folder_run(window, root))
+    qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+    with qtbot.waitSignal(window.runs.finished, timeout=10_000):
+        window.view.stop_action.trigger()
+    with qtbot.waitSignal(window.runs.finished, timeout=20_000) as finished:
+        window.view.pause_action.trigger()
+    assert finished.args[0].state == "done" and finished.args[0].counts.done == 6
+    assert not window.view.pause_action.isEnabled()  # nothing left to pause or resume

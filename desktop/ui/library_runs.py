@@ -75,7 +75,7 @@ class RunsController(QObject):
         self._stopped_run: int | None = None  # the run the panel offers to resume after Stop
         self.privacy = PrivacyGuard(session, view, self.engine_config, self)
         view.tag_action.triggered.connect(self.open_run_dialog)
-        view.pause_action.triggered.connect(self.toggle_pause)
+        view.pause_action.triggered.connect(self._pause_action)
         view.stop_action.triggered.connect(self.stop_run)
         view.banner.dismiss_button.clicked.connect(view.banner.hide)
         view.banner.accept_button.clicked.connect(self._accept_banner)
@@ -274,8 +274,8 @@ class RunsController(QObject):
         panel.cancel_button.setVisible(live)
         panel.cancel_button.setEnabled(live)
         panel.close_button.setVisible(not live)
-        view.pause_action.setEnabled(state in ("running", "paused"))
-        view.pause_action.setText("&Resume Run" if state == "paused" else "&Pause Run")
+        view.pause_action.setEnabled(state in ("running", "paused", "stopped"))
+        view.pause_action.setText("&Resume Run" if state in ("paused", "stopped") else "&Pause Run")
         view.stop_action.setEnabled(live)
 
     def toggle_pause(self) -> None:
@@ -426,6 +426,13 @@ class RunsController(QObject):
 
     def _accept_banner(self) -> None:
         self._resume(int(self.view.banner.property("run_id")))
+
+    def _pause_action(self) -> None:
+        """Photos ▸ Pause Run / Resume Run: pause the run going on, or resume a paused or stopped one."""
+        if self._controller is not None:
+            self.toggle_pause()
+        else:
+            self._resume_from_panel()
 
     def _resume_from_panel(self) -> None:
         """The panel's Resume: go on with the paused run, or start the stopped one again."""
