@@ -392,3 +392,17 @@ def test_photos_menu_resumes_a_stopped_run(qtbot, tmp_path: Path, library) -> No
         window.view.pause_action.trigger()
     assert finished.args[0].state == "done" and finished.args[0].counts.done == 6
     assert not window.view.pause_action.isEnabled()  # nothing left to pause or resume
+
+
+def test_without_a_model_the_tag_dialog_names_the_setting_not_an_option(qtbot, library) -> None:
+    window = library(local=False)  # nothing chosen in the settings either
+    seen: list[tuple[str, bool]] = []
+
+    def look(dialog: RunDialogView) -> None:
+        seen.append((dialog.engine.text(), dialog.start_button.isEnabled()))
+        dialog.reject()
+
+    answer_modal(qtbot, RunDialogView, look)
+    window.view.tag_action.trigger()
+    text, can_start = seen[0]
+    assert "Settings" in text and "--" not in text and not can_start

@@ -33,6 +33,10 @@ from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
 from captioneer.desktop.ui.workers import BackendOpener
 
+NO_MODEL = (
+    "No model is set up yet: choose one in Edit ▸ Settings…, or with Models ▸ Set Up a Model… in the main "
+    "window."
+)
 FINISHED_TITLES = {
     "done": "Finished",
     "paused": "Stopped",
@@ -170,7 +174,7 @@ class RunsController(QObject):
             config = self.engine_config()
             dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
         except ConfigurationError as exc:
-            dialog.engine.setText(str(exc))
+            dialog.engine.setText(self.explain(exc))
             dialog.start_button.setEnabled(False)
         dialog.vocabulary_browse.clicked.connect(
             lambda: dialog.vocabulary.setText(
@@ -199,7 +203,15 @@ class RunsController(QObject):
                 return
             self.start_run(replace(request, on_reviewed=on_reviewed))
         except CaptioneerError as exc:
-            self.session.notify(str(exc))
+            self.session.notify(self.explain(exc))
+
+    def explain(self, exc: CaptioneerError) -> str:
+        """What the window says about ``exc``: without a model, where in the window to choose one (the core's
+        message names the command line's options)."""
+        settings, overrides = self.session.settings, self.overrides
+        engine = overrides.engine or settings.engine
+        model = overrides.model or (settings.model if engine == settings.engine else "")
+        return NO_MODEL if isinstance(exc, ConfigurationError) and not model else str(exc)
 
     def ask_about_reviewed(self, request: RunRequest, task_label: str) -> str | None:
         """When the run would tag photos whose current result was reviewed, ask once: ``skip``, ``replace`` or
@@ -446,9 +458,10 @@ class RunsController(QObject):
         try:
             self.resume_run(run_id)
         except CaptioneerError as exc:
-            self.session.notify(str(exc))
+            message = self.explain(exc)
+            self.session.notify(message)
             self.view.run_panel.show()
-            self.view.run_panel.stats.setText(str(exc))
+            self.view.run_panel.stats.setText(message)
 
     def _close_panel(self) -> None:
         """Hide the finished run's panel; a run it offered to resume is offered by the banner instead."""
