@@ -112,7 +112,9 @@ def save_window(window: QMainWindow, name: str, splitter: QSplitter | None = Non
     maximized = window.isMaximized()
     normal = window.normalGeometry()
     if maximized and normal.isValid():
-        rect = (normal.x(), normal.y(), normal.width(), normal.height())
+        # normalGeometry() leaves the frame out, move() puts it in: take the frame off so it does not creep.
+        frame_x, frame_y = window.geometry().x() - window.x(), window.geometry().y() - window.y()
+        rect = (normal.x() - frame_x, normal.y() - frame_y, normal.width(), normal.height())
     else:  # pos() is where move() puts the window, frame included; size() what resize() sets
         rect = (window.x(), window.y(), window.width(), window.height())
     place = WindowPlace(
