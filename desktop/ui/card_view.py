@@ -105,9 +105,7 @@ class CardView(QFrame):
         buttons.setContentsMargins(0, 0, 0, 0)
         buttons.setSpacing(6)
         for button, what in (
-            (self.copy_text, "text"),
-            (self.copy_alt, "alt_text"),
-            (self.copy_keywords, "keywords"),
+            (self.copy_text, "text"), (self.copy_alt, "alt_text"), (self.copy_keywords, "keywords")
         ):
             button.setEnabled(False)
             button.clicked.connect(lambda _checked=False, what=what: self.copyRequested.emit(what))
@@ -188,7 +186,9 @@ class CardView(QFrame):
         )
 
     def set_text(self, text: str, monospace: bool = False) -> None:
-        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont) if monospace else self.font()
+        font = (
+            QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont) if monospace else self.font()
+        )
         self.text.setFont(font)
         self.text.setText(text)
 

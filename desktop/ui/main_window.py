@@ -249,13 +249,8 @@ class MainWindow(QObject):
         if card.result is not None and card.result.ok:
             previous = copy_values(card.result).text or card.result.text
         prefix = card.view.text.text().rstrip()
-        self._run(
-            [card],
-            "question",
-            follow_up_question(previous, question),
-            shown_question=question,
-            prefix=f"{prefix}\n\nQ: {question}\nA: " if prefix else "",
-        )
+        self._run([card], "question", follow_up_question(previous, question), shown_question=question,
+                  prefix=f"{prefix}\n\nQ: {question}\nA: " if prefix else "")
         card.view.follow_up.clear()
 
     def _run(

@@ -95,10 +95,8 @@ class ModelManagerDialog(ModelManagerView):
         self.settings = settings
         self.entries: list[ModelEntry] = []
         self._verify: Call | None = None
-        self.intro.setText(
-            f"Models downloaded by Captioneer, in {models_dir()}. "
-            "Ollama keeps its own models (see `ollama list`)."
-        )
+        self.intro.setText(f"Models downloaded by Captioneer, in {models_dir()}. "
+                           "Ollama keeps its own models (see `ollama list`).")
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.verify_button.clicked.connect(self.verify_selected)
         self.cancel_button.clicked.connect(self._stop_verify)
@@ -184,9 +182,8 @@ class ModelManagerDialog(ModelManagerView):
         if entry.in_use(self.settings):
             warning = " It is the model Captioneer uses now; you will need to pick another."
         size = format_bytes(entry.manifest.size)
-        question = (
-            f"Delete {entry.label} ({size}) from this computer?{warning} You can download it again later."
-        )
+        question = (f"Delete {entry.label} ({size}) from this computer?{warning} "
+                    "You can download it again later.")
         if not self.confirm(question):
             return
         remove(entry.variant, models_dir())

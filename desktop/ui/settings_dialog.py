@@ -79,12 +79,8 @@ class SettingsDialog(SettingsView):
         self.quant.setEnabled(entry.quant_choice)
         self.device.setEnabled(entry.local_files)
         for field in (
-            self.server_parallel,
-            self.server_connect_timeout,
-            self.server_read_timeout,
-            self.server_request_timeout,
-            self.server_retry_down_after,
-            self.server_max_answer_kb,
+            self.server_parallel, self.server_connect_timeout, self.server_read_timeout,
+            self.server_request_timeout, self.server_retry_down_after, self.server_max_answer_kb,
         ):
             field.setEnabled(entry.server)
 

@@ -167,9 +167,7 @@ class SettingsView(QDialog):
 
         self.tabs = QTabWidget()
         for box, title in (
-            (engine_box, "Engine"),
-            (generation_box, "Generation"),
-            (servers_box, "Servers"),
+            (engine_box, "Engine"), (generation_box, "Generation"), (servers_box, "Servers"),
             (other_box, "Metadata and look"),
         ):
             box.setTitle("")

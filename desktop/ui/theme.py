@@ -104,10 +104,9 @@ def set_themed_style(widget: QWidget, maker: Callable[[bool], str]) -> None:
 def is_dark(widget: QWidget | None = None) -> bool:
     """Whether the current palette is dark (window colour darker than its text)."""
     palette = widget.palette() if widget is not None else QGuiApplication.palette()
-    return (
-        palette.color(QPalette.ColorRole.Window).lightness()
-        < palette.color(QPalette.ColorRole.WindowText).lightness()
-    )
+    return palette.color(QPalette.ColorRole.Window).lightness() < palette.color(
+        QPalette.ColorRole.WindowText
+    ).lightness()
 
 
 def heading(text: str) -> QLabel:

@@ -53,8 +53,7 @@ def hardware_lines(facts: HardwareFacts) -> list[tuple[str, str]]:
         ("Engines installed", ", ".join(engines) if engines else "none"),
         (
             "Ollama",
-            f"running (version {ollama.version}) at {ollama.host}"
-            if ollama.running
+            f"running (version {ollama.version}) at {ollama.host}" if ollama.running
             else f"not running at {ollama.host}",
         ),
     ]
@@ -231,17 +230,13 @@ class SetupWizard(SetupWizardView):
         variant = profile.variant
         page = self.download_page
         if variant.entry.server_pulls_models:
-            page.what.setText(
-                f"{variant.model.name}, {variant.quant}, pulled by Ollama as {variant.tag} "
-                f"({variant.download_gb:.1f} GB)."
-            )
+            page.what.setText(f"{variant.model.name}, {variant.quant}, pulled by Ollama as {variant.tag} "
+                              f"({variant.download_gb:.1f} GB).")
             page.where.setText("Ollama keeps its own copy of the model.")
             page.download_button.setText("Pull with Ollama")
         else:
-            page.what.setText(
-                f"{variant.model.name}, {variant.quant} for the {variant.engine} engine: "
-                f"{variant.download_gb:.1f} GB from {variant.repo} on Hugging Face."
-            )
+            page.what.setText(f"{variant.model.name}, {variant.quant} for the {variant.engine} engine: "
+                              f"{variant.download_gb:.1f} GB from {variant.repo} on Hugging Face.")
             page.where.setText(f"Saved in {models_dir()}")
             installed = installed_model(variant, models_dir())
             if installed is not None:
@@ -277,13 +272,8 @@ class SetupWizard(SetupWizardView):
                     pull(variant, models_dir(), endpoint=endpoint, progress=progress, cancel=cancel)
                 )
 
-        self._download = self._run(
-            work,
-            self._download_done,
-            self._download_failed,
-            self._download_progress,
-            self._download_cancelled,
-        )
+        self._download = self._run(work, self._download_done, self._download_failed,
+                                   self._download_progress, self._download_cancelled)
 
     def cancel_download(self) -> None:
         if self._download is not None:
@@ -335,11 +325,8 @@ class SetupWizard(SetupWizardView):
     def start_test(self) -> None:
         page = self.test_page
         picture = draw_test_picture(cache_dir() / "wizard-test.png")
-        pixmap = QPixmap(str(picture)).scaled(
-            page.picture.size(),
-            Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation,
-        )
+        pixmap = QPixmap(str(picture)).scaled(page.picture.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                              Qt.TransformationMode.SmoothTransformation)
         page.picture.setPixmap(pixmap)
         page.caption.setText("Loading the model and captioning the test picture…")
         page.measured.setText("")
@@ -353,17 +340,15 @@ class SetupWizard(SetupWizardView):
             backend = opener(config)
             backend.load(progress, cancel)
             try:
-                result = caption_file(
-                    backend, picture, get_task("caption"), image_tokens=config.image_tokens, cancel=cancel
-                )
+                result = caption_file(backend, picture, get_task("caption"),
+                                      image_tokens=config.image_tokens, cancel=cancel)
                 info = backend.info()
             finally:
                 backend.unload()
             return result, info
 
-        self._test = self._run(
-            work, self._tested, self._test_failed, lambda _f, message: page.caption.setText(message)
-        )
+        self._test = self._run(work, self._tested, self._test_failed,
+                               lambda _f, message: page.caption.setText(message))
 
     def _tested(self, value: object) -> None:
         result, info = cast(tuple[CaptionResult, BackendInfo], value)
@@ -376,16 +361,11 @@ class SetupWizard(SetupWizardView):
         self.test_result, self.test_info = result, info
         profile = self.selected_profile()
         memory = f"{info.memory_bytes / 1024**3:.1f} GB" if info.memory_bytes else "not reported"
-        estimate = (
-            f" (estimated ≈ {profile.seconds_per_photo:.0f} s and {profile.memory_gb:.1f} GB)"
-            if profile
-            else ""
-        )
+        estimate = (f" (estimated ≈ {profile.seconds_per_photo:.0f} s and {profile.memory_gb:.1f} GB)"
+                    if profile else "")
         page.caption.setText(f"“{result.text}”")
-        page.measured.setText(
-            f"Measured here: {result.seconds:.1f} s per image, memory {memory}{estimate}. "
-            "Press “Save and start” to use this model."
-        )
+        page.measured.setText(f"Measured here: {result.seconds:.1f} s per image, memory {memory}{estimate}. "
+                              "Press “Save and start” to use this model.")
         page.completeChanged.emit()
 
     def _test_failed(self, message: str) -> None:

@@ -80,10 +80,8 @@ class DownloadPageView(CheckedPage):
     def __init__(self) -> None:
         super().__init__()
         self.setTitle("Download the model")
-        self.setSubTitle(
-            "The model is downloaded once and kept on this computer. Only the download itself "
-            "uses the internet; your photos never leave this computer."
-        )
+        self.setSubTitle("The model is downloaded once and kept on this computer. Only the download itself "
+                         "uses the internet; your photos never leave this computer.")
         self.what = _wrapped()
         self.where = _wrapped()
         self.progress = QProgressBar()

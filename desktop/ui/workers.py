@@ -107,12 +107,8 @@ class CaptionWorker(QObject):
         started = time.perf_counter()
         try:
             result = caption_file(
-                backend,
-                job.path,
-                get_task(job.task_id),
-                task_options=job.task_options,
-                sampling=job.sampling,
-                image_tokens=job.image_tokens,
+                backend, job.path, get_task(job.task_id),
+                task_options=job.task_options, sampling=job.sampling, image_tokens=job.image_tokens,
                 on_chunk=lambda text: self.chunk.emit(job.card_id, text),
                 on_retry=lambda reason: self.retrying.emit(job.card_id, reason),
                 cancel=cancel,
