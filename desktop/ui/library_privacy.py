@@ -5,6 +5,7 @@ the settings' ``remote_servers_allowed``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from html import escape
 
 from PySide6.QtCore import QObject, Signal
 
@@ -22,19 +23,20 @@ def servers_to_ask(destinations: Sequence[str], allowed: Sequence[str]) -> tuple
 
 
 def privacy_note(destinations: Sequence[str], allowed: Sequence[str] = ()) -> str:
-    """The banner's line: which server(s) tagging sends photos to, and whether the person already agreed;
-    empty when photos stay here."""
+    """The banner's text (rich text): which server(s) tagging sends photos to, each on a line of its own (Qt
+    would break an address after its ``//``), and whether the person already agreed; empty when photos stay
+    here."""
     if not destinations:
         return ""
-    where = ", ".join(destinations)
+    where = "<br>".join(f"<b>{escape(server)}</b>" for server in destinations)
     asks = (
         "You agreed to send photos there."
         if not servers_to_ask(destinations, allowed)
         else "The first run asks before anything is sent."
     )
     return (
-        f"Tagging sends photos to {where}, a server on another computer. {asks} Choose a local engine in "
-        "Settings to keep photos on this computer."
+        f"Tagging sends photos to a server on another computer:<br>{where}<br>{asks} Choose a local engine "
+        "in Settings to keep photos on this computer."
     )
 
 
