@@ -406,3 +406,19 @@ def test_without_a_model_the_tag_dialog_names_the_setting_not_an_option(qtbot, l
     window.view.tag_action.trigger()
     text, can_start = seen[0]
     assert "Settings" in text and "--" not in text and not can_start
+
+
+def test_opening_the_library_again_keeps_it_maximized(qtbot) -> None:
+    main = MainWindow(opener=lambda config: FakeEngine(fake_config()))
+    qtbot.addWidget(main.view)
+    window = open_library(main)
+    try:
+        window.view.showMaximized()
+        qtbot.waitUntil(window.view.isMaximized)
+        window.view.showMinimized()
+        qtbot.waitUntil(window.view.isMinimized)
+        assert open_library(main) is window
+        assert window.view.isMaximized() and not window.view.isMinimized()
+    finally:
+        window.shutdown()
+        main.shutdown()

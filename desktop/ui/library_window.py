@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStringListModel, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QStringListModel, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
@@ -220,9 +220,12 @@ def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryW
     cannot be opened is explained in a message box, and None is returned."""
     for window in owner.findChildren(LibraryWindow):
         if not window.closed:
-            window.view.showNormal()
-            window.view.raise_()
-            window.view.activateWindow()
+            view = window.view
+            # Out of the Dock or taskbar, but still maximized if it was (showNormal would undo that).
+            view.setWindowState(view.windowState() & ~Qt.WindowState.WindowMinimized)
+            view.show()
+            view.raise_()
+            view.activateWindow()
             return window
     parent = getattr(owner, "view", None)
     try:
