@@ -256,15 +256,21 @@ def test_time_left_waits_for_a_real_rate_and_pause_waits_for_the_photo(
     assert finished.args[0].state == "done" and finished.args[0].counts.done == 12
 
 
-def test_stop_offers_resume_on_the_run_panel(qtbot, tmp_path: Path, library) -> None:
+def running(qtbot, tmp_path: Path, library) -> LibraryWindow:
+    """A window tagging ten photos (a few seconds' run: time to stop it), its first photo done."""
     root = tmp_path / "Photos"
-    make_photos(root, 10)  # a few seconds' run: time to stop it
+    make_photos(root, 10)
     window = library(delay=0.3)
-    panel = window.view.run_panel
     progress: list = []
     window.runs.progressed.connect(progress.append)
     window.runs.start_run(folder_run(window, root))
     qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+    return window
+
+
+def test_stop_offers_resume_on_the_run_panel(qtbot, tmp_path: Path, library) -> None:
+    window = running(qtbot, tmp_path, library)
+    panel = window.view.run_panel
     with qtbot.waitSignal(window.runs.finished, timeout=10_000) as stopped:
         panel.cancel_button.click()
     assert stopped.args[0].state == "paused"
@@ -281,13 +287,7 @@ def test_stop_offers_resume_on_the_run_panel(qtbot, tmp_path: Path, library) -> 
 
 
 def test_closing_a_stopped_run_panel_leaves_the_offer_in_the_banner(qtbot, tmp_path: Path, library) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root, 10)  # a few seconds' run: time to stop it
-    window = library(delay=0.3)
-    progress: list = []
-    window.runs.progressed.connect(progress.append)
-    window.runs.start_run(folder_run(window, root))
-    qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+    window = running(qtbot, tmp_path, library)
     with qtbot.waitSignal(window.runs.finished, timeout=10_000):
         window.runs.stop_run()
     window.view.run_panel.close_button.click()
@@ -379,13 +379,7 @@ def test_the_privacy_banner_opens_settings(qtbot, library) -> None:
 
 
 def test_photos_menu_resumes_a_stopped_run(qtbot, tmp_path: Path, library) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root, 10)  # a few seconds' run: time to stop it
-    window = library(delay=0.3)
-    progress: list = []
-    window.runs.progressed.connect(progress.append)
-    window.runs.start_run(folder_run(window, root))
-    qtbot.waitUntil(lambda: any(p.done >= 1 for p in progress), timeout=10_000)
+    window = running(qtbot, tmp_path, library)
     with qtbot.waitSignal(window.runs.finished, timeout=10_000):
         window.view.stop_action.trigger()
     with qtbot.waitSignal(window.runs.finished, timeout=20_000) as finished:
