@@ -23,6 +23,12 @@ from captioneer.backends.host_process import FAULT_INJECTION_KEY
 from captioneer.backends.request import GenerationRequest
 from captioneer.desktop.core.images import engine_budget, prepare_image
 from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.library.run_spec import (
+    RATE_AFTER_PHOTOS,
+    RATE_AFTER_SECONDS,
+    RATE_MIN_SECONDS,
+    rate_and_eta,
+)
 from captioneer.desktop.library.runs import (
     RunController,
     RunPlan,
@@ -73,7 +79,7 @@ def test_run_tags_every_photo_once_with_clean_keywords_and_provenance(tmp_path: 
     root = make_library(tmp_path / "lib", 12)
     seen: list[RunProgress] = []
     with open_catalog() as catalog:
-        plan, config = setup_run(catalog, root)
+        plan, config = setup_run(catalog, root, delay=0.1)  # slow enough for a speed to show
         assert (plan.added, plan.resumed, plan.already_done) == (12, False, 0)
         engine = FakeEngine(config)
         counts = execute_run(catalog, plan.run_id, engine, on_progress=seen.append)
@@ -99,6 +105,52 @@ def test_run_tags_every_photo_once_with_clean_keywords_and_provenance(tmp_path: 
         assert seen[-1].finished == 12 and seen[-1].photos_per_minute and seen[-1].photos_per_minute > 0
         assert any(p.eta_seconds is not None for p in seen[:-1])
         assert "photos/min" in seen[-1].describe() and "run " in seen[-1].describe()
+
+
+@pytest.mark.parametrize(
+    ("landed", "seconds", "remaining", "expected"),
+    [
+        (0, 0.0, 10, (None, None)),  # nothing landed after the first photo yet
+        (RATE_AFTER_PHOTOS - 1, 2.0, 10, (None, None)),  # too few photos, too short a time
+        (RATE_AFTER_PHOTOS, 3.0, 10, (60.0, 10.0)),  # 3 photos in 3 s: 60/min, 10 left take 10 s
+        (5, RATE_MIN_SECONDS / 2, 10, (None, None)),  # five unreadable photos failing at once are no speed
+        (1, RATE_AFTER_SECONDS, 5, (3.0, 100.0)),  # one slow photo, but long enough to trust
+        (4, 0.0, 5, (None, None)),  # no working time (a clock that did not move)
+    ],
+)
+def test_rate_and_eta_wait_for_a_real_rate(landed, seconds, remaining, expected) -> None:
+    rate, eta = rate_and_eta(landed, seconds, remaining)
+    if expected[0] is None:
+        assert (rate, eta) == expected
+    else:
+        assert (rate, eta) == pytest.approx(expected)
+
+
+def test_the_rate_leaves_out_the_time_paused(tmp_path: Path) -> None:
+    """A run paused for seconds mid-way reports the speed it tags at, not one the pause dragged down; the
+    report while it waits says it is paused, with no time left."""
+    root = make_library(tmp_path / "lib", 10)
+    seen: list[RunProgress] = []
+    controller = RunController()
+    pause_s = 4.0
+
+    def on_progress(progress: RunProgress) -> None:
+        seen.append(progress)
+        if progress.finished == 4 and not progress.paused and not any(p.paused for p in seen):
+            controller.pause()
+            threading.Timer(pause_s, controller.resume).start()
+
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, delay=0.1)
+        execute_run(catalog, plan.run_id, FakeEngine(config), controller=controller, on_progress=on_progress)
+    paused = [p for p in seen if p.paused]
+    assert len(paused) == 1 and paused[0].finished == 4 and paused[0].eta_seconds is None
+    rated = [p for p in seen if p.photos_per_minute is not None]
+    assert rated[0].finished >= RATE_AFTER_PHOTOS
+    last = seen[-1]
+    # 0.1 s a photo is at most 600/min; with the pause counted it would be under 10 / (1 + 4) s = 120/min.
+    assert last.photos_per_minute > 200, last.photos_per_minute
+    assert last.elapsed >= pause_s  # elapsed stays wall time: the run did take that long
 
 
 def test_done_photos_are_skipped_unless_redo(tmp_path: Path) -> None:
@@ -163,7 +215,9 @@ def test_a_photo_that_crashes_the_engine_host_is_quarantined_by_the_hosts_rule(
     poison = root / "sub2" / "photo_002.png"
     model, mmproj = tiny_gguf
     config = EngineConfig(
-        engine="gguf", model=str(model), image_tokens=16,
+        engine="gguf",
+        model=str(model),
+        image_tokens=16,
         options={"mmproj": str(mmproj), "device": "cpu", "threads": 1},
     )
     spec = RunSpec(task="caption", image_tokens=16, sampling={"max_new_tokens": 4, "temperature": 0.0})
@@ -317,6 +371,18 @@ def test_batching_engine_gets_batches(tmp_path: Path) -> None:
         engine = BatchingFakeEngine(config)
         counts = execute_run(catalog, plan.run_id, engine)
         assert counts.done == 10 and engine.batches == [4, 4, 2] and engine.requests == []
+
+
+def test_a_batch_landing_at_once_is_not_an_instant_speed(tmp_path: Path) -> None:
+    """Four answers of a batch land within milliseconds; the speed still counts the time the batch took."""
+    root = make_library(tmp_path / "lib", 12)
+    seen: list[RunProgress] = []
+    with open_catalog() as catalog:
+        plan, config = setup_run(catalog, root, RunSpec(image_tokens=16, batch_size=4), delay=0.1)
+        execute_run(catalog, plan.run_id, BatchingFakeEngine(config), on_progress=seen.append)
+    rates = [p.photos_per_minute for p in seen if p.photos_per_minute is not None]
+    assert rates, "12 photos at 0.1 s each give a speed"
+    assert max(rates) <= 600 * 1.05  # 0.1 s a photo: 600/min at the very most
 
 
 def test_vocabulary_constrains_the_schema_and_the_keywords(tmp_path: Path) -> None:

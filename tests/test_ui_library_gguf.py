@@ -76,12 +76,18 @@ def test_tag_review_write_and_find_with_the_real_engine(qtbot, tmp_path: Path, t
         assert spec.image_tokens == 64
         hosts: list[int] = []
         window.runs.progressed.connect(lambda _p: hosts.append(len(engine_hosts())))
+        seen: list = []
+        window.runs.progressed.connect(seen.append)
         with qtbot.waitSignal(window.runs.finished, timeout=240_000) as finished:
             window.runs.start_run(window.runs.run_request("folder", spec))
         outcome = finished.args[0]
         assert outcome.state == "done", outcome.message
         assert outcome.counts.done + outcome.counts.failed == 3 and outcome.counts.done >= 1
         assert max(hosts) >= 1, "the model ran in this process, not in the engine host process"
+        # The model load and the first photo give no speed and no time left: one photo is not a rate.
+        assert seen and all(
+            p.eta_seconds is None and p.photos_per_minute is None for p in seen if p.finished < 2
+        )
         qtbot.waitUntil(lambda: window.model.photo_row(0).status != "untagged", timeout=10_000)
 
         # Review at keyboard speed: approve each tagged photo.

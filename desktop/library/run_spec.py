@@ -1,12 +1,15 @@
-"""What a tagging run is: the spec it asks of every photo, its stored record, its counts and its progress."""
+"""What a tagging run is: the spec it asks of every photo, its stored record, its counts and its progress, and
+the controller that pauses, resumes and cancels it."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from captioneer.backends.cancel import CancelToken
 from captioneer.backends.request import SamplingOptions
 from captioneer.desktop.core.images import DEFAULT_IMAGE_TOKENS
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions
@@ -14,6 +17,13 @@ from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
 
 RESUMABLE_STATES = ("pending", "running", "paused")
 """Run states a new run with the same scope, task, model and prompt resumes instead of starting afresh."""
+RATE_AFTER_PHOTOS = 3
+RATE_MIN_SECONDS = 1.0
+RATE_AFTER_SECONDS = 20.0
+"""A run's speed (and so its time left) is first shown once this many photos are done with in at least
+RATE_MIN_SECONDS of work (a few photos that fail at once, unreadable, are no speed), or once
+RATE_AFTER_SECONDS of work passed with at least one done (slow photos). Work starts when the first photo is
+handed to the engine, after the model load; time spent paused does not count."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,8 @@ class RunProgress:
     photos_per_minute: float | None
     eta_seconds: float | None
     current: str = ""
+    paused: bool = False
+    """The run is waiting for Resume (the photo that was in flight when Pause was asked has landed)."""
 
     @property
     def finished(self) -> int:
@@ -116,6 +128,45 @@ class RunProgress:
         if self.eta_seconds is not None:
             parts.append(f"ETA {format_duration(self.eta_seconds)}")
         return " · ".join(parts)
+
+
+def rate_and_eta(landed: int, seconds: float, remaining: int) -> tuple[float | None, float | None]:
+    """Photos per minute and seconds left, from ``landed`` photos done with in ``seconds`` of working time;
+    (None, None) until the rate is real (see :data:`RATE_AFTER_PHOTOS`)."""
+    enough = seconds >= RATE_AFTER_SECONDS or (landed >= RATE_AFTER_PHOTOS and seconds >= RATE_MIN_SECONDS)
+    if landed <= 0 or not enough:
+        return None, None
+    per_minute = landed / seconds * 60
+    return per_minute, remaining / per_minute * 60
+
+
+class RunController:
+    """Pause, resume and cancel a run from another thread (the window, a signal handler)."""
+
+    def __init__(self) -> None:
+        self.cancel_token = CancelToken()
+        self._running = threading.Event()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block while paused; raise Cancelled if cancelled meanwhile."""
+        while not self._running.wait(0.2):
+            self.cancel_token.raise_if_cancelled()
+        self.cancel_token.raise_if_cancelled()
 
 
 ProgressCallback = Callable[[RunProgress], None]

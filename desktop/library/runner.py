@@ -4,7 +4,6 @@ answered through the answer pipeline, checked, and stored with its queue item; p
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from captioneer.backends.base import Backend
-from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import (
     Cancelled,
     CaptioneerError,
@@ -48,7 +46,15 @@ from captioneer.desktop.library.quality import (
     normalise_caption,
     repeated_caption,
 )
-from captioneer.desktop.library.run_spec import EventCallback, ProgressCallback, Run, RunCounts, RunProgress
+from captioneer.desktop.library.run_spec import (
+    EventCallback,
+    ProgressCallback,
+    Run,
+    RunController,
+    RunCounts,
+    RunProgress,
+    rate_and_eta,
+)
 
 FAILURE_LIMIT = 2
 """A photo whose generation failed this many times (not a crash: the engine host's quarantine rule decides
@@ -58,35 +64,6 @@ UNUSABLE_IMAGE_KINDS = frozenset(
 )
 """Image failures that will not go away by trying again: the photo is marked unreadable until it changes."""
 SAME_CAPTION = "same caption as neighbouring photos"
-
-
-class RunController:
-    """Pause, resume and cancel a run from another thread (the window, a signal handler)."""
-
-    def __init__(self) -> None:
-        self.cancel_token = CancelToken()
-        self._running = threading.Event()
-        self._running.set()
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    def cancel(self) -> None:
-        self.cancel_token.cancel()
-        self._running.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def wait_while_paused(self) -> None:
-        """Block while paused; raise Cancelled if cancelled meanwhile."""
-        while not self._running.wait(0.2):
-            self.cancel_token.raise_if_cancelled()
-        self.cancel_token.raise_if_cancelled()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -136,7 +113,12 @@ class _Runner:
         )
         self.recent: deque[tuple[int, str]] = deque(maxlen=REPEAT_WINDOW)
         self.started = time.monotonic()
-        self.processed_here = 0
+        # The speed is every photo done with since the first was handed to the engine (the model is loaded by
+        # then), in working time: what Pause waited is taken off. Counting from the start, not from the first
+        # answer, keeps photos that land together (a batch, requests in flight) from looking instantaneous.
+        self.work_started: float | None = None
+        self.landed = 0
+        self.paused_seconds = 0.0
 
     # -- the loop ----------------------------------------------------------------------------------------
 
@@ -150,7 +132,7 @@ class _Runner:
             if width > 1:
                 self._process_in_flight(width)
             while True:
-                self.controller.wait_while_paused()
+                self._wait_while_paused()
                 batch = self._next_items()
                 if not batch:
                     break
@@ -166,6 +148,18 @@ class _Runner:
         counts = run_counts(self.catalog, self.run.id)
         set_run_state(self.catalog, self.run.id, "done")
         return counts
+
+    def _wait_while_paused(self) -> None:
+        """Wait for Resume when paused, saying so first: the photo in flight has landed by now."""
+        if not self.controller.paused:
+            return
+        waiting = time.monotonic()
+        self._report("", paused=True)
+        try:
+            self.controller.wait_while_paused()
+        finally:
+            self.paused_seconds += time.monotonic() - waiting
+        self._report("")
 
     def _next_items(self) -> list[int]:
         """The next pending photos in queue order: a batch where the engine batches, else one."""
@@ -224,7 +218,7 @@ class _Runner:
                             raise fatal
                         if not self.controller.paused:
                             return
-                        self.controller.wait_while_paused()
+                        self._wait_while_paused()
                         continue
                     landed, _ = wait(flying, timeout=0.2, return_when=FIRST_COMPLETED)
                     self.cancel.raise_if_cancelled()
@@ -262,6 +256,8 @@ class _Runner:
         self.cancel.raise_if_cancelled()
         photo = self.catalog.photo(photo_id)
         started = time.perf_counter()
+        if self.work_started is None:
+            self.work_started, self.paused_seconds = time.monotonic(), 0.0
         if photo is None or photo.status != "present":
             self._fail(photo_id, "the photo is no longer in the library", "missing")
             return None
@@ -386,30 +382,33 @@ class _Runner:
             self.catalog, self.run, photo.id, outcome, suspects=suspects, suspect_reason=SAME_CAPTION
         )
         self.recent.append((result_id, outcome.caption))
-        self.processed_here += 1
-        self._report("")
+        self._landed()
 
     def _fail(self, photo_id: int, error: str, kind: str) -> None:
         record_failure(
             self.catalog, self.run.id, photo_id, error, kind, unreadable=kind in UNUSABLE_IMAGE_KINDS
         )
-        self.processed_here += 1
         photo = self.catalog.photo(photo_id)
         self._event(f"{photo.path if photo else photo_id}: {error}")
-        self._report("")
+        self._landed()
 
     def _event(self, message: str) -> None:
         if self.on_event is not None:
             self.on_event(message)
 
-    def _report(self, current: str) -> None:
+    def _landed(self) -> None:
+        """A photo is done with (tagged or failed): count it towards the speed, then report."""
+        self.landed += 1
+        self._report("")
+
+    def _report(self, current: str, paused: bool = False) -> None:
         if self.on_progress is None:
             return
         counts = run_counts(self.catalog, self.run.id)
-        elapsed = time.monotonic() - self.started
-        rate = self.processed_here / (elapsed / 60) if self.processed_here and elapsed > 0 else None
-        remaining = counts.pending
-        eta = remaining / rate * 60 if rate else None
+        now = time.monotonic()
+        elapsed = now - self.started
+        working = now - self.work_started - self.paused_seconds if self.work_started is not None else 0.0
+        rate, eta = rate_and_eta(self.landed, working, counts.pending)
         self.on_progress(
             RunProgress(
                 run_id=self.run.id,
@@ -419,8 +418,9 @@ class _Runner:
                 needs_review=counts.needs_review,
                 elapsed=elapsed,
                 photos_per_minute=rate,
-                eta_seconds=eta,
+                eta_seconds=None if paused else eta,
                 current=current,
+                paused=paused,
             )
         )
 

@@ -34,12 +34,13 @@ from captioneer.desktop.library.run_spec import (
     EventCallback,
     ProgressCallback,
     Run,
+    RunController,
     RunCounts,
     RunProgress,
     RunSpec,
     format_duration,
 )
-from captioneer.desktop.library.runner import RunController, execute_run, server_notices
+from captioneer.desktop.library.runner import execute_run, server_notices
 
 __all__ = [
     "RESUMABLE_STATES",

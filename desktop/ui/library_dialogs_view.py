@@ -1,8 +1,10 @@
 """The library window's dialogs, layout only: what to tag and how (Tag Photos), what to do with photos
-already reviewed (Reviewed Photos), the metadata write with its per-file preview (Write Metadata), and the
-list of writes to undo one of (Undo a Write)."""
+already reviewed (Reviewed Photos), whether photos may go to another computer (Send Photos), the metadata
+write with its per-file preview (Write Metadata), and the list of writes to undo one of (Undo a Write)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
@@ -100,6 +102,25 @@ class ReviewedQuestionView(QMessageBox):
         self.keep_button = self.addButton("Keep Both as Versions", QMessageBox.ButtonRole.ActionRole)
         self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
         self.setDefaultButton(self.skip_button)
+        self.setEscapeButton(self.cancel_button)
+
+
+class RemoteQuestionView(QMessageBox):
+    """Tagging would send photos to servers on other computers: ask once per address before the first goes."""
+
+    def __init__(self, servers: Sequence[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Send Photos to Another Computer?")
+        self.setIcon(QMessageBox.Icon.Question)
+        named = "\n".join(servers)
+        self.setText(f"Tagging sends each photo to a server that is not this computer:\n{named}")
+        self.setInformativeText(
+            "Send Photos: the photos of this run, and of later runs to the same server, go there to be "
+            "described. Cancel: nothing is sent; choose a local engine in Settings to keep photos here."
+        )
+        self.send_button = self.addButton("Send Photos", QMessageBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.addButton(QMessageBox.StandardButton.Cancel)
+        self.setDefaultButton(self.cancel_button)  # Enter must not send photos away
         self.setEscapeButton(self.cancel_button)
 
 

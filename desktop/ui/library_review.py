@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QObject, QStringListModel, Qt, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QCompleter
 
 from captioneer.desktop.library.browse import (
@@ -25,6 +24,7 @@ from captioneer.desktop.ui.library_detail_view import DetailPanel
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
+from captioneer.desktop.ui.library_view import add_shortcut
 
 
 class KeywordCompleter(QCompleter):
@@ -82,16 +82,11 @@ class ReviewController(QObject):
             ("K", selection.previous_photo),
             ("U", self.undo_review),
         ):
-            QShortcut(QKeySequence(key), grid, slot, context=Qt.ShortcutContext.WidgetShortcut)
+            add_shortcut(key, grid, slot, Qt.ShortcutContext.WidgetShortcut)
         for key, slot in (("Ctrl+S", self.save_edits), ("Ctrl+Return", self.save_and_approve)):
-            QShortcut(QKeySequence(key), detail, slot, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        QShortcut(
-            QKeySequence("Escape"),
-            detail,
-            self.leave_editor,
-            context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
-        )
-        QShortcut(QKeySequence("Ctrl+Z"), grid, self.undo_review, context=Qt.ShortcutContext.WidgetShortcut)
+            add_shortcut(key, detail, slot, Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        add_shortcut("Escape", detail, self.leave_editor, Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        add_shortcut("Ctrl+Z", grid, self.undo_review, Qt.ShortcutContext.WidgetShortcut)
 
         detail.approve_button.clicked.connect(self.approve)
         detail.reject_button.clicked.connect(self.reject)

@@ -18,11 +18,13 @@ from captioneer.desktop.ui.theme import heading
 
 
 class RunPanel(QFrame):
-    """The running (or paused) tagging run: what it is working on now, how far, how fast, pause and cancel."""
+    """The running (or paused, or stopped) tagging run: what it is working on now, how far, how fast; pause,
+    resume and stop."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # a click on the panel, then Escape, stops the run
         self.live = QLabel()
         self.live.setFixedSize(QSize(96, 72))
         self.live.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -36,8 +38,12 @@ class RunPanel(QFrame):
         self.event = QLabel()
         self.event.setWordWrap(True)
         self.pause_button = QPushButton("Pause")
+        self.pause_button.setToolTip("Pause after the photo being tagged now")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Go on tagging where the run left off")
+        self.resume_button.hide()
         self.cancel_button = QPushButton("Stop")
-        self.cancel_button.setToolTip("Stop after the current photo; the run can be resumed later")
+        self.cancel_button.setToolTip("Stop after the current photo (Esc); the run can be resumed later")
         self.close_button = QPushButton("Close")
         self.close_button.setToolTip("Hide this panel")
         self.close_button.hide()
@@ -51,6 +57,7 @@ class RunPanel(QFrame):
         text.addWidget(self.event)
         buttons = QVBoxLayout()
         buttons.addWidget(self.pause_button)
+        buttons.addWidget(self.resume_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.close_button)
         buttons.addStretch(1)
@@ -61,7 +68,7 @@ class RunPanel(QFrame):
 
 
 class Banner(QFrame):
-    """A one-line notice across the top with up to two buttons (offer to resume a run, read-only notes)."""
+    """A one-line notice across the top with up to two buttons (offer to resume a run, where photos go)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -25,6 +25,7 @@ from captioneer.desktop.library.runs import (
 )
 from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
+from captioneer.desktop.ui.library_privacy import PrivacyGuard
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
@@ -32,6 +33,10 @@ from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.library_workers import RunOutcome, RunRequest, RunWorker
 from captioneer.desktop.ui.workers import BackendOpener
 
+NO_MODEL = (
+    "No model is set up yet: choose one in Edit ▸ Settings…, or with Models ▸ Set Up a Model… in the main "
+    "window."
+)
 FINISHED_TITLES = {
     "done": "Finished",
     "paused": "Stopped",
@@ -71,12 +76,18 @@ class RunsController(QObject):
         self._worker: RunWorker | None = None
         self._controller: RunController | None = None
         self._live_photo = ""
+        self._stopped_run: int | None = None  # the run the panel offers to resume after Stop
+        self.privacy = PrivacyGuard(session, view, self.engine_config, self)
         view.tag_action.triggered.connect(self.open_run_dialog)
+        view.pause_action.triggered.connect(self._pause_action)
+        view.stop_action.triggered.connect(self.stop_run)
         view.banner.dismiss_button.clicked.connect(view.banner.hide)
         view.banner.accept_button.clicked.connect(self._accept_banner)
-        view.run_panel.pause_button.clicked.connect(self.toggle_pause)
-        view.run_panel.cancel_button.clicked.connect(self.stop_run)
-        view.run_panel.close_button.clicked.connect(view.run_panel.hide)
+        panel = view.run_panel
+        panel.pause_button.clicked.connect(self.toggle_pause)
+        panel.resume_button.clicked.connect(self._resume_from_panel)
+        panel.cancel_button.clicked.connect(self.stop_run)
+        panel.close_button.clicked.connect(self._close_panel)
         thumbs.ready.connect(self._live_ready)
 
     def engine_config(self) -> EngineConfig:
@@ -163,7 +174,7 @@ class RunsController(QObject):
             config = self.engine_config()
             dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
         except ConfigurationError as exc:
-            dialog.engine.setText(str(exc))
+            dialog.engine.setText(self.explain(exc))
             dialog.start_button.setEnabled(False)
         dialog.vocabulary_browse.clicked.connect(
             lambda: dialog.vocabulary.setText(
@@ -192,7 +203,15 @@ class RunsController(QObject):
                 return
             self.start_run(replace(request, on_reviewed=on_reviewed))
         except CaptioneerError as exc:
-            self.session.notify(str(exc))
+            self.session.notify(self.explain(exc))
+
+    def explain(self, exc: CaptioneerError) -> str:
+        """What the window says about ``exc``: without a model, where in the window to choose one (the core's
+        message names the command line's options)."""
+        settings, overrides = self.session.settings, self.overrides
+        engine = overrides.engine or settings.engine
+        model = overrides.model or (settings.model if engine == settings.engine else "")
+        return NO_MODEL if isinstance(exc, ConfigurationError) and not model else str(exc)
 
     def ask_about_reviewed(self, request: RunRequest, task_label: str) -> str | None:
         """When the run would tag photos whose current result was reviewed, ask once: ``skip``, ``replace`` or
@@ -218,8 +237,9 @@ class RunsController(QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def start_run(self, request: RunRequest) -> None:
-        """Start tagging on a worker thread; ``progressed`` and then ``finished`` follow.
+    def start_run(self, request: RunRequest) -> bool:
+        """Start tagging on a worker thread; ``progressed`` and then ``finished`` follow. False when the run
+        did not start because the person would not send photos to another computer.
 
         Raises:
             ConfigurationError: no model is set up, or a run is already going.
@@ -227,7 +247,10 @@ class RunsController(QObject):
         if self.running:
             raise ConfigurationError("A run is already going; stop it first or wait for it to finish.")
         config = self.engine_config()
+        if not self.privacy.allows(config):
+            return False
         self.view.banner.hide()
+        self._stopped_run = None
         self._controller = RunController()
         thread = QThread(self)
         worker = RunWorker(self.session.catalog, self.opener, config, request, self._controller)
@@ -245,35 +268,54 @@ class RunsController(QObject):
         panel.progress.setRange(0, 0)
         panel.stats.setText("Starting…")
         panel.event.setText("")
-        panel.pause_button.setText("Pause")
-        for button in (panel.pause_button, panel.cancel_button):
-            button.setEnabled(True)
-            button.show()
-        panel.close_button.hide()
+        self._set_panel("running")
         panel.live.setPixmap(QPixmap())
         panel.show()
         thread.start()
+        return True
+
+    def _set_panel(self, state: str) -> None:
+        """The run panel's buttons and the Photos menu's run actions for ``state``: ``running``,
+        ``pausing`` (waiting for the photo in flight), ``paused``, ``stopped`` (resumable) or ``ended``."""
+        panel, view = self.view.run_panel, self.view
+        live = state in ("running", "pausing", "paused")
+        panel.pause_button.setVisible(state in ("running", "pausing"))
+        panel.pause_button.setEnabled(state == "running")
+        panel.pause_button.setText("Pausing…" if state == "pausing" else "Pause")
+        panel.resume_button.setVisible(state in ("paused", "stopped"))
+        panel.cancel_button.setVisible(live)
+        panel.cancel_button.setEnabled(live)
+        panel.close_button.setVisible(not live)
+        view.pause_action.setEnabled(state in ("running", "paused", "stopped"))
+        view.pause_action.setText("&Resume Run" if state in ("paused", "stopped") else "&Pause Run")
+        view.stop_action.setEnabled(live)
 
     def toggle_pause(self) -> None:
+        """Pause after the photo in flight (the panel says so until it has landed), or resume a paused run."""
         controller = self._controller
         if controller is None:
             return
         panel = self.view.run_panel
         if controller.paused:
             controller.resume()
-            panel.pause_button.setText("Pause")
+            self._set_panel("running")
+            panel.title.setText("Tagging")
             panel.stats.setText("Resuming…")
         else:
             controller.pause()
-            panel.pause_button.setText("Resume")
-            panel.stats.setText(panel.stats.text() + " · paused after the current photo")
+            self._set_panel("pausing")
+            panel.title.setText("Pausing")
+            panel.stats.setText("Pausing after this photo…")
 
     def stop_run(self) -> None:
         """Stop after the current photo; the run stays resumable."""
         if self._controller is not None:
             self._controller.cancel()
-            self.view.run_panel.stats.setText("Stopping after the current photo…")
+            self.view.run_panel.title.setText("Stopping")
+            self.view.run_panel.stats.setText("Stopping after this photo…")
             self.view.run_panel.cancel_button.setEnabled(False)
+            self.view.pause_action.setEnabled(False)
+            self.view.stop_action.setEnabled(False)
 
     @Slot(str)
     def _run_status(self, text: str) -> None:
@@ -296,12 +338,19 @@ class RunsController(QObject):
             parts.append(f"{progress.failed} failed")
         if progress.needs_review:
             parts.append(f"{progress.needs_review} to check")
-        if progress.photos_per_minute is not None:
+        pausing = self._controller is not None and self._controller.paused
+        if progress.paused:
+            self._set_panel("paused")
+            panel.title.setText("Paused")
+            panel.current.setText("")  # nothing is being tagged now
+            parts.append("paused: Resume goes on with the next photo")
+        elif pausing:
+            parts.append("pausing after this photo…")
+        elif progress.photos_per_minute is not None and progress.eta_seconds is not None:
             parts.append(f"{progress.photos_per_minute:.1f} photos/min")
-        if progress.eta_seconds is not None:
             parts.append(f"about {format_duration(progress.eta_seconds)} left")
-        if self._controller is not None and self._controller.paused:
-            parts.append("paused")
+        elif progress.finished < progress.total:
+            parts.append("time left: known after a few photos")
         panel.stats.setText(" · ".join(parts))
         if progress.current:
             panel.current.setText(Path(progress.current).name)
@@ -343,9 +392,9 @@ class RunsController(QObject):
         if not self.session.is_closed():
             self.selection.model.refresh()
         panel = self.view.run_panel
-        panel.pause_button.hide()
-        panel.cancel_button.hide()
-        panel.close_button.show()
+        resumable = outcome.state == "paused" and outcome.run_id is not None
+        self._stopped_run = outcome.run_id if resumable else None
+        self._set_panel("stopped" if resumable else "ended")
         panel.current.setText("")
         self._live_photo = ""
         panel.title.setText(FINISHED_TITLES[outcome.state])
@@ -359,8 +408,8 @@ class RunsController(QObject):
         if not self.session.is_closed():
             self.browse.refresh_overview()
             self.browse.refilter()
-            if outcome.state == "paused":
-                self.offer_resume()
+            if outcome.state == "paused" and not resumable:
+                self.offer_resume()  # the panel offers its own run; an older one may be waiting
         self.finished.emit(outcome)
 
     def offer_resume(self) -> None:
@@ -388,12 +437,38 @@ class RunsController(QObject):
         self.start_run(RunRequest(scope=run.scope, spec=run.spec, resume=run_id))
 
     def _accept_banner(self) -> None:
+        self._resume(int(self.view.banner.property("run_id")))
+
+    def _pause_action(self) -> None:
+        """Photos ▸ Pause Run / Resume Run: pause the run going on, or resume a paused or stopped one."""
+        if self._controller is not None:
+            self.toggle_pause()
+        else:
+            self._resume_from_panel()
+
+    def _resume_from_panel(self) -> None:
+        """The panel's Resume: go on with the paused run, or start the stopped one again."""
+        if self._controller is not None:
+            if self._controller.paused:
+                self.toggle_pause()
+        elif self._stopped_run is not None:
+            self._resume(self._stopped_run)
+
+    def _resume(self, run_id: int) -> None:
         try:
-            self.resume_run(int(self.view.banner.property("run_id")))
+            self.resume_run(run_id)
         except CaptioneerError as exc:
-            self.session.notify(str(exc))
+            message = self.explain(exc)
+            self.session.notify(message)
             self.view.run_panel.show()
-            self.view.run_panel.stats.setText(str(exc))
+            self.view.run_panel.stats.setText(message)
+
+    def _close_panel(self) -> None:
+        """Hide the finished run's panel; a run it offered to resume is offered by the banner instead."""
+        self.view.run_panel.hide()
+        if self._stopped_run is not None:
+            self._stopped_run = None
+            self.offer_resume()
 
     def shutdown(self) -> None:
         """Stop the run after its current photo (it stays resumable) and wait for its thread."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStringListModel, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QStringListModel, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop import __version__
 from captioneer.desktop.core.engine_setup import Overrides
-from captioneer.desktop.core.settings import load_settings
+from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.library.browse import LibraryPrefs
 from captioneer.desktop.library.catalog import Catalog, open_catalog
+from captioneer.desktop.ui.geometry import restore_window, save_window
 from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_detail_view import PREVIEW_EDGE
 from captioneer.desktop.ui.library_files import FilesController
@@ -26,12 +28,21 @@ from captioneer.desktop.ui.library_view import LibraryView
 from captioneer.desktop.ui.workers import BackendOpener, host_opener
 
 GRID_REFRESH_MS = 700
+SHORTCUTS_HELP = (
+    "Review (in the grid): A approve · R reject · E or Enter edit · J/K next/previous · U or Ctrl+Z undo\n"
+    "Editing: Ctrl+S save · Ctrl+Return save and approve · Escape leave the editor\n"
+    "Tagging: Ctrl+T (or Ctrl+Return in the grid) Tag Photos… · Ctrl+Shift+P pause or resume · "
+    "Ctrl+. (or Escape in the run panel) stop\n"
+    "Ctrl+F search · Ctrl+, Settings · Ctrl+Shift+W Write Metadata… · Ctrl+W close the window\n"
+    "On a Mac, ⌘ stands for Ctrl."
+)
 
 
 class LibraryWindow(QObject):
     """The album tagger's home: one catalog, one grid, one run at a time."""
 
     message = Signal(str)
+    settingsChanged = Signal(object)  # Settings saved here, for the main window (theme switch, engine)
 
     def __init__(
         self,
@@ -54,6 +65,7 @@ class LibraryWindow(QObject):
         )
         self.prefs = self.session.prefs
         self.view = LibraryView()
+        restore_window(self.view, "library", self.view.splitter)
 
         self.thumbs = ThumbnailCache(self.prefs.thumb_edge, parent=self)
         self.previews = ThumbnailCache(PREVIEW_EDGE * 2, threads=1, parent=self)
@@ -94,6 +106,11 @@ class LibraryWindow(QObject):
             self,
         )
         self.files = FilesController(self.session, self.view, self.browse, self)
+        self.runs.privacy.settingsChosen.connect(self.apply_settings)
+        self.runs.privacy.refresh()
+        self.view.settings_action.triggered.connect(self.open_settings)
+        self.view.shortcuts_action.triggered.connect(self.show_shortcuts)
+        self.view.about_action.triggered.connect(self.about)
         self.runs.progressed.connect(self._run_progressed)
         if self.prefs.vocabulary and Path(self.prefs.vocabulary).is_file():
             try:
@@ -108,6 +125,41 @@ class LibraryWindow(QObject):
         """Tell the user something in the status bar (and anyone listening)."""
         self.view.statusBar().showMessage(text, 15_000)
         self.message.emit(text)
+
+    # ---- settings and help ------------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        """Edit ▸ Settings…: the same dialog as the quick-caption window; a saved change applies to both."""
+        from captioneer.desktop.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.session.settings, self.view)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Save new settings and use them here; ``settingsChanged`` tells the main window."""
+        save_settings(settings)
+        self.use_settings(settings)
+        self.settingsChanged.emit(settings)
+
+    def use_settings(self, settings: Settings) -> None:
+        """Settings saved (here or in the main window): the next run uses them, the privacy banner follows."""
+        if self._closed:
+            return
+        self.session.settings = settings
+        self.runs.privacy.refresh()
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self.view, "Keyboard Shortcuts", SHORTCUTS_HELP)
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self.view,
+            "About Captioneer",
+            f"<b>Captioneer {__version__}</b><p>Captions and keywords for your photo library with the "
+            "Qwen3-VL models, written into the metadata Lightroom, digiKam and others read.</p>"
+            "<p>Free software under the GNU GPL, version 3 or later.</p>",
+        )
 
     # ---- the grid ----------------------------------------------------------------------------------------
 
@@ -147,6 +199,7 @@ class LibraryWindow(QObject):
             return
         self.review.leave_current()
         self._closed = True
+        save_window(self.view, "library", self.view.splitter)
         for timer in (self._grid_timer, self._scroll_timer):
             timer.stop()
         self.browse.stop_typing()
@@ -167,9 +220,12 @@ def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryW
     cannot be opened is explained in a message box, and None is returned."""
     for window in owner.findChildren(LibraryWindow):
         if not window.closed:
-            window.view.showNormal()
-            window.view.raise_()
-            window.view.activateWindow()
+            view = window.view
+            # Out of the Dock or taskbar, but still maximized if it was (showNormal would undo that).
+            view.setWindowState(view.windowState() & ~Qt.WindowState.WindowMinimized)
+            view.show()
+            view.raise_()
+            view.activateWindow()
             return window
     parent = getattr(owner, "view", None)
     try:
@@ -179,5 +235,10 @@ def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryW
         return None
     if parent is not None and hasattr(parent, "closing"):
         parent.closing.connect(window.view.close)
+    # One set of settings for both windows: saved in either, used in both (the app's theme switch listens to
+    # the main window's signal).
+    if hasattr(owner, "settingsChanged") and hasattr(owner, "apply_settings"):
+        owner.settingsChanged.connect(window.use_settings)
+        window.settingsChanged.connect(owner.apply_settings)
     window.view.show()
     return window

@@ -25,6 +25,7 @@ from captioneer.desktop.core.settings import Settings, load_settings, save_setti
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_history import discard_question, needs_caption
 from captioneer.desktop.ui.card_list import Card, CardList
+from captioneer.desktop.ui.geometry import restore_window, save_window
 from captioneer.desktop.ui.main_view import MainView
 from captioneer.desktop.ui.quick_caption import (
     copy_values,
@@ -61,6 +62,8 @@ class MainWindow(QObject):
         self.overrides = overrides or Overrides()
         self.settings = load_settings()
         self.view = MainView()
+        restore_window(self.view, "main")
+        self.view.closing.connect(lambda: save_window(self.view, "main"))
         self._live: list[CancelToken] = []
         self._durations: list[float] = []
         self._shut_down = False
