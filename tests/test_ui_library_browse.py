@@ -15,12 +15,10 @@ from captioneer.desktop.library.browse import (
     ReviewHistory,
     ReviewStep,
     compile_filter,
-    complete_keyword,
     completion_words,
     fetch_rows,
     filtered_results,
     folder_tree,
-    keyword_being_typed,
     keyword_counts,
     library_trees,
     photo_ids,
@@ -152,18 +150,7 @@ def test_keyword_counts_skip_rejected_and_merge_case(library) -> None:
     assert words[-1] == "mountain"
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("", ("", "")), ("be", ("", "be")), ("beach; su", ("beach; ", "su")), ("a,b", ("a,", "b"))],
-)
-def test_keyword_being_typed(text: str, expected: tuple[str, str]) -> None:
-    assert keyword_being_typed(text) == expected
-
-
-def test_complete_and_split_keywords() -> None:
-    assert complete_keyword("beach; su", "sunset") == "beach; sunset; "
-    assert complete_keyword("beach;su", "sunset") == "beach; sunset; "
-    assert complete_keyword("su", "sunset") == "sunset; "
+def test_split_keywords() -> None:
     assert split_keywords("beach;  sunset , Beach;; new  york") == ["beach", "sunset", "new york"]
 
 

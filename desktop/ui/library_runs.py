@@ -71,7 +71,7 @@ class RunsController(QObject):
         self._worker: RunWorker | None = None
         self._controller: RunController | None = None
         self._live_photo = ""
-        view.tag_action.triggered.connect(self.open_run_dialog)
+        view.tag_action.triggered.connect(lambda: self.open_run_dialog())
         view.banner.dismiss_button.clicked.connect(view.banner.hide)
         view.banner.accept_button.clicked.connect(self._accept_banner)
         view.run_panel.pause_button.clicked.connect(self.toggle_pause)
@@ -135,8 +135,9 @@ class RunsController(QObject):
             redo=redo,
         )
 
-    def open_run_dialog(self) -> None:
-        """Tag Photos…: choose photos, task, language and vocabulary, then start."""
+    def open_run_dialog(self, scope: str = "", redo: bool = False) -> None:
+        """Tag Photos…: choose photos, task, language and vocabulary, then start. ``scope`` and ``redo``
+        preset the dialog (Re-tag in the review panel: the selection, tagged again)."""
         if self.running:
             self.session.notify("A run is already going; stop it first or wait for it to finish.")
             return
@@ -150,8 +151,13 @@ class RunsController(QObject):
             f"Photos shown now ({self.selection.model.rowCount():,}: {self.browse.filter.describe()})"
         )
         (
-            dialog.scope_selection if selected > 1 else dialog.scope_folder if folder else dialog.scope_filter
+            dialog.scope_selection
+            if selected > 1 or scope == "selection"
+            else dialog.scope_folder
+            if folder
+            else dialog.scope_filter
         ).setChecked(True)
+        dialog.redo.setChecked(redo)
         for task in all_tasks().values():
             if not task.needs_question:
                 dialog.task.addItem(task.label, task.id)

@@ -94,6 +94,7 @@ class LibraryWindow(QObject):
             self,
         )
         self.files = FilesController(self.session, self.view, self.browse, self)
+        self.review.retagRequested.connect(lambda: self.runs.open_run_dialog(scope="selection", redo=True))
         self.runs.progressed.connect(self._run_progressed)
         if self.prefs.vocabulary and Path(self.prefs.vocabulary).is_file():
             try:
