@@ -236,7 +236,8 @@ def test_an_unusable_answer_cannot_be_approved(qtbot, tmp_path: Path, open_windo
     press(qtbot, window, Qt.Key.Key_J)
     assert window.review.shown.name == "IMG_001.png"
     assert not detail.approve_button.isEnabled() and detail.reject_button.isEnabled()
-    assert detail.problem.isVisible() and "could not be used (invalid output" in detail.problem.text()
+    assert detail.problem.isVisible() and "answer could not be used" in detail.problem.text()
+    assert "invalid output" in detail.status.text()
     assert detail.retag_button.isVisible() and detail.edit_button.isVisible()
 
     press(qtbot, window, Qt.Key.Key_A)  # the shortcut skips it and says so

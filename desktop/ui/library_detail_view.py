@@ -95,11 +95,14 @@ class _FlowLayout(QLayout):
         return True
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802
-        return self._place(QRect(0, 0, width, 0), move=False)
+        margins = self.contentsMargins()
+        inner = QRect(0, 0, width - margins.left() - margins.right(), 0)
+        return self._place(inner, move=False) + margins.top() + margins.bottom()
 
     def setGeometry(self, rect: QRect) -> None:  # noqa: N802
         super().setGeometry(rect)
-        self._place(rect, move=True)
+        margins = self.contentsMargins()
+        self._place(rect.marginsRemoved(margins), move=True)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self.minimumSize()
@@ -108,6 +111,8 @@ class _FlowLayout(QLayout):
         size = QSize()
         for item in self._items:
             size = size.expandedTo(item.minimumSize())
+        margins = self.contentsMargins()
+        size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
         return size
 
     def _place(self, rect: QRect, move: bool) -> int:
@@ -196,6 +201,10 @@ class KeywordEditor(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self._layout = _FlowLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
+        # Its height follows its width (chips wrap): layouts must give it that height, not squeeze it.
+        policy = self.sizePolicy()
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
         self.chips: list[KeywordChip] = []
         self.input = QLineEdit()
         self.input.setPlaceholderText("Add a keyword…")
@@ -210,6 +219,7 @@ class KeywordEditor(QFrame):
         """Show these keywords as chips and empty the box (no ``changed``: nothing was edited)."""
         for chip in self.chips:
             self._layout.removeWidget(chip)
+            chip.hide()  # deleteLater waits for the event loop; gone from sight now
             chip.deleteLater()
         self.chips = []
         self.input.clear()
@@ -239,6 +249,7 @@ class KeywordEditor(QFrame):
         for index, chip in enumerate(self.chips):
             if chip.word == word:
                 self._layout.removeWidget(chip)
+                chip.hide()
                 chip.deleteLater()
                 del self.chips[index]
                 self.updateGeometry()

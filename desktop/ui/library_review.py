@@ -202,10 +202,10 @@ class ReviewController(QObject):
         elif row is not None and row.status == "failed":
             text = f"Could not tag this photo: {row.error}"
         elif row is not None and row.empty:
-            reason = row.review_reason or "the answer was empty"
+            # The status line above says why (invalid output, cut off); this says what to do.
             text = (
-                f"Nothing to approve: the model's answer could not be used ({reason}). Re-tag the photo, "
-                "or type a caption and keywords (Edit) and approve."
+                "Nothing to approve: the model's answer could not be used. Re-tag the photo, or type a "
+                "caption and keywords (Edit), then approve."
             )
         detail.problem.setText(text)
         detail.problem_box.setVisible(bool(text))
