@@ -64,6 +64,15 @@ def answer_dialog(qtbot, button_text: str, always: bool = False) -> list[str]:
     return seen
 
 
+@pytest.fixture
+def tagged_window(tmp_path: Path, open_window):
+    """The window on six photos the stand-in tagged (IMG_000 red … IMG_005 orange)."""
+    root = tmp_path / "Photos"
+    make_photos(root)
+    tag_directly(root)
+    return open_window()
+
+
 def focus_grid(qtbot, window) -> None:
     """Give the grid the keyboard (offscreen, a closed message box hands activation back to nobody)."""
     window.view.activateWindow()
@@ -71,11 +80,8 @@ def focus_grid(qtbot, window) -> None:
     window.view.grid.setFocus()
 
 
-def test_escape_cancels_an_edit_and_unsaved_edits_are_marked(qtbot, tmp_path: Path, open_window) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root)
-    tag_directly(root)
-    window = open_window()
+def test_escape_cancels_an_edit_and_unsaved_edits_are_marked(qtbot, tagged_window) -> None:
+    window = tagged_window
     detail = window.view.detail
     caption_label = detail.form.labelForField(detail.caption)
     before = stored("IMG_000").caption
@@ -102,11 +108,8 @@ def test_escape_cancels_an_edit_and_unsaved_edits_are_marked(qtbot, tmp_path: Pa
     assert stored("IMG_000").title == "My red square" and not detail.unsaved.isVisible()
 
 
-def test_moving_on_with_unsaved_edits_asks(qtbot, tmp_path: Path, open_window) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root)
-    tag_directly(root)
-    window = open_window()
+def test_moving_on_with_unsaved_edits_asks(qtbot, tagged_window) -> None:
+    window = tagged_window
     detail = window.view.detail
     grid = window.view.grid
     before = stored("IMG_000").caption
@@ -141,11 +144,8 @@ def test_moving_on_with_unsaved_edits_asks(qtbot, tmp_path: Path, open_window) -
     assert LibraryPrefs.load().save_edits_on_leave
 
 
-def test_keyword_chips_with_autocomplete(qtbot, tmp_path: Path, open_window) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root)
-    tag_directly(root)
-    window = open_window()
+def test_keyword_chips_with_autocomplete(qtbot, tagged_window) -> None:
+    window = tagged_window
     qtbot.waitUntil(lambda: "green" in window.browse.completion_words(), timeout=10_000)
     editor = window.view.detail.keywords
     field = editor.input
@@ -186,11 +186,8 @@ def test_keyword_chips_with_autocomplete(qtbot, tmp_path: Path, open_window) -> 
     assert stored("IMG_000").keywords == tuple(expected) and not editor.property("unsaved")
 
 
-def test_a_keyword_for_every_selected_photo(qtbot, tmp_path: Path, open_window) -> None:
-    root = tmp_path / "Photos"
-    make_photos(root)
-    tag_directly(root)
-    window = open_window()
+def test_a_keyword_for_every_selected_photo(qtbot, tagged_window) -> None:
+    window = tagged_window
     detail = window.view.detail
     grid = window.view.grid
     assert not detail.bulk.isVisible()
