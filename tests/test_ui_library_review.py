@@ -196,7 +196,7 @@ def test_a_keyword_for_every_selected_photo(qtbot, tagged_window) -> None:
     assert detail.bulk.isVisible() and detail.bulk_label.text() == "4 selected:"
 
     qtbot.keyClicks(detail.bulk_keyword, "Holiday")
-    qtbot.mouseClick(detail.bulk_add, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(detail.bulk_keyword, Qt.Key.Key_Return)  # Enter adds, like Add to All
     assert [("Holiday" in stored(f"IMG_00{i}").keywords) for i in range(6)] == [True] * 4 + [False] * 2
     assert window.review.shown.name == "IMG_000.png" and detail.keywords.keywords()[-1] == "Holiday"
     detail.bulk_keyword.setText("holiday")  # any case
@@ -244,6 +244,7 @@ def test_an_unusable_answer_cannot_be_approved(qtbot, tmp_path: Path, open_windo
     grid = window.view.grid
     for row in (0, 2):
         grid.selectionModel().select(window.model.index(row), grid.selectionModel().SelectionFlag.Select)
+    assert detail.approve_button.isEnabled()  # the others can be approved: the empty one is skipped
     assert window.review.approve() == 2
     assert [stored(f"IMG_00{i}").review for i in range(3)] == ["approved", "needs_review", "approved"]
     assert messages[-1] == "Approved: 2 photos; skipped 1 photo with no usable answer (IMG_001.png)."

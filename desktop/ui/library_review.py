@@ -96,6 +96,7 @@ class ReviewController(QObject):
         bulk_completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         detail.bulk_keyword.setCompleter(bulk_completer)
         detail.bulk_add.clicked.connect(lambda: self.apply_keyword(detail.bulk_keyword.text(), add=True))
+        detail.bulk_keyword.returnPressed.connect(detail.bulk_add.click)
         detail.bulk_remove.clicked.connect(lambda: self.apply_keyword(detail.bulk_keyword.text(), add=False))
 
     @property
@@ -217,6 +218,7 @@ class ReviewController(QObject):
         count = len(self.selection.grid.selectionModel().selectedIndexes())
         self.detail.bulk.setVisible(count > 1)
         self.detail.bulk_label.setText(f"{count} selected:")
+        self._edited()
 
     def _show_existing_keywords(self, row: PhotoRow | None) -> None:
         """The keywords already in the photo's files, as read-only chips (rows hidden when there are none)."""
@@ -260,7 +262,8 @@ class ReviewController(QObject):
         """Approve needs something to approve: an empty answer stays unapprovable until someone types."""
         row, detail = self._shown, self.detail
         tagged = row is not None and row.result_id is not None
-        has_text = self.edits.has_text()
+        # With several photos selected the others may well be approvable (the empty ones are skipped).
+        has_text = self.edits.has_text() or detail.bulk.isVisibleTo(detail)
         detail.approve_button.setEnabled(tagged and has_text)
         detail.approve_button.setToolTip(
             "Nothing to approve: re-tag the photo, or type a caption and keywords"
