@@ -18,6 +18,7 @@ from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.library_dialogs_view import RunDialogView
+from captioneer.desktop.ui.library_workers import RunRequest
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 from tests.test_ui_library import (
     fake_args_config,
@@ -339,3 +340,25 @@ def test_a_failed_photo_stays_visible_and_counts_agree_with_rescan(
     qtbot.waitUntil(lambda: count_texts(window)["all"] == f"All photos ({photos})", timeout=10_000)
     assert count_texts(window)["failed"] == f"Failed ({unreadable})"
     assert window.model.rowCount() == photos == 7
+
+
+def test_status_counts_follow_a_run_while_it_goes(qtbot, tmp_path: Path, open_window) -> None:
+    root = tmp_path / "Photos"
+    make_photos(root)
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+    window = open_window(delay=0.4)
+    qtbot.waitUntil(lambda: count_texts(window)["untagged"] == "Not tagged yet (6)", timeout=10_000)
+    request = RunRequest(scope=str(root), spec=window.runs.run_spec("keywords", "English"), folder=root)
+    with qtbot.waitSignal(window.runs.finished, timeout=30_000):
+        window.runs.start_run(request)
+        # Mid-run, the counts already moved: some photos are new, some still untagged.
+        qtbot.waitUntil(
+            lambda: (
+                count_texts(window)["new"] not in ("New (0)", "New (6)")
+                and count_texts(window)["untagged"] != "Not tagged yet (6)"
+            ),
+            timeout=20_000,
+        )
+    qtbot.waitUntil(lambda: count_texts(window)["new"] == "New (6)", timeout=10_000)
+    assert count_texts(window)["untagged"] == "Not tagged yet (0)"

@@ -134,6 +134,7 @@ class LibraryWindow(QObject):
             return
         self.model.refresh()
         self.review.refresh_shown()  # the run may just have tagged the photo on show
+        self.browse.recount()  # the status list's counts follow the run
 
     # ---- closing -----------------------------------------------------------------------------------------
 
