@@ -362,3 +362,12 @@ def test_status_counts_follow_a_run_while_it_goes(qtbot, tmp_path: Path, open_wi
         )
     qtbot.waitUntil(lambda: count_texts(window)["new"] == "New (6)", timeout=10_000)
     assert count_texts(window)["untagged"] == "Not tagged yet (0)"
+
+
+def test_closing_the_window_with_unsaved_edits_asks(qtbot, tagged_window) -> None:
+    window = tagged_window
+    window.view.detail.caption.setPlainText("Typed just before closing")
+    seen = answer_dialog(qtbot, "Save Edits")
+    window.view.close()
+    assert seen == ["IMG_000.png has edits you have not saved."] and window.closed
+    assert stored("IMG_000").caption == "Typed just before closing"

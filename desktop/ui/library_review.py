@@ -152,9 +152,9 @@ class ReviewController(QObject):
         box.setCheckBox(always)
         box.exec()
         clicked = box.clickedButton()
-        if clicked is cancel or (clicked is None and can_cancel):
+        if cancel is not None and clicked in (cancel, None):
             return "cancel"
-        if clicked is save:
+        if clicked is save or clicked is None:  # closed without an answer: keep what was typed
             self.session.prefs.save_edits_on_leave = always.isChecked()
             return "save"
         return "discard"
