@@ -107,16 +107,15 @@ class ReviewController(QObject):
     # ---- the detail panel --------------------------------------------------------------------------------
 
     @Slot(QModelIndex, QModelIndex)
-    def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         row = self.model.photo_row(current.row()) if current.isValid() else None
         shown = self._shown
         if shown is not None and row is not None and row.photo_id == shown.photo_id:
             return  # back on the photo on show (after Cancel): keep its edits
         if not self.leave_current(can_cancel=True):
-            if previous.isValid() and shown is not None:
-                back = self.model.row_of(shown.photo_id)
-                if back is not None:
-                    QTimer.singleShot(0, lambda: self.selection.select_row(back))
+            back = self.model.row_of(shown.photo_id) if shown is not None else None
+            if back is not None:  # the grid goes back to the photo whose edits the person kept
+                QTimer.singleShot(0, lambda: self.selection.select_row(back))
             return
         self.show_detail(row)
 
@@ -160,6 +159,7 @@ class ReviewController(QObject):
         return "discard"
 
     def show_detail(self, row: PhotoRow | None) -> None:
+        """Show a photo (or nothing) in the panel, its stored text in the fields."""
         detail = self.detail
         self._shown = row
         tagged = row is not None and row.result_id is not None
