@@ -79,6 +79,15 @@ def names(catalog: Catalog, text: str) -> set[str]:
         ("title:square", {"beach", "boat", "dune", "cat", "dog"}),
         ("", {"beach", "boat", "dune", "cat", "dog"}),
         ("giraffe", set()),
+        # File names: name: with * as the only wildcard (the whole name), else any part of the name; a plain
+        # word matches the file name too.
+        ("name:d*", {"dune", "dog"}),
+        ("file:D*.PNG", {"dune", "dog"}),
+        ("name:do", {"dog"}),
+        ("name:o*", set()),  # a folder's name ("home") is not the file's
+        ("name:h*", set()),
+        ("name:?og.png", set()),  # ? is a plain character
+        ("dune.png", {"dune"}),
     ],
 )
 def test_queries(catalog: Catalog, query: str, expected: set[str]) -> None:

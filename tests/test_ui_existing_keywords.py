@@ -58,7 +58,10 @@ def test_review_panel_chips_filter_and_autocomplete(qtbot, tmp_path: Path, open_
     assert detail.existing.keywords() == ["Grandma", "Porto"]
     assert all(isinstance(chip, QLabel) for chip in detail.existing.chips)  # shown, not editable
     assert detail.existing.isVisible() and not detail.existing_note.isVisible()
-    assert "Grandma" not in detail.keywords.text()  # the result's own keywords stay the editable ones
+    assert "Grandma" not in detail.keywords.keywords()  # the result's own keywords stay the editable ones
+    # Autocomplete offers the photo's own file keywords first, then the library's.
+    suggestions = detail.keywords.input.completer().model().stringList()
+    assert suggestions[:2] == ["Grandma", "Porto"]
     press(qtbot, window, Qt.Key.Key_J)
     assert detail.existing.keywords() == ["Lisbon"]
     press(qtbot, window, Qt.Key.Key_J)  # a malformed sidecar: no chips, and a note saying why

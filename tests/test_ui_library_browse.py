@@ -9,27 +9,30 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.library.browse import (
     BrowseFilter,
     LibraryPrefs,
     ReviewHistory,
     ReviewStep,
+    change_keyword,
     compile_filter,
-    complete_keyword,
     completion_words,
     fetch_rows,
     filtered_results,
     folder_tree,
-    keyword_being_typed,
     keyword_counts,
+    keyword_suggestions,
     library_trees,
     photo_ids,
     restore,
     resumable_runs,
     snapshot,
     split_keywords,
+    status_counts,
 )
 from captioneer.desktop.library.catalog import Catalog, CatalogError, open_catalog
+from captioneer.desktop.library.catalog.runs import record_failure
 from captioneer.desktop.library.catalog.search import SearchSyntaxError
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
@@ -152,18 +155,7 @@ def test_keyword_counts_skip_rejected_and_merge_case(library) -> None:
     assert words[-1] == "mountain"
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("", ("", "")), ("be", ("", "be")), ("beach; su", ("beach; ", "su")), ("a,b", ("a,", "b"))],
-)
-def test_keyword_being_typed(text: str, expected: tuple[str, str]) -> None:
-    assert keyword_being_typed(text) == expected
-
-
-def test_complete_and_split_keywords() -> None:
-    assert complete_keyword("beach; su", "sunset") == "beach; sunset; "
-    assert complete_keyword("beach;su", "sunset") == "beach; sunset; "
-    assert complete_keyword("su", "sunset") == "sunset; "
+def test_split_keywords() -> None:
     assert split_keywords("beach;  sunset , Beach;; new  york") == ["beach", "sunset", "new york"]
 
 
@@ -205,3 +197,64 @@ def test_prefs_round_trip_and_survive_a_bad_file(caplog) -> None:
     LibraryPrefs.path().write_text("{not json", encoding="utf-8")
     assert LibraryPrefs.load() == LibraryPrefs()
     assert "unreadable library window settings" in caplog.text
+
+
+def test_status_counts_follow_the_rest_of_the_filter(library) -> None:
+    catalog, root = library
+    counts = status_counts(catalog, BrowseFilter())
+    assert counts == {
+        "all": 6, "untagged": 1, "failed": 0, "new": 1, "needs_review": 1,
+        "approved": 1, "rejected": 1, "written": 1,
+    }  # fmt: skip
+    for status, count in counts.items():  # each count is what choosing that status shows
+        assert len(photo_ids(catalog, BrowseFilter(status=status))) == count
+    assert status_counts(catalog, BrowseFilter(folder=str(root / "2024"), status="approved"))["all"] == 3
+    assert status_counts(catalog, BrowseFilter(query="name:b*"))["approved"] == 1
+
+
+def test_failed_photos_stay_listed_with_their_error(library) -> None:
+    catalog, root = library
+    (root / "2024" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    report = scan_library(catalog, root)
+    assert report.files == 7 and len(report.unreadable_files) == 1
+    late = next(p for p in catalog.photos_under(root) if p.path.endswith("late.png"))
+    run_id = catalog.results()[0].run_id
+    catalog.db.execute(
+        "INSERT INTO run_items (run_id, photo_id, position) VALUES (?, ?, 99)", (run_id, late.id)
+    )
+    record_failure(catalog, run_id, late.id, "image is too large to open safely", "too-large")
+    assert names(catalog, status="failed") == {"broken", "late"}
+    assert names(catalog, status="untagged") == set()
+    counts = status_counts(catalog, BrowseFilter())
+    assert counts["all"] == report.files and counts["failed"] == 2
+    rows = fetch_rows(catalog, photo_ids(catalog, BrowseFilter(status="failed")))
+    errors = {Path(row.path).stem: (row.status, row.unreadable, row.error) for row in rows.values()}
+    assert errors["late"] == ("failed", False, "image is too large to open safely")
+    assert errors["broken"][:2] == ("failed", True) and errors["broken"][2]
+    (tree,) = library_trees(catalog)
+    assert tree.count == report.files  # the folder tree counts what the grid and the scan count
+
+
+def test_keyword_suggestions_put_the_photos_own_first() -> None:
+    assert keyword_suggestions(["Porto", "grandma"], ["beach", "Grandma", "sea"], ["SEA"]) == [
+        "Porto",
+        "grandma",
+        "beach",
+    ]
+
+
+def test_a_keyword_added_to_and_removed_from_several_photos_is_one_step(library) -> None:
+    catalog, _root = library
+    rows = list(fetch_rows(catalog, photo_ids(catalog, BrowseFilter(folder=str(_root / "2024")))).values())
+    change = change_keyword(catalog, rows, "  Family   trip ", add=True)
+    assert change.untagged == 1 and len(change.changed) == 2
+    keywords = {Path(r.path).stem: r.keywords for r in catalog.results(current_only=True)}
+    assert keywords["cat"][-1] == "Family trip" and keywords["dog"][-1] == "Family trip"
+    again = change_keyword(catalog, rows, "family TRIP", add=True)  # already there, whatever the case
+    assert again.changed == ()
+    removed = change_keyword(catalog, rows, "FAMILY trip", add=False)
+    assert len(removed.changed) == 2
+    restore(catalog, removed.step.before)
+    assert {Path(r.path).stem: r.keywords for r in catalog.results(current_only=True)} == keywords
+    with pytest.raises(CaptioneerError, match="Type a keyword"):
+        change_keyword(catalog, rows, "  ", add=True)

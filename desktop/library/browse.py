@@ -29,6 +29,7 @@ from captioneer.desktop.library.catalog.browsing import fetch_rows as fetch_rows
 from captioneer.desktop.library.catalog.browsing import filtered_results as filtered_results
 from captioneer.desktop.library.catalog.browsing import keywords_in_use, present_paths
 from captioneer.desktop.library.catalog.browsing import photo_ids as photo_ids
+from captioneer.desktop.library.catalog.browsing import status_counts as status_counts
 from captioneer.desktop.library.catalog.review import ResultState
 from captioneer.desktop.library.catalog.review import restore as restore
 from captioneer.desktop.library.catalog.review import snapshot as snapshot
@@ -109,6 +110,66 @@ def completion_words(library: Sequence[tuple[str, int]], vocabulary: Sequence[st
     return words
 
 
+def keyword_suggestions(photo: Sequence[str], library: Sequence[str], taken: Sequence[str]) -> list[str]:
+    """What keyword autocomplete offers while a photo is edited: the keywords already in its files first,
+    then the library's (most used first, then the vocabulary's), each once whatever its case, leaving out
+    those the photo's result already has."""
+    seen = {word.casefold() for word in taken}
+    words = []
+    for word in [*photo, *library]:
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
+            words.append(word)
+    return words
+
+
+def with_keyword(keywords: Sequence[str], word: str) -> list[str]:
+    """``keywords`` with ``word`` added at the end, unless it is there already (whatever its case)."""
+    if any(keyword.casefold() == word.casefold() for keyword in keywords):
+        return list(keywords)
+    return [*keywords, word]
+
+
+def without_keyword(keywords: Sequence[str], word: str) -> list[str]:
+    """``keywords`` without ``word`` (whatever its case)."""
+    return [keyword for keyword in keywords if keyword.casefold() != word.casefold()]
+
+
+@dataclass(frozen=True)
+class KeywordChange:
+    """One keyword added to (or removed from) the results of several photos, undoable as one review step."""
+
+    step: ReviewStep
+    changed: tuple[int, ...]
+    """The photos whose keywords changed."""
+    untagged: int
+    """Selected photos left alone because they have no result yet."""
+
+
+def change_keyword(catalog: Catalog, rows: Sequence[PhotoRow], keyword: str, *, add: bool) -> KeywordChange:
+    """Add ``keyword`` to (or remove it from) the newest result of each of these photos, the result their
+    panel edits; photos not tagged yet are counted, not changed.
+
+    Raises:
+        CaptioneerError: the keyword is empty.
+    """
+    word = " ".join(keyword.split())
+    if not word:
+        raise CaptioneerError("Type a keyword first.")
+    tagged = [row for row in rows if row.result_id is not None]
+    label = f"{'Add' if add else 'Remove'} keyword {word} ({len(tagged)} photos)"
+    step = ReviewStep(label, snapshot(catalog, [row.result_id for row in tagged if row.result_id]))
+    changed = []
+    for row in tagged:
+        result = catalog.result(row.result_id) if row.result_id is not None else None
+        if result is None:
+            continue
+        keywords = with_keyword(result.keywords, word) if add else without_keyword(result.keywords, word)
+        if catalog.edit_result(result.id, keywords=keywords):
+            changed.append(row.photo_id)
+    return KeywordChange(step=step, changed=tuple(changed), untagged=len(rows) - len(tagged))
+
+
 def split_keywords(text: str) -> list[str]:
     """Keywords typed as ``beach; sunset, family`` (either separator), trimmed, each once."""
     seen: set[str] = set()
@@ -123,23 +184,6 @@ def split_keywords(text: str) -> list[str]:
 
 def join_keywords(keywords: Sequence[str]) -> str:
     return KEYWORD_SEPARATOR.join(keywords)
-
-
-def keyword_being_typed(text: str) -> tuple[str, str]:
-    """Split keyword-field text into what is finished and the word being typed: ``("beach; ", "sun")``."""
-    cut = max(text.rfind(";"), text.rfind(","))
-    head = text[: cut + 1]
-    token = text[cut + 1 :]
-    stripped = token.lstrip()
-    return head + token[: len(token) - len(stripped)], stripped
-
-
-def complete_keyword(text: str, word: str) -> str:
-    """The field text with the word being typed replaced by a completion, ready for the next keyword."""
-    head, _token = keyword_being_typed(text)
-    if head and not head.endswith(" "):
-        head += " "
-    return f"{head}{word}{KEYWORD_SEPARATOR}"
 
 
 # ---- reversible review steps ---------------------------------------------------------------------------
@@ -270,6 +314,8 @@ class LibraryPrefs:
     vocabulary_only: bool = True
     write_mode: str = ""
     thumb_edge: int = 160
+    save_edits_on_leave: bool = False
+    """Moving to another photo saves unsaved edits without asking (the person chose so once)."""
 
     @staticmethod
     def path() -> Path:

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QCompleter, QTreeWidgetItem
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
 from captioneer.desktop.library.browse import (
     STATUS_FILTERS,
+    STATUS_LABELS,
     BrowseFilter,
     FolderNode,
     compile_filter,
@@ -33,8 +34,10 @@ class BrowseController(QObject):
     """Which photos the grid shows: one filter at a time, asked off the GUI thread, the newest answer wins."""
 
     filtered = Signal(int)  # rows shown after a filter answered
+    countsShown = Signal()  # the status list's counts were updated
     overviewChanged = Signal()
     _query = Signal(int, object)
+    _counts = Signal(int, object)
     _overview = Signal()
     _closeQuery = Signal()
 
@@ -61,11 +64,14 @@ class BrowseController(QObject):
         self.vocabulary_terms: tuple[str, ...] = ()
         self._completion_model = completions
         self._generation = 0
+        self.status_counts: dict[str, int] = {}
 
         self._query_thread = QThread(self)
         self._query_worker = QueryWorker(session.catalog)
         self._query_worker.moveToThread(self._query_thread)
         self._query.connect(self._query_worker.query)
+        self._counts.connect(self._query_worker.counts)
+        self._query_worker.countsReady.connect(self._show_counts)
         self._overview.connect(self._query_worker.overview)
         self._closeQuery.connect(self._query_worker.close, Qt.ConnectionType.BlockingQueuedConnection)
         self._query_worker.queried.connect(self._show_ids)
@@ -91,6 +97,7 @@ class BrowseController(QObject):
         view.search.returnPressed.connect(self._apply_typed_filters)
         view.statuses.currentRowChanged.connect(self._status_chosen)
         view.folders.currentItemChanged.connect(self._folder_chosen)
+        self.review.changed.connect(self.recount)
 
     # ---- filters -----------------------------------------------------------------------------------------
 
@@ -110,7 +117,24 @@ class BrowseController(QObject):
         self._generation += 1
         self._query_worker.latest = self._generation
         self._query.emit(self._generation, browse)
+        self._counts.emit(self._generation, browse)
         return True
+
+    def recount(self) -> None:
+        """Count the photos of each status again (a review action changed them; the grid stays as it is)."""
+        self._counts.emit(self._generation, self.filter)
+
+    @Slot(int, object)
+    def _show_counts(self, generation: int, counts: dict[str, int]) -> None:
+        """Each status with how many photos it would show: ``Needs review (12)``."""
+        if generation != self._generation or self.session.is_closed():
+            return
+        self.status_counts = counts
+        for row, status in enumerate(STATUS_FILTERS):
+            item = self.view.statuses.item(row)
+            if item is not None:
+                item.setText(f"{STATUS_LABELS[status]} ({counts.get(status, 0):,})")
+        self.countsShown.emit()
 
     def _show_filter(self, browse: BrowseFilter) -> None:
         """Make the filter widgets say what the filter is, when it was set by code (a scan, a test)."""
@@ -160,9 +184,10 @@ class BrowseController(QObject):
     def _show_ids(self, generation: int, ids: list[int]) -> None:
         if generation != self._generation or self.session.is_closed():
             return
-        self.review.leave_current()
         shown = self.review.shown
         keep = shown.photo_id if shown is not None else None
+        if keep is not None and keep not in ids:
+            self.review.leave_current()  # unsaved edits of a photo the filter hides: save or discard them
         self.thumbs.forget_queued()
         self.model.set_ids(ids)
         total = len(ids)
@@ -170,9 +195,9 @@ class BrowseController(QObject):
         row = self.model.row_of(keep) if keep is not None else None
         self.selection.select_row(row if row is not None else 0)
         current = self.selection.current_row()
-        if current is not None and current.photo_id == keep:
+        if current is not None and current.photo_id == keep and not self.review.edits.unsaved():
             # Still the same photo (no currentChanged): a run, a review or a write may have changed what its
-            # panel lists and what will be written.
+            # panel lists and what will be written. (Unsaved edits stay as they are.)
             self.review.show_detail(current)
         if not ids:
             self.review.show_detail(None)

@@ -3,10 +3,11 @@ title, alt text, keyword chips), what a write will change and its file facts. li
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtGui import QPixmap, QResizeEvent
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLayout,
@@ -15,9 +16,12 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from captioneer.desktop.ui.theme import set_themed_style
 
 PREVIEW_EDGE = 360
 
@@ -72,6 +76,12 @@ class _FlowLayout(QLayout):
     def count(self) -> int:
         return len(self._items)
 
+    def insert_widget(self, index: int, widget: QWidget) -> None:
+        """Add ``widget`` at ``index`` (``addWidget`` only appends)."""
+        self.addWidget(widget)
+        self._items.insert(index, self._items.pop())
+        self.invalidate()
+
     def itemAt(self, index: int) -> QLayoutItem | None:  # noqa: N802
         return self._items[index] if 0 <= index < len(self._items) else None
 
@@ -85,11 +95,14 @@ class _FlowLayout(QLayout):
         return True
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802
-        return self._place(QRect(0, 0, width, 0), move=False)
+        margins = self.contentsMargins()
+        inner = QRect(0, 0, width - margins.left() - margins.right(), 0)
+        return self._place(inner, move=False) + margins.top() + margins.bottom()
 
     def setGeometry(self, rect: QRect) -> None:  # noqa: N802
         super().setGeometry(rect)
-        self._place(rect, move=True)
+        margins = self.contentsMargins()
+        self._place(rect.marginsRemoved(margins), move=True)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self.minimumSize()
@@ -98,6 +111,8 @@ class _FlowLayout(QLayout):
         size = QSize()
         for item in self._items:
             size = size.expandedTo(item.minimumSize())
+        margins = self.contentsMargins()
+        size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
         return size
 
     def _place(self, rect: QRect, move: bool) -> int:
@@ -145,6 +160,125 @@ class KeywordChips(QWidget):
         return [chip.text() for chip in self.chips]
 
 
+class KeywordChip(QToolButton):
+    """One keyword of the result being edited: click it (its ×) or press Delete or Backspace on it to remove
+    it."""
+
+    removeRequested = Signal(str)
+
+    def __init__(self, word: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.word = word
+        self.setText(f"{word}  ✕")
+        self.setToolTip(f"Remove “{word}” (click, or Delete)")
+        self.setAccessibleName(f"Keyword {word}")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setStyleSheet(
+            "QToolButton { border: 1px solid palette(highlight); border-radius: 9px; padding: 1px 7px; "
+            "background: palette(base); }"
+            "QToolButton:focus, QToolButton:hover { background: palette(highlight); "
+            "color: palette(highlighted-text); }"
+        )
+        self.clicked.connect(lambda: self.removeRequested.emit(self.word))
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+            self.removeRequested.emit(self.word)
+            return
+        super().keyPressEvent(event)
+
+
+class KeywordEditor(QFrame):
+    """The result's keywords as chips, with a box to type more (Enter, ``;`` or ``,`` makes a chip; Backspace
+    in the empty box removes the last chip). ``changed`` follows every change a person makes."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Keywords")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self._layout = _FlowLayout(self)
+        self._layout.setContentsMargins(4, 4, 4, 4)
+        # Its height follows its width (chips wrap): layouts must give it that height, not squeeze it.
+        policy = self.sizePolicy()
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self.chips: list[KeywordChip] = []
+        self.input = QLineEdit()
+        self.input.setPlaceholderText("Add a keyword…")
+        self.input.setAccessibleName("New keyword")
+        self.input.setFrame(False)
+        self.input.setMinimumWidth(140)
+        self.input.installEventFilter(self)
+        self._layout.addWidget(self.input)
+        self.setFocusProxy(self.input)
+
+    def set_keywords(self, words: list[str] | tuple[str, ...]) -> None:
+        """Show these keywords as chips and empty the box (no ``changed``: nothing was edited)."""
+        for chip in self.chips:
+            self._layout.removeWidget(chip)
+            chip.hide()  # deleteLater waits for the event loop; gone from sight now
+            chip.deleteLater()
+        self.chips = []
+        self.input.clear()
+        for word in words:
+            self._add_chip(word)
+        self.updateGeometry()
+
+    def keywords(self) -> list[str]:
+        """The chips' keywords, then what is typed in the box and not yet a chip."""
+        typed = [" ".join(part.split()) for part in self.input.text().replace(",", ";").split(";")]
+        return [chip.word for chip in self.chips] + [word for word in typed if word]
+
+    def add_keywords(self, words: list[str]) -> None:
+        """Make chips of these words (each once, whatever its case), as if typed."""
+        have = {word.casefold() for word in self.keywords()[: len(self.chips)]}
+        added = False
+        for word in words:
+            if word and word.casefold() not in have:
+                have.add(word.casefold())
+                self._add_chip(word)
+                added = True
+        if added:
+            self.updateGeometry()
+            self.changed.emit()
+
+    def remove_keyword(self, word: str) -> None:
+        for index, chip in enumerate(self.chips):
+            if chip.word == word:
+                self._layout.removeWidget(chip)
+                chip.hide()
+                chip.deleteLater()
+                del self.chips[index]
+                self.updateGeometry()
+                self.changed.emit()
+                (self.chips[min(index, len(self.chips) - 1)] if self.chips else self.input).setFocus()
+                return
+
+    def _add_chip(self, word: str) -> None:
+        chip = KeywordChip(word)
+        chip.removeRequested.connect(self.remove_keyword)
+        # Chips go before the box, in order.
+        self._layout.insert_widget(len(self.chips), chip)
+        self.chips.append(chip)
+
+    def eventFilter(self, watched: object, event: object) -> bool:  # noqa: N802 - Qt's name
+        if (
+            watched is self.input
+            and isinstance(event, QKeyEvent)
+            and event.type() == QKeyEvent.Type.KeyPress
+            and event.key() == Qt.Key.Key_Backspace
+            and not self.input.text()
+            and self.chips
+        ):
+            self.remove_keyword(self.chips[-1].word)
+            self.input.setFocus()
+            return True
+        return False
+
+
 class DetailPanel(QWidget):
     """The selected photo, big, with its caption, title, alt text and keywords ready to edit."""
 
@@ -172,9 +306,7 @@ class DetailPanel(QWidget):
         self.alt_text = QLineEdit()
         self.alt_text.setPlaceholderText("Alt text for screen readers (≤ 150 characters)")
         self.alt_text.setAccessibleName("Alt text")
-        self.keywords = QLineEdit()
-        self.keywords.setPlaceholderText("Keywords, separated by ;")
-        self.keywords.setAccessibleName("Keywords")
+        self.keywords = KeywordEditor()
         self.existing = KeywordChips()
         self.existing_note = QLabel()
         self.existing_note.setWordWrap(True)
@@ -188,6 +320,48 @@ class DetailPanel(QWidget):
         form.addRow("In the file", self.existing)
         form.addRow("", self.existing_note)
         self.form = form
+        # Adding or removing one keyword on every selected photo (shown when several are selected).
+        self.bulk_label = QLabel()
+        self.bulk_keyword = QLineEdit()
+        self.bulk_keyword.setPlaceholderText("Keyword")
+        self.bulk_keyword.setAccessibleName("Keyword for the selected photos")
+        self.bulk_add = QPushButton("Add to All")
+        self.bulk_remove = QPushButton("Remove from All")
+        self.bulk = QWidget()
+        bulk = QHBoxLayout(self.bulk)
+        bulk.setContentsMargins(0, 0, 0, 0)
+        bulk.addWidget(self.bulk_label)
+        bulk.addWidget(self.bulk_keyword, 1)
+        bulk.addWidget(self.bulk_add)
+        bulk.addWidget(self.bulk_remove)
+        self.bulk.hide()
+        # Why there is nothing to approve (an unusable answer, a photo that failed) and what to do.
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setTextFormat(Qt.TextFormat.PlainText)
+        self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem.setAccessibleName("Problem")
+        set_themed_style(
+            self.problem,
+            lambda dark: f"QLabel {{ color: {'#ff7b6e' if dark else '#b03a2e'}; }}",
+        )
+        self.retag_button = QPushButton("Re-tag")
+        self.retag_button.setToolTip("Tag this photo again (Tag Photos… with the selected photos)")
+        self.edit_button = QPushButton("Edit")
+        self.edit_button.setToolTip("Type the caption and keywords yourself (E)")
+        self.problem_box = QWidget()
+        problem = QHBoxLayout(self.problem_box)
+        problem.setContentsMargins(0, 0, 0, 0)
+        problem.addWidget(self.problem, 1)
+        problem.addWidget(self.retag_button, 0, Qt.AlignmentFlag.AlignTop)
+        problem.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.problem_box.hide()
+        self.unsaved = QLabel("● Unsaved edits: Enter or Ctrl+S saves · Esc reverts")
+        self.unsaved.setAccessibleName("Unsaved")
+        set_themed_style(
+            self.unsaved, lambda dark: f"QLabel {{ color: {UNSAVED_DARK if dark else UNSAVED_LIGHT}; }}"
+        )
+        self.unsaved.hide()
         self.approve_button = QPushButton("Approve  (A)")
         self.reject_button = QPushButton("Reject  (R)")
         self.save_button = QPushButton("Save Edits")
@@ -220,9 +394,40 @@ class DetailPanel(QWidget):
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.name)
         layout.addWidget(self.status)
+        layout.addWidget(self.problem_box)
         layout.addLayout(form)
+        layout.addWidget(self.bulk)
+        layout.addWidget(self.unsaved)
         layout.addLayout(buttons)
         layout.addWidget(self.results)
         layout.addWidget(self.will_write)
         layout.addWidget(self.info)
         self.editors: tuple[QWidget, ...] = (self.caption, self.title, self.alt_text, self.keywords)
+        self._labels = {editor: form.labelForField(editor).text() for editor in self.editors}  # type: ignore[union-attr]
+        set_themed_style(self, _unsaved_sheet)
+
+    def mark_unsaved(self, editors: set[QWidget]) -> None:
+        """Mark the fields whose text differs from what is stored (a coloured frame and a dot on their
+        label), and say so under the form; an empty set clears every mark."""
+        for editor in self.editors:
+            unsaved = editor in editors
+            if bool(editor.property("unsaved")) != unsaved:
+                editor.setProperty("unsaved", unsaved)
+                editor.style().unpolish(editor)
+                editor.style().polish(editor)
+            label = self.form.labelForField(editor)
+            if isinstance(label, QLabel):
+                label.setText(self._labels[editor] + (" ●" if unsaved else ""))
+        self.unsaved.setVisible(bool(editors))
+
+
+UNSAVED_LIGHT = "#b86e00"
+UNSAVED_DARK = "#ffb347"
+
+
+def _unsaved_sheet(dark: bool) -> str:
+    colour = UNSAVED_DARK if dark else UNSAVED_LIGHT
+    return (
+        f'QLineEdit[unsaved="true"], QPlainTextEdit[unsaved="true"], KeywordEditor[unsaved="true"] '
+        f"{{ border: 2px solid {colour}; border-radius: 3px; }}"
+    )

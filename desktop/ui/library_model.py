@@ -23,6 +23,7 @@ FAILED_ROLE = Qt.ItemDataRole.UserRole + 2
 # Review state → (badge text, light colour, dark colour).
 BADGES = {
     "untagged": ("untagged", "#8a9099", "#8a9099"),
+    "failed": ("failed", "#b03a2e", "#ff7b6e"),
     "new": ("new", "#2f6fd6", "#6ea1ff"),
     "needs_review": ("review", "#c77700", "#ffb347"),
     "approved": ("approved", "#1f8a4c", "#5fd38d"),
@@ -117,6 +118,8 @@ class PhotoGridModel(QAbstractListModel):
             return self.thumbs.error(row.path, row.size, row.mtime_ns)
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [row.path, f"Status: {BADGES[row.status][0]}"]
+            if row.error:
+                lines.append(f"Error: {row.error}")
             if row.caption:
                 lines.append(row.caption)
             if row.keywords:

@@ -78,7 +78,7 @@ class RunsController(QObject):
         self._live_photo = ""
         self._stopped_run: int | None = None  # the run the panel offers to resume after Stop
         self.privacy = PrivacyGuard(session, view, self.engine_config, self)
-        view.tag_action.triggered.connect(self.open_run_dialog)
+        view.tag_action.triggered.connect(lambda: self.open_run_dialog())  # not triggered(bool) as the scope
         view.pause_action.triggered.connect(self._pause_action)
         view.stop_action.triggered.connect(self.stop_run)
         view.banner.dismiss_button.clicked.connect(view.banner.hide)
@@ -146,8 +146,9 @@ class RunsController(QObject):
             redo=redo,
         )
 
-    def open_run_dialog(self) -> None:
-        """Tag Photos…: choose photos, task, language and vocabulary, then start."""
+    def open_run_dialog(self, scope: str = "", redo: bool = False) -> None:
+        """Tag Photos…: choose photos, task, language and vocabulary, then start. ``scope`` and ``redo``
+        preset the dialog (Re-tag in the review panel: the selection, tagged again)."""
         if self.running:
             self.session.notify("A run is already going; stop it first or wait for it to finish.")
             return
@@ -161,8 +162,13 @@ class RunsController(QObject):
             f"Photos shown now ({self.selection.model.rowCount():,}: {self.browse.filter.describe()})"
         )
         (
-            dialog.scope_selection if selected > 1 else dialog.scope_folder if folder else dialog.scope_filter
+            dialog.scope_selection
+            if selected > 1 or scope == "selection"
+            else dialog.scope_folder
+            if folder
+            else dialog.scope_filter
         ).setChecked(True)
+        dialog.redo.setChecked(redo)
         for task in all_tasks().values():
             if not task.needs_question:
                 dialog.task.addItem(task.label, task.id)

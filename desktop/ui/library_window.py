@@ -111,6 +111,7 @@ class LibraryWindow(QObject):
         self.view.settings_action.triggered.connect(self.open_settings)
         self.view.shortcuts_action.triggered.connect(self.show_shortcuts)
         self.view.about_action.triggered.connect(self.about)
+        self.review.retagRequested.connect(lambda: self.runs.open_run_dialog(scope="selection", redo=True))
         self.runs.progressed.connect(self._run_progressed)
         if self.prefs.vocabulary and Path(self.prefs.vocabulary).is_file():
             try:
@@ -185,6 +186,7 @@ class LibraryWindow(QObject):
             return
         self.model.refresh()
         self.review.refresh_shown()  # the run may just have tagged the photo on show
+        self.browse.recount()  # the status list's counts follow the run
 
     # ---- closing -----------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from captioneer.desktop.library.browse import (
     library_trees,
     photo_ids,
     photos_by_id,
+    status_counts,
 )
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.runs import (
@@ -42,6 +43,7 @@ class QueryWorker(QObject):
 
     queried = Signal(int, object)  # generation, [photo id]
     queryFailed = Signal(int, str)
+    countsReady = Signal(int, object)  # generation, {status: photos}
     overviewReady = Signal(object, object)  # [FolderNode], [(keyword, count)]
 
     def __init__(self, catalog: Catalog) -> None:
@@ -65,6 +67,16 @@ class QueryWorker(QObject):
             self.queryFailed.emit(generation, str(exc))
             return
         self.queried.emit(generation, ids)
+
+    @Slot(int, object)
+    def counts(self, generation: int, browse: BrowseFilter) -> None:
+        """How many photos each status would show (an unreadable search was already reported by query)."""
+        if generation != self.latest:
+            return
+        try:
+            self.countsReady.emit(generation, status_counts(self._db(), browse))
+        except CaptioneerError:
+            return
 
     @Slot()
     def overview(self) -> None:

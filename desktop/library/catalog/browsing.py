@@ -14,12 +14,14 @@ from captioneer.desktop.library.catalog.records import Query, Result
 from captioneer.desktop.library.catalog.search import compile_query, contains, has_keyword
 from captioneer.desktop.library.catalog.store import Catalog
 
-STATUS_FILTERS = ("all", "untagged", "new", "needs_review", "approved", "rejected", "written")
-"""What the status filter offers: every photo, photos without a result, or one review state."""
+STATUS_FILTERS = ("all", "untagged", "failed", "new", "needs_review", "approved", "rejected", "written")
+"""What the status filter offers: every photo, photos without a result, photos that could not be tagged (or
+read), or one review state."""
 
 STATUS_LABELS = {
     "all": "All photos",
     "untagged": "Not tagged yet",
+    "failed": "Failed",
     "new": "New",
     "needs_review": "Needs review",
     "approved": "Approved",
@@ -33,6 +35,16 @@ _NEWEST = "r.id = (SELECT MAX(r2.id) FROM results r2 WHERE r2.photo_id = p.id AN
 _FROM = f"photos p LEFT JOIN results r ON {_NEWEST}"
 
 
+# A photo failed when the scan or a run could not read it, or a run could not tag it and it has no result yet.
+# It stays in the grid (with its error) until it is read or tagged.
+_FAILED = (
+    "(p.status = 'unreadable' OR (r.id IS NULL AND EXISTS (SELECT 1 FROM run_items i "
+    "WHERE i.photo_id = p.id AND i.state = 'failed')))"
+)
+_SHOWN = "p.status IN ('present', 'unreadable')"
+"""The photos the window lists: every one found by the last scan (a missing one is not there to show)."""
+
+
 def _any_current(condition: str) -> str:
     """True when one of the photo's current results (as ``r``) meets ``condition``."""
     return f"EXISTS (SELECT 1 FROM results r WHERE r.photo_id = p.id AND r.current = 1 AND ({condition}))"
@@ -44,7 +56,8 @@ class BrowseFilter:
 
     Attributes:
         folder: only photos in this folder or below it.
-        status: ``untagged`` (no current result) or a review state one of the current results is in.
+        status: ``untagged`` (no current result, not failed), ``failed`` (could not be read or tagged) or a
+            review state one of the current results is in.
         keyword: photos with a current result that has this keyword, or whose files (read at the last scan)
             have it (case-insensitive; ``*`` wildcard), as the search's ``keyword:`` matches it.
         text: photos with a current result whose caption, title or alt text contains this text, as the
@@ -88,20 +101,28 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
         SearchSyntaxError: the search text cannot be understood (the message says where).
         CatalogError: the status is not one of :data:`STATUS_FILTERS`.
     """
-    clauses = ["p.status = 'present'"]
-    params: list[Any] = []
-    if browse.folder:
-        clauses.append("p.path >= ? AND p.path < ?")
-        params.extend(folder_bounds(browse.folder))
     if browse.status not in STATUS_FILTERS:
         raise CatalogError(
             f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
         )
+    clauses, params = _scope(browse)
     if browse.status == "untagged":
-        clauses.append("r.id IS NULL")
+        clauses.append(f"r.id IS NULL AND NOT {_FAILED}")
+    elif browse.status == "failed":
+        clauses.append(_FAILED)
     elif browse.status != "all":
         clauses.append(_any_current("r.review = ?"))
         params.append(browse.status)
+    return " AND ".join(clauses), params
+
+
+def _scope(browse: BrowseFilter) -> tuple[list[str], list[Any]]:
+    """The filter's conditions but its status: the photos among which each status is counted."""
+    clauses = [_SHOWN]
+    params: list[Any] = []
+    if browse.folder:
+        clauses.append("p.path >= ? AND p.path < ?")
+        params.extend(folder_bounds(browse.folder))
     if browse.keyword.strip():
         in_results, results_params = has_keyword("r.keywords", browse.keyword.strip())
         in_files, files_params = has_keyword("p.existing_keywords", browse.keyword.strip())
@@ -116,7 +137,29 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
         # A photo not tagged yet is matched as a photo without text (``NOT keyword:beach`` lets it through).
         clauses.append(f"({_any_current(query.where)} OR (r.id IS NULL AND ({query.where})))")
         params.extend(query.params * 2)
-    return " AND ".join(clauses), params
+    return clauses, params
+
+
+def status_counts(catalog: Catalog, browse: BrowseFilter) -> dict[str, int]:
+    """How many photos each entry of :data:`STATUS_FILTERS` would show with the rest of ``browse`` (its
+    folder, keyword, text and search) as it is: what the status list says beside each status."""
+    clauses, params = _scope(browse)
+    scope = f"SELECT p.id FROM {_FROM} WHERE {' AND '.join(clauses)}"
+    total, untagged, failed = catalog.db.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(r.id IS NULL AND NOT {_FAILED}), 0), COALESCE(SUM({_FAILED}), 0) "
+        f"FROM {_FROM} WHERE {' AND '.join(clauses)}",
+        params,
+    ).fetchone()
+    counts = dict.fromkeys(STATUS_FILTERS, 0)
+    counts.update(all=total, untagged=untagged, failed=failed)
+    for review, count in catalog.db.execute(
+        "SELECT review, COUNT(DISTINCT photo_id) FROM results "
+        f"WHERE current = 1 AND photo_id IN ({scope}) GROUP BY review",
+        params,
+    ):
+        if review in counts:
+            counts[review] = count
+    return counts
 
 
 def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
@@ -160,6 +203,11 @@ class PhotoRow:
     existing_keywords_note: str | None = None
     """Why some of the file's keywords could not be read (a malformed sidecar), or None."""
     task: str = ""
+    error: str | None = None
+    """Why the photo could not be read (the scan's or a run's verdict), or why the last run that failed on
+    it could not tag it when it has no result; None otherwise."""
+    unreadable: bool = False
+    """The file itself cannot be read (tagging it again needs a fixed file and a rescan first)."""
 
     @property
     def name(self) -> str:
@@ -167,13 +215,26 @@ class PhotoRow:
 
     @property
     def status(self) -> str:
-        """The review state, or ``untagged``."""
+        """``failed`` (there is an error), the review state, or ``untagged``."""
+        if self.error:
+            return "failed"
         return self.review or "untagged"
+
+    @property
+    def empty(self) -> bool:
+        """Whether the result has nothing to approve: no caption, keywords, title or alt text (the model's
+        answer could not be read or was cut off)."""
+        return self.result_id is not None and not (
+            self.caption.strip() or self.keywords or self.title.strip() or self.alt_text.strip()
+        )
 
 
 _ROW_COLUMNS = (
     "p.id, p.path, p.size, p.mtime_ns, r.id, r.run_id, r.review, r.review_reason, r.caption, r.title, "
-    "r.alt_text, r.keywords, r.model, r.edited, r.task, p.existing_keywords, p.existing_keywords_note"
+    "r.alt_text, r.keywords, r.model, r.edited, r.task, p.existing_keywords, p.existing_keywords_note, "
+    "CASE WHEN p.status = 'unreadable' THEN COALESCE(p.error, 'cannot be read') WHEN r.id IS NULL THEN "
+    "(SELECT i.error FROM run_items i WHERE i.photo_id = p.id AND i.state = 'failed' "
+    "ORDER BY i.run_id DESC LIMIT 1) END, p.status = 'unreadable'"
 )
 
 
@@ -196,6 +257,8 @@ def _row(values: Sequence[Any]) -> PhotoRow:
         task=values[14] or "",
         existing_keywords=tuple(json.loads(values[15])) if values[15] else (),
         existing_keywords_note=values[16],
+        error=values[17],
+        unreadable=bool(values[18]),
     )
 
 
@@ -214,11 +277,12 @@ def fetch_rows(catalog: Catalog, ids: Sequence[int]) -> dict[int, PhotoRow]:
 
 
 def present_paths(catalog: Catalog, library_id: int) -> list[str]:
-    """The paths of a library's photos that are present (not missing, not unreadable)."""
+    """The paths of a library's photos the window lists (present or unreadable, not missing): the folder
+    tree counts the same photos as the grid and as a scan."""
     return [
         row[0]
         for row in catalog.db.execute(
-            "SELECT path FROM photos WHERE library_id = ? AND status = 'present'", (library_id,)
+            f"SELECT p.path FROM photos p WHERE p.library_id = ? AND {_SHOWN}", (library_id,)
         )
     ]
 

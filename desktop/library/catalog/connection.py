@@ -111,6 +111,8 @@ def connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Con
     db.text_factory = _text_reader(path)
     # Case-insensitive matching that is right beyond ASCII (SQLite's lower() is ASCII-only).
     db.create_function("casefold", 1, _casefold, deterministic=True)
+    # A photo's file name, for searching by name (SQLite has no basename).
+    db.create_function("file_name", 1, _file_name, deterministic=True)
     try:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA busy_timeout = 10000")
@@ -136,6 +138,10 @@ def connect(path: Path, readonly: bool, quick_check: bool = True) -> sqlite3.Con
 
 def _casefold(value: object) -> object:
     return value.casefold() if isinstance(value, str) else value
+
+
+def _file_name(value: object) -> object:
+    return os.path.basename(value) if isinstance(value, str) else value
 
 
 def _text_reader(path: Path) -> Callable[[bytes], str]:

@@ -5,9 +5,9 @@ Words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
 ``beach sunset`` = both; ``dog OR cat``; ``NOT status:rejected``;
 ``keyword:"new york" (caption:boat OR -title:ship)``.
 Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard; the result's keywords and those already in the
-photo's files), ``caption:``, ``title:``, ``alt:``, ``status:``,
-``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word matches a keyword, the caption or
-the title.
+photo's files), ``name:`` (``file:``; the file name, ``*`` wildcard: ``name:IMG_12*``), ``caption:``,
+``title:``, ``alt:``, ``status:``, ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word
+matches a keyword, the caption, the title or the file name.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ FIELDS = {
     "engine": "engine",
     "run": "run",
     "task": "task",
+    "name": "name",
+    "file": "name",
+    "filename": "name",
 }
 _STATUS_ALIASES = {"needs-review": "needs_review", "review": "needs_review", "needsreview": "needs_review"}
 
@@ -176,10 +179,17 @@ class _Parser:
         value = token.value
         field = token.field
         if field is None:
-            parts = (self.keyword(value), self.contains("r.caption", value), self.contains("r.title", value))
+            parts = (
+                self.keyword(value),
+                self.contains("r.caption", value),
+                self.contains("r.title", value),
+                self.name(value),
+            )
             return "(" + " OR ".join(parts) + ")"
         if field == "keyword":
             return self.keyword(value)
+        if field == "name":
+            return self.name(value)
         if field in ("caption", "title", "alt"):
             column = {"caption": "r.caption", "title": "r.title", "alt": "r.alt_text"}[field]
             return self.contains(column, value)
@@ -206,6 +216,12 @@ class _Parser:
         self.params.extend([*results_params, *files_params])
         return f"({results} OR {files})"
 
+    def name(self, value: str) -> str:
+        """The photo's file name: the whole name with ``*`` wildcards (``IMG_12*``), else any part of it."""
+        sql, params = name_matches("p.path", value)
+        self.params.extend(params)
+        return sql
+
     def contains(self, column: str, value: str) -> str:
         sql, params = contains(column, value)
         self.params.extend(params)
@@ -230,12 +246,27 @@ def contains(column: str, value: str) -> tuple[str, list[Any]]:
     return f"instr(casefold(COALESCE({column}, '')), ?) > 0", [value.casefold()]
 
 
+def name_matches(column: str, value: str) -> tuple[str, list[Any]]:
+    """An SQL condition: the file name of the path in ``column`` matches ``value`` (case-insensitive; with a
+    ``*`` the whole name must match, ``*`` standing for any run of characters; without one, the name contains
+    ``value``), and its parameters."""
+    folded = value.casefold()
+    if "*" in folded:
+        return f"casefold(file_name({column})) GLOB ?", [_glob_literal(folded)]
+    return f"instr(casefold(file_name({column})), ?) > 0", [folded]
+
+
+def _glob_literal(pattern: str) -> str:
+    """A GLOB pattern where only ``*`` is a wildcard (``?``, ``[`` and ``]`` are plain characters)."""
+    return re.sub(r"([\[\]?])", r"[\1]", pattern)
+
+
 def has_keyword(column: str, value: str) -> tuple[str, list[Any]]:
     """An SQL condition: the JSON keyword list in ``column`` has ``value`` (case-insensitive; ``*`` matches
     any run of characters, every other character is literal), and its parameters."""
     folded = value.casefold()
     if "*" in folded:
-        pattern = re.sub(r"([\[\]?])", r"[\1]", folded)
+        pattern = _glob_literal(folded)
         return f"EXISTS (SELECT 1 FROM json_each({column}) k WHERE casefold(k.value) GLOB ?)", [pattern]
     return f"EXISTS (SELECT 1 FROM json_each({column}) k WHERE casefold(k.value) = ?)", [folded]
 
