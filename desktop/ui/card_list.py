@@ -148,6 +148,7 @@ class CardList(QObject):
     def show_failure(self, card: Card, result: CaptionResult) -> None:
         card.result = result
         card.view.set_text(card.prefix + (result.error or "Failed."))
+        card.view.text.setToolTip(f"Details: {result.error_detail}" if result.error_detail else "")
         card.view.set_state(CardState.FAILED)
         card.view.set_copy_enabled(False, False, False)
 
