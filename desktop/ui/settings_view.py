@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
+from captioneer.desktop.ui.theme import set_error_style
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -158,7 +159,7 @@ class SettingsView(QDialog):
 
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: palette(bright-text);")
+        set_error_style(self.error)  # palette(bright-text) is white on the light palette
         self.error.hide()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel

@@ -101,6 +101,15 @@ def set_themed_style(widget: QWidget, maker: Callable[[bool], str]) -> None:
     widget.setStyleSheet(maker(is_dark(widget)))
 
 
+# Red text for errors, readable on both palettes (Fusion's light BrightText is white, so not bright-text).
+ERROR_TEXT = {False: "#b3261e", True: "#ff8a80"}
+
+
+def set_error_style(label: QLabel) -> None:
+    """Show ``label``'s text in the error red of the current theme, following theme switches."""
+    set_themed_style(label, lambda dark: f"color: {ERROR_TEXT[dark]};")
+
+
 def is_dark(widget: QWidget | None = None) -> bool:
     """Whether the current palette is dark (window colour darker than its text)."""
     palette = widget.palette() if widget is not None else QGuiApplication.palette()
