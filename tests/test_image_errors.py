@@ -234,3 +234,32 @@ def test_the_quick_windows_cards_say_it_plainly_with_details_in_a_tooltip(qtbot,
         assert cards["cut.jpg"].text.toolTip().startswith("Details: ")
     finally:
         window.shutdown()
+
+
+def test_the_library_stores_and_reports_the_plain_reasons(tmp_path: Path) -> None:
+    """Scan then tag a folder of bad files: what the scan reports unreadable and what the run records as
+    failed (what the library window shows) is each file's plain reason."""
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.runs import RunSpec, execute_run, failed_items, plan_run
+    from captioneer.desktop.library.scanner import scan_library
+    from tests.fakes.tagging_engine import FakeEngine, fake_config
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    expected = make_bad_files(library)
+    del expected["x.jpg"]  # a folder in a library is a folder of photos
+    _noise().save(library / "good.jpg")
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        config = fake_config()
+        plan = plan_run(
+            catalog, str(library), catalog.photos_under(library), RunSpec(image_tokens=16), config
+        )
+        counts = execute_run(catalog, plan.run_id, FakeEngine(config))
+        reasons = {Path(path).name: error for path, error in report.unreadable_files}
+        reasons.update({Path(path).name: error for path, error, _kind in failed_items(catalog, plan.run_id)})
+    assert counts.done == 1
+    assert set(reasons) == set(expected)
+    for name, words in expected.items():
+        assert words in reasons[name], name
+        _assert_plain(reasons[name])
