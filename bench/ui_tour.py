@@ -83,6 +83,24 @@ class Tour:
         self.pump(0.1)
 
 
+def shoot_modal(tour: Tour, name: str, open_modal: Callable[[], object]) -> None:
+    """Shoot the modal dialog ``open_modal`` shows (it blocks in ``exec``), then close it as Cancel would."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def shoot() -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            tour.problems.append(f"{name}: no dialog opened")
+            return
+        tour.pump(0.3)
+        tour.shot(name, dialog)
+        dialog.reject()  # type: ignore[attr-defined]
+
+    QTimer.singleShot(300, shoot)
+    open_modal()
+
+
 def tiny_overrides() -> Any:
     from captioneer.desktop.core.engine_setup import Overrides
 
@@ -254,20 +272,40 @@ def folder_added(tour: Tour) -> None:
     tour.shot("folder-added", tour.library.view)
 
 
+def tag_photos_dialog(tour: Tour) -> None:
+    """Tag Photos…: which photos, the task, the language and the vocabulary."""
+    shoot_modal(tour, "tag-photos-dialog", tour.library.runs.open_run_dialog)
+
+
 def tagging_run(tour: Tour) -> None:
-    """A run in progress: the run panel with the photo being tagged."""
+    """A run in progress, stopped after its first photo (the banner offers to resume), resumed, finished."""
     runs = tour.library.runs
     seen: list[object] = []
-    finished: list[object] = []
+    finished: list[Any] = []
     runs.progressed.connect(seen.append)
     runs.finished.connect(finished.append)
     runs.start_run(runs.run_request("folder", runs.run_spec("keywords", "English")))
     tour.wait("the run's first progress", lambda: bool(seen) or bool(finished), 180)
     tour.pump(0.3)
     tour.shot("tagging-run", tour.library.view)
-    tour.wait("the run's end", lambda: bool(finished), 300)
+    runs.stop_run()
+    tour.wait("the run to stop", lambda: bool(finished), 300)
     tour.pump(1.0)
+    if finished[-1].state == "paused":
+        tour.shot("run-stopped-resume-banner", tour.library.view)
+        tour.library.view.banner.accept_button.click()
+        tour.wait("the resumed run's end", lambda: len(finished) >= 2, 300)
+        tour.pump(1.0)
     tour.shot("run-finished", tour.library.view)
+
+
+def search_error(tour: Tour) -> None:
+    """A search that cannot be read says where; the grid stays as it was."""
+    tour.library.browse.apply_filter(query='caption:"open')
+    tour.pump(0.3)
+    tour.shot("search-error", tour.library.view)
+    tour.library.browse.apply_filter(query="")
+    tour.pump(0.5)
 
 
 def review(tour: Tour) -> None:
@@ -346,6 +384,10 @@ def undo_write(tour: Tour) -> None:
     dialog.close()
 
 
+def about(tour: Tour) -> None:
+    shoot_modal(tour, "about", tour.main.about)
+
+
 def crash_dialog(tour: Tour) -> None:
     """The crash dialog (what an unexpected error looks like); nothing crashes for it."""
     from captioneer.desktop.ui.crash_view import CrashDialog
@@ -373,12 +415,15 @@ STEPS: list[Callable[[Tour], None]] = [
     follow_up,
     library_empty,
     folder_added,
+    tag_photos_dialog,
     tagging_run,
+    search_error,
     review,
     detail_edit,
     write_dialog,
     written,
     undo_write,
+    about,
     crash_dialog,
 ]
 

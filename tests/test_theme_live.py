@@ -126,3 +126,23 @@ def test_both_windows_and_the_dialogs_follow_a_live_theme_switch(qtbot, tiny_ggu
         apply_theme(app, "light")
         library.shutdown()
         main.shutdown()
+
+
+def test_check_boxes_and_radio_buttons_show_on_the_dark_palette(qtbot) -> None:
+    """Fusion outlines them in a darkened window colour, which vanished on dark (the Tag Photos and Write
+    dialogs' choices could not be seen) and is faint on light; an unchecked one must stand out by 3:1."""
+    from PySide6.QtWidgets import QCheckBox, QRadioButton
+
+    app = QApplication.instance()
+    boxes = [QCheckBox(), QRadioButton()]
+    for box in boxes:
+        qtbot.addWidget(box)
+        box.resize(24, 24)
+        box.show()
+    try:
+        for theme in ("light", "dark", "light"):
+            apply_theme(app, theme)
+            for box in boxes:
+                assert text_contrast(box) >= 3.0, f"an unchecked {type(box).__name__} vanishes in {theme}"
+    finally:
+        apply_theme(app, "light")
