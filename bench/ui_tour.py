@@ -65,6 +65,12 @@ class Tour:
             time.sleep(0.01)
         return True
 
+    def show(self, name: str, widget: Any, settle: float = 0.4) -> None:
+        """Show ``widget`` (a window or a dialog), let it settle, and shoot it."""
+        widget.show()
+        self.pump(settle)
+        self.shot(name, widget)
+
     def shot(self, name: str, widget: Any) -> None:
         """Save ``widget`` as NN-name-light.png and NN-name-dark.png, switching the theme live between."""
         from captioneer.desktop.ui.theme import apply_theme
@@ -140,9 +146,7 @@ def first_start(tour: Tour) -> None:
 
     tour.main = MainWindow()
     tour.main.view.resize(1180, 780)
-    tour.main.view.show()
-    tour.pump(0.5)
-    tour.shot("first-start", tour.main.view)
+    tour.show("first-start", tour.main.view)
 
 
 def wizard(tour: Tour) -> None:
@@ -161,13 +165,10 @@ def settings(tour: Tour) -> None:
     from captioneer.desktop.ui.settings_dialog import SettingsDialog
 
     dialog = SettingsDialog(tour.main.settings, tour.main.view)
-    dialog.show()
-    tour.pump(0.3)
-    tour.shot("settings", dialog)
+    tour.show("settings", dialog)
     dialog.error.setText("Some values are not valid — (an example of the error line)")
     dialog.error.show()
-    tour.pump(0.2)
-    tour.shot("settings-error", dialog)
+    tour.show("settings-error", dialog)
     dialog.reject()
 
 
@@ -175,9 +176,7 @@ def model_manager(tour: Tour) -> None:
     from captioneer.desktop.ui.model_manager import ModelManagerDialog
 
     dialog = ModelManagerDialog(tour.main.settings, tour.main.view)
-    dialog.show()
-    tour.pump(0.5)
-    tour.shot("model-manager", dialog)
+    tour.show("model-manager", dialog)
     dialog.reject()
 
 
@@ -191,9 +190,7 @@ def empty_quick_window(tour: Tour) -> None:
     tour.main.shutdown()
     tour.main = MainWindow(tiny_overrides())
     tour.main.view.resize(1180, 780)
-    tour.main.view.show()
-    tour.pump(0.5)
-    tour.shot("empty-quick-window", tour.main.view)
+    tour.show("empty-quick-window", tour.main.view)
 
 
 def images_added(tour: Tour) -> None:
@@ -258,9 +255,7 @@ def library_empty(tour: Tour) -> None:
 
     tour.library = LibraryWindow(overrides=tiny_overrides())
     tour.library.view.resize(1400, 900)
-    tour.library.view.show()
-    tour.pump(1.0)
-    tour.shot("library-empty", tour.library.view)
+    tour.show("library-empty", tour.library.view, settle=1.0)
 
 
 def folder_added(tour: Tour) -> None:
@@ -396,9 +391,7 @@ def crash_dialog(tour: Tour) -> None:
         "Captioneer crashed at (tour)\n\nTraceback (most recent call last):\n  ...\nRuntimeError: example\n"
     )
     dialog = CrashDialog(report, str(tour.home / "logs" / "crash-example.txt"), tour.main.view)
-    dialog.show()
-    tour.pump(0.3)
-    tour.shot("crash-dialog", dialog)
+    tour.show("crash-dialog", dialog)
     dialog.reject()
 
 
