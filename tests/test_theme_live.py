@@ -16,8 +16,10 @@ from captioneer.desktop.ui.card_view import CardState
 from captioneer.desktop.ui.crash_view import CrashDialog
 from captioneer.desktop.ui.library_window import LibraryWindow
 from captioneer.desktop.ui.main_window import MainWindow
+from captioneer.desktop.ui.model_manager import ModelManagerDialog
 from captioneer.desktop.ui.settings_dialog import SettingsDialog
 from captioneer.desktop.ui.theme import apply_theme
+from captioneer.desktop.ui.wizard import SetupWizard
 from tests.test_ui_library import fake_args, fake_opener, make_photos, tag_directly
 
 pytestmark = [
@@ -100,6 +102,15 @@ def test_both_windows_and_the_dialogs_follow_a_live_theme_switch(qtbot, tiny_ggu
         crash = CrashDialog("Traceback (most recent call last):\nRuntimeError: example\n", "crash.txt")
         qtbot.addWidget(crash)
         crash.show()
+        manager = ModelManagerDialog(load_settings(), main.view)
+        qtbot.addWidget(manager)
+        manager.show()
+        wizard = SetupWizard(load_settings(), main.view)
+        qtbot.addWidget(wizard)
+        wizard.show()
+        qtbot.waitUntil(lambda: wizard.hardware_page.table.rowCount() > 0, timeout=30_000)
+        library.view.banner.text.setText("Run 1 stopped with 2 of 3 photos still to tag. Resume it?")
+        library.view.banner.show()
 
         surfaces = {
             "quick window": main.view.scroll.viewport(),
@@ -110,6 +121,9 @@ def test_both_windows_and_the_dialogs_follow_a_live_theme_switch(qtbot, tiny_ggu
             "run panel": library.view.run_panel,
             "settings": settings,
             "crash report": crash.details,
+            "model manager": manager,
+            "wizard's model table": wizard.hardware_page.table.viewport(),
+            "library banner": library.view.banner,
         }
         texts = {"failed card text": failed.text, "settings error": settings.error, "chip": failed.chip}
         for theme in ("light", "dark", "light"):
