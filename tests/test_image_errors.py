@@ -28,10 +28,12 @@ PILLOW_WORDS = (
     "bytes not processed",
     "exceeds limit",
     "decompression bomb",
-    "decoder",
+    "decoder object",
     "Truncated File Read",
     "OSError",
     "broken data stream",
+    "LibRaw",
+    "pip install",
 )
 
 
@@ -78,6 +80,7 @@ def make_bad_files(folder: Path) -> dict[str, str]:
         "empty.jpg": (b"", "empty file"),
         "notes.jpg": (b"These are my holiday notes, not a photo.\n" * 20, "not an image file"),
         "damaged.png": (damaged_png(), "image is damaged"),
+        "DSC_0001.NEF": (bytes(range(256)) * 40, "this RAW file is damaged"),
     }
     for name, (content, _words) in cases.items():
         (folder / name).write_bytes(content)
@@ -136,10 +139,13 @@ def test_an_unreadable_file_says_no_permission(tmp_path: Path) -> None:
     _noise().save(path)
     path.chmod(0)
     probe = (
+        "from pathlib import Path\n"
         "from captioneer.desktop.core.images import prepare_image\n"
+        "from captioneer.desktop.library.identity import image_content_key\n"
         "from captioneer.backends.errors import ImageError\n"
-        f"for refuse in (False, True):\n"
-        f"    try:\n        prepare_image({str(path)!r}, 16, refuse_links=refuse)\n"
+        f"for read in (lambda: prepare_image({str(path)!r}, 16), lambda: prepare_image({str(path)!r}, 16,"
+        f" refuse_links=True), lambda: image_content_key(Path({str(path)!r}))):\n"
+        "    try:\n        read()\n"
         "    except ImageError as exc:\n        print(exc.kind, '|', exc)\n"
     )
     command = [sys.executable, "-c", probe]
@@ -150,7 +156,8 @@ def test_an_unreadable_file_says_no_permission(tmp_path: Path) -> None:
             pytest.skip("running as root without setpriv to drop the permission override")
         command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
-    assert out.splitlines() == ["unreadable | no permission to read this file"] * 2
+    # The quick window's path, the tagger's (no links) and the scanner's content key all say the same.
+    assert out.splitlines() == ["unreadable | no permission to read this file"] * 3
 
 
 @pytest.mark.parametrize(

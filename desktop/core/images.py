@@ -32,6 +32,8 @@ NOT_FOUND = "file not found"
 NO_PERMISSION = "no permission to read this file"
 EMPTY = "empty file (0 bytes)"
 A_FOLDER = "this is a folder, not an image file"
+RAW_NEEDS_DECODER = "this RAW photo needs the RAW decoder (rawpy)"
+RAW_DAMAGED = "this RAW file is damaged or of a kind the decoder does not know"
 
 # Pillow plugins we let decode user files. PostScript/EPS and PDF are never decoded (EPS runs Ghostscript).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
@@ -182,9 +184,7 @@ def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
     try:
         import rawpy
     except ImportError:
-        raise _failure(
-            "this RAW photo needs the RAW decoder (rawpy)", "needs-plugin", "pip install 'captioneer[raw]'"
-        ) from None
+        raise image_error(RAW_NEEDS_DECODER, "needs-plugin", "pip install 'captioneer[raw]'") from None
     try:
         with rawpy.imread(source if isinstance(source, io.BytesIO) else str(source)) as raw:
             try:
@@ -192,9 +192,7 @@ def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True))
     except rawpy.LibRawError as exc:
-        raise _failure(
-            "this RAW file is damaged or of a kind the decoder does not know", "corrupt", str(exc)
-        ) from None
+        raise image_error(RAW_DAMAGED, "corrupt", str(exc)) from None
     if thumb.format == rawpy.ThumbFormat.JPEG:
         return _open_allowed(io.BytesIO(thumb.data))
     return Image.fromarray(thumb.data)
@@ -224,7 +222,7 @@ def read_photo_no_links(path: Path) -> bytes:
     try:
         info = os.lstat(path)
     except OSError as exc:
-        raise _os_failure(exc) from None
+        raise file_error(exc) from None
     if stat.S_ISLNK(info.st_mode):
         raise ImageError(_LINK_REFUSED, kind="refused")
     try:
@@ -236,12 +234,12 @@ def read_photo_no_links(path: Path) -> bytes:
             raise ImageError(
                 "is not a regular file (a device, pipe or folder): not tagged", kind="refused"
             ) from None
-        raise _os_failure(exc) from None
+        raise file_error(exc) from None
     with os.fdopen(fd, "rb") as fh:
         try:
             return fh.read()
         except OSError as exc:
-            raise _os_failure(exc) from None
+            raise file_error(exc) from None
 
 
 def _openable_formats() -> list[str]:
@@ -250,23 +248,23 @@ def _openable_formats() -> list[str]:
     return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
 
 
-def _failure(message: str, kind: str, detail: str = "") -> ImageError:
+def image_error(message: str, kind: str, detail: str = "") -> ImageError:
     """An :class:`ImageError` in plain words; the technical ``detail`` is logged and kept on the error."""
     if detail:
         log.info("image cannot be used: %s (%s)", message, detail)
     return ImageError(message, kind=kind, detail=detail)
 
 
-def _os_failure(exc: OSError) -> ImageError:
+def file_error(exc: OSError) -> ImageError:
     """Why the operating system would not let us read a file, as a person would say it."""
     detail = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
     if isinstance(exc, FileNotFoundError):
-        return _failure(NOT_FOUND, "missing", detail)
+        return image_error(NOT_FOUND, "missing", detail)
     if isinstance(exc, PermissionError):
-        return _failure(NO_PERMISSION, "unreadable", detail)
+        return image_error(NO_PERMISSION, "unreadable", detail)
     if isinstance(exc, IsADirectoryError):
-        return _failure(A_FOLDER, "unreadable", detail)
-    return _failure(f"cannot read this file ({(exc.strerror or str(exc)).lower()})", "unreadable", detail)
+        return image_error(A_FOLDER, "unreadable", detail)
+    return image_error(f"cannot read this file ({(exc.strerror or str(exc)).lower()})", "unreadable", detail)
 
 
 # Leading bytes of the formats we decode: a file that starts like one of them and still fails is damaged
@@ -314,10 +312,10 @@ def _ends(source: io.BytesIO | Path) -> tuple[bytes, bytes, int]:
 def decode_failure(detail: str, head: bytes, tail: bytes, size: int) -> ImageError:
     """The plain reason a file that Pillow would not decode cannot be used (``detail``: Pillow's text)."""
     if not looks_like_image(head):
-        return _failure(NOT_AN_IMAGE, "not-an-image", detail or "no decoder recognises the file")
+        return image_error(NOT_AN_IMAGE, "not-an-image", detail or "no decoder recognises the file")
     if "truncated" in detail.lower() or is_cut_short(head, tail, size):
-        return _failure(CUT_SHORT, "corrupt", detail)
-    return _failure(DAMAGED, "corrupt", detail)
+        return image_error(CUT_SHORT, "corrupt", detail)
+    return image_error(DAMAGED, "corrupt", detail)
 
 
 def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
@@ -330,9 +328,9 @@ def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if image is not None:
             image.close()
-        raise _failure(TOO_LARGE, "too-large", str(exc)) from None
+        raise image_error(TOO_LARGE, "too-large", str(exc)) from None
     except PermissionError as exc:
-        raise _os_failure(exc) from None
+        raise file_error(exc) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # UnidentifiedImageError is an OSError
         if image is not None:
             image.close()
@@ -355,7 +353,7 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, refuse_links: bool =
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         if isinstance(source, bytes):
             if not source:
-                raise _failure(EMPTY, "empty")
+                raise image_error(EMPTY, "empty")
             return _open_allowed(io.BytesIO(source))
         path = Path(source)
         data: Path | io.BytesIO = path
@@ -366,18 +364,18 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, refuse_links: bool =
             try:
                 info = path.stat()
             except OSError as exc:
-                raise _os_failure(exc) from None
+                raise file_error(exc) from None
             if stat.S_ISDIR(info.st_mode):
-                raise _failure(A_FOLDER, "unreadable", f"{path} is a directory")
+                raise image_error(A_FOLDER, "unreadable", f"{path} is a directory")
             if not stat.S_ISREG(info.st_mode):
-                raise _failure("not a regular file (a device or pipe)", "unreadable", f"{path}")
+                raise image_error("not a regular file (a device or pipe)", "unreadable", f"{path}")
             size = info.st_size
         if size == 0:
-            raise _failure(EMPTY, "empty")
+            raise image_error(EMPTY, "empty")
         suffix = path.suffix.lower()
         if suffix in {".heic", ".heif", ".hif", ".avif"} and not _register_heif():
             kind_name = "AVIF" if suffix == ".avif" else "HEIC"
-            raise _failure(
+            raise image_error(
                 f"this {kind_name} photo needs pillow-heif", "needs-plugin", "pip install pillow-heif"
             )
         if suffix in RAW_SUFFIXES:
