@@ -160,3 +160,22 @@ def test_check_boxes_and_radio_buttons_show_on_the_dark_palette(qtbot) -> None:
                 assert text_contrast(box) >= 3.0, f"an unchecked {type(box).__name__} vanishes in {theme}"
     finally:
         apply_theme(app, "light")
+
+
+def test_why_a_photo_cannot_be_shown_is_readable_in_both_themes(qtbot, tmp_path: Path) -> None:
+    """The review panel's preview says why a photo cannot be shown in its place; its text was palette(light)
+    on palette(dark): 2.6:1 on the light theme and 2:1 on the dark one."""
+    from captioneer.desktop.ui.library_detail_view import PhotoPreview
+
+    app = QApplication.instance()
+    preview = PhotoPreview()
+    qtbot.addWidget(preview)
+    preview.resize(360, 240)
+    preview.show_photo(None, "Cannot show this photo:\nfile is cut short: copy it again from the original")
+    preview.show()
+    try:
+        for theme in ("light", "dark", "light"):
+            apply_theme(app, theme)
+            assert text_contrast(preview) >= 4.5, f"the preview's text is hard to read in the {theme} theme"
+    finally:
+        apply_theme(app, "light")
