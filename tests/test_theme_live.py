@@ -51,14 +51,18 @@ def _luminance(colour: QColor) -> float:
     return 0.2126 * channel(colour.red()) + 0.7152 * channel(colour.green()) + 0.0722 * channel(colour.blue())
 
 
+def _contrast(one: QColor, other: QColor) -> float:
+    low, high = sorted((_luminance(one), _luminance(other)))
+    return (high + 0.05) / (low + 0.05)
+
+
 def text_contrast(widget: QWidget) -> float:
     """The WCAG contrast between ``widget``'s background (its median pixel) and its most distinct pixel."""
     pixels = _pixels(widget)
     background = sorted(pixels, key=QColor.lightness)[len(pixels) // 2]
     base = _luminance(background)
     best = max(pixels, key=lambda colour: abs(_luminance(colour) - base))
-    low, high = sorted((base, _luminance(best)))
-    return (high + 0.05) / (low + 0.05)
+    return _contrast(background, best)
 
 
 def test_both_windows_and_the_dialogs_follow_a_live_theme_switch(qtbot, tiny_gguf, tmp_path: Path) -> None:
@@ -179,3 +183,13 @@ def test_why_a_photo_cannot_be_shown_is_readable_in_both_themes(qtbot, tmp_path:
             assert text_contrast(preview) >= 4.5, f"the preview's text is hard to read in the {theme} theme"
     finally:
         apply_theme(app, "light")
+
+
+def test_the_grid_badges_are_readable_in_both_themes(qtbot) -> None:
+    """The library grid's review badges paint small text (white on the light theme, near-black on the dark
+    one) on these colours; "untagged", "review" and "approved" were 3.2–4.4:1 on the light theme."""
+    from captioneer.desktop.ui.library_model import BADGES
+
+    for status, (_text, light, dark) in BADGES.items():
+        assert _contrast(QColor("#ffffff"), QColor(light)) >= 4.5, f"{status} badge on the light theme"
+        assert _contrast(QColor("#101114"), QColor(dark)) >= 4.5, f"{status} badge on the dark theme"
