@@ -144,11 +144,13 @@ class EngineCrashedError(GenerationError):
 class ImageError(CaptioneerError):
     """An input image cannot be used. ``kind`` says why, for catalogs and reports:
     ``missing``, ``unreadable``, ``empty``, ``not-an-image``, ``unsupported``, ``needs-plugin``,
-    ``corrupt`` or ``too-large``."""
+    ``corrupt`` or ``too-large``. ``detail`` keeps the technical text (the decoder's own words) for logs and
+    a "details" tooltip; the message itself is what a person reads."""
 
-    def __init__(self, message: str, kind: str = "corrupt") -> None:
+    def __init__(self, message: str, kind: str = "corrupt", detail: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.detail = detail
 
 
 class Cancelled(CaptioneerError):

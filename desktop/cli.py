@@ -83,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def open_window(args: argparse.Namespace) -> int:
     """The desktop window (Qt is imported only here, so subcommands and --version never need it)."""
+    from captioneer.desktop.ui.platform_check import check_xcb_libraries
+
+    problem = check_xcb_libraries()  # before Qt, which would abort without naming a package
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     try:
         from captioneer.desktop.ui.app import run_window
     except ImportError as exc:

@@ -234,7 +234,7 @@ def test_a_broken_photo_fails_in_its_card_and_the_rest_continue(
     cards = {card.path.name: card for card in window.card_list.cards.values()}
     bad_card = cards["broken.jpg"].view
     assert bad_card.state is CardState.FAILED
-    assert "corrupt" in bad_card.text.text() or "not an image" in bad_card.text.text()
+    assert bad_card.text.text() == "file is cut short: copy it again from the original"
     assert not bad_card.copy_text.isEnabled()
     qtbot.waitUntil(lambda: bad_card.thumbnail.text() == "No preview", timeout=10_000)
     assert cards["good.png"].view.state is CardState.DONE

@@ -38,6 +38,7 @@ class CaptionResult:
     data: dict[str, Any] | None = None
     error: str | None = None
     error_kind: str | None = None
+    error_detail: str | None = None  # the technical text behind ``error`` (e.g. the image decoder's)
     seconds: float = 0.0
     image_tokens: int | None = None
     attempts: int = 0
@@ -58,6 +59,7 @@ class CaptionResult:
             {
                 "error": self.error,
                 "error_kind": self.error_kind,
+                "error_detail": self.error_detail,
                 "seconds": round(self.seconds, 3),
                 "image_tokens": self.image_tokens,
                 "attempts": self.attempts,
@@ -90,6 +92,7 @@ def caption_file(
         image = prepare_image(path, engine_budget(image_tokens, backend.capabilities))
     except ImageError as exc:
         result.error, result.error_kind = str(exc), exc.kind
+        result.error_detail = exc.detail or None
         result.seconds = time.perf_counter() - started
         return result
     answer = answer_image(

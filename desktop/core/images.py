@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import math
 import os
 import stat
@@ -18,7 +19,21 @@ from captioneer.backends.errors import ImageError
 from captioneer.backends.files import TEMP_PREFIX, open_regular
 from captioneer.backends.request import TOKEN_PIXELS, PreparedImage
 
+log = logging.getLogger(__name__)
+
 MIN_IMAGE_TOKENS = 4
+
+# What a person reads when a photo cannot be used; the decoder's own text goes to the log and to ``detail``.
+TOO_LARGE = "image is too large to open safely"
+CUT_SHORT = "file is cut short: copy it again from the original"
+NOT_AN_IMAGE = "not an image file"
+DAMAGED = "image is damaged"
+NOT_FOUND = "file not found"
+NO_PERMISSION = "no permission to read this file"
+EMPTY = "empty file (0 bytes)"
+A_FOLDER = "this is a folder, not an image file"
+RAW_NEEDS_DECODER = "this RAW photo needs the RAW decoder (rawpy)"
+RAW_DAMAGED = "this RAW file is damaged or of a kind the decoder does not know"
 
 # Pillow plugins we let decode user files. PostScript/EPS and PDF are never decoded (EPS runs Ghostscript).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF", "ICO", "TGA", "PPM")
@@ -169,9 +184,7 @@ def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
     try:
         import rawpy
     except ImportError:
-        raise ImageError(
-            "RAW files need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
-        ) from None
+        raise image_error(RAW_NEEDS_DECODER, "needs-plugin", "pip install 'captioneer[raw]'") from None
     try:
         with rawpy.imread(source if isinstance(source, io.BytesIO) else str(source)) as raw:
             try:
@@ -179,7 +192,7 @@ def _decode_raw_preview(source: Path | io.BytesIO) -> Image.Image:
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True))
     except rawpy.LibRawError as exc:
-        raise ImageError(f"corrupt or unsupported RAW file ({exc})", kind="corrupt") from None
+        raise image_error(RAW_DAMAGED, "corrupt", str(exc)) from None
     if thumb.format == rawpy.ThumbFormat.JPEG:
         return _open_allowed(io.BytesIO(thumb.data))
     return Image.fromarray(thumb.data)
@@ -208,10 +221,8 @@ def read_photo_no_links(path: Path) -> bytes:
         )
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
-        raise ImageError("file not found", kind="missing") from None
     except OSError as exc:
-        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+        raise file_error(exc) from None
     if stat.S_ISLNK(info.st_mode):
         raise ImageError(_LINK_REFUSED, kind="refused")
     try:
@@ -223,12 +234,12 @@ def read_photo_no_links(path: Path) -> bytes:
             raise ImageError(
                 "is not a regular file (a device, pipe or folder): not tagged", kind="refused"
             ) from None
-        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+        raise file_error(exc) from None
     with os.fdopen(fd, "rb") as fh:
         try:
             return fh.read()
         except OSError as exc:
-            raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+            raise file_error(exc) from None
 
 
 def _openable_formats() -> list[str]:
@@ -237,24 +248,94 @@ def _openable_formats() -> list[str]:
     return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
 
 
+def image_error(message: str, kind: str, detail: str = "") -> ImageError:
+    """An :class:`ImageError` in plain words; the technical ``detail`` is logged and kept on the error."""
+    if detail:
+        log.info("image cannot be used: %s (%s)", message, detail)
+    return ImageError(message, kind=kind, detail=detail)
+
+
+def file_error(exc: OSError) -> ImageError:
+    """Why the operating system would not let us read a file, as a person would say it."""
+    detail = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return image_error(NOT_FOUND, "missing", detail)
+    if isinstance(exc, PermissionError):
+        return image_error(NO_PERMISSION, "unreadable", detail)
+    if isinstance(exc, IsADirectoryError):
+        return image_error(A_FOLDER, "unreadable", detail)
+    return image_error(f"cannot read this file ({(exc.strerror or str(exc)).lower()})", "unreadable", detail)
+
+
+# Leading bytes of the formats we decode: a file that starts like one of them and still fails is damaged
+# (or cut short), not "not an image".
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) starts like a format Captioneer decodes."""
+    if head.startswith(_SIGNATURES):
+        return True
+    return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
+
+
+def is_cut_short(head: bytes, tail: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes lacks the ending its own format promises (``tail``: its last bytes):
+    a PNG without IEND, a JPEG without its end marker, a WebP shorter than its RIFF header says, a GIF
+    without its trailer."""
+    if head.startswith(b"\x89PNG"):
+        return not tail.endswith(b"IEND\xaeB`\x82")
+    if head.startswith(b"\xff\xd8"):
+        return b"\xff\xd9" not in tail[-64:]
+    if head[:4] == b"RIFF" and len(head) >= 8:
+        return int.from_bytes(head[4:8], "little") + 8 > size
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return not tail.endswith(b";")
+    return False
+
+
+def _ends(source: io.BytesIO | Path) -> tuple[bytes, bytes, int]:
+    """The first and last 64 bytes of ``source`` and its size (empty when it can no longer be read)."""
+    if isinstance(source, io.BytesIO):
+        with source.getbuffer() as data:
+            return bytes(data[:64]), bytes(data[-64:]), len(data)
+    try:
+        with open(source, "rb") as fh:
+            head = fh.read(64)
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 64))
+            return head, fh.read(), size
+    except OSError:
+        return b"", b"", 0
+
+
+def decode_failure(detail: str, head: bytes, tail: bytes, size: int) -> ImageError:
+    """The plain reason a file that Pillow would not decode cannot be used (``detail``: Pillow's text)."""
+    if not looks_like_image(head):
+        return image_error(NOT_AN_IMAGE, "not-an-image", detail or "no decoder recognises the file")
+    if "truncated" in detail.lower() or is_cut_short(head, tail, size):
+        return image_error(CUT_SHORT, "corrupt", detail)
+    return image_error(DAMAGED, "corrupt", detail)
+
+
 def _open_allowed(source: io.BytesIO | Path) -> Image.Image:
     _register_heif()
+    ends = _ends(source)  # read first: Pillow may close the source when decoding fails
     image: Image.Image | None = None
     try:
         image = Image.open(source, formats=_openable_formats())
         image.load()  # decode now, inside the guards, not later in an engine
-    except UnidentifiedImageError:
-        raise ImageError("not an image, or a format Captioneer does not read", kind="not-an-image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if image is not None:
             image.close()
-        raise ImageError(f"skipped: too large to decode safely ({exc})", kind="too-large") from None
-    except PermissionError:
-        raise ImageError("permission denied", kind="unreadable") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise image_error(TOO_LARGE, "too-large", str(exc)) from None
+    except PermissionError as exc:
+        raise file_error(exc) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # UnidentifiedImageError is an OSError
         if image is not None:
             image.close()
-        raise ImageError(f"corrupt or truncated image ({exc})", kind="corrupt") from None
+        detail = "" if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
+        raise decode_failure(detail, *ends) from None
     return image
 
 
@@ -272,7 +353,7 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, refuse_links: bool =
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         if isinstance(source, bytes):
             if not source:
-                raise ImageError("empty data", kind="empty")
+                raise image_error(EMPTY, "empty")
             return _open_allowed(io.BytesIO(source))
         path = Path(source)
         data: Path | io.BytesIO = path
@@ -281,18 +362,23 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, refuse_links: bool =
             size = len(data.getbuffer())
         else:
             try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                raise ImageError("file not found", kind="missing") from None
+                info = path.stat()
             except OSError as exc:
-                raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
-            if not path.is_file():
-                raise ImageError("not a regular file", kind="unreadable")
+                raise file_error(exc) from None
+            if stat.S_ISDIR(info.st_mode):
+                raise image_error(A_FOLDER, "unreadable", f"{path} is a directory")
+            if not stat.S_ISREG(info.st_mode):
+                raise image_error("not a regular file (a device or pipe)", "unreadable", f"{path}")
+            size = info.st_size
         if size == 0:
-            raise ImageError("empty file (0 bytes)", kind="empty")
-        if path.suffix.lower() in {".heic", ".heif", ".hif", ".avif"} and not _register_heif():
-            raise ImageError("HEIC/AVIF needs pillow-heif: pip install pillow-heif", kind="needs-plugin")
-        if path.suffix.lower() in RAW_SUFFIXES:
+            raise image_error(EMPTY, "empty")
+        suffix = path.suffix.lower()
+        if suffix in {".heic", ".heif", ".hif", ".avif"} and not _register_heif():
+            kind_name = "AVIF" if suffix == ".avif" else "HEIC"
+            raise image_error(
+                f"this {kind_name} photo needs pillow-heif", "needs-plugin", "pip install pillow-heif"
+            )
+        if suffix in RAW_SUFFIXES:
             return _decode_raw_preview(data)
         return _open_allowed(data)
 

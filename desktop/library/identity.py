@@ -11,7 +11,14 @@ import importlib.util
 from pathlib import Path
 
 from captioneer.backends.errors import ImageError
-from captioneer.desktop.core.images import RAW_SUFFIXES, decode_image
+from captioneer.desktop.core.images import (
+    RAW_DAMAGED,
+    RAW_NEEDS_DECODER,
+    RAW_SUFFIXES,
+    decode_image,
+    file_error,
+    image_error,
+)
 
 _JPEG_SKIPPED = set(range(0xE0, 0xF0)) | {0xFE}  # APP0–APP15 and COM: where metadata lives
 _PNG_SKIPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -62,16 +69,14 @@ def pixel_digest(path: Path) -> str:
     """
     if path.suffix.lower() in RAW_SUFFIXES:
         if not can_decode_raw():
-            raise ImageError(
-                "RAW pixels need the RAW decoder: pip install 'captioneer[raw]'", kind="needs-plugin"
-            )
+            raise image_error(RAW_NEEDS_DECODER, "needs-plugin", "pip install 'captioneer[raw]'")
         import rawpy
 
         try:
             with rawpy.imread(str(path)) as raw:
                 return hashlib.sha256(raw.raw_image_visible.tobytes()).hexdigest()
         except rawpy.LibRawError as exc:
-            raise ImageError(f"corrupt or unsupported RAW file ({exc})", kind="corrupt") from None
+            raise image_error(RAW_DAMAGED, "corrupt", str(exc)) from None
     image = decode_image(path)
     try:
         frames = getattr(image, "n_frames", 1)
@@ -103,10 +108,8 @@ def image_content_key(path: Path) -> str:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError("file not found", kind="missing") from None
     except OSError as exc:
-        raise ImageError(f"cannot read file ({exc.strerror})", kind="unreadable") from None
+        raise file_error(exc) from None
     key = None
     if data[:2] == b"\xff\xd8":
         key = _jpeg_key(data)

@@ -119,6 +119,8 @@ class CardList(QObject):
         if card.outcome is Outcome.DONE and current is not None:
             detail = f"{current.result.seconds:.1f} s"
         view.set_state(_STATES[card.outcome], detail)
+        detail_text = card.result.error_detail if failed and card.result else ""
+        view.text.setToolTip(f"Details: {detail_text}" if detail_text else "")
         if failed:
             view.set_text(card.result.error if card.result and card.result.error else "Failed.")
         elif current is not None:

@@ -35,7 +35,10 @@ class PhotoPreview(QLabel):
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(QSize(PREVIEW_EDGE, 240))
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.setStyleSheet("QLabel { background: palette(dark); border-radius: 6px; color: palette(light); }")
+        # Text in window-text, not light: "Cannot show this photo: <why>" must be readable in both themes.
+        self.setStyleSheet(
+            "QLabel { background: palette(dark); border-radius: 6px; color: palette(window-text); }"
+        )
 
     def show_photo(self, pixmap: QPixmap | None, text: str = "") -> None:
         """Show a photo, or (with None) a line of text in its place."""

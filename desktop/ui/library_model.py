@@ -20,13 +20,14 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 FAILED_ROLE = Qt.ItemDataRole.UserRole + 2
 """Why the photo has no thumbnail, or None."""
 
-# Review state → (badge text, light colour, dark colour).
+# Review state → (badge text, light colour, dark colour). Each at least 4.5:1 against the badge's small text
+# (white on light, near-black on dark).
 BADGES = {
-    "untagged": ("untagged", "#8a9099", "#8a9099"),
+    "untagged": ("untagged", "#6b7280", "#8a9099"),
     "failed": ("failed", "#b03a2e", "#ff7b6e"),
     "new": ("new", "#2f6fd6", "#6ea1ff"),
-    "needs_review": ("review", "#c77700", "#ffb347"),
-    "approved": ("approved", "#1f8a4c", "#5fd38d"),
+    "needs_review": ("review", "#a35f00", "#ffb347"),
+    "approved": ("approved", "#1c7a43", "#5fd38d"),
     "rejected": ("rejected", "#c0392b", "#ff7b6e"),
     "written": ("written", "#6b47c7", "#b49bff"),
 }

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
-from captioneer.desktop.ui.theme import set_themed_style
+from captioneer.desktop.ui.theme import set_error_style
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -45,7 +45,7 @@ def field_error() -> QLabel:
     """The line under a field that says why Save refused its value; hidden while there is nothing to say."""
     label = QLabel()
     label.setWordWrap(True)
-    set_themed_style(label, lambda dark: f"color: {'#ff9d97' if dark else '#a3261f'};")
+    set_error_style(label)  # palette(bright-text) is white on the light palette
     label.hide()
     return label
 
