@@ -164,7 +164,7 @@ def slow_to_start(image_tokens: int, words: int) -> GenerationRequest:
         max_new_tokens=8))
 
 
-def cancelled_after(backend, request: GenerationRequest, delay: float = 1.0) -> float:
+def cancelled_after(backend, request: GenerationRequest, delay: float = 0.5) -> float:
     """Cancel ``request`` ``delay`` seconds after it starts; seconds from the cancel to Cancelled."""
     cancel = CancelToken()
     fired: list[float] = []

@@ -433,7 +433,7 @@ def test_cancel_while_the_engine_encodes_the_image_keeps_the_host(
     expected = "".join(host.generate(small))
     cancel = CancelToken()
     fired: list[float] = []
-    timer = threading.Timer(1.0, lambda: (fired.append(time.monotonic()), cancel.cancel()))
+    timer = threading.Timer(0.5, lambda: (fired.append(time.monotonic()), cancel.cancel()))
     timer.start()
     with pytest.raises(Cancelled):
         list(host.generate(ask(picture(2048, 2048, 17), LONG), cancel))
