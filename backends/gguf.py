@@ -36,6 +36,7 @@ from captioneer.backends.errors import (
     ResourceExhaustedError,
     setting,
 )
+from captioneer.backends.gguf_cancel import NativeCancel
 from captioneer.backends.gguf_files import GGUFHeader, check_gguf_pair
 from captioneer.backends.request import GenerationRequest, SamplingOptions
 
@@ -164,6 +165,14 @@ def translate_error(exc: BaseException, log_tail: str = "") -> CaptioneerError:
     return GenerationError(f"llama.cpp failed: {exc}")
 
 
+def _failure(exc: BaseException, cancel: CancelToken) -> CaptioneerError:
+    """A native failure during generation: Cancelled when llama.cpp stopped because of the cancel token
+    (an aborted decode reports an error code), else the translated error."""
+    if cancel.cancelled:
+        return Cancelled()
+    return translate_error(exc, _NATIVE_LOG.tail())
+
+
 class _NativeLog:
     """Receives llama.cpp's and mtmd's log lines instead of the terminal: keeps the last warnings and
     errors to explain failures, and passes every line to Python logging at debug level (logger
@@ -283,6 +292,7 @@ class GGUFBackend(Backend):
         self._gpu_layers = 0
         self._device = "cpu"
         self._plain_buffers = False
+        self._native: NativeCancel | None = None
         self._lock = threading.Lock()
 
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
@@ -334,13 +344,17 @@ class GGUFBackend(Backend):
             raise _load_error(model.path.name, exc) from None
         if progress:
             progress(0.7, f"Loading the vision projector {mmproj.path.name}")
+        native = NativeCancel(llama_cpp)
         try:
             # The handler would load the projector on the first image; load it now so errors show here.
-            handler._init_mtmd_context(llama)
+            with native.encoder_hook(mtmd_cpp):
+                handler._init_mtmd_context(llama)
         except (ValueError, RuntimeError, OSError) as exc:
             llama.close()
             raise _load_error(f"the vision projector {mmproj.path.name}", exc) from None
+        native.attach(llama, llama_cpp)
         self._llama, self._model_header, self._mmproj_header = llama, model, mmproj
+        self._native = native
         # Free native memory when this engine is garbage-collected or the interpreter exits unloaded.
         self._close = weakref.finalize(self, llama.close)
         if progress:
@@ -385,40 +399,49 @@ class GGUFBackend(Backend):
                 # Without a seed llama-cpp-python derives each request's seed from the previous one;
                 # an unseeded request gets its own, so no request depends on the ones before it.
                 sampling["seed"] = secrets.randbelow(2**32)
-            try:
-                stream = llama.create_chat_completion(
-                    messages=request.openai_messages(),
-                    stream=True,
-                    max_tokens=max_tokens,
-                    grammar=grammar,
-                    **sampling,
-                )
-            except Exception as exc:  # the one choke point: every native failure is translated
-                raise translate_error(exc, _NATIVE_LOG.tail()) from exc
-            finish_reason: str | None = None
-            with contextlib.closing(stream):
-                cancel.raise_if_cancelled()
-                while True:
-                    try:
-                        chunk = next(stream)
-                    except StopIteration:
-                        break
-                    except Exception as exc:  # the one choke point, as above
-                        raise translate_error(exc, _NATIVE_LOG.tail()) from exc
-                    if cancel.cancelled:
-                        raise Cancelled()
-                    choice = chunk["choices"][0]
-                    text = choice["delta"].get("content")
-                    if text:
-                        yield text
-                    finish_reason = choice.get("finish_reason") or finish_reason
-            return finish_reason
+            with self._native.watching(cancel):
+                return (yield from self._stream(llama, request, max_tokens, grammar, sampling, cancel))
+
+    def _stream(
+        self, llama: Any, request: GenerationRequest, max_tokens: int, grammar: Any,
+        sampling: dict[str, Any], cancel: CancelToken,
+    ) -> Iterator[str]:
+        """Run one completion and yield its text; a cancel stops it at the next token, or inside the image
+        encoding and prompt decoding (see :class:`NativeCancel`)."""
+        try:
+            stream = llama.create_chat_completion(
+                messages=request.openai_messages(),
+                stream=True,
+                max_tokens=max_tokens,
+                grammar=grammar,
+                **sampling,
+            )
+        except Exception as exc:  # the one choke point: every native failure is translated
+            raise _failure(exc, cancel) from exc
+        finish_reason: str | None = None
+        with contextlib.closing(stream):
+            cancel.raise_if_cancelled()
+            while True:
+                try:
+                    chunk = next(stream)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the one choke point, as above
+                    raise _failure(exc, cancel) from exc
+                if cancel.cancelled:
+                    raise Cancelled()
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")
+                if text:
+                    yield text
+                finish_reason = choice.get("finish_reason") or finish_reason
+        return finish_reason
 
     def unload(self) -> None:
         with self._lock:
             if self._llama is not None:
                 self._close()
-                self._llama = None
+                self._llama = self._native = None
 
     def info(self) -> BackendInfo:
         model = self._model_header

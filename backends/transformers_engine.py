@@ -10,7 +10,7 @@ import gc
 import importlib.util
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +38,7 @@ from captioneer.backends.errors import (
     setting,
 )
 from captioneer.backends.request import GenerationRequest, SamplingOptions
+from captioneer.backends.transformers_cancel import CancelCriterion, watch_layers
 from captioneer.backends.transformers_loading import (
     BITSANDBYTES_PROFILES,
     PROFILES,
@@ -109,21 +110,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-class _CancelCriterion:
-    """A stopping criterion that ends generation between tokens when the user cancels (or the consumer
-    of the stream goes away)."""
-
-    def __init__(self, cancel: CancelToken, stop: threading.Event) -> None:
-        self.cancel = cancel
-        self.stop = stop
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        import torch
-
-        done = self.cancel.cancelled or self.stop.is_set()
-        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
 class _PresencePenalty:
     """OpenAI-style presence penalty: subtract ``penalty`` from every token already generated once."""
 
@@ -181,6 +167,7 @@ class TransformersBackend(Backend):
         self._last_image_tokens: list[int] = []
         self._lock = threading.Lock()
         self._compute = ComputeThread()
+        self._stop_check: Callable[[], bool] | None = None  # the running request's "stop now?"
 
     # -- loading -------------------------------------------------------------------------------------
 
@@ -249,6 +236,7 @@ class TransformersBackend(Backend):
         except (OSError, ValueError) as exc:
             raise ModelFileError(f"Cannot load the weights in {model_dir}: {exc}") from None
         model.eval()
+        watch_layers(model, self._stopping)
         if cancel.cancelled:
             del model
             self._free_memory(device)
@@ -302,6 +290,10 @@ class TransformersBackend(Backend):
 
     # -- generation ----------------------------------------------------------------------------------
 
+    def _stopping(self) -> bool:
+        check = self._stop_check
+        return check is not None and check()
+
     def _require_loaded(self) -> None:
         if self._model is None:
             raise GenerationError("The transformers engine is not loaded: call load() first.")
@@ -337,7 +329,7 @@ class TransformersBackend(Backend):
 
         kwargs: dict[str, Any] = {
             "max_new_tokens": options.max_new_tokens,
-            "stopping_criteria": StoppingCriteriaList([_CancelCriterion(cancel, stop)]),
+            "stopping_criteria": StoppingCriteriaList([CancelCriterion(cancel, stop)]),
             "pad_token_id": self._processor.tokenizer.pad_token_id,
         }
         if options.greedy:
@@ -397,12 +389,15 @@ class TransformersBackend(Backend):
         def work() -> None:
             import torch
 
+            self._stop_check = lambda: cancel.cancelled or stop.is_set()
             try:
                 with torch.inference_mode():
                     output.append(self._model.generate(**inputs, streamer=streamer, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - carried to the consuming thread and re-raised there
                 failure.append(exc)
                 streamer.end()
+            finally:
+                self._stop_check = None
 
         self._seed(request.options)
         generation = self._compute.submit(work)
@@ -459,8 +454,12 @@ class TransformersBackend(Backend):
             prompt_length = inputs["input_ids"].shape[1]
             kwargs = self._generation_kwargs(options, prompt_length, cancel, threading.Event())
             self._seed(options)
-            with torch.inference_mode():
-                return prompt_length, self._model.generate(**inputs, **kwargs)
+            self._stop_check = lambda: cancel.cancelled
+            try:
+                with torch.inference_mode():
+                    return prompt_length, self._model.generate(**inputs, **kwargs)
+            finally:
+                self._stop_check = None
 
         try:
             prompt_length, output = self._compute.run(work)

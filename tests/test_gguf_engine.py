@@ -155,6 +155,43 @@ def test_cancel_from_another_thread_stops_promptly(engine: GGUFBackend) -> None:
     assert run(engine, describe(red_square())) == run(engine, describe(red_square()))
 
 
+def slow_to_start(image_tokens: int, words: int) -> GenerationRequest:
+    """A request whose first token takes seconds on the tiny model: a huge image (the vision encoder's
+    work) or a long prompt (the language model's prefill)."""
+    side = int((image_tokens * 1024) ** 0.5)
+    image = PreparedImage(Image.new("RGB", (side, side), (40, 120, 200)), source="big.png")
+    return GenerationRequest("word " * words, (image,), options=SamplingOptions(temperature=0.0,
+        max_new_tokens=8))
+
+
+def cancelled_after(backend, request: GenerationRequest, delay: float = 0.5) -> float:
+    """Cancel ``request`` ``delay`` seconds after it starts; seconds from the cancel to Cancelled."""
+    cancel = CancelToken()
+    fired: list[float] = []
+    timer = threading.Timer(delay, lambda: (fired.append(time.perf_counter()), cancel.cancel()))
+    timer.start()
+    with pytest.raises(Cancelled):
+        for _ in backend.generate(request, cancel):
+            pass
+    timer.join()
+    return time.perf_counter() - fired[0]
+
+
+@pytest.mark.parametrize(("image_tokens", "words"), [(4096, 3), (256, 2500)],
+                         ids=["image-encoding", "prompt-prefill"])
+def test_cancel_stops_inside_image_encoding_and_prompt_reading(
+    tiny_gguf: tuple[Path, Path], image_tokens: int, words: int
+) -> None:
+    """Before the first token llama.cpp encodes the image and reads the prompt in native calls (8-12 s
+    here for these requests); a cancel used to wait for them all. The abort hooks stop them within a
+    fraction of a second (mtmd's image preprocessing before them cannot be stopped), and the engine
+    answers the next request as before."""
+    with make_backend(*tiny_gguf, image_tokens=image_tokens, context_tokens=8192) as backend:
+        expected = run(backend, describe(red_square()))
+        assert cancelled_after(backend, slow_to_start(image_tokens, words)) < 3.0  # measured: 0.03 s
+        assert run(backend, describe(red_square())) == expected
+
+
 def test_cancelled_before_start_raises_at_once(engine: GGUFBackend) -> None:
     cancel = CancelToken()
     cancel.cancel()

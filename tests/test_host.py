@@ -417,6 +417,32 @@ def test_gguf_through_the_host(tiny_gguf: tuple[Path, Path], host_factory) -> No
     assert "".join(host.generate(request)) == expected
 
 
+def test_cancel_while_the_engine_encodes_the_image_keeps_the_host(
+    tiny_gguf: tuple[Path, Path], host_factory
+) -> None:
+    """A cancel before the first token (llama.cpp encoding a big image, ~10 s here) used to outlast the 5 s
+    grace: the host was killed and the model loaded again. Now the engine stops inside the encoder; the
+    same process, with its model, answers the next request."""
+    model, mmproj = tiny_gguf
+    config = EngineConfig(engine="gguf", model=str(model), image_tokens=4096, context_tokens=8192,
+        options={"mmproj": str(mmproj), "device": "cpu", "threads": 2})
+    host = host_factory(config)
+    host.load()
+    pid = host.pid
+    small = ask(picture(64, 64, 16))
+    expected = "".join(host.generate(small))
+    cancel = CancelToken()
+    fired: list[float] = []
+    timer = threading.Timer(0.5, lambda: (fired.append(time.monotonic()), cancel.cancel()))
+    timer.start()
+    with pytest.raises(Cancelled):
+        list(host.generate(ask(picture(2048, 2048, 17), LONG), cancel))
+    timer.join()
+    assert time.monotonic() - fired[0] < 3.0  # the grace before a kill is 5 s
+    assert host.pid == pid and host.starts == 1 and host.crashes == 0
+    assert "".join(host.generate(small)) == expected
+
+
 def test_an_engine_that_ignores_cancel_is_killed(tiny_hf_model: Path, host_factory) -> None:
     """With no grace at all the host cannot stop in time: it is killed; the next request gets a new one."""
     host = host_factory(hf_config(tiny_hf_model), HostPolicy(cancel_grace_seconds=0.0))

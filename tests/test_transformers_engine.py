@@ -351,6 +351,43 @@ def test_cancel_between_tokens_returns_within_a_second(fp32: TransformersBackend
     assert compute_thread_is_idle(fp32)
 
 
+def big_request(image_tokens: int = 4096, words: int = 3) -> GenerationRequest:
+    """A request whose first token takes seconds on the tiny model: the vision tower encodes a huge image
+    (~13 s here) or the language model reads a long prompt."""
+    side = int((image_tokens * 1024) ** 0.5)
+    image = PreparedImage(Image.new("RGB", (side, side), (40, 120, 200)), source="big.png")
+    return GenerationRequest("word " * words, (image,), options=SamplingOptions(max_new_tokens=8,
+        temperature=0.0))
+
+
+@pytest.mark.parametrize("how", ["stream", "batch"])
+@pytest.mark.parametrize(("image_tokens", "words"), [(4096, 3), (64, 3000)],
+                         ids=["image-encoding", "prompt-prefill"])
+def test_cancel_stops_inside_image_encoding_and_prompt_reading(
+    fp32: TransformersBackend, how: str, image_tokens: int, words: int
+) -> None:
+    """The stopping criterion runs only between tokens; the layer hooks stop the forward pass that encodes
+    the image and reads the prompt, so a cancel lands within a fraction of a second, not after it."""
+    request = big_request(image_tokens, words)
+    cancel = CancelToken()
+    fired: list[float] = []
+    timer = threading.Timer(1.0, lambda: (fired.append(time.monotonic()), cancel.cancel()))
+    timer.start()
+    with pytest.raises(Cancelled):
+        if how == "stream":
+            list(fp32.generate(request, cancel))
+        else:
+            fp32.generate_batch([request], cancel)
+    timer.join()
+    # At most one layer: the tiny vision tower has two, ~2 s each on this image here (a real one has 24+
+    # short ones); 7-15 s before the layer hooks.
+    assert time.monotonic() - fired[0] < 4.0
+    assert compute_thread_is_idle(fp32)
+    small = GenerationRequest("Describe.", (picture(64, 64, 5),), options=SamplingOptions(max_new_tokens=6,
+        temperature=0.0))
+    assert "".join(fp32.generate(small)) == "".join(fp32.generate(small))
+
+
 def test_cancel_before_start_and_an_abandoned_stream(fp32: TransformersBackend) -> None:
     cancel = CancelToken()
     cancel.cancel()

@@ -121,13 +121,15 @@ def run_window(overrides: Overrides, smoke_test: Path | None = None) -> int:
     """Open the main window and run the event loop; with ``smoke_test`` caption that one image through the
     real path (engine host process included) and exit 0 when it worked, 1 when it did not."""
     from captioneer.backends.errors import CaptioneerError
+    from captioneer.desktop.ui.engine_service import EngineService
     from captioneer.desktop.ui.main_window import MainWindow
 
     app = create_app(sys.argv[:1])
     crash_handler = CrashHandler(app)
     crash_handler.install()
+    engines = EngineService()  # one engine process for the quick-caption and library windows
     try:
-        window = MainWindow(overrides)
+        window = MainWindow(overrides, opener=engines.opener)
     except CaptioneerError as exc:  # e.g. a settings file that no longer validates
         from PySide6.QtWidgets import QMessageBox
 
@@ -143,6 +145,7 @@ def run_window(overrides: Overrides, smoke_test: Path | None = None) -> int:
         QTimer.singleShot(0, window.open_wizard)
     status = app.exec()
     window.shutdown()
+    engines.close()
     crash_handler.uninstall()
     return outcome.get("status", status)
 

@@ -216,10 +216,13 @@ class LibraryWindow(QObject):
         self.prefs.save()
 
 
-def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryWindow | None:
+def open_library(
+    owner: QObject, overrides: Overrides | None = None, opener: BackendOpener | None = None
+) -> LibraryWindow | None:
     """Show the library window for ``owner`` (the main window's controller, whose ``view`` is its window):
-    the open one brought to the front, or a new one that closes with the owner's window. A catalog that
-    cannot be opened is explained in a message box, and None is returned."""
+    the open one brought to the front, or a new one that closes with the owner's window. ``opener`` is the
+    engine its runs use: the owner's, so both windows share one loaded model. A catalog that cannot be
+    opened is explained in a message box, and None is returned."""
     for window in owner.findChildren(LibraryWindow):
         if not window.closed:
             view = window.view
@@ -231,7 +234,7 @@ def open_library(owner: QObject, overrides: Overrides | None = None) -> LibraryW
             return window
     parent = getattr(owner, "view", None)
     try:
-        window = LibraryWindow(overrides=overrides, parent=owner)
+        window = LibraryWindow(overrides=overrides, opener=opener, parent=owner)
     except CaptioneerError as exc:
         QMessageBox.warning(parent, "Captioneer Library", str(exc))
         return None

@@ -25,6 +25,7 @@ from captioneer.desktop.core.settings import Settings, load_settings, save_setti
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, TaskOptions, all_tasks, get_task
 from captioneer.desktop.ui.card_history import discard_question, needs_caption
 from captioneer.desktop.ui.card_list import Card, CardList
+from captioneer.desktop.ui.engine_service import EngineService
 from captioneer.desktop.ui.geometry import restore_window, save_window
 from captioneer.desktop.ui.main_view import MainView
 from captioneer.desktop.ui.quick_caption import (
@@ -35,7 +36,7 @@ from captioneer.desktop.ui.quick_caption import (
 )
 from captioneer.desktop.ui.quick_inputs import PhotoInputs
 from captioneer.desktop.ui.quick_prompts import approve_servers, ask, remote_banner
-from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker, host_opener
+from captioneer.desktop.ui.workers import BackendOpener, Background, CaptionJob, CaptionWorker
 
 NO_MODEL_MESSAGE = (
     "No model is set up yet. Choose Models ▸ Set Up a Model… to pick one that fits this computer, "
@@ -81,8 +82,9 @@ class MainWindow(QObject):
 
         self.thread = QThread(self)
         self.thread.setObjectName("caption-worker")
-        # Read the settings when the engine is opened, so recycling limits changed in Settings apply.
-        self.worker = CaptionWorker(opener or (lambda config: host_opener(self.settings)(config)))
+        # One engine for this window and the library window it opens (the app passes the service's opener).
+        self.opener = opener or EngineService().opener
+        self.worker = CaptionWorker(self.opener)
         self.worker.moveToThread(self.thread)
         self.submit.connect(self.worker.run_batch)
         self.requestShutdown.connect(self.worker.shutdown)
@@ -420,7 +422,7 @@ class MainWindow(QObject):
             open_library,  # loaded when asked: quick caption starts faster
         )
 
-        open_library(self, self.overrides)
+        open_library(self, self.overrides, self.opener)
 
     # -- shutdown ----------------------------------------------------------------------------------------
 
