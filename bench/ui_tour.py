@@ -273,7 +273,7 @@ def tag_photos_dialog(tour: Tour) -> None:
 
 
 def tagging_run(tour: Tour) -> None:
-    """A run in progress, stopped after its first photo (the banner offers to resume), resumed, finished."""
+    """A run in progress, stopped after its first photo (the run panel offers Resume), resumed, finished."""
     runs = tour.library.runs
     seen: list[object] = []
     finished: list[Any] = []
@@ -287,8 +287,8 @@ def tagging_run(tour: Tour) -> None:
     tour.wait("the run to stop", lambda: bool(finished), 300)
     tour.pump(1.0)
     if finished[-1].state == "paused":
-        tour.shot("run-stopped-resume-banner", tour.library.view)
-        tour.library.view.banner.accept_button.click()
+        tour.shot("run-stopped-resume", tour.library.view)
+        tour.library.view.run_panel.resume_button.click()
         tour.wait("the resumed run's end", lambda: len(finished) >= 2, 300)
         tour.pump(1.0)
     tour.shot("run-finished", tour.library.view)

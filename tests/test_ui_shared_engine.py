@@ -82,8 +82,8 @@ def quick_window(qtbot):
     def make(args: Overrides, settings: Settings) -> tuple[MainWindow, EngineService]:
         save_settings(settings)
         service = EngineService()
-        window = MainWindow(args, opener=service.opener)
-        qtbot.addWidget(window.view)
+        window = MainWindow(args, opener=service.opener)  # closed below after shutdown, not by qtbot,
+        # so closing it never asks whether to discard its answers
         window.view.show()
         qtbot.waitExposed(window.view)
         made.append(window)
@@ -94,6 +94,7 @@ def quick_window(qtbot):
         for library in window.findChildren(LibraryWindow):
             library.view.close()
         window.shutdown()
+        window.view.close()
     assert not host_pids(), "an engine host outlived the windows"
 
 
