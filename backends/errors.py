@@ -85,6 +85,11 @@ def cli_text(text: str) -> str:
     return _render(text, 2)
 
 
+def window_text(text: str) -> str:
+    """``text`` (maybe built with :func:`setting`) as the window shows it: setting labels, no flags."""
+    return _render(text, 3)
+
+
 def marked_text(exc: BaseException) -> str:
     """``exc``'s message with its setting names still unrendered, to build another error's message from."""
     marked = getattr(exc, "marked", None)

@@ -7,15 +7,14 @@ from typing import Any
 
 import jsonschema
 
-from captioneer.backends.errors import InvalidOutputError, TruncatedOutputError
+from captioneer.backends.errors import InvalidOutputError, TruncatedOutputError, setting
 
 
 def truncation_message(max_tokens: int) -> str:
-    """What to tell a person whose answer the engine cut off at ``max_tokens``."""
-    return (
-        f"The answer was cut off at {max_tokens} tokens; raise the maximum answer length "
-        "(--max-tokens, or Max answer length in Settings)."
-    )
+    """What to tell a person whose answer the engine cut off at ``max_tokens`` (built with :func:`setting`:
+    render it with ``cli_text`` or ``window_text``)."""
+    where = setting("max_tokens", window="“Max answer length” in Settings")
+    return f"The answer was cut off at {max_tokens} tokens; raise the maximum answer length ({where})."
 
 
 def _strip_fences(text: str) -> str:

@@ -43,7 +43,7 @@ def cut_off(path: Path) -> str:
     """The warning for a caption cut off at engine_args' --max-tokens (the tiny model never stops)."""
     return (
         f"captioneer: {path}: The answer was cut off at 20 tokens; raise the maximum answer length "
-        "(--max-tokens, or Max answer length in Settings).\n"
+        "(--max-tokens).\n"
     )
 
 

@@ -78,8 +78,9 @@ def test_a_cut_off_answer_is_not_taken_as_valid_even_when_it_parses(photo: Path,
         generate_answer(make(server), keywords_request(photo, max_new_tokens=50))
     assert str(info.value) == (
         "Cut-off output after 2 attempts: The answer was cut off at 50 tokens; raise the maximum answer "
-        "length (--max-tokens, or Max answer length in Settings)."
+        "length (--max-tokens)."
     )
+    assert info.value.window_text.endswith("length (“Max answer length” in Settings).")
     assert info.value.attempts == 2 and info.value.raw == COMPLETE
 
 
@@ -107,3 +108,18 @@ def test_the_real_llama_cpp_server_reports_a_cut_off_answer(
     )
     answer = collect(backend.generate(ends))
     assert answer.finish_reason == "stop" and json.loads(answer) in ({"ok": True}, {"ok": False})
+
+
+def test_a_cut_off_keywords_answer_names_the_flag_on_the_command_line_and_the_setting_in_the_window(
+    photo: Path,
+) -> None:
+    """The failed result keeps the message with its setting unrendered: the CLI's JSON and the quick window's
+    card each show their own words for it."""
+    from captioneer.desktop.ui.quick_caption import display_text
+
+    with FakeOllama(responder=lambda body: COMPLETE, done_reason="length") as server:
+        result = caption_file(ollama(server), photo, get_task("keywords"), image_tokens=64)
+    assert not result.ok
+    assert result.to_json()["error"].endswith("raise the maximum answer length (--max-tokens).")
+    shown = display_text(result)
+    assert shown.endswith("(“Max answer length” in Settings).") and "--" not in shown

@@ -116,6 +116,7 @@ def test_a_cut_off_answer_is_kept_for_review_as_cut_off_not_as_invalid(tmp_path:
             "Cut-off output after 2 attempts: The answer was cut off at 300 tokens"
         )
         assert "raise the maximum answer length" in cut["reason"] and "invalid" not in cut["reason"].lower()
+        assert "“Max answer length” in Settings" in cut["reason"] and "--" not in cut["reason"]
         assert cut["attempts"] == 2 == generations(engine, "photo_001.png")
         assert stored(catalog, run_id)["photo_000.png"]["review"] == "new"
 

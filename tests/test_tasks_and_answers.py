@@ -348,8 +348,7 @@ def test_a_cut_off_plain_answer_is_kept_with_a_warning(tmp_path) -> None:
     result = caption_file(engine, path, get_task("caption"), sampling=SamplingOptions(max_new_tokens=8))
     assert result.ok and result.text == "A long and winding description of the"
     assert result.warning == (
-        "The answer was cut off at 8 tokens; raise the maximum answer length "
-        "(--max-tokens, or Max answer length in Settings)."
+        "The answer was cut off at 8 tokens; raise the maximum answer length (--max-tokens)."
     )
     assert result.to_json()["warning"] == result.warning
     finished = caption_file(ScriptedEngine([Completion("A dog.", "stop")]), path, get_task("caption"))

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from captioneer.backends.errors import cli_text
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             if not result.ok:
                 failures += 1
-                print(f"captioneer: {printable(str(image))}: {result.error}", file=sys.stderr, flush=True)
+                reason = cli_text(result.error or "")
+                print(f"captioneer: {printable(str(image))}: {reason}", file=sys.stderr, flush=True)
             elif result.warning and not args.json:  # --json carries it in the result
                 print(f"captioneer: {printable(str(image))}: {result.warning}", file=sys.stderr, flush=True)
     finally:

@@ -13,7 +13,13 @@ from typing import Any
 
 from captioneer.backends.base import FINISH_LENGTH, Backend, collect, finish_reason_of
 from captioneer.backends.cancel import CancelToken, token_or_new
-from captioneer.backends.errors import InvalidOutputError, ResourceExhaustedError, TruncatedOutputError
+from captioneer.backends.errors import (
+    InvalidOutputError,
+    ResourceExhaustedError,
+    TruncatedOutputError,
+    cli_text,
+    marked_text,
+)
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from captioneer.backends.structured import parse_structured
 from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
@@ -112,7 +118,7 @@ def generate_answer(
             if attempt >= retries:
                 summary = "Cut-off output" if isinstance(exc, TruncatedOutputError) else "Invalid output"
                 raise type(exc)(
-                    f"{summary} after {attempts} attempt{'s' if attempts > 1 else ''}: {exc}",
+                    f"{summary} after {attempts} attempt{'s' if attempts > 1 else ''}: {marked_text(exc)}",
                     raw=exc.raw,
                     attempts=attempts,
                 ) from None
@@ -156,7 +162,7 @@ def answer_image(
         answer = _given_answer(given, request)
         if answer.ok:
             return _cleaned(answer, task, image)
-        notify(f"a batched answer was unusable ({answer.error}); asking again for that photo")
+        notify(f"a batched answer was unusable ({cli_text(answer.error or '')}); asking again for that photo")
         spent = 1
     budget = image_tokens or image.tokens
     try:
@@ -166,7 +172,8 @@ def answer_image(
         smaller = engine_budget(max(MIN_RETRY_TOKENS, budget // 2), backend.capabilities)
         if smaller.max_tokens >= image.tokens:
             return Answer(
-                text="", attempts=spent, image_tokens=image.tokens, error=str(exc), error_kind=RESOURCES
+                text="", attempts=spent, image_tokens=image.tokens, error=marked_text(exc),
+                error_kind=RESOURCES,
             )
         notify(f"{exc} Retrying with a {smaller.max_tokens}-token image budget.")
         image = image.downscaled(smaller.fit(image.width, image.height))
@@ -175,7 +182,8 @@ def answer_image(
         return _asked(backend, image, request, task, retries, spent, on_chunk, notify, cancel)
     except ResourceExhaustedError as exc:
         return Answer(
-            text="", attempts=spent + 1, image_tokens=image.tokens, error=str(exc), error_kind=RESOURCES
+            text="", attempts=spent + 1, image_tokens=image.tokens, error=marked_text(exc),
+            error_kind=RESOURCES,
         )
 
 
@@ -204,7 +212,7 @@ def _asked(
         )
     except InvalidOutputError as exc:
         kind = TRUNCATED if isinstance(exc, TruncatedOutputError) else INVALID
-        answer = Answer(text=exc.raw, attempts=exc.attempts, error=str(exc), error_kind=kind)
+        answer = Answer(text=exc.raw, attempts=exc.attempts, error=marked_text(exc), error_kind=kind)
     return _cleaned(answer, task, image)
 
 
@@ -216,7 +224,7 @@ def _given_answer(given: str, request: GenerationRequest) -> Answer:
     try:
         data = parse_structured(given, request.json_schema, truncated_at=truncated_at)
     except InvalidOutputError as exc:
-        return Answer(text=str(given), error=str(exc), error_kind=INVALID)
+        return Answer(text=str(given), error=marked_text(exc), error_kind=INVALID)
     return Answer(text=str(given), data=data)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from captioneer.backends.base import DEFAULT_IMAGE_TOKENS, Backend
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import ImageError
+from captioneer.backends.errors import ImageError, cli_text
 from captioneer.backends.request import SamplingOptions
 from captioneer.backends.structured import truncation_message
 from captioneer.desktop.core.answering import (
@@ -57,7 +57,7 @@ class CaptionResult:
             out["data"] = self.data
         out.update(
             {
-                "error": self.error,
+                "error": cli_text(self.error) if self.error else self.error,
                 "error_kind": self.error_kind,
                 "error_detail": self.error_detail,
                 "seconds": round(self.seconds, 3),
@@ -111,6 +111,6 @@ def caption_file(
     result.error, result.error_kind = answer.error, answer.error_kind
     result.attempts, result.image_tokens = answer.attempts, answer.image_tokens
     if answer.truncated_at is not None:
-        result.warning = truncation_message(answer.truncated_at)
+        result.warning = cli_text(truncation_message(answer.truncated_at))  # the command line prints it
     result.seconds = time.perf_counter() - started
     return result

@@ -20,6 +20,7 @@ from captioneer.backends.errors import (
     GenerationError,
     ImageError,
     ResourceExhaustedError,
+    window_text,
 )
 from captioneer.backends.host import QuarantinedImageError
 from captioneer.backends.request import GenerationRequest, PreparedImage
@@ -283,11 +284,11 @@ class _Runner:
             self._event(f"{photo.path}: {exc}")
             return
         except ResourceExhaustedError as exc:
-            self._fail(photo.id, str(exc), "resources")
+            self._fail(photo.id, exc.window_text, "resources")  # stored for the window: settings, not flags
             return
         except GenerationError as exc:
             if count_attempt(self.catalog, self.run.id, photo.id) >= FAILURE_LIMIT:
-                self._fail(photo.id, str(exc), "generation")
+                self._fail(photo.id, exc.window_text, "generation")
             return
         neighbours = [caption for _, caption in self.recent]
         if outcome.caption and repeated_caption(outcome.caption, neighbours):
@@ -335,7 +336,8 @@ class _Runner:
             raise ResourceExhaustedError(answer.error or "Out of memory.")
         if answer.error is not None:
             # Still invalid (or cut off) after its retries: kept for review with what the model said.
-            problem = answer.error if answer.error_kind == TRUNCATED else f"invalid output: {answer.error}"
+            said = window_text(answer.error)  # stored for the window: setting names, not flags
+            problem = said if answer.error_kind == TRUNCATED else f"invalid output: {said}"
             return _Outcome(
                 raw=answer.text,
                 attempts=answer.attempts,
@@ -357,7 +359,7 @@ class _Runner:
             needs_keywords=self.needs_keywords,
         )
         if answer.truncated_at is not None:
-            problems.append(truncation_message(answer.truncated_at))
+            problems.append(window_text(truncation_message(answer.truncated_at)))  # the window shows it
         return _Outcome(
             caption=fields.caption,
             keywords=keywords,

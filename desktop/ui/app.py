@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from captioneer.backends.errors import cli_text
 from captioneer.desktop import __version__
 from captioneer.desktop.core.paths import logs_dir
 from captioneer.desktop.ui.theme import app_icon, apply_theme
@@ -156,7 +157,7 @@ def _start_smoke_test(app: QApplication, window: MainWindow, image: Path, outcom
             print(f"smoke test: ok in {result.seconds:.1f} s: {result.text}", flush=True)
             outcome["status"] = 0
         else:
-            print(f"smoke test: failed: {result.error}", file=sys.stderr, flush=True)
+            print(f"smoke test: failed: {cli_text(result.error or '')}", file=sys.stderr, flush=True)
             outcome["status"] = 1
         window.shutdown()  # first, so closing does not ask about the answer nobody copied
         window.view.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QImage
 
+from captioneer.backends.errors import window_text
 from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.ui.card_history import CardHistory, Outcome, shown_as_text, uncopied_answers
 from captioneer.desktop.ui.card_view import THUMB_EDGE, CardState, CardView
@@ -122,7 +123,7 @@ class CardList(QObject):
         detail_text = card.result.error_detail if failed and card.result else ""
         view.text.setToolTip(f"Details: {detail_text}" if detail_text else "")
         if failed:
-            view.set_text(card.result.error if card.result and card.result.error else "Failed.")
+            view.set_text(window_text(card.result.error) if card.result and card.result.error else "Failed.")
         elif current is not None:
             view.set_text(current.shown_text())
         elif card.outcome is Outcome.CANCELLED:
@@ -212,7 +213,7 @@ class CardList(QObject):
             if result.ok:
                 card.history.add_follow_up(question, display_text(result))
             else:
-                self._status(f"The follow-up question failed: {result.error}")
+                self._status(f"The follow-up question failed: {window_text(result.error or '')}")
         elif result.ok:
             card.result = result
             card.history.add(result, question=card.asked)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from captioneer.backends.errors import window_text
 from captioneer.desktop.core.captioning import CaptionResult
 from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.core.tasks import get_task
@@ -87,7 +88,7 @@ def copy_values(result: CaptionResult) -> CopyValues:
 def display_text(result: CaptionResult) -> str:
     """A finished answer as a person reads it: structured answers are laid out as labelled lines."""
     if not result.ok:
-        return result.error or "Failed."
+        return window_text(result.error) if result.error else "Failed."
     if result.data is None:
         return result.text
     task = get_task(result.task)
@@ -113,7 +114,7 @@ def all_as_text(results: Sequence[CaptionResult]) -> str:
     blocks = []
     for result in results:
         name = Path(result.path).name or result.path
-        body = display_text(result) if result.ok else f"(failed: {result.error})"
+        body = display_text(result) if result.ok else f"(failed: {window_text(result.error or '')})"
         blocks.append(f"{name}\n{body}")
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QTableWidgetItem, QWidget
 from captioneer.backends.base import BackendInfo, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.download import InstalledModel, installed_model, pull
-from captioneer.backends.errors import Cancelled, CaptioneerError
+from captioneer.backends.errors import Cancelled, CaptioneerError, window_text
 from captioneer.backends.hardware import HardwareFacts
 from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
@@ -390,7 +390,7 @@ class SetupWizard(SetupWizardView):
         page.progress.hide()
         page.retry_button.show()
         if not result.ok:
-            self._test_failed(result.error or "no answer")
+            self._test_failed(window_text(result.error) if result.error else "no answer")
             return
         self.test_result, self.test_info = result, info
         profile = self.selected_profile()

@@ -15,7 +15,13 @@ from PySide6.QtGui import QImage
 
 from captioneer.backends.base import Backend, EngineConfig, ProgressCallback
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, ImageError
+from captioneer.backends.errors import (
+    Cancelled,
+    CaptioneerError,
+    EngineCrashedError,
+    ImageError,
+    marked_text,
+)
 from captioneer.backends.request import SamplingOptions
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
 from captioneer.desktop.core.engine_setup import open_backend
@@ -119,9 +125,9 @@ class CaptionWorker(QObject):
             raise
         except EngineCrashedError as exc:
             self._drop_backend()  # the host restarts on the next image
-            result = _failed(job, str(exc), "engine-crashed")
+            result = _failed(job, marked_text(exc), "engine-crashed")
         except CaptioneerError as exc:
-            result = _failed(job, str(exc), type(exc).__name__)
+            result = _failed(job, marked_text(exc), type(exc).__name__)
         except Exception:
             # A bug, not a bad photo: mark the card, then let the crash handler show the details.
             self.finished.emit(job.card_id, _failed(job, "Unexpected error — see the crash report.", "bug"))
