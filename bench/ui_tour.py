@@ -250,6 +250,46 @@ def follow_up(tour: Tour) -> None:
     tour.shot("follow-up", tour.main.view)
 
 
+def history(tour: Tour) -> None:
+    """Re-run on the first card: the new answer is kept beside the old one (browse with ◀ ▶)."""
+    card = next(iter(tour.main.card_list.cards.values()))
+    before = len(tour.results)  # type: ignore[attr-defined]
+    card.view.rerun_button.click()
+    tour.wait("the re-run answer", lambda: len(tour.results) > before, 180)  # type: ignore[attr-defined]
+    tour.main.view.scroll.ensureWidgetVisible(card.view)
+    tour.pump(0.3)
+    tour.shot("history", tour.main.view)
+
+
+def discard_question(tour: Tour) -> None:
+    """Clear List with answers nobody copied asks first (shot, then Cancel: the cards stay)."""
+    shoot_modal(tour, "discard-question", tour.main.clear)
+    if not tour.main.card_list.cards:
+        tour.problems.append("Cancel on the discard question cleared the list")
+
+
+def quick_minimum_size(tour: Tour) -> None:
+    """The quick-caption window at its minimum size: one column, the run buttons on a second row."""
+    view = tour.main.view
+    size = view.size()
+    view.resize(view.minimumSize())
+    tour.pump(0.5)
+    tour.shot("quick-minimum-size", view)
+    view.resize(size)
+    tour.pump(0.3)
+
+
+def library_minimum_size(tour: Tour) -> None:
+    """The library window at its minimum size: the sidebar stays readable."""
+    view = tour.library.view
+    size = view.size()
+    view.resize(view.minimumSize())
+    tour.pump(0.5)
+    tour.shot("library-minimum-size", view)
+    view.resize(size)
+    tour.pump(0.3)
+
+
 def library_empty(tour: Tour) -> None:
     from captioneer.desktop.ui.library_window import LibraryWindow
 
@@ -406,12 +446,16 @@ STEPS: list[Callable[[Tour], None]] = [
     done,
     failed_card,
     follow_up,
+    history,
+    discard_question,
+    quick_minimum_size,
     library_empty,
     folder_added,
     tag_photos_dialog,
     tagging_run,
     search_error,
     review,
+    library_minimum_size,
     detail_edit,
     write_dialog,
     written,
@@ -462,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         if tour.library is not None:
             tour.library.view.close()
         if tour.main is not None:
+            tour.main.shutdown()  # first, so closing does not ask about answers nobody copied
             tour.main.view.close()
-            tour.main.shutdown()
         shutil.rmtree(home, ignore_errors=True)
     print(f"{len(tour.shots)} screenshots in {args.out}")
     for problem in tour.problems:

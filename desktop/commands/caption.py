@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     def retrying(reason: str) -> None:
-        print(f"\ncaptioneer: {reason}", file=sys.stderr)
+        print(f"\ncaptioneer: {cli_text(reason)}", file=sys.stderr)
 
     if sys.stderr.isatty():
         print(f"captioneer: loading {config.engine} model {config.model}…", file=sys.stderr)

@@ -17,7 +17,6 @@ from captioneer.backends.errors import (
     InvalidOutputError,
     ResourceExhaustedError,
     TruncatedOutputError,
-    cli_text,
     marked_text,
 )
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
@@ -124,7 +123,7 @@ def generate_answer(
                 ) from None
             attempt += 1
             if on_retry is not None:
-                on_retry(str(exc))
+                on_retry(marked_text(exc))  # each front end renders the setting it names
             request = replace(request, options=retry_options(request.options, attempt))
 
 
@@ -162,7 +161,7 @@ def answer_image(
         answer = _given_answer(given, request)
         if answer.ok:
             return _cleaned(answer, task, image)
-        notify(f"a batched answer was unusable ({cli_text(answer.error or '')}); asking again for that photo")
+        notify(f"a batched answer was unusable ({answer.error or ''}); asking again for that photo")
         spent = 1
     budget = image_tokens or image.tokens
     try:
@@ -175,7 +174,7 @@ def answer_image(
                 text="", attempts=spent, image_tokens=image.tokens, error=marked_text(exc),
                 error_kind=RESOURCES,
             )
-        notify(f"{exc} Retrying with a {smaller.max_tokens}-token image budget.")
+        notify(f"{marked_text(exc)} Retrying with a {smaller.max_tokens}-token image budget.")
         image = image.downscaled(smaller.fit(image.width, image.height))
     request = task_request(task, image, options, sampling, attempt)
     try:

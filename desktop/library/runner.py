@@ -329,7 +329,7 @@ class _Runner:
             image_tokens=self.spec.image_tokens,
             given=first,
             attempt=attempt,
-            on_retry=self._event,
+            on_retry=lambda reason: self._event(window_text(reason)),
             cancel=self.cancel,
         )
         if answer.error_kind == RESOURCES:

@@ -197,7 +197,7 @@ class CardList(QObject):
         if card is not None:
             card.streamed = []
             card.view.set_state(CardState.WORKING, "retrying")
-            card.view.setToolTip(reason)
+            card.view.setToolTip(window_text(reason))
 
     @Slot(int, object)
     def on_finished(self, ticket: int, result: CaptionResult) -> None:

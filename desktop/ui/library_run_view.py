@@ -43,7 +43,7 @@ class RunPanel(QFrame):
         self.resume_button.setToolTip("Go on tagging where the run left off")
         self.resume_button.hide()
         self.cancel_button = QPushButton("Stop")
-        self.cancel_button.setToolTip("Stop after the current photo (Esc); the run can be resumed later")
+        self.cancel_button.setToolTip("Stop now (Esc); Resume tags the rest, the photo being tagged included")
         self.close_button = QPushButton("Close")
         self.close_button.setToolTip("Hide this panel")
         self.close_button.hide()

@@ -314,11 +314,11 @@ class RunsController(QObject):
             panel.stats.setText("Pausing after this photo…")
 
     def stop_run(self) -> None:
-        """Stop after the current photo; the run stays resumable."""
+        """Stop now: the photo being tagged is left for a resume (the engine stops at its next step)."""
         if self._controller is not None:
             self._controller.cancel()
             self.view.run_panel.title.setText("Stopping")
-            self.view.run_panel.stats.setText("Stopping after this photo…")
+            self.view.run_panel.stats.setText("Stopping…")
             self.view.run_panel.cancel_button.setEnabled(False)
             self.view.pause_action.setEnabled(False)
             self.view.stop_action.setEnabled(False)

@@ -9,6 +9,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QMainWindow,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QToolBar,
@@ -185,10 +187,15 @@ class LibraryView(QMainWindow):
         middle_layout.addWidget(self.grid, 1)
 
         self.detail = DetailPanel()
+        # Scrolls rather than squeezing its fields over the preview when the window is small.
+        details = QScrollArea()
+        details.setWidgetResizable(True)
+        details.setFrameShape(QFrame.Shape.NoFrame)
+        details.setWidget(self.detail)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(middle)
-        self.splitter.addWidget(self.detail)
+        self.splitter.addWidget(details)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
@@ -196,7 +203,7 @@ class LibraryView(QMainWindow):
         self.splitter.setCollapsible(0, False)  # a collapsed sidebar looks like a lost one
         self.splitter.setCollapsible(1, False)
         self.sidebar_action.toggled.connect(left.setVisible)
-        self.details_action.toggled.connect(self.detail.setVisible)
+        self.details_action.toggled.connect(details.setVisible)
 
         self.run_panel = RunPanel()
         self.run_panel.hide()
