@@ -268,27 +268,24 @@ def discard_question(tour: Tour) -> None:
         tour.problems.append("Cancel on the discard question cleared the list")
 
 
-def quick_minimum_size(tour: Tour) -> None:
-    """The quick-caption window at its minimum size: one column, the run buttons on a second row."""
-    view = tour.main.view
+def at_minimum_size(tour: Tour, name: str, view: Any) -> None:
+    """Shoot ``view`` at its minimum size, then give it its size back."""
     size = view.size()
     view.resize(view.minimumSize())
     tour.pump(0.5)
-    tour.shot("quick-minimum-size", view)
+    tour.shot(name, view)
     view.resize(size)
     tour.pump(0.3)
+
+
+def quick_minimum_size(tour: Tour) -> None:
+    """The quick-caption window at its minimum size: one column, the run buttons on a second row."""
+    at_minimum_size(tour, "quick-minimum-size", tour.main.view)
 
 
 def library_minimum_size(tour: Tour) -> None:
-    """The library window at its minimum size: the sidebar stays readable."""
-    view = tour.library.view
-    size = view.size()
-    view.resize(view.minimumSize())
-    tour.pump(0.5)
-    tour.shot("library-minimum-size", view)
-    view.resize(size)
-    tour.pump(0.3)
-
+    """The library window at its minimum size: the sidebar stays readable, the details scroll."""
+    at_minimum_size(tour, "library-minimum-size", tour.library.view)
 
 def library_empty(tour: Tour) -> None:
     from captioneer.desktop.ui.library_window import LibraryWindow
