@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.ui.theme import set_themed_style
+from captioneer.desktop.ui.theme import ERROR_TEXT, set_themed_style
 
 THUMB_HEIGHT = 180
 THUMB_EDGE = 360  # the widest thumbnail drawn on a card (at most THUMB_HEIGHT high)
@@ -209,7 +209,7 @@ class CardView(QFrame):
         self.progress.setVisible(state is CardState.WORKING)
         failed = state is CardState.FAILED
         set_themed_style(
-            self.text, lambda on_dark: f"color: {'#ff9d97' if on_dark else '#a3261f'};" if failed else ""
+            self.text, lambda on_dark: f"color: {ERROR_TEXT[on_dark]};" if failed else ""
         )
 
     def set_text(self, text: str, monospace: bool = False) -> None:

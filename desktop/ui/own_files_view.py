@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from captioneer.desktop.ui.theme import set_themed_style
+from captioneer.desktop.ui.theme import set_error_style
 
 USE_FILES_TEXT = "Use Model Files I Already Have…"
 
@@ -43,7 +43,7 @@ class OwnFilesView(QWidget):
         form.addRow("Image detail:", self.image_detail)
         self.details.hide()
         self.error = _value()
-        set_themed_style(self.error, lambda dark: f"color: {'#ff9d97' if dark else '#a3261f'};")
+        set_error_style(self.error)
         self.error.hide()
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
