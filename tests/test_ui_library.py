@@ -324,6 +324,8 @@ def test_write_preview_write_and_undo_from_the_window(qtbot, tmp_path: Path, ope
     seen = exiftool_json(sidecar)
     assert "red" in seen["XMP-dc:Subject"] and seen["XMP-dc:Description"].startswith("A red square")
     assert reviews(root)["IMG_000"] == "written"
+    qtbot.waitUntil(lambda: dialog.write_button.text() == "Written", timeout=5_000)  # not "Write 2 Files"
+    assert not dialog.write_button.isEnabled() and dialog.preview.toPlainText().strip()
     dialog.close()
 
     undo_dialog = window.files.open_undo_dialog()

@@ -155,7 +155,10 @@ class FilesController(QObject):
             self.session.notify(f"Metadata written: {summary}.")
             if self._write_dialog is not None:
                 self._write_dialog.summary.setText(f"Done: {summary}. Undo a Write… puts the files back.")
-                self._write_dialog.preview.setPlainText("\n".join(details[:PREVIEW_LINES]))
+                self._write_dialog.preview.setPlainText(
+                    "\n".join(details[:PREVIEW_LINES]) or "Every file was written; nothing was skipped."
+                )
+                self._write_dialog.write_button.setText("Written")  # not "Write 2 Files" once they are
                 self._write_dialog.write_button.setEnabled(False)
             self.browse.refilter()
 
