@@ -211,6 +211,15 @@ def test_the_sidebar_stays_readable_at_the_minimum_size(qtbot, tmp_path: Path, l
     assert left.width() >= 200 and not view.splitter.isCollapsible(0)
     assert view.folders.textElideMode() == Qt.TextElideMode.ElideMiddle
     assert view.grid.width() >= 2 * view.grid.gridSize().width()  # two columns of photos at least
+    # The details of a photo scroll rather than stack their fields over the preview.
+    view.grid.setCurrentIndex(window.model.index(0))
+    qtbot.waitUntil(lambda: bool(view.detail.name.text()))
+    qtbot.wait(100)
+    layout = view.detail.layout()
+    items = [layout.itemAt(index) for index in range(layout.count())]
+    shown = [item for item in items if not item.isEmpty()]
+    rects = [item.widget().geometry() if item.widget() else item.geometry() for item in shown]
+    assert all(above.bottom() < below.top() for above, below in zip(rects, rects[1:], strict=False))
 
 
 # ---- progress ----

@@ -3,7 +3,7 @@ title, alt text, keyword chips), what a write will change and its file facts. li
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
@@ -409,6 +409,17 @@ class DetailPanel(QWidget):
         self._labels = {editor: form.labelForField(editor).text() for editor in self.editors}  # type: ignore[union-attr]
         set_themed_style(self, _unsaved_sheet)
 
+    def event(self, event: QEvent) -> bool:
+        # Wrapped labels need more lines the narrower the panel is, which its minimum size does not count: ask
+        # for the height they need, so the scroll area around the panel scrolls instead of the fields being
+        # squeezed over the preview.
+        handled = super().event(event)
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.LayoutRequest):
+            needed = _needed_height(self.layout(), self.width())
+            if needed != self.minimumHeight():
+                self.setMinimumHeight(needed)
+        return handled
+
     def mark_unsaved(self, editors: set[QWidget]) -> None:
         """Mark the fields whose text differs from what is stored (a coloured frame and a dot on their
         label), and say so under the form; an empty set clears every mark."""
@@ -434,3 +445,21 @@ def _unsaved_sheet(dark: bool) -> str:
         f'QLineEdit[unsaved="true"], QPlainTextEdit[unsaved="true"], KeywordEditor[unsaved="true"] '
         f"{{ border: 2px solid {colour}; border-radius: 3px; }}"
     )
+
+
+def _needed_height(layout: QLayout, width: int) -> int:
+    """The height a vertical box ``layout`` needs at ``width``: each shown item's minimum, or the height its
+    wrapped text needs at that width when that is more."""
+    margins = layout.contentsMargins()
+    inner = width - margins.left() - margins.right()
+    heights = []
+    for index in range(layout.count()):
+        item = layout.itemAt(index)
+        if item is None or item.isEmpty():
+            continue
+        height = item.minimumSize().height()
+        if item.hasHeightForWidth():
+            height = max(height, item.heightForWidth(inner))
+        heights.append(height)
+    spacing = max(layout.spacing(), 0) * max(len(heights) - 1, 0)
+    return sum(heights) + spacing + margins.top() + margins.bottom()
