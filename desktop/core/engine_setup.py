@@ -5,7 +5,7 @@ command line and the windows both use it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,3 +158,14 @@ def remote_destinations(config: EngineConfig) -> tuple[str, ...]:
     from captioneer.backends.http_util import is_loopback_url
 
     return tuple(url for url in engine_class(config.engine).destinations(config) if not is_loopback_url(url))
+
+
+def servers_to_ask(destinations: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """The servers off this computer that the person has not yet agreed to send photos to, in order."""
+    return tuple(server for server in destinations if server not in allowed)
+
+
+def allowing(settings: Settings, servers: Sequence[str]) -> Settings:
+    """``settings`` with ``servers`` added to the ones the person agreed to send photos to."""
+    allowed = [*settings.remote_servers_allowed, *servers]
+    return settings.model_copy(update={"remote_servers_allowed": allowed})

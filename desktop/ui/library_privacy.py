@@ -11,15 +11,10 @@ from PySide6.QtCore import QObject, Signal
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError
-from captioneer.desktop.core.engine_setup import remote_destinations
+from captioneer.desktop.core.engine_setup import allowing, remote_destinations, servers_to_ask
 from captioneer.desktop.ui.library_dialogs_view import RemoteQuestionView
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_view import LibraryView
-
-
-def servers_to_ask(destinations: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
-    """The servers off this computer that the person has not yet agreed to send photos to, in order."""
-    return tuple(server for server in destinations if server not in allowed)
 
 
 def privacy_note(destinations: Sequence[str], allowed: Sequence[str] = ()) -> str:
@@ -86,6 +81,5 @@ class PrivacyGuard(QObject):
         if question.clickedButton() is not question.send_button:
             self.session.notify("Nothing was sent: the run did not start.")
             return False
-        allowed = [*self.session.settings.remote_servers_allowed, *asked]
-        self.settingsChosen.emit(self.session.settings.model_copy(update={"remote_servers_allowed": allowed}))
+        self.settingsChosen.emit(allowing(self.session.settings, asked))
         return True

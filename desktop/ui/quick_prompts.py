@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from captioneer.desktop.core.engine_setup import allowing, servers_to_ask
 from captioneer.desktop.core.settings import Settings
 
 
@@ -23,11 +24,6 @@ def ask(parent: QWidget, title: str, text: str, accept: str, informative: str = 
     box.setEscapeButton(cancel)
     box.exec()
     return box.clickedButton() is yes
-
-
-def unapproved(destinations: Sequence[str], settings: Settings) -> list[str]:
-    """The servers photos would go to that the user has not agreed to yet."""
-    return [address for address in destinations if address not in settings.remote_servers_allowed]
 
 
 def remote_banner(destinations: Sequence[str]) -> str:
@@ -49,10 +45,10 @@ def send_question(addresses: Sequence[str]) -> tuple[str, str]:
 def approve_servers(parent: QWidget, settings: Settings, destinations: Sequence[str]) -> Settings | None:
     """Ask before photos go to servers not agreed to yet: the settings with them allowed (unchanged when
     there were none to ask about), or None when the user said no."""
-    new = unapproved(destinations, settings)
+    new = servers_to_ask(destinations, settings.remote_servers_allowed)
     if not new:
         return settings
     text, informative = send_question(new)
     if not ask(parent, "Send Photos to a Server?", text, "Send Photos", informative):
         return None
-    return settings.model_copy(update={"remote_servers_allowed": [*settings.remote_servers_allowed, *new]})
+    return allowing(settings, new)
