@@ -68,12 +68,12 @@ class CaptioneerError(Exception):
     def __init__(self, message: str = "", *args: object) -> None:
         if isinstance(message, str) and _MARK in message:
             self.marked = message
-            message = _render(message, 2)
+            message = cli_text(message)
         super().__init__(message, *args)
 
     @property
     def window_text(self) -> str:
-        return str(self) if self.marked is None else _render(self.marked, 3)
+        return window_text(marked_text(self))
 
     @property
     def settings(self) -> tuple[str, ...]:
