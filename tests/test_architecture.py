@@ -115,7 +115,15 @@ def test_backends_import_nothing_from_desktop() -> None:
     assert {m: n for m, n in offenders.items() if n} == {}
 
 
-@pytest.mark.parametrize("layer", ["captioneer.desktop.core", "captioneer.desktop.library"])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        "captioneer.desktop.core",
+        "captioneer.desktop.library",
+        "captioneer.desktop.evaluation",
+        "captioneer.desktop.server",
+    ],
+)
 def test_core_and_library_never_import_qt(layer: str) -> None:
     offenders = sorted(m for m in modules() if m.startswith(layer)
                        and any(n.split(".")[0] in {"PySide6", "shiboken6"} for n in imported_names(m)))
