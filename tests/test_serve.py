@@ -89,10 +89,9 @@ def gguf_config(tiny_gguf: tuple[Path, Path], image_tokens: int = 64) -> EngineC
     )
 
 
-@pytest.fixture
-def serve(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]:
+def serving(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]:
     """Start servers for the tiny gguf model in the engine host process; every one is stopped, its engine
-    unloaded, at the end."""
+    unloaded, at the end (each test file's ``serve`` fixture)."""
     started: list[tuple[LiveServer, HostedBackend]] = []
 
     def start(*, in_flight: int = 1, max_queue: int = 16, **app_options: Any) -> LiveServer:
@@ -109,6 +108,11 @@ def serve(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]:
     for live, backend in started:
         live.stop()
         backend.unload()
+
+
+@pytest.fixture
+def serve(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]:
+    yield from serving(tiny_gguf)
 
 
 def ask(

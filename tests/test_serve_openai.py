@@ -1,0 +1,167 @@
+"""`captioneer serve`'s OpenAI-compatible chat completions, asked by the official `openai` client (whole and
+streamed), by raw HTTP (the SSE framing), and by Captioneer's own openai engine captioning through it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from captioneer.desktop.cli import main
+from tests.test_serve import LONG, LiveServer, error_of, jpeg, serving, wait_for
+
+SHORT_SCHEMA = {
+    "type": "object",
+    "properties": {"caption": {"type": "string", "maxLength": 24}},
+    "required": ["caption"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture
+def serve(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]:
+    yield from serving(tiny_gguf)
+
+
+def data_url(image: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(image).decode()
+
+
+def messages(text: str = "Describe the photo.", image: bytes | None = None) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "You describe photos."},
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": data_url(image or jpeg())}},
+            {"type": "text", "text": text},
+        ]},
+    ]
+
+
+def client(live: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_the_openai_client_whole_and_streamed(serve: Callable[..., LiveServer]) -> None:
+    live = serve()
+    api = client(live)
+    assert [model.id for model in api.models.list()] == ["model.gguf"]
+    whole = api.chat.completions.create(model="model.gguf", messages=messages(), max_tokens=12, temperature=0)
+    assert whole.object == "chat.completion" and whole.model == "model.gguf"
+    (choice,) = whole.choices
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason == "length"  # the tiny model never ends by itself
+    stream = api.chat.completions.create(
+        model="model.gguf", messages=messages(), max_tokens=12, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices[0].delta.content]
+    assert len(pieces) >= 3
+    assert [chunk.choices[0].finish_reason for chunk in chunks][-1] == "length"
+    assert {chunk.id for chunk in chunks} == {chunks[0].id}
+    # Streamed or not, greedy gives the same answer (the whole one is trimmed of outer spaces).
+    assert "".join(pieces).strip() == choice.message.content
+    assert live.health()["served"] == 2
+
+
+def test_the_stream_is_server_sent_events_ending_done(serve: Callable[..., LiveServer]) -> None:
+    live = serve()
+    body = {"messages": messages(), "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read().decode()
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    for event in events[:-2]:
+        assert event.startswith("data: ")
+        assert json.loads(event.removeprefix("data: "))["object"] == "chat.completion.chunk"
+
+
+def test_response_format_json_schema_constrains_the_answer(serve: Callable[..., LiveServer]) -> None:
+    live = serve()
+    answer = client(live).chat.completions.create(
+        model="model.gguf", messages=messages("Caption it as JSON."), max_tokens=120, temperature=0,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "answer", "schema": SHORT_SCHEMA, "strict": True}},
+    )
+    assert answer.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(answer.choices[0].message.content), SHORT_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]}]},
+         400, "never fetches images from the network"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,@@@"}}]}]},
+         400, "not valid base64"),
+        ({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": data_url(b"GIF89a broken")}}]}]},
+         400, "The image cannot be used"),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+         400, "no earlier assistant turns"),
+        ({"messages": []}, 400, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "logprobs"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": 7}, 400, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o"}, 404,
+         "serves model.gguf only (see GET /v1/models), not gpt-4o"),
+    ],
+)
+def test_bad_chat_requests(serve: Callable[..., LiveServer], body: dict[str, Any], status: int,
+                           says: str) -> None:
+    live = serve()
+    response = httpx.post(f"{live.url}/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
+    assert response.status_code == status, response.text
+    assert says in error_of(response)["message"]
+    assert live.health()["served"] == 0
+
+
+def test_the_openai_client_shows_the_servers_message(serve: Callable[..., LiveServer]) -> None:
+    live = serve()
+    image = {"type": "image_url", "image_url": {"url": "http://lan/x.jpg"}}
+    remote = [{"role": "user", "content": [image]}]
+    with pytest.raises(openai.BadRequestError, match="never fetches images from the network"):
+        client(live).chat.completions.create(model="model.gguf", messages=remote)
+
+
+def test_closing_a_stream_cancels_its_generation(serve: Callable[..., LiveServer]) -> None:
+    live = serve()
+    body = {"messages": messages(), "max_tokens": LONG, "stream": True}
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+    health = wait_for(lambda: (h := live.health())["cancelled"] == 1 and h, "the stream's request to stop",
+                      timeout=10)
+    assert (health["in_flight"], health["served"], health["failed"]) == (0, 0, 0)
+    follow = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": messages(), "max_tokens": 4},
+                        timeout=60)
+    assert follow.status_code == 200
+
+
+def test_captioneers_own_openai_engine_captions_through_serve(
+    serve: Callable[..., LiveServer], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = serve()
+    photo = tmp_path / "harbour.jpg"
+    photo.write_bytes(jpeg((640, 480), (20, 90, 160)))
+    through = ["--engine", "openai", "--base-url", f"{live.url}/v1", "--model", "model.gguf",
+               "--image-tokens", "64", "--temperature", "0"]
+    assert main(["caption", str(photo), "--json", "--max-tokens", "10", *through]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["ok"] and record["engine"] == "openai" and record["text"]
+    assert main(["caption", str(photo), "--json", "--task", "keywords", *through]) == 0
+    keywords = json.loads(capsys.readouterr().out)
+    assert keywords["ok"], keywords
+    assert isinstance(keywords["keywords"], list) and isinstance(keywords["caption"], str)
+    assert live.health()["served"] >= 2
