@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -40,6 +41,8 @@ from captioneer.desktop.server.schemas import (
 from captioneer.desktop.server.service import BadRequest, HttpError, Service, http_error
 from captioneer.desktop.server.vision import answer_vision, task_list, vision_ask
 
+log = logging.getLogger(__name__)
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": what}
     for status, what in {
@@ -52,6 +55,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "the engine crashed on this request (the next gets a fresh engine), or the server is stopping",
     }.items()
 }
+
+
+def failure(exc: Exception) -> JSONResponse:
+    """The answer to a request that failed with ``exc``; a failure nobody foresaw is logged with its
+    traceback (never with the request's image or token)."""
+    error = http_error(exc)
+    if error.status == 500:
+        log.error("request failed: %s", error.message, exc_info=exc)
+    return error_response(error)
 
 
 def error_response(error: HttpError) -> JSONResponse:
@@ -132,9 +144,16 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
             return await service.run(request.is_disconnected, lambda cancel: answer_vision(service, ask, data,
                                                                                            cancel))
         except Exception as exc:
-            return error_response(http_error(exc))
+            return failure(exc)
 
-    @app.post("/v1/chat/completions", response_model=ChatResponse, responses=ERRORS, tags=["openai"])
+    streamed = {
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "a chat.completion, or with stream: chat.completion.chunk events"},
+        404: {"model": ErrorResponse, "description": "the request names a model this server does not serve"},
+    }
+
+    @app.post("/v1/chat/completions", response_model=ChatResponse, responses={**ERRORS, **streamed},
+              tags=["openai"])
     async def chat_completions(request: Request, body: ChatRequest) -> Any:
         """OpenAI-compatible chat completion with images as base64 data URLs; ``stream`` answers with
         server-sent ``chat.completion.chunk`` events ending ``data: [DONE]``."""
@@ -150,7 +169,7 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
             text, finish = await service.run(request.is_disconnected,
                                              lambda cancel: answer_chat(service, ask, cancel))
         except Exception as exc:
-            return error_response(http_error(exc))
+            return failure(exc)
         return ChatResponse(
             id=completion_id(), created=service.created, model=service.model_id,
             choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)],
