@@ -14,8 +14,12 @@ import jsonschema
 import openai
 import pytest
 
+from captioneer.backends.base import EngineConfig
+from captioneer.backends.registry import engine_class
 from captioneer.desktop.cli import main
-from tests.test_serve import LONG, LiveServer, error_of, jpeg, serving, wait_for
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.server.service import Service
+from tests.test_serve import LONG, LiveServer, ask, error_of, in_background, jpeg, serving, wait_for
 
 SHORT_SCHEMA = {
     "type": "object",
@@ -165,3 +169,31 @@ def test_captioneers_own_openai_engine_captions_through_serve(
     assert keywords["ok"], keywords
     assert isinstance(keywords["keywords"], list) and isinstance(keywords["caption"], str)
     assert live.health()["served"] >= 2
+
+
+def test_several_in_flight_through_an_openai_engine(serve: Callable[..., LiveServer]) -> None:
+    """`serve --engine openai --in-flight 2` in front of another serve: two requests are answered at once
+    (the one behind queues them), a third has no room (queue 0) and gets 429."""
+    behind = serve(max_queue=4)
+    config = EngineConfig(engine="openai", model="model.gguf", image_tokens=64,
+                          options={"base_urls": (f"{behind.url}/v1",), "parallel": 2})
+    backend = engine_class("openai")(config)
+    backend.load()
+    front = LiveServer(Service(backend, config, Settings(temperature=0.0), in_flight=2, max_queue=0))
+    try:
+        first, first_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300, timeout=180))
+        second, second_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300, timeout=180))
+        health = wait_for(lambda: (h := front.health())["in_flight"] == 2 and h, "two requests in flight")
+        assert health["engine"] == "openai" and health["waiting"] == 0
+        assert ask(front, jpeg(), max_tokens=4).status_code == 429
+        behind_health = behind.health()
+        assert behind_health["in_flight"] + behind_health["waiting"] + behind_health["served"] >= 1
+        first.join(180)
+        second.join(180)
+        for outcome in (first_outcome, second_outcome):
+            assert outcome[0].status_code == 200, outcome[0].text
+            assert outcome[0].json()["engine"] == "openai"
+        assert (front.health()["served"], behind.health()["served"]) == (2, 2)
+    finally:
+        front.stop()
+        backend.unload()
