@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +199,40 @@ def test_several_in_flight_through_an_openai_engine(serve: Callable[..., LiveSer
     finally:
         front.stop()
         backend.unload()
+
+
+def test_an_engine_host_killed_mid_stream_ends_it_with_an_error_event(
+    serve: Callable[..., LiveServer],
+) -> None:
+    live = serve()
+    victim = live.service.backend.info().details["host_pid"]
+    body = {"messages": messages(), "max_tokens": LONG, "stream": True}
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        os.kill(victim, signal.SIGKILL)
+        events = [line.removeprefix("data: ") for line in lines if line]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["type"] == "engine_crashed" and "killed by SIGKILL" in error["message"]
+    with pytest.raises(openai.APIError, match="killed by SIGKILL"):
+        # The official client raises the same error event as an APIError (here on a fresh stream, after
+        # another kill).
+        stream = client(live).chat.completions.create(model="model.gguf", messages=messages(),
+                                                      max_tokens=LONG, stream=True)
+        for index, _chunk in enumerate(stream):
+            if index == 1:
+                os.kill(live.service.backend.info().details["host_pid"], signal.SIGKILL)
+    # That photo crashed the engine twice: the engine host refuses it from now on (503 saying so), and
+    # serves every other photo.
+    refused = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": messages(), "max_tokens": 4},
+                         timeout=60)
+    assert refused.status_code == 503
+    assert "it crashed the gguf engine 2 times" in error_of(refused)["message"]
+    other = messages(image=jpeg((320, 240), (200, 40, 40)))
+    again = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": other, "max_tokens": 4},
+                       timeout=60)
+    assert again.status_code == 200
+    health = live.health()
+    assert (health["failed"], health["served"]) == (3, 1)

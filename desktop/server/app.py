@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -171,7 +172,7 @@ def create_app(service: Service, *, token: str | None = None, max_request_bytes:
         except Exception as exc:
             return failure(exc)
         return ChatResponse(
-            id=completion_id(), created=service.created, model=service.model_id,
+            id=completion_id(), created=int(time.time()), model=service.model_id,
             choices=[ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)],
         )
 
@@ -200,22 +201,22 @@ async def _stream(service: Service, gone: Callable[[], Awaitable[bool]], ask: Ch
     head = first.result()
     if head is _END and future.exception() is not None:
         raise future.exception()  # type: ignore[misc]
-    ident = completion_id()
+    ident, created = completion_id(), int(time.time())
 
     async def events() -> AsyncIterator[bytes]:
         finished = False
         try:
-            yield chunk_event(ident, service.created, service.model_id, {"role": "assistant"}, None)
+            yield chunk_event(ident, created, service.model_id, {"role": "assistant"}, None)
             item = head
             while item is not _END:
-                yield chunk_event(ident, service.created, service.model_id, {"content": str(item)}, None)
+                yield chunk_event(ident, created, service.model_id, {"content": str(item)}, None)
                 item = await chunks.get()
             error = future.exception()
             if error is not None:
                 failure = http_error(error)
                 yield sse({"error": {"message": failure.message, "type": failure.kind, "code": failure.code}})
             else:
-                yield chunk_event(ident, service.created, service.model_id, {}, future.result()[1])
+                yield chunk_event(ident, created, service.model_id, {}, future.result()[1])
             yield sse("[DONE]")
             finished = True
         finally:
