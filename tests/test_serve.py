@@ -304,7 +304,7 @@ def test_retry_after(mean: float | None, waiting: int, in_flight: int, seconds: 
 
 def test_a_full_queue_answers_429_and_health_answers_while_busy(serve: Callable[..., LiveServer]) -> None:
     live = serve(max_queue=1)
-    busy, busy_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=600))
+    busy, busy_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=1000))
     wait_for(lambda: live.health()["in_flight"] == 1, "the first request to run")
     queued, queued_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=4))
     health = wait_for(lambda: (h := live.health())["waiting"] == 1 and h, "the second request to wait")
