@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ import psutil
 import pytest
 
 from captioneer.desktop.cli import main
-from tests.test_serve import LONG, jpeg, wait_for
+from tests.test_serve import LONG, PATIENCE, jpeg, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +40,7 @@ class ServeProcess:
         self.url = self.process.stdout.readline().strip()
         assert self.url.startswith("http://"), self.finish()[1]
 
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
+    def finish(self, timeout: float = PATIENCE) -> tuple[int, str]:
         """Wait for the process to end: its exit status and everything it wrote on stderr."""
         _out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, err
@@ -71,7 +70,7 @@ def test_serve_as_a_person_runs_it_then_ctrl_c(served) -> None:
     token = {"Authorization": "Bearer from-the-environment"}
     assert httpx.get(f"{serving.url}/health").status_code == 401
     assert httpx.get(f"{serving.url}/health", headers=token).json()["loaded"] is True
-    answer = httpx.post(f"{serving.url}/v1/vision/completion", headers=token, timeout=60,
+    answer = httpx.post(f"{serving.url}/v1/vision/completion", headers=token, timeout=PATIENCE,
                         files={"image": ("p.jpg", jpeg(), "image/jpeg")}, data={"max_tokens": "6"})
     assert answer.status_code == 200 and answer.json()["engine"] == "gguf"
     hosts = serving.engine_pids()
@@ -90,7 +89,7 @@ def test_serve_as_a_person_runs_it_then_ctrl_c(served) -> None:
 
 def test_sigterm_cancels_the_request_in_flight_and_exits_0(served) -> None:
     serving = served()
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=PATIENCE) as http:
         outcome: list[object] = []
 
         def long_request() -> None:
@@ -105,12 +104,10 @@ def test_sigterm_cancels_the_request_in_flight_and_exits_0(served) -> None:
         thread = threading.Thread(target=long_request)
         thread.start()
         wait_for(lambda: httpx.get(f"{serving.url}/health").json()["in_flight"] == 1, "the request to run")
-        stopped_at = time.monotonic()
         serving.process.send_signal(signal.SIGTERM)
         status, err = serving.finish()
-        thread.join(30)
+        thread.join(PATIENCE)
     assert status == 0, err
-    assert time.monotonic() - stopped_at < 30  # the 4000-token answer was not waited for
     response = outcome[0]
     assert isinstance(response, httpx.Response) and response.status_code == 503
     assert "shutting down" in response.json()["error"]["message"]

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.test_serve import LiveServer, jpeg, serving
+from tests.test_serve import PATIENCE, LiveServer, jpeg, serving
 
 CLIENTS = 8
 PER_CLIENT = 6
@@ -42,7 +42,7 @@ def test_every_request_answered_once_under_load_and_memory_flat(serve: Callable[
     lock = threading.Lock()
 
     def client(number: int) -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=PATIENCE) as http:
             for turn in range(PER_CLIENT):
                 ident = f"{number}-{turn}"
                 while True:
@@ -62,7 +62,7 @@ def test_every_request_answered_once_under_load_and_memory_flat(serve: Callable[
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(300)
+            thread.join(PATIENCE)
 
     client(0)  # warm up: the first answers grow the engine's caches once
     answered.clear()

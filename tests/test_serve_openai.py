@@ -21,7 +21,7 @@ from captioneer.backends.registry import engine_class
 from captioneer.desktop.cli import main
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.server.service import Service
-from tests.test_serve import LONG, LiveServer, ask, error_of, in_background, jpeg, serving, wait_for
+from tests.test_serve import LONG, PATIENCE, LiveServer, ask, error_of, in_background, jpeg, serving, wait_for
 
 SHORT_SCHEMA = {
     "type": "object",
@@ -51,7 +51,7 @@ def messages(text: str = "Describe the photo.", image: bytes | None = None) -> l
 
 
 def client(live: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=PATIENCE)
 
 
 def test_the_openai_client_whole_and_streamed(serve: Callable[..., LiveServer]) -> None:
@@ -81,7 +81,7 @@ def test_the_openai_client_whole_and_streamed(serve: Callable[..., LiveServer]) 
 def test_the_stream_is_server_sent_events_ending_done(serve: Callable[..., LiveServer]) -> None:
     live = serve()
     body = {"messages": messages(), "max_tokens": 5, "stream": True}
-    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=PATIENCE) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         raw = response.read().decode()
@@ -127,7 +127,7 @@ def test_response_format_json_schema_constrains_the_answer(serve: Callable[..., 
 def test_bad_chat_requests(serve: Callable[..., LiveServer], body: dict[str, Any], status: int,
                            says: str) -> None:
     live = serve()
-    response = httpx.post(f"{live.url}/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=60)
+    response = httpx.post(f"{live.url}/v1/chat/completions", json={**body, "max_tokens": 4}, timeout=PATIENCE)
     assert response.status_code == status, response.text
     assert says in error_of(response)["message"]
     assert live.health()["served"] == 0
@@ -144,14 +144,13 @@ def test_the_openai_client_shows_the_servers_message(serve: Callable[..., LiveSe
 def test_closing_a_stream_cancels_its_generation(serve: Callable[..., LiveServer]) -> None:
     live = serve()
     body = {"messages": messages(), "max_tokens": LONG, "stream": True}
-    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=PATIENCE) as response:
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")
-    health = wait_for(lambda: (h := live.health())["cancelled"] == 1 and h, "the stream's request to stop",
-                      timeout=10)
+    health = wait_for(lambda: (h := live.health())["cancelled"] == 1 and h, "the stream's request to stop")
     assert (health["in_flight"], health["served"], health["failed"]) == (0, 0, 0)
     follow = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": messages(), "max_tokens": 4},
-                        timeout=60)
+                        timeout=PATIENCE)
     assert follow.status_code == 200
 
 
@@ -183,15 +182,15 @@ def test_several_in_flight_through_an_openai_engine(serve: Callable[..., LiveSer
     backend.load()
     front = LiveServer(Service(backend, config, Settings(temperature=0.0), in_flight=2, max_queue=0))
     try:
-        first, first_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300, timeout=180))
-        second, second_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300, timeout=180))
+        first, first_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300))
+        second, second_outcome = in_background(lambda: ask(front, jpeg(), max_tokens=300))
         health = wait_for(lambda: (h := front.health())["in_flight"] == 2 and h, "two requests in flight")
         assert health["engine"] == "openai" and health["waiting"] == 0
         assert ask(front, jpeg(), max_tokens=4).status_code == 429
         behind_health = behind.health()
         assert behind_health["in_flight"] + behind_health["waiting"] + behind_health["served"] >= 1
-        first.join(180)
-        second.join(180)
+        first.join(PATIENCE)
+        second.join(PATIENCE)
         for outcome in (first_outcome, second_outcome):
             assert outcome[0].status_code == 200, outcome[0].text
             assert outcome[0].json()["engine"] == "openai"
@@ -207,7 +206,7 @@ def test_an_engine_host_killed_mid_stream_ends_it_with_an_error_event(
     live = serve()
     victim = live.service.backend.info().details["host_pid"]
     body = {"messages": messages(), "max_tokens": LONG, "stream": True}
-    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{live.url}/v1/chat/completions", json=body, timeout=PATIENCE) as response:
         assert response.status_code == 200
         lines = response.iter_lines()
         assert next(lines).startswith("data: ")
@@ -227,12 +226,12 @@ def test_an_engine_host_killed_mid_stream_ends_it_with_an_error_event(
     # That photo crashed the engine twice: the engine host refuses it from now on (503 saying so), and
     # serves every other photo.
     refused = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": messages(), "max_tokens": 4},
-                         timeout=60)
+                         timeout=PATIENCE)
     assert refused.status_code == 503
     assert "it crashed the gguf engine 2 times" in error_of(refused)["message"]
     other = messages(image=jpeg((320, 240), (200, 40, 40)))
     again = httpx.post(f"{live.url}/v1/chat/completions", json={"messages": other, "max_tokens": 4},
-                       timeout=60)
+                       timeout=PATIENCE)
     assert again.status_code == 200
     health = live.health()
     assert (health["failed"], health["served"]) == (3, 1)
