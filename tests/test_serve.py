@@ -97,8 +97,10 @@ def serving(tiny_gguf: tuple[Path, Path]) -> Iterator[Callable[..., LiveServer]]
     unloaded, at the end (each test file's ``serve`` fixture)."""
     started: list[tuple[LiveServer, HostedBackend]] = []
 
-    def start(*, in_flight: int = 1, max_queue: int = 16, **app_options: Any) -> LiveServer:
-        config = gguf_config(tiny_gguf)
+    def start(
+        *, in_flight: int = 1, max_queue: int = 16, config: EngineConfig | None = None, **app_options: Any
+    ) -> LiveServer:
+        config = config or gguf_config(tiny_gguf)
         backend = HostedBackend(config)
         backend.load()
         settings = Settings(temperature=0.0)
@@ -363,3 +365,16 @@ def test_an_engine_host_killed_mid_request_answers_503_and_the_server_keeps_serv
     assert backend.info().details["host_pid"] not in (None, victim)
     health = live.health()
     assert (health["served"], health["failed"]) == (2, 1)
+
+
+def test_the_transformers_engine_serves_through_its_host_too(
+    serve: Callable[..., LiveServer], tiny_hf_model: Path
+) -> None:
+    config = EngineConfig(engine="transformers", model=str(tiny_hf_model), image_tokens=64,
+                          options={"quant": "fp32", "device": "cpu"})
+    live = serve(config=config)
+    assert httpx.get(f"{live.url}/v1/models").json()["data"][0]["id"] == "tiny-qwen3vl"
+    response = ask(live, jpeg(), max_tokens=6)
+    assert response.status_code == 200, response.text
+    assert response.json()["engine"] == "transformers" and response.json()["text"]
+    assert live.service.backend.info().details["host_pid"] not in (None, os.getpid())
