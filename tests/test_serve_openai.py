@@ -18,7 +18,9 @@ import pytest
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.registry import engine_class
+from captioneer.backends.request import GenerationRequest, SamplingOptions
 from captioneer.desktop.cli import main
+from captioneer.desktop.core.images import prepare_image
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.server.service import Service
 from tests.test_serve import LONG, PATIENCE, LiveServer, ask, error_of, in_background, jpeg, serving, wait_for
@@ -235,3 +237,28 @@ def test_an_engine_host_killed_mid_stream_ends_it_with_an_error_event(
     assert again.status_code == 200
     health = live.health()
     assert (health["failed"], health["served"]) == (3, 1)
+
+
+
+def test_captioneers_openai_engine_with_parallel_requests_waits_in_the_queue(
+    serve: Callable[..., LiveServer],
+) -> None:
+    """Two photos at once from Captioneer's openai engine (``--parallel 2``) into a server that answers one
+    at a time: the second waits in the queue instead of being turned away, and both are answered."""
+    live = serve(max_queue=1)
+    config = EngineConfig(engine="openai", model="model.gguf", image_tokens=64,
+                          options={"base_urls": (f"{live.url}/v1",), "parallel": 2})
+    backend = engine_class("openai")(config)
+    backend.load()
+    try:
+        requests = [
+            GenerationRequest("Describe it.", (prepare_image(jpeg((320, 240), colour), 64),),
+                              options=SamplingOptions(max_new_tokens=200, temperature=0))
+            for colour in ((200, 30, 30), (30, 200, 30))
+        ]
+        answers = backend.generate_batch(requests)
+    finally:
+        backend.unload()
+    assert all(isinstance(answer, str) and answer for answer in answers), answers
+    health = live.health()
+    assert (health["served"], health["rejected"], health["failed"]) == (2, 0, 0)
