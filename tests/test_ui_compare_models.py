@@ -1,0 +1,196 @@
+"""Models ▸ Compare Models…: the table, chart and settings decisions as tables of cases, the chart's painted
+pixels in light and dark, and the whole dialog on the real tiny gguf engine through the real evaluation
+runner, on photos made by the test whose keywords exiftool wrote (the answer key; nothing is written)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from PySide6.QtGui import QColor, QImage, QPalette
+from PySide6.QtWidgets import QApplication
+
+from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
+from captioneer.desktop.ui.compare_table import (
+    chart_bars,
+    chart_metrics,
+    detail_label,
+    profile_grid,
+    progress_steps,
+    progress_text,
+    settings_for_profile,
+    table_columns,
+    table_row,
+)
+from captioneer.desktop.ui.score_chart_view import Bar, ScoreChart
+from captioneer.desktop.ui.theme import apply_theme
+
+EXIFTOOL = shutil.which("exiftool")
+
+pytestmark = [
+    pytest.mark.qt_log_level_fail("WARNING"),
+    pytest.mark.qt_log_ignore("OpenType support missing", "propagateSizeHints"),
+]
+
+Q4 = Profile("2B Q4_K_M@512", "gguf", "/m/q4.gguf", 512, (("mmproj", "/m/mmproj.gguf"),))
+HF = Profile("4B (all precisions)@512", "transformers", "/m/4b", 512, (("quant", "nf4"),))
+
+
+# ------------------------------------------------------------------------------------------ decisions
+
+
+@pytest.mark.parametrize(
+    ("label", "tokens", "expected"),
+    [("2B Q4_K_M@512", 256, "2B Q4_K_M@256"), ("model.gguf@1024", 512, "model.gguf@512"),
+     ("qwen3-vl:2b", 256, "qwen3-vl:2b@256"), ("a@b@64", 128, "a@b@128")],
+)
+def test_detail_label_replaces_only_the_last_image_detail(label: str, tokens: int, expected: str) -> None:
+    assert detail_label(Profile(label, "gguf", "m", 1), tokens) == expected
+
+
+def test_the_grid_is_every_checked_model_at_every_checked_detail_least_detail_first() -> None:
+    grid = profile_grid([Q4, HF], [1024, 256, 256])
+    assert [p.label for p in grid] == ["2B Q4_K_M@256", "2B Q4_K_M@1024", "4B (all precisions)@256",
+                                       "4B (all precisions)@1024"]
+    assert [p.image_tokens for p in grid] == [256, 1024, 256, 1024]
+    assert grid[0].options == Q4.options and grid[2].model == HF.model
+    assert profile_grid([Q4], []) == [] and profile_grid([], [256]) == []
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [(Q4, ("gguf", "/m/q4.gguf", "/m/mmproj.gguf", None, 512)),
+     (HF, ("transformers", "/m/4b", None, "nf4", 512)),
+     (Profile("qwen3-vl:2b@256", "ollama", "qwen3-vl:2b", 256), ("ollama", "qwen3-vl:2b", None, None, 256))],
+)
+def test_use_this_model_takes_engine_model_projector_precision_and_detail(profile: Profile, expected) -> None:
+    before = Settings(engine="transformers", model="/old", mmproj="/old-mmproj", quant="bf16",
+                      image_tokens=64, temperature=0.7)
+    after = settings_for_profile(before, profile)
+    assert (after.engine, after.model, after.mmproj, after.quant, after.image_tokens) == expected
+    assert after.temperature == 0.7  # everything else is kept
+
+
+def _score(label: str = "2B Q4_K_M@512", **fields) -> ProfileScore:
+    return ProfileScore(Profile(label, "gguf", "/m", 512), **fields)
+
+
+def test_table_shows_caption_metrics_only_when_some_profile_has_them() -> None:
+    plain = [_score(photos=3, keyword_f1=0.5)]
+    assert table_columns(plain) == ["Profile", "KW-P", "KW-R", "KW-F1", "s/photo", "Load s", "Peak memory",
+                                    "Failed", "Note"]
+    scored = [*plain, _score(caption_metrics={"CIDEr": 0.4, "BLEU-4": 0.1})]
+    assert table_columns(scored)[1:3] == ["BLEU-4", "CIDEr"]
+
+
+def test_a_row_formats_numbers_and_sorts_by_value_and_a_failed_profile_says_why() -> None:
+    columns = table_columns([_score(caption_metrics={"CIDEr": 1})])
+    good = dict(zip(columns, table_row(_score(photos=20, failed=2, seconds_per_photo=1.234, load_seconds=3.21,
+                                              peak_memory_bytes=3 * 1024**3, keyword_precision=0.5,
+                                              keyword_recall=0.25, keyword_f1=1 / 3,
+                                              caption_metrics={"CIDEr": 1.2345}), columns), strict=True))
+    assert good["CIDEr"] == ("1.234", 1.2345) or good["CIDEr"] == ("1.235", 1.2345)
+    assert good["KW-F1"] == ("0.333", 1 / 3) and good["s/photo"] == ("1.23", 1.234)
+    assert good["Load s"] == ("3.2", 3.21) and good["Failed"] == ("2 of 20", 2.0)
+    assert good["Peak memory"][1] == 3 * 1024**3 and "3" in good["Peak memory"][0]
+    assert good["Note"] == ("", "")
+    failed = dict(zip(columns, table_row(_score(error="The model file is missing: choose it again."),
+                                         columns), strict=True))
+    assert failed["Note"][0] == "The model file is missing: choose it again."
+    assert failed["KW-F1"] == ("—", None) and failed["CIDEr"] == ("—", None)
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [([_score(keyword_f1=0.5)], ["Keyword F1", "Keyword precision", "Keyword recall"]),
+     ([_score(caption_metrics={"BLEU-4": 0.1, "CIDEr": 0.3})], ["CIDEr", "BLEU-4"]),
+     ([_score(keyword_f1=0.5, caption_metrics={"CIDEr": 0.3})],
+      ["Keyword F1", "Keyword precision", "Keyword recall", "CIDEr"]),
+     ([_score()], [])],
+)
+def test_the_chart_offers_keyword_f1_first_else_cider(scores, expected: list[str]) -> None:
+    assert chart_metrics(scores) == expected
+
+
+def test_chart_bars_scale_cider_to_the_best_and_scores_to_one_and_say_why_a_bar_is_missing() -> None:
+    scores = [_score("a", caption_metrics={"CIDEr": 2.5}, seconds_per_photo=1.5),
+              _score("b", caption_metrics={"CIDEr": 0.5}),
+              _score("c", error="Cannot load the model: out of memory.")]
+    bars, top = chart_bars(scores, "CIDEr")
+    assert top == 2.5
+    assert [(b.label, b.value, b.value_text, b.speed_text) for b in bars[:2]] == [
+        ("a", 2.5, "2.500", "1.50 s"), ("b", 0.5, "0.500", "—")]
+    assert bars[2].value is None and bars[2].note == "Cannot load the model: out of memory."
+    bars, top = chart_bars([_score(keyword_f1=0.2), _score(keyword_f1=None)], "Keyword F1")
+    assert top == 1.0 and bars[0].value == 0.2 and bars[1].note == "no Keyword F1"
+
+
+@pytest.mark.parametrize(
+    ("event", "text", "steps"),
+    [(EvaluationProgress(1, 3, "2B Q8_0@512", 13, 20, "captioning"), "2B Q8_0@512 · photo 14 of 20",
+      (33, 60)),
+     (EvaluationProgress(0, 2, "x@256", 0, 5, "loading"), "x@256 · loading the model", (0, 10)),
+     (EvaluationProgress(1, 2, "x@256", 5, 5, "scoring"), "x@256 · scoring", (10, 10)),
+     (EvaluationProgress(0, 1, "x@256", 5, 5, "captioning"), "x@256 · photo 5 of 5", (5, 5))],
+)
+def test_progress_says_which_profile_and_photo_and_counts_over_all_profiles(event, text, steps) -> None:
+    assert progress_text(event) == text
+    assert progress_steps(event) == steps
+
+
+# ------------------------------------------------------------------------------------------ chart pixels
+
+
+def _grab(widget) -> QImage:
+    QApplication.processEvents()
+    return widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+
+
+def _row_fill(image: QImage, y: int, colour: QColor) -> int:
+    """How many pixels across row ``y`` are ``colour`` (the bar's fill)."""
+    return sum(1 for x in range(image.width()) if image.pixelColor(x, y).rgb() == colour.rgb())
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_chart_paints_bars_in_proportion_readable_in_light_and_dark(qtbot, theme: str) -> None:
+    apply_theme(QApplication.instance(), theme)
+    try:
+        chart = ScoreChart()
+        qtbot.addWidget(chart)
+        chart.resize(600, 160)
+        bars = [Bar("full", 1.0, "1.000", "2.0 s"), Bar("quarter", 0.25, "0.250", "1.0 s"),
+                Bar("broken", None, "", "—", "could not load")]
+        chart.set_bars("Keyword F1", bars, 1.0)
+        chart.show()
+        qtbot.waitExposed(chart)
+        image = _grab(chart)
+        palette = chart.palette()
+        fill = palette.color(QPalette.ColorRole.Highlight)
+        base = palette.color(QPalette.ColorRole.Base)
+        # Rows: title at 10..32, bars start at 40 and every 30 px; sample each bar's middle line.
+        full, quarter, broken = (_row_fill(image, 40 + row * 30 + 11, fill) for row in range(3))
+        assert full > 100
+        assert quarter == pytest.approx(full / 4, abs=4)
+        assert broken == 0
+        assert image.pixelColor(2, 2).rgb() == base.rgb()  # the background follows the theme
+        dark_background = base.lightness() < 128
+        assert dark_background == (theme == "dark")
+        text = palette.color(QPalette.ColorRole.WindowText)
+        # The labels are drawn: pixels near the text colour exist left of the bars.
+        label_pixels = [image.pixelColor(x, y) for x in range(0, 80) for y in range(40, 130)]
+        assert any(abs(p.lightness() - text.lightness()) < 40 for p in label_pixels)
+        assert abs(text.lightness() - base.lightness()) > 120  # readable on its background
+    finally:
+        apply_theme(QApplication.instance(), "light")
+
+
+def test_an_empty_chart_says_what_to_do_instead_of_painting_bars(qtbot) -> None:
+    chart = ScoreChart()
+    qtbot.addWidget(chart)
+    chart.resize(400, 120)
+    image = _grab(chart)
+    fill = chart.palette().color(QPalette.ColorRole.Highlight)
+    assert all(_row_fill(image, y, fill) == 0 for y in range(0, 120, 10))
+    colours = {image.pixelColor(x, 60).rgb() for x in range(image.width())}
+    assert len(colours) > 1  # the hint text is painted across the middle
