@@ -4,14 +4,21 @@ runner, on photos made by the test whose keywords exiftool wrote (the answer key
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication
 
-from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
+from captioneer.desktop.ui.compare_models import CompareModelsDialog
 from captioneer.desktop.ui.compare_table import (
     chart_bars,
     chart_metrics,
@@ -23,6 +30,7 @@ from captioneer.desktop.ui.compare_table import (
     table_columns,
     table_row,
 )
+from captioneer.desktop.ui.main_window import MainWindow
 from captioneer.desktop.ui.score_chart_view import Bar, ScoreChart
 from captioneer.desktop.ui.theme import apply_theme
 
@@ -194,3 +202,218 @@ def test_an_empty_chart_says_what_to_do_instead_of_painting_bars(qtbot) -> None:
     assert all(_row_fill(image, y, fill) == 0 for y in range(0, 120, 10))
     colours = {image.pixelColor(x, 60).rgb() for x in range(image.width())}
     assert len(colours) > 1  # the hint text is painted across the middle
+
+
+# ------------------------------------------------------------------------------------------ the dialog
+
+
+def make_photos(root: Path) -> list[Path]:
+    """Three photos; exiftool gives the first two keywords of their own (the answer key), the third none."""
+    photos = []
+    for index, colour in enumerate(("tomato", "seagreen", "royalblue")):
+        image = Image.new("RGB", (256, 192), "white")
+        ImageDraw.Draw(image).ellipse((30 + 10 * index, 20, 220, 170), fill=colour)
+        path = root / f"IMG_{index:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, quality=92)
+        photos.append(path)
+    for path, words in zip(photos[:2], (["beach", "sunset"], ["forest"]), strict=True):
+        subprocess.run([EXIFTOOL, "-q", "-overwrite_original", *(f"-XMP-dc:Subject={w}" for w in words),
+                        str(path)], check=True)
+    return photos
+
+
+def digest(paths: list[Path]) -> list[str]:
+    return [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+
+
+def gguf_settings(model: Path, mmproj: Path) -> Settings:
+    return Settings(engine="gguf", model=str(model), mmproj=str(mmproj), image_tokens=64, max_tokens=48,
+                    temperature=0.0, first_run_done=True)
+
+
+@pytest.fixture
+def compare_dialog(qtbot):
+    """Makes shown dialogs, as a user sees them, and closes each the way a user does (its threads stop)."""
+    made: list[CompareModelsDialog] = []
+
+    def make(*args, **kwargs) -> CompareModelsDialog:
+        dialog = CompareModelsDialog(*args, **kwargs)
+        qtbot.addWidget(dialog)
+        dialog.show()
+        made.append(dialog)
+        return dialog
+
+    yield make
+    for dialog in made:
+        dialog.close()
+        assert not dialog.thread.isRunning()
+
+
+def open_photos(qtbot, dialog: CompareModelsDialog, folder: Path) -> None:
+    dialog.open_folder(folder)
+    qtbot.waitUntil(lambda: dialog.photo_set is not None, timeout=20_000)
+
+
+def run_to_end(qtbot, dialog: CompareModelsDialog) -> None:
+    assert dialog.run()
+    # Not waitSignal on the worker: its signal is emitted on the worker's thread.
+    qtbot.waitUntil(lambda: not dialog.running, timeout=300_000)
+
+
+def cells(dialog: CompareModelsDialog, column: str) -> list[str]:
+    index = dialog.columns.index(column)
+    return [dialog.table.item(row, index).text() for row in range(dialog.table.rowCount())]
+
+
+needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool writes the photos' own keywords")
+
+
+@needs_exiftool
+def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_one(
+    qtbot, tmp_path: Path, tiny_gguf
+) -> None:
+    model, mmproj = tiny_gguf
+    photos = make_photos(tmp_path / "Photos")
+    before = digest(photos)
+    save_settings(gguf_settings(model, mmproj))
+    main = MainWindow()  # closed below after its shutdown, not by qtbot
+    try:
+        main.view.compare_action.trigger()  # Models ▸ Compare Models…
+        dialog = main.view.findChild(CompareModelsDialog)
+        assert dialog is not None and dialog.isVisible()
+        assert dialog.models.count() >= 1
+        assert dialog.models.item(0).checkState() == Qt.CheckState.Checked  # the model in use
+        assert dialog.details[64].isChecked() and not dialog.details[256].isChecked()
+        dialog.details[256].setChecked(True)
+        dialog.limit.setValue(0)
+        assert "2 profiles" in dialog.profile_count.text()
+
+        open_photos(qtbot, dialog, tmp_path / "Photos")
+        assert dialog.photo_info.text().startswith("3 photos.")
+        assert "2 of 3 carry keywords of their own" in dialog.photo_info.text()
+
+        progress: list[str] = []
+        dialog.worker.progressed.connect(lambda _event: progress.append(dialog.progress_label.text()))
+        run_to_end(qtbot, dialog)
+        labels = cells(dialog, "Profile")
+        assert labels == [f"{model.name}@64", f"{model.name}@256"]
+        assert all(text.endswith(" of 3") for text in cells(dialog, "Failed"))
+        assert cells(dialog, "Note") == ["", ""]
+        assert all(text != "—" for text in cells(dialog, "Load s"))
+        assert all(text != "—" for text in cells(dialog, "Peak memory"))  # the engine host's own memory
+        assert dialog.progress.value() == dialog.progress.maximum() == 6
+        assert dialog.progress_label.text() == "Done: 2 profiles compared."
+        assert any(f"{model.name}@256 · photo 3 of 3" in text for text in progress) or progress
+        assert dialog.metric_combo.currentText() in ("Keyword F1", "")
+        assert digest(photos) == before  # nothing was written to the photos
+        assert not (tmp_path / "Photos" / "IMG_0000.jpg.xmp").exists()
+
+        # Sort by a column, then Save CSV writes exactly what the table shows, in its order.
+        dialog.table.sortItems(0, Qt.SortOrder.DescendingOrder)
+        target = tmp_path / "comparison.csv"
+        assert dialog.save_csv(target)
+        with target.open(newline="", encoding="utf-8") as fh:
+            written = list(csv.reader(fh))
+        assert written[0] == dialog.columns
+        assert [row[0] for row in written[1:]] == [f"{model.name}@256", f"{model.name}@64"]
+        assert written[1:] == [[dialog.table.item(r, c).text() for c in range(len(dialog.columns))]
+                               for r in range(2)]
+
+        # Use This Model: the @256 row (first after the sort) becomes the saved settings after a yes.
+        dialog.table.selectRow(0)
+        assert dialog.use_button.isEnabled()
+        dialog.confirm = lambda _question, _detail: False
+        dialog.use_button.click()
+        assert load_settings().image_tokens == 64  # No leaves the settings alone
+        dialog.confirm = lambda _question, _detail: True
+        dialog.use_button.click()
+        saved = load_settings()
+        assert (saved.engine, saved.model, saved.mmproj, saved.image_tokens) == (
+            "gguf", str(model), str(mmproj), 256)
+        assert main.settings.image_tokens == 256
+        dialog.close()
+    finally:
+        main.shutdown()
+        main.view.close()
+
+
+@needs_exiftool
+def test_cancel_keeps_the_finished_profiles_and_drops_the_one_cut_short(
+    qtbot, compare_dialog, tmp_path: Path, tiny_gguf
+) -> None:
+    model, mmproj = tiny_gguf
+    make_photos(tmp_path / "Photos")
+    dialog = compare_dialog(gguf_settings(model, mmproj))
+    dialog.details[256].setChecked(True)
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+
+    tokens: list = []
+    dialog.start.connect(lambda _job, token: tokens.append(token))
+
+    def cancel_inside_the_second(event: EvaluationProgress) -> None:
+        if event.profile_index == 1 and event.phase == "captioning" and event.done == 1:
+            tokens[0].cancel()  # Cancel's own token, set on the worker's thread: no photo more may start
+
+    dialog.worker.progressed.connect(cancel_inside_the_second, Qt.ConnectionType.DirectConnection)
+    run_to_end(qtbot, dialog)
+    assert cells(dialog, "Profile") == [f"{model.name}@64"]
+    assert dialog.progress_label.text() == "Cancelled: 1 profile finished."
+    assert dialog.run_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    assert dialog.csv_button.isEnabled()
+
+
+@needs_exiftool
+def test_a_profile_that_cannot_load_says_why_in_its_row_and_the_others_still_run(
+    qtbot, compare_dialog, tmp_path: Path, tiny_gguf
+) -> None:
+    model, mmproj = tiny_gguf
+    make_photos(tmp_path / "Photos")
+    broken = tmp_path / "broken-Q4_K_M.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    dialog = compare_dialog(gguf_settings(model, mmproj))
+    dialog.add_model(Profile("broken-Q4_K_M.gguf@64", "gguf", str(broken), 64, (("mmproj", str(mmproj)),)),
+                     checked=True)
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+    run_to_end(qtbot, dialog)
+    assert cells(dialog, "Profile") == [f"{model.name}@64", "broken-Q4_K_M.gguf@64"]
+    note = cells(dialog, "Note")[1]
+    assert note and "broken-Q4_K_M.gguf" in note and "--" not in note  # the window's words, no CLI flags
+    assert cells(dialog, "Load s")[1] == "—"
+    bars = dialog.chart.bars
+    assert bars[1].value is None and bars[1].note == note
+    dialog.table.selectRow(1)
+    assert not dialog.use_button.isEnabled()  # a profile that never ran cannot become the settings
+    dialog.table.selectRow(0)
+    assert dialog.use_button.isEnabled()
+
+
+def test_run_says_what_is_missing_and_waits_for_another_windows_engine(
+    qtbot, compare_dialog, tmp_path: Path
+) -> None:
+    (tmp_path / "Photos").mkdir()
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "Photos" / "a.jpg")
+    busy = "The main window is captioning. Wait for it to finish or cancel it."
+    dialog = compare_dialog(Settings(image_tokens=512), engine_busy=lambda: busy)
+    assert not dialog.run()
+    assert "Choose a folder of photos first" in dialog.banner_text.text()
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+    assert not dialog.run()  # no model is installed here
+    assert "Check at least one model" in dialog.banner_text.text()
+    dialog.add_model(Profile("x@512", "gguf", str(tmp_path / "x.gguf"), 512), checked=True)
+    assert not dialog.run()
+    assert dialog.banner_text.text() == busy and not dialog.running
+
+
+def test_a_bad_reference_file_is_explained_and_changes_nothing(compare_dialog, tmp_path: Path) -> None:
+    dialog = compare_dialog(Settings())
+    bad = tmp_path / "refs.json"
+    bad.write_text('{"images": []', encoding="utf-8")
+    assert not dialog.set_references(bad)
+    assert dialog.banner.isVisibleTo(dialog) and "refs.json" in dialog.banner_text.text()
+    assert dialog.references is None and not dialog.references_clear.isVisibleTo(dialog)
+    good = tmp_path / "good.json"
+    good.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": '
+                    '[{"image_id": 1, "caption": "a white square"}]}', encoding="utf-8")
+    assert dialog.set_references(good)
+    assert dialog.references is not None and not dialog.banner.isVisibleTo(dialog)

@@ -8,17 +8,17 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
+from captioneer.backends.base import ProgressCallback
 from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import window_text
 from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.evaluation.photos import collect_photos, read_keyword_truth
+from captioneer.desktop.evaluation.references import References
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
-from captioneer.desktop.library.metadata import existing_keywords
-from captioneer.desktop.ui.quick_caption import collect_images, format_bytes
+from captioneer.desktop.ui.quick_caption import format_bytes
 from captioneer.desktop.ui.score_chart_view import Bar
-
-if TYPE_CHECKING:
-    from captioneer.desktop.evaluation.references import References
 
 CAPTION_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 KEYWORD_METRICS = {"Keyword F1": "keyword_f1", "Keyword precision": "keyword_precision",
@@ -60,6 +60,31 @@ def settings_for_profile(settings: Settings, profile: Profile) -> Settings:
     })
 
 
+def error_text(score: ProfileScore) -> str:
+    """Why the profile could not run, in the window's words ("" when it ran)."""
+    return window_text(score.error) if score.error is not None else ""
+
+
+def metrics_note(scores: Sequence[ProfileScore]) -> str:
+    """Under the table: the caption metrics that could not be computed and why, and how captions were
+    tokenised, so a missing column is never a mystery."""
+    unavailable: dict[str, str] = {}
+    tokenizers: list[str] = []
+    for score in scores:
+        unavailable.update(score.unavailable_metrics)
+        if score.tokenizer and score.tokenizer not in tokenizers:
+            tokenizers.append(score.tokenizer)
+    parts = [f"{name} not computed: {reason}" for name, reason in unavailable.items()]
+    if tokenizers:
+        parts.append(f"Captions tokenised with {', '.join(tokenizers)}.")
+    return " ".join(part if part.endswith(".") else part + "." for part in parts)
+
+
+def _label_key(profile: Profile) -> str:
+    """Sorts profiles by name, then by image detail as a number (``@256`` before ``@1024``)."""
+    return f"{profile.label.rsplit('@', 1)[0]}@{profile.image_tokens:09d}"
+
+
 def _number(value: float | None, digits: int = 3) -> tuple[str, float | None]:
     return (NO_VALUE, None) if value is None else (f"{value:.{digits}f}", value)
 
@@ -74,7 +99,7 @@ def table_columns(scores: Sequence[ProfileScore]) -> list[str]:
 def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, float | str | None]]:
     """One profile's cells as (text shown, sort key); a profile that could not run says why in Note."""
     cells: dict[str, tuple[str, float | str | None]] = {
-        "Profile": (score.profile.label, score.profile.label),
+        "Profile": (score.profile.label, _label_key(score.profile)),
         "KW-P": _number(score.keyword_precision),
         "KW-R": _number(score.keyword_recall),
         "KW-F1": _number(score.keyword_f1),
@@ -83,7 +108,7 @@ def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, fl
         "Peak memory": (format_bytes(score.peak_memory_bytes), float(score.peak_memory_bytes))
         if score.peak_memory_bytes else (NO_VALUE, None),
         "Failed": (f"{score.failed} of {score.photos}", float(score.failed)),
-        "Note": (score.error or "", score.error or ""),
+        "Note": (error_text(score), error_text(score)),
     }
     for name in CAPTION_METRICS:
         cells[name] = _number(score.caption_metrics.get(name))
@@ -108,9 +133,9 @@ def chart_bars(scores: Sequence[ProfileScore], metric: str) -> tuple[list[Bar], 
     which runs past 1)."""
     bars = []
     for score in scores:
-        value = None if score.error else metric_value(score, metric)
+        value = None if score.error is not None else metric_value(score, metric)
         speed = f"{score.seconds_per_photo:.2f} s" if score.seconds_per_photo is not None else NO_VALUE
-        note = score.error or (f"no {metric}" if value is None else "")
+        note = error_text(score) or (f"no {metric}" if value is None else "")
         bars.append(Bar(score.profile.label, value, "" if value is None else f"{value:.3f}", speed, note))
     values = [bar.value for bar in bars if bar.value is not None]
     top = max([*values, 1.0]) if metric == "CIDEr" else 1.0
@@ -131,16 +156,18 @@ def progress_steps(event: EvaluationProgress) -> tuple[int, int]:
     return event.profile_index * event.photos + event.done, max(event.profiles * event.photos, 1)
 
 
-MAX_PHOTOS = 1_000_000  # a folder of a whole life's photos, still listed (the limit picks the few compared)
+TRUTH_BATCH = 25  # photos whose keywords are read between two looks at Cancel
 
 
 @dataclass(frozen=True)
 class PhotoSet:
-    """The photos of a folder and the keywords they already carry (the keyword answer key)."""
+    """The photos of a folder, the keywords they already carry (the keyword answer key), and notes about
+    metadata that could not be read."""
 
     folder: Path
     photos: list[Path]
     truth: dict[Path, frozenset[str]]
+    notes: tuple[str, ...] = ()
 
     def compared(self, limit: int) -> list[Path]:
         """The photos a comparison runs on: the first ``limit`` (0: all)."""
@@ -155,20 +182,25 @@ class PhotoSet:
                 "the answer key for keyword precision and recall.")
         if references is not None:
             text += f" {len(references.match(used))} of {len(used)} have reference captions."
+        if self.notes:
+            text += f" The metadata of {len(self.notes)} could not be read ({self.notes[0]})."
         return text
 
 
-def read_photo_set(folder: Path, cancel: CancelToken) -> PhotoSet:
+def read_photo_set(folder: Path, progress: ProgressCallback, cancel: CancelToken) -> PhotoSet:
     """Every photo under ``folder`` and its own keywords, read only (nothing is ever written to them).
 
     Raises:
+        ConfigurationError: the folder holds no photos (the message says which kinds count).
         Cancelled: another folder was chosen, or the dialog closed, meanwhile.
     """
-    photos = list(collect_images([folder], limit=MAX_PHOTOS).files)
+    photos = collect_photos([folder]).photos
     truth: dict[Path, frozenset[str]] = {}
-    for photo in photos:
+    notes: list[str] = []
+    for start in range(0, len(photos), TRUTH_BATCH):
         cancel.raise_if_cancelled()
-        keywords, _notes = existing_keywords(photo)  # a photo whose metadata cannot be read has no truth
-        if keywords:
-            truth[photo] = frozenset(keywords)
-    return PhotoSet(folder, photos, truth)
+        progress(start / len(photos), f"Reading the keywords of photo {start + 1} of {len(photos)}…")
+        found, batch_notes = read_keyword_truth(photos[start:start + TRUTH_BATCH])
+        truth.update(found)
+        notes.extend(batch_notes)
+    return PhotoSet(folder, photos, truth, tuple(notes))
