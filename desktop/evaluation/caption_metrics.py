@@ -41,12 +41,14 @@ class CaptionMetrics:
         unavailable: metric name → why it was not computed, for people.
         tokenizer: how the captions were tokenised (:data:`PTB` or :data:`PYTHON`).
         photos: how many photos were scored.
+        bleu: BLEU-1 to BLEU-4 (``scores`` keeps BLEU-4, the one reported).
     """
 
     scores: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     tokenizer: str = PTB
     photos: int = 0
+    bleu: tuple[float, ...] = ()
 
 
 def _package_dir(module: str) -> Path:
@@ -198,7 +200,8 @@ def score_captions(
         [list(references[key]) for key in keys], [candidates.get(key) or "" for key in keys], java
     )
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    result.scores["BLEU-4"] = float(bleu[3])
+    result.bleu = tuple(float(value) for value in bleu)
+    result.scores["BLEU-4"] = result.bleu[3]
     if no_ptb is not None:
         result.unavailable["METEOR"] = f"METEOR needs Java: {no_ptb}"
     else:
