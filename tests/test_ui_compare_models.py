@@ -87,7 +87,7 @@ def _score(label: str = "2B Q4_K_M@512", **fields) -> ProfileScore:
 def test_table_shows_caption_metrics_only_when_some_profile_has_them() -> None:
     plain = [_score(photos=3, keyword_f1=0.5)]
     assert table_columns(plain) == ["Profile", "KW-P", "KW-R", "KW-F1", "s/photo", "Load s", "Peak memory",
-                                    "Failed", "Note"]
+                                    "Failed"]
     scored = [*plain, _score(caption_metrics={"CIDEr": 0.4, "BLEU-4": 0.1})]
     assert table_columns(scored)[1:3] == ["BLEU-4", "CIDEr"]
 
@@ -102,11 +102,10 @@ def test_a_row_formats_numbers_and_sorts_by_value_and_a_failed_profile_says_why(
     assert good["KW-F1"] == ("0.333", 1 / 3) and good["s/photo"] == ("1.23", 1.234)
     assert good["Load s"] == ("3.2", 3.21) and good["Failed"] == ("2 of 20", 2.0)
     assert good["Peak memory"][1] == 3 * 1024**3 and "3" in good["Peak memory"][0]
-    assert good["Note"] == ("", "")
-    failed = dict(zip(columns, table_row(_score(error="The model file is missing: choose it again."),
-                                         columns), strict=True))
-    assert failed["Note"][0] == "The model file is missing: choose it again."
-    assert failed["KW-F1"] == ("—", None) and failed["CIDEr"] == ("—", None)
+    failed = table_row(_score(error="The model file is missing: choose it again."), columns)
+    assert len(failed) == len(columns) and failed[0][0] == "2B Q4_K_M@512"
+    assert failed[1] == ("The model file is missing: choose it again.", None)  # spanned over the scores
+    assert failed[2:] == [("", None)] * (len(columns) - 2)
 
 
 @pytest.mark.parametrize(
@@ -299,7 +298,7 @@ def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_on
         labels = cells(dialog, "Profile")
         assert labels == [f"{model.name}@64", f"{model.name}@256"]
         assert all(text.endswith(" of 3") for text in cells(dialog, "Failed"))
-        assert cells(dialog, "Note") == ["", ""]
+        assert all(dialog.table.columnSpan(row, 1) == 1 for row in range(2))  # no reason shown
         assert all(text != "—" for text in cells(dialog, "Load s"))
         assert all(text != "—" for text in cells(dialog, "Peak memory"))  # the engine host's own memory
         assert dialog.progress.value() == dialog.progress.maximum() == 6
@@ -310,7 +309,7 @@ def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_on
         assert not (tmp_path / "Photos" / "IMG_0000.jpg.xmp").exists()
 
         # Sort by a column, then Save CSV writes exactly what the table shows, in its order.
-        dialog.table.sortItems(0, Qt.SortOrder.DescendingOrder)
+        dialog.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.DescendingOrder)
         target = tmp_path / "comparison.csv"
         assert dialog.save_csv(target)
         with target.open(newline="", encoding="utf-8") as fh:
@@ -377,14 +376,19 @@ def test_a_profile_that_cannot_load_says_why_in_its_row_and_the_others_still_run
     open_photos(qtbot, dialog, tmp_path / "Photos")
     run_to_end(qtbot, dialog)
     assert cells(dialog, "Profile") == [f"{model.name}@64", "broken-Q4_K_M.gguf@64"]
-    note = cells(dialog, "Note")[1]
-    assert note and "broken-Q4_K_M.gguf" in note and "--" not in note  # the window's words, no CLI flags
-    assert cells(dialog, "Load s")[1] == "—"
+    note = dialog.table.item(1, 1).text()
+    assert "broken-Q4_K_M.gguf" in note and "--" not in note  # the window's words, no command-line flags
+    assert dialog.table.columnSpan(1, 1) == len(dialog.columns) - 1  # the reason across the score columns
+    assert dialog.table.columnSpan(0, 1) == 1 and cells(dialog, "Load s")[0] != ""
     bars = dialog.chart.bars
     assert bars[1].value is None and bars[1].note == note
-    dialog.table.selectRow(1)
-    assert not dialog.use_button.isEnabled()  # a profile that never ran cannot become the settings
+    # Sorting by name (as a header click does) moves the reason's span with its row.
+    dialog.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: dialog.table.columnSpan(0, 1) > 1)
+    assert cells(dialog, "Profile")[0] == "broken-Q4_K_M.gguf@64" and dialog.table.columnSpan(1, 1) == 1
     dialog.table.selectRow(0)
+    assert not dialog.use_button.isEnabled()  # a profile that never ran cannot become the settings
+    dialog.table.selectRow(1)
     assert dialog.use_button.isEnabled()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem, QWidget
 
 from captioneer.backends.cancel import CancelToken
@@ -140,6 +140,9 @@ class CompareModelsDialog(CompareModelsView):
         self.csv_button.clicked.connect(self.save_csv)
         self.metric_combo.currentTextChanged.connect(self._draw_chart)
         self.table.itemSelectionChanged.connect(self._update_actions)
+        # After the sort itself, whichever of the header's connections runs first.
+        self.table.horizontalHeader().sortIndicatorChanged.connect(
+            lambda *_: QTimer.singleShot(0, self._span_failed_rows))
         self.banner_button.clicked.connect(self._open_fix)
         self._fill_profiles()
         self._show_table()
@@ -173,6 +176,7 @@ class CompareModelsDialog(CompareModelsView):
         self.models.addItem(item)
         self.models.show()
         self.models_empty.hide()
+        self._count_profiles()
 
     def chosen_profiles(self) -> list[Profile]:
         """The checked models × the checked image details."""
@@ -316,6 +320,7 @@ class CompareModelsDialog(CompareModelsView):
         self.columns = table_columns(self.scores)
         table = self.table
         table.setSortingEnabled(False)  # rows fill in place; sorting resumes afterwards
+        table.clearSpans()
         table.clear()
         table.setColumnCount(len(self.columns))
         table.setHorizontalHeaderLabels(self.columns)
@@ -324,10 +329,9 @@ class CompareModelsDialog(CompareModelsView):
             for column, (text, key) in enumerate(table_row(score, self.columns)):
                 item = _Cell(text, key)
                 item.setData(Qt.ItemDataRole.UserRole + 1, row)
-                if score.error:
-                    item.setToolTip(score.error)
                 table.setItem(row, column, item)
         table.setSortingEnabled(True)
+        self._span_failed_rows()
         metric = self.metric_combo.currentText()
         choices = chart_metrics(self.scores)
         self.metric_combo.blockSignals(True)
@@ -338,6 +342,16 @@ class CompareModelsDialog(CompareModelsView):
         self._draw_chart()
         self.footer.setText(metrics_note(self.scores))
         self._update_actions()
+
+    def _span_failed_rows(self) -> None:
+        """A profile that could not run shows its reason across the score columns (again after a sort: spans
+        belong to row positions, not to the rows sorted)."""
+        self.table.clearSpans()
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            score = self.scores[int(item.data(Qt.ItemDataRole.UserRole + 1))] if item is not None else None
+            if score is not None and score.error is not None and self.table.columnCount() > 2:
+                self.table.setSpan(row, 1, 1, self.table.columnCount() - 1)
 
     def _draw_chart(self) -> None:
         metric = self.metric_combo.currentText()
@@ -379,7 +393,8 @@ class CompareModelsDialog(CompareModelsView):
         """The header and every row as the table shows them now (in its sort order)."""
         rows = [[self.table.horizontalHeaderItem(c).text() for c in range(self.table.columnCount())]]
         for row in range(self.table.rowCount()):
-            rows.append([self.table.item(row, c).text() for c in range(self.table.columnCount())])
+            items = [self.table.item(row, c) for c in range(self.table.columnCount())]
+            rows.append([item.text() if item is not None else "" for item in items])
         return rows
 
     def save_csv(self, path: Path | None = None) -> bool:

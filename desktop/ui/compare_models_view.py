@@ -126,6 +126,7 @@ class CompareModelsView(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setTextVisible(False)
+        self.progress.hide()  # until the first run
         self.progress_label = QLabel()
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_button)
@@ -140,9 +141,10 @@ class CompareModelsView(QDialog):
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
+        self.table.setWordWrap(True)  # a failed profile's reason wraps in its Note instead of being cut
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.metric_combo = QComboBox()
         self.chart = ScoreChart()
         chart_panel = QWidget()
@@ -187,10 +189,10 @@ class CompareModelsView(QDialog):
         layout.addLayout(actions)
 
     def add_detail(self, tokens: int) -> QCheckBox:
-        """One more image detail to offer (the one in the settings when it is not a usual one)."""
+        """One more image detail to offer (the one in the settings when it is not a usual one), in order."""
         box = QCheckBox(f"{tokens} tokens")
         self.details[tokens] = box
-        self.detail_box.insertWidget(self.detail_box.count() - 1, box)
+        self.detail_box.insertWidget(1 + sorted(self.details).index(tokens), box)  # after the heading
         return box
 
     def set_banner(self, text: str | None, button: str = "") -> None:
@@ -207,3 +209,4 @@ class CompareModelsView(QDialog):
                        self.csv_button):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.progress.show()

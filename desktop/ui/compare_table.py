@@ -90,14 +90,18 @@ def _number(value: float | None, digits: int = 3) -> tuple[str, float | None]:
 
 
 def table_columns(scores: Sequence[ProfileScore]) -> list[str]:
-    """Profile, the caption metrics any profile has, the keyword scores, speed, memory, failures, note."""
+    """Profile, the caption metrics any profile has, the keyword scores, speed, memory, failures."""
     metrics = [name for name in CAPTION_METRICS if any(name in s.caption_metrics for s in scores)]
-    return ["Profile", *metrics, "KW-P", "KW-R", "KW-F1", "s/photo", "Load s", "Peak memory", "Failed",
-            "Note"]
+    return ["Profile", *metrics, "KW-P", "KW-R", "KW-F1", "s/photo", "Load s", "Peak memory", "Failed"]
 
 
 def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, float | str | None]]:
-    """One profile's cells as (text shown, sort key); a profile that could not run says why in Note."""
+    """One profile's cells as (text shown, sort key). A profile that could not run has no scores: the cell
+    after its name says why (the window spans it over the rest), and it sorts last in every column."""
+    if score.error is not None:
+        blank: tuple[str, float | str | None] = ("", None)
+        return [(score.profile.label, _label_key(score.profile)), (error_text(score), None),
+                *[blank] * (len(columns) - 2)]
     cells: dict[str, tuple[str, float | str | None]] = {
         "Profile": (score.profile.label, _label_key(score.profile)),
         "KW-P": _number(score.keyword_precision),
@@ -108,7 +112,6 @@ def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, fl
         "Peak memory": (format_bytes(score.peak_memory_bytes), float(score.peak_memory_bytes))
         if score.peak_memory_bytes else (NO_VALUE, None),
         "Failed": (f"{score.failed} of {score.photos}", float(score.failed)),
-        "Note": (error_text(score), error_text(score)),
     }
     for name in CAPTION_METRICS:
         cells[name] = _number(score.caption_metrics.get(name))

@@ -42,6 +42,7 @@ class ScoreChart(QWidget):
     def set_bars(self, metric: str, bars: list[Bar], top: float) -> None:
         """Show ``bars`` of ``metric`` scaled so ``top`` fills the width (a top of 0 or less scales to 1)."""
         self.metric_name, self.bars, self.top = metric, list(bars), top if top > 0 else 1.0
+        self.setMinimumHeight(max(80, self.sizeHint().height()))  # every bar shows; the table gives way
         self.updateGeometry()
         self.update()
 
@@ -67,7 +68,7 @@ class ScoreChart(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Run a comparison to see the chart.")
             return
         widest = max(metrics.horizontalAdvance(bar.label) for bar in self.bars)
-        label_width = min(widest + GAP, self.width() // 3)
+        label_width = min(widest + 2 * GAP, self.width() // 3)  # room to spare: no needless elision
         speed_width = max(metrics.horizontalAdvance(bar.speed_text) for bar in self.bars) + GAP
         value_width = max(metrics.horizontalAdvance(bar.value_text) for bar in self.bars) + GAP
         left = MARGIN + label_width
