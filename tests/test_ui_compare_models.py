@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
-from captioneer.desktop.ui.compare_models import CompareModelsDialog
+from captioneer.desktop.ui.compare_models import CompareModelsDialog, open_compare_models
 from captioneer.desktop.ui.compare_table import (
     chart_bars,
     chart_metrics,
@@ -30,6 +31,7 @@ from captioneer.desktop.ui.compare_table import (
     table_columns,
     table_row,
 )
+from captioneer.desktop.ui.engine_service import EngineService
 from captioneer.desktop.ui.main_window import MainWindow
 from captioneer.desktop.ui.score_chart_view import Bar, ScoreChart
 from captioneer.desktop.ui.theme import apply_theme
@@ -222,6 +224,12 @@ def make_photos(root: Path) -> list[Path]:
     return photos
 
 
+def hosted_pids() -> set[int]:
+    """This process's engine host children (multiprocessing's resource tracker does not count)."""
+    return {child.pid for child in psutil.Process().children(recursive=True)
+            if "multiprocessing.spawn" in " ".join(child.cmdline())}
+
+
 def digest(paths: list[Path]) -> list[str]:
     return [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
 
@@ -303,8 +311,10 @@ def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_on
         assert all(text != "—" for text in cells(dialog, "Peak memory"))  # the engine host's own memory
         assert dialog.progress.value() == dialog.progress.maximum() == 6
         assert dialog.progress_label.text() == "Done: 2 profiles compared."
-        assert any(f"{model.name}@256 · photo 3 of 3" in text for text in progress) or progress
-        assert dialog.metric_combo.currentText() in ("Keyword F1", "")
+        assert f"{model.name}@64 · loading the model" in progress
+        assert f"{model.name}@256 · photo 3 of 3" in progress
+        assert dialog.metric_combo.currentText() == "Keyword F1"  # the photos carry keywords
+        assert [bar.label for bar in dialog.chart.bars] == labels
         assert digest(photos) == before  # nothing was written to the photos
         assert not (tmp_path / "Photos" / "IMG_0000.jpg.xmp").exists()
 
@@ -421,3 +431,55 @@ def test_a_bad_reference_file_is_explained_and_changes_nothing(compare_dialog, t
                     '[{"image_id": 1, "caption": "a white square"}]}', encoding="utf-8")
     assert dialog.set_references(good)
     assert dialog.references is not None and not dialog.banner.isVisibleTo(dialog)
+
+
+@needs_exiftool
+def test_running_a_comparison_unloads_the_idle_captioning_engine_first(
+    qtbot, tmp_path: Path, tiny_gguf
+) -> None:
+    """One model in memory at a time: the quick window's loaded engine (its host process) goes before the
+    comparison loads its own, and the next caption loads it again."""
+    model, mmproj = tiny_gguf
+    photos = make_photos(tmp_path / "Photos")
+    save_settings(gguf_settings(model, mmproj))
+    service = EngineService()
+    main = MainWindow(opener=service.opener)  # closed below after its shutdown, not by qtbot
+    try:
+        answers: list = []
+        main.resultReady.connect(answers.append)
+        main.add_paths([photos[0]])
+        qtbot.waitUntil(lambda: bool(answers) and not main.busy, timeout=180_000)
+        config = main.engine_config()
+        assert service.users(config) == 1  # the quick window keeps its engine loaded between photos
+        quick_host = hosted_pids()
+        assert quick_host
+
+        dialog = open_compare_models(main)
+        open_photos(qtbot, dialog, tmp_path / "Photos")
+        dialog.limit.setValue(1)
+        assert dialog.run()
+        qtbot.waitUntil(lambda: service.users(config) == 0, timeout=30_000)  # released before it loads
+        qtbot.waitUntil(lambda: not dialog.running, timeout=180_000)
+        assert cells(dialog, "Profile") == [f"{model.name}@64"]
+        qtbot.waitUntil(lambda: not (quick_host & hosted_pids()), timeout=30_000)  # that process is gone
+        dialog.close()
+
+        main.add_paths([photos[1]])
+        qtbot.waitUntil(lambda: len(answers) == 2 and not main.busy, timeout=180_000)
+        assert service.users(config) == 1  # and the next caption loaded it again
+    finally:
+        main.shutdown()
+        main.view.close()
+        service.close()
+
+
+def test_comparing_waits_while_the_main_window_captions(qtbot) -> None:
+    main = MainWindow()
+    try:
+        assert main.engine_in_use() is None
+        main._live.append(object())  # a batch in flight, as _run leaves it until the batch is done
+        assert "The main window is captioning" in (main.engine_in_use() or "")
+    finally:
+        main._live.clear()
+        main.shutdown()
+        main.view.close()
