@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "models": "captioneer.desktop.commands.models",
     "hardware": "captioneer.desktop.commands.hardware",
     "recommend": "captioneer.desktop.commands.recommend",
+    "evaluate": "captioneer.desktop.commands.evaluate",
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.core.engine_setup import Overrides
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.evaluation.profiles import (
@@ -105,8 +106,12 @@ def test_the_configured_model_is_the_default_profile_with_its_projector(tiny_ggu
     profile = configured_profile(settings)
     assert (profile.engine, profile.model, profile.image_tokens) == ("gguf", str(tiny_gguf[0]), 320)
     assert dict(profile.options) == {"mmproj": str(tiny_gguf[1])}
-    with pytest.raises(ConfigurationError, match="No model is configured"):
+    with pytest.raises(ConfigurationError, match="No model chosen"):
         configured_profile(Settings())
+    flags = Overrides(model=str(tiny_gguf[0]), options={"mmproj": str(tiny_gguf[1])}, image_tokens=64)
+    given = configured_profile(Settings(), flags)
+    assert (given.model, given.image_tokens, dict(given.options)) == (str(tiny_gguf[0]), 64,
+                                                                      {"mmproj": str(tiny_gguf[1])})
 
 
 def test_installed_profiles_list_the_configured_model_and_each_download_once(tiny_gguf) -> None:

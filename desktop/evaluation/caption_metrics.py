@@ -84,7 +84,8 @@ def spice_problem() -> str | None:
 
 def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     """Tokenise as ``pycocoevalcap.tokenizer.ptbtokenizer.PTBTokenizer`` does (same jar, options and
-    punctuation list), without writing into the installed package or printing on the terminal.
+    punctuation list), without writing into the installed package (read-only in an app bundle) or printing
+    on the terminal.
 
     Raises:
         OSError: the tokenizer did not run or answered a different number of lines.
@@ -96,8 +97,9 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
         handle.write("\n".join(text.replace("\n", " ") for text in texts).encode("utf-8"))
     try:
         done = subprocess.run(
-            ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
-             handle.name],
+            # UTF-8 out whatever the system's default charset (Windows: cp1252), so no word is mangled.
+            ["java", "-Dfile.encoding=UTF-8", "-Dstdout.encoding=UTF-8", "-cp", str(jar),
+             "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", handle.name],
             capture_output=True, timeout=_JAVA_TIMEOUT, check=False,
         )
     except subprocess.TimeoutExpired as exc:

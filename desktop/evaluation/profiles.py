@@ -19,7 +19,8 @@ from pathlib import Path
 from captioneer.backends.catalog import Variant, load_catalog
 from captioneer.backends.download import installed_model
 from captioneer.backends.errors import ConfigurationError
-from captioneer.backends.registry import ENGINES, engine_class, engine_entry
+from captioneer.backends.registry import ENGINES, engine_entry
+from captioneer.desktop.core.engine_setup import Overrides, engine_config
 from captioneer.desktop.core.model_files import own_model
 from captioneer.desktop.core.paths import models_dir
 from captioneer.desktop.core.settings import Settings
@@ -31,6 +32,9 @@ SPEC_HELP = (
     "ENGINE (gguf, transformers, ollama, openai) only where MODEL alone is ambiguous"
 )
 """The spec grammar in one line, for ``--help`` and error messages."""
+
+MODEL_OPTIONS = ("mmproj", "quant")
+"""The engine options that belong to the model (its projector, its precision) and so to a profile."""
 
 _CATALOG_NAME = re.compile(r"^\s*(\d+(?:\.\d+)?B)\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -148,23 +152,17 @@ def parse_profile(spec: str, settings: Settings) -> Profile:
     return Profile(f"{model}@{image_tokens}", engine, model, image_tokens)
 
 
-def configured_profile(settings: Settings) -> Profile:
-    """The model the settings use, at the configured image detail (what runs without ``--profile``).
+def configured_profile(settings: Settings, overrides: Overrides | None = None) -> Profile:
+    """The model the settings use (with the command line's ``--model``, ``--mmproj``, ``--image-tokens``…
+    over them), at the configured image detail: what runs without ``--profile``.
 
     Raises:
-        ConfigurationError: no model is configured yet.
+        ConfigurationError: no model is configured yet, or a flag the engine does not take.
     """
-    if not settings.model:
-        raise ConfigurationError(
-            "No model is configured: pass --profile (e.g. --profile '2B Q4_K_M@512'), or run the set-up "
-            "wizard."
-        )
-    takes = engine_class(settings.engine).Options.model_fields
-    saved = {"mmproj": settings.mmproj, "quant": settings.quant}
-    options = tuple((key, value) for key, value in saved.items() if key in takes and value is not None)
-    name = Path(settings.model).name if engine_entry(settings.engine).local_files else settings.model
-    return Profile(f"{name}@{settings.image_tokens}", settings.engine, settings.model, settings.image_tokens,
-                   options)
+    config = engine_config(settings, overrides)
+    options = tuple((key, config.options[key]) for key in MODEL_OPTIONS if config.options.get(key))
+    name = Path(config.model).name if engine_entry(config.engine).local_files else config.model
+    return Profile(f"{name}@{config.image_tokens}", config.engine, config.model, config.image_tokens, options)
 
 
 def installed_profiles(settings: Settings) -> list[Profile]:
