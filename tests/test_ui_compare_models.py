@@ -13,9 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 from PIL import Image, ImageDraw
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
@@ -483,3 +483,53 @@ def test_comparing_waits_while_the_main_window_captions(qtbot) -> None:
         main._live.clear()
         main.shutdown()
         main.view.close()
+
+
+def test_photos_go_to_a_server_off_this_computer_only_after_a_yes(
+    qtbot, compare_dialog, tmp_path: Path
+) -> None:
+    (tmp_path / "Photos").mkdir()
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "Photos" / "a.jpg")
+    server = "http://192.0.2.7:8000/v1"  # TEST-NET: never reached, the answer is no
+    dialog = compare_dialog(Settings(engine="openai", model="qwen3-vl", openai_base_urls=[server]))
+    dialog.add_model(Profile("qwen3-vl@512", "openai", "qwen3-vl", 512), checked=True)
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+    asked: list[str] = []
+
+    def answer_no() -> None:
+        box = QApplication.activeModalWidget()
+        asked.append(box.text() if isinstance(box, QMessageBox) else "")
+        box.reject()
+
+    QTimer.singleShot(200, answer_no)
+    assert not dialog.run()
+    assert asked and "192.0.2.7" in asked[0]
+    assert dialog.banner_text.text() == "Nothing was sent: the comparison did not run."
+    assert not dialog.running and dialog.settings.remote_servers_allowed == []
+
+
+def test_a_vocabulary_is_read_when_chosen_and_goes_to_the_runner(
+    qtbot, compare_dialog, tmp_path: Path
+) -> None:
+    dialog = compare_dialog(Settings())
+    unreadable = tmp_path / "latin1.txt"
+    unreadable.write_bytes("caf\xe9 = coffee shop".encode("latin-1"))
+    assert not dialog.set_vocabulary(unreadable)
+    assert "latin1.txt" in dialog.banner_text.text() and dialog.vocabulary is None
+    good = tmp_path / "words.txt"
+    good.write_text("sea = ocean, seaside\n", encoding="utf-8")
+    assert dialog.set_vocabulary(good)
+    assert dialog.vocabulary is not None and dialog.vocabulary.lookup("ocean") == "sea"
+    assert dialog.vocabulary_label.text() == str(good) and dialog.vocabulary_clear.isVisibleTo(dialog)
+    jobs: list = []
+    dialog.start.connect(lambda job, _token: jobs.append(job))
+    (tmp_path / "Photos").mkdir()
+    Image.new("RGB", (64, 48), "white").save(tmp_path / "Photos" / "a.jpg")
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+    missing = tmp_path / "missing.gguf"  # cannot load: the run ends at once with its reason
+    dialog.add_model(Profile("missing@512", "gguf", str(missing), 512), checked=True)
+    assert dialog.run()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=60_000)
+    assert jobs and jobs[0].vocabulary is dialog.vocabulary
+    dialog.vocabulary_clear.click()
+    assert dialog.vocabulary is None and dialog.vocabulary_label.text().startswith("None")

@@ -1,28 +1,34 @@
-"""Models ▸ Compare Models…: run the evaluation package's runner on a folder of the user's photos for several
-installed models × image details, on a worker thread with progress and Cancel, and show a sortable table and a
-chart; the chosen row can become the settings, and the table can be saved as CSV."""
+"""Models ▸ Compare Models…, the dialog's controller: it offers the installed models × image details, reads
+the chosen folder's photos and their own keywords, runs the comparison on :mod:`compare_worker`'s thread with
+progress and Cancel, and shows a sortable table and a chart; the chosen row can become the settings, and the
+table can be saved as CSV."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QTableWidgetItem, QWidget
+from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtWidgets import QFileDialog, QLabel, QListWidgetItem, QPushButton, QWidget
 
 from captioneer.backends.cancel import CancelToken
-from captioneer.backends.errors import Cancelled, CaptioneerError, window_text
+from captioneer.backends.errors import CaptioneerError, window_text
+from captioneer.desktop.core.engine_setup import Overrides, engine_config, remote_destinations
 from captioneer.desktop.core.fixes import FIX_BUTTONS, WindowError, window_error
 from captioneer.desktop.core.settings import Settings
+from captioneer.desktop.evaluation.keyword_scores import load_keyword_map
 from captioneer.desktop.evaluation.profiles import installed_profiles
 from captioneer.desktop.evaluation.references import References, load_references
-from captioneer.desktop.evaluation.runner import evaluate_profiles
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
-from captioneer.desktop.ui.compare_models_view import NO_REFERENCES, CompareModelsView
+from captioneer.desktop.library.keywords import Vocabulary
+from captioneer.desktop.ui.compare_models_view import (
+    NO_REFERENCES,
+    NO_VOCABULARY,
+    CompareModelsView,
+    SortedCell,
+)
 from captioneer.desktop.ui.compare_table import (
     PhotoSet,
     chart_bars,
@@ -37,60 +43,9 @@ from captioneer.desktop.ui.compare_table import (
     table_columns,
     table_row,
 )
-from captioneer.desktop.ui.quick_prompts import ask
+from captioneer.desktop.ui.compare_worker import CompareJob, CompareWorker
+from captioneer.desktop.ui.quick_prompts import approve_servers, ask
 from captioneer.desktop.ui.workers import Call
-
-# ------------------------------------------------------------------------------------------ worker
-
-
-@dataclass(frozen=True)
-class CompareJob:
-    """What one comparison runs: these photos under each profile, scored against what was given."""
-
-    photos: list[Path]
-    profiles: list[Profile]
-    settings: Settings
-    truth: dict[Path, frozenset[str]]
-    references: References | None
-
-
-class CompareWorker(QObject):
-    """Runs the profiles one after another on its thread, so each row shows as soon as its profile ends and a
-    cancel keeps the rows already finished (the profile cut short is left out, never shown half-measured)."""
-
-    progressed = Signal(object)  # EvaluationProgress over the whole comparison
-    scored = Signal(object)  # ProfileScore
-    failed = Signal(object)  # WindowError: the comparison could not go on
-    finished = Signal(bool)  # cancelled
-
-    @Slot(object, object)
-    def run(self, job: CompareJob, cancel: CancelToken) -> None:
-        try:
-            self._run(job, cancel)
-        except Cancelled:
-            pass
-        except CaptioneerError as exc:
-            self.failed.emit(window_error(exc))
-        finally:
-            self.finished.emit(cancel.cancelled)  # even after a bug, so the dialog never stays busy
-
-    def _run(self, job: CompareJob, cancel: CancelToken) -> None:
-        count = len(job.profiles)
-        for index, profile in enumerate(job.profiles):
-            def report(event: EvaluationProgress, index: int = index) -> None:
-                self.progressed.emit(dataclasses.replace(event, profile_index=index, profiles=count))
-
-            scores = evaluate_profiles(
-                job.photos, [profile], settings=job.settings, references=job.references,
-                keyword_truth=job.truth, progress=report, cancel=cancel,
-            )
-            if cancel.cancelled:
-                return
-            for score in scores:
-                self.scored.emit(score)
-
-
-# ------------------------------------------------------------------------------------------ dialog
 
 
 class CompareModelsDialog(CompareModelsView):
@@ -98,6 +53,7 @@ class CompareModelsDialog(CompareModelsView):
 
     modelChosen = Signal(object)  # Settings
     fixRequested = Signal(str)  # a fix id of core.fixes, for the main window to open
+    settingsChanged = Signal(object)  # Settings: a server the person agreed to send photos to
     start = Signal(object, object)  # CompareJob, CancelToken
 
     def __init__(
@@ -114,6 +70,7 @@ class CompareModelsDialog(CompareModelsView):
         self.release_engine = release_engine
         self.photo_set: PhotoSet | None = None
         self.references: References | None = None
+        self.vocabulary: Vocabulary | None = None
         self.scores: list[ProfileScore] = []
         self.columns: list[str] = table_columns([])
         self._token: CancelToken | None = None
@@ -132,6 +89,8 @@ class CompareModelsDialog(CompareModelsView):
         self.folder_button.clicked.connect(self.choose_folder)
         self.references_button.clicked.connect(self.choose_references)
         self.references_clear.clicked.connect(lambda: self.set_references(None))
+        self.vocabulary_button.clicked.connect(self.choose_vocabulary)
+        self.vocabulary_clear.clicked.connect(lambda: self.set_vocabulary(None))
         self.limit.valueChanged.connect(self._describe_photos)
         self.models.itemChanged.connect(self._count_profiles)
         self.run_button.clicked.connect(self.run)
@@ -224,26 +183,42 @@ class CompareModelsDialog(CompareModelsView):
             self.photo_info.setText(self.photo_set.describe(self.limit.value(), self.references))
 
     def choose_references(self) -> None:
-        path, _filter = QFileDialog.getOpenFileName(
-            self, "Reference Captions", "", "COCO captions (*.json);;All files (*)"
-        )
+        path, _filter = QFileDialog.getOpenFileName(self, "Reference Captions", "",
+                                                    "COCO captions (*.json);;All files (*)")
         if path:
             self.set_references(Path(path))
 
     def set_references(self, path: Path | None) -> bool:
         """Read reference captions for BLEU-4, METEOR, ROUGE-L and CIDEr (None: no caption metrics); a file
         that is not a COCO caption file is explained in the banner and changes nothing."""
-        references = None
+        return self._read_file(path, load_references, "references", self.references_label,
+                               self.references_clear, NO_REFERENCES)
+
+    def choose_vocabulary(self) -> None:
+        path, _filter = QFileDialog.getOpenFileName(self, "Keyword Vocabulary", "",
+                                                    "Text files (*.txt);;All files (*)")
+        if path:
+            self.set_vocabulary(Path(path))
+
+    def set_vocabulary(self, path: Path | None) -> bool:
+        """Map synonyms to one keyword on both sides before comparing (None: compare as written); a file
+        that cannot be read is explained in the banner and changes nothing."""
+        return self._read_file(path, load_keyword_map, "vocabulary", self.vocabulary_label,
+                               self.vocabulary_clear, NO_VOCABULARY)
+
+    def _read_file(self, path: Path | None, read: Callable[[Path], object], attribute: str, label: QLabel,
+                   clear: QPushButton, none_text: str) -> bool:
+        value = None
         if path is not None:
             try:
-                references = load_references(path)
+                value = read(path)
             except CaptioneerError as exc:
                 self.show_error(exc)
                 return False
         self.set_banner(None)
-        self.references = references
-        self.references_label.setText(str(path) if path else NO_REFERENCES)
-        self.references_clear.setVisible(path is not None)
+        setattr(self, attribute, value)
+        label.setText(str(path) if path else none_text)
+        clear.setVisible(path is not None)
         self._describe_photos()
         return True
 
@@ -259,6 +234,8 @@ class CompareModelsDialog(CompareModelsView):
             reason = "Check at least one model and one image detail to compare."
         else:
             reason = self.engine_busy()
+        if not reason and not self._may_send(profiles):
+            reason = "Nothing was sent: the comparison did not run."
         if reason:
             self.set_banner(reason)
             return False
@@ -273,8 +250,28 @@ class CompareModelsDialog(CompareModelsView):
         self.progress.setRange(0, len(profiles) * len(photos))
         self.progress.setValue(0)
         self.progress_label.setText(f"Starting {profiles[0].label}…")
-        job = CompareJob(photos, profiles, self.settings, self.photo_set.truth, self.references)
+        job = CompareJob(photos, profiles, self.settings, self.photo_set.truth, self.references,
+                         self.vocabulary)
         self.start.emit(job, self._token)
+        return True
+
+    def _may_send(self, profiles: list[Profile]) -> bool:
+        """Before photos go to a server off this computer, ask as the windows do; a yes is kept."""
+        destinations: list[str] = []
+        for profile in profiles:
+            overrides = Overrides(engine=profile.engine, model=profile.model,
+                                  image_tokens=profile.image_tokens, options=dict(profile.options))
+            try:
+                config = engine_config(self.settings, overrides)
+            except CaptioneerError:
+                continue  # the profile's row will say why it cannot run
+            destinations += [url for url in remote_destinations(config) if url not in destinations]
+        settings = approve_servers(self, self.settings, destinations)
+        if settings is None:
+            return False
+        if settings is not self.settings:
+            self.settings = settings
+            self.settingsChanged.emit(settings)
         return True
 
     @property
@@ -327,7 +324,7 @@ class CompareModelsDialog(CompareModelsView):
         table.setRowCount(len(self.scores))
         for row, score in enumerate(self.scores):
             for column, (text, key) in enumerate(table_row(score, self.columns)):
-                item = _Cell(text, key)
+                item = SortedCell(text, key)
                 item.setData(Qt.ItemDataRole.UserRole + 1, row)
                 table.setItem(row, column, item)
         table.setSortingEnabled(True)
@@ -434,22 +431,6 @@ class CompareModelsDialog(CompareModelsView):
         super().done(result)
 
 
-class _Cell(QTableWidgetItem):
-    """A table cell that sorts by its value (numbers as numbers; a missing value sorts last)."""
-
-    def __init__(self, text: str, key: float | str | None) -> None:
-        super().__init__(text)
-        self.key = key
-
-    def __lt__(self, other: Any) -> bool:
-        mine, theirs = self.key, getattr(other, "key", None)
-        if mine is None or theirs is None:
-            return mine is not None and theirs is None
-        if isinstance(mine, str) or isinstance(theirs, str):
-            return str(mine) < str(theirs)
-        return mine < theirs
-
-
 def open_compare_models(owner: Any) -> CompareModelsDialog:
     """Show Compare Models over ``owner`` (the main window's controller): it blocks the other windows while
     open, unloads their idle engine before it runs, and hands a chosen model and any fix back to them."""
@@ -461,6 +442,7 @@ def open_compare_models(owner: Any) -> CompareModelsDialog:
                                "only one model is in memory; your next caption loads it again.")
     dialog.engine_note.show()
     dialog.modelChosen.connect(owner.apply_settings)
+    dialog.settingsChanged.connect(owner.apply_settings)
     owner.view.closing.connect(dialog.close)  # quitting stops a comparison before the windows go
     fixes = {"settings": owner.open_settings, "choose_mmproj": owner.open_settings,
              "model_manager": owner.open_model_manager, "wizard": owner.open_wizard}

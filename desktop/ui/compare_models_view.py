@@ -3,6 +3,8 @@ Run, Cancel and the progress in the middle; the results table with its chart and
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -28,6 +31,7 @@ from captioneer.desktop.ui.score_chart_view import ScoreChart
 from captioneer.desktop.ui.theme import heading, set_error_style
 
 NO_REFERENCES = "None: caption metrics (BLEU-4, METEOR, ROUGE-L, CIDEr) need reference captions (COCO JSON)"
+NO_VOCABULARY = "None: keywords are compared as written (after the usual clean-up of case and plurals)"
 DETAIL_TOKENS = (256, 512, 1024)
 """The image details offered, in visual tokens (one token covers 32×32 pixels)."""
 
@@ -53,6 +57,13 @@ class CompareModelsView(QDialog):
         self.references_button = QPushButton("Choose File…")
         self.references_clear = QPushButton("Clear")
         self.references_clear.hide()
+        self.vocabulary_label = QLabel(NO_VOCABULARY)
+        self.vocabulary_label.setWordWrap(True)
+        self.vocabulary_label.setToolTip("A vocabulary file (keyword = synonym, synonym) maps synonyms to "
+                                         "one keyword on both sides before they are compared")
+        self.vocabulary_button = QPushButton("Choose File…")
+        self.vocabulary_clear = QPushButton("Clear")
+        self.vocabulary_clear.hide()
         self.limit = QSpinBox()
         self.limit.setRange(0, 100_000)
         self.limit.setValue(20)
@@ -62,7 +73,7 @@ class CompareModelsView(QDialog):
         self.limit.setToolTip("A first try on 20 photos is quick; set it to 0 for every photo in the folder")
 
         self.models = QListWidget()
-        self.models.setMaximumHeight(110)
+        self.models.setMaximumHeight(96)
         self.models_empty = QLabel("No models are installed here yet: use Models ▸ Set Up a Model… first.")
         self.models_empty.setWordWrap(True)
         self.models_empty.hide()
@@ -87,18 +98,24 @@ class CompareModelsView(QDialog):
         references_buttons.addWidget(self.references_button)
         references_buttons.addWidget(self.references_clear)
         grid.addLayout(references_buttons, 2, 2)
-        grid.addWidget(heading("Limit"), 3, 0)
+        grid.addWidget(heading("Vocabulary"), 3, 0)
+        grid.addWidget(self.vocabulary_label, 3, 1)
+        vocabulary_buttons = QHBoxLayout()
+        vocabulary_buttons.addWidget(self.vocabulary_button)
+        vocabulary_buttons.addWidget(self.vocabulary_clear)
+        grid.addLayout(vocabulary_buttons, 3, 2)
+        grid.addWidget(heading("Limit"), 4, 0)
         limit_row = QHBoxLayout()
         limit_row.addWidget(self.limit)
         limit_row.addStretch(1)
-        grid.addLayout(limit_row, 3, 1)
-        grid.addWidget(heading("Models"), 4, 0, Qt.AlignmentFlag.AlignTop)
+        grid.addLayout(limit_row, 4, 1)
+        grid.addWidget(heading("Models"), 5, 0, Qt.AlignmentFlag.AlignTop)
         models_column = QVBoxLayout()
         models_column.addWidget(self.models)
         models_column.addWidget(self.models_empty)
         models_column.addWidget(self.profile_count)
-        grid.addLayout(models_column, 4, 1)
-        grid.addLayout(detail_box, 4, 2)
+        grid.addLayout(models_column, 5, 1)
+        grid.addLayout(detail_box, 5, 2)
 
         self.banner = QFrame()
         self.banner.setObjectName("banner")
@@ -204,9 +221,26 @@ class CompareModelsView(QDialog):
 
     def set_running(self, running: bool) -> None:
         """While a comparison runs only Cancel and Close answer; the choices stay as they were run."""
-        for widget in (self.folder_button, self.references_button, self.references_clear, self.limit,
+        for widget in (self.folder_button, self.references_button, self.references_clear,
+                       self.vocabulary_button, self.vocabulary_clear, self.limit,
                        self.models, *self.details.values(), self.run_button, self.use_button,
                        self.csv_button):
             widget.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.progress.show()
+
+
+class SortedCell(QTableWidgetItem):
+    """A table cell that sorts by its value (numbers as numbers; a missing value sorts last)."""
+
+    def __init__(self, text: str, key: float | str | None) -> None:
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other: Any) -> bool:
+        mine, theirs = self.key, getattr(other, "key", None)
+        if mine is None or theirs is None:
+            return mine is not None and theirs is None
+        if isinstance(mine, str) or isinstance(theirs, str):
+            return str(mine) < str(theirs)
+        return mine < theirs
