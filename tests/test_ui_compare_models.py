@@ -262,6 +262,14 @@ def open_photos(qtbot, dialog: CompareModelsDialog, folder: Path) -> None:
     qtbot.waitUntil(lambda: dialog.photo_set is not None, timeout=20_000)
 
 
+def dialog_on_photos(qtbot, compare_dialog, tmp_path: Path, settings: Settings) -> CompareModelsDialog:
+    """A shown dialog with :func:`make_photos`' folder chosen and read."""
+    make_photos(tmp_path / "Photos")
+    dialog = compare_dialog(settings)
+    open_photos(qtbot, dialog, tmp_path / "Photos")
+    return dialog
+
+
 def run_to_end(qtbot, dialog: CompareModelsDialog) -> None:
     assert dialog.run()
     # Not waitSignal on the worker: its signal is emitted on the worker's thread.
@@ -300,8 +308,8 @@ def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_on
         assert dialog.photo_info.text().startswith("3 photos.")
         assert "2 of 3 carry keywords of their own" in dialog.photo_info.text()
 
-        progress: list[str] = []
-        dialog.worker.progressed.connect(lambda _event: progress.append(dialog.progress_label.text()))
+        events: list[EvaluationProgress] = []
+        dialog.worker.progressed.connect(events.append)  # runs on the worker's thread: only collect
         run_to_end(qtbot, dialog)
         labels = cells(dialog, "Profile")
         assert labels == [f"{model.name}@64", f"{model.name}@256"]
@@ -311,8 +319,10 @@ def test_compare_two_image_details_with_the_real_engine_then_save_csv_and_use_on
         assert all(text != "—" for text in cells(dialog, "Peak memory"))  # the engine host's own memory
         assert dialog.progress.value() == dialog.progress.maximum() == 6
         assert dialog.progress_label.text() == "Done: 2 profiles compared."
+        progress = [progress_text(event) for event in events]
         assert f"{model.name}@64 · loading the model" in progress
         assert f"{model.name}@256 · photo 3 of 3" in progress
+        assert {(event.profile_index, event.profiles) for event in events} == {(0, 2), (1, 2)}
         assert dialog.metric_combo.currentText() == "Keyword F1"  # the photos carry keywords
         assert [bar.label for bar in dialog.chart.bars] == labels
         assert digest(photos) == before  # nothing was written to the photos
@@ -352,10 +362,8 @@ def test_cancel_keeps_the_finished_profiles_and_drops_the_one_cut_short(
     qtbot, compare_dialog, tmp_path: Path, tiny_gguf
 ) -> None:
     model, mmproj = tiny_gguf
-    make_photos(tmp_path / "Photos")
-    dialog = compare_dialog(gguf_settings(model, mmproj))
+    dialog = dialog_on_photos(qtbot, compare_dialog, tmp_path, gguf_settings(model, mmproj))
     dialog.details[256].setChecked(True)
-    open_photos(qtbot, dialog, tmp_path / "Photos")
 
     tokens: list = []
     dialog.start.connect(lambda _job, token: tokens.append(token))
@@ -377,13 +385,11 @@ def test_a_profile_that_cannot_load_says_why_in_its_row_and_the_others_still_run
     qtbot, compare_dialog, tmp_path: Path, tiny_gguf
 ) -> None:
     model, mmproj = tiny_gguf
-    make_photos(tmp_path / "Photos")
     broken = tmp_path / "broken-Q4_K_M.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    dialog = compare_dialog(gguf_settings(model, mmproj))
+    dialog = dialog_on_photos(qtbot, compare_dialog, tmp_path, gguf_settings(model, mmproj))
     dialog.add_model(Profile("broken-Q4_K_M.gguf@64", "gguf", str(broken), 64, (("mmproj", str(mmproj)),)),
                      checked=True)
-    open_photos(qtbot, dialog, tmp_path / "Photos")
     run_to_end(qtbot, dialog)
     assert cells(dialog, "Profile") == [f"{model.name}@64", "broken-Q4_K_M.gguf@64"]
     note = dialog.table.item(1, 1).text()
