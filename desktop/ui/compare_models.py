@@ -335,6 +335,7 @@ class CompareModelsDialog(CompareModelsView):
         self.metric_combo.clear()
         self.metric_combo.addItems(choices)
         self.metric_combo.setCurrentIndex(max(self.metric_combo.findText(metric), 0))
+        self.metric_combo.setEnabled(bool(choices))
         self.metric_combo.blockSignals(False)
         self._draw_chart()
         self.footer.setText(metrics_note(self.scores))
