@@ -539,3 +539,31 @@ def test_a_vocabulary_is_read_when_chosen_and_goes_to_the_runner(
     assert jobs and jobs[0].vocabulary is dialog.vocabulary
     dialog.vocabulary_clear.click()
     assert dialog.vocabulary is None and dialog.vocabulary_label.text().startswith("None")
+
+
+def test_the_folder_chosen_last_wins_and_every_folder_read_stops_on_close(
+    qtbot, compare_dialog, tmp_path: Path
+) -> None:
+    big, small = tmp_path / "Big", tmp_path / "Small"
+    for index in range(80):
+        big.mkdir(exist_ok=True)
+        Image.new("RGB", (32, 24), "white").save(big / f"{index:03d}.jpg")
+    small.mkdir()
+    Image.new("RGB", (32, 24), "white").save(small / "only.jpg")
+    dialog = compare_dialog(Settings())
+    dialog.open_folder(big)
+    dialog.open_folder(small)  # before the big folder's keywords are all read
+    qtbot.waitUntil(lambda: dialog.photo_set is not None, timeout=20_000)
+    qtbot.wait(300)  # the big folder's read, cancelled, may still report: it must not be shown
+    assert dialog.photo_set.folder == small and dialog.photo_set.photos == [small / "only.jpg"]
+    assert dialog.photo_info.text().startswith("1 photo. 0 of 1 carry keywords")
+    assert dialog.folder_label.text() == str(small)
+
+
+def test_save_csv_that_cannot_write_says_so_in_the_banner(compare_dialog, tmp_path: Path) -> None:
+    dialog = compare_dialog(Settings())
+    target = tmp_path / "taken.csv"
+    target.mkdir()  # a folder where the file should go
+    assert not dialog.save_csv(target)
+    assert dialog.banner_text.text().startswith("Cannot save taken.csv:")
+    assert "Choose another folder or name" in dialog.banner_text.text()

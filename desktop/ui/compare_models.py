@@ -74,7 +74,7 @@ class CompareModelsDialog(CompareModelsView):
         self.scores: list[ProfileScore] = []
         self.columns: list[str] = table_columns([])
         self._token: CancelToken | None = None
-        self._scan: Call | None = None
+        self._scans: list[Call] = []  # the latest folder's last; earlier ones may still be stopping
         self._fix: str | None = None
         self.thread = QThread(self)
         self.thread.setObjectName("compare-worker")
@@ -162,16 +162,22 @@ class CompareModelsDialog(CompareModelsView):
 
     def open_folder(self, folder: Path) -> Call:
         """Find the folder's photos and their keywords off the GUI thread."""
-        if self._scan is not None and self._scan.running:
-            self._scan.cancel()
+        for earlier in self._scans:
+            earlier.cancel()
+        self._scans = [scan for scan in self._scans if scan.running]
         self.photo_set = None
         self.folder_label.setText(str(folder))
         self.photo_info.setText("Looking for photos and the keywords they carry…")
         call = Call(lambda progress, cancel: read_photo_set(folder, progress, cancel), self)
-        call.progress.connect(lambda _fraction, message: self.photo_info.setText(message))
-        call.succeeded.connect(self._on_photos)
-        call.failed.connect(lambda message: self.photo_info.setText(window_text(message)))
-        self._scan = call.start()
+
+        def latest(show: Callable[..., None]) -> Callable[..., None]:
+            """Only the folder chosen last may speak: an earlier scan may finish after it started."""
+            return lambda *args: show(*args) if self._scans[-1] is call else None
+
+        call.progress.connect(latest(lambda _fraction, message: self.photo_info.setText(message)))
+        call.succeeded.connect(latest(self._on_photos))
+        call.failed.connect(latest(lambda message: self.photo_info.setText(window_text(message))))
+        self._scans.append(call.start())
         return call
 
     def _on_photos(self, photo_set: object) -> None:
@@ -425,8 +431,8 @@ class CompareModelsDialog(CompareModelsView):
     def done(self, result: int) -> None:  # Qt override: a comparison stops before the dialog goes
         if self._token is not None:
             self._token.cancel()
-        if self._scan is not None:
-            self._scan.wait()
+        for scan in self._scans:
+            scan.wait()
         self.thread.quit()
         self.thread.wait(60_000)
         super().done(result)

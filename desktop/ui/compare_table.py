@@ -181,7 +181,8 @@ class PhotoSet:
         used = self.compared(limit)
         keyworded = sum(1 for photo in used if self.truth.get(photo))
         scope = f"; the first {len(used)} are compared" if len(used) < len(self.photos) else ""
-        text = (f"{len(self.photos)} photos{scope}. {keyworded} of {len(used)} carry keywords of their own: "
+        count = f"{len(self.photos)} photo{'s' if len(self.photos) != 1 else ''}"
+        text = (f"{count}{scope}. {keyworded} of {len(used)} carry keywords of their own: "
                 "the answer key for keyword precision and recall.")
         if references is not None:
             text += f" {len(references.match(used))} of {len(used)} have reference captions."
