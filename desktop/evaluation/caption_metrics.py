@@ -94,7 +94,8 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
 
     jar = _package_dir("pycocoevalcap.tokenizer.ptbtokenizer") / ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR
     with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(text.replace("\n", " ") for text in texts).encode("utf-8"))
+        # One caption a line: any line break inside one (CR, U+2028…) would shift every caption after it.
+        handle.write("\n".join(" ".join(text.split()) for text in texts).encode("utf-8"))
     try:
         done = subprocess.run(
             # UTF-8 out whatever the system's default charset (Windows: cp1252), so no word is mangled.
