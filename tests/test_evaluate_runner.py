@@ -39,10 +39,12 @@ def test_each_profile_is_loaded_timed_measured_and_scored(tmp_path: Path, tiny_g
     good = parse_profile(f"{tiny_gguf[0]}@64", settings)
     mmproj = (("mmproj", str(tiny_gguf[1])),)
     broken = Profile("broken@64", "gguf", str(tmp_path / "missing.gguf"), 64, mmproj)
+    w96 = Path(tiny_gguf[1]).parents[1] / "tiny-qwen3vl-w96-gguf" / "mmproj.gguf"  # another model's projector
+    mismatched = Profile("mismatched@64", "gguf", str(tiny_gguf[0]), 64, (("mmproj", str(w96)),))
     events: list[EvaluationProgress] = []
-    scores = evaluate_profiles(photos, [good, broken], settings=settings, references=references,
+    scores = evaluate_profiles(photos, [good, broken, mismatched], settings=settings, references=references,
                                progress=events.append)
-    first, second = scores
+    first, second, third = scores
     assert first.profile == good and first.error is None and first.photos == 2
     assert first.failed == 0 and first.seconds_per_photo is not None and first.seconds_per_photo > 0
     assert first.load_seconds is not None and first.load_seconds > 0
@@ -51,10 +53,11 @@ def test_each_profile_is_loaded_timed_measured_and_scored(tmp_path: Path, tiny_g
     assert "SPICE" in first.caption_metrics or "SPICE" in first.unavailable_metrics
     assert first.keyword_photos == 1 and first.keyword_recall is not None and first.keyword_f1 is not None
     assert second.error is not None and "missing.gguf" in second.error and second.seconds_per_photo is None
+    assert third.error is not None and "does not match" in third.error and third.load_seconds is None
     phases = [(e.profile_index, e.phase, e.done) for e in events]
     assert phases[:4] == [(0, "loading", 0), (0, "captioning", 0), (0, "captioning", 1), (0, "scoring", 2)]
-    assert phases[4:] == [(1, "loading", 0)]
-    assert all(e.profiles == 2 and e.photos == 2 for e in events)
+    assert phases[4:] == [(1, "loading", 0), (2, "loading", 0)]
+    assert all(e.profiles == 3 and e.photos == 2 for e in events)
 
 
 def test_without_references_or_keywords_there_are_no_quality_scores(tmp_path: Path, tiny_gguf) -> None:
