@@ -119,9 +119,9 @@ def test_installed_profiles_list_the_configured_model_and_each_download_once(tin
     folder = _install("qwen3-vl-2b-gguf-q8_0", tiny_gguf)
     downloaded = parse_profile("2B Q8_0", Settings())
     assert installed_profiles(Settings()) == [downloaded]
-    # The configured model is the same download: listed once, first.
+    # The configured model is the same download: listed once, by its catalog name.
     same = Settings(model=str(folder / "model-Q8_0.gguf"), mmproj=str(folder / "mmproj-Q8_0.gguf"))
-    assert [p.model for p in installed_profiles(same)] == [downloaded.model]
+    assert installed_profiles(same) == [downloaded] and downloaded.label == "2B Q8_0@1024"
     other = Settings(model=str(tiny_gguf[0]), mmproj=str(tiny_gguf[1]))
     assert installed_profiles(other) == [configured_profile(other), downloaded]
 
