@@ -80,3 +80,21 @@ def test_cancel_returns_the_profiles_finished(tmp_path: Path, tiny_gguf, stop_at
     scores = evaluate_profiles(photos, profiles, settings=Settings(), progress=progress, cancel=cancel)
     assert [score.profile for score in scores] == profiles[:1]
     assert scores[0].failed == 0 and scores[0].photos == 3
+
+
+def test_without_pycocoevalcap_references_are_refused_before_any_model(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from captioneer.backends.errors import ConfigurationError
+
+    for name in [name for name in sys.modules if name.startswith("pycocoevalcap")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pycocoevalcap", None)  # as if the `evaluate` extra were not installed
+    references = parse_references({"images": [{"id": 1, "file_name": "photo0.jpg"}],
+                                   "annotations": [{"image_id": 1, "caption": "x"}]}, "refs.json")
+    events: list[EvaluationProgress] = []
+    profile = Profile("never@64", "gguf", str(tmp_path / "never.gguf"), 64)
+    with pytest.raises(ConfigurationError, match=r"pip install 'captioneer\[evaluate\]'"):
+        evaluate_profiles(_photos(tmp_path, 1), [profile], settings=Settings(), references=references,
+                          progress=events.append)
+    assert events == []
