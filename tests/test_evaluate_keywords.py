@@ -72,6 +72,9 @@ def test_the_keyword_map_file_is_a_vocabulary_and_bad_files_say_why(tmp_path: Pa
         load_keyword_map(path)
     with pytest.raises(ConfigurationError, match="Cannot read the keyword map"):
         load_keyword_map(tmp_path / "missing.txt")
+    path.write_bytes(b"dog = \xe9\n")
+    with pytest.raises(ConfigurationError, match="^The keyword map .* is not UTF-8 text"):
+        load_keyword_map(path)
 
 
 COCO = {
@@ -134,6 +137,9 @@ def test_reference_files_that_cannot_be_read(tmp_path: Path) -> None:
         load_references(path)
     with pytest.raises(ConfigurationError, match="Cannot read the reference file"):
         load_references(tmp_path / "missing.json")
+    path.write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="nests too deeply"):
+        load_references(path)
     path.write_text(json.dumps(COCO), encoding="utf-8")
     assert load_references(path).for_photo(Path("IMG_1.jpg")) == ("A dog.", "A brown dog.")
 

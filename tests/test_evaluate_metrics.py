@@ -119,6 +119,12 @@ def test_the_python_tokenisation_equals_ptb_on_plain_sentences() -> None:
     assert [python_tokenize(text) for text in sentences] == ptb_tokenize(sentences)
 
 
+@needs_java
+def test_line_breaks_inside_a_caption_do_not_shift_the_others() -> None:
+    texts = ["A dog\ron a beach.", "A cat\u2028on a sofa.", "Two\r\nboats.", "", "A red car."]
+    assert ptb_tokenize(texts) == ["a dog on a beach", "a cat on a sofa", "two boats", "", "a red car"]
+
+
 def test_without_java_metrics_use_python_tokens_and_say_what_is_missing(monkeypatch) -> None:
     monkeypatch.setattr(caption_metrics.shutil, "which", lambda _name: None)
     caption_metrics.java_problem.cache_clear()

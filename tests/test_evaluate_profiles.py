@@ -119,8 +119,26 @@ def test_installed_profiles_list_the_configured_model_and_each_download_once(tin
     folder = _install("qwen3-vl-2b-gguf-q8_0", tiny_gguf)
     downloaded = parse_profile("2B Q8_0", Settings())
     assert installed_profiles(Settings()) == [downloaded]
-    # The configured model is the same download: listed once, first.
+    # The configured model is the same download: listed once, by its catalog name.
     same = Settings(model=str(folder / "model-Q8_0.gguf"), mmproj=str(folder / "mmproj-Q8_0.gguf"))
-    assert [p.model for p in installed_profiles(same)] == [downloaded.model]
+    assert installed_profiles(same) == [downloaded] and downloaded.label == "2B Q8_0@1024"
     other = Settings(model=str(tiny_gguf[0]), mmproj=str(tiny_gguf[1]))
     assert installed_profiles(other) == [configured_profile(other), downloaded]
+
+
+def test_a_catalog_precision_of_a_snapshot_runs_its_folder_at_that_precision(tiny_hf_model) -> None:
+    from captioneer.backends.catalog import load_catalog
+    from captioneer.backends.download import MANIFEST_NAME, Manifest
+    from captioneer.backends.hub import RemoteFile
+
+    variant = load_catalog().find("qwen3-vl-2b-transformers-nf4")
+    folder = models_dir() / (variant.store or "")
+    shutil.copytree(tiny_hf_model, folder)
+    files = [RemoteFile(p.name, p.stat().st_size, None, None) for p in folder.iterdir()]
+    manifest = Manifest(store=variant.store or "", engine="transformers", repo=variant.repo or "",
+                        revision="b" * 40, files=files, complete=True)
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.to_json()))
+    profile = parse_profile("2B nf4@512", Settings())
+    assert (profile.label, profile.engine, profile.model) == ("2B nf4@512", "transformers", str(folder))
+    assert dict(profile.options) == {"quant": "nf4"}
+    assert parse_profile("transformers:2B bf16", Settings()).options == (("quant", "bf16"),)

@@ -53,6 +53,8 @@ def test_the_table_lines_up_and_its_footnotes_say_what_each_number_is_over() -> 
     assert "Peak memory: not visible for server engines" in text
     assert "8B Q8_0@1024: could not run: The model file /m/8b.gguf does not exist." in text
     assert "Interrupted" not in text
+    assert "–: not measured (KW-P: no keyword suggested; s/photo: no photo answered)." in text  # KW-P
+    assert "not measured" not in table([GOOD], CONTEXT)
     stopped = table([GOOD], Context(photos=10, interrupted=True))
     assert "Interrupted: only the profiles that finished are shown." in stopped
     assert "no reference captions given" in stopped and "none of the photos carries keywords" in stopped

@@ -39,10 +39,12 @@ def test_each_profile_is_loaded_timed_measured_and_scored(tmp_path: Path, tiny_g
     good = parse_profile(f"{tiny_gguf[0]}@64", settings)
     mmproj = (("mmproj", str(tiny_gguf[1])),)
     broken = Profile("broken@64", "gguf", str(tmp_path / "missing.gguf"), 64, mmproj)
+    w96 = Path(tiny_gguf[1]).parents[1] / "tiny-qwen3vl-w96-gguf" / "mmproj.gguf"  # another model's projector
+    mismatched = Profile("mismatched@64", "gguf", str(tiny_gguf[0]), 64, (("mmproj", str(w96)),))
     events: list[EvaluationProgress] = []
-    scores = evaluate_profiles(photos, [good, broken], settings=settings, references=references,
+    scores = evaluate_profiles(photos, [good, broken, mismatched], settings=settings, references=references,
                                progress=events.append)
-    first, second = scores
+    first, second, third = scores
     assert first.profile == good and first.error is None and first.photos == 2
     assert first.failed == 0 and first.seconds_per_photo is not None and first.seconds_per_photo > 0
     assert first.load_seconds is not None and first.load_seconds > 0
@@ -51,10 +53,11 @@ def test_each_profile_is_loaded_timed_measured_and_scored(tmp_path: Path, tiny_g
     assert "SPICE" in first.caption_metrics or "SPICE" in first.unavailable_metrics
     assert first.keyword_photos == 1 and first.keyword_recall is not None and first.keyword_f1 is not None
     assert second.error is not None and "missing.gguf" in second.error and second.seconds_per_photo is None
+    assert third.error is not None and "does not match" in third.error and third.load_seconds is None
     phases = [(e.profile_index, e.phase, e.done) for e in events]
     assert phases[:4] == [(0, "loading", 0), (0, "captioning", 0), (0, "captioning", 1), (0, "scoring", 2)]
-    assert phases[4:] == [(1, "loading", 0)]
-    assert all(e.profiles == 2 and e.photos == 2 for e in events)
+    assert phases[4:] == [(1, "loading", 0), (2, "loading", 0)]
+    assert all(e.profiles == 3 and e.photos == 2 for e in events)
 
 
 def test_without_references_or_keywords_there_are_no_quality_scores(tmp_path: Path, tiny_gguf) -> None:
@@ -77,3 +80,21 @@ def test_cancel_returns_the_profiles_finished(tmp_path: Path, tiny_gguf, stop_at
     scores = evaluate_profiles(photos, profiles, settings=Settings(), progress=progress, cancel=cancel)
     assert [score.profile for score in scores] == profiles[:1]
     assert scores[0].failed == 0 and scores[0].photos == 3
+
+
+def test_without_pycocoevalcap_references_are_refused_before_any_model(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from captioneer.backends.errors import ConfigurationError
+
+    for name in [name for name in sys.modules if name.startswith("pycocoevalcap")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pycocoevalcap", None)  # as if the `evaluate` extra were not installed
+    references = parse_references({"images": [{"id": 1, "file_name": "photo0.jpg"}],
+                                   "annotations": [{"image_id": 1, "caption": "x"}]}, "refs.json")
+    events: list[EvaluationProgress] = []
+    profile = Profile("never@64", "gguf", str(tmp_path / "never.gguf"), 64)
+    with pytest.raises(ConfigurationError, match=r"pip install 'captioneer\[evaluate\]'"):
+        evaluate_profiles(_photos(tmp_path, 1), [profile], settings=Settings(), references=references,
+                          progress=events.append)
+    assert events == []

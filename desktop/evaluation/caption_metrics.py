@@ -24,6 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
+from captioneer.backends.errors import ConfigurationError
+
 K = TypeVar("K")
 
 METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
@@ -57,6 +59,21 @@ def _package_dir(module: str) -> Path:
     return Path(importlib.import_module(module).__file__ or "").parent
 
 
+def require_metrics() -> None:
+    """Check that the caption metrics can be computed at all, before any model runs.
+
+    Raises:
+        ConfigurationError: pycocoevalcap (the ``evaluate`` extra) is not installed.
+    """
+    try:
+        import pycocoevalcap.bleu.bleu  # noqa: F401  (the package has no __init__ to import)
+    except ImportError:
+        raise ConfigurationError(
+            "Caption metrics need pycocoevalcap, which is not installed: pip install 'captioneer[evaluate]', "
+            "or leave out --references."
+        ) from None
+
+
 @cache
 def java_problem() -> str | None:
     """Why Java cannot run here, or None when it can (``java -version`` succeeds)."""
@@ -71,8 +88,8 @@ def java_problem() -> str | None:
 
 
 def spice_problem() -> str | None:
-    """Why SPICE cannot run here, or None when it can. Its Stanford CoreNLP models are a separate ~1 GB
-    download that Captioneer never makes itself."""
+    """Why SPICE cannot run here, or None when it can. Its Stanford CoreNLP models are a separate download
+    of several hundred MB that Captioneer never makes itself."""
     if java_problem():
         return f"SPICE needs Java: {java_problem()}"
     lib = _package_dir("pycocoevalcap.spice.spice") / "lib"
@@ -94,7 +111,8 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
 
     jar = _package_dir("pycocoevalcap.tokenizer.ptbtokenizer") / ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR
     with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
-        handle.write("\n".join(text.replace("\n", " ") for text in texts).encode("utf-8"))
+        # One caption a line: any line break inside one (CR, U+2028…) would shift every caption after it.
+        handle.write("\n".join(" ".join(text.split()) for text in texts).encode("utf-8"))
     try:
         done = subprocess.run(
             # UTF-8 out whatever the system's default charset (Windows: cp1252), so no word is mangled.

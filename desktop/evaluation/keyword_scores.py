@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.evaluation.user_files import read_user_text
 from captioneer.desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords, parse_vocabulary
 
 
@@ -85,10 +85,4 @@ def load_keyword_map(path: Path) -> Vocabulary:
     Raises:
         ConfigurationError: the file cannot be read or names no keyword.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigurationError(f"Cannot read the keyword map {path}: {exc.strerror or exc}.") from None
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"The keyword map {path} is not UTF-8 text: save it as UTF-8.") from None
-    return parse_vocabulary(text, f"The keyword map {path}")
+    return parse_vocabulary(read_user_text(path, "the keyword map"), f"The keyword map {path}")

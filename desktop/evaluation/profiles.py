@@ -13,6 +13,7 @@ A spec reads ``[ENGINE:]MODEL[@TOKENS]``:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -161,8 +162,14 @@ def configured_profile(settings: Settings, overrides: Overrides | None = None) -
     """
     config = engine_config(settings, overrides)
     options = tuple((key, config.options[key]) for key in MODEL_OPTIONS if config.options.get(key))
+    profile = Profile("", config.engine, config.model, config.image_tokens, options)
     name = Path(config.model).name if engine_entry(config.engine).local_files else config.model
-    return Profile(f"{name}@{config.image_tokens}", config.engine, config.model, config.image_tokens, options)
+    for variant in load_catalog().variants:  # a catalog download goes by its catalog name
+        if variant.engine == profile.engine and installed_model(variant, models_dir()) is not None:
+            named = _variant_profile(variant, profile.image_tokens)
+            if (named.model, named.options) == (profile.model, profile.options):
+                return named
+    return dataclasses.replace(profile, label=f"{name}@{config.image_tokens}")
 
 
 def installed_profiles(settings: Settings) -> list[Profile]:

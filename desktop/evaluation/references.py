@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.evaluation.user_files import read_user_text
 
 _SHAPE = '{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}'
 
@@ -94,18 +95,15 @@ def load_references(path: Path) -> References:
     Raises:
         ConfigurationError: it cannot be read, is not JSON, or is not a COCO caption file.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigurationError(f"Cannot read the reference file {path}: {exc.strerror or exc}.") from None
-    except UnicodeDecodeError:
-        raise ConfigurationError(
-            f"The reference file {path} is not UTF-8 text: save it as UTF-8 JSON."
-        ) from None
+    text = read_user_text(path, "the reference file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(
             f"The reference file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
+        ) from None
+    except RecursionError:
+        raise ConfigurationError(
+            f"The reference file {path} nests too deeply to be a COCO caption file."
         ) from None
     return parse_references(data, str(path))

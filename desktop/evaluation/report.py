@@ -94,6 +94,9 @@ def footnotes(scores: Sequence[ProfileScore], context: Context) -> list[str]:
     if any(s.peak_memory_bytes is None and s.error is None for s in scores):
         lines.append("Peak memory: not visible for server engines (Ollama, OpenAI-compatible).")
     lines.append("s/photo excludes the model load; peak memory is the engine process's resident memory.")
+    shown = columns(scores)
+    if any(cells(score)[name] == MISSING for score in scores if score.error is None for name in shown):
+        lines.append(f"{MISSING}: not measured (KW-P: no keyword suggested; s/photo: no photo answered).")
     lines.extend(f"{s.profile.label}: could not run: {cli_text(s.error)}" for s in scores if s.error)
     if context.interrupted:
         lines.append("Interrupted: only the profiles that finished are shown.")

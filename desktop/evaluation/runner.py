@@ -15,7 +15,7 @@ from captioneer.desktop.core.captioning import caption_file
 from captioneer.desktop.core.engine_setup import Overrides, engine_config, open_backend, sampling_options
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import TaskOptions, get_task
-from captioneer.desktop.evaluation.caption_metrics import score_captions
+from captioneer.desktop.evaluation.caption_metrics import require_metrics, score_captions
 from captioneer.desktop.evaluation.keyword_scores import micro_average, photo_counts
 from captioneer.desktop.evaluation.memory import PeakMemory
 from captioneer.desktop.evaluation.photos import read_keyword_truth
@@ -47,6 +47,9 @@ def evaluate_profiles(
     is set (between or within photos) the profile in progress is dropped and the ones finished are returned:
     the caller, who owns the token, knows the list is short.
 
+    Raises:
+        ConfigurationError: references were given but the caption metrics are not installed.
+
     Args:
         photos: the photo files, in order.
         profiles: what to compare.
@@ -59,6 +62,8 @@ def evaluate_profiles(
         cancel: stops the evaluation.
         in_process: run gguf/transformers in this process rather than the engine host (no memory figure).
     """
+    if references is not None:
+        require_metrics()  # before hours of captioning, not after
     cancel = token_or_new(cancel)
     photos = list(photos)
     if keyword_truth is None:
