@@ -420,7 +420,10 @@ def test_run_says_what_is_missing_and_waits_for_another_windows_engine(
     open_photos(qtbot, dialog, tmp_path / "Photos")
     assert not dialog.run()  # no model is installed here
     assert "Check at least one model" in dialog.banner_text.text()
+    dialog.add_detail(48).setChecked(True)  # an image detail of one's own is counted too
+    assert dialog.detail_box.itemAt(1).widget() is dialog.details[48]  # listed first, under the heading
     dialog.add_model(Profile("x@512", "gguf", str(tmp_path / "x.gguf"), 512), checked=True)
+    assert dialog.profile_count.text() == "2 profiles to compare: x@48, x@512"
     assert not dialog.run()
     assert dialog.banner_text.text() == busy and not dialog.running
 

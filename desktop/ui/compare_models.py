@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from PySide6.QtCore import Qt, QThread, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QLabel, QListWidgetItem, QPushButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QListWidgetItem, QPushButton, QWidget
 
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import CaptioneerError, window_text
@@ -112,7 +112,7 @@ class CompareModelsDialog(CompareModelsView):
         for box in self.details.values():
             box.toggled.connect(self._count_profiles)
         if self.settings.image_tokens not in self.details:
-            self.add_detail(self.settings.image_tokens).toggled.connect(self._count_profiles)
+            self.add_detail(self.settings.image_tokens)
         self.details[self.settings.image_tokens].setChecked(True)
         try:
             models = installed_profiles(self.settings)
@@ -124,6 +124,12 @@ class CompareModelsDialog(CompareModelsView):
         self.models.setVisible(bool(models))
         self.models_empty.setVisible(not models)
         self._count_profiles()
+
+    def add_detail(self, tokens: int) -> QCheckBox:
+        """Offer one more image detail; checking it counts the profiles again."""
+        box = super().add_detail(tokens)
+        box.toggled.connect(self._count_profiles)
+        return box
 
     def add_model(self, model: Profile, *, checked: bool = False) -> None:
         """Offer ``model`` (any image detail: the checked details replace it) as a check box."""
