@@ -397,6 +397,35 @@ def written(tour: Tour) -> None:
         report.write_text(out.stdout + out.stderr)
 
 
+def compare_models(tour: Tour) -> None:
+    """Models ▸ Compare Models…: the tiny model at two image details on the photos just written (their
+    keywords are the answer key), ready to run, then the results with the chart."""
+    from PySide6.QtCore import Qt
+
+    from captioneer.desktop.evaluation.scores import Profile
+    from captioneer.desktop.ui.compare_models import open_compare_models
+
+    assert tour.photos is not None
+    dialog = open_compare_models(tour.main)
+    dialog.resize(1040, 780)
+    for row in range(dialog.models.count()):
+        dialog.models.item(row).setCheckState(Qt.CheckState.Unchecked)
+    for box in dialog.details.values():
+        box.setChecked(False)
+    tiny = tiny_overrides()
+    dialog.add_model(Profile("tiny model.gguf", "gguf", tiny.model, 64, tuple(tiny.options.items())),
+                     checked=True)
+    for tokens in (64, 256):
+        (dialog.details.get(tokens) or dialog.add_detail(tokens)).setChecked(True)
+    dialog.open_folder(tour.photos)
+    tour.wait("the folder's photos and keywords", lambda: dialog.photo_set is not None, 30)
+    tour.show("compare-models", dialog)
+    dialog.run()
+    tour.wait("the comparison", lambda: not dialog.running, 300)
+    tour.show("compare-models-results", dialog)
+    dialog.close()
+
+
 def undo_write(tour: Tour) -> None:
     """Undo the write: the operation is listed, undone, and the sidecars are gone."""
     assert tour.photos is not None
@@ -456,6 +485,7 @@ STEPS: list[Callable[[Tour], None]] = [
     detail_edit,
     write_dialog,
     written,
+    compare_models,
     undo_write,
     about,
     crash_dialog,

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "hardware": "captioneer.desktop.commands.hardware",
     "recommend": "captioneer.desktop.commands.recommend",
     "serve": "captioneer.desktop.commands.serve",
+    "evaluate": "captioneer.desktop.commands.evaluate",
 }
 
 

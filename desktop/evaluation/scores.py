@@ -37,10 +37,15 @@ class ProfileScore:
             whose memory this machine cannot see).
         caption_metrics: metric name → score (``BLEU-4``, ``METEOR``, ``ROUGE-L``, ``CIDEr``, ``SPICE``); only
             the metrics that could be computed; empty without reference captions.
+        caption_photos: how many photos the caption metrics are over (those with reference captions; a photo
+            that failed counts as an empty caption).
+        unavailable_metrics: metric name → why it could not be computed (no Java, SPICE models missing).
+        tokenizer: how captions were tokenised for the metrics (None: no metrics).
         keyword_precision, keyword_recall, keyword_f1: micro-averaged over the photos that carry keywords of
             their own (None without any).
         keyword_photos: how many photos the keyword scores are over.
-        error: why the profile could not run at all (model missing, engine not installed), for people.
+        error: why the profile could not run at all (model missing, engine not installed), for people, with
+            its setting names unrendered: show it with ``errors.cli_text`` or ``errors.window_text``.
     """
 
     profile: Profile
@@ -50,6 +55,9 @@ class ProfileScore:
     load_seconds: float | None = None
     peak_memory_bytes: int | None = None
     caption_metrics: dict[str, float] = field(default_factory=dict)
+    caption_photos: int = 0
+    unavailable_metrics: dict[str, str] = field(default_factory=dict)
+    tokenizer: str | None = None
     keyword_precision: float | None = None
     keyword_recall: float | None = None
     keyword_f1: float | None = None

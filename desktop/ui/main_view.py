@@ -92,6 +92,7 @@ class MainView(QMainWindow):
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.wizard_action = QAction("Set Up a &Model…", self)
         self.models_action = QAction("&Model Manager…", self)
+        self.compare_action = QAction("&Compare Models…", self)
         self.about_action = QAction("&About Captioneer", self)
         self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
         self.run_action = QAction("&Caption", self)
@@ -122,7 +123,7 @@ class MainView(QMainWindow):
         caption_menu = bar.addMenu("&Caption")
         caption_menu.addActions([self.run_action, self.rerun_all_action, self.cancel_action])
         models_menu = bar.addMenu("&Models")
-        models_menu.addActions([self.wizard_action, self.models_action])
+        models_menu.addActions([self.wizard_action, self.models_action, self.compare_action])
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
 

@@ -52,6 +52,7 @@ class MainWindow(QObject):
     resultReady = Signal(object)  # CaptionResult, for every finished card (ok or failed)
     cardCancelled = Signal(int)
     settingsChanged = Signal(object)  # Settings
+    releaseEngine = Signal()
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class MainWindow(QObject):
         self.worker.moveToThread(self.thread)
         self.submit.connect(self.worker.run_batch)
         self.requestShutdown.connect(self.worker.shutdown)
+        self.releaseEngine.connect(self.worker.release)
         # quit() is thread-safe; a queued call would wait for the GUI loop that is blocked in shutdown().
         self.worker.stopped.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.worker.jobStarted.connect(self.card_list.on_started)
@@ -125,6 +127,7 @@ class MainWindow(QObject):
         v.settings_action.triggered.connect(self.open_settings)
         v.wizard_action.triggered.connect(self.open_wizard)
         v.models_action.triggered.connect(self.open_model_manager)
+        v.compare_action.triggered.connect(self.open_compare_models)
         v.about_action.triggered.connect(self.about)
         v.banner_button.clicked.connect(lambda: self._banner_action and self._banner_action())
         v.task_combo.currentIndexChanged.connect(self._on_task_changed)
@@ -406,6 +409,30 @@ class MainWindow(QObject):
         dialog = ModelManagerDialog(self.settings, self.view)
         dialog.modelChosen.connect(self.apply_settings)
         dialog.exec()
+
+    def open_compare_models(self) -> None:
+        """Models ▸ Compare Models…: measure the installed models on a folder of the user's photos."""
+        from captioneer.desktop.ui.compare_models import open_compare_models
+
+        open_compare_models(self)
+
+    def engine_in_use(self) -> str | None:
+        """Why Compare Models must wait: this window or the library window is captioning (None: free).
+        One model at a time fits a laptop, so a comparison never runs beside another window's engine."""
+        from captioneer.desktop.ui.library_window import LibraryWindow  # loaded already when one is open
+
+        if self.busy:
+            return ("The main window is captioning. Wait for it to finish or cancel it, then run the "
+                    "comparison: one model is loaded at a time.")
+        if any(window.runs.running for window in self.findChildren(LibraryWindow) if not window.closed):
+            return ("The library window is tagging. Let the run finish or stop it, then run the comparison: "
+                    "one model is loaded at a time.")
+        return None
+
+    def release_engine(self) -> None:
+        """Unload the idle captioning engine (Compare Models loads its own); the next caption reloads it."""
+        self.releaseEngine.emit()
+        self._refresh_setup_state()
 
     def about(self) -> None:
         QMessageBox.about(

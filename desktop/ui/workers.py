@@ -167,6 +167,11 @@ class CaptionWorker(QObject):
             self.cancelled.emit(job.card_id)
 
     @Slot()
+    def release(self) -> None:
+        """Free the engine until the next batch needs it (Compare Models runs its own meanwhile)."""
+        self._drop_backend()
+
+    @Slot()
     def shutdown(self) -> None:
         """Free the engine (the host process exits), then say so."""
         self._drop_backend()
