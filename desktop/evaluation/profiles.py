@@ -30,7 +30,8 @@ from captioneer.desktop.evaluation.scores import Profile
 SPEC_HELP = (
     "[ENGINE:]MODEL[@TOKENS]: MODEL is a catalog size and precision ('2B Q4_K_M', '4B bf16'), a GGUF file, a "
     "model folder or an Ollama tag; TOKENS the image detail in visual tokens (default: your setting); "
-    "ENGINE (gguf, transformers, ollama, openai) only where MODEL alone is ambiguous"
+    "ENGINE (gguf, transformers, ollama, openai) only where MODEL alone is ambiguous, e.g. openai:NAME; a "
+    "drive letter (C:\\Models\\x.gguf) or a tag's colon (qwen3-vl:4b) is never taken for ENGINE"
 )
 """The spec grammar in one line, for ``--help`` and error messages."""
 
