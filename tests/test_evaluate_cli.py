@@ -84,9 +84,15 @@ def test_evaluate_compares_profiles_on_the_tiny_models(
     gguf = report["profiles"][0]
     assert gguf["failed"] == 0 and gguf["seconds_per_photo"] > 0  # llama.cpp's grammar keeps the JSON valid
     assert [p["image_tokens"] for p in report["profiles"]] == [64, 256, 64]
+    # The tiny transformers model's random weights never write the keywords JSON: each failed photo says why.
+    hf = report["profiles"][2]
+    assert hf["failed"] > 0 and len(hf["failures"]) == hf["failed"]
+    assert all(f["reason"].startswith(("Invalid output", "Cut-off output")) for f in hf["failures"])
+    assert f"tiny-qwen3vl@64: {hf['failed']} of 3 photos failed" in done.stdout  # the notes say it too
     with out_csv.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["profile"] for row in rows] == labels
+    assert rows[2]["failure_reason"] == hf["failures"][0]["reason"] and rows[0]["failure_reason"] == ""
     assert float(rows[0]["CIDEr"]) == gguf["caption_metrics"]["CIDEr"]
     assert _digests(library) == before  # the photos and sidecars were only read
 

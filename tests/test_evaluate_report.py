@@ -114,3 +114,31 @@ def test_peak_memory_follows_the_process_even_when_it_is_replaced() -> None:
     with PeakMemory(lambda: None) as nobody:
         nobody.sample()
     assert nobody.peak is None  # a server engine: nothing to see
+
+
+def test_failed_photos_say_why_in_the_notes_json_csv_and_the_window() -> None:
+    from captioneer.backends.errors import setting, window_text
+    from captioneer.desktop.evaluation.report import failure_note
+    from captioneer.desktop.ui.compare_table import failed_text
+
+    cut = "Cut-off output after 2 attempts: raise " + setting("max_tokens") + "."
+    score = ProfileScore(profile=Profile("2B Q4_K_M@256", "gguf", "/m/2b.gguf", 256), photos=5)
+    score.add_failure("/p/a.jpg", "Invalid output after 2 attempts: not JSON.")
+    score.add_failure("/p/b.jpg", cut)
+    score.add_failure("/p/c.jpg", cut)
+    assert score.failed == 3 and score.commonest_failure() == (cut, 2)
+    assert failure_note(score) == ("2B Q4_K_M@256: 3 of 5 photos failed (the commonest reason, 2 of them): "
+                                   "Cut-off output after 2 attempts: raise --max-tokens.")
+    assert failure_note(score, window_text).endswith("raise “Max answer length”.")
+    assert failed_text(score) == "3 of 5: Cut-off output after 2 attempts: raise “Max answer length”."
+    assert failure_note(score) in table([score], CONTEXT)
+    report = report_json([score], CONTEXT)["profiles"][0]
+    invalid = "Invalid output after 2 attempts: not JSON."
+    assert report["failures"][0] == {"photo": "/p/a.jpg", "reason": invalid}
+    assert report["failures"][1]["reason"].endswith("raise --max-tokens.")
+    row = next(csv.DictReader(io.StringIO(report_csv([score]))))
+    assert row["failure_reason"] == "Cut-off output after 2 attempts: raise --max-tokens."
+    one = ProfileScore(profile=Profile("x@64", "gguf", "/m/x.gguf", 64), photos=2)
+    one.add_failure("/p/a.jpg", "Invalid output after 2 attempts: not JSON.")
+    assert failure_note(one) == "x@64: 1 of 2 photos failed: Invalid output after 2 attempts: not JSON."
+    assert failed_text(ProfileScore(profile=one.profile, photos=2)) == "0 of 2"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,10 +98,19 @@ def footnotes(scores: Sequence[ProfileScore], context: Context) -> list[str]:
     if any(cells(score)[name] == MISSING for score in scores if score.error is None for name in shown):
         lines.append(f"{MISSING}: not measured (KW-P: no keyword suggested; s/photo: no photo answered).")
     lines.extend(f"{s.profile.label}: could not run: {cli_text(s.error)}" for s in scores if s.error)
+    lines.extend(failure_note(s) for s in scores if s.failures)
     if context.interrupted:
         lines.append("Interrupted: only the profiles that finished are shown.")
     lines.extend(context.notes)
     return lines
+
+
+def failure_note(score: ProfileScore, render: Callable[[str], str] = cli_text) -> str:
+    """Why a profile's photos failed: how many, and the commonest reason (``render`` is the front end's)."""
+    reason, count = score.commonest_failure() or ("", 0)
+    photos = f"{score.failed} of {score.photos} photos failed"
+    commonest = "" if count == score.failed else f" (the commonest reason, {count} of them)"
+    return f"{score.profile.label}: {photos}{commonest}: {render(reason)}"
 
 
 def table(scores: Sequence[ProfileScore], context: Context) -> str:
@@ -140,6 +149,7 @@ def profile_json(score: ProfileScore) -> dict[str, Any]:
         "keyword_f1": score.keyword_f1,
         "keyword_photos": score.keyword_photos,
         "error": cli_text(score.error) if score.error is not None else None,
+        "failures": [{"photo": photo, "reason": cli_text(reason)} for photo, reason in score.failures],
     }
 
 
@@ -159,7 +169,7 @@ def report_json(scores: Sequence[ProfileScore], context: Context) -> dict[str, A
 CSV_FIELDS = (
     "profile", "engine", "model", "image_tokens", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
     "keyword_precision", "keyword_recall", "keyword_f1", "seconds_per_photo", "load_seconds",
-    "peak_memory_bytes", "photos", "failed", "caption_photos", "keyword_photos", "error",
+    "peak_memory_bytes", "photos", "failed", "caption_photos", "keyword_photos", "error", "failure_reason",
 )
 
 
@@ -171,5 +181,7 @@ def report_csv(scores: Sequence[ProfileScore]) -> str:
     for score in scores:
         row = profile_json(score)
         row.update(score.caption_metrics)
+        commonest = score.commonest_failure()
+        row["failure_reason"] = cli_text(commonest[0]) if commonest else None
         writer.writerow({name: "" if row.get(name) is None else row.get(name) for name in CSV_FIELDS})
     return out.getvalue()

@@ -132,14 +132,15 @@ def _answer_all(
                 try:
                     result = caption_file(backend, photo, task, task_options=options, sampling=sampling,
                                           image_tokens=config.image_tokens, cancel=cancel)
-                except EngineCrashedError:
-                    score.failed += 1  # the engine host died on this photo; the next gets a fresh one
+                except EngineCrashedError as exc:
+                    # the engine host died on this photo; the next gets a fresh one
+                    score.add_failure(str(photo), marked_text(exc))
                     continue
                 if result.ok and result.data is not None:
                     answers[photo] = result.data
                     seconds.append(result.seconds)
                 else:
-                    score.failed += 1
+                    score.add_failure(str(photo), result.error or "the answer had no caption and keywords")
             memory.sample()
         finally:
             backend.unload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -46,6 +47,8 @@ class ProfileScore:
         keyword_photos: how many photos the keyword scores are over.
         error: why the profile could not run at all (model missing, engine not installed), for people, with
             its setting names unrendered: show it with ``errors.cli_text`` or ``errors.window_text``.
+        failures: the photos that gave no usable answer and why (the reason unrendered, as ``error``), in
+            order; ``failed`` counts them.
     """
 
     profile: Profile
@@ -63,6 +66,19 @@ class ProfileScore:
     keyword_f1: float | None = None
     keyword_photos: int = 0
     error: str | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_failure(self, photo: str, reason: str) -> None:
+        """Count ``photo`` as failed for ``reason``."""
+        self.failures.append((photo, reason))
+        self.failed += 1
+
+    def commonest_failure(self) -> tuple[str, int] | None:
+        """The reason most photos failed for and how many (the first seen wins a tie); None: none failed."""
+        if not self.failures:
+            return None
+        reasons = Counter(reason for _, reason in self.failures)
+        return reasons.most_common(1)[0]
 
 
 @dataclass(frozen=True)

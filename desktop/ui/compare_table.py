@@ -65,6 +65,13 @@ def error_text(score: ProfileScore) -> str:
     return window_text(score.error) if score.error is not None else ""
 
 
+def failed_text(score: ProfileScore) -> str:
+    """``0 of 20``, or ``3 of 20: <the commonest reason>`` in the window's words."""
+    count = f"{score.failed} of {score.photos}"
+    commonest = score.commonest_failure()
+    return f"{count}: {window_text(commonest[0])}" if commonest else count
+
+
 def metrics_note(scores: Sequence[ProfileScore]) -> str:
     """Under the table: the caption metrics that could not be computed and why, and how captions were
     tokenised, so a missing column is never a mystery."""
@@ -111,7 +118,7 @@ def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, fl
         "Load s": _number(score.load_seconds, 1),
         "Peak memory": (format_bytes(score.peak_memory_bytes), float(score.peak_memory_bytes))
         if score.peak_memory_bytes else (NO_VALUE, None),
-        "Failed": (f"{score.failed} of {score.photos}", float(score.failed)),
+        "Failed": (failed_text(score), float(score.failed)),
     }
     for name in CAPTION_METRICS:
         cells[name] = _number(score.caption_metrics.get(name))
