@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,3 +179,17 @@ def test_ctrl_c_prints_the_profiles_finished_and_exits_130(tmp_path: Path, capti
     assert not any(line.startswith("model.gguf@96") for line in lines)
     assert "Interrupted: only the profiles that finished are shown." in out
     assert "stopping after the current photo" in "".join(err)
+
+
+def test_several_profiles_may_come_in_one_argument_separated_by_semicolons(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from captioneer.desktop.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["evaluate", "photos", "--profile", "a.gguf@64", "--profiles", "2B Q4_K_M@256; C:\\m\\x,y.gguf@512;"]
+    )
+    assert args.profiles == ["a.gguf@64", "2B Q4_K_M@256", "C:\\m\\x,y.gguf@512"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "photos", "--profiles", " ; "])
+    assert "no profile in it: separate profiles with ';'" in capsys.readouterr().err

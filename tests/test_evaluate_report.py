@@ -142,3 +142,6 @@ def test_failed_photos_say_why_in_the_notes_json_csv_and_the_window() -> None:
     one.add_failure("/p/a.jpg", "Invalid output after 2 attempts: not JSON.")
     assert failure_note(one) == "x@64: 1 of 2 photos failed: Invalid output after 2 attempts: not JSON."
     assert failed_text(ProfileScore(profile=one.profile, photos=2)) == "0 of 2"
+    single = table([one], Context(photos=2, reference_file="r.json", with_references=1, with_keywords=1))
+    assert "Caption metrics over the 1 photo with reference captions (1 without)" in single
+    assert "Keyword scores over the 1 photo that carries keywords of its own" in single

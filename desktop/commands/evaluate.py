@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'2B Q4_K_M@256'. Default: your configured model at your image detail (or the one chosen with "
         "--model/--mmproj/--image-tokens before `evaluate`)",
     )
+    parser.add_argument(
+        "--profiles", action="extend", dest="profiles", type=_spec_list, metavar="SPECS",
+        help="several profiles in one argument, separated by ';': --profiles '2B Q4_K_M@256; 4B Q4_K_M@512'",
+    )
     parser.add_argument("--references", type=Path, metavar="FILE",
                         help='reference captions, COCO format: {"images": [{"id", "file_name"}], '
                         '"annotations": [{"image_id", "caption"}]}; file_name is matched to the end of '
@@ -44,6 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="also write the results as CSV to FILE")
     parser.set_defaults(func=run)
+
+
+def _spec_list(text: str) -> list[str]:
+    """``--profiles``' specs: split at ';' (paths and tags keep their commas and colons)."""
+    specs = [spec.strip() for spec in text.split(";") if spec.strip()]
+    if not specs:
+        raise argparse.ArgumentTypeError("no profile in it: separate profiles with ';'")
+    return specs
 
 
 def _say(message: str) -> None:

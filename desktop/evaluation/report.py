@@ -40,6 +40,10 @@ class Context:
     notes: list[str] = field(default_factory=list)
 
 
+def _photos(count: int) -> str:
+    return f"{count} photo{'' if count == 1 else 's'}"
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     return MISSING if value is None else f"{value:.{digits}f}"
 
@@ -77,7 +81,7 @@ def footnotes(scores: Sequence[ProfileScore], context: Context) -> list[str]:
         tokenizers = sorted({score.tokenizer for score in scores if score.tokenizer})
         how = f"; tokenised with {', '.join(tokenizers)}" if tokenizers else ""
         lines.append(
-            f"Caption metrics over the {context.with_references} photos with reference captions ({without} "
+            f"Caption metrics over the {_photos(context.with_references)} with reference captions ({without} "
             f"without){how}; a failed photo counts as an empty caption; CIDEr is over the whole set."
         )
     unavailable: dict[str, str] = {}
@@ -85,8 +89,10 @@ def footnotes(scores: Sequence[ProfileScore], context: Context) -> list[str]:
         unavailable.update(score.unavailable_metrics)
     lines.extend(f"{name}: not computed: {reason}." for name, reason in sorted(unavailable.items()))
     if context.with_keywords:
+        one = context.with_keywords == 1
         lines.append(
-            f"Keyword scores over the {context.with_keywords} photos that carry keywords of their own "
+            f"Keyword scores over the {_photos(context.with_keywords)} that "
+            f"{'carries keywords of its' if one else 'carry keywords of their'} own "
             "(micro-averaged; a failed photo counts as no keywords)."
         )
     else:
@@ -108,7 +114,7 @@ def footnotes(scores: Sequence[ProfileScore], context: Context) -> list[str]:
 def failure_note(score: ProfileScore, render: Callable[[str], str] = cli_text) -> str:
     """Why a profile's photos failed: how many, and the commonest reason (``render`` is the front end's)."""
     reason, count = score.commonest_failure() or ("", 0)
-    photos = f"{score.failed} of {score.photos} photos failed"
+    photos = f"{score.failed} of {_photos(score.photos)} failed"
     commonest = "" if count == score.failed else f" (the commonest reason, {count} of them)"
     return f"{score.profile.label}: {photos}{commonest}: {render(reason)}"
 
