@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,11 @@ from captioneer.desktop.server.running import StoppableServer
 from captioneer.desktop.server.service import Service
 
 LONG = 4000
-"""max_tokens that keeps the tiny model busy for many seconds (it never ends an answer by itself)."""
+"""max_tokens that keeps the tiny model busy for many seconds, asked with :data:`LONG_TASK`."""
+LONG_TASK = "description"
+"""A task whose greedy answer from the tiny model on :func:`jpeg` runs to the length limit (≈10 s for
+:data:`LONG` tokens on an idle 2-core machine; the caption task ends by itself after half a second), so a
+request with it is still running when a test acts on it."""
 PATIENCE = 300
 """Seconds a client waits for an answer: a 2-core machine shared with other test runs can be very slow. A
 bound for a test that would otherwise hang, never a timing being tested."""
@@ -309,7 +314,7 @@ def test_retry_after(mean: float | None, waiting: int, in_flight: int, seconds: 
 
 def test_a_full_queue_answers_429_and_health_answers_while_busy(serve: Callable[..., LiveServer]) -> None:
     live = serve(max_queue=1)
-    busy, busy_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=1000))
+    busy, busy_outcome = in_background(lambda: ask(live, jpeg(), task=LONG_TASK, max_tokens=1000))
     wait_for(lambda: live.health()["in_flight"] == 1, "the first request to run")
     queued, queued_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=4))
     health = wait_for(lambda: (h := live.health())["waiting"] == 1 and h, "the second request to wait")
@@ -326,18 +331,32 @@ def test_a_full_queue_answers_429_and_health_answers_while_busy(serve: Callable[
     assert (health["served"], health["rejected"], health["failed"], health["waiting"]) == (2, 1, 0, 0)
 
 
+def open_request(live: LiveServer, **fields: Any) -> socket.socket:
+    """Send a vision request on a raw socket and leave the connection open: closing it is the client going
+    away, at a moment the test chooses (not after a client timeout the engine might beat)."""
+    request = httpx.Request("POST", f"{live.url}/v1/vision/completion",
+                            files={"image": ("photo.jpg", jpeg(), "image/jpeg")},
+                            data={key: str(value) for key, value in fields.items()})
+    body = request.read()
+    head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+    connection = socket.create_connection((request.url.host, request.url.port))
+    connection.sendall(f"POST {request.url.raw_path.decode()} HTTP/1.1\r\n{head}\r\n".encode() + body)
+    return connection
+
+
 def test_a_client_that_goes_away_cancels_its_request(serve: Callable[..., LiveServer]) -> None:
-    """Running or waiting: the client's request is cancelled when it disconnects, well before the long
-    answer it asked for would have ended, and the engine is free for the next request."""
+    """Running or waiting: the client's request is cancelled when it disconnects, and the engine is free
+    for the next request."""
     live = serve()
-    running, running_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=LONG, timeout=5.0))
+    running = open_request(live, task=LONG_TASK, max_tokens=LONG)
     wait_for(lambda: live.health()["in_flight"] == 1, "the long request to run")
-    waiting, waiting_outcome = in_background(lambda: ask(live, jpeg(), max_tokens=LONG, timeout=2.0))
-    running.join(PATIENCE)
-    waiting.join(PATIENCE)
-    assert isinstance(running_outcome[0], httpx.ReadTimeout)
-    assert isinstance(waiting_outcome[0], httpx.ReadTimeout)
-    health = wait_for(lambda: (h := live.health())["cancelled"] == 2 and h, "both requests to be cancelled")
+    waiting = open_request(live, task=LONG_TASK, max_tokens=LONG)
+    wait_for(lambda: live.health()["waiting"] == 1, "the second request to wait")
+    waiting.close()
+    wait_for(lambda: (h := live.health())["cancelled"] == 1 and h["waiting"] == 0, "the waiting one to go")
+    assert live.health()["in_flight"] == 1  # the running one goes on meanwhile
+    running.close()
+    health = wait_for(lambda: (h := live.health())["cancelled"] == 2 and h, "the running one to be cancelled")
     assert (health["served"], health["failed"], health["in_flight"], health["waiting"]) == (0, 0, 0, 0)
     assert ask(live, jpeg(), max_tokens=4).status_code == 200
 
@@ -350,7 +369,7 @@ def test_an_engine_host_killed_mid_request_answers_503_and_the_server_keeps_serv
     first = ask(live, jpeg(), max_tokens=4)
     assert first.status_code == 200
     victim = backend.info().details["host_pid"]
-    doomed, outcome = in_background(lambda: ask(live, jpeg(), max_tokens=LONG))
+    doomed, outcome = in_background(lambda: ask(live, jpeg(), task=LONG_TASK, max_tokens=LONG))
     wait_for(lambda: live.health()["in_flight"] == 1, "the long request to run")
     time.sleep(0.3)  # into the generation
     os.kill(victim, signal.SIGKILL)

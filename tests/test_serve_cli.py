@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from captioneer.desktop.cli import main
-from tests.test_serve import LONG, PATIENCE, jpeg, wait_for
+from tests.test_serve import LONG, LONG_TASK, PATIENCE, jpeg, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,7 +103,8 @@ def test_sigterm_cancels_the_request_in_flight_and_exits_0(served) -> None:
         def long_request() -> None:
             try:
                 outcome.append(http.post(
-                    f"{serving.url}/v1/vision/completion", data={"max_tokens": str(LONG)},
+                    f"{serving.url}/v1/vision/completion",
+                    data={"max_tokens": str(LONG), "task": LONG_TASK, "temperature": "0"},
                     files={"image": ("p.jpg", jpeg(), "image/jpeg")},
                 ))
             except httpx.HTTPError as exc:
