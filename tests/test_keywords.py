@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from captioneer.backends.errors import ConfigurationError
@@ -109,3 +111,21 @@ def test_bad_vocabulary_files(text: str) -> None:
 def test_merge_keeps_existing_first_and_exact() -> None:
     assert merge_keywords(["Family", "Beach"], ["beach", "sunset"]) == ["Family", "Beach", "sunset"]
     assert merge_keywords([], ["a1", "A1"]) == ["a1"]
+
+
+def test_a_vocabulary_file_is_read_once_for_every_command(tmp_path: Path) -> None:
+    """tag, the library window and evaluate read vocabulary files alike: a BOM dropped, errors in one line."""
+    from captioneer.desktop.library.keywords import read_vocabulary
+
+    saved = tmp_path / "words.txt"
+    saved.write_bytes("\ufeffbeach = seaside\ncafé\n".encode())  # Notepad's UTF-8 starts with a BOM
+    assert read_vocabulary(saved).terms == ("beach", "café")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(ConfigurationError, match=r"^The vocabulary file .*latin\.txt is not UTF-8 text"):
+        read_vocabulary(latin)
+    with pytest.raises(ConfigurationError, match=r"^Cannot read the keyword map .*missing\.txt"):
+        read_vocabulary(tmp_path / "missing.txt", "the keyword map")
+    (tmp_path / "empty.txt").write_text("# nothing\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"^The vocabulary file .*empty\.txt has no keywords"):
+        read_vocabulary(tmp_path / "empty.txt")

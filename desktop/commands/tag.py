@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_choices
     from captioneer.desktop.core.settings import load_settings
     from captioneer.desktop.library.catalog import open_catalog
-    from captioneer.desktop.library.keywords import parse_vocabulary
+    from captioneer.desktop.library.keywords import read_vocabulary
     from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
     from captioneer.desktop.library.runs import (
         RunController,
@@ -210,15 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     folder = args.folder.expanduser().absolute()
-    vocabulary = None
-    if args.vocabulary is not None:
-        try:
-            text = args.vocabulary.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(
-                f"Cannot read the vocabulary file {args.vocabulary}: {exc.strerror}"
-            ) from None
-        vocabulary = parse_vocabulary(text, str(args.vocabulary))
+    vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary is not None else None
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
     overrides = overrides_from_args(args)

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from captioneer.desktop.evaluation.user_files import read_user_text
-from captioneer.desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords, parse_vocabulary
+from captioneer.desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords, read_vocabulary
 
 
 @dataclass(frozen=True)
@@ -85,4 +84,4 @@ def load_keyword_map(path: Path) -> Vocabulary:
     Raises:
         ConfigurationError: the file cannot be read or names no keyword.
     """
-    return parse_vocabulary(read_user_text(path, "the keyword map"), f"The keyword map {path}")
+    return read_vocabulary(path, "the keyword map")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from captioneer.backends.errors import ConfigurationError
-from captioneer.desktop.evaluation.user_files import read_user_text
+from captioneer.desktop.core.user_files import read_user_text
 
 _SHAPE = '{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}'
 

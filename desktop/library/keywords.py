@@ -6,9 +6,11 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from captioneer.backends.errors import ConfigurationError
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
+from captioneer.desktop.core.user_files import read_user_text
 
 DEFAULT_MAX_LENGTH = 40
 """Longest keyword kept, in characters (IPTC allows 64 bytes; long "keywords" are sentences)."""
@@ -177,6 +179,16 @@ def parse_vocabulary(text: str, source: str = "the vocabulary") -> Vocabulary:
     if not terms:
         raise ConfigurationError(f"{source} has no keywords.")
     return Vocabulary(terms=tuple(terms.values()), synonyms=synonyms)
+
+
+def read_vocabulary(path: Path, what: str = "the vocabulary file") -> Vocabulary:
+    """Read and parse the vocabulary file at ``path`` (``tag --vocabulary``, a run's vocabulary in the window,
+    evaluate's keyword map); ``what`` names it in errors.
+
+    Raises:
+        ConfigurationError: it cannot be read, is not UTF-8, or names no keyword.
+    """
+    return parse_vocabulary(read_user_text(path, what), f"{what[0].upper()}{what[1:]} {path}")
 
 
 @dataclass(frozen=True)

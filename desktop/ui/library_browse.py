@@ -10,7 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QStringListModel, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QCompleter, QTreeWidgetItem
 
-from captioneer.backends.errors import CaptioneerError, ConfigurationError
+from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.library.browse import (
     STATUS_FILTERS,
     STATUS_LABELS,
@@ -19,7 +19,7 @@ from captioneer.desktop.library.browse import (
     compile_filter,
     completion_words,
 )
-from captioneer.desktop.library.keywords import Vocabulary, parse_vocabulary
+from captioneer.desktop.library.keywords import Vocabulary, read_vocabulary
 from captioneer.desktop.ui.library_review import ReviewController
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
@@ -281,11 +281,7 @@ class BrowseController(QObject):
         Raises:
             ConfigurationError: the file cannot be read or understood.
         """
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"Cannot read the vocabulary file {path}: {exc.strerror}") from None
-        vocabulary = parse_vocabulary(text, str(path))
+        vocabulary = read_vocabulary(path)
         self.vocabulary_terms = vocabulary.terms
         self._update_completions()
         return vocabulary

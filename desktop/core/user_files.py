@@ -1,4 +1,4 @@
-"""The files a user hands an evaluation (reference captions, a keyword map), read as UTF-8 text with one-line
+"""The text files a user hands Captioneer (a vocabulary, reference captions), read as UTF-8 with one-line
 errors that say which file and what to do."""
 
 from __future__ import annotations
