@@ -17,7 +17,7 @@ from captioneer.desktop.library.browse import STATUS_FILTERS, LibraryPrefs
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
-from captioneer.desktop.ui.library_dialogs_view import RunDialogView
+from captioneer.desktop.ui.library_run_dialog_view import RunDialogView
 from captioneer.desktop.ui.library_workers import RunRequest
 from tests.fakes.tagging_engine import FakeEngine, fake_config
 from tests.test_ui_library import (

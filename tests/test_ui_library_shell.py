@@ -20,8 +20,9 @@ from captioneer.desktop.core.engine_setup import Overrides, servers_to_ask
 from captioneer.desktop.core.settings import Settings, load_settings, save_settings, settings_path
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.run_spec import RATE_AFTER_PHOTOS
-from captioneer.desktop.ui.library_dialogs_view import RemoteQuestionView, RunDialogView
+from captioneer.desktop.ui.library_dialogs_view import RemoteQuestionView
 from captioneer.desktop.ui.library_privacy import privacy_note
+from captioneer.desktop.ui.library_run_dialog_view import RunDialogView
 from captioneer.desktop.ui.library_view import MINIMUM_SIZE, preferences_keys
 from captioneer.desktop.ui.library_window import LibraryWindow, open_library
 from captioneer.desktop.ui.library_workers import RunRequest

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QFileDialog
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
-from captioneer.desktop.core.engine_setup import Overrides, engine_config, sampling_choices
-from captioneer.desktop.core.tasks import all_tasks
+from captioneer.desktop.core.engine_setup import Overrides, engine_config
+from captioneer.desktop.core.tasks import get_task
 from captioneer.desktop.library.browse import photos_by_id, resumable_runs
 from captioneer.desktop.library.runs import (
     RunController,
@@ -24,8 +23,9 @@ from captioneer.desktop.library.runs import (
     reviewed_in_selection,
 )
 from captioneer.desktop.ui.library_browse import BrowseController
-from captioneer.desktop.ui.library_dialogs_view import SCOPES, ReviewedQuestionView, RunDialogView
+from captioneer.desktop.ui.library_dialogs_view import ReviewedQuestionView
 from captioneer.desktop.ui.library_privacy import PrivacyGuard
+from captioneer.desktop.ui.library_run_dialog import RunChoices, RunDialog
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
@@ -78,6 +78,7 @@ class RunsController(QObject):
         self._live_photo = ""
         self._stopped_run: int | None = None  # the run the panel offers to resume after Stop
         self.privacy = PrivacyGuard(session, view, self.engine_config, self)
+        self.dialog = RunDialog(session, view, browse, selection, overrides, self.engine_config, self.explain)
         view.tag_action.triggered.connect(lambda: self.open_run_dialog())  # not triggered(bool) as the scope
         view.pause_action.triggered.connect(self._pause_action)
         view.stop_action.triggered.connect(self.stop_run)
@@ -101,26 +102,9 @@ class RunsController(QObject):
     def run_spec(
         self, task: str, language: str, vocabulary: Path | None = None, vocabulary_only: bool = True
     ) -> RunSpec:
-        """What every photo of a new run is asked, from the dialog's choices and the settings.
-
-        Raises:
-            ConfigurationError: no model is set up, or the vocabulary file cannot be read.
-        """
-        config = self.engine_config()
-        terms: tuple[str, ...] = ()
-        synonyms: dict[str, str] = {}
-        if vocabulary is not None:
-            parsed = self.browse.load_vocabulary(vocabulary)
-            terms, synonyms = parsed.terms, dict(parsed.synonyms)
-        return RunSpec(
-            task=task,
-            language=language or self.session.settings.language,
-            vocabulary=terms,
-            synonyms=synonyms,
-            vocabulary_only=vocabulary_only and bool(terms),
-            sampling=sampling_choices(self.session.settings, self.overrides),
-            image_tokens=config.image_tokens,
-        )
+        """What every photo of a new run is asked, from the dialog's choices and the settings (see
+        :meth:`RunDialog.run_spec`)."""
+        return self.dialog.run_spec(RunChoices(task, language, vocabulary, vocabulary_only))
 
     def run_request(self, scope: str, spec: RunSpec, redo: bool = False) -> RunRequest:
         """Which photos a run takes: the selection, the folder being browsed, or all the filter shows."""
@@ -152,59 +136,13 @@ class RunsController(QObject):
         if self.running:
             self.session.notify("A run is already going; stop it first or wait for it to finish.")
             return
-        dialog = RunDialogView(self.view)
-        selected = len(self.selection.selected_rows())
-        folder = self.browse.current_folder()
-        dialog.scope_selection.setText(f"Selected photos ({selected:,})")
-        dialog.scope_folder.setText(f"Folder {folder} (scanned for new photos first)" if folder else "Folder")
-        dialog.scope_folder.setEnabled(bool(folder))
-        dialog.scope_filter.setText(
-            f"Photos shown now ({self.selection.model.rowCount():,}: {self.browse.filter.describe()})"
-        )
-        (
-            dialog.scope_selection
-            if selected > 1 or scope == "selection"
-            else dialog.scope_folder
-            if folder
-            else dialog.scope_filter
-        ).setChecked(True)
-        dialog.redo.setChecked(redo)
-        for task in all_tasks().values():
-            if not task.needs_question:
-                dialog.task.addItem(task.label, task.id)
-        dialog.task.setCurrentIndex(max(0, dialog.task.findData(self.session.prefs.task)))
-        dialog.language.setText(self.session.prefs.language or self.session.settings.language)
-        dialog.vocabulary.setText(self.session.prefs.vocabulary)
-        dialog.vocabulary_only.setChecked(self.session.prefs.vocabulary_only)
-        try:
-            config = self.engine_config()
-            dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
-        except ConfigurationError as exc:
-            dialog.engine.setText(self.explain(exc))
-            dialog.start_button.setEnabled(False)
-        dialog.vocabulary_browse.clicked.connect(
-            lambda: dialog.vocabulary.setText(
-                QFileDialog.getOpenFileName(dialog, "Vocabulary", "", "Text files (*.txt);;All files (*)")[0]
-                or dialog.vocabulary.text()
-            )
-        )
-        if dialog.exec() != dialog.DialogCode.Accepted:
+        chosen = self.dialog.ask(scope, redo)
+        if chosen is None:
             return
-        scope = SCOPES[dialog.scope_buttons.checkedId()]
-        vocabulary = dialog.vocabulary.text().strip()
-        self.session.prefs.task = dialog.task.currentData()
-        self.session.prefs.language = dialog.language.text().strip()
-        self.session.prefs.vocabulary = vocabulary
-        self.session.prefs.vocabulary_only = dialog.vocabulary_only.isChecked()
+        spec, scope, redo = chosen
         try:
-            spec = self.run_spec(
-                self.session.prefs.task,
-                self.session.prefs.language,
-                Path(vocabulary).expanduser() if vocabulary else None,
-                self.session.prefs.vocabulary_only,
-            )
-            request = self.run_request(scope, spec, redo=dialog.redo.isChecked())
-            on_reviewed = self.ask_about_reviewed(request, dialog.task.currentText())
+            request = self.run_request(scope, spec, redo=redo)
+            on_reviewed = self.ask_about_reviewed(request, get_task(spec.task).label)
             if on_reviewed is None:
                 return
             self.start_run(replace(request, on_reviewed=on_reviewed))
