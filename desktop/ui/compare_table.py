@@ -13,11 +13,11 @@ from typing import cast
 from captioneer.backends.base import ProgressCallback
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import window_text
+from captioneer.backends.hub import size_text
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.evaluation.photos import collect_photos, read_keyword_truth
 from captioneer.desktop.evaluation.references import References
 from captioneer.desktop.evaluation.scores import EvaluationProgress, Profile, ProfileScore
-from captioneer.desktop.ui.quick_caption import format_bytes
 from captioneer.desktop.ui.score_chart_view import Bar
 
 CAPTION_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
@@ -116,7 +116,7 @@ def table_row(score: ProfileScore, columns: Sequence[str]) -> list[tuple[str, fl
         "KW-F1": _number(score.keyword_f1),
         "s/photo": _number(score.seconds_per_photo, 2),
         "Load s": _number(score.load_seconds, 1),
-        "Peak memory": (format_bytes(score.peak_memory_bytes), float(score.peak_memory_bytes))
+        "Peak memory": (size_text(score.peak_memory_bytes), float(score.peak_memory_bytes))
         if score.peak_memory_bytes else (NO_VALUE, None),
         "Failed": (failed_text(score), float(score.failed)),
     }
