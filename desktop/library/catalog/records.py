@@ -82,6 +82,12 @@ class Query:
     text: str
     where: str
     params: tuple[Any, ...]
+    rank: str = ""
+    """An FTS5 MATCH expression of the search's words (not those under NOT), to order results by relevance
+    (bm25) and cut snippets around them; empty when the search has no words to rank by."""
+    fallback: Query | None = None
+    """The same search without the full-text index (plain substring matching), for a catalog whose SQLite
+    has no FTS5; None when the search does not use the index."""
 
 
 RESULT_COLUMNS = (
