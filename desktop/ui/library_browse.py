@@ -189,6 +189,7 @@ class BrowseController(QObject):
         if keep is not None and keep not in ids:
             self.review.leave_current()  # unsaved edits of a photo the filter hides: save or discard them
         self.thumbs.forget_queued()
+        self.model.search = self.filter.query
         self.model.set_ids(ids)
         total = len(ids)
         self.view.count.setText(f"{total:,} photo{'s' if total != 1 else ''} · {self.filter.describe()}")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.library.catalog.errors import CatalogError
+from captioneer.desktop.library.catalog.fts import FTS_TABLE
 from captioneer.desktop.library.catalog.records import Query, Result
-from captioneer.desktop.library.catalog.search import compile_query, contains, has_keyword
+from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query, contains, has_keyword
 from captioneer.desktop.library.catalog.store import Catalog
 
 STATUS_FILTERS = ("all", "untagged", "failed", "new", "needs_review", "approved", "rejected", "written")
@@ -179,6 +180,27 @@ def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
     where, params = compile_filter(browse, catalog.text_index)
     query = Query(browse.describe(), f"r.photo_id IN (SELECT p.id FROM {_FROM} WHERE {where})", tuple(params))
     return catalog.results(current_only=True, query=query)
+
+
+def match_snippet(catalog: Catalog, search: str, photo_id: int) -> str | None:
+    """A short extract of the photo's current text around the words ``search`` matched (``[sunset]``), from
+    its best-matching result; None when the search has no words, none matched here, or there is no index.
+    One small indexed query: cheap enough for a tooltip."""
+    if not search.strip() or not catalog.text_index:
+        return None
+    try:
+        rank = compile_query(search).rank
+    except SearchSyntaxError:
+        return None
+    if not rank:
+        return None
+    row = catalog.db.execute(
+        f"SELECT snippet({FTS_TABLE}, -1, '[', ']', '…', 12) FROM {FTS_TABLE} "
+        f"JOIN results r ON r.id = {FTS_TABLE}.rowid "
+        f"WHERE {FTS_TABLE} MATCH ? AND r.photo_id = ? AND r.current = 1 ORDER BY bm25({FTS_TABLE}) LIMIT 1",
+        (rank, photo_id),
+    ).fetchone()
+    return " ".join(row[0].split()) if row and row[0] else None
 
 
 @dataclass(frozen=True)
