@@ -216,7 +216,8 @@ class _Parser:
         field = token.field
         if field is None:
             if self.text_index:
-                parts = (self.keyword(value), self.text("text", token), self.name(value))
+                # The index holds the result's keywords (as words): only the files' keywords are looked up.
+                parts = (self.files_keyword(value), self.text("text", token), self.name(value))
             else:
                 parts = (
                     self.keyword(value),
@@ -253,6 +254,12 @@ class _Parser:
         files, files_params = has_keyword("p.existing_keywords", value)
         self.params.extend([*results_params, *files_params])
         return f"({results} OR {files})"
+
+    def files_keyword(self, value: str) -> str:
+        """The keywords the photo's files already had (read at the last scan; not in the text index)."""
+        sql, params = has_keyword("p.existing_keywords", value)
+        self.params.extend(params)
+        return sql
 
     def name(self, value: str) -> str:
         """The photo's file name: the whole name with ``*`` wildcards (``IMG_12*``), else any part of it."""
