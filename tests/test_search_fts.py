@@ -72,8 +72,9 @@ def test_user_text_never_reaches_the_sql_or_the_match_syntax(text: str) -> None:
 
 
 def test_words_under_not_do_not_rank() -> None:
-    query = compile_query("sunset -dog NOT (cat OR ocr:menu) caption:beach")
+    query = compile_query("sunset -dog NOT (cat OR ocr:menu) caption:beach sun* -moon*")
     assert query.rank == '("sunset") OR (caption : "beach")'
+    assert query.prefix_rank == '("sun" *)'  # prefixes rank in the unstemmed index
     assert query.fallback is not None and "results_fts" not in query.fallback.where
     assert compile_query("status:new keyword:beach").fallback is None  # no text: nothing to fall back from
 
@@ -123,6 +124,13 @@ def names(catalog: Catalog, text: str, **options) -> set[str]:
         ("alt:moored", {"boat"}),
         ("moor*", {"boat"}),  # prefix
         ("harb*", {"boat"}),
+        # Prefixes longer than a word's stem: the stemmed index holds "running" as "run", "sleeping" as
+        # "sleep"; the unstemmed one still has them whole.
+        ("runni*", {"run"}),
+        ("sleepin*", {"cat"}),
+        ("caption:everywh*", {"run"}),
+        ("title:evenin*", {"beach"}),
+        ("caption:evenin*", set()),
         ("ha*", {"boat"}),  # "harbour" is the only word starting with "ha"
         ('"on the beach"', {"beach", "dog"}),
         ('"beach the on"', set()),  # a phrase keeps its order
@@ -197,8 +205,8 @@ def index_rows(catalog: Catalog) -> int:
 def test_edits_supersedes_and_deletes_keep_the_index_in_step(catalog: Catalog, tmp_path: Path) -> None:
     (cat,) = search(catalog, "sofa")
     catalog.edit_result(cat.id, caption="A cat asleep on a cushion.")
-    assert names(catalog, "sofa") == set()
-    assert names(catalog, "cushions") == {"cat"}
+    assert names(catalog, "sofa") == names(catalog, "sof*") == set()
+    assert names(catalog, "cushions") == names(catalog, "cushi*") == {"cat"}
     catalog.edit_result(cat.id, keywords=["cat", "pillow"], title="Nap time", alt_text="Sleepy cat")
     assert names(catalog, "pillows") == names(catalog, "title:nap") == names(catalog, "alt:sleepy") == {"cat"}
     assert names(catalog, "cafe") == set()
@@ -230,6 +238,10 @@ def test_edits_supersedes_and_deletes_keep_the_index_in_step(catalog: Catalog, t
     assert index_rows(catalog) == 2 * (len(PHOTOS) - 1)
     indexed = {row[0] for row in catalog.db.execute(f"SELECT rowid FROM {fts.FTS_TABLE}")}
     assert indexed == {result.id for result in catalog.results()}
+    for table in (fts.FTS_TABLE, fts.WORDS_TABLE):  # FTS5's own check of each index against its text
+        catalog.db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+    assert names(catalog, "cushi*", current_only=False) == set()
+
 
 
 # ---- migration and fallback --------------------------------------------------------------------------------

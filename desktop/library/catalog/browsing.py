@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.library.catalog.errors import CatalogError
-from captioneer.desktop.library.catalog.fts import FTS_TABLE
 from captioneer.desktop.library.catalog.records import Query, Result
-from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query, contains, has_keyword
+from captioneer.desktop.library.catalog.search import (
+    SearchSyntaxError,
+    compile_query,
+    contains,
+    has_keyword,
+    snippets,
+)
 from captioneer.desktop.library.catalog.store import Catalog
 
 STATUS_FILTERS = ("all", "untagged", "failed", "new", "needs_review", "approved", "rejected", "written")
@@ -189,18 +194,15 @@ def match_snippet(catalog: Catalog, search: str, photo_id: int) -> str | None:
     if not search.strip() or not catalog.text_index:
         return None
     try:
-        rank = compile_query(search).rank
+        query = compile_query(search)
     except SearchSyntaxError:
         return None
-    if not rank:
-        return None
-    row = catalog.db.execute(
-        f"SELECT snippet({FTS_TABLE}, -1, '[', ']', '…', 12) FROM {FTS_TABLE} "
-        f"JOIN results r ON r.id = {FTS_TABLE}.rowid "
-        f"WHERE {FTS_TABLE} MATCH ? AND r.photo_id = ? AND r.current = 1 ORDER BY bm25({FTS_TABLE}) LIMIT 1",
-        (rank, photo_id),
-    ).fetchone()
-    return " ".join(row[0].split()) if row and row[0] else None
+    current = [row[0] for row in catalog.db.execute(_CURRENT_IDS, (photo_id,))]
+    found = snippets(catalog, query, current)
+    return next((" ".join(found[rid].split()) for rid in current if rid in found), None)
+
+
+_CURRENT_IDS = "SELECT id FROM results WHERE photo_id = ? AND current = 1 ORDER BY id DESC"
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ FTS5 MATCH expressions.
 
 ``results_fts`` holds one row per result (its rowid is the result's id) with the caption, title, alt
 text, keywords and OCR text, tokenised with the Porter stemmer (``sunsets`` finds ``sunset``), accents
-folded (``cafe`` finds ``Café``) and 2- and 3-letter prefix indexes. Triggers on ``results`` keep it in
-step with every insert, edit and delete (a photo's or a run's results go with it by cascade, and cascades
-fire triggers).
+folded (``cafe`` finds ``Café``) and 2- and 3-letter prefix indexes. ``results_words`` indexes the same
+text unstemmed, for prefix searches. Triggers on ``results`` keep both in step with every insert, edit and
+delete (a photo's or a run's results go with it by cascade, and cascades fire triggers).
 
 An SQLite built without FTS5 cannot use (or even update) the index: on such a connection the triggers are
 dropped and searches fall back to plain substring matching; the next open with FTS5 rebuilds the index.
@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlite3
 
 FTS_TABLE = "results_fts"
+WORDS_TABLE = "results_words"
+"""The unstemmed index of the same text, for prefix searches (``sun*``)."""
 COLUMNS = ("caption", "title", "alt", "keywords", "ocr")
 """The index's columns, as the search fields ``caption:``, ``title:``, ``alt:``, ``ocr:`` name them."""
 TRIGGERS = ("results_fts_insert", "results_fts_update", "results_fts_delete")
@@ -45,20 +47,35 @@ def _values(row: str) -> str:
     )
 
 
-_INSERT = f"INSERT INTO {FTS_TABLE} (rowid, {', '.join(COLUMNS)})"
+_NAMES = ", ".join(COLUMNS)
+_INSERT = f"INSERT INTO {FTS_TABLE} (rowid, {_NAMES})"
 _CREATE = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({', '.join(COLUMNS)}, "
-    "tokenize = 'porter unicode61 remove_diacritics 2', prefix = '2 3')"
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5({_NAMES}, "
+    "tokenize = 'porter unicode61 remove_diacritics 2', prefix = '2 3')",
+    # The same words unstemmed, for prefix searches: the stemmed index holds "running" as "run", so "runni*"
+    # could never match there. Its text is read from results_fts (external content): stored once.
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {WORDS_TABLE} USING fts5({_NAMES}, content = '{FTS_TABLE}', "
+    "content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')",
+)
+# An external-content index forgets a row by being handed the exact values it indexed: read them from
+# results_fts before that row goes, and index a new row from what results_fts just stored.
+_FORGET_WORDS = (
+    f"INSERT INTO {WORDS_TABLE} ({WORDS_TABLE}, rowid, {_NAMES}) "
+    f"SELECT 'delete', rowid, {_NAMES} FROM {FTS_TABLE} WHERE rowid = old.id"
+)
+_ADD_WORDS = (
+    f"INSERT INTO {WORDS_TABLE} (rowid, {_NAMES}) "
+    f"SELECT rowid, {_NAMES} FROM {FTS_TABLE} WHERE rowid = new.id"
 )
 _CREATE_TRIGGERS = (
     f"CREATE TRIGGER IF NOT EXISTS results_fts_insert AFTER INSERT ON results BEGIN "
-    f"{_INSERT} SELECT {_values('new')}; END",
+    f"{_INSERT} SELECT {_values('new')}; {_ADD_WORDS}; END",
     # Only the indexed columns: a review state or a "current" flag changing leaves the index alone.
     "CREATE TRIGGER IF NOT EXISTS results_fts_update AFTER UPDATE OF caption, title, alt_text, keywords, "
-    f"ocr_text ON results BEGIN DELETE FROM {FTS_TABLE} WHERE rowid = old.id; "
-    f"{_INSERT} SELECT {_values('new')}; END",
+    f"ocr_text ON results BEGIN {_FORGET_WORDS}; DELETE FROM {FTS_TABLE} WHERE rowid = old.id; "
+    f"{_INSERT} SELECT {_values('new')}; {_ADD_WORDS}; END",
     f"CREATE TRIGGER IF NOT EXISTS results_fts_delete AFTER DELETE ON results BEGIN "
-    f"DELETE FROM {FTS_TABLE} WHERE rowid = old.id; END",
+    f"{_FORGET_WORDS}; DELETE FROM {FTS_TABLE} WHERE rowid = old.id; END",
 )
 
 
@@ -106,11 +123,13 @@ def sync_index(db: sqlite3.Connection) -> bool:
         if _triggers_present(db) == len(TRIGGERS):
             return True
         with _transaction(db):
-            db.execute(_CREATE)
-            for statement in _CREATE_TRIGGERS:
+            for statement in (*_CREATE, *_CREATE_TRIGGERS):
                 db.execute(statement)
             db.execute(f"DELETE FROM {FTS_TABLE}")
             db.execute(f"{_INSERT} SELECT {_values('r')} FROM results r")
+            # Not 'rebuild': FTS5 refuses it when the content table is itself an FTS5 table.
+            db.execute(f"INSERT INTO {WORDS_TABLE} ({WORDS_TABLE}) VALUES ('delete-all')")
+            db.execute(f"INSERT INTO {WORDS_TABLE} (rowid, {_NAMES}) SELECT rowid, {_NAMES} FROM {FTS_TABLE}")
         return True
     if _triggers_present(db):
         with _transaction(db):
@@ -144,6 +163,11 @@ class _transaction:
 # becomes one FTS5 string ("..." with inner quotes doubled), which FTS5 only tokenises, so AND, NEAR, ``-``,
 # ``:``, ``*``, ``^`` or parentheses inside it are plain text. Only a ``*`` the user puts at the end of a
 # bare word is kept, as FTS5's prefix mark after the string.
+
+
+def is_prefix(expression: str) -> bool:
+    """Whether a :func:`match_expression` is a prefix search, answered by :data:`WORDS_TABLE`."""
+    return expression.endswith("*")
 
 
 def match_expression(value: str, column: str | None = None, *, quoted: bool = False) -> str | None:

@@ -83,8 +83,10 @@ class Query:
     where: str
     params: tuple[Any, ...]
     rank: str = ""
-    """An FTS5 MATCH expression of the search's words (not those under NOT), to order results by relevance
-    (bm25) and cut snippets around them; empty when the search has no words to rank by."""
+    """An FTS5 MATCH expression of the search's words (not those under NOT) for the stemmed index, to order
+    results by relevance (bm25) and cut snippets around them; empty when the search has no such words."""
+    prefix_rank: str = ""
+    """The same for the search's prefixes (``sun*``), on the unstemmed index."""
     fallback: Query | None = None
     """The same search without the full-text index (plain substring matching), for a catalog whose SQLite
     has no FTS5; None when the search does not use the index."""

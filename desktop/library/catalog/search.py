@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from captioneer.backends.errors import CaptioneerError
-from captioneer.desktop.library.catalog.fts import FTS_TABLE, match_expression
+from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE, is_prefix, match_expression
 from captioneer.desktop.library.catalog.records import REVIEW_STATES, Query, Result
 from captioneer.desktop.library.catalog.store import Catalog
 
@@ -146,7 +146,7 @@ class _Parser:
         self.text_index = text_index
         self.uses_index = False
         self.negated = 0
-        self.rank_terms: list[str] = []
+        self.rank_terms: dict[str, list[str]] = {FTS_TABLE: [], WORDS_TABLE: []}
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -280,11 +280,12 @@ class _Parser:
             parts = [self.contains(column, token.value) for column in _FALLBACK_COLUMNS[field]]
             return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
         self.uses_index = True
+        table = WORDS_TABLE if is_prefix(expression) else FTS_TABLE
         if self.negated % 2 == 0:
-            self.rank_terms.append(expression)
+            self.rank_terms[table].append(expression)
         self.params.append(expression)
         # COALESCE: a photo with no result (r.id NULL) has no text, so NOT of this is true for it.
-        return f"COALESCE(r.id IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ?), 0)"
+        return f"COALESCE(r.id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?), 0)"
 
     def folder(self, value: str) -> str:
         if os.path.isabs(value):
@@ -344,8 +345,25 @@ def compile_query(text: str, *, text_index: bool = True) -> Query:
         return Query(text=text, where=where, params=tuple(parser.params))
     plain = _Parser(tokens, text_index=False)
     fallback = Query(text=text, where=plain.parse(), params=tuple(plain.params))
-    rank = " OR ".join(f"({term})" for term in parser.rank_terms)
-    return Query(text=text, where=where, params=tuple(parser.params), rank=rank, fallback=fallback)
+    rank, prefix_rank = (" OR ".join(f"({t})" for t in parser.rank_terms[table]) for table in _RANKED)
+    return Query(
+        text=text,
+        where=where,
+        params=tuple(parser.params),
+        rank=rank,
+        prefix_rank=prefix_rank,
+        fallback=fallback,
+    )
+
+
+_RANKED = (FTS_TABLE, WORDS_TABLE)
+
+
+def ranking(query: Query) -> list[tuple[str, str]]:
+    """(index table, MATCH expression) for each index the search's words rank and cut snippets in."""
+    return [
+        (table, rank) for table, rank in zip(_RANKED, (query.rank, query.prefix_rank), strict=True) if rank
+    ]
 
 
 def search(catalog: Catalog, text: str, *, current_only: bool = True) -> list[Result]:
@@ -360,15 +378,16 @@ def snippets(
 ) -> dict[int, str]:
     """A short extract around the words ``query`` matched, per result id (``mark`` around each match); empty
     when the query has no words or the full-text index is not usable."""
-    if not query.rank or not catalog.text_index or not result_ids:
+    if not catalog.text_index or not result_ids:
         return {}
     found: dict[int, str] = {}
-    for start in range(0, len(result_ids), 500):
-        chunk = list(result_ids[start : start + 500])
-        rows = catalog.db.execute(
-            f"SELECT rowid, snippet({FTS_TABLE}, -1, ?, ?, '…', 12) FROM {FTS_TABLE} "
-            f"WHERE {FTS_TABLE} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})",
-            (*mark, query.rank, *chunk),
-        )
-        found.update((int(rowid), text) for rowid, text in rows if text)
+    for table, rank in ranking(query):  # whole words first; a prefix's snippet where they matched nothing
+        for start in range(0, len(result_ids), 500):
+            chunk = [rid for rid in result_ids[start : start + 500] if rid not in found]
+            rows = catalog.db.execute(
+                f"SELECT rowid, snippet({table}, -1, ?, ?, '…', 12) FROM {table} "
+                f"WHERE {table} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})",
+                (*mark, rank, *chunk),
+            )
+            found.update((int(rowid), text) for rowid, text in rows if text)
     return found

@@ -13,7 +13,7 @@ from typing import Any
 
 from captioneer.desktop.library.catalog.connection import WriterLock, connect, open_connection
 from captioneer.desktop.library.catalog.errors import CatalogError, default_catalog_path
-from captioneer.desktop.library.catalog.fts import FTS_TABLE, index_ready
+from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE, index_ready
 from captioneer.desktop.library.catalog.migrations import schema_version
 from captioneer.desktop.library.catalog.records import (
     PHOTO_COLUMNS,
@@ -167,16 +167,23 @@ class Catalog:
         values: list[Any] = []
         if query is not None and query.fallback is not None and not self.text_index:
             query = query.fallback
-        ranked = by_relevance and query is not None and bool(query.rank) and self.text_index
         sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         order = " ORDER BY r.id"
-        if ranked:
-            sql += (
-                f" LEFT JOIN (SELECT rowid AS id, bm25({FTS_TABLE}) AS score FROM {FTS_TABLE} "
-                f"WHERE {FTS_TABLE} MATCH ?) m ON m.id = r.id"
-            )
-            values.append(query.rank)
-            order = " ORDER BY m.score IS NULL, m.score, r.id"
+        ranks = [(FTS_TABLE, query.rank), (WORDS_TABLE, query.prefix_rank)] if query is not None else []
+        scores = []
+        for number, (table, rank) in enumerate(ranks):
+            if by_relevance and rank and self.text_index:
+                sql += (
+                    f" LEFT JOIN (SELECT rowid AS id, bm25({table}) AS score FROM {table} "
+                    f"WHERE {table} MATCH ?) m{number} ON m{number}.id = r.id"
+                )
+                values.append(rank)
+                scores.append(f"m{number}.score")
+        if scores:
+            # bm25 is lower for better matches; rows matched only otherwise (a file name) come last.
+            unmatched = " AND ".join(f"{score} IS NULL" for score in scores)
+            total = " + ".join(f"COALESCE({score}, 0)" for score in scores)
+            order = f" ORDER BY {unmatched}, {total}, r.id"
         if run_id is not None:
             clauses.append("r.run_id = ?")
             values.append(run_id)
