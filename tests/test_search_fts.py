@@ -193,6 +193,11 @@ def test_snippets_mark_the_matched_words(catalog: Catalog) -> None:
     assert by_name["beach"] == "Family on the beach at [sunset]."
     assert "[Crêpes]" in by_name["menu"]
     assert snippets(catalog, compile_query("status:new"), [result.id for result in results]) == {}
+    # A prefix's snippet comes from the unstemmed index, the whole word marked.
+    (run,) = search(catalog, "runni*")
+    assert snippets(catalog, compile_query("runni*"), [run.id]) == {
+        run.id: "Two dogs [running] on the sand; the dog runs fast, dogs everywhere."
+    }
 
 
 # ---- the index follows the results -------------------------------------------------------------------------
