@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.library.catalog.errors import corrupt, default_catalog_path
+from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE
 
 REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
 """Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
@@ -90,6 +91,11 @@ class Query:
     fallback: Query | None = None
     """The same search without the full-text index (plain substring matching), for a catalog whose SQLite
     has no FTS5; None when the search does not use the index."""
+
+    def ranking(self) -> list[tuple[str, str]]:
+        """(index table, MATCH expression) for each index the search's words rank and cut snippets in."""
+        pairs = ((FTS_TABLE, self.rank), (WORDS_TABLE, self.prefix_rank))
+        return [(table, expression) for table, expression in pairs if expression]
 
 
 RESULT_COLUMNS = (

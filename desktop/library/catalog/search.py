@@ -345,7 +345,9 @@ def compile_query(text: str, *, text_index: bool = True) -> Query:
         return Query(text=text, where=where, params=tuple(parser.params))
     plain = _Parser(tokens, text_index=False)
     fallback = Query(text=text, where=plain.parse(), params=tuple(plain.params))
-    rank, prefix_rank = (" OR ".join(f"({t})" for t in parser.rank_terms[table]) for table in _RANKED)
+    rank, prefix_rank = (
+        " OR ".join(f"({t})" for t in parser.rank_terms[table]) for table in (FTS_TABLE, WORDS_TABLE)
+    )
     return Query(
         text=text,
         where=where,
@@ -354,16 +356,6 @@ def compile_query(text: str, *, text_index: bool = True) -> Query:
         prefix_rank=prefix_rank,
         fallback=fallback,
     )
-
-
-_RANKED = (FTS_TABLE, WORDS_TABLE)
-
-
-def ranking(query: Query) -> list[tuple[str, str]]:
-    """(index table, MATCH expression) for each index the search's words rank and cut snippets in."""
-    return [
-        (table, rank) for table, rank in zip(_RANKED, (query.rank, query.prefix_rank), strict=True) if rank
-    ]
 
 
 def search(catalog: Catalog, text: str, *, current_only: bool = True) -> list[Result]:
@@ -381,9 +373,11 @@ def snippets(
     if not catalog.text_index or not result_ids:
         return {}
     found: dict[int, str] = {}
-    for table, rank in ranking(query):  # whole words first; a prefix's snippet where they matched nothing
+    for table, rank in query.ranking():  # whole words first; a prefix's snippet where they matched nothing
         for start in range(0, len(result_ids), 500):
             chunk = [rid for rid in result_ids[start : start + 500] if rid not in found]
+            if not chunk:
+                continue
             rows = catalog.db.execute(
                 f"SELECT rowid, snippet({table}, -1, ?, ?, '…', 12) FROM {table} "
                 f"WHERE {table} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})",

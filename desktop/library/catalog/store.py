@@ -13,7 +13,7 @@ from typing import Any
 
 from captioneer.desktop.library.catalog.connection import WriterLock, connect, open_connection
 from captioneer.desktop.library.catalog.errors import CatalogError, default_catalog_path
-from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE, index_ready
+from captioneer.desktop.library.catalog.fts import index_ready
 from captioneer.desktop.library.catalog.migrations import schema_version
 from captioneer.desktop.library.catalog.records import (
     PHOTO_COLUMNS,
@@ -169,16 +169,15 @@ class Catalog:
             query = query.fallback
         sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         order = " ORDER BY r.id"
-        ranks = [(FTS_TABLE, query.rank), (WORDS_TABLE, query.prefix_rank)] if query is not None else []
+        ranks = query.ranking() if query is not None and by_relevance and self.text_index else []
         scores = []
         for number, (table, rank) in enumerate(ranks):
-            if by_relevance and rank and self.text_index:
-                sql += (
-                    f" LEFT JOIN (SELECT rowid AS id, bm25({table}) AS score FROM {table} "
-                    f"WHERE {table} MATCH ?) m{number} ON m{number}.id = r.id"
-                )
-                values.append(rank)
-                scores.append(f"m{number}.score")
+            sql += (
+                f" LEFT JOIN (SELECT rowid AS id, bm25({table}) AS score FROM {table} "
+                f"WHERE {table} MATCH ?) m{number} ON m{number}.id = r.id"
+            )
+            values.append(rank)
+            scores.append(f"m{number}.score")
         if scores:
             # bm25 is lower for better matches; rows matched only otherwise (a file name) come last.
             unmatched = " AND ".join(f"{score} IS NULL" for score in scores)
