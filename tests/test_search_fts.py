@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from captioneer.desktop.cli import main
+from captioneer.desktop.core.answering import Answer
+from captioneer.desktop.core.tasks import get_task
 from captioneer.desktop.library.browse import BrowseFilter, fetch_rows, photo_ids
 from captioneer.desktop.library.catalog import Catalog, default_catalog_path, fts, open_catalog
 from captioneer.desktop.library.catalog.search import compile_query, search, snippets
@@ -69,6 +71,21 @@ def test_user_text_never_reaches_the_sql_or_the_match_syntax(text: str) -> None:
         if isinstance(param, str) and param.startswith(('"', "caption :", "title :", "ocr :")):
             db.execute("SELECT rowid FROM f WHERE f MATCH ?", (param,)).fetchall()  # no syntax error
     assert "NEAR" not in query.where and "AND y" not in query.where
+
+
+@pytest.mark.parametrize(
+    ("task_id", "expected"),
+    [("ocr", "SOUPE DU JOUR\nCrêpes 4,50 €"), ("caption", None), ("keywords", None), ("question", None)],
+)
+def test_the_field_table_says_which_tasks_read_text(task_id: str, expected: str | None) -> None:
+    """tasks.toml's ``ocr_text`` field: the ocr task's whole answer is the text it read (lines kept)."""
+    text = (
+        "SOUPE DU JOUR\nCrêpes 4,50 €"
+        if task_id != "keywords"
+        else '{"caption": "A menu.", "keywords": ["menu"]}'
+    )
+    data = json.loads(text) if task_id == "keywords" else None
+    assert get_task(task_id).fields(Answer(text=text, data=data)).ocr_text == expected
 
 
 def test_words_under_not_do_not_rank() -> None:
@@ -246,7 +263,6 @@ def test_edits_supersedes_and_deletes_keep_the_index_in_step(catalog: Catalog, t
     for table in (fts.FTS_TABLE, fts.WORDS_TABLE):  # FTS5's own check of each index against its text
         catalog.db.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
     assert names(catalog, "cushi*", current_only=False) == set()
-
 
 
 # ---- migration and fallback --------------------------------------------------------------------------------
