@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.catalog import fts, open_catalog
 from tests.test_ui_library import filter_to, make_photos, open_window, stems, tag_directly
 
 __all__ = ["open_window"]  # the fixture, imported for its name
@@ -62,3 +62,18 @@ def test_search_box_uses_the_index_and_tooltips_quote_the_match(qtbot, tmp_path:
     assert stems(window) == ["IMG_002", "IMG_003", "IMG_004", "IMG_005"]
     tooltip = window.model.data(window.model.index(0), Qt.ItemDataRole.ToolTipRole)
     assert "Matches:" not in tooltip  # nothing matched: only words under NOT
+
+
+def test_without_fts5_the_window_says_its_search_matches_plain_text(
+    qtbot, tmp_path: Path, open_window, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQLite without FTS5 cannot be made here, so its answer to "have you FTS5?" is faked."""
+    root = tmp_path / "Photos"
+    make_photos(root, count=2)
+    tag_directly(root)
+    monkeypatch.setattr(fts, "fts5_available", lambda db: False)
+    window = open_window()
+    assert "FTS5" not in window.view.count.text()
+    filter_to(qtbot, window, query="squ")  # the stand-in's titles say "square": a substring, as before
+    assert stems(window) == ["IMG_000", "IMG_001"]
+    assert "words matched as plain text (this Python's SQLite has no FTS5)" in window.view.count.text()
