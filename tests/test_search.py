@@ -187,8 +187,14 @@ def test_the_window_filter_and_the_search_find_the_same_photos(
     tricky: Catalog, same_search, value: str, expected: set[str]
 ) -> None:
     """The filter field, the same words in the search language, and that search typed in the window's search
-    box all go through one builder, with one rule for special characters."""
+    box all go through one builder, with one rule for special characters. The text filter matches substrings
+    as the search does without its full-text index (with it, text is matched by words: test_search_fts.py)."""
     text, browse = same_search(value)
+    if same_search is text_search:
+        query = compile_query(text, text_index=False)
+        assert {Path(r.path).stem for r in tricky.results(current_only=True, query=query)} == expected
+        assert browsed(tricky, browse) == expected
+        return
     assert names(tricky, text) == expected
     assert browsed(tricky, browse) == expected
     assert browsed(tricky, BrowseFilter(query=text)) == expected

@@ -18,7 +18,7 @@ from captioneer.desktop.core.paths import resource_path
 
 DEFAULT_LANGUAGE = "English"
 DEFAULT_MAX_KEYWORDS = 20
-RESULT_FIELDS = ("caption", "keywords", "title", "alt_text")
+RESULT_FIELDS = ("caption", "keywords", "title", "alt_text", "ocr_text")
 """What a result holds, whatever the task: the names a task's ``fields`` map its answer onto."""
 WHOLE_TEXT = "text"
 """The ``fields`` value that means the whole answer (a plain-text task's only part)."""
@@ -42,6 +42,8 @@ class ResultFields:
     keywords: tuple[str, ...] = ()
     title: str | None = None
     alt_text: str | None = None
+    ocr_text: str | None = None
+    """The text the task read in the image (OCR), for the search's ``ocr:``; None when it reads none."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Task:
             keywords=keywords,
             title=text("title", multiline=False) or None,
             alt_text=text("alt_text", multiline=False) or None,
+            ocr_text=text("ocr_text", multiline=True) or None,
         )
 
 

@@ -28,6 +28,7 @@ from captioneer.desktop.library.catalog.browsing import compile_filter as compil
 from captioneer.desktop.library.catalog.browsing import fetch_rows as fetch_rows
 from captioneer.desktop.library.catalog.browsing import filtered_results as filtered_results
 from captioneer.desktop.library.catalog.browsing import keywords_in_use, present_paths
+from captioneer.desktop.library.catalog.browsing import match_snippet as match_snippet
 from captioneer.desktop.library.catalog.browsing import photo_ids as photo_ids
 from captioneer.desktop.library.catalog.browsing import status_counts as status_counts
 from captioneer.desktop.library.catalog.review import ResultState

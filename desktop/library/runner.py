@@ -365,6 +365,7 @@ class _Runner:
             keywords=keywords,
             title=fields.title,
             alt_text=fields.alt_text,
+            ocr_text=fields.ocr_text,
             raw=answer.text,
             attempts=answer.attempts,
             image_tokens=answer.image_tokens,

@@ -189,9 +189,14 @@ class BrowseController(QObject):
         if keep is not None and keep not in ids:
             self.review.leave_current()  # unsaved edits of a photo the filter hides: save or discard them
         self.thumbs.forget_queued()
+        self.model.search = self.filter.query
         self.model.set_ids(ids)
         total = len(ids)
-        self.view.count.setText(f"{total:,} photo{'s' if total != 1 else ''} · {self.filter.describe()}")
+        plain = self.filter.query and not self.session.catalog.text_index  # said once, where it matters
+        note = " · words matched as plain text (this Python's SQLite has no FTS5)" if plain else ""
+        self.view.count.setText(
+            f"{total:,} photo{'s' if total != 1 else ''} · {self.filter.describe()}{note}"
+        )
         row = self.model.row_of(keep) if keep is not None else None
         self.selection.select_row(row if row is not None else 0)
         current = self.selection.current_row()

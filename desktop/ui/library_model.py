@@ -9,7 +9,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from captioneer.desktop.library.browse import PhotoRow, fetch_rows
+from captioneer.desktop.library.browse import PhotoRow, fetch_rows, match_snippet
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
 
@@ -45,6 +45,8 @@ class PhotoGridModel(QAbstractListModel):
         self._rows: dict[int, PhotoRow] = {}
         self._by_key: dict[str, int] = {}
         self._keys: dict[int, str] = {}
+        self.search = ""
+        """The search the ids answer: tooltips quote the words it matched."""
         thumbs.ready.connect(self._thumbnail_changed)
         thumbs.failed.connect(self._thumbnail_changed)
 
@@ -125,6 +127,9 @@ class PhotoGridModel(QAbstractListModel):
                 lines.append(row.caption)
             if row.keywords:
                 lines.append("Keywords: " + "; ".join(row.keywords))
+            snippet = match_snippet(self.catalog, self.search, row.photo_id)
+            if snippet:
+                lines.append(f"Matches: {snippet}")
             return "\n".join(lines)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{row.name}, {BADGES[row.status][0]}"

@@ -148,7 +148,7 @@ class LibraryView(QMainWindow):
         self.search = QLineEdit()
         self.search.setClearButtonEnabled(True)
         self.search.setPlaceholderText(
-            'Search (Ctrl+F): beach sunset · keyword:"new york" · dog OR cat · -status:rejected · folder:2024'
+            'Search (Ctrl+F): beach sunset · "on the beach" · light* · ocr:menu · dog OR cat · -status:new'
         )
         self.search.setAccessibleName("Search")
         self.search_error = QLabel()

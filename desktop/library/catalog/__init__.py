@@ -2,7 +2,8 @@
 
 Every SQL statement of the app lives in this package; the rest of the app calls its functions. The modules:
 ``store`` (the open :class:`Catalog`: libraries, photos, results), ``records``, ``errors``, ``connection``,
-``migrations``, ``search`` (the search language and the one text/keyword matching), ``browsing`` (the library
+``migrations``, ``search`` (the search language and the one text/keyword matching), ``fts`` (the full-text
+index and safe MATCH expressions), ``browsing`` (the library
 window's queries), ``review`` (review snapshots), ``scanning`` (a scan's writes), ``write_ops`` (metadata
 writes and their undo).
 """

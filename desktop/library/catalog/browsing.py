@@ -11,7 +11,13 @@ from typing import Any
 
 from captioneer.desktop.library.catalog.errors import CatalogError
 from captioneer.desktop.library.catalog.records import Query, Result
-from captioneer.desktop.library.catalog.search import compile_query, contains, has_keyword
+from captioneer.desktop.library.catalog.search import (
+    SearchSyntaxError,
+    compile_query,
+    contains,
+    has_keyword,
+    snippets,
+)
 from captioneer.desktop.library.catalog.store import Catalog
 
 STATUS_FILTERS = ("all", "untagged", "failed", "new", "needs_review", "approved", "rejected", "written")
@@ -60,8 +66,9 @@ class BrowseFilter:
             review state one of the current results is in.
         keyword: photos with a current result that has this keyword, or whose files (read at the last scan)
             have it (case-insensitive; ``*`` wildcard), as the search's ``keyword:`` matches it.
-        text: photos with a current result whose caption, title or alt text contains this text, as the
-            search's ``caption:``, ``title:`` and ``alt:`` match it.
+        text: photos with a current result whose caption, title or alt text contains this text (a plain
+            substring, as the search matches text where SQLite has no full-text index: typing ``sun`` already
+            finds ``sunset``).
         query: the search language of ``captioneer search``, matched against each current result.
     """
 
@@ -93,9 +100,10 @@ def folder_bounds(folder: str) -> tuple[str, str]:
     return low, low[:-1] + chr(ord(os.sep) + 1)
 
 
-def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
+def compile_filter(browse: BrowseFilter, text_index: bool = True) -> tuple[str, list[Any]]:
     """The SQL condition (over ``photos p`` and its newest current result ``r``) and its parameters, built
-    from the search's own conditions so a filter and a search for the same words find the same photos.
+    from the search's own conditions so a filter and a search for the same words find the same photos;
+    ``text_index`` says whether the catalog's full-text index is usable (:attr:`Catalog.text_index`).
 
     Raises:
         SearchSyntaxError: the search text cannot be understood (the message says where).
@@ -105,7 +113,7 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
         raise CatalogError(
             f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
         )
-    clauses, params = _scope(browse)
+    clauses, params = _scope(browse, text_index)
     if browse.status == "untagged":
         clauses.append(f"r.id IS NULL AND NOT {_FAILED}")
     elif browse.status == "failed":
@@ -116,7 +124,7 @@ def compile_filter(browse: BrowseFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _scope(browse: BrowseFilter) -> tuple[list[str], list[Any]]:
+def _scope(browse: BrowseFilter, text_index: bool) -> tuple[list[str], list[Any]]:
     """The filter's conditions but its status: the photos among which each status is counted."""
     clauses = [_SHOWN]
     params: list[Any] = []
@@ -133,7 +141,7 @@ def _scope(browse: BrowseFilter) -> tuple[list[str], list[Any]]:
         clauses.append(_any_current(" OR ".join(sql for sql, _params in parts)))
         params.extend(value for _sql, values in parts for value in values)
     if browse.query.strip():
-        query = compile_query(browse.query)
+        query = compile_query(browse.query, text_index=text_index)
         # A photo not tagged yet is matched as a photo without text (``NOT keyword:beach`` lets it through).
         clauses.append(f"({_any_current(query.where)} OR (r.id IS NULL AND ({query.where})))")
         params.extend(query.params * 2)
@@ -143,7 +151,7 @@ def _scope(browse: BrowseFilter) -> tuple[list[str], list[Any]]:
 def status_counts(catalog: Catalog, browse: BrowseFilter) -> dict[str, int]:
     """How many photos each entry of :data:`STATUS_FILTERS` would show with the rest of ``browse`` (its
     folder, keyword, text and search) as it is: what the status list says beside each status."""
-    clauses, params = _scope(browse)
+    clauses, params = _scope(browse, catalog.text_index)
     scope = f"SELECT p.id FROM {_FROM} WHERE {' AND '.join(clauses)}"
     total, untagged, failed = catalog.db.execute(
         f"SELECT COUNT(*), COALESCE(SUM(r.id IS NULL AND NOT {_FAILED}), 0), COALESCE(SUM({_FAILED}), 0) "
@@ -164,7 +172,7 @@ def status_counts(catalog: Catalog, browse: BrowseFilter) -> dict[str, int]:
 
 def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
     """The ids of the photos the filter lets through, in path order (100,000 of them are a few hundred KB)."""
-    where, params = compile_filter(browse)
+    where, params = compile_filter(browse, catalog.text_index)
     return [
         row[0]
         for row in catalog.db.execute(f"SELECT p.id FROM {_FROM} WHERE {where} ORDER BY p.path", params)
@@ -174,9 +182,27 @@ def photo_ids(catalog: Catalog, browse: BrowseFilter) -> list[int]:
 def filtered_results(catalog: Catalog, browse: BrowseFilter) -> list[Result]:
     """The current results (every task) of the photos the filter lets through (what Export writes), in result
     order."""
-    where, params = compile_filter(browse)
+    where, params = compile_filter(browse, catalog.text_index)
     query = Query(browse.describe(), f"r.photo_id IN (SELECT p.id FROM {_FROM} WHERE {where})", tuple(params))
     return catalog.results(current_only=True, query=query)
+
+
+def match_snippet(catalog: Catalog, search: str, photo_id: int) -> str | None:
+    """A short extract of the photo's current text around the words ``search`` matched (``[sunset]``), from
+    its best-matching result; None when the search has no words, none matched here, or there is no index.
+    One small indexed query: cheap enough for a tooltip."""
+    if not search.strip() or not catalog.text_index:
+        return None
+    try:
+        query = compile_query(search)
+    except SearchSyntaxError:
+        return None
+    current = [row[0] for row in catalog.db.execute(_CURRENT_IDS, (photo_id,))]
+    found = snippets(catalog, query, current)
+    return next((" ".join(found[rid].split()) for rid in current if rid in found), None)
+
+
+_CURRENT_IDS = "SELECT id FROM results WHERE photo_id = ? AND current = 1 ORDER BY id DESC"
 
 
 @dataclass(frozen=True)

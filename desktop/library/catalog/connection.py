@@ -22,6 +22,7 @@ from captioneer.desktop.library.catalog.errors import (
     os_storage_error,
     storage_error,
 )
+from captioneer.desktop.library.catalog.fts import NO_FTS5, sync_index
 from captioneer.desktop.library.catalog.migrations import MIGRATIONS, migrate, schema_version
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ def open_connection(path: Path, *, readonly: bool) -> tuple[sqlite3.Connection, 
         db = connect(path, readonly=False)
         try:
             migrate(db)
+            if not sync_index(db):
+                log.warning(NO_FTS5)
             _refresh_backup(db, path)
         except sqlite3.Error as exc:
             db.close()

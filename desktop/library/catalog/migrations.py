@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from captioneer.desktop.library.catalog.errors import CatalogError
+from captioneer.desktop.library.catalog.fts import TEXT_TASKS, sync_index
 
 # ---------------------------------------------------------------------------------------------------------
 # Migrations: an ordered list; each entry's position + 1 is its version, recorded in schema_migrations.
@@ -166,11 +167,22 @@ def _m004_current_results(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _m005_text_search(db: sqlite3.Connection) -> None:
+    """The text a task read in the image (OCR) is kept per result, and every result's text goes into the
+    full-text index (:mod:`~captioneer.desktop.library.catalog.fts`), filled here for the results already
+    stored and kept in step by triggers from now on."""
+    db.execute("ALTER TABLE results ADD COLUMN ocr_text TEXT")
+    marks = ",".join("?" * len(TEXT_TASKS))
+    db.execute(f"UPDATE results SET ocr_text = caption WHERE task IN ({marks})", TEXT_TASKS)
+    sync_index(db)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_initial,
     _m002_write_operations,
     _m003_existing_keywords,
     _m004_current_results,
+    _m005_text_search,
 )
 
 

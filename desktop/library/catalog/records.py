@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.library.catalog.errors import corrupt, default_catalog_path
+from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE
 
 REVIEW_STATES = ("new", "needs_review", "approved", "rejected", "written")
 """Review state of a result: fresh from the model, flagged, approved, rejected, or written into the files."""
@@ -82,6 +83,19 @@ class Query:
     text: str
     where: str
     params: tuple[Any, ...]
+    rank: str = ""
+    """An FTS5 MATCH expression of the search's words (not those under NOT) for the stemmed index, to order
+    results by relevance (bm25) and cut snippets around them; empty when the search has no such words."""
+    prefix_rank: str = ""
+    """The same for the search's prefixes (``sun*``), on the unstemmed index."""
+    fallback: Query | None = None
+    """The same search without the full-text index (plain substring matching), for a catalog whose SQLite
+    has no FTS5; None when the search does not use the index."""
+
+    def ranking(self) -> list[tuple[str, str]]:
+        """(index table, MATCH expression) for each index the search's words rank and cut snippets in."""
+        pairs = ((FTS_TABLE, self.rank), (WORDS_TABLE, self.prefix_rank))
+        return [(table, expression) for table, expression in pairs if expression]
 
 
 RESULT_COLUMNS = (

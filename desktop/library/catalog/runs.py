@@ -28,6 +28,8 @@ class NewResult:
     keywords: list[str] = field(default_factory=list)
     title: str | None = None
     alt_text: str | None = None
+    ocr_text: str | None = None
+    """The text the task read in the image (indexed for the search's ``ocr:``), if it reads text."""
     raw: str = ""
     seconds: float = 0.0
     image_tokens: int | None = None
@@ -248,8 +250,8 @@ def record_result(
         cursor = db.execute(
             "INSERT INTO results (photo_id, run_id, task, language, caption, keywords, title, alt_text, raw, "
             "engine, model, quant, prompt_hash, seconds, image_tokens, attempts, review, review_reason, "
-            "created_at, updated_at, current) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at, current, ocr_text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo_id,
                 run.id,
@@ -272,6 +274,7 @@ def record_result(
                 now,
                 now,
                 int(current is not None),
+                result.ocr_text,
             ),
         )
         db.execute(

@@ -6,18 +6,26 @@ Words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
 ``keyword:"new york" (caption:boat OR -title:ship)``.
 Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard; the result's keywords and those already in the
 photo's files), ``name:`` (``file:``; the file name, ``*`` wildcard: ``name:IMG_12*``), ``caption:``,
-``title:``, ``alt:``, ``status:``, ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word
-matches a keyword, the caption, the title or the file name.
+``title:``, ``alt:``, ``ocr:`` (the text a task read in the image), ``text:`` (any of the result's text),
+``status:``, ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word matches a keyword, any of
+the result's text or the file name.
+
+Text (bare words and the text fields) is matched through the full-text index
+(:mod:`~captioneer.desktop.library.catalog.fts`): whole words, stemmed (``sunsets`` finds ``sunset``),
+accents ignored, ``"quoted phrases"`` as phrases, ``sun*`` as a prefix. Where SQLite has no FTS5 the same
+search falls back to substring matching.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE, is_prefix, match_expression
 from captioneer.desktop.library.catalog.records import REVIEW_STATES, Query, Result
 from captioneer.desktop.library.catalog.store import Catalog
 
@@ -37,6 +45,8 @@ FIELDS = {
     "title": "title",
     "alt": "alt",
     "alt_text": "alt",
+    "ocr": "ocr",
+    "text": "text",
     "status": "status",
     "review": "status",
     "folder": "folder",
@@ -58,6 +68,7 @@ class _Token:
     position: int
     field: str | None = None
     value: str = ""
+    quoted: bool = False
 
 
 _TOKEN = re.compile(
@@ -104,16 +115,38 @@ def tokenize(query: str) -> list[_Token]:
                     known = ", ".join(sorted(set(FIELDS.values())))
                     raise SearchSyntaxError(f"Unknown search field '{field}:'. Use one of: {known}.")
                 field = canonical
-            tokens.append(_Token("TERM", start, field, value))
+            tokens.append(_Token("TERM", start, field, value, match.group("quoted") is not None))
         position = match.end()
     return tokens
 
 
+# The index column each text field searches (None: any of them), and the result columns the substring
+# fallback reads for it.
+_TEXT_FIELDS: dict[str, str | None] = {
+    "caption": "caption",
+    "title": "title",
+    "alt": "alt",
+    "ocr": "ocr",
+    "text": None,
+}
+_FALLBACK_COLUMNS = {
+    "caption": ("r.caption",),
+    "title": ("r.title",),
+    "alt": ("r.alt_text",),
+    "ocr": ("r.ocr_text",),
+    "text": ("r.caption", "r.title", "r.alt_text", "r.ocr_text", "r.keywords"),
+}
+
+
 class _Parser:
-    def __init__(self, tokens: list[_Token]) -> None:
+    def __init__(self, tokens: list[_Token], text_index: bool) -> None:
         self.tokens = tokens
         self.index = 0
         self.params: list[Any] = []
+        self.text_index = text_index
+        self.uses_index = False
+        self.negated = 0
+        self.rank_terms: dict[str, list[str]] = {FTS_TABLE: [], WORDS_TABLE: []}
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -153,7 +186,10 @@ class _Parser:
         token = self.peek()
         if token is not None and token.kind == "NOT":
             self.take()
-            return f"NOT {self.not_expr()}"
+            self.negated += 1
+            inner = self.not_expr()
+            self.negated -= 1
+            return f"NOT {inner}"
         return self.atom()
 
     def atom(self) -> str:
@@ -179,20 +215,23 @@ class _Parser:
         value = token.value
         field = token.field
         if field is None:
-            parts = (
-                self.keyword(value),
-                self.contains("r.caption", value),
-                self.contains("r.title", value),
-                self.name(value),
-            )
+            if self.text_index:
+                # The index holds the result's keywords (as words): only the files' keywords are looked up.
+                parts = (self.files_keyword(value), self.text("text", token), self.name(value))
+            else:
+                parts = (
+                    self.keyword(value),
+                    self.contains("r.caption", value),
+                    self.contains("r.title", value),
+                    self.name(value),
+                )
             return "(" + " OR ".join(parts) + ")"
         if field == "keyword":
             return self.keyword(value)
         if field == "name":
             return self.name(value)
-        if field in ("caption", "title", "alt"):
-            column = {"caption": "r.caption", "title": "r.title", "alt": "r.alt_text"}[field]
-            return self.contains(column, value)
+        if field in _TEXT_FIELDS:
+            return self.text(field, token)
         if field == "status":
             state = _STATUS_ALIASES.get(value.lower(), value.lower())
             if state not in REVIEW_STATES:
@@ -216,6 +255,12 @@ class _Parser:
         self.params.extend([*results_params, *files_params])
         return f"({results} OR {files})"
 
+    def files_keyword(self, value: str) -> str:
+        """The keywords the photo's files already had (read at the last scan; not in the text index)."""
+        sql, params = has_keyword("p.existing_keywords", value)
+        self.params.extend(params)
+        return sql
+
     def name(self, value: str) -> str:
         """The photo's file name: the whole name with ``*`` wildcards (``IMG_12*``), else any part of it."""
         sql, params = name_matches("p.path", value)
@@ -226,6 +271,21 @@ class _Parser:
         sql, params = contains(column, value)
         self.params.extend(params)
         return sql
+
+    def text(self, field: str, token: _Token) -> str:
+        """A text field (or a bare word, as ``text``) through the full-text index, or as a substring where
+        there is no index or the term has no word to look up (``&``)."""
+        expression = match_expression(token.value, _TEXT_FIELDS[field], quoted=token.quoted)
+        if not self.text_index or expression is None:
+            parts = [self.contains(column, token.value) for column in _FALLBACK_COLUMNS[field]]
+            return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+        self.uses_index = True
+        table = WORDS_TABLE if is_prefix(expression) else FTS_TABLE
+        if self.negated % 2 == 0:
+            self.rank_terms[table].append(expression)
+        self.params.append(expression)
+        # COALESCE: a photo with no result (r.id NULL) has no text, so NOT of this is true for it.
+        return f"COALESCE(r.id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?), 0)"
 
     def folder(self, value: str) -> str:
         if os.path.isabs(value):
@@ -271,19 +331,57 @@ def has_keyword(column: str, value: str) -> tuple[str, list[Any]]:
     return f"EXISTS (SELECT 1 FROM json_each({column}) k WHERE casefold(k.value) = ?)", [folded]
 
 
-def compile_query(text: str) -> Query:
-    """Turn search text into an SQL condition.
+def compile_query(text: str, *, text_index: bool = True) -> Query:
+    """Turn search text into an SQL condition: text through the full-text index, or (``text_index`` False,
+    and in the query's ``fallback``) as substrings.
 
     Raises:
         SearchSyntaxError: with the position of the problem.
     """
-    parser = _Parser(tokenize(text))
+    tokens = tokenize(text)
+    parser = _Parser(tokens, text_index)
     where = parser.parse()
-    return Query(text=text, where=where, params=tuple(parser.params))
+    if not parser.uses_index:
+        return Query(text=text, where=where, params=tuple(parser.params))
+    plain = _Parser(tokens, text_index=False)
+    fallback = Query(text=text, where=plain.parse(), params=tuple(plain.params))
+    rank, prefix_rank = (
+        " OR ".join(f"({t})" for t in parser.rank_terms[table]) for table in (FTS_TABLE, WORDS_TABLE)
+    )
+    return Query(
+        text=text,
+        where=where,
+        params=tuple(parser.params),
+        rank=rank,
+        prefix_rank=prefix_rank,
+        fallback=fallback,
+    )
 
 
 def search(catalog: Catalog, text: str, *, current_only: bool = True) -> list[Result]:
-    """Results matching ``text``; by default only each photo's current result per task (not the superseded
-    versions)."""
-    query = compile_query(text)
-    return catalog.results(current_only=current_only, query=query)
+    """Results matching ``text``, those that match its words best first; by default only each photo's current
+    result per task (not the superseded versions)."""
+    query = compile_query(text, text_index=catalog.text_index)
+    return catalog.results(current_only=current_only, query=query, by_relevance=True)
+
+
+def snippets(
+    catalog: Catalog, query: Query, result_ids: Sequence[int], *, mark: tuple[str, str] = ("[", "]")
+) -> dict[int, str]:
+    """A short extract around the words ``query`` matched, per result id (``mark`` around each match); empty
+    when the query has no words or the full-text index is not usable."""
+    if not catalog.text_index or not result_ids:
+        return {}
+    found: dict[int, str] = {}
+    for table, rank in query.ranking():  # whole words first; a prefix's snippet where they matched nothing
+        for start in range(0, len(result_ids), 500):
+            chunk = [rid for rid in result_ids[start : start + 500] if rid not in found]
+            if not chunk:
+                continue
+            rows = catalog.db.execute(
+                f"SELECT rowid, snippet({table}, -1, ?, ?, '…', 12) FROM {table} "
+                f"WHERE {table} MATCH ? AND rowid IN ({','.join('?' * len(chunk))})",
+                (*mark, rank, *chunk),
+            )
+            found.update((int(rowid), text) for rowid, text in rows if text)
+    return found

@@ -13,6 +13,7 @@ from typing import Any
 
 from captioneer.desktop.library.catalog.connection import WriterLock, connect, open_connection
 from captioneer.desktop.library.catalog.errors import CatalogError, default_catalog_path
+from captioneer.desktop.library.catalog.fts import index_ready
 from captioneer.desktop.library.catalog.migrations import schema_version
 from captioneer.desktop.library.catalog.records import (
     PHOTO_COLUMNS,
@@ -37,10 +38,18 @@ class Catalog:
         self.db = db
         self.path = path
         self._lock = lock
+        self._text_index: bool | None = None
 
     @property
     def writable(self) -> bool:
         return self._lock is not None
+
+    @property
+    def text_index(self) -> bool:
+        """Whether searches can use the full-text index (this SQLite has FTS5 and the index is in step)."""
+        if self._text_index is None:
+            self._text_index = index_ready(self.db)
+        return self._text_index
 
     def close(self) -> None:
         self.db.close()
@@ -148,12 +157,32 @@ class Catalog:
         path: str | None = None,
         current_only: bool = False,
         query: Query | None = None,
+        by_relevance: bool = False,
     ) -> list[Result]:
         """Results joined with their photo path, oldest first. ``current_only`` keeps each photo's current
         result per task (leaving out superseded versions); ``query`` narrows them by a search or filter
-        (:mod:`captioneer.desktop.library.catalog.search`)."""
+        (:mod:`captioneer.desktop.library.catalog.search`); ``by_relevance`` puts those that match its words
+        best first (bm25), when it has words and the full-text index is usable."""
         clauses: list[str] = []
         values: list[Any] = []
+        if query is not None and query.fallback is not None and not self.text_index:
+            query = query.fallback
+        sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
+        order = " ORDER BY r.id"
+        ranks = query.ranking() if query is not None and by_relevance and self.text_index else []
+        scores = []
+        for number, (table, rank) in enumerate(ranks):
+            sql += (
+                f" LEFT JOIN (SELECT rowid AS id, bm25({table}) AS score FROM {table} "
+                f"WHERE {table} MATCH ?) m{number} ON m{number}.id = r.id"
+            )
+            values.append(rank)
+            scores.append(f"m{number}.score")
+        if scores:
+            # bm25 is lower for better matches; rows matched only otherwise (a file name) come last.
+            unmatched = " AND ".join(f"{score} IS NULL" for score in scores)
+            total = " + ".join(f"COALESCE({score}, 0)" for score in scores)
+            order = f" ORDER BY {unmatched}, {total}, r.id"
         if run_id is not None:
             clauses.append("r.run_id = ?")
             values.append(run_id)
@@ -174,10 +203,9 @@ class Catalog:
         if query is not None:
             clauses.append(f"({query.where})")
             values.extend(query.params)
-        sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return [result_from_row(row, self.path) for row in self.db.execute(sql + " ORDER BY r.id", values)]
+        return [result_from_row(row, self.path) for row in self.db.execute(sql + order, values)]
 
     def result(self, result_id: int) -> Result | None:
         found = self.results(ids=[result_id])
