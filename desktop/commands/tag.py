@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vocabulary",
         type=Path,
         metavar="FILE",
-        help="your keyword list: one a line, synonyms as `keyword = synonym, synonym`",
+        help="your keyword list: one a line, synonyms as `keyword = synonym, synonym`, paths as "
+        "`Places|France|Paris`; Lightroom's exported keyword list is read as it is",
     )
     parser.add_argument(
         "--vocabulary-loose",
@@ -225,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
         batch_size=args.batch_size,
+        keyword_paths=dict(vocabulary.paths) if vocabulary else {},
     )
     printer = ProgressPrinter()
     controller = RunController()
