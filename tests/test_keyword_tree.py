@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.cli import main
 from captioneer.desktop.library.keyword_tree import (
     KeywordPath,
     parse_keyword_list,
@@ -75,6 +76,7 @@ def test_paths_read_and_write_captioneer_form(text, levels, hidden, parents, bac
 def test_a_bar_inside_a_level_never_adds_a_level() -> None:
     path = KeywordPath.parse("Bands/AC|DC", "/")
     assert path.levels == ("Bands", "AC|DC") and path.text() == "Bands|AC¦DC"
+    assert KeywordPath.parse(path.text()) == path
 
 
 def test_lightroom_export_is_detected_and_read() -> None:
@@ -176,3 +178,40 @@ def test_read_vocabulary_detects_lightroom_and_keeps_paths(tmp_path: Path) -> No
     assert vocabulary.lookup("pooch") == "Dog" and vocabulary.lookup("Paree") == "Paris"
     assert vocabulary.paths["Dog"] == "Animals|Dog" and "Paris" not in vocabulary.paths
     assert vocabulary.lookup("Europe") is None  # levels are not offered to the model
+
+
+def test_vocabulary_import_converts_a_lightroom_list_and_counts_it(tmp_path: Path, capsys) -> None:
+    exported = tmp_path / "Keywords.txt"
+    exported.write_bytes(LIGHTROOM_EXPORT.encode("utf-8"))
+    out = tmp_path / "vocabulary.txt"
+    assert main(["vocabulary", "import", str(exported), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "read the Lightroom keyword list Keywords.txt: 21 keywords in 4 levels (4 grouping levels" in err
+    assert "6 synonyms; 9 keywords offered to the model" in err
+    assert "'Paris' is at 2 places ([Places]|Europe|France|Paris, [Places]|USA|Texas|Paris)" in err
+    converted, original = read_vocabulary(out), read_vocabulary(exported)
+    assert (converted.terms, converted.synonyms, converted.paths) == (
+        original.terms, original.synonyms, original.paths,
+    )  # fmt: skip
+    # An existing file is never replaced without --force.
+    before = out.read_bytes()
+    assert main(["vocabulary", "import", str(exported), "-o", str(out)]) == 2
+    assert "exists: choose another name, or pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_vocabulary_import_reads_digikam_paths_to_standard_output(tmp_path: Path, capsys) -> None:
+    paths = tmp_path / "tags.txt"
+    # With "/" as the separator, "AC/DC is a band" is two levels: why "/" must be asked for.
+    paths.write_text("Places/France/Paris\nBands/AC|DC\nAC/DC is a band\n", encoding="utf-8")
+    assert main(["vocabulary", "import", str(paths), "--separator", "/"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1:] == ["Places|France|Paris", "Bands|AC¦DC", "AC|DC is a band"]
+    assert "digiKam path list tags.txt: 7 keywords in 3 levels" in captured.err
+
+
+def test_vocabulary_import_of_only_grouping_levels_says_so(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "Keywords.txt"
+    empty.write_text("[Places]\n\t[Europe]\n", encoding="utf-8")
+    assert main(["vocabulary", "import", str(empty)]) == 2
+    assert "has no keywords to offer (every keyword is in [brackets])" in capsys.readouterr().err

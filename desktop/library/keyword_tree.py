@@ -60,11 +60,12 @@ class KeywordPath:
 
     @classmethod
     def parse(cls, text: str, separator: str = SEPARATOR) -> KeywordPath:
-        """Read ``[Places]|Europe|France|Paris`` (empty levels are dropped)."""
+        """Read ``[Places]|Europe|France|Paris`` (empty levels are dropped; ``¦`` in a level is the ``|``
+        that :meth:`text` wrote in its place)."""
         levels: list[str] = []
         hidden: set[int] = set()
         for raw in text.split(separator):
-            name, shown = _level(raw)
+            name, shown = _level(raw.replace(_STAND_IN, SEPARATOR) if separator == SEPARATOR else raw)
             if name:
                 if not shown:
                     hidden.add(len(levels))
