@@ -225,3 +225,20 @@ def test_runs_stored_before_paths_still_load() -> None:
     assert RunSpec.from_json(old).keyword_paths == {}
     spec = RunSpec(vocabulary=("Dog",), keyword_paths={"Dog": "Animals|Dog"})
     assert RunSpec.from_json(spec.to_json()) == spec
+
+
+def test_the_windows_run_keeps_the_paths_of_a_lightroom_list(qtbot, tmp_path: Path) -> None:
+    """The Tag Photos dialog's vocabulary goes through the same reader: a Lightroom export as it is."""
+    from captioneer.desktop.ui.library_window import LibraryWindow
+    from tests.test_ui_library import fake_args, fake_opener
+
+    exported = tmp_path / "Keywords.txt"
+    exported.write_bytes("\ufeff[Places]\r\n\tFrance\r\n\t\tParis\r\n\t\t\t{Paree}\r\n".encode())
+    window = LibraryWindow(overrides=fake_args(), opener=fake_opener())
+    qtbot.addWidget(window.view)
+    try:
+        spec = window.runs.run_spec("keywords", "English", exported)
+    finally:
+        window.shutdown()
+    assert spec.vocabulary == ("Paris",) and spec.synonyms == {"paree": "Paris"}
+    assert spec.keyword_paths == {"France": "[Places]|France", "Paris": "[Places]|France|Paris"}
