@@ -242,3 +242,14 @@ def test_the_windows_run_keeps_the_paths_of_a_lightroom_list(qtbot, tmp_path: Pa
         window.shutdown()
     assert spec.vocabulary == ("Paris",) and spec.synonyms == {"paree": "Paris"}
     assert spec.keyword_paths == {"France": "[Places]|France", "Paris": "[Places]|France|Paris"}
+
+
+def test_tag_says_which_vocabulary_names_are_written_without_a_path(
+    tmp_path: Path, tiny_gguf: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "Photos"
+    photos(root, 1)
+    vocabulary = tmp_path / "Keywords.txt"
+    vocabulary.write_text("Places\n\tFrance\n\t\tParis\n\tTexas\n\t\tParis\n", encoding="utf-8")
+    said = tag(root, vocabulary, tiny_gguf)
+    assert "the vocabulary has Paris at more than one place: written without a path" in said

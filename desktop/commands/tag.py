@@ -212,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     folder = args.folder.expanduser().absolute()
     vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary is not None else None
+    if vocabulary and vocabulary.ambiguous:
+        names = ", ".join(vocabulary.ambiguous)
+        _say(f"the vocabulary has {names} at more than one place: written without a path (rename one)")
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
     overrides = overrides_from_args(args)

@@ -129,11 +129,13 @@ class Vocabulary:
         synonyms: lower-cased variant -> canonical term.
         paths: keyword -> its place in the user's hierarchy, in Captioneer's form
             (``Paris`` -> ``[Places]|Europe|France|Paris``); keywords without one are flat.
+        ambiguous: names the file has at more than one place (Paris in France and in Texas): without a path.
     """
 
     terms: tuple[str, ...] = ()
     synonyms: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    ambiguous: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.terms)
@@ -181,7 +183,8 @@ def parse_vocabulary(text: str, source: str = "the vocabulary") -> Vocabulary:
     if not terms:
         raise ConfigurationError(f"{source} has no keywords.")
     paths = {_tidy(name): path.text() for name, path in parts.paths.items() if _tidy(name)}
-    return Vocabulary(terms=tuple(terms.values()), synonyms=synonyms, paths=paths)
+    ambiguous = tuple(_tidy(name) for name in parts.ambiguous)
+    return Vocabulary(terms=tuple(terms.values()), synonyms=synonyms, paths=paths, ambiguous=ambiguous)
 
 
 def read_vocabulary(path: Path, what: str = "the vocabulary file") -> Vocabulary:
