@@ -134,10 +134,15 @@ def read_back(path: Path) -> dict[str, list[str]]:
     return {k: [str(item) for item in v] for k, v in as_list.items()}
 
 
-def photos(root: Path, count: int) -> None:
+def library(tmp_path: Path, count: int, vocabulary: str) -> tuple[Path, Path]:
+    """A folder of ``count`` photos and a vocabulary file holding ``vocabulary``."""
+    root = tmp_path / "Photos"
     root.mkdir()
     for i in range(count):
         Image.new("RGB", (320, 240), (i * 90, 100, 200 - i * 60)).save(root / f"photo_{i}.jpg", quality=90)
+    path = tmp_path / "Keywords.txt"
+    path.write_text(vocabulary, encoding="utf-8")
+    return root, path
 
 
 def edit_keywords(keywords: str) -> None:
@@ -152,10 +157,7 @@ def edit_keywords(keywords: str) -> None:
 def test_tag_with_a_hierarchical_vocabulary_writes_paths_exiftool_reads(
     tmp_path: Path, tiny_gguf: tuple[Path, Path]
 ) -> None:
-    root = tmp_path / "Photos"
-    photos(root, 2)
-    vocabulary = tmp_path / "vocabulary.txt"
-    vocabulary.write_text(VOCABULARY, encoding="utf-8")
+    root, vocabulary = library(tmp_path, 2, VOCABULARY)
     said = tag(root, vocabulary, tiny_gguf, "--write", "sidecar", "--write-unreviewed")
     assert "2 written" in said, said
     # The keywords JSON schema's enum holds the leaves: whatever the tiny model chose is a leaf at its path.
@@ -194,8 +196,9 @@ def test_embedded_write_keeps_a_foreign_hierarchy(tmp_path: Path, tiny_gguf: tup
     """A JPEG that Lightroom (here: exiftool, as Lightroom writes) already tagged Trips|Rome|Colosseum, with
     the parents in dc:subject and IPTC: all of it stays, in order, and ours joins at its own paths."""
     assert EXIFTOOL
-    root = tmp_path / "Photos"
-    photos(root, 1)
+    # Lightroom's own export format, read as it is.
+    lightroom = "[Places]\n\tEurope\n\t\tFrance\n\t\t\tParis\nAnimals\n\tDog\n"
+    root, vocabulary = library(tmp_path, 1, lightroom)
     photo = root / "photo_0.jpg"
     subprocess.run(
         [EXIFTOOL, "-q", "-overwrite_original", "-XMP-lr:HierarchicalSubject=Trips|Rome|Colosseum",
@@ -204,9 +207,6 @@ def test_embedded_write_keeps_a_foreign_hierarchy(tmp_path: Path, tiny_gguf: tup
          "-IPTC:Keywords=Colosseum", "-IPTC:CodedCharacterSet=UTF8", str(photo)],
         check=True,
     )  # fmt: skip
-    vocabulary = tmp_path / "Keywords.txt"  # Lightroom's own export format, read as it is
-    lightroom = "[Places]\n\tEurope\n\t\tFrance\n\t\t\tParis\nAnimals\n\tDog\n"
-    vocabulary.write_text(lightroom, encoding="utf-8")
     tag(root, vocabulary, tiny_gguf)
     edit_keywords("Paris; Dog")
     assert main(["write", "--mode", "embedded"]) == 0
@@ -247,9 +247,6 @@ def test_the_windows_run_keeps_the_paths_of_a_lightroom_list(qtbot, tmp_path: Pa
 def test_tag_says_which_vocabulary_names_are_written_without_a_path(
     tmp_path: Path, tiny_gguf: tuple[Path, Path]
 ) -> None:
-    root = tmp_path / "Photos"
-    photos(root, 1)
-    vocabulary = tmp_path / "Keywords.txt"
-    vocabulary.write_text("Places\n\tFrance\n\t\tParis\n\tTexas\n\t\tParis\n", encoding="utf-8")
+    root, vocabulary = library(tmp_path, 1, "Places\n\tFrance\n\t\tParis\n\tTexas\n\t\tParis\n")
     said = tag(root, vocabulary, tiny_gguf)
     assert "the vocabulary has Paris at more than one place: written without a path" in said

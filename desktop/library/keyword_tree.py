@@ -142,14 +142,10 @@ class _Collector:
         for depth in range(1, len(path.levels) + 1):
             prefix = KeywordPath(path.levels[:depth], frozenset(i for i in path.hidden if i < depth))
             key = prefix.key()
-            if key not in self.paths:
+            if key not in self.paths:  # the first line that names a level decides its spelling and brackets
                 self.order.append(key)
                 self.paths[key] = prefix
                 self.synonyms[key] = []
-            elif depth == len(path.levels) and prefix.hidden != self.paths[key].hidden:
-                # One line brackets a level another line does not: the level stays exported.
-                kept = self.paths[key].hidden & prefix.hidden
-                self.paths[key] = KeywordPath(self.paths[key].levels, kept)
         listed = self.synonyms[path.key()]
         for synonym in synonyms:
             synonym = _clean(synonym)
