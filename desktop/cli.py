@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "recommend": "captioneer.desktop.commands.recommend",
     "serve": "captioneer.desktop.commands.serve",
     "evaluate": "captioneer.desktop.commands.evaluate",
+    "vocabulary": "captioneer.desktop.commands.vocabulary",
 }
 
 

@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vocabulary",
         type=Path,
         metavar="FILE",
-        help="your keyword list: one a line, synonyms as `keyword = synonym, synonym`",
+        help="your keyword list: one a line, synonyms as `keyword = synonym, synonym`, paths as "
+        "`Places|France|Paris`; Lightroom's exported keyword list is read as it is",
     )
     parser.add_argument(
         "--vocabulary-loose",
@@ -211,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     folder = args.folder.expanduser().absolute()
     vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary is not None else None
+    if vocabulary and vocabulary.ambiguous:
+        names = ", ".join(vocabulary.ambiguous)
+        _say(f"the vocabulary has {names} at more than one place: written without a path (rename one)")
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
     overrides = overrides_from_args(args)
@@ -225,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
         batch_size=args.batch_size,
+        keyword_paths=dict(vocabulary.paths) if vocabulary else {},
     )
     printer = ProgressPrinter()
     controller = RunController()

@@ -105,10 +105,19 @@ class Hierarchy:
         leaf = keyword.replace(self.separator, self.stand_in)
         return f"{branch.replace(self.separator, self.stand_in)}{self.separator}{leaf}" if branch else leaf
 
+    def path_entry(self, levels: Iterable[str]) -> str:
+        """The entry for a keyword with a path, its levels top first (``Places|Europe|Paris``)."""
+        return self.separator.join(level.replace(self.separator, self.stand_in) for level in levels)
+
     def leaf(self, entry: str) -> str:
         """The keyword an entry stands for: its last level (``Places|France|Paris`` → ``Paris``), with the
         stand-in turned back (``AI|this¦that`` → ``this|that``), as Lightroom and digiKam show it."""
-        return entry.rsplit(self.separator, 1)[-1].replace(self.stand_in, self.separator).strip()
+        return self.levels(entry)[-1]
+
+    def levels(self, entry: str) -> list[str]:
+        """Every level of an entry, top first, stand-ins turned back: ``Places|France|Paris`` → ``Places``,
+        ``France``, ``Paris``."""
+        return [level.replace(self.stand_in, self.separator).strip() for level in entry.split(self.separator)]
 
 
 LIGHTROOM = Hierarchy("|", "\u00a6")  # ¦ broken bar
@@ -151,12 +160,14 @@ class FieldSpec:
         """The keywords a keyword field's entries stand for (leaves of hierarchies; foreign branches out)."""
         if self.hierarchy is None:
             return entries
-        hierarchy, foreign = self.hierarchy, self.foreign_branch + self.hierarchy.separator
-        return (
-            hierarchy.leaf(entry)
-            for entry in entries
-            if not (self.foreign_branch and entry.startswith(foreign))
-        )
+        return (self.hierarchy.leaf(entry) for entry in self.own_entries(entries))
+
+    def own_entries(self, entries: Iterable[str]) -> Iterable[str]:
+        """The entries that are the photo's keywords: all but another program's own branch."""
+        if not (self.foreign_branch and self.hierarchy):
+            return entries
+        foreign = self.foreign_branch + self.hierarchy.separator
+        return (entry for entry in entries if not entry.startswith(foreign))
 
 
 # The order is the order of writing and of the preview; keyword fields are read for merging flat lists first

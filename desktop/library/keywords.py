@@ -11,6 +11,7 @@ from pathlib import Path
 from captioneer.backends.errors import ConfigurationError
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 from captioneer.desktop.core.user_files import read_user_text
+from captioneer.desktop.library.keyword_tree import parse_keyword_list, vocabulary_parts
 
 DEFAULT_MAX_LENGTH = 40
 """Longest keyword kept, in characters (IPTC allows 64 bytes; long "keywords" are sentences)."""
@@ -126,10 +127,15 @@ class Vocabulary:
     Attributes:
         terms: canonical keywords in the user's spelling and case.
         synonyms: lower-cased variant -> canonical term.
+        paths: keyword -> its place in the user's hierarchy, in Captioneer's form
+            (``Paris`` -> ``[Places]|Europe|France|Paris``); keywords without one are flat.
+        ambiguous: names the file has at more than one place (Paris in France and in Texas): without a path.
     """
 
     terms: tuple[str, ...] = ()
     synonyms: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    ambiguous: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.terms)
@@ -155,30 +161,30 @@ class Vocabulary:
 
 
 def parse_vocabulary(text: str, source: str = "the vocabulary") -> Vocabulary:
-    """Read a vocabulary file: one keyword a line, ``#`` comments, and optional synonyms as
-    ``canonical = variant, variant``.
+    """Read a vocabulary file: one keyword a line, ``#`` comments, optional synonyms as
+    ``canonical = variant, variant``, and optional paths (``Places|Europe|France|Paris``, or Lightroom's
+    exported keyword list, or digiKam's ``/`` paths: see :mod:`~captioneer.desktop.library.keyword_tree`).
+    The terms are the list's leaves; ``paths`` holds where each keyword with a path sits.
 
     Raises:
         ConfigurationError: the file names no keyword, or a line maps synonyms to nothing.
     """
+    parts = vocabulary_parts(parse_keyword_list(text, source))
     terms: dict[str, str] = {}
+    for leaf in parts.terms:
+        term = _tidy(leaf)
+        if term:
+            terms.setdefault(_fold(term), term)
     synonyms: dict[str, str] = {}
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        canonical, _, variants = line.partition("=")
-        canonical = _tidy(canonical)
-        if not canonical:
-            raise ConfigurationError(f"{source}, line {number}: a synonym line needs a keyword before '='.")
-        terms.setdefault(_fold(canonical), canonical)
-        for variant in variants.split(","):
-            variant = _tidy(variant)
-            if variant:
-                synonyms[_fold(variant)] = terms[_fold(canonical)]
+    for raw_variant, leaf in parts.synonyms:
+        variant, canonical = _tidy(raw_variant), terms.get(_fold(_tidy(leaf)))
+        if variant and canonical:
+            synonyms[_fold(variant)] = canonical
     if not terms:
         raise ConfigurationError(f"{source} has no keywords.")
-    return Vocabulary(terms=tuple(terms.values()), synonyms=synonyms)
+    paths = {_tidy(name): path.text() for name, path in parts.paths.items() if _tidy(name)}
+    ambiguous = tuple(_tidy(name) for name in parts.ambiguous)
+    return Vocabulary(terms=tuple(terms.values()), synonyms=synonyms, paths=paths, ambiguous=ambiguous)
 
 
 def read_vocabulary(path: Path, what: str = "the vocabulary file") -> Vocabulary:

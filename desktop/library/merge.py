@@ -11,7 +11,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 from captioneer.desktop.library.fields import (
     FIELDS,
@@ -24,6 +24,7 @@ from captioneer.desktop.library.fields import (
     Provenance,
     Writes,
 )
+from captioneer.desktop.library.keyword_tree import KeywordPath
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Generated:
     quant: str = ""
     prompt_hash: str = ""
     time: str = ""
+    paths: Mapping[str, KeywordPath] = field(default_factory=dict)
+    """Where keywords sit in the user's vocabulary (keyword → its path); a keyword without one is flat."""
 
 
 @dataclass(frozen=True)
@@ -157,24 +160,53 @@ def merge_keywords(
     return tuple(merged), tuple(added)
 
 
-def _has_leaf(entries: Iterable[str], keyword: str, hierarchy: Hierarchy) -> bool:
+def _has_level(entries: Iterable[str], keyword: str, hierarchy: Hierarchy) -> bool:
+    """Whether a keyword is any level of an entry: a leaf, or a parent (as Lightroom lists them in
+    dc:subject beside the full path)."""
     wanted = _fold(keyword)
-    return any(_fold(hierarchy.leaf(entry)) == wanted for entry in entries)
+    return any(_fold(level) == wanted for entry in entries for level in hierarchy.levels(entry))
+
+
+def _keyword_paths(generated: Generated) -> dict[str, KeywordPath]:
+    """The generated keywords that have a path of two or more levels (casefolded keyword → path)."""
+    paths = {_fold(k): p for k, p in generated.paths.items() if len(p.levels) > 1}
+    return {_fold(k): paths[_fold(k)] for k in generated.keywords if _fold(k) in paths}
+
+
+def _with_parents(keywords: Iterable[str], paths: Mapping[str, KeywordPath]) -> list[str]:
+    """Each keyword followed by its exported parents (Lightroom's "Export Containing Keywords")."""
+    flat: list[str] = []
+    for keyword in keywords:
+        path = paths.get(_fold(keyword))
+        flat += [keyword, *(path.parents() if path else ())]
+    return flat
 
 
 def _merge_hierarchy(
+    spec: FieldSpec,
     entries: tuple[str, ...],
     union: Iterable[str],
     added: tuple[str, ...],
-    hierarchy: Hierarchy,
     branch: str | None,
+    paths: Mapping[str, KeywordPath],
 ) -> tuple[str, ...]:
-    """A hierarchical field plus an entry for each keyword it lacks (the new ones under ``branch``)."""
+    """A hierarchical field plus the full path of each keyword that has one, then an entry for each other
+    keyword it lacks (the new ones under ``branch``); the parents of a path are levels, not entries."""
+    hierarchy = spec.hierarchy
+    assert hierarchy is not None
     merged = list(entries)
+    for path in dict.fromkeys(paths.values()):
+        entry = hierarchy.path_entry(path.levels)
+        if _fold(entry) not in {_fold(have) for have in merged}:
+            merged.append(entry)
+    placed = set(paths) | {_fold(parent) for path in paths.values() for parent in path.parents()}
     for keyword in union:
+        if _fold(keyword) in placed:
+            continue
         under = branch if keyword in added else None
         entry = hierarchy.entry(keyword, under)
-        if not (under is None and _has_leaf(merged, keyword, hierarchy)) and entry not in merged:
+        present = under is None and _has_level(spec.own_entries(merged), keyword, hierarchy)
+        if not present and entry not in merged:
             merged.append(entry)
     return tuple(merged)
 
@@ -238,13 +270,14 @@ def merge(existing: PhotoMetadata, generated: Generated, options: MergeOptions |
     keyword_notes: list[str] = []
     changes: dict[str, object] = {}
 
-    union, added = merge_keywords(all_keywords(existing), generated.keywords)
+    paths = _keyword_paths(generated)
+    union, added = merge_keywords(all_keywords(existing), _with_parents(generated.keywords, paths))
     for spec in KEYWORD_FIELDS:
         if not spec.written:
             continue
         if spec.hierarchy is not None:
             changes[spec.name] = _merge_hierarchy(
-                getattr(existing, spec.name), union, added, spec.hierarchy, options.ai_branch
+                spec, getattr(existing, spec.name), union, added, options.ai_branch, paths
             )
         else:
             changes[spec.name], field_notes = _merge_flat(existing, spec, union)

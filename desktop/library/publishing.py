@@ -7,7 +7,7 @@ Every (non-dry-run) write is one *write operation*: a ``write_ops`` row with its
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.languages import find_language
 from captioneer.desktop.core.paths import data_dir
 from captioneer.desktop.library.catalog import Catalog, Result
+from captioneer.desktop.library.catalog.runs import get_run
 from captioneer.desktop.library.catalog.write_ops import WriteOperation as WriteOperation
 from captioneer.desktop.library.catalog.write_ops import (
     forget_operation,
@@ -29,6 +30,7 @@ from captioneer.desktop.library.catalog.write_ops import (
 )
 from captioneer.desktop.library.catalog.write_ops import write_operations as write_operations
 from captioneer.desktop.library.journal import Journal, JournalError, UndoReport, remove_stale_temps, undo
+from captioneer.desktop.library.keyword_tree import KeywordPath
 from captioneer.desktop.library.keywords import merge_keywords
 from captioneer.desktop.library.merge import Generated
 from captioneer.desktop.library.sidecars import SidecarNaming, WriteMode
@@ -132,8 +134,23 @@ class PhotoChange:
     def path(self) -> str:
         return self.results[0].path
 
-    def generated(self) -> Generated:
-        return combined_generated(self.results)
+    def generated(self, paths: RunPaths | None = None) -> Generated:
+        return combined_generated(self.results, paths)
+
+
+RunPaths = Mapping[int, Mapping[str, KeywordPath]]
+"""Each run's vocabulary paths: run id → casefolded keyword → its path."""
+
+
+def run_keyword_paths(catalog: Catalog, results: Sequence[Result]) -> dict[int, dict[str, KeywordPath]]:
+    """The vocabulary paths stored with the runs of ``results`` (see :class:`RunSpec` ``keyword_paths``)."""
+    return {
+        run_id: {
+            keyword.casefold(): KeywordPath.parse(text)
+            for keyword, text in get_run(catalog, run_id).spec.keyword_paths.items()
+        }
+        for run_id in {result.run_id for result in results}
+    }
 
 
 def photo_changes(results: Sequence[Result]) -> list[PhotoChange]:
@@ -146,16 +163,21 @@ def photo_changes(results: Sequence[Result]) -> list[PhotoChange]:
     ]
 
 
-def combined_generated(results: Sequence[Result]) -> Generated:
+def combined_generated(results: Sequence[Result], paths: RunPaths | None = None) -> Generated:
     """What the metadata writer merges into a photo for its results (oldest first): every keyword of every
-    result (first spelling kept); each of caption, title and alt text from the newest result that has one;
-    provenance and language from the newest result."""
+    result (first spelling kept), with its path in the vocabulary of the result's run (``paths``) when it
+    has one, also for a keyword added in review; each of caption, title and alt text from the newest result
+    that has one; provenance and language from the newest result."""
     if not results:
         raise ValueError("combined_generated needs at least one result")
     keywords: list[str] = []
     caption = title = alt_text = ""
+    placed: dict[str, KeywordPath] = {}
     for result in results:
         keywords = merge_keywords(keywords, result.keywords)
+        run_paths = (paths or {}).get(result.run_id, {})
+        folded = (keyword.casefold() for keyword in result.keywords)
+        placed.update({key: run_paths[key] for key in folded if key in run_paths})
         caption = result.caption.strip() and result.caption or caption
         title = result.title or title
         alt_text = result.alt_text or alt_text
@@ -171,6 +193,7 @@ def combined_generated(results: Sequence[Result]) -> Generated:
         quant=newest.quant or "",
         prompt_hash=newest.prompt_hash,
         time=datetime.fromtimestamp(newest.created_at, UTC).isoformat(timespec="seconds"),
+        paths={k: placed[k.casefold()] for k in keywords if k.casefold() in placed},
     )
 
 
@@ -229,9 +252,10 @@ def write_results(
                     say(f"removed {len(removed)} temp file(s) an interrupted write left in {root}")
         if results:
             summary.op_id, journal = _start_operation(catalog, mode)
+    paths = run_keyword_paths(catalog, results)
     try:
         for change in photo_changes(results):
-            _write_one(catalog, change, options, journal, summary, say)
+            _write_one(catalog, change, paths, options, journal, summary, say)
     finally:
         if journal is not None and summary.op_id is not None:
             _finish_operation(catalog, summary.op_id, journal)
@@ -243,6 +267,7 @@ def write_results(
 def _write_one(
     catalog: Catalog,
     change: PhotoChange,
+    paths: RunPaths,
     options: WriteOptions,
     journal: Journal | None,
     summary: WriteSummary,
@@ -259,9 +284,8 @@ def _write_one(
         say(f"{result.path}: note: {text}")
 
     try:
-        plan = plan_write(
-            photo, change.generated(), library_root=catalog.library_root(result.photo_id), options=options
-        )
+        root = catalog.library_root(result.photo_id)
+        plan = plan_write(photo, change.generated(paths), library_root=root, options=options)
         if journal is None:
             if plan.changed:
                 summary.would_change += 1

@@ -39,6 +39,8 @@ class RunSpec:
     sampling: dict[str, Any] = field(default_factory=dict)
     image_tokens: int = DEFAULT_IMAGE_TOKENS
     batch_size: int = 1
+    keyword_paths: dict[str, str] = field(default_factory=dict)
+    """The vocabulary's paths (keyword → ``[Places]|Europe|France|Paris``): where a write puts a keyword."""
 
     def task_options(self) -> TaskOptions:
         return TaskOptions(language=self.language, max_keywords=self.max_keywords, vocabulary=self.vocabulary)

@@ -13,6 +13,8 @@ API for the catalog (everything Qt-free; ``generated`` is what a model produced 
     journal = Journal(data_dir / "journal" / "write-7")  # one per write operation
     plan = plan_write(photo, Generated(keywords=("beach",), caption="…", model="qwen3-vl-2b", …),
                       library_root=root, options=WriteOptions(mode=WriteMode.EMBEDDED))
+    # A keyword with a place in the user's hierarchy carries its path (keyword_tree.KeywordPath):
+    #   Generated(keywords=("Paris",), paths={"Paris": KeywordPath.parse("[Places]|Europe|France|Paris")})
     print(plan.describe())                              # dry run: the per-file diff; nothing was touched
     outcome = apply(plan, journal)                      # outcome.status: "written" | "unchanged" | "skipped"
     report = undo(data_dir / "journal" / "write-7")     # byte-exact restore; report.ok, report.summary()

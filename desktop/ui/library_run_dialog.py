@@ -60,9 +60,10 @@ class RunDialog:
         config = self.engine_config()
         terms: tuple[str, ...] = ()
         synonyms: dict[str, str] = {}
+        paths: dict[str, str] = {}
         if choices.vocabulary is not None:
             parsed = self.browse.load_vocabulary(choices.vocabulary)
-            terms, synonyms = parsed.terms, dict(parsed.synonyms)
+            terms, synonyms, paths = parsed.terms, dict(parsed.synonyms), dict(parsed.paths)
         return RunSpec(
             task=choices.task,
             language=choices.language or self.session.settings.language,
@@ -71,6 +72,7 @@ class RunDialog:
             vocabulary_only=choices.vocabulary_only and bool(terms),
             sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
+            keyword_paths=paths,
         )
 
     def ask(self, scope: str = "", redo: bool = False) -> tuple[RunSpec, str, bool] | None:
