@@ -3,7 +3,9 @@ rendered, the facts parsed from what files say, place names offline, and prompts
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 
 import pytest
 
@@ -97,8 +99,8 @@ def test_a_photo_without_a_fact_simply_lacks_it() -> None:
         ({"place": "Paris, France"}, "Context: taken in Paris, France. " + INSTRUCTION + "\n\n"),
         (
             {"camera": "Canon EOS R5", "event": "Gala", "caption": "A hall", "keywords": "a, b"},
-            'Context: event "Gala"; camera "Canon EOS R5"; existing caption "A hall"; existing keywords "a, b". '
-            + INSTRUCTION
+            'Context: event "Gala"; camera "Canon EOS R5"; existing caption "A hall"; '
+            'existing keywords "a, b". ' + INSTRUCTION
             + "\n\n",
         ),
     ],
@@ -192,7 +194,8 @@ def test_run_prompt_hash_tells_context_runs_apart_and_old_specs_load() -> None:
     plain = RunSpec()
     dated = RunSpec(context=("date",))
     assert run_hash(plain) == run_hash(RunSpec.from_json(plain.to_json()))
-    assert len({run_hash(plain), run_hash(dated), run_hash(RunSpec(context=("date",), context_event="A"))}) == 3
+    typed = RunSpec(context=("date",), context_event="A")
+    assert len({run_hash(plain), run_hash(dated), run_hash(typed)}) == 3
     assert RunSpec.from_json(dated.to_json()) == dated
     old = json.loads(plain.to_json())
     for name in ("context", "context_event", "context_people", "context_location"):
@@ -280,6 +283,16 @@ def test_paris_coordinates_name_paris_france_offline() -> None:
     assert places.place_at(-33.8688, 151.2093) == "Sydney, New South Wales, Australia"
     assert places.place_at(0.0, 0.0) is None  # no fix
     assert places.place_at(0.0, -30.0) is None  # the middle of the Atlantic
+
+
+def test_loading_the_places_leaves_the_csv_cell_limit_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """reverse_geocode lifts csv's cell limit when imported; the catalog's CSV import needs it to refuse a
+    hostile file (tests/test_exchange.py failed after a geocoding test in the same process)."""
+    monkeypatch.delitem(sys.modules, "reverse_geocode", raising=False)
+    monkeypatch.setattr(places, "_module", None)
+    before = csv.field_size_limit()
+    assert places.place_at(48.8566, 2.3522)
+    assert csv.field_size_limit() == before
 
 
 def test_missing_place_data_is_refused_not_downloaded(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import threading
 from pathlib import Path
@@ -55,9 +56,15 @@ def _geocoder() -> Any:
     with _lock:
         if _module is None:
             check_available()
-            import reverse_geocode
+            # reverse_geocode lifts the csv module's cell limit for the whole process when imported; the
+            # catalog import relies on that limit to refuse hostile files, so it is put back.
+            limit = csv.field_size_limit()
+            try:
+                import reverse_geocode
 
-            reverse_geocode.get((0.0, 0.0))  # loads the towns here, once, not in two threads at a time
+                reverse_geocode.get((0.0, 0.0))  # loads the towns here, once, not in two threads at a time
+            finally:
+                csv.field_size_limit(limit)
             _module = reverse_geocode
         return _module
 

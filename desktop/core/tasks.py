@@ -175,14 +175,20 @@ def task_schema(task: Task, options: TaskOptions = TaskOptions()) -> dict[str, A
     return schema
 
 
-def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
-    if task.needs_question and not (options.question and options.question.strip()):
-        raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
-    if options.context and not task.takes_context:
+def check_takes_context(task: Task) -> None:
+    """Raises ConfigurationError when ``task`` has no ``{context}`` slot (context would be lost silently)."""
+    if not task.takes_context:
         raise ConfigurationError(
             f"The '{task.id}' task does not use context (it has no place for it): choose a task that "
             "describes photos, or turn the context off."
         )
+
+
+def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
+    if task.needs_question and not (options.question and options.question.strip()):
+        raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
+    if options.context:
+        check_takes_context(task)
     vocabulary = ""
     if options.vocabulary:
         vocabulary = (

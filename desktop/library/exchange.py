@@ -33,6 +33,7 @@ EXPORT_COLUMNS = (
     "edited",
     "review_reason",
     "current",
+    "context",
 )
 EDITABLE_COLUMNS = ("caption", "title", "alt_text", "keywords", "status")
 KEYWORD_SEPARATOR = "; "
@@ -74,6 +75,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "edited": result.edited,
         "review_reason": result.review_reason or "",
         "current": result.current,
+        "context": dict(result.context),
     }
 
 
@@ -91,6 +93,7 @@ def export_csv(results: Iterable[Result]) -> str:
         record["keywords"] = KEYWORD_SEPARATOR.join(record["keywords"])
         record["edited"] = "yes" if record["edited"] else "no"
         record["current"] = "yes" if record["current"] else "no"
+        record["context"] = json.dumps(record["context"], ensure_ascii=False) if record["context"] else ""
         writer.writerow({key: _protect(value) for key, value in record.items()})
     return buffer.getvalue()
 

@@ -22,7 +22,7 @@ from captioneer.desktop.core.context import (
     render_context,
     xmp_gps_degrees,
 )
-from captioneer.desktop.core.tasks import TaskOptions
+from captioneer.desktop.core.tasks import Task, TaskOptions, check_takes_context
 from captioneer.desktop.library.catalog import Catalog, Photo
 from captioneer.desktop.library.metadata import exiv2_module, read_metadata
 from captioneer.desktop.library.sidecars import (
@@ -141,20 +141,34 @@ def photo_facts(catalog: Catalog, photo: Photo, variables: tuple[str, ...]) -> P
     return facts
 
 
+def check_context(task: Task, spec: ContextSpec) -> None:
+    """Make sure a run of ``task`` can send the context ``spec`` asks for, before any photo is asked.
+
+    Raises:
+        ConfigurationError: the task has no place for context, or what reads a variable is missing.
+    """
+    if not spec.on:
+        return
+    check_takes_context(task)
+    if "place" in spec.variables:
+        places.check_available()
+    if FILE_VARIABLES & set(spec.variables):
+        exiv2_module()
+
+
 class PhotoContexts:
     """A run's context, photo by photo: gathered when the photo is prepared, asked with every request for
     it, and recorded with its result. A run without context asks exactly what it asked before."""
 
-    def __init__(self, catalog: Catalog, spec: ContextSpec) -> None:
+    def __init__(self, catalog: Catalog, task: Task, spec: ContextSpec) -> None:
         """
         Raises:
-            ConfigurationError: the spec asks for places and they cannot be looked up offline.
+            ConfigurationError: see :func:`check_context`.
         """
+        check_context(task, spec)
         self.catalog = catalog
         self.spec = spec
         self.values: dict[str, dict[str, str]] = {}
-        if "place" in spec.variables:
-            places.check_available()
 
     def gather(self, photo: Photo) -> None:
         """Read ``photo``'s context (nothing when the run has none)."""

@@ -102,7 +102,7 @@ class _Runner:
         self.retries = retries
         self.task = get_task(run.task)
         self.task_options = self.spec.task_options()
-        self.contexts = PhotoContexts(catalog, self.spec.context_spec())
+        self.contexts = PhotoContexts(catalog, self.task, self.spec.context_spec())
         self.sampling = self.spec.sampling_options(self.task)
         self.rules = self.spec.cleanup_rules()
         schema = task_schema(self.task, self.task_options) or {}
