@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from captioneer.backends.files import open_regular
 from captioneer.desktop.core import places
 from captioneer.desktop.core.context import (
     ContextSpec,
@@ -24,14 +23,7 @@ from captioneer.desktop.core.context import (
 )
 from captioneer.desktop.core.tasks import Task, TaskOptions, check_takes_context
 from captioneer.desktop.library.catalog import Catalog, Photo
-from captioneer.desktop.library.metadata import exiv2_module, read_metadata
-from captioneer.desktop.library.sidecars import (
-    full_sidecar_name,
-    image_siblings,
-    stem_owner,
-    stem_sidecar_name,
-)
-from captioneer.desktop.library.xmp_check import parse_properties
+from captioneer.desktop.library.metadata import exiv2_module, photo_sidecars, read_metadata, sidecar_xmp
 
 log = logging.getLogger(__name__)
 FILE_VARIABLES = frozenset({"date", "place", "camera", "caption"})
@@ -67,19 +59,11 @@ class _Blocks:
             self.found.append((image.xmpData(), image.iptcData(), image.exifData()))
         except exiv2.Exiv2Error as exc:
             log.info("no embedded metadata read from %s: %s", photo, exc)
-        sidecars = [full_sidecar_name(photo)]
-        if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
-            sidecars.append(stem_sidecar_name(photo))
-        for sidecar in sidecars:
+        for sidecar in photo_sidecars(photo):
             if not os.path.lexists(sidecar):
                 continue
             try:
-                with os.fdopen(open_regular(sidecar), "rb") as fh:
-                    data = fh.read()
-                parse_properties(data)  # refuses what exiv2 would misread (DOCTYPE, broken XML)
-                parsed = exiv2.ImageFactory.open(data)
-                parsed.readMetadata()
-                self.found.append((parsed.xmpData(), None, None))
+                self.found.append((sidecar_xmp(sidecar), None, None))
             except (OSError, ValueError, exiv2.Exiv2Error) as exc:
                 log.info("sidecar %s not read for context: %s", sidecar, exc)
 

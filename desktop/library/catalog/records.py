@@ -102,16 +102,21 @@ def result_from_row(row: sqlite3.Row | Sequence[Any], catalog_path: Path | None 
     return Result(*values)
 
 
+def _stored_json(text: object) -> Any:
+    """A stored JSON value, or None when the text is not JSON (damaged bytes)."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+
+
 def context_pairs(text: object, where: str, catalog_path: Path | None = None) -> tuple[tuple[str, str], ...]:
     """A stored JSON object of context values as (name, value) pairs, checked like :func:`keyword_list`.
 
     Raises:
         CatalogCorruptError: the text is not a JSON object of strings.
     """
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
-        value = None
+    value = _stored_json(text)
     if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
         raise corrupt(catalog_path or default_catalog_path(), f"unreadable context in {where}")
     return tuple(value.items())
@@ -124,10 +129,7 @@ def keyword_list(text: object, where: str, catalog_path: Path | None = None) -> 
     Raises:
         CatalogCorruptError: the text is not a JSON list of strings.
     """
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
-        value = None
+    value = _stored_json(text)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise corrupt(catalog_path or default_catalog_path(), f"unreadable keywords in {where}")
     return value
