@@ -24,6 +24,7 @@ from captioneer.backends.request import GenerationRequest
 from captioneer.desktop.core.context import PHOTO_VARIABLES, render_context
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.exchange import result_record
+from captioneer.desktop.library.photo_context import photo_facts
 from captioneer.desktop.library.runs import RunSpec, execute_run, get_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
 
@@ -128,6 +129,40 @@ def test_each_photo_is_asked_with_its_own_context_and_the_result_records_it(
     assert all("<|" not in prompt for prompt in engine.prompts)
     assert result_record(results["gps.jpg"])["context"] == gps_context
     assert photos["gps"].exists()
+
+
+LIGHTROOM_SIDECAR = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:exif="http://ns.adobe.com/exif/1.0/"
+    xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    exif:DateTimeOriginal="2023-08-14T19:02:11.20+02:00"
+    exif:GPSLatitude="46,21.8124N"
+    exif:GPSLongitude="14,5.6166E"
+    tiff:Make="FUJIFILM"
+    tiff:Model="X-T4">
+   <dc:description><rdf:Alt><rdf:li xml:lang="x-default">Boat on the lake</rdf:li></rdf:Alt></dc:description>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_facts_kept_in_a_sidecar_are_read_too(tmp_path: Path) -> None:
+    """A RAW's date, GPS, camera and caption often live only in its sidecar (Lightroom, darktable)."""
+    root = tmp_path / "Photos"
+    (root / "Bled").mkdir(parents=True)
+    photo = root / "Bled" / "DSCF0001.png"
+    Image.new("RGB", (64, 64), (90, 140, 60)).save(photo)
+    Path(f"{photo}.xmp").write_text(LIGHTROOM_SIDECAR, encoding="utf-8")
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        (stored,) = catalog.photos_under(root)
+        facts = photo_facts(catalog, stored, PHOTO_VARIABLES)
+    assert (facts.folder, facts.path, facts.date) == ("Bled", "Bled", "2023-08-14")
+    assert facts.camera == "FUJIFILM X-T4" and facts.caption == "Boat on the lake"
+    assert facts.place is not None and facts.place.endswith(", Slovenia")
 
 
 def test_a_run_of_a_task_without_a_context_slot_is_refused(tmp_path: Path) -> None:
