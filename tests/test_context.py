@@ -22,6 +22,7 @@ from captioneer.desktop.core.context import (
     clean_value,
     context_shape,
     context_values,
+    describe_spec,
     keyword_value,
     parse_variables,
     place_name,
@@ -202,6 +203,19 @@ def test_run_prompt_hash_tells_context_runs_apart_and_old_specs_load() -> None:
         del old[name]  # a run stored before context existed
     assert RunSpec.from_json(json.dumps(old)) == plain
     assert context_shape(dated.context_spec()).startswith("Context: taken <date>.")
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (ContextSpec(), ""),
+        (ContextSpec(("date", "place")), "date, place"),
+        (ContextSpec(("folder",), event="Gala", location="Bled"), "folder · event Gala · location Bled"),
+        (ContextSpec(people="Anna"), "people Anna"),
+    ],
+)
+def test_describe_spec(spec: ContextSpec, expected: str) -> None:
+    assert describe_spec(spec) == expected
 
 
 @pytest.mark.parametrize(

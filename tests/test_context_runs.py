@@ -222,5 +222,8 @@ def test_tag_prompt_context_on_the_command_line(tmp_path: Path, tiny_gguf: tuple
     assert shown.returncode == 0, shown.stderr
     (line,) = [line for line in shown.stdout.splitlines() if line.startswith("context:")]
     assert "date 2024-05-01 · place Paris, " in line and line.endswith("people Anna, Ben")
+    run = cli(home, "runs", "1")
+    assert "      context: date, place · people Anna, Ben" in run.stdout.splitlines()
+    assert json.loads(cli(home, "runs", "1", "--json").stdout)["context"] == "date, place · people Anna, Ben"
     missing = cli(home, "review", "show", "999")
     assert missing.returncode == 2 and "No result with id 999" in missing.stderr

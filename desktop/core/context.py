@@ -188,6 +188,12 @@ def context_shape(spec: ContextSpec) -> str:
     return render_context(values)
 
 
+def describe_spec(spec: ContextSpec) -> str:
+    """One line for people about a run's context: ``date, place · event Anna's wedding``; empty: none."""
+    typed = [f"{name} {value}" for name, value in spec.typed().items() if value]
+    return " · ".join(([", ".join(spec.variables)] if spec.variables else []) + typed)
+
+
 def describe_context(values: Mapping[str, str]) -> str:
     """One line for people (review, the details panel): ``date 2024-05-01 · place Paris, France``."""
     return " · ".join(f"{name} {value}" for name, value in values.items())
