@@ -32,8 +32,8 @@ EXPORT_COLUMNS = (
     "created_at",
     "edited",
     "review_reason",
-    "current",
     "context",
+    "current",
 )
 EDITABLE_COLUMNS = ("caption", "title", "alt_text", "keywords", "status")
 KEYWORD_SEPARATOR = "; "
@@ -74,8 +74,8 @@ def result_record(result: Result) -> dict[str, Any]:
         "created_at": datetime.fromtimestamp(result.created_at, UTC).isoformat(timespec="seconds"),
         "edited": result.edited,
         "review_reason": result.review_reason or "",
-        "current": result.current,
         "context": dict(result.context),
+        "current": result.current,
     }
 
 
