@@ -145,7 +145,8 @@ class PhotoContexts:
     it, and recorded with its result. A run without context asks exactly what it asked before."""
 
     def __init__(self, catalog: Catalog, task: Task, spec: ContextSpec) -> None:
-        """
+        """Ready to gather ``spec``'s context for a run of ``task``.
+
         Raises:
             ConfigurationError: see :func:`check_context`.
         """
