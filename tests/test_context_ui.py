@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from captioneer.desktop.core.context import PHOTO_VARIABLES
+from captioneer.desktop.library.browse import LibraryPrefs
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import RunSpec, execute_run, plan_run
 from captioneer.desktop.library.scanner import scan_library
@@ -83,3 +84,14 @@ def test_details_panel_says_what_the_result_was_asked_with(qtbot, tmp_path: Path
     window.selection.select_row(0)
     info = window.review.detail.info.text()
     assert 'context: folder Lake trip · event Gala' in info
+
+
+def test_context_choices_survive_a_restart() -> None:
+    LibraryPrefs(context=["date", "place"], context_event="Gala", context_location="Bled").save()
+    loaded = LibraryPrefs.load()
+    assert (loaded.context, loaded.context_event, loaded.context_people, loaded.context_location) == (
+        ["date", "place"],
+        "Gala",
+        "",
+        "Bled",
+    )
