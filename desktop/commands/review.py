@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument("--all", action="store_true", help="every result matching the filters")
         _add_filters(action)
 
+    show = actions.add_parser(
+        "show", help="everything about one result: its text, who made it, and the context it was asked with"
+    )
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true", help="as one JSON object")
+
     edit = actions.add_parser("edit", help="change a result's caption, title, alt text or keywords")
     edit.add_argument("id", type=int, metavar="ID")
     edit.add_argument("--caption")
@@ -105,11 +111,36 @@ def _refuse_versions(results) -> None:
         )
 
 
+def _show(args: argparse.Namespace) -> int:
+    """Print one result in full, the context its prompt was sent with included."""
+    from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.context import describe_context
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.exchange import result_record
+
+    with open_catalog(readonly=True) as catalog:
+        result = catalog.result(args.id)
+    if result is None:
+        raise ConfigurationError(f"No result with id {args.id}: see `captioneer review list`.")
+    record = result_record(result)
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+        return 0
+    record["keywords"] = "; ".join(record["keywords"])
+    record["context"] = describe_context(record["context"]) or "(none)"
+    for name, value in record.items():
+        print(f"{name + ':':<15}{value}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.context import describe_context
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.keywords import merge_keywords
 
+    if args.action == "show":
+        return _show(args)
     if args.action == "list":
         with open_catalog(readonly=True) as catalog:
             results = _select(catalog, args, LIST_DEFAULT)
@@ -128,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             if result.title:
                 print(f"    title:    {result.title}")
             print(f"    keywords: {'; '.join(result.keywords)}")
+            if result.context:
+                print(f"    context:  {describe_context(dict(result.context))}")
         if not args.json:
             print(f"{len(results)} results", file=sys.stderr)
         return 0

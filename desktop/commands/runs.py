@@ -26,6 +26,7 @@ def _versions(count: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from captioneer.desktop.core.context import describe_spec
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.runs import failed_items, get_run, list_runs, run_counts
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                     "created": _when(item.created_at),
                     "finished": _when(item.finished_at),
                     "message": item.message,
+                    "context": describe_spec(item.spec.context_spec()),
                 }
             )
         failed = failed_items(catalog, args.run) if args.run is not None else []
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if row["message"] and args.run is not None:
             print(f"      {row['message']}")
+        if row["context"] and args.run is not None:
+            print(f"      context: {row['context']}")
     for path, error, _kind in failed:
         print(f"      failed {path}: {error}")
     return 0

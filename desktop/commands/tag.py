@@ -50,6 +50,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="map keywords onto the vocabulary but keep words outside it (default: only vocabulary words)",
     )
+    context = parser.add_argument_group(
+        "context in the prompt",
+        "Tell the model what the photo's files and library say about it, and what you know of the shoot. "
+        "Each photo's prompt then starts 'Context: taken 2024-05-01 in Paris, France; folder \"Wedding\"; "
+        "...' with an instruction to use it only where the photo agrees. What each photo was sent is "
+        "recorded with its result (`captioneer review show ID`). Tasks that describe photos take context; "
+        "ocr, question and diagram do not.",
+    )
+    context.add_argument(
+        "--prompt-context",
+        metavar="LIST",
+        help="comma-separated, or all: folder (the photo's folder name), path (its folders below the "
+        "library, instead of folder), date (capture date from EXIF; none if the photo has none), place "
+        "(GPS turned into a town offline; needs the places extra), camera, caption and keywords (the "
+        "photo's existing ones). A photo that lacks one simply goes without it. (--context N is the engine's \
+context length, not this)",
+    )
+    context.add_argument("--event", metavar="TEXT", help="the event, for every photo (\"Anna's wedding\")")
+    context.add_argument("--people", metavar="TEXT", help="who is in the photos (\"Anna, Ben\")")
+    context.add_argument("--location", metavar="TEXT", help="where they were taken (\"Lake Bled\")")
     parser.add_argument("--redo", action="store_true", help="tag photos again that already have a result")
     parser.add_argument(
         "--reviewed",
@@ -190,10 +210,13 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.context import ContextSpec, parse_variables
     from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_choices
     from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.core.tasks import get_task
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.keywords import read_vocabulary
+    from captioneer.desktop.library.photo_context import check_context
     from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
     from captioneer.desktop.library.runs import (
         RunController,
@@ -217,6 +240,10 @@ def run(args: argparse.Namespace) -> int:
         _say(f"the vocabulary has {names} at more than one place: written without a path (rename one)")
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
+    context = ContextSpec(
+        parse_variables(args.prompt_context or ""), args.event or "", args.people or "", args.location or ""
+    )
+    check_context(get_task(args.task), context)
     overrides = overrides_from_args(args)
     config = engine_config(settings, overrides)
     spec = RunSpec(
@@ -230,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
         image_tokens=config.image_tokens,
         batch_size=args.batch_size,
         keyword_paths=dict(vocabulary.paths) if vocabulary else {},
+        context=context.variables,
+        context_event=context.event,
+        context_people=context.people,
+        context_location=context.location,
     )
     printer = ProgressPrinter()
     controller = RunController()

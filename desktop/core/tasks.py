@@ -66,6 +66,11 @@ class Task:
     def structured(self) -> bool:
         return self.schema_name is not None
 
+    @property
+    def takes_context(self) -> bool:
+        """The prompt has a ``{context}`` slot: the task describes photos, so facts about them can help."""
+        return "{context}" in self.prompt
+
     def answer_key(self, field: str) -> str | None:
         """The part of the answer that fills result ``field`` (one of :data:`RESULT_FIELDS`), if any."""
         return dict(self.field_keys).get(field)
@@ -108,6 +113,8 @@ class TaskOptions:
     question: str | None = None
     max_keywords: int = DEFAULT_MAX_KEYWORDS
     vocabulary: tuple[str, ...] = ()
+    context: str = ""
+    """The rendered context block for the prompt's ``{context}`` slot (see core/context.py); empty: none."""
 
 
 @cache
@@ -171,9 +178,20 @@ def task_schema(task: Task, options: TaskOptions = TaskOptions()) -> dict[str, A
     return schema
 
 
+def check_takes_context(task: Task) -> None:
+    """Raises ConfigurationError when ``task`` has no ``{context}`` slot (context would be lost silently)."""
+    if not task.takes_context:
+        raise ConfigurationError(
+            f"The '{task.id}' task does not use context (it has no place for it): choose a task that "
+            "describes photos, or turn the context off."
+        )
+
+
 def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
     if task.needs_question and not (options.question and options.question.strip()):
         raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
+    if options.context:
+        check_takes_context(task)
     vocabulary = ""
     if options.vocabulary:
         vocabulary = (
@@ -184,6 +202,7 @@ def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
         question=(options.question or "").strip(),
         max_keywords=options.max_keywords,
         vocabulary=vocabulary,
+        context=options.context,
     )
 
 

@@ -317,6 +317,11 @@ class LibraryPrefs:
     thumb_edge: int = 160
     save_edits_on_leave: bool = False
     """Moving to another photo saves unsaved edits without asking (the person chose so once)."""
+    context: list[str] = field(default_factory=list)
+    """Tag Photos' context: the photo facts sent (see core/context.py) and the typed fields."""
+    context_event: str = ""
+    context_people: str = ""
+    context_location: str = ""
 
     @staticmethod
     def path() -> Path:

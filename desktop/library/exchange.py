@@ -32,6 +32,7 @@ EXPORT_COLUMNS = (
     "created_at",
     "edited",
     "review_reason",
+    "context",
     "current",
 )
 EDITABLE_COLUMNS = ("caption", "title", "alt_text", "keywords", "status")
@@ -73,6 +74,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "created_at": datetime.fromtimestamp(result.created_at, UTC).isoformat(timespec="seconds"),
         "edited": result.edited,
         "review_reason": result.review_reason or "",
+        "context": dict(result.context),
         "current": result.current,
     }
 
@@ -91,6 +93,7 @@ def export_csv(results: Iterable[Result]) -> str:
         record["keywords"] = KEYWORD_SEPARATOR.join(record["keywords"])
         record["edited"] = "yes" if record["edited"] else "no"
         record["current"] = "yes" if record["current"] else "no"
+        record["context"] = json.dumps(record["context"], ensure_ascii=False) if record["context"] else ""
         writer.writerow({key: _protect(value) for key, value in record.items()})
     return buffer.getvalue()
 

@@ -247,6 +247,31 @@ def _write_provenance(exiv2: Any, xmp: Any, provenance: Provenance | None) -> No
 # ------------------------------------------------------------------------------------ existing keywords
 
 
+def photo_sidecars(photo: Path) -> list[Path]:
+    """The sidecars that belong to ``photo``, existing or not: ``IMG.JPG.xmp``, and ``IMG.xmp`` when it
+    exists and this photo owns that name (see :func:`captioneer.desktop.library.sidecars.stem_owner`)."""
+    sidecars = [full_sidecar_name(photo)]
+    if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
+        sidecars.append(stem_sidecar_name(photo))
+    return sidecars
+
+
+def sidecar_xmp(sidecar: Path) -> Any:
+    """A sidecar's exiv2 XmpData, read without following links and only when it is well-formed XML.
+
+    Raises:
+        OSError: it cannot be read (or is a link or special file).
+        ValueError: it is not well-formed XML or declares a DOCTYPE (:func:`parse_properties`' words).
+        exiv2.Exiv2Error: exiv2 cannot read it.
+    """
+    with os.fdopen(open_regular(sidecar), "rb") as fh:
+        data = fh.read()
+    parse_properties(data)
+    parsed = exiv2_module().ImageFactory.open(data)
+    parsed.readMetadata()
+    return parsed.xmpData()
+
+
 def existing_keywords(
     photo: Path, sidecars: Iterable[Path] | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -282,20 +307,11 @@ def existing_keywords(
             notes.append(
                 f"the metadata inside {photo.name} cannot be read ({exc}): its keywords are not shown"
             )
-    if sidecars is None:
-        sidecars = [full_sidecar_name(photo)]
-        if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
-            sidecars.append(stem_sidecar_name(photo))
-    for sidecar in sidecars:
+    for sidecar in photo_sidecars(photo) if sidecars is None else sidecars:
         if not os.path.lexists(sidecar):
             continue
         try:
-            with os.fdopen(open_regular(sidecar), "rb") as fh:
-                data = fh.read()
-            parse_properties(data)
-            parsed = exiv2.ImageFactory.open(data)
-            parsed.readMetadata()
-            found.append(all_keywords(read_metadata(parsed.xmpData())))
+            found.append(all_keywords(read_metadata(sidecar_xmp(sidecar))))
         except OSError as exc:
             notes.append(f"{sidecar.name} cannot be read ({exc.strerror}): its keywords are not shown")
         except ValueError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.request import SamplingOptions
+from captioneer.desktop.core.context import ContextSpec, context_shape
 from captioneer.desktop.core.images import DEFAULT_IMAGE_TOKENS
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions
 from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
@@ -41,9 +42,24 @@ class RunSpec:
     batch_size: int = 1
     keyword_paths: dict[str, str] = field(default_factory=dict)
     """The vocabulary's paths (keyword → ``[Places]|Europe|France|Paris``): where a write puts a keyword."""
+    context: tuple[str, ...] = ()
+    """Photo variables sent as context (see core/context.py); with the typed fields below."""
+    context_event: str = ""
+    context_people: str = ""
+    context_location: str = ""
+
+    def context_spec(self) -> ContextSpec:
+        return ContextSpec(self.context, self.context_event, self.context_people, self.context_location)
 
     def task_options(self) -> TaskOptions:
-        return TaskOptions(language=self.language, max_keywords=self.max_keywords, vocabulary=self.vocabulary)
+        """The run's options; its context is the shape every photo's context takes (each photo's own
+        values replace it when asked), so the run's prompt hash tells context runs apart."""
+        return TaskOptions(
+            language=self.language,
+            max_keywords=self.max_keywords,
+            vocabulary=self.vocabulary,
+            context=context_shape(self.context_spec()),
+        )
 
     def cleanup_rules(self) -> CleanupRules:
         return CleanupRules(
@@ -63,6 +79,7 @@ class RunSpec:
     def from_json(cls, text: str) -> RunSpec:
         data = json.loads(text)
         data["vocabulary"] = tuple(data.get("vocabulary", ()))
+        data["context"] = tuple(data.get("context", ()))
         return cls(**data)
 
 

@@ -41,6 +41,7 @@ from captioneer.desktop.library.catalog.runs import (
     set_run_state,
 )
 from captioneer.desktop.library.keywords import clean_keywords
+from captioneer.desktop.library.photo_context import PhotoContexts
 from captioneer.desktop.library.quality import (
     REPEAT_WINDOW,
     answer_problems,
@@ -101,6 +102,7 @@ class _Runner:
         self.retries = retries
         self.task = get_task(run.task)
         self.task_options = self.spec.task_options()
+        self.contexts = PhotoContexts(catalog, self.task, self.spec.context_spec())
         self.sampling = self.spec.sampling_options(self.task)
         self.rules = self.spec.cleanup_rules()
         schema = task_schema(self.task, self.task_options) or {}
@@ -269,6 +271,7 @@ class _Runner:
         except ImageError as exc:
             self._fail(photo_id, str(exc), exc.kind)
             return None
+        self.contexts.gather(photo)
         return photo, image, started
 
     def _process_one(self, photo: Photo, image: PreparedImage, started: float, first: str | None) -> None:
@@ -306,7 +309,8 @@ class _Runner:
         self._commit(photo, outcome, time.perf_counter() - started)
 
     def _request(self, image: PreparedImage) -> GenerationRequest:
-        return task_request(self.task, image, self.task_options, self.sampling)
+        options = self.contexts.options(self.task_options, image.source)
+        return task_request(self.task, image, options, self.sampling)
 
     def _answer(self, image: PreparedImage, first: str | None, attempt: int = 0) -> _Outcome:
         """The photo's answer (the batch's ``first`` where usable) as a checked result; asked once more when
@@ -323,7 +327,7 @@ class _Runner:
             self.backend,
             image,
             self.task,
-            self.task_options,
+            self.contexts.options(self.task_options, image.source),
             self.retries,
             sampling=self.sampling,
             image_tokens=self.spec.image_tokens,
@@ -381,6 +385,7 @@ class _Runner:
             norm = normalise_caption(outcome.caption)
             suspects = [rid for rid, caption in self.recent if normalise_caption(caption) == norm]
         outcome.seconds = seconds
+        outcome.context = self.contexts.pop(photo.path)
         result_id = record_result(
             self.catalog, self.run, photo.id, outcome, suspects=suspects, suspect_reason=SAME_CAPTION
         )
@@ -392,6 +397,7 @@ class _Runner:
             self.catalog, self.run.id, photo_id, error, kind, unreadable=kind in UNUSABLE_IMAGE_KINDS
         )
         photo = self.catalog.photo(photo_id)
+        self.contexts.pop(photo.path if photo else "")
         self._event(f"{photo.path if photo else photo_id}: {error}")
         self._landed()
 

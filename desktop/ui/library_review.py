@@ -15,6 +15,7 @@ from PySide6.QtCore import QModelIndex, QObject, QStringListModel, Qt, QTimer, S
 from PySide6.QtWidgets import QCheckBox, QCompleter, QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.context import describe_context
 from captioneer.desktop.library.browse import (
     PhotoRow,
     ReviewHistory,
@@ -181,9 +182,15 @@ class ReviewController(QObject):
         detail.info.setText(
             f"{Path(row.path).parent}\n"
             + (f"editing the {row.task} result · {row.model} · run {row.run_id}" if tagged else "")
+            + self._context_line(row.result_id)
         )
         self._show_review(row.photo_id)
         self._show_preview(row)
+
+    def _context_line(self, result_id: int | None) -> str:
+        """What the result was asked with (its context), as a line of the details; empty without one."""
+        result = self.catalog.result(result_id) if result_id is not None else None
+        return f"\ncontext: {describe_context(dict(result.context))}" if result and result.context else ""
 
     def refresh_shown(self) -> None:
         """Show the photo on show afresh when the catalog changed it (a run just tagged it), unless edited."""

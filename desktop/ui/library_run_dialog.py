@@ -11,9 +11,12 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
+from captioneer.desktop.core.context import ContextSpec
 from captioneer.desktop.core.engine_setup import Overrides, sampling_choices
-from captioneer.desktop.core.tasks import all_tasks
+from captioneer.desktop.core.tasks import all_tasks, get_task
+from captioneer.desktop.library.photo_context import check_context
 from captioneer.desktop.library.runs import RunSpec
+from captioneer.desktop.ui.context_choices import chosen_context, fill_context
 from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_run_dialog_view import SCOPES, RunDialogView
 from captioneer.desktop.ui.library_selection import GridSelection
@@ -28,6 +31,7 @@ class RunChoices:
     language: str
     vocabulary: Path | None = None
     vocabulary_only: bool = True
+    context: ContextSpec = ContextSpec()
 
 
 class RunDialog:
@@ -55,9 +59,11 @@ class RunDialog:
         """What every photo of a new run is asked, from the dialog's choices and the settings.
 
         Raises:
-            ConfigurationError: no model is set up, or the vocabulary file cannot be read.
+            ConfigurationError: no model is set up, the vocabulary file cannot be read, or the context
+                cannot be sent (see :func:`check_context`).
         """
         config = self.engine_config()
+        check_context(get_task(choices.task), choices.context)
         terms: tuple[str, ...] = ()
         synonyms: dict[str, str] = {}
         paths: dict[str, str] = {}
@@ -73,6 +79,10 @@ class RunDialog:
             sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
             keyword_paths=paths,
+            context=choices.context.variables,
+            context_event=choices.context.event,
+            context_people=choices.context.people,
+            context_location=choices.context.location,
         )
 
     def ask(self, scope: str = "", redo: bool = False) -> tuple[RunSpec, str, bool] | None:
@@ -104,6 +114,7 @@ class RunDialog:
         dialog.language.setText(prefs.language or self.session.settings.language)
         dialog.vocabulary.setText(prefs.vocabulary)
         dialog.vocabulary_only.setChecked(prefs.vocabulary_only)
+        fill_context(dialog.context, prefs, dialog.task)
         try:
             config = self.engine_config()
             dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
@@ -128,6 +139,7 @@ class RunDialog:
             prefs.language,
             Path(vocabulary).expanduser() if vocabulary else None,
             prefs.vocabulary_only,
+            chosen_context(dialog.context, prefs),
         )
         try:
             spec = self.run_spec(choices)

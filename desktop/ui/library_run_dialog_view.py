@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioneer.desktop.ui.context_view import ContextGroupView
+
 SCOPES = ("selection", "folder", "filter")
 
 
@@ -62,6 +64,8 @@ class RunDialogView(QDialog):
         self.start_button = self.buttons.addButton("Start Tagging", QDialogButtonBox.ButtonRole.AcceptRole)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.context = ContextGroupView()
+        layout.addWidget(self.context)
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)

@@ -177,12 +177,19 @@ def _m005_text_search(db: sqlite3.Connection) -> None:
     sync_index(db)
 
 
+def _m006_result_context(db: sqlite3.Connection) -> None:
+    """The context each result's prompt was sent with (a JSON object: folder, date, place, event, …; ``{}``
+    for none), so review and exports show what the model was told about the photo."""
+    db.execute("ALTER TABLE results ADD COLUMN context TEXT NOT NULL DEFAULT '{}'")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _m001_initial,
     _m002_write_operations,
     _m003_existing_keywords,
     _m004_current_results,
     _m005_text_search,
+    _m006_result_context,
 )
 
 

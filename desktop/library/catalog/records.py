@@ -60,6 +60,8 @@ class Result:
     updated_at: float
     current: bool
     """The result shown, reviewed and written for its photo and task; False for a superseded version."""
+    context: tuple[tuple[str, str], ...] = ()
+    """The context its prompt was sent with, (name, value) in the order sent; empty: none."""
 
     def provenance(self) -> dict[str, Any]:
         """Who made this result: for the metadata writer's provenance fields and exports."""
@@ -101,7 +103,7 @@ class Query:
 RESULT_COLUMNS = (
     "r.id, r.photo_id, r.run_id, p.path, r.task, r.language, r.caption, r.keywords, r.title, r.alt_text, "
     "r.engine, r.model, r.quant, r.prompt_hash, r.seconds, r.review, r.review_reason, r.edited, "
-    "r.created_at, r.updated_at, r.current"
+    "r.created_at, r.updated_at, r.current, r.context"
 )
 
 
@@ -110,7 +112,28 @@ def result_from_row(row: sqlite3.Row | Sequence[Any], catalog_path: Path | None 
     values[7] = tuple(keyword_list(values[7], f"result {values[0]}", catalog_path))
     values[17] = bool(values[17])
     values[20] = bool(values[20])
+    values[21] = context_pairs(values[21], f"result {values[0]}", catalog_path)
     return Result(*values)
+
+
+def _stored_json(text: object) -> Any:
+    """A stored JSON value, or None when the text is not JSON (damaged bytes)."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def context_pairs(text: object, where: str, catalog_path: Path | None = None) -> tuple[tuple[str, str], ...]:
+    """A stored JSON object of context values as (name, value) pairs, checked like :func:`keyword_list`.
+
+    Raises:
+        CatalogCorruptError: the text is not a JSON object of strings.
+    """
+    value = _stored_json(text)
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise corrupt(catalog_path or default_catalog_path(), f"unreadable context in {where}")
+    return tuple(value.items())
 
 
 def keyword_list(text: object, where: str, catalog_path: Path | None = None) -> list[str]:
@@ -120,10 +143,7 @@ def keyword_list(text: object, where: str, catalog_path: Path | None = None) -> 
     Raises:
         CatalogCorruptError: the text is not a JSON list of strings.
     """
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
-        value = None
+    value = _stored_json(text)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise corrupt(catalog_path or default_catalog_path(), f"unreadable keywords in {where}")
     return value

@@ -35,6 +35,8 @@ class NewResult:
     image_tokens: int | None = None
     attempts: int = 1
     problems: list[str] = field(default_factory=list)
+    context: dict[str, str] = field(default_factory=dict)
+    """The context the prompt was sent with (see core/context.py), by name."""
 
 
 # -- planning ---------------------------------------------------------------------------------------------
@@ -250,8 +252,8 @@ def record_result(
         cursor = db.execute(
             "INSERT INTO results (photo_id, run_id, task, language, caption, keywords, title, alt_text, raw, "
             "engine, model, quant, prompt_hash, seconds, image_tokens, attempts, review, review_reason, "
-            "created_at, updated_at, current, ocr_text) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at, current, ocr_text, context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 photo_id,
                 run.id,
@@ -275,6 +277,7 @@ def record_result(
                 now,
                 int(current is not None),
                 result.ocr_text,
+                json.dumps(result.context, ensure_ascii=False),
             ),
         )
         db.execute(
