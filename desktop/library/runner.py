@@ -40,7 +40,7 @@ from captioneer.desktop.library.catalog.runs import (
     run_counts,
     set_run_state,
 )
-from captioneer.desktop.library.keywords import clean_keywords
+from captioneer.desktop.library.keyword_rules import check_rules, control_keywords
 from captioneer.desktop.library.quality import (
     REPEAT_WINDOW,
     answer_problems,
@@ -103,6 +103,8 @@ class _Runner:
         self.task_options = self.spec.task_options()
         self.sampling = self.spec.sampling_options(self.task)
         self.rules = self.spec.cleanup_rules()
+        self.keyword_rules = self.spec.keyword_rules()
+        check_rules(self.keyword_rules, self.rules.max_count)
         schema = task_schema(self.task, self.task_options) or {}
         properties = schema.get("properties", {})
         caption_key = self.task.answer_key("caption") or ""
@@ -350,8 +352,8 @@ class _Runner:
     def _outcome(self, answer: Answer) -> _Outcome:
         """The answer as a result: the task's fields, keywords cleaned, problems found."""
         fields = self.task.fields(answer)
-        keywords = clean_keywords(list(fields.keywords), self.rules)
-        problems = answer_problems(
+        keywords, too_few = control_keywords(fields.keywords, self.rules, self.keyword_rules)
+        problems = too_few + answer_problems(
             fields.caption,
             keywords,
             language=self.spec.language if self.task.translate else "",
