@@ -36,12 +36,14 @@ from captioneer.desktop.core.languages import find_language
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, Task
 from captioneer.desktop.library.keywords import (
     _IRREGULAR_PLURALS,
+    DEFAULT_MAX_LENGTH,
     CleanupRules,
     Vocabulary,
     _fold,
     _singular_forms,
     _tidy,
     clean_keywords,
+    is_junk_keyword,
 )
 from captioneer.desktop.library.quality import language_script, script_of
 
@@ -196,6 +198,31 @@ def control_keywords(
     if len(kept) < rules.min_count:
         problems.append(f"only {len(kept)} keywords, fewer than the {rules.min_count} asked for")
     return kept, problems
+
+
+def top_vocabulary(counts: Iterable[tuple[str, int]], top: int) -> Vocabulary:
+    """The ``top`` most-used keywords of a library as a vocabulary, from its keyword counts (most used first,
+    as :func:`~captioneer.desktop.library.browse.keyword_counts` gives them); junk, over-long and duplicate
+    entries left out.
+
+    Raises:
+        ConfigurationError: ``top`` is below 1, or the library has no keywords yet.
+    """
+    if top < 1:
+        raise ConfigurationError(f"The vocabulary needs at least 1 keyword, not {top}.")
+    terms: dict[str, str] = {}
+    for value, _count in counts:
+        keyword = _tidy(value)
+        if keyword and len(keyword) <= DEFAULT_MAX_LENGTH and not is_junk_keyword(keyword):
+            terms.setdefault(_fold(keyword), keyword)
+        if len(terms) >= top:
+            break
+    if not terms:
+        raise ConfigurationError(
+            "The library has no keywords yet to make a vocabulary of: tag or import some photos first, or "
+            "choose a vocabulary file."
+        )
+    return Vocabulary(terms=tuple(terms.values()))
 
 
 def split_and(keyword: str, vocabulary: Vocabulary | None = None) -> list[str]:
