@@ -316,6 +316,8 @@ class LibraryPrefs:
     thumb_edge: int = 160
     save_edits_on_leave: bool = False
     """Moving to another photo saves unsaved edits without asking (the person chose so once)."""
+    keyword_choices: dict[str, Any] = field(default_factory=dict)
+    """Tag Photos' Keywords group as last chosen (run spec field names)."""
 
     @staticmethod
     def path() -> Path:

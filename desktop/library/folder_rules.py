@@ -74,9 +74,41 @@ class FolderRule:
         return f"{self.name} → {self.task}" if self.task else self.name
 
 
+RULES_TEMPLATE = """\
+# Captioneer's folder rules: a folder pattern picks the task, vocabulary and keyword choices for the photos
+# under it. The first matching rule wins; photos no rule takes get the choices made when tagging.
+# Patterns are paths relative to the library folder, "/" between folders; * matches anything (folders too),
+# a leading */ also matches nothing, a trailing / takes the whole folder. See the README: Per-folder rules.
+#
+# [[rule]]
+# name = "Products"
+# folder = "*/Products/*"
+# task = "product"
+# vocabulary = "products.txt"   # relative to this file
+#
+# [[rule]]
+# name = "Events"
+# folder = "Events/"
+# require = ["Client X"]
+# exclude = ["beer"]
+# min_keywords = 5
+# number = "singular"           # keep, singular or plural
+# split_and = true
+"""
+
+
 def rules_path() -> Path:
     """The folder rules the window and ``tag`` use without ``--rules``: beside the settings."""
     return config_dir() / RULES_FILE_NAME
+
+
+def ensure_rules_file(path: Path) -> Path:
+    """``path``, first written with a commented example when it does not exist yet (for "Open rules
+    file")."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(RULES_TEMPLATE, encoding="utf-8")
+    return path
 
 
 def read_rules(path: Path) -> tuple[FolderRule, ...]:

@@ -47,19 +47,30 @@ def rule_runs(
     Raises:
         ConfigurationError: a run asks for the library's keywords and it has none yet.
     """
-    roots = dict(catalog.libraries())
-    groups = group_by_rule(
-        photos,
-        lambda photo: relative_path(photo.path, roots.get(photo.library_id, "")),
-        rules,
-        case_sensitive,
-    )
+    groups = rule_groups(catalog, photos, rules, case_sensitive)
     if not groups:
         groups = [(None, list(photos))]
     return [
         RuleRun(rule, library_vocabulary(catalog, spec_for_rule(spec, rule) if rule else spec), items)
         for rule, items in groups
     ]
+
+
+def rule_groups(
+    catalog: Catalog,
+    photos: Sequence[Photo],
+    rules: Sequence[FolderRule],
+    case_sensitive: bool = CASE_SENSITIVE,
+) -> list[tuple[FolderRule | None, list[Photo]]]:
+    """``photos`` grouped by the rule that takes each (see :func:`group_by_rule`), their paths taken from
+    the library folder each was scanned under."""
+    roots = dict(catalog.libraries())
+    return group_by_rule(
+        photos,
+        lambda photo: relative_path(photo.path, roots.get(photo.library_id, "")),
+        rules,
+        case_sensitive,
+    )
 
 
 def library_vocabulary(catalog: Catalog, spec: RunSpec) -> RunSpec:

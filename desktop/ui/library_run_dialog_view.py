@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from captioneer.desktop.ui.keyword_options_view import KeywordOptionsView
+
 SCOPES = ("selection", "folder", "filter")
 
 
@@ -62,6 +64,8 @@ class RunDialogView(QDialog):
         self.start_button = self.buttons.addButton("Start Tagging", QDialogButtonBox.ButtonRole.AcceptRole)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.keywords = KeywordOptionsView()
+        layout.addWidget(self.keywords)
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
