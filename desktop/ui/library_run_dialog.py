@@ -138,6 +138,9 @@ class RunDialog:
             dialog.engine.setText(self.explain(exc))
             dialog.start_button.setEnabled(False)
         keywords = KeywordOptions(dialog.keywords, prefs)
+        dialog.keywords.top.valueChanged.connect(
+            lambda top: dialog.vocabulary_only.setEnabled(bool(top or dialog.vocabulary.text().strip()))
+        )
 
         def show_rules() -> None:
             scope = SCOPES[dialog.scope_buttons.checkedId()]
