@@ -32,7 +32,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from captioneer.backends.errors import ConfigurationError
-from captioneer.desktop.core.languages import find_language
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, Task
 from captioneer.desktop.library.keywords import (
     _IRREGULAR_PLURALS,
@@ -45,7 +44,7 @@ from captioneer.desktop.library.keywords import (
     clean_keywords,
     is_junk_keyword,
 )
-from captioneer.desktop.library.quality import language_script, script_of
+from captioneer.desktop.library.quality import english_name, language_script, script_of
 
 NUMBER_CHOICES = ("keep", "singular", "plural")
 """How keywords' grammatical number is normalised: as the model said, all singular, all plural."""
@@ -185,7 +184,7 @@ def control_keywords(
         )
     ]
     cleaned = clean_keywords(candidates, replace(cleanup, max_count=len(candidates) + 1))
-    if rules.number != "keep" and _is_english(rules.language):
+    if rules.number != "keep" and english_name(rules.language) == "english":
         keep_as_is = required_folded | {_fold(term) for term in cleanup.vocabulary.terms}
         cleaned = _dedupe(
             keyword if _fold(keyword) in keep_as_is else set_number(keyword, rules.number)
@@ -317,11 +316,6 @@ def _contains(words: Sequence[str], phrase: Sequence[str]) -> bool:
 
 def _same_word(left: str, right: str) -> bool:
     return left == right or left in _singular_forms(right) or right in _singular_forms(left)
-
-
-def _is_english(language: str) -> bool:
-    known = find_language(language)
-    return (known.english if known else language.strip().casefold()) == "english"
 
 
 def _dedupe(keywords: Iterable[str]) -> list[str]:

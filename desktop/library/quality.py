@@ -138,7 +138,7 @@ def repeated_caption(caption: str, previous: Iterable[str], limit: int = REPEAT_
 def in_language(text: str, language: str) -> bool:
     """A cheap check that ``text`` is written in ``language``: its script, and for Latin-script languages
     its function words. Unknown languages and short texts pass (too little evidence to flag)."""
-    name = _english_name(language)
+    name = english_name(language)
     script = _SCRIPTS.get(name)
     if script is None:
         return True
@@ -164,7 +164,7 @@ def in_language(text: str, language: str) -> bool:
 
 def language_script(language: str) -> str | None:
     """The script ``language`` is written in (``LATIN``, ``CYRILLIC``, ``CJK``…), None when not known."""
-    return _SCRIPTS.get(_english_name(language))
+    return _SCRIPTS.get(english_name(language))
 
 
 def script_of(ch: str) -> str:
@@ -175,7 +175,8 @@ def script_of(ch: str) -> str:
     return name.split(" ", 1)[0]
 
 
-def _english_name(language: str) -> str:
+def english_name(language: str) -> str:
+    """``language``'s English name, lower case (``Deutsch`` -> ``german``; an unlisted one as typed)."""
     known = find_language(language)  # "Deutsch" as the window offers it, or "German"
     return known.english if known is not None else language.strip().casefold()
 
