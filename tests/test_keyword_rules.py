@@ -21,7 +21,7 @@ from captioneer.desktop.library.keyword_rules import (
     singular_of,
     split_and,
 )
-from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
+from captioneer.desktop.library.keywords import CleanupRules, Vocabulary, clean_keywords
 from captioneer.desktop.library.run_spec import RunSpec
 from captioneer.desktop.library.runs import spec_prompt_hash
 
@@ -282,3 +282,17 @@ def test_spec_stores_its_keyword_control_and_old_specs_still_load() -> None:
 def test_a_task_without_keywords_is_never_short_of_them() -> None:
     assert RunSpec(task="product", min_keywords=5).keyword_rules().min_count == 0
     assert RunSpec(task="keywords", min_keywords=5).keyword_rules().min_count == 5
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        ["  beach ", '"Beach"', "#sunset", "dogs", "dog", "2024", "keywords", "a", None, 5, "sea" * 20],
+        [f"word{index}" for index in range(30)],  # past the cap
+        ["red car", "red cars", "café", "cafe\u0301", "new\x00york"],
+    ],
+)
+def test_no_keyword_control_keeps_todays_clean_up(raw: list[object]) -> None:
+    vocabulary = Vocabulary(("beach",))
+    for cleanup in (CleanupRules(), CleanupRules(max_count=5), CleanupRules(vocabulary=vocabulary)):
+        assert control_keywords(raw, cleanup, KeywordRules()) == (clean_keywords(raw, cleanup), [])
