@@ -141,3 +141,37 @@ def test_a_rules_file_makes_one_run_per_rule(tmp_path: Path, tiny_gguf: tuple[Pa
     again = cli(home, "tag", str(root), *engine(tiny_gguf), "--max-tokens", "40", "--rules", str(rules))
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("nothing to tag") == 3
+
+
+def test_vocabulary_top_asks_the_librarys_most_used_keywords(
+    tmp_path: Path, tiny_gguf: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "Photos"
+    photos(root, ["a.jpg", "b.jpg"])
+    (root / "a.jpg.xmp").write_text(SIDECAR.format("<rdf:li>Grandma</rdf:li><rdf:li>Lisbon</rdf:li>"))
+    (root / "b.jpg.xmp").write_text(SIDECAR.format("<rdf:li>grandma</rdf:li>"))
+    home = tmp_path / "home"
+    done = cli(home, "tag", str(root), *engine(tiny_gguf), "--vocabulary-top", "1")
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(home / "data" / "catalog.sqlite")
+    try:
+        [(options,)] = db.execute("SELECT options FROM runs").fetchall()
+        keywords = [json.loads(text) for (text,) in db.execute("SELECT keywords FROM results")]
+    finally:
+        db.close()
+    spec = json.loads(options)
+    assert (spec["vocabulary"], spec["vocabulary_top"], spec["vocabulary_only"]) == (["Grandma"], 1, True)
+    assert all(set(words) <= {"Grandma"} for words in keywords)  # only the vocabulary's words are kept
+    photos(tmp_path / "Bare", ["c.jpg"])  # a library with no keywords anywhere
+    empty = cli(
+        tmp_path / "empty", "tag", str(tmp_path / "Bare"), *engine(tiny_gguf), "--vocabulary-top", "5"
+    )
+    assert empty.returncode == 2
+    assert "The library has no keywords yet" in empty.stderr
+
+
+SIDECAR = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+    "{}</rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
