@@ -211,6 +211,11 @@ def test_a_catalogs_photos_split_into_one_run_per_rule(tmp_path: Path) -> None:
         assert rule_runs(catalog, [], RunSpec(), (product_rule,)) == [
             type(runs[0])(None, RunSpec(), [])
         ]  # no photos: one (empty) run, as without rules
+        greedy = FolderRule("Greedy", "*/Products/*", options={"min_keywords": 30})
+        with pytest.raises(
+            ConfigurationError, match="Folder rule Greedy: The minimum number of keywords \\(30\\)"
+        ):
+            rule_runs(catalog, photos, RunSpec(), (greedy,), case_sensitive=True)
 
 
 def test_top_keywords_of_the_library_become_the_vocabulary(tmp_path: Path) -> None:

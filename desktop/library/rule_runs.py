@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from captioneer.backends.errors import ConfigurationError
 from captioneer.desktop.library.browse import keyword_counts
 from captioneer.desktop.library.catalog import Catalog, Photo
 from captioneer.desktop.library.folder_rules import (
@@ -16,7 +17,7 @@ from captioneer.desktop.library.folder_rules import (
     relative_path,
     spec_for_rule,
 )
-from captioneer.desktop.library.keyword_rules import top_vocabulary
+from captioneer.desktop.library.keyword_rules import check_rules, top_vocabulary
 from captioneer.desktop.library.run_spec import RunSpec
 
 
@@ -45,15 +46,21 @@ def rule_runs(
     top-N keywords gets them as its vocabulary.
 
     Raises:
-        ConfigurationError: a run asks for the library's keywords and it has none yet.
+        ConfigurationError: a run's keyword choices contradict each other (a rule's say which rule), or it
+            asks for the library's keywords and there are none yet.
     """
     groups = rule_groups(catalog, photos, rules, case_sensitive)
     if not groups:
         groups = [(None, list(photos))]
-    return [
-        RuleRun(rule, library_vocabulary(catalog, spec_for_rule(spec, rule) if rule else spec), items)
-        for rule, items in groups
-    ]
+    runs = []
+    for rule, items in groups:
+        chosen = spec_for_rule(spec, rule) if rule else spec
+        try:
+            check_rules(chosen.keyword_rules(), chosen.max_keywords)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"Folder rule {rule.name}: {exc}" if rule else str(exc)) from None
+        runs.append(RuleRun(rule, library_vocabulary(catalog, chosen), items))
+    return runs
 
 
 def rule_groups(

@@ -40,7 +40,7 @@ from captioneer.desktop.library.catalog.runs import (
     run_counts,
     set_run_state,
 )
-from captioneer.desktop.library.keyword_rules import check_rules, control_keywords
+from captioneer.desktop.library.keyword_rules import control_keywords
 from captioneer.desktop.library.quality import (
     REPEAT_WINDOW,
     answer_problems,
@@ -104,7 +104,6 @@ class _Runner:
         self.sampling = self.spec.sampling_options(self.task)
         self.rules = self.spec.cleanup_rules()
         self.keyword_rules = self.spec.keyword_rules()
-        check_rules(self.keyword_rules, self.rules.max_count)
         schema = task_schema(self.task, self.task_options) or {}
         properties = schema.get("properties", {})
         caption_key = self.task.answer_key("caption") or ""
