@@ -94,6 +94,30 @@ def test_required_banned_and_too_few_keywords(tmp_path: Path, tiny_gguf: tuple[P
         assert not any(banned in words(str(keyword)) for keyword in subject)
 
 
+def test_an_answer_kept_for_review_as_invalid_still_has_the_required_keywords(
+    tmp_path: Path, tiny_gguf: tuple[Path, Path]
+) -> None:
+    root = tmp_path / "Photos"
+    photos(root, ["a.jpg"])
+    home = tmp_path / "home"
+    # Cut at 24 tokens the keywords JSON is invalid: the result keeps the model's text for review.
+    done = cli(
+        home,
+        "tag",
+        str(root),
+        *engine(tiny_gguf),
+        "--max-tokens",
+        "24",
+        "--no-retry",
+        "--require",
+        "Client X",
+    )
+    assert done.returncode == 0, done.stderr
+    [result] = results(home)
+    assert result["status"] == "needs_review" and "cut off" in result["review_reason"]
+    assert result["keywords"] == ["Client X"]
+
+
 def test_contradictory_flags_are_one_line_and_status_2(tmp_path: Path, tiny_gguf: tuple[Path, Path]) -> None:
     root = tmp_path / "Photos"
     photos(root, ["a.jpg"])

@@ -340,6 +340,7 @@ class _Runner:
             said = window_text(answer.error)  # stored for the window: setting names, not flags
             problem = said if answer.error_kind == TRUNCATED else f"invalid output: {said}"
             return _Outcome(
+                keywords=list(self.keyword_rules.required),  # required keywords are always there
                 raw=answer.text,
                 attempts=answer.attempts,
                 image_tokens=answer.image_tokens,
