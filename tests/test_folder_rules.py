@@ -265,3 +265,27 @@ def test_vocabulary_from_a_rule_and_top_n_from_another_never_mix() -> None:
         RunSpec(vocabulary=("a",), vocabulary_top=0), FolderRule("V", "*", vocabulary=Vocabulary(("b",)))
     )
     assert (spec.vocabulary, spec.vocabulary_top) == (("b",), 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"language": "Deutsch"}, {"language": "Deutsch"}),
+        ({"max_keywords": 7}, {"max_keywords": 7}),
+        ({"min_keywords": 3}, {"min_keywords": 3}),
+        ({"require": ("Client X",)}, {"required": ("Client X",)}),
+        ({"exclude": ("beer",)}, {"excluded": ("beer",)}),
+        ({"number": "plural"}, {"number": "plural"}),
+        ({"split_and": True}, {"split_and": True}),
+        ({"script_only": True}, {"script_only": True}),
+        ({"drop_prompt_words": True}, {"drop_prompt_words": True}),
+        ({"vocabulary_top": 40}, {"vocabulary_top": 40, "vocabulary": (), "synonyms": {}}),
+        ({"vocabulary_loose": True}, {"vocabulary_only": False}),
+        ({}, {}),
+    ],
+)
+def test_each_rule_option_sets_its_spec_field(options: dict, expected: dict) -> None:
+    base = RunSpec(vocabulary=("cmd",), synonyms={"x": "cmd"}, required=("From the command line",))
+    spec = spec_for_rule(base, FolderRule("R", "*", options=options))
+    changed = {name: getattr(spec, name) for name in vars(spec) if getattr(spec, name) != getattr(base, name)}
+    assert changed == {**expected, "rule": "R"}

@@ -55,6 +55,9 @@ _OPTIONS: dict[str, type | tuple[type, ...]] = {
     "vocabulary_loose": bool,
 }
 """A rule's optional keyword choices and their TOML types (names as ``tag``'s flags, ``_`` for ``-``)."""
+_AS_IS = frozenset(_OPTIONS) - {"vocabulary_top", "vocabulary_loose"}
+"""The options that are a run spec field as they are (under :data:`_SPEC_NAMES`'s name where it differs)."""
+_SPEC_NAMES = {"require": "required", "exclude": "excluded"}
 
 Item = TypeVar("Item")
 
@@ -199,14 +202,7 @@ def spec_for_rule(spec: RunSpec, rule: FolderRule) -> RunSpec:
         changes.update(
             vocabulary=rule.vocabulary.terms, synonyms=dict(rule.vocabulary.synonyms), vocabulary_top=0
         )
-    for key in ("language", "max_keywords", "min_keywords", "number", "split_and", "script_only"):
-        if key in options:
-            changes[key] = options[key]
-    for key, name in (("require", "required"), ("exclude", "excluded")):
-        if key in options:
-            changes[name] = options[key]
-    if "drop_prompt_words" in options:
-        changes["drop_prompt_words"] = options["drop_prompt_words"]
+    changes.update({_SPEC_NAMES.get(key, key): value for key, value in options.items() if key in _AS_IS})
     if "vocabulary_top" in options:
         changes.update(vocabulary_top=options["vocabulary_top"], vocabulary=(), synonyms={})
     if "vocabulary_loose" in options:
