@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
+from captioneer.desktop.commands.keyword_args import add_keyword_arguments, keyword_fields
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
@@ -113,6 +114,7 @@ context length, not this)",
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
     add_engine_arguments(parser, subcommand=True)
+    add_keyword_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -211,26 +213,17 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
     from captioneer.desktop.core.context import ContextSpec, parse_variables
-    from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_choices
+    from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
     from captioneer.desktop.core.settings import load_settings
     from captioneer.desktop.core.tasks import get_task
     from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.folder_rules import describe_groups, read_rules, rules_path
+    from captioneer.desktop.library.keyword_rules import check_rules
     from captioneer.desktop.library.keywords import read_vocabulary
     from captioneer.desktop.library.photo_context import check_context
-    from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
-    from captioneer.desktop.library.runs import (
-        RunController,
-        RunSpec,
-        abandon_run,
-        execute_run,
-        failed_items,
-        plan_run,
-        reviewed_in_selection,
-        run_counts,
-        set_run_state,
-    )
+    from captioneer.desktop.library.rule_runs import rule_runs
+    from captioneer.desktop.library.runs import RunController, RunSpec
     from captioneer.desktop.library.scanner import printable, scan_library
-    from captioneer.desktop.library.sidecars import WriteMode
 
     settings = load_settings()
     folder = args.folder.expanduser().absolute()
@@ -261,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
         context_event=context.event,
         context_people=context.people,
         context_location=context.location,
+        **keyword_fields(args),
     )
+    check_rules(spec.keyword_rules(), spec.max_keywords)
+    rules = read_rules(args.rules.expanduser() if args.rules is not None else rules_path())
     printer = ProgressPrinter()
     controller = RunController()
     with open_catalog() as catalog, cancel_on_signals(controller.cancel):
@@ -273,83 +269,157 @@ def run(args: argparse.Namespace) -> int:
         for line in report.problem_lines():
             _say(line)
         photos = catalog.photos_under(folder)
-        on_reviewed = args.reviewed
-        if on_reviewed == "ask":
-            reviewed = reviewed_in_selection(catalog, photos, spec, config, redo=args.redo)
-            on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
-        plan = plan_run(catalog, str(folder), photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
-        if plan.skipped_reviewed:
-            _say(
-                f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
-                "(--reviewed replace to tag them again, --reviewed keep to keep both as versions)"
-            )
-        if plan.run_id is None:
-            if plan.already_done:
-                _say(
-                    f"nothing to tag: {plan.already_done} photos already have a result from this model "
-                    "(--redo to tag them again)"
-                )
-            elif not plan.skipped_reviewed:
-                _say("nothing to tag: no photos in this folder")
-            return 0
-        counts = run_counts(catalog, plan.run_id)
-        verb = "resuming run" if plan.resumed else "run"
-        done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
-        _say(f"{verb} {plan.run_id}: {counts.pending} photos to tag{done_note}")
-        if counts.pending:
-            if args.recycle_every:
-                settings = settings.model_copy(update={"host_recycle_every": args.recycle_every})
-            backend = open_backend(settings, config, in_process=overrides.in_process)
-            _say(f"loading the {config.engine} model {config.model}…")
-            try:
-                backend.load(cancel=controller.cancel_token)
-            except BaseException as exc:
-                abandon_run(catalog, plan.run_id, f"The engine did not start: {exc}")
-                raise
-            try:
-                counts = execute_run(
-                    catalog,
-                    plan.run_id,
-                    backend,
-                    controller=controller,
-                    on_progress=printer,
-                    on_event=printer.event,
-                    retries=0 if args.no_retry else 1,
-                )
-            finally:
-                printer.end_line()
-                backend.unload()
-        else:
-            set_run_state(catalog, plan.run_id, "done")
-        failed = failed_items(catalog, plan.run_id)
+        runs = rule_runs(catalog, photos, spec, rules)
+        ruled = describe_groups([(group.rule, group.photos) for group in runs])
+        if ruled:
+            _say(f"folder rules: {ruled}")
+        engine = _Engine(settings, config, overrides, args.recycle_every, controller)
+        try:
+            scope = str(folder)
+            failed = [
+                _tag_photos(catalog, group.scope(scope), group.photos, group.spec, args, engine, printer)
+                for group in runs
+            ]
+        finally:
+            engine.unload()
+    return 1 if any(failed) else 0
+
+
+class _Engine:
+    """The model, loaded once when the first run has photos to tag and shared by the runs of one ``tag``."""
+
+    def __init__(
+        self, settings: Any, config: Any, overrides: Any, recycle_every: int | None, controller: Any
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.overrides = overrides
+        self.recycle_every = recycle_every
+        self.controller = controller
+        self.backend: Any = None
+
+    def load(self) -> Any:
+        """The loaded backend (loading it the first time).
+
+        Raises:
+            CaptioneerError: the engine did not start.
+        """
+        from captioneer.desktop.core.engine_setup import open_backend
+
+        if self.backend is None:
+            settings = self.settings
+            if self.recycle_every:
+                settings = settings.model_copy(update={"host_recycle_every": self.recycle_every})
+            backend = open_backend(settings, self.config, in_process=self.overrides.in_process)
+            _say(f"loading the {self.config.engine} model {self.config.model}…")
+            backend.load(cancel=self.controller.cancel_token)
+            self.backend = backend
+        return self.backend
+
+    def unload(self) -> None:
+        if self.backend is not None:
+            self.backend.unload()
+            self.backend = None
+
+
+def _tag_photos(
+    catalog: Any,
+    scope: str,
+    photos: list[Any],
+    spec: Any,
+    args: argparse.Namespace,
+    engine: _Engine,
+    printer: ProgressPrinter,
+) -> bool:
+    """Plan and execute one run (``scope``, ``photos``, ``spec``), then write it when asked; whether some
+    photos failed."""
+    from captioneer.desktop.library.publishing import nothing_to_write, writable_results, write_results
+    from captioneer.desktop.library.runs import (
+        abandon_run,
+        execute_run,
+        failed_items,
+        plan_run,
+        reviewed_in_selection,
+        run_counts,
+        set_run_state,
+    )
+    from captioneer.desktop.library.scanner import printable
+    from captioneer.desktop.library.sidecars import WriteMode
+
+    config, controller = engine.config, engine.controller
+    on_reviewed = args.reviewed
+    if on_reviewed == "ask":
+        reviewed = reviewed_in_selection(catalog, photos, spec, config, redo=args.redo)
+        on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
+    plan = plan_run(catalog, scope, photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
+    if plan.skipped_reviewed:
         _say(
-            f"run {plan.run_id} finished: {counts.done} tagged, {counts.failed} failed, "
-            f"{counts.needs_review} need review"
+            f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
+            "(--reviewed replace to tag them again, --reviewed keep to keep both as versions)"
         )
-        for path, error, _kind in failed:
-            _say(f"failed {printable(path)}: {printable(error)}")
-        run_results = catalog.results(run_id=plan.run_id)
-        kept = sum(not result.current for result in run_results)
-        if kept:
+    if plan.run_id is None:
+        if plan.already_done:
             _say(
-                f"{kept} new results were kept as versions: your reviewed results stay current and are what "
-                "is written (`captioneer review list --versions`, `captioneer review use ID`)"
+                f"nothing to tag: {plan.already_done} photos already have a result from this model "
+                "(--redo to tag them again)"
             )
-        if args.write != "none" or args.dry_run:
-            mode = WriteMode(args.write if args.write != "none" else settings.metadata_mode)
-            results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
-            if not results:
-                reason = nothing_to_write(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
-                _say(reason + ("" if args.write_unreviewed else " or pass --write-unreviewed"))
-            else:
-                summary = write_results(
-                    catalog,
-                    results,
-                    mode=mode,
-                    dry_run=args.dry_run,
-                    report=print if args.dry_run else _say,
-                )
-                _say(summary.describe(args.dry_run))
+        elif not plan.skipped_reviewed:
+            _say("nothing to tag: no photos in this folder")
+        return False
+    counts = run_counts(catalog, plan.run_id)
+    verb = "resuming run" if plan.resumed else "run"
+    done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
+    rule_note = f" (rule {spec.rule}: {spec.task})" if spec.rule else ""
+    _say(f"{verb} {plan.run_id}{rule_note}: {counts.pending} photos to tag{done_note}")
+    if counts.pending:
+        try:
+            backend = engine.load()
+        except BaseException as exc:
+            abandon_run(catalog, plan.run_id, f"The engine did not start: {exc}")
+            raise
+        try:
+            counts = execute_run(
+                catalog,
+                plan.run_id,
+                backend,
+                controller=controller,
+                on_progress=printer,
+                on_event=printer.event,
+                retries=0 if args.no_retry else 1,
+            )
+        finally:
+            printer.end_line()
+    else:
+        set_run_state(catalog, plan.run_id, "done")
+    failed = failed_items(catalog, plan.run_id)
+    _say(
+        f"run {plan.run_id} finished: {counts.done} tagged, {counts.failed} failed, "
+        f"{counts.needs_review} need review"
+    )
+    for path, error, _kind in failed:
+        _say(f"failed {printable(path)}: {printable(error)}")
+    run_results = catalog.results(run_id=plan.run_id)
+    kept = sum(not result.current for result in run_results)
+    if kept:
+        _say(
+            f"{kept} new results were kept as versions: your reviewed results stay current and are what "
+            "is written (`captioneer review list --versions`, `captioneer review use ID`)"
+        )
+    if args.write != "none" or args.dry_run:
+        mode = WriteMode(args.write if args.write != "none" else engine.settings.metadata_mode)
+        results = writable_results(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
+        if not results:
+            reason = nothing_to_write(catalog, unreviewed=args.write_unreviewed, run_id=plan.run_id)
+            _say(reason + ("" if args.write_unreviewed else " or pass --write-unreviewed"))
         else:
-            _say("review the results with `captioneer review list`, then write them with `captioneer write`")
-    return 1 if failed else 0
+            summary = write_results(
+                catalog,
+                results,
+                mode=mode,
+                dry_run=args.dry_run,
+                report=print if args.dry_run else _say,
+            )
+            _say(summary.describe(args.dry_run))
+    else:
+        _say("review the results with `captioneer review list`, then write them with `captioneer write`")
+    return bool(failed)

@@ -322,6 +322,8 @@ class LibraryPrefs:
     context_event: str = ""
     context_people: str = ""
     context_location: str = ""
+    keyword_choices: dict[str, Any] = field(default_factory=dict)
+    """Tag Photos' Keywords group as last chosen (run spec field names)."""
 
     @staticmethod
     def path() -> Path:

@@ -138,15 +138,14 @@ def repeated_caption(caption: str, previous: Iterable[str], limit: int = REPEAT_
 def in_language(text: str, language: str) -> bool:
     """A cheap check that ``text`` is written in ``language``: its script, and for Latin-script languages
     its function words. Unknown languages and short texts pass (too little evidence to flag)."""
-    known = find_language(language)  # "Deutsch" as the window offers it, or "German"
-    name = known.english if known is not None else language.strip().casefold()
+    name = english_name(language)
     script = _SCRIPTS.get(name)
     if script is None:
         return True
     letters = [ch for ch in text if ch.isalpha()]
     if len(letters) < 8:
         return True
-    in_script = sum(1 for ch in letters if _script_of(ch) == script)
+    in_script = sum(1 for ch in letters if script_of(ch) == script)
     if in_script / len(letters) < 0.6:
         return False
     if script != "LATIN" or name not in _STOPWORDS:
@@ -163,11 +162,23 @@ def in_language(text: str, language: str) -> bool:
     return own > 0 or best_other < 2
 
 
-def _script_of(ch: str) -> str:
+def language_script(language: str) -> str | None:
+    """The script ``language`` is written in (``LATIN``, ``CYRILLIC``, ``CJK``…), None when not known."""
+    return _SCRIPTS.get(english_name(language))
+
+
+def script_of(ch: str) -> str:
+    """The script of letter ``ch`` as :func:`language_script` names it (Han, Hiragana and Katakana: CJK)."""
     name = unicodedata.name(ch, "")
     if name.startswith(("CJK", "HIRAGANA", "KATAKANA")):
         return "CJK"
     return name.split(" ", 1)[0]
+
+
+def english_name(language: str) -> str:
+    """``language``'s English name, lower case (``Deutsch`` -> ``german``; an unlisted one as typed)."""
+    known = find_language(language)  # "Deutsch" as the window offers it, or "German"
+    return known.english if known is not None else language.strip().casefold()
 
 
 def _looks_cut_off(text: str) -> bool:

@@ -13,7 +13,8 @@ from captioneer.backends.cancel import CancelToken
 from captioneer.backends.request import SamplingOptions
 from captioneer.desktop.core.context import ContextSpec, context_shape
 from captioneer.desktop.core.images import DEFAULT_IMAGE_TOKENS
-from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions
+from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions, get_task
+from captioneer.desktop.library.keyword_rules import KeywordRules, prompt_words
 from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
 
 RESUMABLE_STATES = ("pending", "running", "paused")
@@ -47,6 +48,18 @@ class RunSpec:
     context_event: str = ""
     context_people: str = ""
     context_location: str = ""
+    # Keyword control (see keyword_rules); the defaults keep a run's keywords as they always were.
+    min_keywords: int = 0
+    required: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    number: str = "keep"
+    split_and: bool = False
+    script_only: bool = False
+    drop_prompt_words: bool = False
+    vocabulary_top: int = 0
+    """The vocabulary is the library's N most-used keywords (already in ``vocabulary``); 0: a file or none."""
+    rule: str = ""
+    """The per-folder rule that chose this spec (see folder_rules); empty for the command line's choices."""
 
     def context_spec(self) -> ContextSpec:
         return ContextSpec(self.context, self.context_event, self.context_people, self.context_location)
@@ -68,6 +81,31 @@ class RunSpec:
             vocabulary_only=self.vocabulary_only,
         )
 
+    def keyword_rules(self) -> KeywordRules:
+        task = get_task(self.task)
+        return KeywordRules(
+            # A task that gives no keywords (a product description) is never short of them.
+            min_count=self.min_keywords if task.answer_key("keywords") else 0,
+            required=self.required,
+            excluded=self.excluded,
+            number=self.number,
+            split_and=self.split_and,
+            script_only=self.script_only,
+            language=self.language,
+            prompt_words=prompt_words(task) if self.drop_prompt_words else (),
+        )
+
+    def keyword_control(self) -> str:
+        """The keyword control chosen, as stable text ("" when none): runs that differ only in it are
+        different runs, never resumed as one another."""
+        default = RunSpec()
+        chosen = {
+            name: getattr(self, name)
+            for name in _KEYWORD_CONTROL
+            if getattr(self, name) != getattr(default, name)
+        }
+        return json.dumps(chosen, ensure_ascii=False, sort_keys=True) if chosen else ""
+
     def sampling_options(self, task: Task) -> SamplingOptions:
         values = {"max_new_tokens": task.max_tokens, **self.sampling}
         return SamplingOptions.from_user(**values)
@@ -78,9 +116,14 @@ class RunSpec:
     @classmethod
     def from_json(cls, text: str) -> RunSpec:
         data = json.loads(text)
-        data["vocabulary"] = tuple(data.get("vocabulary", ()))
-        data["context"] = tuple(data.get("context", ()))
+        for name in ("vocabulary", "context", "required", "excluded"):
+            data[name] = tuple(data.get(name, ()))
         return cls(**data)
+
+
+_KEYWORD_CONTROL = frozenset(
+    {"min_keywords", "required", "excluded", "number", "split_and", "script_only", "drop_prompt_words"}
+)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from captioneer.desktop.library.catalog.runs import (
     run_counts,
     set_run_state,
 )
-from captioneer.desktop.library.keywords import clean_keywords
+from captioneer.desktop.library.keyword_rules import control_keywords
 from captioneer.desktop.library.photo_context import PhotoContexts
 from captioneer.desktop.library.quality import (
     REPEAT_WINDOW,
@@ -105,6 +105,7 @@ class _Runner:
         self.contexts = PhotoContexts(catalog, self.task, self.spec.context_spec())
         self.sampling = self.spec.sampling_options(self.task)
         self.rules = self.spec.cleanup_rules()
+        self.keyword_rules = self.spec.keyword_rules()
         schema = task_schema(self.task, self.task_options) or {}
         properties = schema.get("properties", {})
         caption_key = self.task.answer_key("caption") or ""
@@ -343,6 +344,7 @@ class _Runner:
             said = window_text(answer.error)  # stored for the window: setting names, not flags
             problem = said if answer.error_kind == TRUNCATED else f"invalid output: {said}"
             return _Outcome(
+                keywords=list(self.keyword_rules.required),  # required keywords are always there
                 raw=answer.text,
                 attempts=answer.attempts,
                 image_tokens=answer.image_tokens,
@@ -354,8 +356,8 @@ class _Runner:
     def _outcome(self, answer: Answer) -> _Outcome:
         """The answer as a result: the task's fields, keywords cleaned, problems found."""
         fields = self.task.fields(answer)
-        keywords = clean_keywords(list(fields.keywords), self.rules)
-        problems = answer_problems(
+        keywords, too_few = control_keywords(fields.keywords, self.rules, self.keyword_rules)
+        problems = too_few + answer_problems(
             fields.caption,
             keywords,
             language=self.spec.language if self.task.translate else "",

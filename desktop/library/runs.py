@@ -6,6 +6,7 @@ queries about them, run_spec.py what a run is."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,11 @@ def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
 
 def spec_prompt_hash(spec: RunSpec) -> str:
     task = get_task(spec.task)
-    return prompt_hash(build_request(task, [], spec.task_options(), spec.sampling_options(task)))
+    asked = prompt_hash(build_request(task, [], spec.task_options(), spec.sampling_options(task)))
+    control = spec.keyword_control()
+    # Keyword control changes what is kept, not what is asked; a run with other choices is still another run
+    # (never resumed in place of this one). Without it the hash is exactly what was asked, as before.
+    return hashlib.sha256(f"{asked} {control}".encode()).hexdigest()[:16] if control else asked
 
 
 def photo_decision(*, tagged_by_model: bool, current_reviewed: bool, redo: bool, on_reviewed: str) -> str:

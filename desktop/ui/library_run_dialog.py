@@ -4,8 +4,9 @@ what they chose into the run's spec (what every photo is asked) and its scope.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import QFileDialog, QWidget
 
@@ -14,9 +15,15 @@ from captioneer.backends.errors import CaptioneerError, ConfigurationError
 from captioneer.desktop.core.context import ContextSpec
 from captioneer.desktop.core.engine_setup import Overrides, sampling_choices
 from captioneer.desktop.core.tasks import all_tasks, get_task
+from captioneer.desktop.library.browse import photos_by_id
+from captioneer.desktop.library.catalog import Photo
+from captioneer.desktop.library.folder_rules import FolderRule
+from captioneer.desktop.library.keyword_rules import check_rules
 from captioneer.desktop.library.photo_context import check_context
+from captioneer.desktop.library.rule_runs import library_vocabulary
 from captioneer.desktop.library.runs import RunSpec
 from captioneer.desktop.ui.context_choices import chosen_context, fill_context
+from captioneer.desktop.ui.keyword_options import KeywordOptions
 from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_run_dialog_view import SCOPES, RunDialogView
 from captioneer.desktop.ui.library_selection import GridSelection
@@ -32,6 +39,8 @@ class RunChoices:
     vocabulary: Path | None = None
     vocabulary_only: bool = True
     context: ContextSpec = ContextSpec()
+    keyword_fields: dict[str, Any] = field(default_factory=dict)
+    """The Keywords group's run spec fields (keyword control, the library's top-N keywords)."""
 
 
 class RunDialog:
@@ -54,28 +63,34 @@ class RunDialog:
         self.overrides = overrides
         self.engine_config = engine_config
         self.explain = explain
+        self.rules: tuple[FolderRule, ...] = ()
+        """The folder rules the last accepted dialog showed (the run groups its photos by them)."""
 
     def run_spec(self, choices: RunChoices) -> RunSpec:
         """What every photo of a new run is asked, from the dialog's choices and the settings.
 
         Raises:
-            ConfigurationError: no model is set up, the vocabulary file cannot be read, or the context
-                cannot be sent (see :func:`check_context`).
+            ConfigurationError: no model is set up, the vocabulary file cannot be read, both it and the
+                library's top keywords are chosen (or the library has none yet), or the context cannot be sent
+                (see :func:`check_context`).
         """
         config = self.engine_config()
         check_context(get_task(choices.task), choices.context)
         terms: tuple[str, ...] = ()
         synonyms: dict[str, str] = {}
         paths: dict[str, str] = {}
+        top = choices.keyword_fields.get("vocabulary_top", 0)
         if choices.vocabulary is not None:
+            if top:
+                raise ConfigurationError("Choose a vocabulary file or the library's top keywords, not both.")
             parsed = self.browse.load_vocabulary(choices.vocabulary)
             terms, synonyms, paths = parsed.terms, dict(parsed.synonyms), dict(parsed.paths)
-        return RunSpec(
+        spec = RunSpec(
             task=choices.task,
             language=choices.language or self.session.settings.language,
             vocabulary=terms,
             synonyms=synonyms,
-            vocabulary_only=choices.vocabulary_only and bool(terms),
+            vocabulary_only=choices.vocabulary_only and bool(terms or top),
             sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
             keyword_paths=paths,
@@ -83,7 +98,21 @@ class RunDialog:
             context_event=choices.context.event,
             context_people=choices.context.people,
             context_location=choices.context.location,
+            **choices.keyword_fields,
         )
+        check_rules(spec.keyword_rules(), spec.max_keywords)
+        return library_vocabulary(self.session.catalog, spec)
+
+    def scope_photos(self, scope: str) -> list[Photo]:
+        """The photos catalogued now that ``scope`` (one of :data:`SCOPES`) would tag."""
+        if scope == "folder":
+            folder = self.browse.current_folder()
+            return self.session.catalog.photos_under(Path(folder)) if folder else []
+        if scope == "selection":
+            ids = [row.photo_id for row in self.selection.selected_rows()]
+        else:
+            ids = list(self.selection.model.ids())
+        return photos_by_id(self.session.catalog, ids)
 
     def ask(self, scope: str = "", redo: bool = False) -> tuple[RunSpec, str, bool] | None:
         """Show the dialog, preset with ``scope`` and ``redo``; the run's spec, its scope (``selection``,
@@ -121,6 +150,19 @@ class RunDialog:
         except ConfigurationError as exc:
             dialog.engine.setText(self.explain(exc))
             dialog.start_button.setEnabled(False)
+        keywords = KeywordOptions(dialog.keywords, prefs)
+        dialog.keywords.top.valueChanged.connect(
+            lambda top: dialog.vocabulary_only.setEnabled(bool(top or dialog.vocabulary.text().strip()))
+        )
+
+        def show_rules() -> None:
+            scope = SCOPES[dialog.scope_buttons.checkedId()]
+            keywords.show_rules(self.session.catalog, self.scope_photos(scope))
+
+        dialog.scope_buttons.idToggled.connect(lambda _id, on: show_rules() if on else None)
+        show_rules()
+        if keywords.rules_error:
+            dialog.start_button.setEnabled(False)
         dialog.vocabulary_browse.clicked.connect(
             lambda: dialog.vocabulary.setText(
                 QFileDialog.getOpenFileName(dialog, "Vocabulary", "", "Text files (*.txt);;All files (*)")[0]
@@ -140,7 +182,9 @@ class RunDialog:
             Path(vocabulary).expanduser() if vocabulary else None,
             prefs.vocabulary_only,
             chosen_context(dialog.context, prefs),
+            keywords.fields(),
         )
+        self.rules = keywords.rules
         try:
             spec = self.run_spec(choices)
         except CaptioneerError as exc:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.ui.context_view import ContextGroupView
+from captioneer.desktop.ui.keyword_options_view import KeywordOptionsView
 
 SCOPES = ("selection", "folder", "filter")
 
@@ -66,6 +67,8 @@ class RunDialogView(QDialog):
         layout.addLayout(form)
         self.context = ContextGroupView()
         layout.addWidget(self.context)
+        self.keywords = KeywordOptionsView()
+        layout.addWidget(self.keywords)
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)

@@ -145,7 +145,7 @@ class RunsController(QObject):
             on_reviewed = self.ask_about_reviewed(request, get_task(spec.task).label)
             if on_reviewed is None:
                 return
-            self.start_run(replace(request, on_reviewed=on_reviewed))
+            self.start_run(replace(request, on_reviewed=on_reviewed, rules=self.dialog.rules))
         except CaptioneerError as exc:
             self.session.notify(self.explain(exc))
 

@@ -23,6 +23,8 @@ from captioneer.desktop.library.browse import (
     status_counts,
 )
 from captioneer.desktop.library.catalog import Catalog
+from captioneer.desktop.library.folder_rules import FolderRule, describe_groups
+from captioneer.desktop.library.rule_runs import rule_runs
 from captioneer.desktop.library.runs import (
     RunController,
     RunCounts,
@@ -106,6 +108,8 @@ class RunRequest:
     redo: bool = False
     resume: int | None = None
     on_reviewed: str = "skip"
+    rules: tuple[FolderRule, ...] = ()
+    """Folder rules: the photos a rule takes are tagged as a run of their own, with the rule's choices."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class RunWorker(QObject):
         request, token = self._request, self.controller.cancel_token
         if request.resume is not None:
             run_id = request.resume
+            run_ids = [run_id]
             run = get_run(catalog, run_id)
             engine, model, _quant = model_identity(self._config)
             if (run.engine, run.model) != (engine, model):
@@ -179,28 +184,16 @@ class RunWorker(QObject):
                 photos = catalog.photos_under(request.folder)
             else:
                 photos = photos_by_id(catalog, request.photo_ids)
-            plan = plan_run(
-                catalog,
-                request.scope,
-                photos,
-                request.spec,
-                self._config,
-                redo=request.redo,
-                on_reviewed=request.on_reviewed,
-            )
-            if plan.run_id is None:
-                skipped = (
-                    f" {plan.skipped_reviewed} reviewed photos were skipped." if plan.skipped_reviewed else ""
-                )
-                return RunOutcome(
-                    "nothing",
-                    f"Nothing to tag: {plan.already_done} photos already have a result from this model "
-                    f"(tick “Tag again” to redo them).{skipped}",
-                )
-            run_id = plan.run_id
-        counts = run_counts(catalog, run_id)
-        if not counts.pending:
+            run_ids = self._plan(catalog, photos)
+            if not isinstance(run_ids, list):
+                return run_ids
+        # Several runs (folder rules) are tagged in turn with the one model load below.
+        pending = [run_id for run_id in run_ids if run_counts(catalog, run_id).pending]
+        for run_id in set(run_ids) - set(pending):
             set_run_state(catalog, run_id, "done")
+        if not pending:
+            run_id = run_ids[-1]
+            counts = run_counts(catalog, run_id)
             return RunOutcome("done", f"Run {run_id}: every photo is already tagged.", run_id, counts)
         self.status.emit(f"Loading {Path(self._config.model).name or self._config.model}…")
         backend = self._opener(self._config)
@@ -209,15 +202,17 @@ class RunWorker(QObject):
                 progress=lambda fraction, message: self.status.emit(f"{message} ({fraction:.0%})"),
                 cancel=token,
             )
-            self.status.emit(f"Tagging {counts.pending} photos")
-            counts = execute_run(
-                catalog,
-                run_id,
-                backend,
-                controller=self.controller,
-                on_progress=self.progress.emit,
-                on_event=self.event.emit,
-            )
+            for run_id in pending:
+                counts = run_counts(catalog, run_id)
+                self.status.emit(f"Tagging {counts.pending} photos")
+                counts = execute_run(
+                    catalog,
+                    run_id,
+                    backend,
+                    controller=self.controller,
+                    on_progress=self.progress.emit,
+                    on_event=self.event.emit,
+                )
         except Cancelled:
             return RunOutcome(
                 "paused",
@@ -229,8 +224,41 @@ class RunWorker(QObject):
             backend.unload()
         note = f", {counts.failed} could not be tagged" if counts.failed else ""
         review = f", {counts.needs_review} need a closer look" if counts.needs_review else ""
+        runs = f"{len(pending)} runs (folder rules) finished; " if len(pending) > 1 else ""
         return RunOutcome(
-            "done", f"Run {run_id} finished: {counts.done} tagged{note}{review}.", run_id, counts
+            "done", f"{runs}Run {run_id} finished: {counts.done} tagged{note}{review}.", run_id, counts
+        )
+
+    def _plan(self, catalog: Catalog, photos: Sequence[Any]) -> list[int] | RunOutcome:
+        """Plan the request's run, one per folder rule that takes some of ``photos``: their ids (in order),
+        or the outcome when there is nothing to tag."""
+        request = self._request
+        runs = rule_runs(catalog, photos, request.spec, request.rules)
+        ruled = describe_groups([(group.rule, group.photos) for group in runs])
+        if ruled:
+            self.event.emit(f"Folder rules: {ruled}")
+        plans = [
+            plan_run(
+                catalog,
+                group.scope(request.scope),
+                group.photos,
+                group.spec,
+                self._config,
+                redo=request.redo,
+                on_reviewed=request.on_reviewed,
+            )
+            for group in runs
+        ]
+        run_ids = [plan.run_id for plan in plans if plan.run_id is not None]
+        if run_ids:
+            return run_ids
+        done = sum(plan.already_done for plan in plans)
+        reviewed = sum(plan.skipped_reviewed for plan in plans)
+        skipped = f" {reviewed} reviewed photos were skipped." if reviewed else ""
+        return RunOutcome(
+            "nothing",
+            f"Nothing to tag: {done} photos already have a result from this model "
+            f"(tick “Tag again” to redo them).{skipped}",
         )
 
 
