@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'keyword:beach (sunset OR dusk) NOT status:rejected'.",
     )
     parser.add_argument("query", nargs="+", metavar="QUERY", help="the search (quote it in your shell)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per line, with the snippet around the match"
+    )
     parser.add_argument("--paths", action="store_true", help="print only the photo paths")
     parser.add_argument(
         "--all-results",

@@ -167,22 +167,6 @@ class Catalog:
         values: list[Any] = []
         if query is not None and query.fallback is not None and not self.text_index:
             query = query.fallback
-        sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
-        order = " ORDER BY r.id"
-        ranks = query.ranking() if query is not None and by_relevance and self.text_index else []
-        scores = []
-        for number, (table, rank) in enumerate(ranks):
-            sql += (
-                f" LEFT JOIN (SELECT rowid AS id, bm25({table}) AS score FROM {table} "
-                f"WHERE {table} MATCH ?) m{number} ON m{number}.id = r.id"
-            )
-            values.append(rank)
-            scores.append(f"m{number}.score")
-        if scores:
-            # bm25 is lower for better matches; rows matched only otherwise (a file name) come last.
-            unmatched = " AND ".join(f"{score} IS NULL" for score in scores)
-            total = " + ".join(f"COALESCE({score}, 0)" for score in scores)
-            order = f" ORDER BY {unmatched}, {total}, r.id"
         if run_id is not None:
             clauses.append("r.run_id = ?")
             values.append(run_id)
@@ -203,9 +187,27 @@ class Catalog:
         if query is not None:
             clauses.append(f"({query.where})")
             values.extend(query.params)
+        sql = f"SELECT {RESULT_COLUMNS} FROM results r JOIN photos p ON p.id = r.photo_id"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return [result_from_row(row, self.path) for row in self.db.execute(sql + order, values)]
+        found = [result_from_row(row, self.path) for row in self.db.execute(sql + " ORDER BY r.id", values)]
+        if by_relevance and query is not None and query.ranking() and self.text_index:
+            scores = self._relevance(query)
+            # bm25 is lower for better matches; results matched only otherwise (a file name) come last.
+            found.sort(key=lambda result: (result.id not in scores, scores.get(result.id, 0.0)))
+        return found
+
+    def _relevance(self, query: Query) -> dict[int, float]:
+        """Each matching result's bm25 score, summed over the indexes its words and prefixes search.
+
+        Read apart and sorted in Python: joined in SQL, the scores would be scanned once per result."""
+        scores: dict[int, float] = {}
+        for table, rank in query.ranking():
+            for rowid, score in self.db.execute(
+                f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?", (rank,)
+            ):
+                scores[rowid] = scores.get(rowid, 0.0) + score
+        return scores
 
     def result(self, result_id: int) -> Result | None:
         found = self.results(ids=[result_id])
