@@ -26,6 +26,7 @@ from captioneer.desktop.core.context import (
     keyword_value,
     parse_variables,
     place_name,
+    prefer_city,
     render_context,
     valid_position,
     xmp_gps_degrees,
@@ -288,6 +289,21 @@ def test_place_name(parts: tuple[str, str, str], distance: float, expected: str 
     assert place_name(*parts, distance) == expected
 
 
+@pytest.mark.parametrize(
+    ("nearest_km", "city_km", "expected"),
+    [
+        (3.3, 4.0, True),  # the Eiffel Tower: Vanves is nearest, Paris's point 4 km off
+        (0.5, 17.0, False),  # Versailles palace: the town, not Paris
+        (1.0, 20.0, False),  # a village near a city
+        (0.2, 1.1, True),  # within a kilometre more: the city
+        (8.0, 15.5, False),  # too far to be "in" the city
+        (2.0, None, False),
+    ],
+)
+def test_a_big_city_near_by_names_the_place(nearest_km: float, city_km: float | None, expected: bool) -> None:
+    assert prefer_city(nearest_km, city_km) is expected
+
+
 # -- the real offline geocoder ---------------------------------------------------------------------------
 
 
@@ -297,6 +313,9 @@ def test_paris_coordinates_name_paris_france_offline() -> None:
     assert places.place_at(-33.8688, 151.2093) == "Sydney, New South Wales, Australia"
     assert places.place_at(0.0, 0.0) is None  # no fix
     assert places.place_at(0.0, -30.0) is None  # the middle of the Atlantic
+    # GeoNames' nearest town to the Eiffel Tower is the suburb Vanves; people say Paris.
+    assert places.place_at(48.8584, 2.2945) == "Paris, Île-de-France, France"
+    assert places.place_at(48.8049, 2.1204).startswith("Versailles, ")  # the palace: its own town
 
 
 def test_loading_the_places_leaves_the_csv_cell_limit_alone(monkeypatch: pytest.MonkeyPatch) -> None:

