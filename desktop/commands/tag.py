@@ -222,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.library.keywords import read_vocabulary
     from captioneer.desktop.library.photo_context import check_context
     from captioneer.desktop.library.rule_runs import rule_runs
+    from captioneer.desktop.library.run_spec import context_fields, vocabulary_fields
     from captioneer.desktop.library.runs import RunController, RunSpec
     from captioneer.desktop.library.scanner import printable, scan_library
 
@@ -243,17 +244,12 @@ def run(args: argparse.Namespace) -> int:
         task=args.task,
         language=args.language or settings.language,
         max_keywords=args.max_keywords,
-        vocabulary=vocabulary.terms if vocabulary else (),
-        synonyms=dict(vocabulary.synonyms) if vocabulary else {},
+        **vocabulary_fields(vocabulary),
         vocabulary_only=not args.vocabulary_loose,
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
         batch_size=args.batch_size,
-        keyword_paths=dict(vocabulary.paths) if vocabulary else {},
-        context=context.variables,
-        context_event=context.event,
-        context_people=context.people,
-        context_location=context.location,
+        **context_fields(context),
         **keyword_fields(args),
     )
     check_rules(spec.keyword_rules(), spec.max_keywords)

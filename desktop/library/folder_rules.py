@@ -29,12 +29,13 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from captioneer.backends.errors import ConfigurationError
+from captioneer.desktop.core.context import ContextSpec
 from captioneer.desktop.core.paths import config_dir
 from captioneer.desktop.core.tasks import get_task
 from captioneer.desktop.core.user_files import read_user_text
 from captioneer.desktop.library.keyword_rules import NUMBER_CHOICES, parse_keyword_list
 from captioneer.desktop.library.keywords import Vocabulary, read_vocabulary
-from captioneer.desktop.library.run_spec import RunSpec
+from captioneer.desktop.library.run_spec import RunSpec, context_fields, vocabulary_fields
 
 CASE_SENSITIVE = sys.platform.startswith("linux")
 """Whether patterns match case-sensitively here: Linux file systems are; macOS's and Windows' are not."""
@@ -201,17 +202,12 @@ def spec_for_rule(spec: RunSpec, rule: FolderRule) -> RunSpec:
         if not get_task(rule.task).takes_context:
             # The command line's context is for tasks that describe photos; an OCR rule reads text without it
             # (asking it would stop the run: the task has no place for context).
-            changes.update(context=(), context_event="", context_people="", context_location="")
+            changes.update(context_fields(ContextSpec()))
     if rule.vocabulary is not None:
-        changes.update(
-            vocabulary=rule.vocabulary.terms,
-            synonyms=dict(rule.vocabulary.synonyms),
-            keyword_paths=dict(rule.vocabulary.paths),
-            vocabulary_top=0,
-        )
+        changes.update(vocabulary_fields(rule.vocabulary), vocabulary_top=0)
     changes.update({_SPEC_NAMES.get(key, key): value for key, value in options.items() if key in _AS_IS})
     if "vocabulary_top" in options:
-        changes.update(vocabulary_top=options["vocabulary_top"], vocabulary=(), synonyms={}, keyword_paths={})
+        changes.update(vocabulary_fields(None), vocabulary_top=options["vocabulary_top"])
     if "vocabulary_loose" in options:
         changes["vocabulary_only"] = not options["vocabulary_loose"]
     return replace(spec, **changes)

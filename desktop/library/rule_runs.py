@@ -18,7 +18,7 @@ from captioneer.desktop.library.folder_rules import (
     spec_for_rule,
 )
 from captioneer.desktop.library.keyword_rules import check_rules, top_vocabulary
-from captioneer.desktop.library.run_spec import RunSpec
+from captioneer.desktop.library.run_spec import RunSpec, vocabulary_fields
 
 
 @dataclass(frozen=True)
@@ -91,4 +91,4 @@ def library_vocabulary(catalog: Catalog, spec: RunSpec) -> RunSpec:
     if not spec.vocabulary_top or spec.vocabulary:
         return spec
     vocabulary = top_vocabulary(keyword_counts(catalog), spec.vocabulary_top)
-    return replace(spec, vocabulary=vocabulary.terms, synonyms={}, keyword_paths={})
+    return replace(spec, **vocabulary_fields(vocabulary))

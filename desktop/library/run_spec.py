@@ -126,6 +126,27 @@ _KEYWORD_CONTROL = frozenset(
 )
 
 
+def vocabulary_fields(vocabulary: Vocabulary | None) -> dict[str, Any]:
+    """The :class:`RunSpec` fields that hold ``vocabulary`` (its terms, synonyms and hierarchy paths; none of
+    them for None): every place that gives a run a vocabulary sets all three, so no run keeps another's."""
+    vocabulary = vocabulary or Vocabulary()
+    return {
+        "vocabulary": vocabulary.terms,
+        "synonyms": dict(vocabulary.synonyms),
+        "keyword_paths": dict(vocabulary.paths),
+    }
+
+
+def context_fields(context: ContextSpec) -> dict[str, Any]:
+    """The :class:`RunSpec` fields that hold ``context`` (``ContextSpec()``: no context)."""
+    return {
+        "context": context.variables,
+        "context_event": context.event,
+        "context_people": context.people,
+        "context_location": context.location,
+    }
+
+
 @dataclass(frozen=True)
 class Run:
     """A run as the catalog stores it."""

@@ -21,6 +21,7 @@ from captioneer.desktop.library.folder_rules import FolderRule
 from captioneer.desktop.library.keyword_rules import check_rules
 from captioneer.desktop.library.photo_context import check_context
 from captioneer.desktop.library.rule_runs import library_vocabulary
+from captioneer.desktop.library.run_spec import context_fields, vocabulary_fields
 from captioneer.desktop.library.runs import RunSpec
 from captioneer.desktop.ui.context_choices import chosen_context, fill_context
 from captioneer.desktop.ui.keyword_options import KeywordOptions
@@ -76,28 +77,20 @@ class RunDialog:
         """
         config = self.engine_config()
         check_context(get_task(choices.task), choices.context)
-        terms: tuple[str, ...] = ()
-        synonyms: dict[str, str] = {}
-        paths: dict[str, str] = {}
         top = choices.keyword_fields.get("vocabulary_top", 0)
+        vocabulary = None
         if choices.vocabulary is not None:
             if top:
                 raise ConfigurationError("Choose a vocabulary file or the library's top keywords, not both.")
-            parsed = self.browse.load_vocabulary(choices.vocabulary)
-            terms, synonyms, paths = parsed.terms, dict(parsed.synonyms), dict(parsed.paths)
+            vocabulary = self.browse.load_vocabulary(choices.vocabulary)
         spec = RunSpec(
             task=choices.task,
             language=choices.language or self.session.settings.language,
-            vocabulary=terms,
-            synonyms=synonyms,
-            vocabulary_only=choices.vocabulary_only and bool(terms or top),
+            vocabulary_only=choices.vocabulary_only and bool(vocabulary or top),
             sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
-            keyword_paths=paths,
-            context=choices.context.variables,
-            context_event=choices.context.event,
-            context_people=choices.context.people,
-            context_location=choices.context.location,
+            **vocabulary_fields(vocabulary),
+            **context_fields(choices.context),
             **choices.keyword_fields,
         )
         check_rules(spec.keyword_rules(), spec.max_keywords)
