@@ -1,0 +1,278 @@
+"""Probing and sampling real clips made by the test with PyAV: every container the tagger scans, rotation as a
+viewer sees it, the right frame at each time, bounded memory, and one clear line for each broken file."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled, CaptioneerError, ImageError
+from captioneer.desktop.core.video import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    clockwise_rotation,
+    is_video_path,
+    probe,
+    sample_frames,
+)
+from captioneer.desktop.core.video_budget import SamplingMode, SamplingPlan, plan_sampling
+from tests.video_clips import (
+    KINDS,
+    ClipKind,
+    cut,
+    frame_level,
+    make_audio_only,
+    make_clip,
+    make_encrypted,
+)
+
+EXIFTOOL = shutil.which("exiftool")
+CODECS = {"libx264": "h264", "h264": "h264", "mpeg4": "mpeg4", "h263": "h263"}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: make_clip(folder / f"clip{kind.suffix}", kind) for name, kind in KINDS.items()}
+
+
+def level(image: Image.Image) -> float:
+    """The grey level of the picture away from the bar (its middle)."""
+    pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    h, w = pixels.shape
+    return float(pixels[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean())
+
+
+def shown_frame(image: Image.Image) -> int:
+    """Which frame of a :mod:`tests.video_clips` clip a picture shows, from its grey level."""
+    return min(range(29), key=lambda index: abs(frame_level(index) - level(image)))
+
+
+def bar_side(image: Image.Image) -> str:
+    """Which edge of the picture the white bar is on."""
+    pixels = np.asarray(image.convert("L"), dtype=np.float64)
+    edges = {"left": pixels[:, :2], "right": pixels[:, -2:], "top": pixels[:2, :], "bottom": pixels[-2:, :]}
+    return max(edges, key=lambda side: edges[side].mean())
+
+
+def test_suffixes_are_the_ones_phones_and_cameras_write() -> None:
+    assert {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".3gp"} == VIDEO_SUFFIXES
+    assert is_video_path(Path("IMG_0001.MOV")) and not is_video_path(Path("IMG_0001.JPG"))
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_probe_reads_every_kind(clips: dict[str, Path], name: str) -> None:
+    kind = KINDS[name]
+    info = probe(clips[name])
+    assert info.duration == pytest.approx(2.0, abs=1 / 12)
+    assert info.frame_rate == pytest.approx(12.0)
+    assert info.frame_count == (None if name == "mkv" else 24)  # Matroska stores no frame count
+    assert info.codec == CODECS[kind.codec]
+    assert (info.coded_width, info.coded_height, info.rotation) == (kind.width, kind.height, 0)
+    # H.263's QCIF pixels are 12:11 wide: a viewer sees 192×144
+    assert (info.width, info.height) == ((192, 144) if name == "3gp" else (kind.width, kind.height))
+    assert not info.has_audio
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_sampled_frames_are_the_ones_shown_at_their_times(clips: dict[str, Path], name: str) -> None:
+    info = probe(clips[name])
+    # 8 frames: their times fall mid-frame (a time on a frame's first instant depends on the container's
+    # rounding of timestamps: Matroska keeps milliseconds)
+    plan = plan_sampling(info, 512, mode=SamplingMode.IMAGES, frames_per_second=4)
+    frames = sample_frames(clips[name], plan)
+    assert len(frames) == plan.frame_count == 8
+    for planned, frame in zip(plan.times, frames, strict=True):
+        assert frame.image.size == (plan.width, plan.height) and frame.image.mode == "RGB"
+        assert 0 <= frame.time <= planned < info.duration
+        assert shown_frame(frame.image) == math.floor(planned * 12) == round(frame.time * 12)
+        assert bar_side(frame.image) == "left"
+
+
+def test_far_apart_times_seek_and_decode_forward(tmp_path: Path) -> None:
+    """Keyframes every 4 frames, times more than a second apart: each is reached by a seek, in any
+    container."""
+    for container in ("mp4", "mkv", "avi"):
+        clip = make_clip(tmp_path / f"seek{KINDS[container].suffix}", container, seconds=3.0, fps=8, gop=4)
+        times = (0.1, 0.3, 1.45, 2.2, 2.95)
+        frames = sample_frames(clip, SamplingPlan(SamplingMode.IMAGES, times, 64, 32, 2, 10))
+        assert [shown_frame(f.image) for f in frames] == [math.floor(t * 8) for t in times], container
+        assert [f.time for f in frames] == [math.floor(t * 8) / 8 for t in times]
+
+
+def test_audio_does_not_disturb_probe_or_sampling(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "talk.mov", "mov", audio=True)
+    info = probe(clip)
+    assert info.has_audio and info.duration == pytest.approx(2.0, abs=0.1)
+    frames = sample_frames(clip, plan_sampling(info, 64, max_frames=4))
+    assert [shown_frame(f.image) for f in frames] == [3, 9, 15, 21]
+
+
+@pytest.mark.parametrize(("rotation", "side"), [(90, "top"), (180, "right"), (270, "bottom")])
+def test_rotation_is_applied_as_a_viewer_sees_it(tmp_path: Path, rotation: int, side: str) -> None:
+    """The bar on the stored picture's left edge: turned clockwise by 90 it is on top, as a phone shows it."""
+    clip = make_clip(tmp_path / "phone.mp4", "mp4", rotation=rotation)
+    info = probe(clip)
+    assert info.rotation == rotation
+    turned = rotation in (90, 270)
+    assert (info.width, info.height) == ((96, 160) if turned else (160, 96))
+    plan = plan_sampling(info, 64, max_frames=4)
+    assert (plan.height > plan.width) == turned
+    for frame in sample_frames(clip, plan):
+        assert frame.image.size == (plan.width, plan.height)
+        assert bar_side(frame.image) == side
+
+
+@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is the independent reader")
+def test_the_rotated_clip_is_stored_the_way_phones_store_it(tmp_path: Path) -> None:
+    """exiftool reads the same clockwise turn from the track header that an upright iPhone clip carries."""
+    clip = make_clip(tmp_path / "IMG_0001.MOV", "mov", rotation=90)
+    out = subprocess.run(
+        [EXIFTOOL, "-s3", "-Rotation", "-ImageSize", str(clip)], capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["90", "160x96"]
+    assert probe(clip).rotation == 90
+
+
+def test_display_matrix_angles_become_clockwise_quarter_turns() -> None:
+    assert [clockwise_rotation(a) for a in (0, -90, 90, 180, -180, -89.6, 44)] == [
+        0,
+        90,
+        270,
+        180,
+        180,
+        90,
+        0,
+    ]
+
+
+def test_frames_are_scaled_at_decode_so_memory_stays_small(tmp_path: Path) -> None:
+    """32 frames of a 1280×720 clip at a 64-token plan: only small pictures are kept (full RGB frames would
+    hold 88 MB)."""
+    big = ClipKind(".mp4", "mp4", "libx264", 1280, 720)
+    clip = make_clip(tmp_path / "big.mp4", big, seconds=2.0, fps=16)
+    plan = plan_sampling(probe(clip), 64 * 32, max_frames=32, frames_per_second=16, min_frame_tokens=64)
+    assert plan.frame_count == 32 and plan.tokens_per_frame <= 64
+    process = psutil.Process()
+    before = process.memory_info().rss
+    frames = sample_frames(clip, plan)
+    grown = process.memory_info().rss - before
+    assert all(f.image.size == (plan.width, plan.height) for f in frames)
+    assert grown < 40_000_000, f"sampling kept {grown / 1e6:.0f} MB"
+
+
+def test_cancel_stops_sampling(clips: dict[str, Path]) -> None:
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        sample_frames(clips["mp4"], plan_sampling(probe(clips["mp4"]), 256), cancel=cancel)
+
+
+def broken(tmp_path: Path, what: str) -> Path:
+    """A file that cannot be used as a clip, of the kind ``what`` names."""
+    full = make_clip(tmp_path / "full.mp4", "mp4")
+    if what == "zero-bytes":
+        (tmp_path / "zero.mp4").write_bytes(b"")
+        return tmp_path / "zero.mp4"
+    if what == "cut-mp4":  # the index (moov) is written last: half a file has none
+        return cut(full, 0.5)
+    if what == "cut-mkv":
+        return cut(make_clip(tmp_path / "full.mkv", "mkv"), 0.4)
+    if what == "cut-avi":
+        return cut(make_clip(tmp_path / "full.avi", "avi"), 0.3)
+    if what == "text":
+        (tmp_path / "notes.mp4").write_text("not a video at all\n")
+        return tmp_path / "notes.mp4"
+    if what == "garbled":  # a real header, then noise where the pictures were
+        data = bytearray(full.read_bytes())
+        data[48:-600] = random.Random(7).randbytes(len(data) - 648)
+        (tmp_path / "garbled.mp4").write_bytes(bytes(data))
+        return tmp_path / "garbled.mp4"
+    if what == "audio-only":
+        return make_audio_only(tmp_path / "voice.mp4")
+    if what == "encrypted":
+        return make_encrypted(tmp_path / "rented.mp4")
+    if what == "missing":
+        return tmp_path / "gone.mp4"
+    if what == "folder":
+        (tmp_path / "folder.mp4").mkdir()
+        return tmp_path / "folder.mp4"
+    if what == "fifo":
+        os.mkfifo(tmp_path / "pipe.mp4")
+        return tmp_path / "pipe.mp4"
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize(
+    ("what", "kind", "message"),
+    [
+        ("zero-bytes", "empty", "empty file (0 bytes)"),
+        ("cut-mp4", "corrupt", "video file is cut short: copy it again from the original"),
+        ("cut-mkv", "corrupt", "video file is cut short"),
+        ("cut-avi", "corrupt", "video file is cut short"),
+        ("text", "not-a-video", "not a video file"),
+        ("garbled", "corrupt", "video is damaged: it cannot be decoded"),
+        ("audio-only", "no-video", "has sound but no picture (an audio-only file): nothing to tag"),
+        ("encrypted", "protected", "video is copy-protected (DRM/encrypted): it cannot be decoded; tag an"),
+        ("missing", "missing", "file not found"),
+        ("folder", "unreadable", "is not a regular file (a folder, device or pipe): not tagged"),
+        ("fifo", "unreadable", "is not a regular file"),
+    ],
+)
+def test_broken_files_give_one_clear_line(tmp_path: Path, what: str, kind: str, message: str) -> None:
+    path = broken(tmp_path, what)
+    with pytest.raises(VideoError) as caught:
+        info = probe(path)
+        sample_frames(path, plan_sampling(info, 256))  # a cut MKV or AVI may still probe: sampling finds it
+    error = caught.value
+    assert isinstance(error, ImageError) and isinstance(error, CaptioneerError)
+    assert error.kind == kind
+    assert str(error).startswith(message)
+    assert "\n" not in str(error) and len(str(error)) < 120
+
+
+def test_a_clip_cut_after_its_index_probes_but_sampling_says_where_it_stops(tmp_path: Path) -> None:
+    """An index-first (fast start) MP4 cut short still opens: its length is known, its late pictures are
+    not."""
+    full = make_clip(
+        tmp_path / "fast.mp4", "mp4", seconds=3.0, fps=8, gop=4, options={"movflags": "faststart"}
+    )
+    clip = cut(full, 0.75)
+    info = probe(clip)
+    assert info.duration == pytest.approx(3.0, abs=0.2)
+    with pytest.raises(VideoError, match=r"^video file is cut short") as caught:
+        sample_frames(clip, plan_sampling(info, 256, max_frames=6))
+    assert caught.value.kind == "corrupt"
+
+
+def test_links_are_refused_for_the_tagger_and_followed_on_request(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clips["mp4"])
+    assert probe(link).frame_count == 24
+    with pytest.raises(VideoError, match="symbolic link") as caught:
+        probe(link, refuse_links=True)
+    assert caught.value.kind == "refused"
+
+
+def test_without_pyav_a_clip_says_what_to_install(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)  # as if the video extra were not installed
+    with pytest.raises(
+        VideoError, match=r"install the video extra \(pip install 'captioneer\[video\]'\)"
+    ) as caught:
+        probe(clips["mp4"])
+    assert caught.value.kind == "needs-plugin"
