@@ -1,8 +1,9 @@
 """Makes real, tiny video clips for the tests with PyAV (FFmpeg's encoders and muxers from its wheel).
 
-Every frame shows a white bar along the left edge of the stored picture and a grey level that counts frames
-(``frame_level``), so a test can tell where the bar ends up after rotation and which frame was sampled at a
-given time. Clips are at most 160×96 and 3 s and take milliseconds to write.
+Every frame shows a white bar along the left edge of the stored picture with a black corner at its top, and a
+grey level that counts frames (``frame_level``), so a test can tell where the bar and its corner end up after
+rotation and mirroring, and which frame was sampled at a given time. Clips are at most 160×96 and 3 s and take
+milliseconds to write.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 
 BAR = 16
 """Width in pixels of the white bar on the stored picture's left edge."""
+CORNER = 12
+"""Side in pixels of the black square at the bar's top (the stored picture's top-left corner)."""
 LEVEL_STEP = 9
 """Grey-level step between consecutive frames: frame n is ``n * LEVEL_STEP`` (28 frames stay apart)."""
 
@@ -48,9 +51,10 @@ def frame_level(index: int) -> int:
 
 
 def frame_pixels(index: int, width: int, height: int) -> np.ndarray:
-    """Frame ``index``: white bar on the left, the rest grey at :func:`frame_level`."""
+    """Frame ``index``: white bar on the left, black top-left corner, the rest grey at :func:`frame_level`."""
     pixels = np.full((height, width, 3), frame_level(index), dtype=np.uint8)
     pixels[:, :BAR] = 255
+    pixels[:CORNER, :BAR] = 0
     return pixels
 
 
@@ -61,6 +65,7 @@ def make_clip(
     seconds: float = 2.0,
     fps: int = 12,
     rotation: int = 0,
+    mirror: bool = False,
     audio: bool = False,
     gop: int | None = None,
     options: dict[str, str] | None = None,
@@ -68,7 +73,8 @@ def make_clip(
     """Write a clip of ``seconds`` at ``fps`` to ``path``.
 
     ``rotation`` is the clockwise turn a viewer applies (90 for an upright phone clip, as exiftool's
-    ``Rotation`` reads it), stored as a display matrix the way phones store it. ``gop`` is the keyframe
+    ``Rotation`` reads it), stored as a display matrix the way phones store it; ``mirror`` adds a left-right
+    flip after the turn (a front camera's selfie mirror). ``gop`` is the keyframe
     interval in frames (default: the encoder's); ``options`` go to the muxer (encryption, ``movflags``).
     """
     kind = KINDS[kind] if isinstance(kind, str) else kind
@@ -77,8 +83,8 @@ def make_clip(
         stream.width, stream.height, stream.pix_fmt = kind.width, kind.height, "yuv420p"
         if gop is not None:
             stream.codec_context.gop_size = gop
-        if rotation:
-            stream.set_display_rotation(-rotation)  # FFmpeg counts counter-clockwise
+        if rotation or mirror:
+            stream.set_display_rotation(-rotation, hflip=mirror)  # FFmpeg counts counter-clockwise
         sound = container.add_stream("aac", rate=48000) if audio else None
         count = max(1, round(seconds * fps))
         for index in range(count):

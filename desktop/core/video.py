@@ -7,9 +7,9 @@ install.
 
 Rotation: phones store a portrait clip as a landscape picture plus a display matrix saying how to turn it.
 :class:`VideoInfo` gives sizes as a viewer sees them and ``rotation`` as the clockwise turn (exiftool's
-``Rotation`` tag: 90 for an upright iPhone clip); every sampled frame is turned the same way. Mirrored display
-matrices (rare, some front cameras) are not undone. Anamorphic pixels (a sample aspect ratio other than 1)
-are stretched to square ones.
+``Rotation`` tag: 90 for an upright iPhone clip); every sampled frame is turned, and mirrored where the matrix
+says so, as FFmpeg's players show it (:mod:`~captioneer.desktop.core.video_orientation`). Anamorphic pixels (a
+sample aspect ratio other than 1) are stretched to square ones.
 
 Memory: frames are scaled to the plan's size while they are converted from the decoder's YUV to RGB (FFmpeg's
 swscale), and only those small pictures are kept; the decoder holds its own few reference frames.
@@ -38,6 +38,12 @@ from captioneer.backends.errors import ImageError
 from captioneer.backends.files import TEMP_PREFIX, open_regular
 from captioneer.desktop.core.video_budget import SamplingPlan
 from captioneer.desktop.core.video_files import looks_like_video, video_cut_short
+from captioneer.desktop.core.video_orientation import (
+    clockwise_rotation,
+    display_transposes,
+    displayed_size,
+    read_matrix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,30 +215,27 @@ def _frames(clip: _Clip, cancel: CancelToken | None) -> Iterator[Any]:
         raise clip.damaged(f"{type(exc).__name__}: {exc}") from None
 
 
-def clockwise_rotation(counter_clockwise: float) -> int:
-    """FFmpeg's display-matrix angle (degrees counter-clockwise, −180…180) as the clockwise quarter turn a
-    viewer applies: 0, 90, 180 or 270. Odd angles snap to the nearest quarter turn."""
-    return int(round(-counter_clockwise / 90.0)) % 4 * 90
+def frame_matrix(frame: Any) -> tuple[int, ...] | None:
+    """The display matrix a frame carries (FFmpeg copies the container's onto every decoded frame).
 
-
-def displayed_size(width: int, height: int, rotation: int, pixel_aspect: Fraction | None) -> tuple[int, int]:
-    """The size a viewer sees of a ``width``×``height`` stored picture: non-square pixels stretched, then the
-    quarter ``rotation`` applied."""
-    if pixel_aspect and pixel_aspect != 1:
-        width = max(1, round(width * pixel_aspect))
-    return (height, width) if rotation in (90, 270) else (width, height)
-
-
-_TURNS = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+    Only ever called on a small converted copy: PyAV's side-data view and its frame reference each other, so
+    the frame lives until Python's cycle collector runs, and a decoded frame would keep the decoder's whole
+    frame pool (tens of megabytes) alive with it.
+    """
+    data = frame.side_data.get("DISPLAYMATRIX")
+    return read_matrix(None if data is None else bytes(data))
 
 
 def frame_picture(frame: Any, width: int, height: int) -> Image.Image:
     """``frame`` as an upright RGB picture of ``width``×``height`` (the displayed size): scaled while it is
-    converted from YUV, then turned as its display matrix says."""
-    rotation = clockwise_rotation(frame.rotation)
-    coded = (height, width) if rotation in (90, 270) else (width, height)
-    image = frame.to_image(width=coded[0], height=coded[1], interpolation="AREA")
-    return image.transpose(_TURNS[rotation]) if rotation else image
+    converted from YUV, then turned and flipped as its display matrix says."""
+    turn = clockwise_rotation(frame.rotation)  # read without a side-data view (see frame_matrix)
+    coded = (height, width) if turn in (90, 270) else (width, height)
+    small = frame.reformat(width=coded[0], height=coded[1], format="rgb24", interpolation="AREA")
+    image = small.to_image()
+    for transpose in display_transposes(frame_matrix(small)):
+        image = image.transpose(transpose)
+    return image
 
 
 def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
@@ -278,7 +281,7 @@ def probe(path: str | os.PathLike[str], *, refuse_links: bool = False) -> VideoI
             end = _seconds(last, stream.time_base)
             duration = (end - start if end is not None else 0.0) + (1 / rate if rate else 0.0)
         duration = max(duration, 1 / rate if rate else 0.001, first_time - start)
-        rotation = clockwise_rotation(first.rotation)
+        rotation = clockwise_rotation(first.rotation)  # read without a side-data view (see frame_matrix)
         width, height = displayed_size(first.width, first.height, rotation, stream.sample_aspect_ratio)
         return VideoInfo(
             duration=round(duration, 6),
