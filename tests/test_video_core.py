@@ -308,3 +308,13 @@ def test_without_pyav_a_clip_says_what_to_install(
     ) as caught:
         probe(clips["mp4"])
     assert caught.value.kind == "needs-plugin"
+
+
+def test_a_live_recording_without_a_stored_length_is_measured_from_its_packets(tmp_path: Path) -> None:
+    """A Matroska file written live stores no duration anywhere: the last packet's time gives it."""
+    clip = make_clip(tmp_path / "live.mkv", "mkv", options={"live": "1"})
+    info = probe(clip)
+    assert info.frame_count is None
+    assert info.duration == pytest.approx(2.0, abs=1 / 12)
+    frames = sample_frames(clip, plan_sampling(info, 256, max_frames=4))
+    assert [shown_frame(f.image) for f in frames] == [3, 9, 15, 21]
