@@ -32,6 +32,8 @@ class ClipKind:
     codec: str
     width: int = 160
     height: int = 96
+    tag: str | None = None  # the sample entry's four letters where players insist on one
+    encoder_options: tuple[tuple[str, str], ...] = ()
 
 
 KINDS = {
@@ -42,6 +44,12 @@ KINDS = {
     "avi": ClipKind(".avi", "avi", "mpeg4"),
     # H.263, the classic 3GP codec, takes only its standard sizes: QCIF is 176×144.
     "3gp": ClipKind(".3gp", "3gp", "h263", 176, 144),
+    # What phones record today: HEVC in MOV (iPhone), VP9 in Matroska, AV1 in MP4 (recent Android).
+    "hevc": ClipKind(
+        ".mov", "mov", "libx265", tag="hvc1", encoder_options=(("x265-params", "log-level=none"),)
+    ),
+    "vp9": ClipKind(".mkv", "matroska", "libvpx-vp9"),
+    "av1": ClipKind(".mp4", "mp4", "libsvtav1"),
 }
 
 
@@ -81,6 +89,9 @@ def make_clip(
     with av.open(str(path), "w", format=kind.container, options=options or {}) as container:
         stream = container.add_stream(kind.codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = kind.width, kind.height, "yuv420p"
+        if kind.tag:
+            stream.codec_context.codec_tag = kind.tag
+        stream.codec_context.options = dict(kind.encoder_options)
         if gop is not None:
             stream.codec_context.gop_size = gop
         if rotation or mirror:
