@@ -236,6 +236,15 @@ def broken(tmp_path: Path, what: str) -> Path:
         return make_audio_only(tmp_path / "voice.mp4")
     if what == "encrypted":
         return make_encrypted(tmp_path / "rented.mp4")
+    if what == "fairplay":  # Apple's store files: a "drmi" sample entry FFmpeg has no decoder for
+        data = make_encrypted(tmp_path / "cenc.mp4").read_bytes()
+        assert data.count(b"encv") == 1
+        (tmp_path / "bought.m4v").write_bytes(data.replace(b"encv", b"drmi"))
+        return tmp_path / "bought.m4v"
+    if what == "unknown-codec":  # a format FFmpeg does not know, unprotected
+        data = full.read_bytes()
+        (tmp_path / "odd.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))
+        return tmp_path / "odd.mp4"
     if what == "missing":
         return tmp_path / "gone.mp4"
     if what == "folder":
@@ -258,6 +267,8 @@ def broken(tmp_path: Path, what: str) -> Path:
         ("garbled", "corrupt", "video is damaged: it cannot be decoded"),
         ("audio-only", "no-video", "has sound but no picture (an audio-only file): nothing to tag"),
         ("encrypted", "protected", "video is copy-protected (DRM/encrypted): it cannot be decoded; tag an"),
+        ("fairplay", "protected", "video is copy-protected (DRM/encrypted)"),
+        ("unknown-codec", "unsupported", "video is in a format this app cannot decode"),
         ("missing", "missing", "file not found"),
         ("folder", "unreadable", "is not a regular file (a folder, device or pipe): not tagged"),
         ("fifo", "unreadable", "is not a regular file"),

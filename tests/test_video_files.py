@@ -6,7 +6,13 @@ import io
 
 import pytest
 
-from captioneer.desktop.core.video_files import looks_like_video, read_vint, video_cut_short
+from captioneer.desktop.core.video_files import (
+    has_protection_box,
+    looks_like_video,
+    movie_box,
+    read_vint,
+    video_cut_short,
+)
 
 
 def box(kind: bytes, payload: bytes = b"", size: int | None = None) -> bytes:
@@ -62,3 +68,17 @@ def test_ebml_variable_length_integers() -> None:
     assert read_vint(b"\x1f\xff\xff\xff", 0) == (None, 4)  # all value bits set: unknown
     assert read_vint(b"\x10\x00", 0) == (None, 4)  # the data ends inside it
     assert read_vint(b"\x00", 0) == (None, 1)
+
+
+def test_the_movie_box_is_found_wherever_it_is() -> None:
+    moov = box(b"moov", box(b"trak", b"t" * 12))
+    for data in (FTYP + moov + box(b"mdat", b"d" * 50), FTYP + box(b"mdat", b"d" * 50) + moov):
+        assert movie_box(io.BytesIO(data), len(data)) == moov[8:]
+    assert movie_box(io.BytesIO(FTYP + box(b"mdat")), len(FTYP) + 8) is None
+
+
+def test_a_protection_box_is_recognised_by_its_shape() -> None:
+    sinf = box(b"sinf", box(b"frma", b"avc1") + box(b"schm", b"\x00" * 4 + b"cenc"))
+    assert has_protection_box(box(b"trak", box(b"drmi", b"\x00" * 8 + sinf)))
+    assert not has_protection_box(box(b"trak", box(b"avc1", b"\x00" * 8)))
+    assert not has_protection_box(b"\x00\x00\x00\x02sinf frma")  # the letters, not a box holding frma

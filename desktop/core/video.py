@@ -21,6 +21,7 @@ act on; FFmpeg's own words go to ``detail``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -37,7 +38,12 @@ from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError
 from captioneer.backends.files import TEMP_PREFIX, open_regular
 from captioneer.desktop.core.video_budget import SamplingPlan
-from captioneer.desktop.core.video_files import looks_like_video, video_cut_short
+from captioneer.desktop.core.video_files import (
+    has_protection_box,
+    looks_like_video,
+    movie_box,
+    video_cut_short,
+)
 from captioneer.desktop.core.video_orientation import (
     clockwise_rotation,
     display_transposes,
@@ -62,6 +68,7 @@ CUT_SHORT = "video file is cut short: copy it again from the original"
 DAMAGED = "video is damaged: it cannot be decoded"
 AUDIO_ONLY = "has sound but no picture (an audio-only file): nothing to tag"
 NO_FRAMES = "video has no picture that can be decoded (damaged or cut short)"
+UNSUPPORTED = "video is in a format this app cannot decode"
 PROTECTED = "video is copy-protected (DRM/encrypted): it cannot be decoded; tag an unprotected copy"
 
 _DRM_CODEC_TAGS = frozenset({"drmi", "drms", "drmv", "encv"})  # FairPlay and CENC sample entries
@@ -149,9 +156,9 @@ def _open_file(path: Path, refuse_links: bool) -> Any:
     except OSError as exc:
         if refuse_links and os.path.islink(path):
             raise video_error(LINK_REFUSED, "refused") from None
-        if isinstance(exc, FileNotFoundError | PermissionError):
-            raise _file_error(exc) from None
-        raise video_error(NOT_REGULAR, "unreadable", f"{exc.strerror or exc} ({path})") from None
+        if exc.errno == errno.EINVAL or isinstance(exc, IsADirectoryError):  # open_regular's refusal
+            raise video_error(NOT_REGULAR, "unreadable", f"{exc.strerror or exc} ({path})") from None
+        raise _file_error(exc) from None
     handle = os.fdopen(fd, "rb")
     if os.fstat(fd).st_size == 0:
         handle.close()
@@ -194,6 +201,16 @@ def _opened(path: Path, refuse_links: bool) -> Iterator[_Clip]:
                     raise video_error(AUDIO_ONLY, "no-video", f"{container.format.name}: audio streams only")
                 raise video_error(NOT_A_VIDEO, "not-a-video", f"{container.format.name}: no video stream")
             stream = container.streams.video[0]
+            if stream.codec_context is None:  # FFmpeg knows no decoder for the track's format
+                handle.seek(0)
+                movie = movie_box(handle, os.fstat(handle.fileno()).st_size)
+                if movie is not None and has_protection_box(movie):
+                    raise video_error(
+                        PROTECTED, "protected", "protected sample entry (sinf) of an unknown format"
+                    )
+                raise video_error(
+                    UNSUPPORTED, "unsupported", f"{container.format.name}: no decoder for the track"
+                )
             stream.codec_context.thread_type = "AUTO"  # frame threads too: ~25 % faster at 1080p on 2 cores
             if str(stream.codec_context.codec_tag).lower() in _DRM_CODEC_TAGS:
                 raise video_error(PROTECTED, "protected", f"codec tag {stream.codec_context.codec_tag}")

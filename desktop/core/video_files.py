@@ -9,6 +9,8 @@ boxes), RIFF (AVI: one sized chunk) and Matroska (MKV: EBML elements with variab
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 _EBML = b"\x1a\x45\xdf\xa3"
@@ -25,23 +27,49 @@ def looks_like_video(head: bytes) -> bool:
     return head.startswith(_EBML) or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
-def boxes_run_past(handle: BinaryIO, size: int) -> bool:
-    """Whether an ISO base media file's top-level boxes promise more than its ``size`` bytes."""
+@dataclass(frozen=True)
+class Box:
+    """One top-level box of an ISO base media file: its type, where it starts, its header's and its whole
+    length (which may promise more bytes than the file has)."""
+
+    kind: bytes
+    offset: int
+    header: int
+    length: int
+
+
+def top_level_boxes(handle: BinaryIO, size: int) -> Iterator[Box]:
+    """The top-level boxes of the file open in ``handle`` (``size`` bytes), in order, up to the end of the
+    file or the first bytes that are not a box header (damage). A 64-bit size cut off by the end of the file
+    is a box that promises more than the file has."""
     offset = 0
     while offset + 8 <= size:
         handle.seek(offset)
         header = handle.read(16)
-        length = int.from_bytes(header[:4], "big")
+        length, kind, skip = int.from_bytes(header[:4], "big"), header[4:8], 8
+        if not _BOX_TYPE.fullmatch(kind):
+            return
         if length == 1:  # a 64-bit size follows the type
-            if len(header) < 16:
-                return True
-            length = int.from_bytes(header[8:16], "big")
+            if size - offset < 16:
+                yield Box(kind, offset, 16, 16)
+                return
+            length, skip = int.from_bytes(header[8:16], "big"), 16
         elif length == 0:  # the last box runs to the end of the file
-            return False
-        if length < 8 or not _BOX_TYPE.fullmatch(header[4:8]):
-            return False  # not a box chain we understand: call it damaged, not cut short
+            length = size - offset
+        if length < skip:
+            return
+        yield Box(kind, offset, skip, length)
         offset += length
-    return offset > size or 0 < size - offset < 8
+
+
+def boxes_run_past(handle: BinaryIO, size: int) -> bool:
+    """Whether an ISO base media file's top-level boxes promise more than its ``size`` bytes."""
+    end = 0
+    for box in top_level_boxes(handle, size):
+        end = box.offset + box.length
+        if end > size:
+            return True
+    return 0 < size - end < 8  # the end falls inside the next box's header
 
 
 def read_vint(data: bytes, at: int) -> tuple[int | None, int]:
@@ -81,4 +109,30 @@ def video_cut_short(handle: BinaryIO, size: int) -> bool:
         return matroska_runs_past(head, size)
     if looks_like_video(head):
         return boxes_run_past(handle, size)
+    return False
+
+
+MOVIE_BOX_LIMIT = 64 * 1024 * 1024
+"""The most of a movie box (``moov``: the index, no pictures) read; phones write a few hundred kilobytes."""
+
+
+def movie_box(handle: BinaryIO, size: int) -> bytes | None:
+    """The contents of the ``moov`` box of an ISO base media file (its index: tracks, sample entries), or
+    None when there is none."""
+    for box in top_level_boxes(handle, size):
+        if box.kind == b"moov":
+            handle.seek(box.offset + box.header)
+            return handle.read(min(box.length - box.header, MOVIE_BOX_LIMIT))
+    return None
+
+
+def has_protection_box(movie: bytes) -> bool:
+    """Whether a movie box holds a protection scheme box (``sinf``, with the ``frma`` box naming the original
+    format inside it): what a DRM-protected track's sample entry carries (CENC, Apple FairPlay)."""
+    at = movie.find(b"sinf")
+    while at >= 4:
+        length = int.from_bytes(movie[at - 4 : at], "big")
+        if 8 <= length <= len(movie) - at + 4 and b"frma" in movie[at : at - 4 + length]:
+            return True
+        at = movie.find(b"sinf", at + 4)
     return False
