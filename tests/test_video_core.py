@@ -300,6 +300,18 @@ def test_a_clip_cut_after_its_index_probes_but_sampling_says_where_it_stops(tmp_
     assert caught.value.kind == "corrupt"
 
 
+def test_a_still_held_for_seconds_is_not_taken_for_a_cut(tmp_path: Path) -> None:
+    """A screen recording writes no frame while nothing moves: frames 0–11 in the first second, then frames
+    12–23 from 5 s on. At 3 s a viewer still sees frame 11."""
+    clip = make_clip(tmp_path / "screen.mp4", "mp4", pts=[*range(12), *range(60, 72)])
+    info = probe(clip)
+    assert info.duration == pytest.approx(6.0, abs=0.1)
+    plan = SamplingPlan(SamplingMode.IMAGES, (0.5, 3.0, 5.5), 64, 32, 2, 6)
+    frames = sample_frames(clip, plan)
+    assert [shown_frame(f.image) for f in frames] == [6, 11, 18]
+    assert [f.time for f in frames] == pytest.approx([0.5, 11 / 12, 5.5])
+
+
 def test_links_are_refused_for_the_tagger_and_followed_on_request(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:

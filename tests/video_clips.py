@@ -8,6 +8,7 @@ milliseconds to write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,13 +78,15 @@ def make_clip(
     audio: bool = False,
     gop: int | None = None,
     options: dict[str, str] | None = None,
+    pts: Sequence[int] | None = None,
 ) -> Path:
     """Write a clip of ``seconds`` at ``fps`` to ``path``.
 
     ``rotation`` is the clockwise turn a viewer applies (90 for an upright phone clip, as exiftool's
     ``Rotation`` reads it), stored as a display matrix the way phones store it; ``mirror`` adds a left-right
     flip after the turn (a front camera's selfie mirror). ``gop`` is the keyframe
-    interval in frames (default: the encoder's); ``options`` go to the muxer (encryption, ``movflags``).
+    interval in frames (default: the encoder's); ``options`` go to the muxer (encryption, ``movflags``);
+    ``pts`` gives each frame's time in 1/``fps`` units (a variable frame rate: gaps where nothing moved).
     """
     kind = KINDS[kind] if isinstance(kind, str) else kind
     with av.open(str(path), "w", format=kind.container, options=options or {}) as container:
@@ -97,9 +100,11 @@ def make_clip(
         if rotation or mirror:
             stream.set_display_rotation(-rotation, hflip=mirror)  # FFmpeg counts counter-clockwise
         sound = container.add_stream("aac", rate=48000) if audio else None
-        count = max(1, round(seconds * fps))
+        count = len(pts) if pts is not None else max(1, round(seconds * fps))
         for index in range(count):
             frame = av.VideoFrame.from_ndarray(frame_pixels(index, kind.width, kind.height), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[index], Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
         if sound is not None:

@@ -176,8 +176,13 @@ class _Clip:
     cut_short: bool
 
     def damaged(self, detail: str) -> VideoError:
-        """The error for data the decoder refused: cut short when the file is, otherwise damaged."""
-        return video_error(CUT_SHORT if self.cut_short else DAMAGED, "corrupt", detail)
+        """The error for data FFmpeg refused: cut short when the file is, otherwise damaged."""
+        return damage_error(self.cut_short, detail)
+
+
+def damage_error(cut_short: bool, detail: str) -> VideoError:
+    """The error for a video file FFmpeg refused: cut short when its container says so, otherwise damaged."""
+    return video_error(CUT_SHORT if cut_short else DAMAGED, "corrupt", detail)
 
 
 @contextmanager
@@ -194,7 +199,7 @@ def _opened(path: Path, refuse_links: bool) -> Iterator[_Clip]:
         except av.error.FFmpegError as exc:
             if not looks_like_video(head):
                 raise video_error(NOT_A_VIDEO, "not-a-video", str(exc)) from None
-            raise _Clip(av, None, None, cut_short).damaged(str(exc)) from None
+            raise damage_error(cut_short, str(exc)) from None
         with container:
             if not container.streams.video:
                 if container.streams.audio:
@@ -275,6 +280,15 @@ def _rate(stream: Any) -> float | None:
     return float(rate) if rate and rate > 0 else None
 
 
+def _last_packet_time(clip: _Clip) -> float | None:
+    """The time of the stream's last packet, read through the rest of the file without decoding."""
+    try:
+        last = max((p.pts for p in clip.container.demux(clip.stream) if p.pts is not None), default=None)
+    except clip.av.error.FFmpegError as exc:
+        raise clip.damaged(f"{type(exc).__name__}: {exc}") from None
+    return _seconds(last, clip.stream.time_base)
+
+
 def probe(path: str | os.PathLike[str], *, refuse_links: bool = False) -> VideoInfo:
     """What a clip is: duration, frame rate, displayed size, rotation, codec and frame count.
 
@@ -294,9 +308,8 @@ def probe(path: str | os.PathLike[str], *, refuse_links: bool = False) -> VideoI
         first_time = first.time if first.time is not None else start
         duration = _duration(container, stream)
         rate = _rate(stream)
-        if duration is None:  # no length stored anywhere: count to the last packet
-            last = max((p.pts for p in container.demux(stream) if p.pts is not None), default=None)
-            end = _seconds(last, stream.time_base)
+        if duration is None:  # no length stored anywhere: the last packet's time tells it
+            end = _last_packet_time(clip)
             duration = (end - start if end is not None else 0.0) + (1 / rate if rate else 0.0)
         duration = max(duration, 1 / rate if rate else 0.001, first_time - start)
         rotation = clockwise_rotation(first.rotation)  # read without a side-data view (see frame_matrix)
@@ -332,6 +345,7 @@ class _Cursor:
         self._shown: Any = None  # the last frame at or before the last time asked for
         self._ahead: Any = None  # a frame decoded past that time, kept for the next one
         self.end = 0.0  # the latest frame time seen, for the message when the file stops early
+        self.ended = False  # whether the last frame asked for was the stream's last
 
     def time_of(self, frame: Any) -> float:
         """``frame``'s time in seconds from the clip's start."""
@@ -342,6 +356,7 @@ class _Cursor:
         self._clip.container.seek(int((self._start + when) / stream.time_base), stream=stream, backward=True)
         self._frames = _frames(self._clip, self._cancel)
         self._shown = self._ahead = None
+        self.ended = False
 
     def _next(self) -> Any:
         if self._ahead is not None:
@@ -364,6 +379,7 @@ class _Cursor:
         while True:
             frame = self._next()
             if frame is None:
+                self.ended = True
                 return self._shown
             self.end = max(self.end, self.time_of(frame))
             if self.time_of(frame) > when + 1e-6:
@@ -386,7 +402,8 @@ def sample_frames(
 
     Each time is reached by seeking to the keyframe before it and decoding forward (or by decoding on from the
     previous time when it is near). A time the plan repeats (a video-mode pair padded from one frame) gets the
-    same picture. ``time`` on each frame is the time of the frame actually shown, from the clip's start.
+    same picture. ``time`` on each frame is the time of the frame actually shown, from the clip's start: with
+    a variable frame rate (a screen recording holding a still) it can be well before the planned time.
 
     Raises:
         VideoError: the clip cannot be read, is damaged or protected, or stops well before a planned time.
@@ -407,7 +424,9 @@ def sample_frames(
                 message = CUT_SHORT if clip.cut_short else NO_FRAMES
                 raise video_error(message, "corrupt", f"no frame decoded at or after {when:.3f} s")
             shown = cursor.time_of(frame)
-            if when - shown > max(1.0, 2 * frame_length):
+            # Pictures ending long before a planned time: a file cut short, when its container says so;
+            # else a still (screen recordings write no frame while nothing moves) or a longer sound track.
+            if cursor.ended and clip.cut_short and when - shown > max(1.0, 2 * frame_length):
                 raise video_error(
                     f"video file is cut short: its pictures stop at {cursor.end:.1f} s; "
                     "copy it again from the original",
