@@ -79,6 +79,16 @@ def test_plan_table(
     assert plan.total_tokens <= budget
 
 
+def test_an_engines_smallest_image_is_a_floor_for_every_frame() -> None:
+    """An OpenAI-compatible server enlarges an image under 64 tokens: frames are dropped first, and a frame
+    of exactly 64 tokens takes the 8×8 grid closest to 16:9 (as a photo's narrow budget does)."""
+    one = plan_sampling(hd(3600), 100, min_image_tokens=64)  # 100 tokens hold one frame of 64 or more
+    assert (one.frame_count, one.width, one.height, one.total_tokens) == (1, 416, 224, 91)
+    many = plan_sampling(hd(3600), 1024, min_image_tokens=64)
+    assert (many.frame_count, many.width, many.height, many.tokens_per_frame) == (16, 256, 256, 64)
+    assert plan_sampling(hd(3600), 1024).tokens_per_frame == 60  # without the floor: 320×192
+
+
 def test_times_are_centred_in_equal_segments() -> None:
     assert centred_times(10.0, 4) == (1.25, 3.75, 6.25, 8.75)
     assert plan_sampling(hd(10), 4096).times == tuple(0.25 + 0.5 * i for i in range(20))

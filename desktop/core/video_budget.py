@@ -149,13 +149,16 @@ def plan_sampling(
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND,
     max_frame_tokens: int = DEFAULT_MAX_FRAME_TOKENS,
     min_frame_tokens: int = DEFAULT_MIN_FRAME_TOKENS,
+    min_image_tokens: int = 1,
 ) -> SamplingPlan:
     """The frames to sample from ``clip`` so that all of them together cost at most ``total_tokens``.
 
     In :attr:`SamplingMode.VIDEO` the frame count is even (pairs share tokens); a one-frame clip gives that
     frame twice, as Qwen3-VL's processor pads it. Frame sizes come from the same
     :class:`~captioneer.desktop.core.images.PixelBudget` fit as photos, so aspect ratio is kept as well as
-    the 32-pixel grid allows.
+    the 32-pixel grid allows. ``min_image_tokens`` is the engine's floor (its capabilities'
+    ``min_image_tokens``, as :func:`~captioneer.desktop.core.images.engine_budget` uses it): frames are
+    dropped rather than made smaller than the engine would enlarge them.
 
     Raises:
         ValueError: a budget below one smallest frame, frame limits that contradict each other, or a clip
@@ -180,10 +183,11 @@ def plan_sampling(
     )
     most_groups = math.ceil(wanted / size)
     fewest_groups = math.ceil(min(min_frames, wanted) / size)
+    floor = max(MIN_IMAGE_TOKENS, min_image_tokens)
     groups = min(most_groups, max(fewest_groups, total_tokens // min_frame_tokens))
-    groups = max(1, min(groups, total_tokens // MIN_IMAGE_TOKENS))
+    groups = max(1, min(groups, total_tokens // floor))
     per_frame = min(total_tokens // groups, max_frame_tokens)
-    budget = PixelBudget(max_tokens=per_frame, min_tokens=min(MIN_IMAGE_TOKENS, per_frame))
+    budget = PixelBudget(max_tokens=per_frame, min_tokens=min(floor, per_frame))
     width, height = budget.fit(clip.width, clip.height)
     tokens = (width // TOKEN_PIXELS) * (height // TOKEN_PIXELS)
     frames = groups * size
