@@ -37,6 +37,7 @@ from PIL import Image
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError
 from captioneer.backends.files import TEMP_PREFIX, open_regular
+from captioneer.desktop.core.images import file_error
 from captioneer.desktop.core.video_budget import SamplingPlan
 from captioneer.desktop.core.video_files import (
     has_protection_box,
@@ -57,8 +58,6 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".3gp"})
 
 # What a person reads; FFmpeg's own text goes to the log and to ``detail``.
 NEEDS_PYAV = "videos need PyAV: install the video extra (pip install 'captioneer[video]')"
-NOT_FOUND = "file not found"
-NO_PERMISSION = "no permission to read this file"
 EMPTY = "empty file (0 bytes)"
 NOT_REGULAR = "is not a regular file (a folder, device or pipe): not tagged"
 LINK_REFUSED = "is a symbolic link: links are never followed; replace it with the video itself and rescan"
@@ -133,12 +132,9 @@ def _import_av() -> Any:
 
 
 def _file_error(exc: OSError) -> VideoError:
-    detail = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
-    if isinstance(exc, FileNotFoundError):
-        return video_error(NOT_FOUND, "missing", detail)
-    if isinstance(exc, PermissionError):
-        return video_error(NO_PERMISSION, "unreadable", detail)
-    return video_error(f"cannot read this file ({(exc.strerror or str(exc)).lower()})", "unreadable", detail)
+    """Why the operating system would not let us read a clip, in the words used for photos."""
+    error = file_error(exc)
+    return VideoError(str(error), kind=error.kind, detail=error.detail)
 
 
 def _open_file(path: Path, refuse_links: bool) -> Any:
