@@ -19,6 +19,7 @@ from PIL import Image
 
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import Cancelled, CaptioneerError, ImageError
+from captioneer.backends.request import PreparedImage
 from captioneer.desktop.core.video import (
     VIDEO_SUFFIXES,
     VideoError,
@@ -109,6 +110,8 @@ def test_sampled_frames_are_the_ones_shown_at_their_times(clips: dict[str, Path]
     assert len(frames) == plan.frame_count == 8
     for planned, frame in zip(plan.times, frames, strict=True):
         assert frame.image.size == (plan.width, plan.height) and frame.image.mode == "RGB"
+        # what every engine takes as an image, costing the tokens the plan counted
+        assert PreparedImage(frame.image, str(clips[name])).tokens == plan.tokens_per_frame
         assert 0 <= frame.time <= planned < info.duration
         assert shown_frame(frame.image) == math.floor(planned * 12) == round(frame.time * 12)
         assert bar_side(frame.image) == "left"
