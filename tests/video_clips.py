@@ -35,7 +35,11 @@ class ClipKind:
     height: int = 96
     tag: str | None = None  # the sample entry's four letters where players insist on one
     encoder_options: tuple[tuple[str, str], ...] = ()
+    pixel_format: str = "yuv420p"
+    hdr: bool = False  # tagged BT.2020 with the HLG transfer, as an iPhone's HDR clip is
 
+
+_QUIET_X265 = (("x265-params", "log-level=none"),)
 
 KINDS = {
     "mp4": ClipKind(".mp4", "mp4", "libx264"),
@@ -45,9 +49,17 @@ KINDS = {
     "avi": ClipKind(".avi", "avi", "mpeg4"),
     # H.263, the classic 3GP codec, takes only its standard sizes: QCIF is 176×144.
     "3gp": ClipKind(".3gp", "3gp", "h263", 176, 144),
-    # What phones record today: HEVC in MOV (iPhone), VP9 in Matroska, AV1 in MP4 (recent Android).
-    "hevc": ClipKind(
-        ".mov", "mov", "libx265", tag="hvc1", encoder_options=(("x265-params", "log-level=none"),)
+    # What phones record today: HEVC in MOV (iPhone; its HDR clips are 10-bit HLG), VP9 in Matroska, AV1 in
+    # MP4 (recent Android).
+    "hevc": ClipKind(".mov", "mov", "libx265", tag="hvc1", encoder_options=_QUIET_X265),
+    "hdr": ClipKind(
+        ".mov",
+        "mov",
+        "libx265",
+        tag="hvc1",
+        encoder_options=_QUIET_X265,
+        pixel_format="yuv420p10le",
+        hdr=True,
     ),
     "vp9": ClipKind(".mkv", "matroska", "libvpx-vp9"),
     "av1": ClipKind(".mp4", "mp4", "libsvtav1"),
@@ -91,7 +103,10 @@ def make_clip(
     kind = KINDS[kind] if isinstance(kind, str) else kind
     with av.open(str(path), "w", format=kind.container, options=options or {}) as container:
         stream = container.add_stream(kind.codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = kind.width, kind.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = kind.width, kind.height, kind.pixel_format
+        if kind.hdr:
+            codec = stream.codec_context
+            codec.color_primaries, codec.color_trc, codec.colorspace = 9, 18, 9  # BT.2020, ARIB STD-B67 (HLG)
         if kind.tag:
             stream.codec_context.codec_tag = kind.tag
         stream.codec_context.options = dict(kind.encoder_options)
