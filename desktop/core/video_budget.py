@@ -5,12 +5,13 @@ spent over its frames. Qwen3-VL counts a frame like an image (one token per 32×
 32) and then, for its own video input, merges two consecutive frames into one temporal patch, so a pair of
 frames costs what one frame costs. Engines that take the frames as separate images pay for every frame. The
 two :class:`SamplingMode` values are those two cases; :func:`plan_sampling` gives the frame times and the
-frame size for either, so the tag dialog can show what a clip costs before anything is decoded.
+frame size for either, so the tag dialog can show what a clip costs before its frames are sampled.
 
 Priorities when the budget is tight, in order: frames keep at least ``min_frame_tokens`` each while more than
 ``min_frames`` frames would be sampled (fewer, sharper frames); then ``min_frames`` frames are kept and shrink
-down to :data:`~captioneer.desktop.core.images.MIN_IMAGE_TOKENS` each; only below that are frames dropped. A
-clip never gets more distinct frames than it has: a 0.2 s clip at 30 fps gives at most 6.
+down to :data:`~captioneer.desktop.core.images.MIN_IMAGE_TOKENS` each (or the engine's smallest image); only
+below that are frames dropped. A clip never gets more distinct frames than it has: a 0.2 s clip at 30 fps
+gives at most 6.
 """
 
 from __future__ import annotations
