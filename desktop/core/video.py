@@ -72,6 +72,13 @@ PROTECTED = "video is copy-protected (DRM/encrypted): it cannot be decoded; tag 
 
 _DRM_CODEC_TAGS = frozenset({"drmi", "drms", "drmv", "encv"})  # FairPlay and CENC sample entries
 
+UNUSABLE_VIDEO_KINDS = frozenset(
+    {"empty", "not-a-video", "no-video", "protected", "unsupported", "needs-plugin", "corrupt"}
+)
+"""Clip failures that will not go away by trying again (the video twin of the runner's
+``UNUSABLE_IMAGE_KINDS``): the clip is unreadable until it changes. ``missing``, ``unreadable`` and
+``refused`` are not among them: a drive comes back, a permission or a link gets fixed."""
+
 
 class VideoError(ImageError):
     """A video clip cannot be used. ``kind`` is one of the photo kinds (``missing``, ``unreadable``,
