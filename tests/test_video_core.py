@@ -25,6 +25,7 @@ from captioneer.desktop.core.video import (
     VIDEO_SUFFIXES,
     VideoError,
     is_video_path,
+    poster_frame,
     probe,
     sample_frames,
 )
@@ -347,3 +348,16 @@ def test_a_live_recording_without_a_stored_length_is_measured_from_its_packets(t
     assert info.duration == pytest.approx(2.0, abs=1 / 12)
     frames = sample_frames(clip, plan_sampling(info, 256, max_frames=4))
     assert [shown_frame(f.image) for f in frames] == [3, 9, 15, 21]
+
+
+def test_a_poster_frame_is_upright_small_and_past_the_first_instant(tmp_path: Path) -> None:
+    """A phone's portrait clip gives a portrait thumbnail of the frame shown at 2/3 s (a third of 2 s)."""
+    clip = make_clip(tmp_path / "IMG_0002.MOV", "mov", rotation=90)
+    poster = poster_frame(clip, 64)
+    assert poster.size == (38, 64) and poster.mode == "RGB"
+    assert shown_frame(poster) == 8 and bar_side(poster) == "top"
+    assert poster_frame(clip, 1000).size == (96, 160)  # never enlarged
+    long_clip = make_clip(tmp_path / "long.mp4", "mp4", seconds=3.0, fps=8)
+    assert shown_frame(poster_frame(long_clip, 64)) == 8  # at most 1 s in
+    with pytest.raises(VideoError, match="^has sound but no picture"):
+        poster_frame(make_audio_only(tmp_path / "voice.mp4"), 64)

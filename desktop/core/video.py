@@ -439,3 +439,32 @@ def sample_frames(
             picture = frame_picture(frame, plan.width, plan.height)
             sampled.append(SampledFrame(image=picture, time=round(max(0.0, shown), 6)))
         return sampled
+
+
+def poster_time(duration: float | None) -> float:
+    """When a clip's thumbnail is taken: a third of the way in, at most 1 s (past a fade from black, still the
+    opening shot)."""
+    return min(1.0, (duration or 0.0) / 3)
+
+
+def fit_within(width: int, height: int, edge: int) -> tuple[int, int]:
+    """``width``×``height`` scaled down (never up) so its longer side is at most ``edge``, aspect kept."""
+    scale = min(1.0, edge / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def poster_frame(path: str | os.PathLike[str], edge: int, *, refuse_links: bool = False) -> Image.Image:
+    """A clip's thumbnail: the upright RGB frame shown at :func:`poster_time`, its longer side at most
+    ``edge``.
+
+    Raises:
+        VideoError: the clip cannot be read, is damaged or protected.
+    """
+    with _opened(Path(path), refuse_links) as clip:
+        cursor = _Cursor(clip, None)
+        frame = cursor.frame_at(poster_time(_duration(clip.container, clip.stream)))
+        if frame is None:
+            raise video_error(CUT_SHORT if clip.cut_short else NO_FRAMES, "corrupt", "no frame decoded")
+        turn = clockwise_rotation(frame.rotation)
+        shown = displayed_size(frame.width, frame.height, turn, clip.stream.sample_aspect_ratio)
+        return frame_picture(frame, *fit_within(*shown, edge))
