@@ -130,6 +130,19 @@ def test_far_apart_times_seek_and_decode_forward(tmp_path: Path) -> None:
         assert [f.time for f in frames] == [math.floor(t * 8) / 8 for t in times]
 
 
+def test_keyframe_slack_takes_the_keyframe_a_seek_lands_on(tmp_path: Path) -> None:
+    """Keyframes every 0.5 s: with half a second of slack, a far time gets the keyframe before it instead of
+    the exact frame; with less slack than the distance, the exact frame."""
+    for container in ("mp4", "mkv"):
+        clip = make_clip(tmp_path / f"gop{KINDS[container].suffix}", container, seconds=3.0, fps=8, gop=4)
+        plan = SamplingPlan(SamplingMode.IMAGES, (0.1, 1.45, 2.9), 64, 32, 2, 6)
+        loose = sample_frames(clip, plan, keyframe_slack=0.5)
+        assert [shown_frame(f.image) for f in loose] == [0, 8, 20], container
+        assert [f.time for f in loose] == [0.0, 1.0, 2.5]
+        tight = sample_frames(clip, plan, keyframe_slack=0.3)
+        assert [shown_frame(f.image) for f in tight] == [0, 11, 23], container
+
+
 def test_audio_does_not_disturb_probe_or_sampling(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "talk.mov", "mov", audio=True)
     info = probe(clip)

@@ -96,8 +96,8 @@ def make_clip(
 
     ``rotation`` is the clockwise turn a viewer applies (90 for an upright phone clip, as exiftool's
     ``Rotation`` reads it), stored as a display matrix the way phones store it; ``mirror`` adds a left-right
-    flip after the turn (a front camera's selfie mirror). ``gop`` is the keyframe
-    interval in frames (default: the encoder's); ``options`` go to the muxer (encryption, ``movflags``);
+    flip after the turn (a front camera's selfie mirror). ``gop`` is the keyframe interval in frames
+    (default: the encoder's; exact for H.264); ``options`` go to the muxer (encryption, ``movflags``);
     ``pts`` gives each frame's time in 1/``fps`` units (a variable frame rate: gaps where nothing moved).
     """
     kind = KINDS[kind] if isinstance(kind, str) else kind
@@ -109,9 +109,12 @@ def make_clip(
             codec.color_primaries, codec.color_trc, codec.colorspace = 9, 18, 9  # BT.2020, ARIB STD-B67 (HLG)
         if kind.tag:
             stream.codec_context.codec_tag = kind.tag
-        stream.codec_context.options = dict(kind.encoder_options)
+        encoder_options = dict(kind.encoder_options)
         if gop is not None:
             stream.codec_context.gop_size = gop
+            if kind.codec == "libx264":  # keyframes exactly every ``gop`` frames: no extra ones at scene cuts
+                encoder_options["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+        stream.codec_context.options = encoder_options
         if rotation or mirror:
             stream.set_display_rotation(-rotation, hflip=mirror)  # FFmpeg counts counter-clockwise
         sound = container.add_stream("aac", rate=48000) if audio else None

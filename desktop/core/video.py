@@ -339,10 +339,11 @@ phones put one about every second."""
 
 class _Cursor:
     """Walks a stream to given times in order: the frame shown at a time is the last one starting at or before
-    it. Seeks to the keyframe before a far time, then decodes forward."""
+    it. Seeks to the keyframe before a far time, then decodes forward; with ``slack`` seconds allowed, takes
+    that keyframe itself when it is at most that much early."""
 
-    def __init__(self, clip: _Clip, cancel: CancelToken | None) -> None:
-        self._clip, self._cancel = clip, cancel
+    def __init__(self, clip: _Clip, cancel: CancelToken | None, slack: float = 0.0) -> None:
+        self._clip, self._cancel, self._slack = clip, cancel, slack
         self._start = _seconds(clip.stream.start_time, clip.stream.time_base) or 0.0
         self._frames: Iterator[Any] | None = None
         self._shown: Any = None  # the last frame at or before the last time asked for
@@ -379,6 +380,13 @@ class _Cursor:
         """The frame a viewer sees at ``when`` seconds, or None when the stream ends before any frame."""
         if self._needs_seek(when):
             self._seek(when)
+            if self._slack > 0:
+                first = self._next()  # the keyframe the seek landed on
+                if first is not None and 0 <= when - self.time_of(first) <= self._slack:
+                    self.end = max(self.end, self.time_of(first))
+                    self._shown = first
+                    return first
+                self._ahead = first
         while True:
             frame = self._next()
             if frame is None:
@@ -400,6 +408,7 @@ def sample_frames(
     *,
     refuse_links: bool = False,
     cancel: CancelToken | None = None,
+    keyframe_slack: float = 0.0,
 ) -> list[SampledFrame]:
     """The frames a viewer sees at ``plan.times``, upright, RGB, at ``plan.width``×``plan.height``.
 
@@ -408,12 +417,16 @@ def sample_frames(
     same picture. ``time`` on each frame is the time of the frame actually shown, from the clip's start: with
     a variable frame rate (a screen recording holding a still) it can be well before the planned time.
 
+    ``keyframe_slack`` (seconds, default 0: exact) lets a seek's keyframe stand for a time at most that much
+    later, skipping the decoding forward: on a long clip whose times are seconds apart that decodes one frame
+    a time instead of up to a keyframe interval's worth (a phone writes a keyframe about every second).
+
     Raises:
         VideoError: the clip cannot be read, is damaged or protected, or stops well before a planned time.
         Cancelled: ``cancel`` was set.
     """
     with _opened(Path(path), refuse_links) as clip:
-        cursor = _Cursor(clip, cancel)
+        cursor = _Cursor(clip, cancel, keyframe_slack)
         frame_length = 1 / (_rate(clip.stream) or 25.0)
         sampled: list[SampledFrame] = []
         for when in plan.times:
