@@ -3,8 +3,9 @@ keyframe every second, stored sideways with a 90° display matrix as a phone sto
 
 ``.venv/bin/python bench/video_sampling.py`` writes the clip once (with PyAV's libx264, into
 ``$CAPTIONEER_BENCH_CACHE/video``, default ``~/.cache/captioneer-bench/video``), then prints, each the best of
-3 runs: the probe; and for several clip budgets in both sampling modes, the plan (frames, frame size, tokens)
-and the seconds :func:`~captioneer.desktop.core.video.sample_frames` took (seek, decode, scale, turn).
+3 runs: the probe; for several clip budgets in both sampling modes, the plan (frames, frame size, tokens)
+and the seconds :func:`~captioneer.desktop.core.video.sample_frames` took (seek, decode, scale, turn); and
+4 frames 2.5 s apart taken exactly and with a second of keyframe slack.
 Figures only: no test asserts them.
 """
 
@@ -93,6 +94,12 @@ def main() -> int:
             size, per_frame = f"{plan.width}×{plan.height}", seconds / plan.frame_count * 1000
             print(f"{mode.value:<7} {budget:>7} {plan.frame_count:>6} {size:>10} {plan.tokens_per_frame:>9} "
                   f"{plan.total_tokens:>7} {seconds:>8.2f} {per_frame:>8.1f}")  # fmt: skip
+    print()
+    sparse = plan_sampling(info, 1024, min_frames=4, max_frames=4)
+    print(f"4 frames {sparse.times[1] - sparse.times[0]:.1f} s apart, {sparse.width}×{sparse.height}:")
+    for slack in (0.0, 1.0):
+        seconds, _ = best(lambda slack=slack: sample_frames(clip, sparse, keyframe_slack=slack))
+        print(f"  keyframe_slack={slack:.1f} s: {seconds:.2f} s")
     return 0
 
 
