@@ -8,6 +8,7 @@ import math
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import Cancelled, CaptioneerError, ImageError
+from captioneer.backends.files import TEMP_PREFIX
 from captioneer.backends.request import PreparedImage
 from captioneer.desktop.core.video import (
     UNUSABLE_VIDEO_KINDS,
@@ -30,7 +32,12 @@ from captioneer.desktop.core.video import (
     sample_frames,
 )
 from captioneer.desktop.core.video_budget import SamplingMode, SamplingPlan, plan_sampling
-from captioneer.desktop.core.video_orientation import clockwise_rotation, matrix_rotation, quarter_turn
+from captioneer.desktop.core.video_orientation import (
+    clockwise_rotation,
+    matrix_rotation,
+    quarter_turn,
+    read_matrix,
+)
 from tests.video_clips import (
     KINDS,
     ClipKind,
@@ -201,6 +208,8 @@ def test_display_matrix_angles_become_clockwise_quarter_turns() -> None:
     upright_phone = (0, one, 0, -one, 0, 0, 0, 0, 1 << 30)
     assert matrix_rotation(upright_phone) == -90 and quarter_turn(upright_phone) == 90
     assert quarter_turn(None) == 0 and matrix_rotation((0,) * 9) == 0
+    assert read_matrix(struct.pack("=9i", *upright_phone)) == upright_phone
+    assert read_matrix(b"\x00" * 35) is None and read_matrix(None) is None
 
 
 def test_frames_are_scaled_at_decode_so_memory_stays_small(tmp_path: Path) -> None:
@@ -339,6 +348,11 @@ def test_links_are_refused_for_the_tagger_and_followed_on_request(
     assert probe(link).frame_count == 24
     with pytest.raises(VideoError, match="symbolic link") as caught:
         probe(link, refuse_links=True)
+    assert caught.value.kind == "refused"
+    leftover = tmp_path / f"{TEMP_PREFIX}1234-clip.mp4"
+    shutil.copy(clips["mp4"], leftover)
+    with pytest.raises(VideoError, match="leftover Captioneer temp file") as caught:
+        probe(leftover, refuse_links=True)
     assert caught.value.kind == "refused"
 
 
