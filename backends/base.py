@@ -84,6 +84,10 @@ class Capabilities:
     quantizations: tuple[str, ...] = ()
     min_image_tokens: int = 1
     """Images smaller than this many visual tokens get enlarged by the engine's image processor."""
+    video_input: bool = False
+    """The engine takes a clip's frames as true video input (two frames to a temporal patch, timestamps by
+    the model's own processor); otherwise a clip is sent as frames, each an image, with their times in the
+    prompt (see core/video_budget.SamplingMode)."""
 
 
 class EngineOptions(BaseModel):

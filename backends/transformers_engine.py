@@ -138,7 +138,8 @@ class TransformersBackend(Backend):
 
     name: ClassVar[str] = "transformers"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        vision=True, streaming=True, json_schema=False, batching=True, in_process=True, quantizations=PROFILES
+        vision=True, streaming=True, json_schema=False, batching=True, in_process=True,
+        quantizations=PROFILES, video_input=True,
     )
 
     class Options(LocalOptions):

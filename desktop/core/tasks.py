@@ -61,6 +61,12 @@ class Task:
     needs_question: bool = False
     field_keys: tuple[tuple[str, str], ...] = (("caption", WHOLE_TEXT),)
     """(result field, answer key) pairs from the preset's ``fields``."""
+    video_prompt: str | None = None
+    """The user message for a video clip (the same slots as ``prompt``); None: the task takes no videos."""
+
+    @property
+    def takes_videos(self) -> bool:
+        return self.video_prompt is not None
 
     @property
     def structured(self) -> bool:
@@ -151,6 +157,7 @@ def all_tasks() -> dict[str, Task]:
             translate=bool(spec.get("translate", True)),
             needs_question=bool(spec.get("needs_question", False)),
             field_keys=tuple(fields.items()),
+            video_prompt=spec.get("video_prompt"),
         )
     return tasks
 
@@ -187,7 +194,10 @@ def check_takes_context(task: Task) -> None:
         )
 
 
-def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
+def render_prompt(task: Task, options: TaskOptions = TaskOptions(), *, video: bool = False) -> str:
+    """The task's user message for a photo, or with ``video`` for a video clip (its ``video_prompt``)."""
+    if video and task.video_prompt is None:
+        raise ConfigurationError(f"The '{task.id}' task does not take videos: choose a task that does.")
     if task.needs_question and not (options.question and options.question.strip()):
         raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
     if options.context:
@@ -197,7 +207,7 @@ def render_prompt(task: Task, options: TaskOptions = TaskOptions()) -> str:
         vocabulary = (
             " Choose keywords only from this list: " + ", ".join(sorted(set(options.vocabulary))) + "."
         )
-    return task.prompt.format(
+    return (task.video_prompt if video else task.prompt).format(
         language=options.language,
         question=(options.question or "").strip(),
         max_keywords=options.max_keywords,

@@ -14,6 +14,7 @@ from captioneer.backends.request import SamplingOptions
 from captioneer.desktop.core.context import ContextSpec, context_shape
 from captioneer.desktop.core.images import DEFAULT_IMAGE_TOKENS
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE, DEFAULT_MAX_KEYWORDS, Task, TaskOptions, get_task
+from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS
 from captioneer.desktop.library.keyword_rules import KeywordRules, prompt_words
 from captioneer.desktop.library.keywords import CleanupRules, Vocabulary
 
@@ -60,6 +61,8 @@ class RunSpec:
     """The vocabulary is the library's N most-used keywords (already in ``vocabulary``); 0: a file or none."""
     rule: str = ""
     """The per-folder rule that chose this spec (see folder_rules); empty for the command line's choices."""
+    video_tokens: int = DEFAULT_VIDEO_TOKENS
+    """A video clip's whole visual budget, spread over its sampled frames (see core/video_budget)."""
 
     def context_spec(self) -> ContextSpec:
         return ContextSpec(self.context, self.context_event, self.context_people, self.context_location)
