@@ -80,9 +80,9 @@ def build_catalog(root: Path, count: int, seed: int = 7) -> None:
         )
         db.executemany(
             "INSERT INTO results (photo_id, run_id, task, language, caption, keywords, title, alt_text, "
-            "engine, model, prompt_hash, review, created_at, updated_at) "
+            "engine, model, prompt_hash, review, created_at, updated_at, current) "
             "VALUES (?, ?, 'keywords', 'English', ?, ?, ?, ?, 'gguf', 'Qwen3-VL-2B-Instruct-Q4_K_M.gguf', "
-            "'bench', ?, ?, ?)",
+            "'bench', ?, ?, ?, 1)",
             results,
         )
     first = sorted(Path(photo[2]) for photo in photos)[:REAL_FILES]
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     window = LibraryWindow()
-    window.filtered.connect(loop.quit)
+    window.browse.filtered.connect(loop.quit)
     window.view.resize(1440, 900)
     window.view.show()
     wait_for_filter()
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):
             ticks.clear()
             started = time.perf_counter()
-            window.apply_filter(
+            window.browse.apply_filter(
                 **{"folder": "", "status": "all", "keyword": "", "text": "", "query": "", **fields}
             )
             wait_for_filter()
