@@ -1,0 +1,214 @@
+"""Video clips in a library scan, on real clips made with PyAV: every container catalogued, Live Photo clips
+and AppleDouble files left out, broken clips unreadable with one line, moves and metadata edits keeping a
+clip's key, keywords from sidecars only, and a scan without PyAV."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captioneer.desktop.core.video import AUDIO_ONLY, CUT_SHORT, NEEDS_PYAV, PROTECTED
+from captioneer.desktop.evaluation.photos import collect_photos
+from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.identity import video_content_key
+from captioneer.desktop.library.scanner import scan_library
+from captioneer.desktop.library.video_scan import live_photo_videos
+from tests.video_clips import KINDS, cut, make_audio_only, make_clip, make_encrypted
+
+CONTAINERS = ("mp4", "mov", "m4v", "mkv", "avi", "3gp")
+
+
+def make_photo(path: Path, colour: str = "red") -> Path:
+    Image.new("RGB", (40, 30), colour).save(path)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """One clip of every container, a Live Photo pair, an AppleDouble file and three broken clips."""
+    root = tmp_path / "Videos"
+    (root / "phone").mkdir(parents=True)
+    for name in CONTAINERS:
+        make_clip(root / f"clip_{name}{KINDS[name].suffix}", name, fps=10 + CONTAINERS.index(name))
+    make_photo(root / "phone" / "IMG_1234.HEIC.jpg")  # a photo, but not the clip's pair (another stem)
+    make_photo(root / "phone" / "IMG_2000.JPG")
+    make_clip(root / "phone" / "IMG_2000.MOV", "mov", seconds=1.5)  # its Live Photo motion
+    # What Finder leaves on a foreign disk beside a copied clip: resource-fork data under a video's name.
+    (root / "phone" / "._IMG_2000.MOV").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00" + b"Mac OS X" * 8)
+    (root / "broken").mkdir()
+    make_audio_only(root / "broken" / "voice.mp4")
+    make_encrypted(root / "broken" / "drm.mp4")
+    cut(make_clip(root / "broken" / "whole.mp4", "mp4", seconds=3.0), 0.4, "cut.mp4")
+    (root / "broken" / "whole.mp4").unlink()
+    return root
+
+
+def names_in_catalog(catalog, root: Path) -> dict[str, str]:  # noqa: ANN001 - a Catalog
+    return {str(Path(p.path).relative_to(root)): p.status for p in catalog.photos_under(root, status=None)}
+
+
+def test_every_container_is_catalogued_and_live_photo_clips_and_appledouble_are_not(library: Path) -> None:
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        found = names_in_catalog(catalog, library)
+    clips = {f"clip_{name}{KINDS[name].suffix}" for name in CONTAINERS}
+    assert {name for name, status in found.items() if status == "present"} == clips | {
+        "phone/IMG_1234.HEIC.jpg",
+        "phone/IMG_2000.JPG",
+    }
+    assert "phone/IMG_2000.MOV" not in found and "phone/._IMG_2000.MOV" not in found
+    assert report.live_photo_videos == [str(library / "phone" / "IMG_2000.MOV")]
+    assert (report.files, report.videos, report.new) == (11, 9, 11)
+    summary = report.summary()
+    assert summary.startswith("2 photos, 9 videos, 11 new")
+    assert "1 Live Photo videos skipped (their photos are tagged)" in summary
+    # Broken clips: unreadable, each with the probe's one line, and nothing about the Live Photo per file.
+    assert sorted(report.problem_lines()) == sorted(
+        [
+            f"unreadable {library / 'broken' / 'cut.mp4'}: {CUT_SHORT}",
+            f"unreadable {library / 'broken' / 'drm.mp4'}: {PROTECTED}",
+            f"unreadable {library / 'broken' / 'voice.mp4'}: {AUDIO_ONLY}",
+        ]
+    )
+    assert {found[f"broken/{name}"] for name in ("cut.mp4", "drm.mp4", "voice.mp4")} == {"unreadable"}
+
+
+def test_a_rescan_of_unchanged_clips_reads_nothing(library: Path) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        again = scan_library(catalog, library)
+    assert (again.new, again.changed, again.unchanged, again.catalog_writes) == (0, 0, 11, 0)
+    assert len(again.live_photo_videos) == 1
+
+
+def test_a_renamed_clip_is_moved_not_new(library: Path) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        before = catalog.photo_by_path(str(library / "clip_mkv.mkv"))
+        (library / "clip_mkv.mkv").rename(library / "phone" / "holiday.mkv")
+        (library / "clip_mov.mov").rename(library / "renamed.mov")
+        report = scan_library(catalog, library)
+        after = catalog.photo_by_path(str(library / "phone" / "holiday.mkv"))
+        assert (report.relinked, report.new, report.missing) == (2, 0, 0)
+        assert after.id == before.id and after.content_key == before.content_key
+
+
+def test_exiftool_editing_a_movs_metadata_keeps_its_key(library: Path) -> None:
+    clip = library / "clip_mov.mov"
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        before = catalog.photo_by_path(str(clip))
+        data = clip.read_bytes()
+        subprocess.run(
+            [
+                "exiftool",
+                "-q",
+                "-overwrite_original",
+                "-Keys:Title=Beach day",
+                "-XMP:Subject=beach",
+                str(clip),
+            ],
+            check=True,
+        )
+        assert clip.read_bytes() != data
+        report = scan_library(catalog, library)
+        after = catalog.photo_by_path(str(clip))
+    assert report.changed == 1 and report.relinked == 0 and report.new == 0
+    assert after.id == before.id and after.content_key == before.content_key
+    assert after.content_key.startswith("video:") and after.size != before.size
+
+
+def test_keys_tell_clips_apart_and_stream_whole_files_where_there_is_no_media_box(tmp_path: Path) -> None:
+    one = make_clip(tmp_path / "one.mp4", "mp4", fps=12)
+    other = make_clip(tmp_path / "other.mp4", "mp4", fps=8)
+    assert video_content_key(one) != video_content_key(other)
+    for name in ("mkv", "avi"):
+        clip = make_clip(tmp_path / f"c{KINDS[name].suffix}", name)
+        assert video_content_key(clip) == "file:" + hashlib.sha256(clip.read_bytes()).hexdigest()
+
+
+def test_a_clip_copied_elsewhere_in_the_library_is_a_new_item(library: Path) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        shutil.copy2(library / "clip_mp4.mp4", library / "phone" / "copy.mp4")
+        report = scan_library(catalog, library)
+    assert (report.new, report.relinked) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("names", "motion"),
+    [
+        (["IMG_1.HEIC", "IMG_1.MOV"], {"IMG_1.MOV"}),
+        (["IMG_1.JPG", "IMG_1.mov", "IMG_2.MOV"], {"IMG_1.mov"}),
+        (["IMG_1.HEIC", "IMG_1.MP4"], {"IMG_1.MP4"}),  # some exports write the motion as MP4
+        (["IMG_1.HEIC", "IMG_1.mkv", "IMG_1.avi"], set()),  # no phone writes a Live Photo so
+        (["IMG_1.MOV"], set()),  # a clip alone is a clip
+        (["img_1.heic", "IMG_1.MOV"], set()),  # the pairing is by exact name, as sidecars pair
+        (["._IMG_1.HEIC", "IMG_1.MOV", "._IMG_1.MOV"], set()),  # AppleDouble files are neither
+        (["IMG_1.HEIC.xmp", "IMG_1.HEIC", "IMG_1.MOV", "IMG_1.xmp"], {"IMG_1.MOV"}),
+    ],
+)
+def test_live_photo_pairing(names: list[str], motion: set[str]) -> None:
+    assert live_photo_videos(names) == motion
+
+
+def test_a_videos_keywords_come_from_its_sidecar_only(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    clip = make_clip(root / "clip.mp4", "mp4")
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-XMP:Subject=inside", str(clip)], check=True)
+    sidecar = root / "clip.mp4.xmp"
+    subprocess.run(["exiftool", "-q", "-o", str(sidecar), "-XMP:Subject=from sidecar"], check=True)
+    make_photo(root / "photo.jpg")
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", "-XMP:Subject=in photo", str(root / "photo.jpg")]
+    )
+    # Index first, then the pictures; its end lost: it still shows a first frame, and exiv2 calls its
+    # metadata corrupted (the scan would note that, had it opened the clip with exiv2).
+    whole = make_clip(tmp_path / "tail.mp4", "mp4", seconds=3.0, options={"movflags": "faststart"})
+    cut(whole, 0.9).rename(root / "tail.mp4")
+    with open_catalog() as catalog:
+        report = scan_library(catalog, root)
+        video_id = catalog.photo_by_path(str(clip)).id
+        photo_id = catalog.photo_by_path(str(root / "photo.jpg")).id
+        tail = catalog.photo_by_path(str(root / "tail.mp4"))
+        assert catalog.existing_keywords(video_id) == (("from sidecar",), None)
+        assert catalog.existing_keywords(photo_id) == (("in photo",), None)
+        assert tail.status == "present" and catalog.existing_keywords(tail.id) == ((), None)
+    assert report.metadata_notes == [] and report.keywords_read == 3
+
+
+def test_without_pyav_clips_are_skipped_in_one_line_and_never_marked_missing(
+    library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_catalog() as catalog:
+        scan_library(catalog, library)
+        monkeypatch.setitem(sys.modules, "av", None)  # as if the video extra were not installed
+        report = scan_library(catalog, library)
+        found = names_in_catalog(catalog, library)
+    assert report.videos_need_pyav == 9 and report.files == 2 and report.missing == 0
+    assert "9 videos skipped (PyAV is not installed)" in report.summary()
+    assert report.problem_lines()[0] == f"skipped 9 videos: {NEEDS_PYAV}"
+    assert sum(NEEDS_PYAV in line for line in report.problem_lines()) == 1
+    assert "missing" not in found.values()
+
+
+def test_a_first_scan_without_pyav_catalogues_the_photos(
+    library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)
+    with open_catalog() as catalog:
+        report = scan_library(catalog, library)
+        assert set(names_in_catalog(catalog, library)) == {"phone/IMG_1234.HEIC.jpg", "phone/IMG_2000.JPG"}
+    assert report.summary().startswith("2 photos, 2 new")
+
+
+def test_photo_evaluation_still_walks_photos_only(library: Path) -> None:
+    selection = collect_photos([library])
+    assert sorted(p.name for p in selection.photos) == ["IMG_1234.HEIC.jpg", "IMG_2000.JPG"]
