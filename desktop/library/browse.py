@@ -1,4 +1,5 @@
-"""Browsing the library: folder trees, keyword counts, the review panel and history, the window's prefs.
+"""Browsing the library: folder trees, keyword counts, the review panel and history, the window's prefs, what
+the window says about a video clip.
 
 Also typing keywords (completion, splitting) and the runs the window offers to resume.
 
@@ -185,6 +186,32 @@ def split_keywords(text: str) -> list[str]:
 
 def join_keywords(keywords: Sequence[str]) -> str:
     return KEYWORD_SEPARATOR.join(keywords)
+
+
+# ---- video clips ----------------------------------------------------------------------------------------
+
+
+def clip_length(seconds: float) -> str:
+    """A clip's length as players show it: ``0:12``, ``12:05``, ``1:02:03`` (at least ``0:01``)."""
+    total = max(1, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the window shows about a video clip: its length in seconds, its size as shown (rotation
+    applied) and its codec (FFmpeg's name)."""
+
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+    def describe(self) -> str:
+        """``video 0:12 · 1080×1920 · hevc``: the details panel's line."""
+        return f"video {clip_length(self.duration)} · {self.width}×{self.height} · {self.codec}"
 
 
 # ---- reversible review steps ---------------------------------------------------------------------------

@@ -179,13 +179,21 @@ class ReviewController(QObject):
         detail.name.setText(row.name)
         detail.name.setToolTip(row.path)
         detail.status.setText(status_line(row))
-        detail.info.setText(
+        self._show_info(row)
+        self._show_review(row.photo_id)
+        self._show_preview(row)
+
+    def _show_info(self, row: PhotoRow) -> None:
+        """The file's folder, a video clip's length, size and codec (once its preview has loaded), and what
+        the result being edited came from."""
+        tagged = row.result_id is not None
+        clip = self.previews.clip(self.previews.key(row.path, row.size, row.mtime_ns))
+        self.detail.info.setText(
             f"{Path(row.path).parent}\n"
+            + (f"{clip.describe()}\n" if clip is not None else "")
             + (f"editing the {row.task} result · {row.model} · run {row.run_id}" if tagged else "")
             + self._context_line(row.result_id)
         )
-        self._show_review(row.photo_id)
-        self._show_preview(row)
 
     def _context_line(self, result_id: int | None) -> str:
         """What the result was asked with (its context), as a line of the details; empty without one."""
@@ -255,6 +263,7 @@ class ReviewController(QObject):
         row = self._shown
         if row is not None and key == self.previews.key(row.path, row.size, row.mtime_ns):
             self._show_preview(row)
+            self._show_info(row)
 
     # ---- editing -----------------------------------------------------------------------------------------
 
