@@ -15,7 +15,9 @@ from PIL import Image
 
 from captioneer.desktop.core.video import AUDIO_ONLY, CUT_SHORT, NEEDS_PYAV, PROTECTED
 from captioneer.desktop.evaluation.photos import collect_photos
+from captioneer.desktop.library.browse import BrowseFilter, photo_ids
 from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query
 from captioneer.desktop.library.identity import video_content_key
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.library.video_scan import live_photo_videos
@@ -212,3 +214,33 @@ def test_a_first_scan_without_pyav_catalogues_the_photos(
 def test_photo_evaluation_still_walks_photos_only(library: Path) -> None:
     selection = collect_photos([library])
     assert sorted(p.name for p in selection.photos) == ["IMG_1234.HEIC.jpg", "IMG_2000.JPG"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("type:video", {"clip_mp4.mp4", "clip_mkv.mkv"}),
+        ("type:VIDEOS", {"clip_mp4.mp4", "clip_mkv.mkv"}),
+        ("kind:photo", {"IMG_2000.JPG", "beach.png"}),
+        ("-type:video", {"IMG_2000.JPG", "beach.png"}),
+        ("type:video name:clip_m*", {"clip_mp4.mp4", "clip_mkv.mkv"}),
+        ("type:photo OR name:*.mkv", {"IMG_2000.JPG", "beach.png", "clip_mkv.mkv"}),
+    ],
+)
+def test_the_type_term_filters_photos_or_videos(tmp_path: Path, query: str, expected: set[str]) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    make_clip(root / "clip_mp4.mp4", "mp4")
+    make_clip(root / "clip_mkv.mkv", "mkv")
+    make_photo(root / "IMG_2000.JPG")
+    make_clip(root / "IMG_2000.MOV", "mov")  # its Live Photo clip: never in the catalog
+    make_photo(root / "beach.png")
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        found = {catalog.photo(i).path for i in photo_ids(catalog, BrowseFilter(query=query))}
+    assert {Path(path).name for path in found} == expected
+
+
+def test_an_unknown_type_says_which_there_are() -> None:
+    with pytest.raises(SearchSyntaxError, match=r"Unknown type 'gif'\. Use type:photo or type:video\."):
+        compile_query("type:gif")
