@@ -128,3 +128,33 @@ def test_the_grid_marks_clips_with_their_length_and_the_panel_tells_their_facts(
 
     window.view.grid.setCurrentIndex(index)
     qtbot.waitUntil(lambda: "video 0:02 · 160×96 · h264" in window.view.detail.info.text(), timeout=20_000)
+
+
+def shown(window) -> list[str]:  # noqa: ANN001 - a LibraryWindow
+    return [window.model.photo_row(row).name for row in range(window.model.rowCount())]
+
+
+def test_the_window_shows_photos_videos_or_both(qtbot, window) -> None:
+    view = window.view
+    qtbot.waitUntil(lambda: view.folders.topLevelItemCount() == 2, timeout=10_000)
+    assert view.folders.topLevelItem(0).text(0) == "All photos and videos"
+    qtbot.waitUntil(lambda: view.count.text().startswith("3 photos and videos · all photos"), timeout=10_000)
+
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
+        view.kinds.setCurrentIndex(view.kinds.findText("Videos"))
+    assert shown(window) == ["b_clip.mp4", "c_drm.mp4"]
+    assert view.count.text() == "2 videos · videos only"
+    assert window.browse.status_counts["failed"] == 1  # the statuses count within the clips
+    qtbot.waitUntil(lambda: window.browse.status_counts.get("all") == 2, timeout=10_000)
+
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
+        view.kinds.setCurrentIndex(view.kinds.findText("Photos"))
+    assert shown(window) == ["a_photo.jpg"] and view.count.text() == "1 photo · photos only"
+
+    # The search language says the same: type:video in the search box.
+    with qtbot.waitSignal(window.browse.filtered, timeout=10_000):
+        assert window.browse.apply_filter(kind="all", query="type:video")
+    assert shown(window) == ["b_clip.mp4", "c_drm.mp4"]
+    assert view.kinds.currentText() == "Photos and videos"
+    assert not window.browse.apply_filter(query="type:gif")
+    assert view.search_error.text() == "Unknown type 'gif'. Use type:photo or type:video."

@@ -15,8 +15,9 @@ from PIL import Image
 
 from captioneer.desktop.core.video import AUDIO_ONLY, CUT_SHORT, NEEDS_PYAV, PROTECTED
 from captioneer.desktop.evaluation.photos import collect_photos
-from captioneer.desktop.library.browse import BrowseFilter, photo_ids
+from captioneer.desktop.library.browse import BrowseFilter, library_trees, photo_ids
 from captioneer.desktop.library.catalog import open_catalog
+from captioneer.desktop.library.catalog.errors import CatalogError
 from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query
 from captioneer.desktop.library.identity import video_content_key
 from captioneer.desktop.library.scanner import scan_library
@@ -244,3 +245,23 @@ def test_the_type_term_filters_photos_or_videos(tmp_path: Path, query: str, expe
 def test_an_unknown_type_says_which_there_are() -> None:
     with pytest.raises(SearchSyntaxError, match=r"Unknown type 'gif'\. Use type:photo or type:video\."):
         compile_query("type:gif")
+
+
+def test_the_browse_filters_kind_and_the_folder_tree_count_clips(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    (root / "trip").mkdir(parents=True)
+    make_clip(root / "trip" / "a.mp4", "mp4")
+    make_clip(root / "b.mkv", "mkv")
+    make_photo(root / "trip" / "c.jpg")
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        videos = photo_ids(catalog, BrowseFilter(kind="video"))
+        photos = photo_ids(catalog, BrowseFilter(kind="photo", folder=str(root / "trip")))
+        assert {Path(catalog.photo(i).path).name for i in videos} == {"a.mp4", "b.mkv"}
+        assert [Path(catalog.photo(i).path).name for i in photos] == ["c.jpg"]
+        with pytest.raises(CatalogError, match="Unknown type filter 'gif'"):
+            photo_ids(catalog, BrowseFilter(kind="gif"))
+        (tree,) = library_trees(catalog)
+    assert (tree.count, tree.videos) == (3, 2)
+    assert (tree.children["trip"].count, tree.children["trip"].videos) == (2, 1)
+    assert BrowseFilter(kind="video", status="failed").describe() == "failed · videos only"
