@@ -99,10 +99,11 @@ def walk(
         subfolders: list[Path] = []
         by_name = {entry.name: entry for entry in entries}
         motion = live_photo_videos(by_name) if live_videos is not None else set()
-        # The files sharing a stem decide who owns the stem sidecar; a Live Photo's clip is not one of them.
+        # The files sharing a stem decide who owns the stem sidecar (as the writer sees them: every photo and
+        # clip, a Live Photo's too; see sidecars.stem_owner).
         media_by_stem: dict[str, list[str]] = {}
         for entry in entries:
-            if wanted(Path(entry.name)) and entry.name not in motion:
+            if wanted(Path(entry.name)):
                 media_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
         for entry in entries:
             path = Path(entry.path)

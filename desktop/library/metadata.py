@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.backends.files import open_regular
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.fields import (
     FIELDS,
     IPTC_CHARSET_KEY,
@@ -273,7 +274,7 @@ def sidecar_xmp(sidecar: Path) -> Any:
 
 
 def existing_keywords(
-    photo: Path, sidecars: Iterable[Path] | None = None, *, embedded: bool = True
+    photo: Path, sidecars: Iterable[Path] | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The keywords a photo already has, from every keyword field of the photo and of its sidecars.
 
@@ -288,7 +289,6 @@ def existing_keywords(
     A sidecar that is not well-formed XML (a stray ``&``, an unbound prefix, a missing close tag, a cut-off
     file, a DOCTYPE), a link or a special file contributes nothing, and a note says why; so does a photo
     whose embedded metadata exiv2 cannot read. A format exiv2 does not read has simply no keywords.
-    ``embedded=False`` reads the sidecars only (a video clip: its own file is never opened here).
 
     Returns:
         (keywords, notes for people).
@@ -296,12 +296,12 @@ def existing_keywords(
     exiv2 = exiv2_module()
     found: list[tuple[str, ...]] = []
     notes: list[str] = []
-    image = None
     try:
-        if embedded:
-            image = exiv2.ImageFactory.open(str(photo))
+        # A clip's keywords are in its sidecar only: Captioneer never writes into a video, and exiv2 reading
+        # one would walk the whole clip's boxes for its technical properties.
+        image = None if is_video_path(photo) else exiv2.ImageFactory.open(str(photo))
     except exiv2.Exiv2Error:
-        pass  # a format exiv2 does not read: no embedded keywords to find
+        image = None  # a format exiv2 does not read: no embedded keywords to find
     if image is not None:
         try:
             image.readMetadata()

@@ -152,7 +152,7 @@ def default_keyword_reader(
     from captioneer.desktop.library.metadata import existing_keywords
 
     try:
-        return existing_keywords(path, sidecars, embedded=not is_video_path(path))
+        return existing_keywords(path, sidecars)
     except (OSError, ValueError, CaptioneerError) as exc:
         # A scan must never stop on one photo's metadata: record nothing for it, and say why.
         return (), (f"its keywords cannot be read ({exc})",)
