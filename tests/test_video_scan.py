@@ -265,3 +265,18 @@ def test_the_browse_filters_kind_and_the_folder_tree_count_clips(tmp_path: Path)
     assert (tree.count, tree.videos) == (3, 2)
     assert (tree.children["trip"].count, tree.children["trip"].videos) == (2, 1)
     assert BrowseFilter(kind="video", status="failed").describe() == "failed · videos only"
+
+
+def test_padding_after_the_media_keeps_the_key_and_other_media_data_changes_it(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", "mp4")
+    before = video_content_key(clip)
+    with clip.open("ab") as out:  # a free box, as editors leave after rewriting the movie box
+        out.write((8 + 64).to_bytes(4, "big") + b"free" + b"\0" * 64)
+    assert video_content_key(clip) == before
+    # Fragmented (a media box per keyframe interval, as cameras stream to disk): all of them count, in order,
+    # so the same pictures muxed another way are the same clip; other pictures are not.
+    fragmented = make_clip(tmp_path / "frag.mp4", "mp4", options={"movflags": "frag_keyframe+empty_moov"})
+    assert fragmented.read_bytes() != clip.read_bytes()
+    assert video_content_key(fragmented) == before
+    other = make_clip(tmp_path / "other.mp4", "mp4", options={"movflags": "frag_keyframe+empty_moov"}, fps=9)
+    assert video_content_key(other) != before
