@@ -20,7 +20,7 @@ from captioneer.desktop.ui.library_model import FAILED_ROLE
 from captioneer.desktop.ui.library_thumbs import clip_facts, load_or_make, thumb_file
 from captioneer.desktop.ui.library_window import LibraryWindow
 from captioneer.desktop.ui.workers import make_thumbnail
-from tests.video_clips import BAR, frame_level, make_clip, make_encrypted
+from tests.video_clips import BAR, KINDS, frame_level, make_clip, make_encrypted
 
 pytestmark = [
     pytest.mark.qt_log_level_fail("WARNING"),
@@ -51,6 +51,16 @@ def test_a_rotated_clips_thumbnail_is_upright_and_carries_its_facts(qapp, tmp_pa
     assert thumb_file("k" * 40).exists()
     again = load_or_make(str(clip), "k" * 40, 80)
     assert clip_facts(first) == clip_facts(again) == ClipFacts(2.0, 96, 160, "h264")
+
+
+@pytest.mark.parametrize(
+    ("kind", "codec"), [("hevc", "hevc"), ("hdr", "hevc"), ("vp9", "vp9"), ("av1", "av1")]
+)
+def test_what_phones_record_today_gets_a_thumbnail(qapp, tmp_path: Path, kind: str, codec: str) -> None:
+    clip = make_clip(tmp_path / f"clip{KINDS[kind].suffix}", kind, seconds=1.0)
+    image = make_thumbnail(clip, 64)
+    assert (image.width(), image.height()) == (64, 38)
+    assert grey(image, 2, 30) > 200 and clip_facts(image) == ClipFacts(1.0, 160, 96, codec)
 
 
 def test_a_photos_thumbnail_has_no_clip_facts(qapp, tmp_path: Path) -> None:
@@ -128,6 +138,10 @@ def test_the_grid_marks_clips_with_their_length_and_the_panel_tells_their_facts(
 
     window.view.grid.setCurrentIndex(index)
     qtbot.waitUntil(lambda: "video 0:02 · 160×96 · h264" in window.view.detail.info.text(), timeout=20_000)
+    window.view.grid.setCurrentIndex(model.index(2))
+    qtbot.waitUntil(
+        lambda: window.view.detail.preview.text() == f"Cannot show this video:\n{PROTECTED}", timeout=20_000
+    )
 
 
 def shown(window) -> list[str]:  # noqa: ANN001 - a LibraryWindow

@@ -126,7 +126,8 @@ class PhotoGridModel(QAbstractListModel):
             lines = [row.path, f"Status: {BADGES[row.status][0]}"]
             facts = self.clip(row)
             if facts is not None:
-                lines.insert(1, facts.describe().capitalize())
+                described = facts.describe()
+                lines.insert(1, described[0].upper() + described[1:])
             if row.error:
                 lines.append(f"Error: {row.error}")
             if row.caption:

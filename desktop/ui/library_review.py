@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QCompleter, QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.context import describe_context
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.browse import (
     PhotoRow,
     ReviewHistory,
@@ -256,7 +257,9 @@ class ReviewController(QObject):
     def _show_preview(self, row: PhotoRow) -> None:
         pixmap = self.previews.get(row.path, row.size, row.mtime_ns)
         failed = self.previews.error(row.path, row.size, row.mtime_ns) if pixmap is None else None
-        self.detail.preview.show_photo(pixmap, f"Cannot show this photo:\n{failed}" if failed else "Loading…")
+        item = "video" if is_video_path(Path(row.path)) else "photo"
+        text = f"Cannot show this {item}:\n{failed}" if failed else "Loading…"
+        self.detail.preview.show_photo(pixmap, text)
 
     @Slot(str)
     def _preview_ready(self, key: str) -> None:
