@@ -5,6 +5,7 @@ clip's key, keywords from sidecars only, and a scan without PyAV."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -13,15 +14,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from captioneer.desktop.cli import main
 from captioneer.desktop.core.video import AUDIO_ONLY, CUT_SHORT, NEEDS_PYAV, PROTECTED
 from captioneer.desktop.evaluation.photos import collect_photos
 from captioneer.desktop.library.browse import BrowseFilter, library_trees, photo_ids
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.catalog.errors import CatalogError
+from captioneer.desktop.library.catalog.runs import NewResult, get_run, record_result
 from captioneer.desktop.library.catalog.search import SearchSyntaxError, compile_query
 from captioneer.desktop.library.identity import video_content_key
+from captioneer.desktop.library.runs import RunSpec, plan_run
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.library.video_scan import live_photo_videos
+from tests.fakes.tagging_engine import fake_config
 from tests.video_clips import KINDS, cut, make_audio_only, make_clip, make_encrypted
 
 CONTAINERS = ("mp4", "mov", "m4v", "mkv", "avi", "3gp")
@@ -280,3 +285,26 @@ def test_padding_after_the_media_keeps_the_key_and_other_media_data_changes_it(t
     assert video_content_key(fragmented) == before
     other = make_clip(tmp_path / "other.mp4", "mp4", options={"movflags": "frag_keyframe+empty_moov"}, fps=9)
     assert video_content_key(other) != before
+
+
+def test_search_and_review_list_narrow_to_clips_or_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    make_clip(root / "harbour.mov", "mov")
+    make_photo(root / "harbour-boats.jpg")
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        items = catalog.photos_under(root)
+        assert len(items) == 2
+        plan = plan_run(catalog, str(root), items, RunSpec(image_tokens=16), fake_config())
+        run = get_run(catalog, plan.run_id)
+        for item in items:  # what a run stores for each (the engines' part is tested on its own)
+            result = NewResult(caption="Boats in the harbour.", keywords=["boat"])
+            record_result(catalog, run, item.id, result)
+    assert main(["search", "harbour", "type:video", "--paths"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(root / "harbour.mov")]
+    assert main(["review", "list", "--query", "type:photo", "--json"]) == 0
+    listed = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [str(root / "harbour-boats.jpg")]
