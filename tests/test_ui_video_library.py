@@ -12,7 +12,7 @@ from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QImage
 
 from captioneer.backends.errors import ImageError
-from captioneer.desktop.core.video import PROTECTED
+from captioneer.desktop.core.video import PROTECTED, probe
 from captioneer.desktop.library.browse import ClipFacts, clip_length
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.scanner import scan_library
@@ -54,13 +54,28 @@ def test_a_rotated_clips_thumbnail_is_upright_and_carries_its_facts(qapp, tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("kind", "codec"), [("hevc", "hevc"), ("hdr", "hevc"), ("vp9", "vp9"), ("av1", "av1")]
+    ("kind", "codec"),
+    [
+        ("mp4", "h264"),
+        ("m4v", "h264"),
+        ("mkv", "h264"),
+        ("avi", "mpeg4"),
+        ("3gp", "h263"),
+        ("hevc", "hevc"),
+        ("hdr", "hevc"),
+        ("vp9", "vp9"),
+        ("av1", "av1"),
+    ],
 )
-def test_what_phones_record_today_gets_a_thumbnail(qapp, tmp_path: Path, kind: str, codec: str) -> None:
+def test_every_container_and_what_phones_record_today_gets_a_thumbnail(
+    qapp, tmp_path: Path, kind: str, codec: str
+) -> None:
     clip = make_clip(tmp_path / f"clip{KINDS[kind].suffix}", kind, seconds=1.0)
+    info = probe(clip)  # sizes as shown: H.263's 176×144 has wide pixels, shown 192×144
     image = make_thumbnail(clip, 64)
-    assert (image.width(), image.height()) == (64, 38)
-    assert grey(image, 2, 30) > 200 and clip_facts(image) == ClipFacts(1.0, 160, 96, codec)
+    assert (image.width(), image.height()) == (64, round(64 * info.height / info.width))
+    assert grey(image, 2, image.height() - 2) > 200  # the white bar down the left edge
+    assert clip_facts(image) == ClipFacts(1.0, info.width, info.height, codec)
 
 
 def test_a_photos_thumbnail_has_no_clip_facts(qapp, tmp_path: Path) -> None:
