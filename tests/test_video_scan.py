@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -308,3 +309,19 @@ def test_search_and_review_list_narrow_to_clips_or_photos(
     assert main(["review", "list", "--query", "type:photo", "--json"]) == 0
     listed = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
     assert listed == [str(root / "harbour-boats.jpg")]
+
+
+def test_a_linked_clip_and_a_pipe_named_like_one_are_skipped_with_the_photos_reasons(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    clip = make_clip(tmp_path / "elsewhere.mp4", "mp4")
+    (root / "link.mp4").symlink_to(clip)
+    os.mkfifo(root / "pipe.mov")  # opening it would wait for a writer forever
+    make_photo(root / "photo.jpg")
+    with open_catalog() as catalog:
+        report = scan_library(catalog, root)
+        assert set(names_in_catalog(catalog, root)) == {"photo.jpg"}
+    assert sorted(report.skipped) == [
+        (str(root / "link.mp4"), "symbolic link (not followed)"),
+        (str(root / "pipe.mov"), "not a regular file"),
+    ]
