@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import Cancelled
 from captioneer.desktop.cli import main
 from captioneer.desktop.core.video import AUDIO_ONLY, CUT_SHORT, NEEDS_PYAV, PROTECTED
 from captioneer.desktop.evaluation.photos import collect_photos
@@ -325,3 +327,20 @@ def test_a_linked_clip_and_a_pipe_named_like_one_are_skipped_with_the_photos_rea
         (str(root / "link.mp4"), "symbolic link (not followed)"),
         (str(root / "pipe.mov"), "not a regular file"),
     ]
+
+
+def test_cancel_stops_a_scan_inside_a_clip_and_records_nothing_wrong(tmp_path: Path) -> None:
+    root = tmp_path / "lib"
+    root.mkdir()
+    make_clip(root / "long.mp4", "mp4", seconds=3.0)
+    cancelled = CancelToken()
+    cancelled.cancel()
+    with pytest.raises(Cancelled):
+        video_content_key(root / "long.mp4", cancelled)
+    token = CancelToken()
+    with open_catalog() as catalog:
+        # The first file's progress call comes after the loop's own check: the cancel lands inside the clip.
+        with pytest.raises(Cancelled):
+            scan_library(catalog, root, cancel=token, progress=lambda _count, _name: token.cancel())
+        assert names_in_catalog(catalog, root) == {}
+        assert scan_library(catalog, root).new == 1

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError
 from captioneer.desktop.core.images import (
     RAW_DAMAGED,
@@ -137,7 +138,7 @@ def image_content_key(path: Path) -> str:
     return "file:" + hashlib.sha256(data).hexdigest()
 
 
-def video_content_key(path: Path) -> str:
+def video_content_key(path: Path, cancel: CancelToken | None = None) -> str:
     """A clip's key that stays the same when only its metadata changes, after checking it is a video that
     can be shown (:func:`captioneer.desktop.core.video.probe` decodes its first frame).
 
@@ -147,6 +148,7 @@ def video_content_key(path: Path) -> str:
 
     Raises:
         VideoError: the clip cannot be read or shown (the probe's one line says why); PyAV is missing.
+        Cancelled: ``cancel`` was set (checked between pieces: a 4 GB clip takes seconds to read).
     """
     from captioneer.desktop.core.video import probe
 
@@ -161,19 +163,21 @@ def video_content_key(path: Path) -> str:
             digest = hashlib.sha256()
             for box in media:
                 handle.seek(box.offset + box.header)
-                _stream_into(digest, handle, min(box.length, size - box.offset) - box.header)
+                _stream_into(digest, handle, min(box.length, size - box.offset) - box.header, cancel)
             if media:
                 return "video:" + digest.hexdigest()
             handle.seek(0)
-            _stream_into(digest, handle, size)
+            _stream_into(digest, handle, size, cancel)
             return "file:" + digest.hexdigest()
     except OSError as exc:
         raise file_error(exc) from None
 
 
-def _stream_into(digest: Any, handle: BinaryIO, length: int) -> None:
+def _stream_into(digest: Any, handle: BinaryIO, length: int, cancel: CancelToken | None) -> None:
     """Feed ``length`` bytes (fewer if the file ends first) from the open ``handle`` into ``digest``."""
     while length > 0:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
         chunk = handle.read(min(STREAM_CHUNK, length))
         if not chunk:
             return

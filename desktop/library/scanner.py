@@ -9,10 +9,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from captioneer.backends.cancel import CancelToken, token_or_new
-from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.errors import Cancelled, CaptioneerError
 from captioneer.desktop.core.video import NEEDS_PYAV, is_video_path
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.catalog.scanning import (
@@ -117,7 +118,7 @@ class ScanReport:
         return lines
 
 
-def default_content_key(path: Path) -> str:
+def default_content_key(path: Path, cancel: CancelToken | None = None) -> str:
     """Photo identity keyed on image data, so it survives metadata writes: GIFs by :func:`gif_content_key`
     (only the first frame is decoded, to know the file is a readable image), video clips by their media
     data (:func:`~captioneer.desktop.library.identity.video_content_key`), everything else by the metadata
@@ -125,12 +126,13 @@ def default_content_key(path: Path) -> str:
 
     Raises:
         ImageError: the file cannot be read or decoded (a VideoError for a clip).
+        Cancelled: ``cancel`` was set while a clip was read.
     """
     from captioneer.desktop.core.images import decode_image
     from captioneer.desktop.library.identity import image_content_key, video_content_key
 
     if is_video_path(path):
-        return video_content_key(path)
+        return video_content_key(path, cancel)
 
     if path.suffix.lower() == ".gif":
         key = gif_content_key(path)
@@ -247,7 +249,7 @@ def scan_library(
         Cancelled: ``cancel`` was set; what was scanned so far is kept.
     """
     cancel = token_or_new(cancel)
-    key_of = content_key or default_content_key
+    key_of = content_key or partial(default_content_key, cancel=cancel)
     keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
     if not utf8_name(str(root)):
@@ -332,6 +334,8 @@ def _hash_stable(
     for _ in range(HASH_ATTEMPTS):
         try:
             key, error, kind = key_of(path), None, None
+        except Cancelled:
+            raise
         except CaptioneerError as exc:
             key, error, kind = None, str(exc), getattr(exc, "kind", "unreadable")
         except OSError as exc:
