@@ -137,6 +137,31 @@ def draw_photos(folder: Path) -> list[Path]:
     return paths
 
 
+def draw_clip(path: Path, seconds: float, *, rotation: int = 0, thing: str = "tomato") -> Path:
+    """A small H.264 clip of a ball rolling across a meadow (PyAV); ``rotation`` stores it turned, as phones
+    store portrait clips, so the thumbnail must turn it back."""
+    import av
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    fps, width, height = 12, 320, 180
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(-rotation)  # FFmpeg counts counter-clockwise
+        for index in range(round(seconds * fps)):
+            image = Image.new("RGB", (width, height), "skyblue")
+            draw = ImageDraw.Draw(image)
+            draw.rectangle((0, 120, width, height), fill="olivedrab")
+            x = 20 + index * (width - 80) // round(seconds * fps)
+            draw.ellipse((x, 70, x + 60, 130), fill=thing)
+            frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
 # -- the steps, in order -------------------------------------------------------------------------------------
 
 
@@ -445,6 +470,28 @@ def undo_write(tour: Tour) -> None:
     dialog.close()
 
 
+def videos_in_library(tour: Tour) -> None:
+    """Clips beside the photos after a rescan: poster-frame thumbnails (a portrait clip upright) with a play
+    mark and their length, a broken clip's "cannot read", a Live Photo's clip left out, the clip's facts in
+    the details panel."""
+    assert tour.photos is not None
+    draw_clip(tour.photos / "VID_0001.mp4", 12.4)
+    draw_clip(tour.photos / "VID_0002.mov", 3.0, rotation=90, thing="royalblue")
+    draw_photos(tour.photos.parent / "live")[0].rename(tour.photos / "IMG_0100.jpg")
+    draw_clip(tour.photos / "IMG_0100.MOV", 2.0)  # the photo's Live Photo motion: not catalogued
+    broken = draw_clip(tour.photos / "VID_0003.mp4", 2.0).read_bytes()
+    (tour.photos / "VID_0003.mp4").write_bytes(broken[: len(broken) // 3])
+    before = tour.library.model.rowCount()
+    tour.library.files.rescan()
+    tour.wait("the clips in the grid", lambda: tour.library.model.rowCount() >= before + 4, 60)
+    model = tour.library.model
+    clip = next(r for r in range(model.rowCount()) if model.photo_row(r).name == "VID_0001.mp4")
+    tour.library.selection.select_row(clip)
+    tour.wait("the clip's facts", lambda: "video 0:12" in tour.library.view.detail.info.text(), 30)
+    tour.pump(1.0)
+    tour.shot("videos-in-library", tour.library.view)
+
+
 def about(tour: Tour) -> None:
     shoot_modal(tour, "about", tour.main.about)
 
@@ -487,6 +534,7 @@ STEPS: list[Callable[[Tour], None]] = [
     written,
     compare_models,
     undo_write,
+    videos_in_library,
     about,
     crash_dialog,
 ]

@@ -1,4 +1,5 @@
-"""Browsing the library: folder trees, keyword counts, the review panel and history, the window's prefs.
+"""Browsing the library: folder trees, keyword counts, the review panel and history, the window's prefs, what
+the window says about a video clip.
 
 Also typing keywords (completion, splitting) and the runs the window offers to resume.
 
@@ -19,7 +20,10 @@ from typing import Any
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.paths import config_dir
 from captioneer.desktop.core.tasks import get_task
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.catalog import Catalog, Photo, Result
+from captioneer.desktop.library.catalog.browsing import KIND_FILTERS as KIND_FILTERS
+from captioneer.desktop.library.catalog.browsing import KIND_LABELS as KIND_LABELS
 from captioneer.desktop.library.catalog.browsing import STATUS_FILTERS as STATUS_FILTERS
 from captioneer.desktop.library.catalog.browsing import STATUS_LABELS as STATUS_LABELS
 from captioneer.desktop.library.catalog.browsing import BrowseFilter as BrowseFilter
@@ -48,23 +52,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FolderNode:
-    """A folder in a library with the number of photos in it and below it."""
+    """A folder in a library with the number of photos (and video clips) in it and below it."""
 
     path: str
     name: str
     count: int = 0
     children: dict[str, FolderNode] = field(default_factory=dict)
+    videos: int = 0
+    """How many of ``count`` are video clips."""
 
     def sorted_children(self) -> list[FolderNode]:
         return sorted(self.children.values(), key=lambda node: node.name.casefold())
 
 
 def folder_tree(root: str, paths: Sequence[str]) -> FolderNode:
-    """The folders holding ``paths`` below ``root``, each counting the photos in it and its subfolders."""
+    """The folders holding ``paths`` below ``root``, each counting the photos in it and its subfolders (and
+    how many of them are video clips)."""
     top = FolderNode(path=root, name=Path(root).name or root)
     base = root.rstrip(os.sep) + os.sep
     for path in paths:
+        video = is_video_path(Path(path))
         top.count += 1
+        top.videos += video
         if not path.startswith(base):
             continue
         node = top
@@ -75,6 +84,7 @@ def folder_tree(root: str, paths: Sequence[str]) -> FolderNode:
                     path=node.path.rstrip(os.sep) + os.sep + part, name=part
                 )
             child.count += 1
+            child.videos += video
             node = child
     return top
 
@@ -185,6 +195,32 @@ def split_keywords(text: str) -> list[str]:
 
 def join_keywords(keywords: Sequence[str]) -> str:
     return KEYWORD_SEPARATOR.join(keywords)
+
+
+# ---- video clips ----------------------------------------------------------------------------------------
+
+
+def clip_length(seconds: float) -> str:
+    """A clip's length as players show it: ``0:12``, ``12:05``, ``1:02:03`` (at least ``0:01``)."""
+    total = max(1, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the window shows about a video clip: its length in seconds, its size as shown (rotation
+    applied) and its codec (FFmpeg's name)."""
+
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+    def describe(self) -> str:
+        """``video 0:12 · 1080×1920 · hevc``: the details panel's line."""
+        return f"video {clip_length(self.duration)} · {self.width}×{self.height} · {self.codec}"
 
 
 # ---- reversible review steps ---------------------------------------------------------------------------

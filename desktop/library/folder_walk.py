@@ -1,4 +1,5 @@
-"""Walking a library folder: its photo files in a stable order, with their sidecars, never through a link.
+"""Walking a library folder: its photo (and video) files in a stable order, with their sidecars, never through
+a link.
 
 Also the check that the folder is there at all, and file names as the catalog stores and prints them."""
 
@@ -14,6 +15,7 @@ from captioneer.backends.errors import CaptioneerError
 from captioneer.backends.files import TEMP_PREFIX
 from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.library.sidecars import SIDECAR_SUFFIX, stem_owner
+from captioneer.desktop.library.video_scan import is_media_path, live_photo_videos
 
 
 class LibraryOfflineError(CaptioneerError):
@@ -72,11 +74,18 @@ def check_root_online(root: Path) -> None:
 
 
 def walk(
-    root: Path, skipped: list[tuple[str, str]], unreadable_dirs: list[str]
+    root: Path,
+    skipped: list[tuple[str, str]],
+    unreadable_dirs: list[str],
+    live_videos: list[str] | None = None,
 ) -> Iterator[tuple[Path, os.stat_result, tuple[str, tuple[Path, ...]]]]:
     """Yield (path, stat, (sidecar stamp, sidecars)) for photo files below ``root`` in a stable order,
     entering no symlink, special file or hidden folder; unreadable folders are skipped, named in
-    ``unreadable_dirs`` and, with what else was left out and why, in ``skipped``."""
+    ``unreadable_dirs`` and, with what else was left out and why, in ``skipped``.
+
+    Given ``live_videos`` (a list), video clips are walked too, except the motion clips of Live Photos (see
+    :func:`~captioneer.desktop.library.video_scan.live_photo_videos`), whose paths are put in it instead."""
+    wanted = is_image_path if live_videos is None else is_media_path
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -89,10 +98,13 @@ def walk(
             continue
         subfolders: list[Path] = []
         by_name = {entry.name: entry for entry in entries}
-        images_by_stem: dict[str, list[str]] = {}
+        motion = live_photo_videos(by_name) if live_videos is not None else set()
+        # The files sharing a stem decide who owns the stem sidecar (as the writer sees them: every photo and
+        # clip, a Live Photo's too; see sidecars.stem_owner).
+        media_by_stem: dict[str, list[str]] = {}
         for entry in entries:
-            if is_image_path(Path(entry.name)):
-                images_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
+            if wanted(Path(entry.name)):
+                media_by_stem.setdefault(Path(entry.name).stem, []).append(entry.name)
         for entry in entries:
             path = Path(entry.path)
             if not utf8_name(entry.name):
@@ -101,15 +113,19 @@ def walk(
                 continue
             try:
                 if entry.is_symlink():
-                    if entry.is_dir() or is_image_path(path):
+                    if entry.is_dir() or wanted(path):
                         skipped.append((entry.path, "symbolic link (not followed)"))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         subfolders.append(path)
                     continue
-                # Our own temp files (left by a killed write) are never photos, whatever their suffix.
-                if not is_image_path(path) or entry.name.startswith(("._", TEMP_PREFIX)):
+                # Our own temp files (left by a killed write) and macOS AppleDouble files (``._IMG_1.MOV``:
+                # Finder's metadata on a foreign disk) are never photos or videos, whatever their suffix.
+                if not wanted(path) or entry.name.startswith(("._", TEMP_PREFIX)):
+                    continue
+                if entry.name in motion and live_videos is not None:
+                    live_videos.append(entry.path)
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
@@ -118,7 +134,7 @@ def walk(
             if not stat.S_ISREG(st.st_mode):
                 skipped.append((entry.path, "not a regular file"))
                 continue
-            yield path, st, sidecar_stamp(path, by_name, images_by_stem.get(path.stem, []))
+            yield path, st, sidecar_stamp(path, by_name, media_by_stem.get(path.stem, []))
         stack.extend(reversed(subfolders))
 
 

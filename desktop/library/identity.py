@@ -1,15 +1,19 @@
 """Photo identity: what makes two files the same photo, so a key survives our own metadata writes.
 
 A JPEG or PNG is keyed on its image segments or chunks (metadata segments skipped); other formats on their
-decoded pixels; files nothing here can decode on their bytes.
+decoded pixels; files nothing here can decode on their bytes. A video clip is keyed on its media data,
+streamed (:func:`video_content_key`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError
 from captioneer.desktop.core.images import (
     RAW_DAMAGED,
@@ -19,6 +23,12 @@ from captioneer.desktop.core.images import (
     file_error,
     image_error,
 )
+from captioneer.desktop.core.video_files import top_level_boxes
+
+STREAM_CHUNK = 1 << 20
+"""Bytes read at a time when a clip is hashed: a multi-gigabyte clip never sits in memory."""
+_ISO_MEDIA = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
+"""Box types an ISO base media file (MP4, MOV, M4V, 3GP) may start with."""
 
 _JPEG_SKIPPED = set(range(0xE0, 0xF0)) | {0xFE}  # APP0–APP15 and COM: where metadata lives
 _PNG_SKIPPED = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
@@ -126,3 +136,50 @@ def image_content_key(path: Path) -> str:
             raise
     # Files we cannot decode are never written into (their pixels cannot be checked): the bytes identify them.
     return "file:" + hashlib.sha256(data).hexdigest()
+
+
+def video_content_key(path: Path, cancel: CancelToken | None = None) -> str:
+    """A clip's key that stays the same when only its metadata changes, after checking it is a video that
+    can be shown (:func:`captioneer.desktop.core.video.probe` decodes its first frame).
+
+    MP4, MOV, M4V and 3GP: a streamed sha256 of the media data (every ``mdat`` box's contents, in order), so
+    exiftool or Photos rewriting the movie box (titles, dates, places in ``moov/udta``) keep the key; prefix
+    ``video:``. Matroska, AVI and an ISO file without media data: the whole file, streamed; prefix ``file:``.
+
+    Raises:
+        VideoError: the clip cannot be read or shown (the probe's one line says why); PyAV is missing.
+        Cancelled: ``cancel`` was set (checked between pieces: a 4 GB clip takes seconds to read).
+    """
+    from captioneer.desktop.core.video import probe
+
+    path = Path(path)
+    probe(path, refuse_links=True)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            media = []
+            if handle.read(8)[4:8] in _ISO_MEDIA:
+                media = [box for box in top_level_boxes(handle, size) if box.kind == b"mdat"]
+            digest = hashlib.sha256()
+            for box in media:
+                handle.seek(box.offset + box.header)
+                _stream_into(digest, handle, min(box.length, size - box.offset) - box.header, cancel)
+            if media:
+                return "video:" + digest.hexdigest()
+            handle.seek(0)
+            _stream_into(digest, handle, size, cancel)
+            return "file:" + digest.hexdigest()
+    except OSError as exc:
+        raise file_error(exc) from None
+
+
+def _stream_into(digest: Any, handle: BinaryIO, length: int, cancel: CancelToken | None) -> None:
+    """Feed ``length`` bytes (fewer if the file ends first) from the open ``handle`` into ``digest``."""
+    while length > 0:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        chunk = handle.read(min(STREAM_CHUNK, length))
+        if not chunk:
+            return
+        digest.update(chunk)
+        length -= len(chunk)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captioneer.backends.files import open_regular
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.fields import (
     FIELDS,
     IPTC_CHARSET_KEY,
@@ -296,7 +297,9 @@ def existing_keywords(
     found: list[tuple[str, ...]] = []
     notes: list[str] = []
     try:
-        image = exiv2.ImageFactory.open(str(photo))
+        # A clip's keywords are in its sidecar only: Captioneer never writes into a video, and exiv2 reading
+        # one would walk the whole clip's boxes for its technical properties.
+        image = None if is_video_path(photo) else exiv2.ImageFactory.open(str(photo))
     except exiv2.Exiv2Error:
         image = None  # a format exiv2 does not read: no embedded keywords to find
     if image is not None:

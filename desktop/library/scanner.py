@@ -1,4 +1,5 @@
-"""Incremental, resumable library scans: find photos, key them by content, relink moves, never delete."""
+"""Incremental, resumable library scans: find photos and video clips, key them by content, relink moves,
+never delete."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from captioneer.backends.cancel import CancelToken, token_or_new
-from captioneer.backends.errors import CaptioneerError
+from captioneer.backends.errors import Cancelled, CaptioneerError
+from captioneer.desktop.core.video import NEEDS_PYAV, is_video_path
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.catalog.scanning import (
     FileState,
@@ -22,6 +25,7 @@ from captioneer.desktop.library.catalog.scanning import (
 )
 from captioneer.desktop.library.folder_walk import check_root_online, printable, utf8_name, walk
 from captioneer.desktop.library.folder_walk import escape_undecodable as escape_undecodable
+from captioneer.desktop.library.video_scan import pyav_installed
 
 ContentKey = Callable[[Path], str]
 KeywordReader = Callable[[Path, "tuple[Path, ...]"], "tuple[tuple[str, ...], tuple[str, ...]] | None"]
@@ -66,10 +70,18 @@ class ScanReport:
     """Photos whose existing keywords were read (new or changed photos, changed sidecars)."""
     metadata_notes: list[tuple[str, str]] = field(default_factory=list)
     """(path, note) for photos whose existing keywords could not all be read (a malformed sidecar)."""
+    videos: int = 0
+    """How many of ``files`` are video clips."""
+    live_photo_videos: list[str] = field(default_factory=list)
+    """Live Photo motion clips, not catalogued (their photos are): one count in the summary, no line each."""
+    videos_need_pyav: int = 0
+    """Clips left out because PyAV is not installed (one line in the report, with this count)."""
 
     def summary(self) -> str:
-        parts = [
-            f"{self.files} photos",
+        parts = [f"{self.files - self.videos} photos"]
+        if self.videos:
+            parts.append(f"{self.videos} videos")
+        parts += [
             f"{self.new} new",
             f"{self.changed} changed",
             f"{self.unchanged} unchanged",
@@ -80,6 +92,8 @@ class ScanReport:
             ("unreadable", len(self.unreadable_files)),
             ("skipped", len(self.skipped)),
             ("changing, left for next scan", len(self.requeued)),
+            ("Live Photo videos skipped (their photos are tagged)", len(self.live_photo_videos)),
+            ("videos skipped (PyAV is not installed)", self.videos_need_pyav),
         ):
             if count:
                 parts.append(f"{count} {label}")
@@ -89,6 +103,8 @@ class ScanReport:
         """One line per file the scan skipped or could not read, names escaped (see :func:`printable`),
         at most ``limit`` of each kind, then "… and N more"."""
         lines: list[str] = []
+        if self.videos_need_pyav:
+            lines.append(f"skipped {self.videos_need_pyav} videos: {NEEDS_PYAV}")
         for label, entries in (
             ("skipped", self.skipped),
             ("unreadable", self.unreadable_files),
@@ -102,16 +118,21 @@ class ScanReport:
         return lines
 
 
-def default_content_key(path: Path) -> str:
+def default_content_key(path: Path, cancel: CancelToken | None = None) -> str:
     """Photo identity keyed on image data, so it survives metadata writes: GIFs by :func:`gif_content_key`
-    (only the first frame is decoded, to know the file is a readable image), everything else by the
-    metadata layer's key.
+    (only the first frame is decoded, to know the file is a readable image), video clips by their media
+    data (:func:`~captioneer.desktop.library.identity.video_content_key`), everything else by the metadata
+    layer's key.
 
     Raises:
-        ImageError: the file cannot be read or decoded.
+        ImageError: the file cannot be read or decoded (a VideoError for a clip).
+        Cancelled: ``cancel`` was set while a clip was read.
     """
     from captioneer.desktop.core.images import decode_image
-    from captioneer.desktop.library.identity import image_content_key
+    from captioneer.desktop.library.identity import image_content_key, video_content_key
+
+    if is_video_path(path):
+        return video_content_key(path, cancel)
 
     if path.suffix.lower() == ".gif":
         key = gif_content_key(path)
@@ -126,8 +147,8 @@ def default_keyword_reader(
 ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """The keywords already in the photo and its sidecars (see
     :func:`captioneer.desktop.library.metadata.existing_keywords`); None without python-exiv2 (nothing to
-    read them
-    with; scans still work)."""
+    read them with; scans still work). A video clip's come from its sidecars only: its own metadata is not
+    read (exiv2 reads some MP4 and MOV boxes, but no tool this app writes with keeps keywords there)."""
     if not _HAS_EXIV2:
         return None
     from captioneer.desktop.library.metadata import existing_keywords
@@ -210,7 +231,8 @@ def scan_library(
     commit_every: int = 200,
     commit_seconds: float = 2.0,
 ) -> ScanReport:
-    """Bring the catalog up to date with the photos under ``root``.
+    """Bring the catalog up to date with the photos and video clips under ``root`` (Live Photo motion clips
+    left out: see :mod:`~captioneer.desktop.library.video_scan`; clips skipped in one line without PyAV).
 
     Unchanged files (same size and modification time) cost one ``stat`` and no catalog write. New and
     changed files are keyed by content; a new path whose content belongs to a photo that is gone from its
@@ -227,7 +249,7 @@ def scan_library(
         Cancelled: ``cancel`` was set; what was scanned so far is kept.
     """
     cancel = token_or_new(cancel)
-    key_of = content_key or default_content_key
+    key_of = content_key or partial(default_content_key, cancel=cancel)
     keywords_of = keywords or default_keyword_reader
     root = Path(os.path.abspath(root))
     if not utf8_name(str(root)):
@@ -245,11 +267,21 @@ def scan_library(
     unreadable_dirs: list[str] = []
     batch = ScanBatch(catalog, commit_every, commit_seconds)
     last_progress = 0.0
+    can_read_videos: bool | None = None  # asked at the first clip: importing PyAV takes a moment
     try:
-        for path, st, (stamp, sidecars) in walk(root, report.skipped, unreadable_dirs):
+        for path, st, (stamp, sidecars) in walk(
+            root, report.skipped, unreadable_dirs, report.live_photo_videos
+        ):
             cancel.raise_if_cancelled()
             name = str(path)
-            seen.add(name)
+            seen.add(name)  # a clip left out for want of PyAV is still there: never marked missing
+            if is_video_path(path):
+                if can_read_videos is None:
+                    can_read_videos = pyav_installed()
+                if not can_read_videos:
+                    report.videos_need_pyav += 1
+                    continue
+                report.videos += 1
             report.files += 1
             if progress is not None and time.monotonic() - last_progress > 0.2:
                 last_progress = time.monotonic()
@@ -302,6 +334,8 @@ def _hash_stable(
     for _ in range(HASH_ATTEMPTS):
         try:
             key, error, kind = key_of(path), None, None
+        except Cancelled:
+            raise
         except CaptioneerError as exc:
             key, error, kind = None, str(exc), getattr(exc, "kind", "unreadable")
         except OSError as exc:

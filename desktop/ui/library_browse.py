@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QCompleter, QTreeWidgetItem
 
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.library.browse import (
+    KIND_FILTERS,
     STATUS_FILTERS,
     STATUS_LABELS,
     BrowseFilter,
@@ -96,6 +97,7 @@ class BrowseController(QObject):
         view.text_filter.textChanged.connect(lambda _text: self._filter_timer.start())
         view.search.returnPressed.connect(self._apply_typed_filters)
         view.statuses.currentRowChanged.connect(self._status_chosen)
+        view.kinds.currentIndexChanged.connect(lambda index: self.apply_filter(kind=KIND_FILTERS[index]))
         view.folders.currentItemChanged.connect(self._folder_chosen)
         self.review.changed.connect(self.recount)
 
@@ -148,6 +150,10 @@ class BrowseController(QObject):
                 line.blockSignals(True)
                 line.setText(value)
                 line.blockSignals(False)
+        if view.kinds.currentIndex() != KIND_FILTERS.index(browse.kind):
+            view.kinds.blockSignals(True)
+            view.kinds.setCurrentIndex(KIND_FILTERS.index(browse.kind))
+            view.kinds.blockSignals(False)
         row = STATUS_FILTERS.index(browse.status)
         if view.statuses.currentRow() != row:
             view.statuses.blockSignals(True)
@@ -170,6 +176,18 @@ class BrowseController(QObject):
         if any(getattr(self.filter, key) != value for key, value in wanted.items()):
             self.apply_filter(**wanted)
 
+    def _show_count(self) -> None:
+        """``12 photos · folder /a``: how many the grid shows (``photos and videos`` where the libraries hold
+        clips, ``videos`` when only they are shown) and what the filter is."""
+        total, kind = self.model.rowCount(), self.filter.kind
+        if kind == "all" and any(tree.videos for tree in self.trees):
+            items = f"{total:,} photos and videos"
+        else:
+            items = f"{total:,} {'video' if kind == 'video' else 'photo'}{'s' if total != 1 else ''}"
+        plain = self.filter.query and not self.session.catalog.text_index  # said once, where it matters
+        note = " · words matched as plain text (this Python's SQLite has no FTS5)" if plain else ""
+        self.view.count.setText(f"{items} · {self.filter.describe()}{note}")
+
     @Slot(int)
     def _status_chosen(self, row: int) -> None:
         if 0 <= row < len(STATUS_FILTERS):
@@ -191,12 +209,7 @@ class BrowseController(QObject):
         self.thumbs.forget_queued()
         self.model.search = self.filter.query
         self.model.set_ids(ids)
-        total = len(ids)
-        plain = self.filter.query and not self.session.catalog.text_index  # said once, where it matters
-        note = " · words matched as plain text (this Python's SQLite has no FTS5)" if plain else ""
-        self.view.count.setText(
-            f"{total:,} photo{'s' if total != 1 else ''} · {self.filter.describe()}{note}"
-        )
+        self._show_count()
         row = self.model.row_of(keep) if keep is not None else None
         self.selection.select_row(row if row is not None else 0)
         current = self.selection.current_row()
@@ -206,7 +219,7 @@ class BrowseController(QObject):
             self.review.show_detail(current)
         if not ids:
             self.review.show_detail(None)
-        self.filtered.emit(total)
+        self.filtered.emit(len(ids))
 
     @Slot(int, str)
     def _query_failed(self, generation: int, message: str) -> None:
@@ -237,7 +250,8 @@ class BrowseController(QObject):
         tree.blockSignals(True)
         tree.clear()
         total = sum(node.count for node in trees)
-        everything = QTreeWidgetItem(["All photos", f"{total:,}"])
+        videos = any(node.videos for node in trees)
+        everything = QTreeWidgetItem(["All photos and videos" if videos else "All photos", f"{total:,}"])
         everything.setData(0, Qt.ItemDataRole.UserRole, "")
         tree.addTopLevelItem(everything)
         current = everything
@@ -253,6 +267,7 @@ class BrowseController(QObject):
         tree.resizeColumnToContents(1)
         tree.blockSignals(False)
         self._update_completions()
+        self._show_count()  # the libraries may hold clips: say "photos and videos"
         self.overviewChanged.emit()
 
     def _tree_item(self, node: FolderNode) -> QTreeWidgetItem:

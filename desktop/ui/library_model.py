@@ -1,15 +1,18 @@
 """The library grid's model and delegate: photo ids in filter order, rows fetched from SQLite a page at a
-time, thumbnails from the cache, painted as uniform tiles with the review state on each."""
+time, thumbnails from the cache, painted as uniform tiles with the review state on each and a play mark with
+the length on each video clip."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QPoint, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen, QPixmap, QPolygon
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from captioneer.desktop.library.browse import PhotoRow, fetch_rows, match_snippet
+from captioneer.desktop.core.video import is_video_path
+from captioneer.desktop.library.browse import ClipFacts, PhotoRow, clip_length, fetch_rows, match_snippet
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.ui.library_thumbs import ThumbnailCache
 
@@ -121,6 +124,10 @@ class PhotoGridModel(QAbstractListModel):
             return self.thumbs.error(row.path, row.size, row.mtime_ns)
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [row.path, f"Status: {BADGES[row.status][0]}"]
+            facts = self.clip(row)
+            if facts is not None:
+                described = facts.describe()
+                lines.insert(1, described[0].upper() + described[1:])
             if row.error:
                 lines.append(f"Error: {row.error}")
             if row.caption:
@@ -132,6 +139,10 @@ class PhotoGridModel(QAbstractListModel):
                 lines.append(f"Matches: {snippet}")
             return "\n".join(lines)
         if role == Qt.ItemDataRole.AccessibleTextRole:
+            if is_video_path(Path(row.path)):
+                facts = self.clip(row)
+                length = f" {clip_length(facts.duration)}" if facts is not None else ""
+                return f"{row.name}, video{length}, {BADGES[row.status][0]}"
             return f"{row.name}, {BADGES[row.status][0]}"
         return None
 
@@ -142,6 +153,12 @@ class PhotoGridModel(QAbstractListModel):
             key = self._keys[row.photo_id] = self.thumbs.key(row.path, row.size, row.mtime_ns)
         self._by_key[key] = row.photo_id
         return self.thumbs.get_by_key(key, row.path)
+
+    def clip(self, row: PhotoRow) -> ClipFacts | None:
+        """A video clip's length, size and codec, known once its thumbnail has loaded (None before, and for
+        a photo)."""
+        key = self._keys.get(row.photo_id)
+        return self.thumbs.clip(key) if key is not None else None
 
     def _thumbnail_changed(self, key: str) -> None:
         photo_id = self._by_key.pop(key, None)
@@ -209,6 +226,7 @@ class TileDelegate(QStyledItemDelegate):
 
         square = QRect(tile.left() + 5, tile.top() + 5, tile.width() - 10, tile.width() - 10)
         pixmap = model.thumbnail(row)
+        target = square
         if pixmap is not None and not pixmap.isNull():
             scaled = pixmap.size().scaled(square.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(0, 0, scaled.width(), scaled.height())
@@ -218,6 +236,8 @@ class TileDelegate(QStyledItemDelegate):
             failed = model.thumbs.error(row.path, row.size, row.mtime_ns)
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(square, Qt.AlignmentFlag.AlignCenter, "cannot read" if failed else "…")
+        if is_video_path(Path(row.path)):
+            self._paint_clip_mark(painter, target, model.clip(row))
 
         text, light, darker = BADGES[row.status]
         painter.setFont(self._badge_font)
@@ -241,3 +261,25 @@ class TileDelegate(QStyledItemDelegate):
         )
         painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
         painter.restore()
+
+    def _paint_clip_mark(self, painter: QPainter, picture: QRect, facts: ClipFacts | None) -> None:
+        """A play triangle and the clip's length (once known) on a dark pill at the picture's bottom left:
+        white on near-black reads on any frame, light or dark."""
+        metrics = self._badge_metrics
+        text = clip_length(facts.duration) if facts is not None else ""
+        height = metrics.height() + 4
+        side = height - 8  # the triangle's height
+        width = 8 + side + (4 + metrics.horizontalAdvance(text) if text else 0) + 8
+        pill = QRect(picture.left() + 4, picture.bottom() - 4 - height, width, height)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 180))
+        painter.drawRoundedRect(pill, height / 2, height / 2)
+        painter.setBrush(QColor("#ffffff"))
+        left, top = pill.left() + 8, pill.top() + 4
+        tip = QPoint(left + side * 7 // 8, top + side // 2)
+        painter.drawPolygon(QPolygon([QPoint(left, top), QPoint(left, top + side), tip]))
+        if text:
+            painter.setFont(self._badge_font)
+            painter.setPen(QColor("#ffffff"))
+            label = pill.adjusted(8 + side + 4, 0, 0, 0)
+            painter.drawText(label, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QCompleter, QMessageBox
 
 from captioneer.backends.errors import CaptioneerError
 from captioneer.desktop.core.context import describe_context
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.browse import (
     PhotoRow,
     ReviewHistory,
@@ -179,13 +180,21 @@ class ReviewController(QObject):
         detail.name.setText(row.name)
         detail.name.setToolTip(row.path)
         detail.status.setText(status_line(row))
-        detail.info.setText(
+        self._show_info(row)
+        self._show_review(row.photo_id)
+        self._show_preview(row)
+
+    def _show_info(self, row: PhotoRow) -> None:
+        """The file's folder, a video clip's length, size and codec (once its preview has loaded), and what
+        the result being edited came from."""
+        tagged = row.result_id is not None
+        clip = self.previews.clip(self.previews.key(row.path, row.size, row.mtime_ns))
+        self.detail.info.setText(
             f"{Path(row.path).parent}\n"
+            + (f"{clip.describe()}\n" if clip is not None else "")
             + (f"editing the {row.task} result · {row.model} · run {row.run_id}" if tagged else "")
             + self._context_line(row.result_id)
         )
-        self._show_review(row.photo_id)
-        self._show_preview(row)
 
     def _context_line(self, result_id: int | None) -> str:
         """What the result was asked with (its context), as a line of the details; empty without one."""
@@ -248,13 +257,16 @@ class ReviewController(QObject):
     def _show_preview(self, row: PhotoRow) -> None:
         pixmap = self.previews.get(row.path, row.size, row.mtime_ns)
         failed = self.previews.error(row.path, row.size, row.mtime_ns) if pixmap is None else None
-        self.detail.preview.show_photo(pixmap, f"Cannot show this photo:\n{failed}" if failed else "Loading…")
+        item = "video" if is_video_path(Path(row.path)) else "photo"
+        text = f"Cannot show this {item}:\n{failed}" if failed else "Loading…"
+        self.detail.preview.show_photo(pixmap, text)
 
     @Slot(str)
     def _preview_ready(self, key: str) -> None:
         row = self._shown
         if row is not None and key == self.previews.key(row.path, row.size, row.mtime_ns):
             self._show_preview(row)
+            self._show_info(row)
 
     # ---- editing -----------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Thumbnails for the library grid: made in a thread pool, cached on disk under the cache folder's ``thumbs``
-and in memory, newest request first, so scrolling never waits for a decoder."""
+and in memory, newest request first, so scrolling never waits for a decoder. A video clip's thumbnail is its
+poster frame and brings the clip's facts (length, size, codec) with it, kept in the cached JPEG."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from PySide6.QtGui import QImage, QPixmap
 
 from captioneer.backends.errors import ImageError
 from captioneer.desktop.core.paths import cache_dir
-from captioneer.desktop.ui.workers import make_thumbnail
+from captioneer.desktop.library.browse import ClipFacts
+from captioneer.desktop.ui.workers import CLIP_TEXT, make_thumbnail
 
 MEMORY_LIMIT = 1500
 """Thumbnails kept in memory (a few screens of a large grid); the disk cache holds the rest."""
@@ -31,6 +33,16 @@ def thumb_key(path: str, size: int, mtime_ns: int, edge: int) -> str:
 
 def thumb_file(key: str) -> Path:
     return thumbs_dir() / key[:2] / f"{key}.jpg"
+
+
+def clip_facts(image: QImage) -> ClipFacts | None:
+    """The clip facts a video thumbnail carries (see :func:`make_thumbnail`); None for a photo's."""
+    duration, size, codec = (image.text(CLIP_TEXT[name]) for name in ("duration", "size", "codec"))
+    width, _, height = size.partition("x")
+    try:
+        return ClipFacts(float(duration), int(width), int(height), codec)
+    except ValueError:  # no text (a photo), or not ours
+        return None
 
 
 def load_or_make(path: str, key: str, edge: int) -> QImage:
@@ -89,6 +101,7 @@ class ThumbnailCache(QObject):
         # Leave a core for the interface (and the engine): decoding is CPU-bound.
         self.pool.setMaxThreadCount(threads or max(1, min(4, QThread.idealThreadCount() - 1)))
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
+        self._clips: dict[str, ClipFacts] = {}
         self._errors: dict[str, str] = {}
         self._pending: set[str] = set()
         self._order = itertools.count()
@@ -115,6 +128,10 @@ class ThumbnailCache(QObject):
             self.pool.start(_Job(self._relay, path, key, self.edge), next(self._order) % 1_000_000)
         return None
 
+    def clip(self, key: str) -> ClipFacts | None:
+        """The facts of the video clip whose thumbnail has this key, once it has been loaded."""
+        return self._clips.get(key)
+
     def error(self, path: str, size: int, mtime_ns: int) -> str | None:
         """Why the photo has no thumbnail, if it could not be read."""
         return self._errors.get(self.key(path, size, mtime_ns))
@@ -132,6 +149,9 @@ class ThumbnailCache(QObject):
     def _loaded(self, key: str, image: QImage) -> None:
         self._pending.discard(key)
         self._memory[key] = QPixmap.fromImage(image)
+        facts = clip_facts(image)
+        if facts is not None:
+            self._clips[key] = facts
         while len(self._memory) > MEMORY_LIMIT:
             self._memory.popitem(last=False)
         self.ready.emit(key)

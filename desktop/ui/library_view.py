@@ -9,6 +9,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QHeaderView,
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from captioneer.desktop.library.browse import STATUS_FILTERS, STATUS_LABELS
+from captioneer.desktop.library.browse import KIND_FILTERS, KIND_LABELS, STATUS_FILTERS, STATUS_LABELS
 from captioneer.desktop.ui.library_detail_view import DetailPanel
 from captioneer.desktop.ui.library_run_view import Banner, RunPanel
 from captioneer.desktop.ui.theme import app_icon, heading, set_themed_style
@@ -125,6 +126,10 @@ class LibraryView(QMainWindow):
         self.statuses.setFixedHeight(self.statuses.sizeHintForRow(0) * len(STATUS_FILTERS) + 8)
         self.statuses.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.folders.setMinimumHeight(self.folders.fontMetrics().height() * 7)  # its header and a few rows
+        self.kinds = QComboBox()
+        self.kinds.setAccessibleName("Show photos, videos or both")
+        for kind in KIND_FILTERS:
+            self.kinds.addItem(KIND_LABELS[kind], kind)
         self.keyword_filter = QLineEdit()
         self.keyword_filter.setPlaceholderText("Keyword (e.g. beach, sun*)")
         self.keyword_filter.setClearButtonEnabled(True)
@@ -137,6 +142,7 @@ class LibraryView(QMainWindow):
         left_layout.setContentsMargins(6, 6, 0, 6)
         left_layout.addWidget(heading("Libraries"))
         left_layout.addWidget(self.folders, 1)
+        left_layout.addWidget(self.kinds)
         left_layout.addWidget(heading("Status"))
         left_layout.addWidget(self.statuses)
         left_layout.addWidget(heading("Keyword"))

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import ImageOps
+from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
@@ -29,6 +29,7 @@ from captioneer.desktop.core.images import decode_image, to_rgb
 from captioneer.desktop.core.paths import cache_dir
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.tasks import TaskOptions, get_task
+from captioneer.desktop.core.video import is_video_path, poster_frame, probe
 from captioneer.desktop.ui.quick_caption import Collected, collect_images
 
 BackendOpener = Callable[[EngineConfig], Backend]
@@ -115,8 +116,12 @@ class CaptionWorker(QObject):
         started = time.perf_counter()
         try:
             result = caption_file(
-                backend, job.path, get_task(job.task_id),
-                task_options=job.task_options, sampling=job.sampling, image_tokens=job.image_tokens,
+                backend,
+                job.path,
+                get_task(job.task_id),
+                task_options=job.task_options,
+                sampling=job.sampling,
+                image_tokens=job.image_tokens,
                 on_chunk=lambda text: self.chunk.emit(job.card_id, text),
                 on_retry=lambda reason: self.retrying.emit(job.card_id, reason),
                 cancel=cancel,
@@ -182,19 +187,36 @@ def _failed(job: CaptionJob, message: str, kind: str) -> CaptionResult:
     return CaptionResult(path=str(job.path), task=job.task_id, ok=False, error=message, error_kind=kind)
 
 
+CLIP_TEXT = {"duration": "Captioneer-Duration", "size": "Captioneer-Size", "codec": "Captioneer-Codec"}
+"""The image text keys a video thumbnail carries its clip's facts under (JPEG comments in the disk cache)."""
+
+
 def make_thumbnail(path: Path, edge: int) -> QImage:
-    """A small, EXIF-oriented preview of any file the engines can read (HEIC and RAW included).
+    """A small, EXIF-oriented preview of any file the engines can read (HEIC and RAW included); for a video
+    clip its poster frame, upright, with the clip's length, size and codec as image text (:data:`CLIP_TEXT`).
 
     Raises:
-        ImageError: the file cannot be read; the message says why.
+        ImageError: the file cannot be read; the message says why (a VideoError for a clip).
     """
+    if is_video_path(path):
+        info = probe(path)
+        thumbnail = _qimage(poster_frame(path, edge))
+        thumbnail.setText(CLIP_TEXT["duration"], f"{info.duration:.3f}")
+        thumbnail.setText(CLIP_TEXT["size"], f"{info.width}x{info.height}")
+        thumbnail.setText(CLIP_TEXT["codec"], info.codec)
+        return thumbnail
     image = decode_image(path)
     try:
         oriented = ImageOps.exif_transpose(image) or image
         oriented.thumbnail((edge, edge))
-        rgba = to_rgb(oriented).convert("RGBA")
+        rgb = to_rgb(oriented)
     finally:
         image.close()
+    return _qimage(rgb)
+
+
+def _qimage(image: Image.Image) -> QImage:
+    rgba = image.convert("RGBA")
     data = rgba.tobytes()
     return QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888).copy()
 

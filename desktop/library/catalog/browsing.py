@@ -16,6 +16,7 @@ from captioneer.desktop.library.catalog.search import (
     compile_query,
     contains,
     has_keyword,
+    is_video,
     snippets,
 )
 from captioneer.desktop.library.catalog.store import Catalog
@@ -34,6 +35,11 @@ STATUS_LABELS = {
     "rejected": "Rejected",
     "written": "Written",
 }
+
+KIND_FILTERS = ("all", "photo", "video")
+"""What the type filter offers: photos and video clips, photos only, clips only (as ``type:`` searches)."""
+
+KIND_LABELS = {"all": "Photos and videos", "photo": "Photos", "video": "Videos"}
 
 # A photo has one current result per task. The grid shows (and the editor edits) the newest of them; filters
 # match any of them; review actions and the write take all of them. Superseded versions never show here.
@@ -70,6 +76,7 @@ class BrowseFilter:
             substring, as the search matches text where SQLite has no full-text index: typing ``sun`` already
             finds ``sunset``).
         query: the search language of ``captioneer search``, matched against each current result.
+        kind: ``photo`` or ``video`` for only those (``all``: both).
     """
 
     folder: str = ""
@@ -77,6 +84,7 @@ class BrowseFilter:
     keyword: str = ""
     text: str = ""
     query: str = ""
+    kind: str = "all"
 
     def describe(self) -> str:
         """A short label for the scope of a run or an export: ``folder /a · needs review · "beach"``."""
@@ -91,6 +99,8 @@ class BrowseFilter:
             parts.append(f'text "{self.text}"')
         if self.query:
             parts.append(f"search {self.query}")
+        if self.kind != "all":
+            parts.append(f"{self.kind}s only")
         return " · ".join(parts) or "all photos"
 
 
@@ -107,12 +117,15 @@ def compile_filter(browse: BrowseFilter, text_index: bool = True) -> tuple[str, 
 
     Raises:
         SearchSyntaxError: the search text cannot be understood (the message says where).
-        CatalogError: the status is not one of :data:`STATUS_FILTERS`.
+        CatalogError: the status is not one of :data:`STATUS_FILTERS`, or the kind not of
+            :data:`KIND_FILTERS`.
     """
     if browse.status not in STATUS_FILTERS:
         raise CatalogError(
             f"Unknown status filter '{browse.status}'. Use one of: {', '.join(STATUS_FILTERS)}."
         )
+    if browse.kind not in KIND_FILTERS:
+        raise CatalogError(f"Unknown type filter '{browse.kind}'. Use one of: {', '.join(KIND_FILTERS)}.")
     clauses, params = _scope(browse, text_index)
     if browse.status == "untagged":
         clauses.append(f"r.id IS NULL AND NOT {_FAILED}")
@@ -131,6 +144,8 @@ def _scope(browse: BrowseFilter, text_index: bool) -> tuple[list[str], list[Any]
     if browse.folder:
         clauses.append("p.path >= ? AND p.path < ?")
         params.extend(folder_bounds(browse.folder))
+    if browse.kind != "all":
+        clauses.append(is_video("p.path") if browse.kind == "video" else f"NOT {is_video('p.path')}")
     if browse.keyword.strip():
         in_results, results_params = has_keyword("r.keywords", browse.keyword.strip())
         in_files, files_params = has_keyword("p.existing_keywords", browse.keyword.strip())

@@ -7,8 +7,8 @@ Words, "quoted phrases", field:value, AND / OR / NOT, -term, parentheses.
 Fields: ``keyword:`` (``kw:``, ``tag:``; ``*`` wildcard; the result's keywords and those already in the
 photo's files), ``name:`` (``file:``; the file name, ``*`` wildcard: ``name:IMG_12*``), ``caption:``,
 ``title:``, ``alt:``, ``ocr:`` (the text a task read in the image), ``text:`` (any of the result's text),
-``status:``, ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``. A bare word matches a keyword, any of
-the result's text or the file name.
+``status:``, ``folder:``, ``model:``, ``engine:``, ``run:``, ``task:``, ``type:`` (``photo`` or ``video``, by
+the file's suffix). A bare word matches a keyword, any of the result's text or the file name.
 
 Text (bare words and the text fields) is matched through the full-text index
 (:mod:`~captioneer.desktop.library.catalog.fts`): whole words, stemmed (``sunsets`` finds ``sunset``),
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from captioneer.backends.errors import CaptioneerError
+from captioneer.desktop.core.video import VIDEO_SUFFIXES
 from captioneer.desktop.library.catalog.fts import FTS_TABLE, WORDS_TABLE, is_prefix, match_expression
 from captioneer.desktop.library.catalog.records import REVIEW_STATES, Query, Result
 from captioneer.desktop.library.catalog.store import Catalog
@@ -58,7 +59,10 @@ FIELDS = {
     "name": "name",
     "file": "name",
     "filename": "name",
+    "type": "type",
+    "kind": "type",
 }
+_TYPES = {"photo": "photo", "photos": "photo", "image": "photo", "video": "video", "videos": "video"}
 _STATUS_ALIASES = {"needs-review": "needs_review", "review": "needs_review", "needsreview": "needs_review"}
 
 
@@ -240,6 +244,11 @@ class _Parser:
             return "r.review = ?"
         if field == "folder":
             return self.folder(value)
+        if field == "type":
+            kind = _TYPES.get(value.lower())
+            if kind is None:
+                raise SearchSyntaxError(f"Unknown type '{value}'. Use type:photo or type:video.")
+            return is_video("p.path") if kind == "video" else f"NOT {is_video('p.path')}"
         if field == "run":
             if not value.isdigit():
                 raise SearchSyntaxError(f"run: needs a run number, not '{value}'.")
@@ -304,6 +313,12 @@ def contains(column: str, value: str) -> tuple[str, list[Any]]:
     """An SQL condition: the text in ``column`` contains ``value`` (case-insensitive, every character
     literal), and its parameters."""
     return f"instr(casefold(COALESCE({column}, '')), ?) > 0", [value.casefold()]
+
+
+def is_video(column: str) -> str:
+    """An SQL condition: the path in ``column`` names a video clip (its suffix, as the scan tells)."""
+    suffixes = " OR ".join(f"casefold({column}) GLOB '*{suffix}'" for suffix in sorted(VIDEO_SUFFIXES))
+    return f"({suffixes})"
 
 
 def name_matches(column: str, value: str) -> tuple[str, list[Any]]:
