@@ -37,6 +37,7 @@ from captioneer.desktop.core.tasks import (
     render_prompt,
     task_schema,
 )
+from tests.test_ui_library_shell import library  # noqa: F401  (the fixture)
 
 VIDEO_TASKS = {"caption", "description", "alt_text", "keywords", "question", "social", "scenes"}
 
@@ -173,6 +174,9 @@ def test_media_of_each_task() -> None:
     assert media["caption"] == "photos and videos"
     assert media["ocr"] == media["diagram"] == media["product"] == "photos only"
     assert media["scenes"] == "videos only"
+    assert get_task("scenes").choice_label == "Scene list — videos only"
+    assert get_task("ocr").choice_label == "Text in the image (OCR) — photos only"
+    assert get_task("caption").choice_label == "Short caption"
 
 
 def test_scenes_task_refuses_photos_with_one_line() -> None:
@@ -245,3 +249,24 @@ def test_tiny_gguf_answers_the_scenes_schema(tiny_gguf: tuple[Path, Path]) -> No
     for line in caption.splitlines():
         clock, _, description = line.partition(" ")
         assert parse_time(clock) is not None and 0 <= parse_time(clock) <= 2.0 and description
+
+
+@pytest.mark.qt_log_ignore(
+    "OpenType support missing", "propagateSizeHints", "does not support raise", "grabbing the keyboard"
+)
+def test_tag_dialog_says_which_tasks_take_only_photos_or_only_videos(qtbot, library) -> None:  # noqa: F811
+    from captioneer.desktop.ui.library_run_dialog_view import RunDialogView
+    from tests.test_ui_library_shell import answer_modal
+
+    window = library()
+    seen: dict[str, str] = {}
+
+    def choose(dialog: RunDialogView) -> None:
+        seen.update({dialog.task.itemData(i): dialog.task.itemText(i) for i in range(dialog.task.count())})
+        dialog.reject()
+
+    answer_modal(qtbot, RunDialogView, choose)
+    assert window.runs.dialog.ask() is None
+    assert seen["scenes"] == "Scene list — videos only"
+    assert seen["ocr"] == "Text in the image (OCR) — photos only"
+    assert seen["keywords"] == "Caption + keywords"

@@ -81,6 +81,12 @@ class Task:
         return "photos and videos" if self.takes_photos else "videos only"
 
     @property
+    def choice_label(self) -> str:
+        """The label in a list of tasks for a library (photos and clips): ``Scene list — videos only``; a task
+        that takes both needs no remark."""
+        return self.label if self.media == "photos and videos" else f"{self.label} — {self.media}"
+
+    @property
     def structured(self) -> bool:
         return self.schema_name is not None
 
