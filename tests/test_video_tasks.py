@@ -5,7 +5,6 @@ scenes schema under its grammar."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from captioneer.backends.request import GenerationRequest, PreparedImage, Sampli
 from captioneer.backends.structured import parse_structured
 from captioneer.desktop.cli import main
 from captioneer.desktop.core.answering import Answer
-from captioneer.desktop.core.paths import resource_path
 from captioneer.desktop.core.scenes import (
     MAX_SCENES,
     Scene,
@@ -189,29 +187,15 @@ def test_scenes_task_refuses_photos_with_one_line() -> None:
     )
 
 
-def _clear_task_caches() -> None:
-    tasks_module._catalog.cache_clear()
+def test_a_video_only_task_needs_a_video_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = {"label": "B", "summary": "B", "photos": False, "max_tokens": 10}
+    monkeypatch.setattr(tasks_module, "_catalog", lambda: {"tasks": {"broken": broken}, "schemas": {}})
     all_tasks.cache_clear()
-
-
-@pytest.fixture
-def presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A tasks.toml the test writes, in place of the shipped one."""
-    path = tmp_path / "tasks.toml"
-    monkeypatch.setattr(tasks_module, "resource_path", lambda name: path if name == "tasks.toml" else None)
-    _clear_task_caches()
-    yield path
-    monkeypatch.undo()
-    _clear_task_caches()
-
-
-def test_a_video_only_task_needs_a_video_prompt(presets: Path) -> None:
-    shipped = resource_path("tasks.toml").read_text(encoding="utf-8")
-    presets.write_text(
-        shipped + '\n[tasks.broken]\nlabel = "B"\nsummary = "B"\nphotos = false\nmax_tokens = 10\n', "utf-8"
-    )
-    with pytest.raises(RuntimeError, match="task broken: photos = false needs a video_prompt"):
-        all_tasks()
+    try:
+        with pytest.raises(RuntimeError, match="task broken: photos = false needs a video_prompt"):
+            all_tasks()
+    finally:
+        all_tasks.cache_clear()
 
 
 def test_tasks_command_says_what_each_task_takes(capsys: pytest.CaptureFixture[str]) -> None:

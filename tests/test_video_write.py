@@ -6,7 +6,6 @@ one stem never sharing a sidecar, undo; exiftool reads the sidecars back. Clips 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from captioneer.desktop.library.sidecars import (
     stem_owner,
 )
 from tests.fakes.tagging_engine import fake_config
+from tests.test_review_write_cli import exiftool
 from tests.video_clips import make_clip
 
 pytestmark = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is the independent reader")
@@ -74,12 +74,6 @@ CLIPS = ("trip.mp4", "clip.MP4", "home.mov")
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def exiftool(path: Path) -> dict:
-    command = ["exiftool", "-j", "-a", "-G1", str(path)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)[0]
 
 
 def listed(value: object) -> list[str]:
