@@ -94,10 +94,13 @@ def test_every_required_task_exists_and_renders() -> None:
     assert set(tasks) >= REQUIRED_TASKS
     for task in tasks.values():
         options = TaskOptions(language="German", question="What is on the table?")
-        prompt = render_prompt(task, options)
-        assert "{" not in prompt, f"unfilled placeholder in {task.id}: {prompt}"
-        if task.translate:
-            assert "German" in prompt, f"{task.id} ignores the output language"
+        for video in (False, True):
+            if not (task.takes_videos if video else task.takes_photos):
+                continue
+            prompt = render_prompt(task, options, video=video)
+            assert "{" not in prompt, f"unfilled placeholder in {task.id}: {prompt}"
+            if task.translate:
+                assert "German" in prompt, f"{task.id} ignores the output language"
         assert task.max_tokens > 0
 
 

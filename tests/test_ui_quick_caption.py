@@ -122,6 +122,7 @@ def test_empty_window_invites_a_drop_and_asks_for_a_model(open_window) -> None:
     assert view.status_engine.text() == "No model set up"
     assert not view.cancel_button.isEnabled()
     assert view.task_combo.count() >= 9 and view.task_combo.currentData() == "caption"
+    assert view.task_combo.findData("scenes") == -1  # videos only: quick caption takes pictures
     assert not view.question_edit.isVisible()
     view.task_combo.setCurrentIndex(view.task_combo.findData("question"))
     assert view.question_edit.isVisible() and view.run_button.text() == "Ask"

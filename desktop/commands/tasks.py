@@ -7,7 +7,10 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "tasks", help="list the task presets", description="List the task presets."
+        "tasks",
+        help="list the task presets",
+        description="List the task presets, each with what it takes: photos only, videos only, or photos "
+        "and videos.",
     )
     parser.set_defaults(func=run)
 
@@ -19,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(task_id) for task_id in tasks)
     for task in tasks.values():
         kind = " [JSON]" if task.structured else ""
-        print(f"{task.id:<{width}}  {task.label}{kind}: {task.summary}")
+        print(f"{task.id:<{width}}  {task.label}{kind} ({task.media}): {task.summary}")
     return 0

@@ -16,13 +16,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the file, and every property Captioneer does not own is kept; a file whose existing XMP does not "
         "read completely is left untouched and reported (exit status 1). Each write is one write operation "
         "with its own id: `captioneer undo` lists them and `captioneer undo ID` restores that write's files "
-        "byte for byte.",
+        "byte for byte. A video clip's result always goes to its XMP sidecar (clip.MP4.xmp, or clip.xmp with "
+        "--naming stem).",
     )
     parser.add_argument("--dry-run", action="store_true", help="show the change per file; touch nothing")
     parser.add_argument(
         "--mode",
         choices=("sidecar", "embedded", "both"),
-        help="where to write (default: from settings, else sidecar); read-only files and RAW get sidecars",
+        help="where to write (default: from settings, else sidecar); read-only files, RAW and video clips "
+        "get sidecars (nothing is ever written into a video)",
     )
     parser.add_argument(
         "--naming",

@@ -15,6 +15,7 @@ from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
 from captioneer.desktop.core.answer_text import clean_text
 from captioneer.desktop.core.paths import resource_path
+from captioneer.desktop.core.scenes import clean_scenes, scene_lines
 
 DEFAULT_LANGUAGE = "English"
 DEFAULT_MAX_KEYWORDS = 20
@@ -63,10 +64,27 @@ class Task:
     """(result field, answer key) pairs from the preset's ``fields``."""
     video_prompt: str | None = None
     """The user message for a video clip (the same slots as ``prompt``); None: the task takes no videos."""
+    takes_photos: bool = True
+    """False for a task only clips can answer (the scene list; tasks.toml ``photos = false``): its ``prompt``
+    is empty and :func:`render_prompt` refuses photos."""
 
     @property
     def takes_videos(self) -> bool:
         return self.video_prompt is not None
+
+    @property
+    def media(self) -> str:
+        """What the task takes, in words for task lists: ``photos only``, ``videos only`` or ``photos and
+        videos``."""
+        if not self.takes_videos:
+            return "photos only"
+        return "photos and videos" if self.takes_photos else "videos only"
+
+    @property
+    def choice_label(self) -> str:
+        """The label in a list of tasks for a library (photos and clips): ``Scene list — videos only``; a task
+        that takes both needs no remark."""
+        return self.label if self.media == "photos and videos" else f"{self.label} — {self.media}"
 
     @property
     def structured(self) -> bool:
@@ -75,7 +93,7 @@ class Task:
     @property
     def takes_context(self) -> bool:
         """The prompt has a ``{context}`` slot: the task describes photos, so facts about them can help."""
-        return "{context}" in self.prompt
+        return "{context}" in (self.prompt if self.takes_photos else self.video_prompt or "")
 
     def answer_key(self, field: str) -> str | None:
         """The part of the answer that fills result ``field`` (one of :data:`RESULT_FIELDS`), if any."""
@@ -86,13 +104,20 @@ class Task:
         """The answer keys that fill one-line result fields (title, alt text, keyword items)."""
         return frozenset(key for field, key in self.field_keys if field != "caption" and key != WHOLE_TEXT)
 
-    def fields(self, answer: Answered) -> ResultFields:
-        """The result fields ``answer`` fills, as the preset's ``fields`` declare them."""
+    def fields(self, answer: Answered, *, duration: float | None = None) -> ResultFields:
+        """The result fields ``answer`` fills, as the preset's ``fields`` declare them.
+
+        A caption that the answer gives as a list is a scene list (the scenes task): it becomes one
+        ``m:ss description`` line per scene, its starts checked against the clip's ``duration`` in seconds
+        when it is known (see :mod:`~captioneer.desktop.core.scenes`).
+        """
         parts = {**(answer.data or {}), WHOLE_TEXT: answer.text}
 
         def text(field: str, *, multiline: bool) -> str:
             key = self.answer_key(field)
             value = parts.get(key) if key is not None else None
+            if field == "caption" and isinstance(value, list):
+                return scene_lines(clean_scenes(value, duration))
             return clean_text(value, multiline=multiline).strip() if isinstance(value, str) else ""
 
         key = self.answer_key("keywords")
@@ -146,11 +171,14 @@ def all_tasks() -> dict[str, Task]:
                 )
         if "caption" not in fields:
             raise RuntimeError(f"task {task_id}: fields must say which part of the answer is the caption")
+        takes_photos = bool(spec.get("photos", True))
+        if not takes_photos and "video_prompt" not in spec:
+            raise RuntimeError(f"task {task_id}: photos = false needs a video_prompt")
         tasks[task_id] = Task(
             id=task_id,
             label=spec["label"],
             summary=spec["summary"],
-            prompt=spec["prompt"],
+            prompt=spec["prompt"] if takes_photos else "",
             max_tokens=int(spec["max_tokens"]),
             system=spec.get("system"),
             schema_name=schema_name,
@@ -158,6 +186,7 @@ def all_tasks() -> dict[str, Task]:
             needs_question=bool(spec.get("needs_question", False)),
             field_keys=tuple(fields.items()),
             video_prompt=spec.get("video_prompt"),
+            takes_photos=takes_photos,
         )
     return tasks
 
@@ -198,6 +227,10 @@ def render_prompt(task: Task, options: TaskOptions = TaskOptions(), *, video: bo
     """The task's user message for a photo, or with ``video`` for a video clip (its ``video_prompt``)."""
     if video and task.video_prompt is None:
         raise ConfigurationError(f"The '{task.id}' task does not take videos: choose a task that does.")
+    if not video and not task.takes_photos:
+        raise ConfigurationError(
+            f"The '{task.id}' task takes only videos: choose another task for photos (captioneer tasks)."
+        )
     if task.needs_question and not (options.question and options.question.strip()):
         raise ConfigurationError(f"The '{task.id}' task needs a question: pass --prompt \"…\".")
     if options.context:

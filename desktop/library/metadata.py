@@ -29,8 +29,8 @@ from captioneer.desktop.library.fields import (
 from captioneer.desktop.library.merge import all_keywords, clean_text, unite_keywords
 from captioneer.desktop.library.sidecars import (
     full_sidecar_name,
-    image_siblings,
     stem_owner,
+    stem_siblings,
     stem_sidecar_name,
 )
 from captioneer.desktop.library.xmp_check import parse_properties
@@ -252,7 +252,7 @@ def photo_sidecars(photo: Path) -> list[Path]:
     """The sidecars that belong to ``photo``, existing or not: ``IMG.JPG.xmp``, and ``IMG.xmp`` when it
     exists and this photo owns that name (see :func:`captioneer.desktop.library.sidecars.stem_owner`)."""
     sidecars = [full_sidecar_name(photo)]
-    if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, image_siblings(photo)):
+    if os.path.lexists(stem_sidecar_name(photo)) and stem_owner(photo, stem_siblings(photo)):
         sidecars.append(stem_sidecar_name(photo))
     return sidecars
 
@@ -279,12 +279,11 @@ def existing_keywords(
     """The keywords a photo already has, from every keyword field of the photo and of its sidecars.
 
     Fields: XMP ``dc:subject``, the leaves of ``lr:hierarchicalSubject`` (``|``), ``digiKam:TagsList`` (``/``)
-    and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo and in both
-    sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when this photo owns that name; see
-    :func:`captioneer.desktop.library.sidecars.stem_owner`). Merged case-insensitively, first spelling kept.
-    Nothing is
-    written. ``sidecars`` names the sidecars to read when the caller already knows them (the scanner, from
-    its folder listing); by default they are looked up.
+    and ``MicrosoftPhoto:LastKeywordXMP`` (``/``), and IPTC Keywords; embedded in the photo (never in a video
+    clip: its keywords are in its sidecar) and in both sidecar names (``IMG.JPG.xmp``, and ``IMG.xmp`` when
+    this photo owns that name; see :func:`captioneer.desktop.library.sidecars.stem_owner`). Merged
+    case-insensitively, first spelling kept. Nothing is written. ``sidecars`` names the sidecars to read when
+    the caller already knows them (the scanner, from its folder listing); by default they are looked up.
 
     A sidecar that is not well-formed XML (a stray ``&``, an unbound prefix, a missing close tag, a cut-off
     file, a DOCTYPE), a link or a special file contributes nothing, and a note says why; so does a photo

@@ -1,6 +1,8 @@
 """Where a photo's metadata goes: sidecar names, finding existing sidecars, and embedded-or-sidecar decisions.
 
-Pure functions over names and flags, plus :func:`find_sidecar`, which looks at the photo's folder.
+Pure functions over names and flags, plus :func:`find_sidecar`, which looks at the photo's folder. A video
+clip is an item like a photo here, except that nothing is ever written into it: its metadata always goes to a
+sidecar, named by the same rules.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from captioneer.desktop.core.images import IMAGE_SUFFIXES, RAW_SUFFIXES
+from captioneer.desktop.core.video import VIDEO_SUFFIXES, is_video_path
 
 SIDECAR_SUFFIX = ".xmp"
 # Formats we write into (and verify after writing). HEIC/HEIF are here because metadata.md lists them, but
@@ -30,8 +33,8 @@ class SidecarNaming(StrEnum):
 
 
 class WriteMode(StrEnum):
-    """Where metadata is written. ``embedded`` still uses a sidecar for proprietary RAW, read-only files and
-    formats exiv2 cannot write."""
+    """Where metadata is written. ``embedded`` still uses a sidecar for proprietary RAW, video clips,
+    read-only files and formats exiv2 cannot write."""
 
     SIDECAR = "sidecar"
     EMBEDDED = "embedded"
@@ -73,16 +76,24 @@ def stem_sidecar_name(photo: Path) -> Path:
 
 
 def stem_owner(photo: Path, siblings: list[str]) -> bool:
-    """Whether ``photo`` may use the shared ``IMG_1.xmp`` name, given the names of the images in its folder
-    that share its stem (``photo`` itself included).
+    """Whether ``photo`` (a photo or a video clip) may use the shared ``IMG_1.xmp`` name, given the names of
+    the images and clips in its folder that share its stem (``photo`` itself included).
 
-    A photo alone under its stem owns the name. In a RAW+JPEG pair the single proprietary RAW owns it
+    A photo or clip alone under its stem owns the name. In a RAW+JPEG pair the single proprietary RAW owns it
     (Lightroom keeps RAW metadata there); the JPEG never does. Two non-RAW files (JPEG+TIFF) both stay off it.
+    Clips do not count against photos: a Live Photo's ``IMG_1.HEIC`` keeps the name it owned before its
+    ``IMG_1.MOV`` was scanned, while a clip that shares its stem with anything (a photo, another clip) never
+    takes it, so two items never write one sidecar.
     """
     same_stem = sorted({name for name in siblings if Path(name).stem == photo.stem} | {photo.name})
     if len(same_stem) == 1:
         return True
-    raws = [name for name in same_stem if Path(name).suffix.lower() in PROPRIETARY_RAW_SUFFIXES]
+    if is_video_path(photo):
+        return False
+    stills = [name for name in same_stem if not is_video_path(Path(name))]
+    if len(stills) == 1:
+        return True
+    raws = [name for name in stills if Path(name).suffix.lower() in PROPRIETARY_RAW_SUFFIXES]
     return len(raws) == 1 and raws[0] == photo.name
 
 
@@ -123,13 +134,16 @@ def choose_sidecar(
     return SidecarChoice(full, False)
 
 
-def image_siblings(photo: Path) -> list[str]:
-    """Names of the image files in ``photo``'s folder that share its stem (``photo`` included)."""
+_MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
+def stem_siblings(photo: Path) -> list[str]:
+    """Names of the image and video files in ``photo``'s folder that share its stem (``photo`` included)."""
     names = []
     with os.scandir(photo.parent) as entries:
         for entry in entries:
             name = entry.name
-            if Path(name).stem == photo.stem and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if Path(name).stem == photo.stem and Path(name).suffix.lower() in _MEDIA_SUFFIXES:
                 names.append(name)
     return names
 
@@ -141,7 +155,7 @@ def find_sidecar(photo: Path, naming: SidecarNaming = SidecarNaming.FULL) -> Sid
     new file either.
     """
     full, stem = full_sidecar_name(photo), stem_sidecar_name(photo)
-    return choose_sidecar(photo, naming, image_siblings(photo), os.path.lexists(full), os.path.lexists(stem))
+    return choose_sidecar(photo, naming, stem_siblings(photo), os.path.lexists(full), os.path.lexists(stem))
 
 
 def is_darktable_sidecar(xmp_keys: list[str]) -> bool:
@@ -155,13 +169,19 @@ DARKTABLE_WARNING = (
 )
 
 
+VIDEO_SIDECAR = "videos are never modified: using a sidecar"
+
+
 def choose_targets(
     photo: Path, mode: WriteMode, *, image_writable: bool, exiv2_can_write: bool, verifiable: bool = True
 ) -> Targets:
     """Embedded, sidecar or both for one photo (pure).
 
+    A video clip is never written into, whatever the mode: nothing checks a clip's frames after a write, and
+    a damaged clip is a much bigger loss than a damaged sidecar.
+
     Args:
-        photo: the photo path (only its suffix matters).
+        photo: the photo or clip path (only its suffix matters).
         mode: what the user asked for.
         image_writable: the image file itself may be written (not read-only).
         exiv2_can_write: exiv2 can write metadata into this file format.
@@ -171,7 +191,9 @@ def choose_targets(
     if mode is WriteMode.SIDECAR:
         return Targets(embed=False, sidecar=True)
     reason = ""
-    if suffix in PROPRIETARY_RAW_SUFFIXES:
+    if is_video_path(photo):
+        reason = VIDEO_SIDECAR
+    elif suffix in PROPRIETARY_RAW_SUFFIXES:
         reason = "proprietary RAW files are never modified: using a sidecar"
     elif suffix not in EMBEDDABLE_SUFFIXES:
         reason = f"Captioneer does not write into {suffix or 'extension-less'} files: using a sidecar"

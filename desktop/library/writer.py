@@ -24,8 +24,10 @@ API for the catalog (everything Qt-free; ``generated`` is what a model produced 
   :class:`WritePlan`: the files that would change with their before/after fields. A plan with no changes
   means a write would change nothing on disk. A read-only folder gives ``plan.skipped`` (the item stays
   pending, as does a FIFO or folder where the photo or its sidecar should be); a read-only image, a
-  proprietary RAW or a format exiv2 cannot write goes to a sidecar. Existing XMP that exiv2 did not read
-  completely (checked against an independent XML parse) is never rewritten: :class:`DamagedXmpError`.
+  proprietary RAW or a format exiv2 cannot write goes to a sidecar. A video clip (``core.video``'s
+  suffixes) always goes to a sidecar and is never opened, hashed or decoded: only its sidecar is read.
+  Existing XMP that exiv2 did not read completely (checked against an independent XML parse) is never
+  rewritten: :class:`DamagedXmpError`.
 - ``apply`` writes each change through a temp file beside the target (fsync, verify: decodes, pixels
   unchanged, fields read back, see :mod:`~captioneer.desktop.library.write_files`; then one rename),
   journals the previous bytes first, and re-reads and re-merges when a file changed since the plan
@@ -51,6 +53,7 @@ from typing import Any
 
 from captioneer.backends.errors import ImageError
 from captioneer.backends.files import fsync_dir, temp_path_for
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.fields import PhotoMetadata
 from captioneer.desktop.library.identity import can_decode_raw
 from captioneer.desktop.library.journal import (
@@ -226,7 +229,10 @@ def plan_write(
     if not writable(photo.parent):
         return replace(plan, skipped=f"skipped: read-only folder {photo.parent} (the photo stays pending)")
 
-    embedded, image, read_note = _read_embedded(photo)
+    # A clip's metadata lives in its sidecar only: exiv2 never opens the video (it cannot write one, and
+    # walking a long clip's boxes for nothing costs time).
+    video = is_video_path(photo)
+    embedded, image, read_note = (PhotoMetadata(), None, "") if video else _read_embedded(photo)
     if read_note and options.mode is not WriteMode.SIDECAR and photo.suffix.lower() in EMBEDDABLE_SUFFIXES:
         raise MetadataWriteError(f"{photo} looks damaged: {read_note}. Captioneer does not write into it.")
     targets = choose_targets(

@@ -131,7 +131,7 @@ class RunDialog:
         prefs = self.session.prefs
         for task in all_tasks().values():
             if not task.needs_question:
-                dialog.task.addItem(task.label, task.id)
+                dialog.task.addItem(task.choice_label, task.id)
         dialog.task.setCurrentIndex(max(0, dialog.task.findData(prefs.task)))
         dialog.language.setText(prefs.language or self.session.settings.language)
         dialog.vocabulary.setText(prefs.vocabulary)

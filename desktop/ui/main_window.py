@@ -139,6 +139,8 @@ class MainWindow(QObject):
     def _fill_tasks(self) -> None:
         combo = self.view.task_combo
         for task in all_tasks().values():
+            if not task.takes_photos:  # quick caption takes pictures: nothing for a video-only task here
+                continue
             combo.addItem(task.label, task.id)
             combo.setItemData(combo.count() - 1, task.summary, Qt.ItemDataRole.ToolTipRole)
         index = combo.findData(self.settings.task)
