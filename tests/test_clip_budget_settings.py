@@ -1,5 +1,5 @@
-"""The default clip budget: a validated settings.json key, edited in Settings next to the image budget, and the
-one helper (``clip_budget``) that ``captioneer tag`` and the Tag Photos dialog read it through."""
+"""The default clip budget: a validated settings.json key, edited in Settings next to the image budget, and
+the one helper (``clip_budget``) that ``captioneer tag`` and the Tag Photos dialog read it through."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_the_clip_budget_defaults_and_survives_a_save(captioneer_home) -> None:
 
 
 @pytest.mark.parametrize("tokens", [MIN_VIDEO_TOKENS - 1, MAX_VIDEO_TOKENS + 1, 0])
-def test_a_clip_budget_out_of_range_in_the_file_is_refused_with_the_file_named(captioneer_home, tokens) -> None:
+def test_a_clip_budget_out_of_range_in_the_file_is_refused_naming_the_file(captioneer_home, tokens) -> None:
     settings_path().parent.mkdir(parents=True, exist_ok=True)
     settings_path().write_text(json.dumps({"video_tokens": tokens}))
     with pytest.raises(ConfigurationError, match="(?s)settings file .* is not valid .*video_tokens"):
@@ -62,7 +62,8 @@ def test_settings_dialog_edits_the_clip_budget_next_to_the_image_budget(qtbot, c
     dialog = SettingsDialog(Settings(video_tokens=3072))
     qtbot.addWidget(dialog)
     assert dialog.video_tokens.value() == 3072
-    assert (dialog.video_tokens.minimum(), dialog.video_tokens.maximum()) == (MIN_VIDEO_TOKENS, MAX_VIDEO_TOKENS)
+    assert dialog.video_tokens.minimum() == MIN_VIDEO_TOKENS
+    assert dialog.video_tokens.maximum() == MAX_VIDEO_TOKENS
     # The hint counts full-size 16:9 frames: 1152×640 is 36×20 = 720 tokens.
     assert dialog.video_tokens_hint.text() == clip_budget_hint(3072)
     assert clip_budget_hint(7200) == "≈ 10.0 full-size frames (1152×640) per clip, or more smaller ones"
