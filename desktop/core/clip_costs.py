@@ -5,6 +5,7 @@ selection, and the clip budget as the hardware estimates take it (a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from captioneer.backends.estimate import ClipBudget, ClipLoad
@@ -89,4 +90,61 @@ def context_warning(plan: SamplingPlan, context: int | None, engine: str) -> str
     return (
         f"A clip needs about {needed:,} tokens with its prompt, but the {engine} engine's context holds "
         f"{context:,}: lower the clip budget or raise the context length."
+    )
+
+
+PROBED_CLIPS = 3
+"""How many clips of a selection the dialog probes for its plan line (probing takes milliseconds each)."""
+
+
+def clips_to_probe(clips: Sequence[tuple[str, int]], most: int = PROBED_CLIPS) -> list[str]:
+    """Which of the chosen clips (path, file size) to probe for the plan line: the smallest, the median and
+    the largest file, as stand-ins for the shortest, a typical and the longest clip, without opening all."""
+    ordered = sorted(clips, key=lambda clip: (clip[1], clip[0]))
+    if len(ordered) <= most:
+        return [path for path, _size in ordered]
+    picks = {0, len(ordered) // 2, len(ordered) - 1}
+    return [ordered[index][0] for index in sorted(picks)][:most]
+
+
+@dataclass(frozen=True)
+class ClipPlanLine:
+    """What the Tag Photos dialog says about the chosen clips at a budget: the line and, when the engine's
+    context is too small for a clip, the warning."""
+
+    text: str
+    warning: str | None = None
+
+
+def plan_line(
+    count: int,
+    clips: Sequence[ClipShape],
+    tokens: int,
+    *,
+    video_input: bool,
+    engine: str,
+    min_image_tokens: int = 1,
+    context: int | None = None,
+    unreadable: int = 0,
+) -> ClipPlanLine:
+    """The dialog's line for ``count`` chosen clips, planned on the probed ``clips`` at ``tokens``: a typical
+    (median length) one and the longest, as the engine takes them; the context warning for the costliest."""
+    if count == 0:
+        return ClipPlanLine("No videos among these photos: the clip budget does not apply.")
+    head = "1 clip" if count == 1 else f"{count:,} clips"
+    unread = f" ({unreadable} could not be read; a run reports why)" if unreadable else ""
+    if not clips:
+        return ClipPlanLine(f"{head}{unread} · none could be probed to show its frames.")
+    mode = sampling_mode(video_input)
+    ordered = sorted(clips, key=lambda clip: clip.duration)
+    typical, longest = ordered[(len(ordered) - 1) // 2], ordered[-1]
+    shown = [typical] if longest is typical else [typical, longest]
+    plans = [plan_sampling(clip, tokens, mode=mode, min_image_tokens=min_image_tokens) for clip in shown]
+    words = [plan_words(clip, plan) for clip, plan in zip(shown, plans, strict=True)]
+    if len(words) == 2:
+        words[1] = f"the longest, {words[1]}"
+    costliest = max(plans, key=lambda plan: plan.total_tokens)
+    return ClipPlanLine(
+        f"{head}{unread} · {'; '.join(words)} ({mode_words(mode, engine)})",
+        context_warning(costliest, context, engine),
     )
