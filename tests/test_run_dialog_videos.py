@@ -78,12 +78,12 @@ def open_and(qtbot, window, act) -> dict:
     return seen
 
 
-def expected_line(clips: list[Path], tokens: int, **engine) -> str:
+def expected_line(clips: list[Path], tokens: int, context: int | None = None, **engine) -> str:
     """The line for the clips the dialog probes: the smallest, median and largest file."""
     chosen = clips_to_probe([(str(path), path.stat().st_size) for path in clips])
     assert len(chosen) == 3 and str(clips[3]) in chosen  # the broken file is the smallest
     probed = [probe(path) for path in chosen if path != str(clips[3])]
-    return plan_line(4, probed, tokens, unreadable=1, **engine).text
+    return plan_line(4, probed, tokens, unreadable=1, context=context, **engine).text
 
 
 def test_the_plan_line_follows_the_budget_and_reaches_the_spec(qtbot, library, clip_library) -> None:  # noqa: F811
@@ -93,7 +93,6 @@ def test_the_plan_line_follows_the_budget_and_reaches_the_spec(qtbot, library, c
         video_input=False,
         engine="gguf",
         min_image_tokens=engine_class("gguf").capabilities.min_image_tokens,
-        context=context_size(window.runs.dialog.engine_config().image_tokens),
     )
 
     def act(dialog: RunDialogView, seen: dict) -> None:
@@ -108,7 +107,8 @@ def test_the_plan_line_follows_the_budget_and_reaches_the_spec(qtbot, library, c
 
     seen = open_and(qtbot, window, act)
     assert seen["tab"] == "Videos (4)" and seen["budget"] == DEFAULT_VIDEO_TOKENS
-    assert seen["line"] == expected_line(clip_library, 4096, **gguf)
+    # A run with clips sizes gguf's context for the clip budget: no warning.
+    assert seen["line"] == expected_line(clip_library, 4096, context=context_size(4096), **gguf)
     # Probed: the broken file, the 1 s and the 3 s 720p clips (the largest files); typical is the median.
     walk = plan_sampling(probe(clip_library[1]), 4096, mode=SamplingMode.IMAGES)
     assert seen["line"].startswith(
@@ -117,7 +117,9 @@ def test_the_plan_line_follows_the_budget_and_reaches_the_spec(qtbot, library, c
         f"{walk.total_tokens:,} tokens"
     )
     assert seen["line"].endswith("(frames as images: gguf)") and walk.total_tokens > 2000
-    assert seen["line 1024"] == expected_line(clip_library, 1024, **gguf) != seen["line"]
+    image_budget = window.runs.dialog.engine_config().image_tokens
+    at_1024 = expected_line(clip_library, 1024, context=context_size(max(1024, image_budget)), **gguf)
+    assert seen["line 1024"] == at_1024 != seen["line"]
     small = plan_sampling(probe(clip_library[1]), 1024, mode=SamplingMode.IMAGES)
     assert f"6 frames at {small.width}×{small.height}, {small.total_tokens:,} tokens" in seen["line 1024"]
     assert not seen["warning"]

@@ -89,7 +89,7 @@ def context_warning(plan: SamplingPlan, context: int | None, engine: str) -> str
         return None
     return (
         f"A clip needs about {needed:,} tokens with its prompt, but the {engine} engine's context holds "
-        f"{context:,}: lower the clip budget or raise the context length."
+        f"{context:,}: lower the clip budget or give a larger --context."
     )
 
 

@@ -4,6 +4,7 @@ below, so the dialog fits a 1366×768 laptop screen."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import QSize
 from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -91,12 +92,7 @@ class RunDialogView(QDialog):
             page_layout = QVBoxLayout(page)
             page_layout.addWidget(group)
             page_layout.addStretch(1)
-            scroll = QScrollArea()  # on a screen too low for the tallest page, it scrolls (not cut off)
-            scroll.setWidgetResizable(True)
-            scroll.setFrameShape(QFrame.Shape.NoFrame)
-            scroll.setWidget(page)
-            scroll.setMinimumHeight(min(page.sizeHint().height(), MIN_PAGE_HEIGHT))
-            self.options.addTab(scroll, title)
+            self.options.addTab(OptionsPage(page), title)
         self.videos_tab = self.options.count() - 1
         layout.addWidget(self.options, 1)
         layout.addWidget(self.buttons)
@@ -104,14 +100,33 @@ class RunDialogView(QDialog):
         self.buttons.rejected.connect(self.reject)
 
     def showEvent(self, event: QShowEvent) -> None:
-        """Open no taller than the screen leaves free: the option pages scroll."""
+        """Open at full height where the screen has room (Qt stops a new window at two thirds of the screen:
+        512 pixels on a 768-pixel laptop), else at what the screen leaves free, the option pages scrolling."""
         super().showEvent(event)
         screen = self.screen().availableGeometry()
         frame = self.frameGeometry().height() - self.height()
-        height = fitted_height(self.height(), frame, screen.height(), self.minimumSizeHint().height())
+        least = self.minimumSizeHint().height()
+        height = fitted_height(self.sizeHint().height(), frame, screen.height(), least)
         if height != self.height():
             self.resize(self.width(), height)
-            self.move(self.x(), screen.top())
+            self.move(self.x(), max(screen.top(), min(self.y(), screen.bottom() - height - frame)))
+
+
+class OptionsPage(QScrollArea):
+    """A tab's page that asks for its content's full size but scrolls when the screen is too low for it."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidget(content)
+
+    def sizeHint(self) -> QSize:
+        # QScrollArea caps its hint at a few dozen lines; the page should open whole where the screen allows.
+        return self.widget().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.widget().minimumSizeHint().width(), MIN_PAGE_HEIGHT)
 
 
 def fitted_height(height: int, frame: int, available: int, least: int) -> int:

@@ -4,7 +4,7 @@ changed) and the line saying what it buys for the chosen clips, from a few clips
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,10 @@ from captioneer.desktop.library.catalog import Photo
 from captioneer.desktop.ui.video_options_view import VideoOptionsView
 
 
+def _unsized(_tokens: int) -> int | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ClipEngine:
     """What the plan line needs of the engine that will tag: how it takes a clip and how much it holds."""
@@ -26,17 +30,27 @@ class ClipEngine:
     name: str
     video_input: bool = False
     min_image_tokens: int = 1
-    context: int | None = None
-    """The context the engine allocates (None: it does not size one; a server decides)."""
+    context_for: Callable[[int], int | None] = _unsized
+    """The context the engine will have for a clip budget (None: it does not size one; a server decides)."""
 
     @classmethod
     def of(cls, config: EngineConfig) -> ClipEngine:
+        """The engine ``config`` sets up. A run with clips sizes an engine's context for the clip budget as it
+        does for the image budget (the runner's clip context), unless a context length is set by hand: only
+        then can a clip be too big for it."""
         engine = engine_class(config.engine)
+        override = config.context_tokens
+
+        def context_for(tokens: int) -> int | None:
+            if override is not None:
+                return override
+            return engine.context_tokens(max(config.image_tokens, tokens))
+
         return cls(
             name=config.engine,
             video_input=engine.capabilities.video_input,
             min_image_tokens=engine.capabilities.min_image_tokens,
-            context=engine.context_tokens(config.image_tokens, config.context_tokens),
+            context_for=context_for,
         )
 
 
@@ -112,7 +126,7 @@ class VideoOptions:
             video_input=engine.video_input,
             engine=engine.name,
             min_image_tokens=engine.min_image_tokens,
-            context=engine.context,
+            context=engine.context_for(self.tokens()),
             unreadable=self.unreadable,
         )
         self.view.plan.setText(line.text)

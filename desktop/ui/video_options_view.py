@@ -12,7 +12,7 @@ class VideoOptionsView(QGroupBox):
     """How many tokens each video clip may spend, and what that means for the clips chosen."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Videos", parent)
+        super().__init__("Video clips", parent)
         self.setToolTip(
             "A clip is sent as one request: frames sampled over its length, together no more than the clip "
             "budget. More tokens: more or sharper frames, more memory and time."
