@@ -75,3 +75,23 @@ def test_settings_dialog_edits_the_clip_budget_next_to_the_image_budget(qtbot, c
     dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
     assert dialog.result() == dialog.DialogCode.Accepted
     assert dialog.result_settings().video_tokens == 1536
+
+
+def test_tag_runs_with_the_settings_clip_budget(tmp_path, tiny_gguf, capsys) -> None:
+    from PIL import Image
+
+    from captioneer.desktop.cli import main
+    from captioneer.desktop.library.catalog import open_catalog
+    from captioneer.desktop.library.catalog.runs import list_runs
+
+    save_settings(Settings(video_tokens=2048))
+    root = tmp_path / "lib"
+    root.mkdir()
+    Image.new("RGB", (64, 48), (20, 90, 200)).save(root / "sky.jpg")
+    model, mmproj = tiny_gguf
+    engine = ["--model", str(model), "--mmproj", str(mmproj), "--image-tokens", "16", "--max-tokens", "8",
+              "--threads", "1", "--in-process"]
+    assert main(["tag", str(root), "--task", "caption", *engine]) == 0
+    capsys.readouterr()
+    with open_catalog() as catalog:
+        assert [run.spec.video_tokens for run in list_runs(catalog)] == [2048]
