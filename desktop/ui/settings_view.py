@@ -61,6 +61,16 @@ def _with_button(field: QLineEdit, button: QPushButton) -> QWidget:
     return row
 
 
+def _with_hint(box: QSpinBox, hint: QLabel) -> QWidget:
+    """A token budget and, beside it, what the budget means."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(box)
+    layout.addWidget(hint, 1)
+    return row
+
+
 class SettingsView(QDialog):
     """Widgets of the settings dialog, grouped the way people think about them."""
 
@@ -120,18 +130,8 @@ class SettingsView(QDialog):
         self.language.addItems(OUTPUT_LANGUAGES)
         generation_box = QGroupBox("Generation")
         generation_form = QFormLayout(generation_box)
-        budget = QWidget()
-        budget_layout = QHBoxLayout(budget)
-        budget_layout.setContentsMargins(0, 0, 0, 0)
-        budget_layout.addWidget(self.image_tokens)
-        budget_layout.addWidget(self.image_tokens_hint, 1)
-        generation_form.addRow("Image detail", budget)
-        clip_budget = QWidget()
-        clip_layout = QHBoxLayout(clip_budget)
-        clip_layout.setContentsMargins(0, 0, 0, 0)
-        clip_layout.addWidget(self.video_tokens)
-        clip_layout.addWidget(self.video_tokens_hint, 1)
-        generation_form.addRow("Video clip detail", clip_budget)
+        generation_form.addRow("Image detail", _with_hint(self.image_tokens, self.image_tokens_hint))
+        generation_form.addRow("Video clip detail", _with_hint(self.video_tokens, self.video_tokens_hint))
         generation_form.addRow("Max answer length", self.max_tokens)
         generation_form.addRow("Temperature", self.temperature)
         generation_form.addRow("Answer language", self.language)
