@@ -20,6 +20,15 @@ Seconds per photo: prefill and the vision encoder are compute bound (2 × parame
 encoder's attention, which grows with patches²); decoding is bandwidth bound (bandwidth × DECODE_EFFICIENCY ÷
 weights read per token). The constants come from /shared/reference/models.md, most from its "Measured here"
 section (a real-size 2B on a 2-core CPU).
+
+A video clip is ONE request whose visual tokens are the clip budget (a :class:`ClipLoad`): the context and its
+KV cache are sized for the whole budget, and the prefill reads every frame's tokens. The vision encoder works
+per token group: Qwen3-VL's patch embedding is a 3-D convolution two frames deep, so an image is encoded as a
+pair of identical frames and true video input (transformers) puts two real frames in the same patches: a group
+is a frame (frames as images) or a frame pair (true video), each costing its own tokens × 4 patches, its own
+patches² attention. llama.cpp and Ollama encode a request's images one at a time, so their encoder memory is
+one group's; transformers encodes all of a clip's groups in one pass, so its linear activations cover all of
+them (its attention runs per group).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from captioneer.backends.gguf import context_size as gguf_context_size
 from captioneer.backends.hardware import GIB
 from captioneer.backends.ollama_engine import MIN_CONTEXT as OLLAMA_MIN_CONTEXT
 from captioneer.backends.ollama_engine import PROMPT_ALLOWANCE as OLLAMA_PROMPT_ALLOWANCE
+from captioneer.backends.registry import engine_class
 
 SAFETY_MARGIN = 1.10
 """Headroom on every estimate: allocator fragmentation, the desktop's share of a primary GPU, and error."""
@@ -87,6 +97,9 @@ OUTPUT_TOKENS = 64
 PER_PHOTO_OVERHEAD_S = 0.3
 """Image preparation and request handling per photo."""
 
+FRAME_TIME_TOKENS = 8
+"""Prompt tokens per token group of a clip for its time (``<3.5 seconds>``, or a frame's time line)."""
+
 DEVICE_KINDS = frozenset({"cuda", "metal", "amd", "cpu"})
 """Where a profile can run (:attr:`Device.kind`)."""
 
@@ -121,6 +134,8 @@ class EngineCosts:
         preference: at equal quality, the engine with the higher preference ranks first.
         second_choice: why a profile ranks after a first choice of the same quality, per device kind (``*``:
             on any other device).
+        encodes_request_at_once: its vision encoder takes all of a request's images (a clip's frames) in one
+            pass, so its activations cover all of them; otherwise one image at a time.
     """
 
     context_tokens: Callable[[int], int]
@@ -134,6 +149,7 @@ class EngineCosts:
     precisions: Mapping[str, tuple[str, ...]] | None = None
     bitsandbytes_precisions: tuple[str, ...] = ()
     second_choice: Mapping[str, str] = field(default_factory=dict)
+    encodes_request_at_once: bool = False
 
     def runs_on(self, variant: Variant, device_kind: str, bitsandbytes: set[str]) -> bool:
         """Whether ``variant`` is worth estimating on the device (``bitsandbytes``: the devices its build
@@ -180,6 +196,7 @@ ENGINE_COSTS: dict[str, EngineCosts] = {
         decode_speed=TRANSFORMERS_SPEED,
         precisions={"cuda": ("bf16", "nf4", "int8"), "metal": ("fp16",)},
         bitsandbytes_precisions=("nf4", "int8"),
+        encodes_request_at_once=True,
         second_choice={
             "metal": "transformers on Metal (MPS) is slower than GGUF on Metal",
             "*": "Hugging Face generate is slower than llama.cpp at the same quality",
@@ -302,31 +319,108 @@ def mapped_checkpoint_gb(variant: Variant, device: Device) -> float:
     return 0.0
 
 
-def estimate_memory(variant: Variant, image_tokens: int, device: Device) -> MemoryEstimate:
-    """Weights (with llama.cpp's CPU copy, or transformers' mapped checkpoint on a CPU) + KV cache +
-    vision-encoder activations at ``image_tokens`` + runtime, in GiB."""
-    flash = uses_flash_attention(variant, device)
+@dataclass(frozen=True)
+class ClipLoad:
+    """A video clip as one request, as the estimates need it: the budget the context is sized for, the token
+    groups of a typical clip (frames, or frame pairs with true video input) for its time, and the largest
+    group any clip can get at this budget (a short clip: few, large frames) for the encoder's memory.
+
+    Built from the app's sampling maths (``desktop/core/clip_costs.py``); ``backends`` cannot import it.
+    """
+
+    budget: int
+    groups: int
+    tokens_per_group: int
+    largest_group_tokens: int
+    frames: int
+    """Frames the typical clip samples (twice ``groups`` with true video input)."""
+    duration: float
+    """The typical clip's length in seconds."""
+
+    def __post_init__(self) -> None:
+        numbers = (self.budget, self.groups, self.tokens_per_group, self.largest_group_tokens, self.frames)
+        if min(numbers) < 1 or self.duration <= 0:
+            raise ValueError(f"a clip load needs positive numbers: {self}")
+
+    @property
+    def visual_tokens(self) -> int:
+        """The typical clip's visual tokens (at most the budget)."""
+        return self.groups * self.tokens_per_group
+
+
+@dataclass(frozen=True)
+class ClipBudget:
+    """A clip budget for either way an engine takes a clip (:attr:`Capabilities.video_input`)."""
+
+    tokens: int
+    as_video: ClipLoad
+    """True video input: frame pairs share tokens."""
+    as_frames: ClipLoad
+    """Frames sent as separate images."""
+
+    def load_for(self, variant: Variant) -> ClipLoad:
+        """The load ``variant``'s engine gets from a clip."""
+        video = engine_class(variant.engine).capabilities.video_input
+        return self.as_video if video else self.as_frames
+
+
+def _memory(variant: Variant, device: Device, visual_tokens: int, vision_bytes: float) -> MemoryEstimate:
     extra_gb = weight_copy_gb(variant, device) + mapped_checkpoint_gb(variant, device)
     libraries_gb = costs_of(variant.engine).cpu_runtime_gb if device.family == "cpu" else 0.0
     return MemoryEstimate(
         weights_gb=(variant.weights_gb + extra_gb) * 1e9 / GIB,
-        kv_cache_gb=context_tokens(variant, image_tokens) * variant.model.kv_bytes_per_token / GIB,
-        vision_gb=vision_activation_bytes(variant, image_tokens, flash) / GIB,
+        kv_cache_gb=context_tokens(variant, visual_tokens) * variant.model.kv_bytes_per_token / GIB,
+        vision_gb=vision_bytes / GIB,
         runtime_gb=RUNTIME_GB[device.family] + libraries_gb,
     )
 
 
-def estimate_seconds(variant: Variant, image_tokens: int, device: Device) -> float:
-    """Seconds for one photo: vision encoder and prefill (compute) + decoding (bandwidth) + overhead."""
+def estimate_memory(variant: Variant, image_tokens: int, device: Device) -> MemoryEstimate:
+    """Weights (with llama.cpp's CPU copy, or transformers' mapped checkpoint on a CPU) + KV cache +
+    vision-encoder activations at ``image_tokens`` + runtime, in GiB."""
+    flash = uses_flash_attention(variant, device)
+    return _memory(variant, device, image_tokens, vision_activation_bytes(variant, image_tokens, flash))
+
+
+def clip_vision_bytes(variant: Variant, clip: ClipLoad, device: Device) -> float:
+    """Vision-encoder scratch for a clip at its worst: the largest groups a clip can get at the budget. One
+    group at a time (llama.cpp, Ollama), or all of them in one pass (transformers): linear activations over
+    the whole budget's patches, attention scores (without flash attention) for every group."""
+    flash = uses_flash_attention(variant, device)
+    largest = clip.largest_group_tokens
+    if not costs_of(variant.engine).encodes_request_at_once:
+        return vision_activation_bytes(variant, largest, flash)
+    groups = max(1, clip.budget // largest)
+    linear = vision_activation_bytes(variant, largest, True)
+    scores = vision_activation_bytes(variant, largest, flash) - linear
+    return vision_activation_bytes(variant, clip.budget, True) + groups * scores
+
+
+def estimate_clip_memory(variant: Variant, clip: ClipLoad, device: Device) -> MemoryEstimate:
+    """What tagging a clip needs: the photo's terms with the context sized for the clip budget and the vision
+    encoder's scratch for its frames (:func:`clip_vision_bytes`)."""
+    return _memory(variant, device, clip.budget, clip_vision_bytes(variant, clip, device))
+
+
+def request_seconds(
+    variant: Variant,
+    device: Device,
+    *,
+    groups: int,
+    tokens_per_group: int,
+    prompt_tokens: int = PROMPT_TOKENS,
+) -> float:
+    """Seconds for one request showing ``groups`` images (or frame pairs) of ``tokens_per_group`` tokens:
+    vision encoder and prefill (compute) + decoding (bandwidth) + overhead."""
     spec = variant.model
     costs = costs_of(variant.engine)
-    patches = PATCHES_PER_TOKEN * image_tokens
-    attention = 4 * patches**2 * spec.vision_hidden * spec.vision_depth
+    patches = PATCHES_PER_TOKEN * tokens_per_group
+    attention = groups * 4 * patches**2 * spec.vision_hidden * spec.vision_depth
     if not uses_flash_attention(variant, device):
         attention *= NO_FLASH_ATTENTION_SLOWDOWN
     flops = (
-        2 * spec.llm_params_b * 1e9 * (image_tokens + PROMPT_TOKENS)
-        + 2 * spec.vision_params_b * 1e9 * patches
+        2 * spec.llm_params_b * 1e9 * (groups * tokens_per_group + prompt_tokens)
+        + 2 * spec.vision_params_b * 1e9 * groups * patches
         + attention
     )
     compute_s = flops / (device.tflops * 1e12)
@@ -335,3 +429,20 @@ def estimate_seconds(variant: Variant, image_tokens: int, device: Device) -> flo
         tokens_per_s = min(tokens_per_s, costs.decode_cap)
     tokens_per_s *= costs.decode_speed.get(variant.quant, 1.0)
     return compute_s + OUTPUT_TOKENS / tokens_per_s + PER_PHOTO_OVERHEAD_S
+
+
+def estimate_seconds(variant: Variant, image_tokens: int, device: Device) -> float:
+    """Seconds for one photo: vision encoder and prefill (compute) + decoding (bandwidth) + overhead."""
+    return request_seconds(variant, device, groups=1, tokens_per_group=image_tokens)
+
+
+def estimate_clip_seconds(variant: Variant, clip: ClipLoad, device: Device) -> float:
+    """Seconds for a typical clip: every token group through the encoder and the prefill, each group's time in
+    the prompt. Decoding the clip's frames (PyAV) is not counted: milliseconds per frame beside the model."""
+    return request_seconds(
+        variant,
+        device,
+        groups=clip.groups,
+        tokens_per_group=clip.tokens_per_group,
+        prompt_tokens=PROMPT_TOKENS + clip.groups * FRAME_TIME_TOKENS,
+    )

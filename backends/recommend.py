@@ -1,21 +1,27 @@
 """The recommendation: a pure function from hardware facts to ranked model profiles, each with its reason.
 
 Each profile carries a memory estimate that counts the image and a speed estimate
-(:mod:`captioneer.backends.estimate`), and one sentence for people on why it ranks where it does.
+(:mod:`captioneer.backends.estimate`), and one sentence for people on why it ranks where it does. Given a clip
+budget (a library with videos), each also carries the estimate for one clip, and profiles that fit photos but
+not clips rank after those that fit both, saying so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from captioneer.backends.catalog import Catalog, Variant, load_catalog
 from captioneer.backends.estimate import (
     SAFETY_MARGIN,
+    ClipBudget,
+    ClipLoad,
     Device,
     MemoryEstimate,
     costs_of,
+    estimate_clip_memory,
+    estimate_clip_seconds,
     estimate_memory,
     estimate_seconds,
 )
@@ -54,6 +60,26 @@ GPU_DEVICES = {"nvidia": "cuda", "apple": "metal", "amd": "amd"}
 
 
 @dataclass(frozen=True)
+class ClipFit:
+    """A profile's estimate for one video clip at the clip budget (one request with all its frames)."""
+
+    load: ClipLoad
+    memory: MemoryEstimate
+    seconds: float
+    fits: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "video_tokens": self.load.budget,
+            "frames": self.load.frames,
+            "memory_gb": round(self.memory.total_gb, 2),
+            "seconds_per_clip": round(self.seconds, 1),
+            "fits": self.fits,
+            "memory": self.memory.to_json(),
+        }
+
+
+@dataclass(frozen=True)
 class Profile:
     """One ranked recommendation: a catalog variant at an image budget on a device.
 
@@ -66,6 +92,7 @@ class Profile:
         fits: whether ``memory.total_gb`` fits ``device.usable_gb``.
         meets_target: fast enough and a large enough image budget to be a first choice.
         reason: one sentence for people.
+        clip: the estimate for a video clip, when a clip budget was given.
     """
 
     variant: Variant
@@ -76,6 +103,12 @@ class Profile:
     fits: bool
     meets_target: bool
     reason: str = ""
+    clip: ClipFit | None = None
+
+    @property
+    def clip_fits(self) -> bool:
+        """Whether a clip fits too (True when no clip budget was given)."""
+        return self.clip is None or self.clip.fits
 
     @property
     def model(self) -> str:
@@ -109,6 +142,7 @@ class Profile:
             "device": self.device.kind,
             "usable_gb": round(self.device.usable_gb, 2),
             "memory": self.memory.to_json(),
+            **({"clip": self.clip.to_json()} if self.clip is not None else {}),
         }
 
 
@@ -168,6 +202,14 @@ def _evaluate(variant: Variant, device: Device, image_tokens: int) -> Profile:
     return Profile(variant, device, image_tokens, memory, seconds, fits, meets)
 
 
+def with_clip(profile: Profile, clips: ClipBudget) -> Profile:
+    """``profile`` with its estimate for one clip at the clip budget, as its engine takes a clip."""
+    load = clips.load_for(profile.variant)
+    memory = estimate_clip_memory(profile.variant, load, profile.device)
+    seconds = estimate_clip_seconds(profile.variant, load, profile.device)
+    return replace(profile, clip=ClipFit(load, memory, seconds, memory.total_gb <= profile.device.usable_gb))
+
+
 def quality_rank(profile: Profile) -> tuple[int, bool, int, int]:
     """How good a profile's answers are, regardless of speed, best largest: model size; a full-detail image
     (at least FULL_DETAIL_TOKENS); quantization tier; image budget. A profile is "worse" than another when
@@ -181,16 +223,16 @@ def quality_rank(profile: Profile) -> tuple[int, bool, int, int]:
 
 
 def rank_key(profile: Profile) -> tuple:
-    """Sort key, best largest: fits; meets the target; not LLM.int8; then, for profiles that meet the
-    target, quality (:func:`quality_rank`), engine preference and speed; for those that do not, speed first
-    (when nothing is fast enough, the fastest is best)."""
+    """Sort key, best largest: fits; a clip fits too (when a clip budget is given); meets the target; not
+    LLM.int8; then, for profiles that meet the target, quality (:func:`quality_rank`), engine preference and
+    speed; for those that do not, speed first (when nothing is fast enough, the fastest is best)."""
     quality = quality_rank(profile)
     engine = costs_of(profile.engine).preference
     if profile.meets_target:
         rest: tuple = (quality, engine, -profile.seconds_per_photo)
     else:
         rest = (-profile.seconds_per_photo, quality, engine)
-    return (profile.fits, profile.meets_target, profile.quant != "int8", rest)
+    return (profile.fits, profile.clip_fits, profile.meets_target, profile.quant != "int8", rest)
 
 
 def _best_budget(variant: Variant, device: Device) -> Profile:
@@ -213,6 +255,8 @@ def _why_lower(profile: Profile, first: Profile) -> str:
     target = TARGET_SECONDS[profile.device.family]
     if profile.quant == "int8":
         return "LLM.int8 runs 3–5× slower than bf16, so it is never the first choice"
+    if first.clip_fits and not profile.clip_fits:
+        return "ranked after the profiles that fit video clips too"
     if not profile.meets_target and profile.seconds_per_photo > target:
         return f"slower than the {target:.0f} s per photo a first choice should reach"
     if not profile.meets_target:
@@ -247,11 +291,28 @@ def _reason(profile: Profile, first: Profile | None) -> str:
     return f"{needs} of the {room}, {speed}; {why}."
 
 
-def _with_reason(profile: Profile, first: Profile | None) -> Profile:
-    return Profile(
-        profile.variant, profile.device, profile.image_tokens, profile.memory, profile.seconds_per_photo,
-        profile.fits, profile.meets_target, _reason(profile, first),
+def _clip_reason(profile: Profile) -> str:
+    """What a clip costs on ``profile``, or why it does not fit (empty without a clip budget)."""
+    clip = profile.clip
+    if clip is None or not profile.fits:
+        return ""
+    m = clip.memory
+    load = clip.load
+    needs = (
+        f"a {load.budget:,}-token clip needs ≈{_gb(m.total_gb)} ({m.kv_cache_gb:.1f} KV cache, "
+        f"{m.vision_gb:.1f} vision encoder)"
     )
+    if not clip.fits:
+        return (
+            f" It fits photos, but {needs}, more than the {_gb(profile.device.usable_gb)} "
+            f"{profile.device.usable_label}: lower the clip budget or choose a profile that fits clips."
+        )
+    typical = f"{load.frames} frames of a {load.duration:.0f} s clip"
+    return f" Videos: {needs}, ≈{clip.seconds:.0f} s per clip ({typical})."
+
+
+def _with_reason(profile: Profile, first: Profile | None) -> Profile:
+    return replace(profile, reason=_reason(profile, first) + _clip_reason(profile))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -264,6 +325,7 @@ def recommend(
     engines: Collection[str] | None = None,
     include_unfit: bool = False,
     catalog: Catalog | None = None,
+    clips: ClipBudget | None = None,
 ) -> list[Profile]:
     """Rank the profiles that fit ``hardware``, best first. Pure: the same facts give the same answer.
 
@@ -277,6 +339,8 @@ def recommend(
             for a hypothetical machine).
         include_unfit: append the variants that fit nowhere, with why, after the ranked ones.
         catalog: the model catalog (default: the shipped one).
+        clips: the clip budget of a library with videos: each profile gets its clip estimate
+            (:attr:`Profile.clip`), and those that fit photos but not clips rank after the rest.
 
     Returns:
         Profiles sorted by :func:`rank_key`; those that fit first, each with its reason.
@@ -293,6 +357,8 @@ def recommend(
             for variant in candidate_variants(catalog, device, hardware)
             if variant.engine in engines
         ]
+        if clips is not None:
+            evaluated = [with_clip(profile, clips) for profile in evaluated]
         chosen = sorted((p for p in evaluated if p.fits), key=rank_key, reverse=True)
         if device is accelerator or not unfit:
             unfit = sorted((p for p in evaluated if not p.fits), key=lambda p: p.memory_gb)

@@ -508,6 +508,52 @@ def crash_dialog(tour: Tour) -> None:
     dialog.reject()
 
 
+def make_clips(folder: Path) -> list[Path]:
+    """Three short 720p clips, one of them an upright phone clip, written with PyAV by the tests' helper."""
+    import dataclasses
+
+    sys.path.insert(0, str(ROOT))
+    from tests.video_clips import KINDS, make_clip
+
+    hd = dataclasses.replace(KINDS["mp4"], width=1280, height=720)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        make_clip(folder / "harbour.mp4", hd, seconds=3.0),
+        make_clip(folder / "waves.mp4", hd, seconds=1.5),
+        make_clip(folder / "IMG_0420.mov", "mov", seconds=6.0, rotation=90),
+    ]
+
+
+def clips_added(tour: Tour) -> None:
+    """A folder of video clips added to the library (a scan that takes videos catalogues them)."""
+    folder = tour.home / "Photos" / "Clips"
+    make_clips(folder)
+    before = tour.library.model.rowCount()
+    tour.library.files.add_folder(folder)
+    tour.wait("the clips in the library", lambda: tour.library.model.rowCount() > before, 30)
+    tour.pump(1.0)
+
+
+def tag_photos_videos(tour: Tour) -> None:
+    """Tag Photos… on a folder of clips, on its Videos tab: the clip budget and what it buys per clip."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def shoot() -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            tour.problems.append("tag-photos-videos: no dialog opened")
+            return
+        dialog.options.setCurrentIndex(dialog.videos_tab)  # type: ignore[attr-defined]
+        tour.wait("the clips probed", lambda: "reading a few" not in dialog.videos.plan.text(), 30)  # type: ignore[attr-defined]
+        tour.pump(0.3)
+        tour.shot("tag-photos-videos", dialog)
+        dialog.reject()  # type: ignore[attr-defined]
+
+    QTimer.singleShot(300, shoot)
+    tour.library.runs.open_run_dialog()
+
+
 STEPS: list[Callable[[Tour], None]] = [
     first_start,
     wizard,
@@ -537,6 +583,8 @@ STEPS: list[Callable[[Tour], None]] = [
     videos_in_library,
     about,
     crash_dialog,
+    clips_added,
+    tag_photos_videos,
 ]
 
 

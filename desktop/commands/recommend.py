@@ -29,6 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--all-profiles", action="store_true", help="also list the profiles that do not fit, with why"
     )
+    clips = parser.add_mutually_exclusive_group()
+    clips.add_argument(
+        "--video-tokens", type=int, metavar="N",
+        help="the library has videos: estimate a clip at this budget too (one request, all its frames)",
+    )
+    clips.add_argument(
+        "--videos", action="store_true",
+        help="the library has videos: estimate a clip at the clip budget in Settings too",
+    )
     parser.add_argument("--json", action="store_true", help="print the ranked list as JSON")
     parser.set_defaults(func=run)
 
@@ -58,26 +67,46 @@ def _hardware(args: argparse.Namespace) -> Any:
         raise ConfigurationError(str(exc)) from None
 
 
+def _clip_tokens(args: argparse.Namespace) -> int | None:
+    """The clip budget asked for: --video-tokens (checked), the settings' with --videos, else None."""
+    from captioneer.desktop.core.settings import Settings, clip_budget, load_settings
+
+    if args.video_tokens is not None:
+        return clip_budget(Settings(), args.video_tokens)
+    return load_settings().video_tokens if args.videos else None
+
+
 def format_table(profiles: list[Any]) -> str:
-    """The ranking as a table, each row followed by its reason."""
+    """The ranking as a table, each row followed by its reason; with clip columns when clips were estimated
+    (``photos`` in the clip column: it fits photos but not a clip)."""
+    clips = any(profile.clip is not None for profile in profiles)
     header = f"{'#':>2}  {'profile':<30} {'engine':<12} {'quant':<7} {'image':>6} {'memory':>9} {'s/img':>7}"
+    if clips:
+        header += f" {'clip':>9} {'s/clip':>7}"
     lines = [header, "-" * len(header)]
     for index, profile in enumerate(profiles, start=1):
         rank = str(index) if profile.fits else "-"
         name = profile.variant.pull_name
-        lines.append(
+        row = (
             f"{rank:>2}  {name:<30} {profile.engine:<12} {profile.quant:<7} {profile.image_tokens:>6} "
             f"{profile.memory_gb:>6.1f} GB {profile.seconds_per_photo:>7.1f}"
         )
+        if profile.clip is not None:
+            row += f" {profile.clip.memory.total_gb:>6.1f} GB {profile.clip.seconds:>7.1f}"
+            row += "" if profile.clip.fits else "  photos only"
+        lines.append(row)
         lines.append(f"    {profile.reason}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.recommend import recommend
+    from captioneer.desktop.core.clip_costs import clip_budget_estimate
 
     hardware = _hardware(args)
-    profiles = recommend(hardware, engines=args.engines, include_unfit=args.all_profiles)
+    clip_tokens = _clip_tokens(args)
+    clips = clip_budget_estimate(clip_tokens) if clip_tokens is not None else None
+    profiles = recommend(hardware, engines=args.engines, include_unfit=args.all_profiles, clips=clips)
     if args.json:
         # The ranked list itself; `captioneer hardware --json` gives the facts behind it.
         print(json.dumps([profile.to_json() for profile in profiles], indent=2, sort_keys=True))
@@ -87,6 +116,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         first = profiles[0]
         print(f"Recommended: {first.variant.pull_name} at {first.image_tokens} image tokens.")
+        if first.clip is not None and first.clip.fits:
+            print(
+                f"Videos: a {first.clip.load.budget:,}-token clip needs ≈{first.clip.memory.total_gb:.1f} GB "
+                f"and ≈{first.clip.seconds:.0f} s with it."
+            )
+        elif first.clip is not None:
+            print(
+                f"No profile that fits this machine fits a {first.clip.load.budget:,}-token clip: lower the "
+                "clip budget (--video-tokens; Settings → Video clip detail) to tag videos here."
+            )
         if not first.variant.entry.server_pulls_models:
             print(f"Download it with: captioneer models pull {first.variant.id}")
     print()

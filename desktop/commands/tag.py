@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
     from captioneer.desktop.core.context import ContextSpec, parse_variables
     from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
-    from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.core.settings import clip_budget, load_settings
     from captioneer.desktop.core.tasks import get_task
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.folder_rules import describe_groups, read_rules, rules_path
@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         vocabulary_only=not args.vocabulary_loose,
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
+        video_tokens=clip_budget(settings),  # the settings' default; --video-tokens goes in as its request
         batch_size=args.batch_size,
         **context_fields(context),
         **keyword_fields(args),

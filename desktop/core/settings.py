@@ -19,6 +19,17 @@ from captioneer.backends.http_util import (
 )
 from captioneer.desktop.core.paths import config_dir
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE
+from captioneer.desktop.core.video_budget import (
+    DEFAULT_MAX_FRAME_TOKENS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MIN_FRAME_TOKENS,
+    DEFAULT_VIDEO_TOKENS,
+)
+
+MIN_VIDEO_TOKENS = DEFAULT_MIN_FRAME_TOKENS
+"""The smallest clip budget: one small frame (256×256 pixels); less shows the model nothing useful."""
+MAX_VIDEO_TOKENS = DEFAULT_MAX_FRAMES * DEFAULT_MAX_FRAME_TOKENS
+"""The largest clip budget worth choosing: all the frames a clip can get, each at full size."""
 
 
 class Settings(BaseModel):
@@ -35,6 +46,8 @@ class Settings(BaseModel):
     openai_base_urls: list[str] = Field(default_factory=list)
     openai_api_key: str | None = None
     image_tokens: int = Field(default=DEFAULT_IMAGE_TOKENS, ge=16, le=16384)
+    video_tokens: int = Field(default=DEFAULT_VIDEO_TOKENS, ge=MIN_VIDEO_TOKENS, le=MAX_VIDEO_TOKENS)
+    """A video clip's whole visual budget, spread over its sampled frames (tag's and Tag Photos' default)."""
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     language: str = DEFAULT_LANGUAGE
@@ -76,3 +89,20 @@ def save_settings(settings: Settings) -> None:
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(settings.model_dump(), indent=2).encode("utf-8"))
+
+
+def clip_budget(settings: Settings, requested: int | None = None) -> int:
+    """A run's clip budget: ``requested`` (``tag --video-tokens``, the Tag Photos dialog) where given, else
+    the settings' default. The one place the command line and the window read it.
+
+    Raises:
+        ConfigurationError: ``requested`` is outside what a clip can use.
+    """
+    if requested is None:
+        return settings.video_tokens
+    if not MIN_VIDEO_TOKENS <= requested <= MAX_VIDEO_TOKENS:
+        raise ConfigurationError(
+            f"A clip budget of {requested:,} tokens cannot be used: choose {MIN_VIDEO_TOKENS} to "
+            f"{MAX_VIDEO_TOKENS:,} tokens (the default is {DEFAULT_VIDEO_TOKENS:,})."
+        )
+    return requested

@@ -14,6 +14,7 @@ from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import CaptioneerError, ConfigurationError
 from captioneer.desktop.core.context import ContextSpec
 from captioneer.desktop.core.engine_setup import Overrides, sampling_choices
+from captioneer.desktop.core.settings import clip_budget, save_settings
 from captioneer.desktop.core.tasks import all_tasks, get_task
 from captioneer.desktop.library.browse import photos_by_id
 from captioneer.desktop.library.catalog import Photo
@@ -29,6 +30,7 @@ from captioneer.desktop.ui.library_browse import BrowseController
 from captioneer.desktop.ui.library_run_dialog_view import SCOPES, RunDialogView
 from captioneer.desktop.ui.library_selection import GridSelection
 from captioneer.desktop.ui.library_session import LibrarySession
+from captioneer.desktop.ui.video_options import ClipEngine, VideoOptions
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class RunChoices:
     context: ContextSpec = ContextSpec()
     keyword_fields: dict[str, Any] = field(default_factory=dict)
     """The Keywords group's run spec fields (keyword control, the library's top-N keywords)."""
+    video_tokens: int | None = None
+    """The clip budget chosen (None: the settings' default)."""
 
 
 class RunDialog:
@@ -89,12 +93,19 @@ class RunDialog:
             vocabulary_only=choices.vocabulary_only and bool(vocabulary or top),
             sampling=sampling_choices(self.session.settings, self.overrides),
             image_tokens=config.image_tokens,
+            video_tokens=clip_budget(self.session.settings, choices.video_tokens),
             **vocabulary_fields(vocabulary),
             **context_fields(choices.context),
             **choices.keyword_fields,
         )
         check_rules(spec.keyword_rules(), spec.max_keywords)
         return library_vocabulary(self.session.catalog, spec)
+
+    def remember_clip_budget(self, tokens: int) -> None:
+        """A clip budget changed in the dialog becomes the settings' default, as if changed in Settings."""
+        if tokens != self.session.settings.video_tokens:
+            self.session.settings = self.session.settings.model_copy(update={"video_tokens": tokens})
+            save_settings(self.session.settings)
 
     def scope_photos(self, scope: str) -> list[Photo]:
         """The photos catalogued now that ``scope`` (one of :data:`SCOPES`) would tag."""
@@ -137,23 +148,31 @@ class RunDialog:
         dialog.vocabulary.setText(prefs.vocabulary)
         dialog.vocabulary_only.setChecked(prefs.vocabulary_only)
         fill_context(dialog.context, prefs, dialog.task)
+        engine = ClipEngine(self.session.settings.engine)
         try:
             config = self.engine_config()
             dialog.engine.setText(f"{Path(config.model).name or config.model} ({config.engine})")
+            engine = ClipEngine.of(config)
         except ConfigurationError as exc:
             dialog.engine.setText(self.explain(exc))
             dialog.start_button.setEnabled(False)
+        videos = VideoOptions(
+            dialog.videos, dialog.clip_warning, self.session.settings.video_tokens, engine
+        )
         keywords = KeywordOptions(dialog.keywords, prefs)
         dialog.keywords.top.valueChanged.connect(
             lambda top: dialog.vocabulary_only.setEnabled(bool(top or dialog.vocabulary.text().strip()))
         )
 
-        def show_rules() -> None:
-            scope = SCOPES[dialog.scope_buttons.checkedId()]
-            keywords.show_rules(self.session.catalog, self.scope_photos(scope))
+        def show_scope() -> None:
+            photos = self.scope_photos(SCOPES[dialog.scope_buttons.checkedId()])
+            keywords.show_rules(self.session.catalog, photos)
+            videos.show_photos(photos)
+            title = f"Videos ({videos.count:,})" if videos.count else "Videos"
+            dialog.options.setTabText(dialog.videos_tab, title)
 
-        dialog.scope_buttons.idToggled.connect(lambda _id, on: show_rules() if on else None)
-        show_rules()
+        dialog.scope_buttons.idToggled.connect(lambda _id, on: show_scope() if on else None)
+        show_scope()
         if keywords.rules_error:
             dialog.start_button.setEnabled(False)
         dialog.vocabulary_browse.clicked.connect(
@@ -162,8 +181,11 @@ class RunDialog:
                 or dialog.vocabulary.text()
             )
         )
-        if dialog.exec() != dialog.DialogCode.Accepted:
+        accepted = dialog.exec() == dialog.DialogCode.Accepted
+        videos.close()
+        if not accepted:
             return None
+        self.remember_clip_budget(videos.tokens())
         vocabulary = dialog.vocabulary.text().strip()
         prefs.task = dialog.task.currentData()
         prefs.language = dialog.language.text().strip()
@@ -176,6 +198,7 @@ class RunDialog:
             prefs.vocabulary_only,
             chosen_context(dialog.context, prefs),
             keywords.fields(),
+            videos.tokens(),
         )
         self.rules = keywords.rules
         try:

@@ -11,10 +11,12 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QLineEdit, QPlainTextEdit, QW
 
 from captioneer.backends.errors import ModelFileError
 from captioneer.backends.registry import ENGINES, engine_entry, engine_installed
+from captioneer.desktop.core.images import PixelBudget
 from captioneer.desktop.core.model_files import own_model
 from captioneer.desktop.core.settings import Settings
 from captioneer.desktop.core.settings_check import settings_problems
 from captioneer.desktop.core.tasks import DEFAULT_LANGUAGE
+from captioneer.desktop.core.video_budget import DEFAULT_MAX_FRAME_TOKENS
 from captioneer.desktop.ui.settings_view import SettingsView
 
 
@@ -22,6 +24,13 @@ def budget_hint(tokens: int) -> str:
     """What an image-token budget means in pixels (one token is 32×32 pixels)."""
     megapixels = tokens * 32 * 32 / 1_000_000
     return f"≈ {megapixels:.1f} megapixels per photo"
+
+
+def clip_budget_hint(tokens: int) -> str:
+    """What a clip budget means: how many full-size frames of a 16:9 clip it pays for."""
+    width, height = PixelBudget(max_tokens=DEFAULT_MAX_FRAME_TOKENS).fit(1920, 1080)
+    frames = tokens / (width // 32 * (height // 32))
+    return f"≈ {frames:.1f} full-size frames ({width}×{height}) per clip, or more smaller ones"
 
 
 class SettingsDialog(SettingsView):
@@ -37,6 +46,7 @@ class SettingsDialog(SettingsView):
             self.engine.setItemData(self.engine.count() - 1, entry.summary, Qt.ItemDataRole.ToolTipRole)
         self.engine.currentIndexChanged.connect(self._engine_changed)
         self.image_tokens.valueChanged.connect(lambda v: self.image_tokens_hint.setText(budget_hint(v)))
+        self.video_tokens.valueChanged.connect(lambda v: self.video_tokens_hint.setText(clip_budget_hint(v)))
         self.model_browse.clicked.connect(self._browse_model)
         self.mmproj_browse.clicked.connect(self._browse_mmproj)
         self.buttons.accepted.connect(self._save)
@@ -57,6 +67,8 @@ class SettingsDialog(SettingsView):
         self.device.setCurrentText(settings.device)
         self.image_tokens.setValue(settings.image_tokens)
         self.image_tokens_hint.setText(budget_hint(settings.image_tokens))
+        self.video_tokens.setValue(settings.video_tokens)
+        self.video_tokens_hint.setText(clip_budget_hint(settings.video_tokens))
         self.max_tokens.setValue(settings.max_tokens or 0)
         self.temperature.setValue(settings.temperature)
         self.language.setCurrentText(settings.language)
@@ -136,6 +148,7 @@ class SettingsDialog(SettingsView):
             quant=self.quant.currentData() or None,
             device=self.device.currentText(),
             image_tokens=self.image_tokens.value(),
+            video_tokens=self.video_tokens.value(),
             max_tokens=self.max_tokens.value() or None,
             temperature=round(self.temperature.value(), 2),
             language=self.language.currentText().strip() or DEFAULT_LANGUAGE,

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from captioneer.desktop.core.languages import OUTPUT_LANGUAGES
+from captioneer.desktop.core.settings import MAX_VIDEO_TOKENS, MIN_VIDEO_TOKENS
 from captioneer.desktop.ui.theme import set_error_style
 
 QUANTS = ("", "bf16", "fp16", "fp32", "nf4", "int8")
@@ -57,6 +58,16 @@ def _with_button(field: QLineEdit, button: QPushButton) -> QWidget:
     layout.setSpacing(6)
     layout.addWidget(field, 1)
     layout.addWidget(button)
+    return row
+
+
+def _with_hint(box: QSpinBox, hint: QLabel) -> QWidget:
+    """A token budget and, beside it, what the budget means."""
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(box)
+    layout.addWidget(hint, 1)
     return row
 
 
@@ -97,6 +108,15 @@ class SettingsView(QDialog):
         self.image_tokens.setSingleStep(64)
         self.image_tokens.setSuffix(" tokens")
         self.image_tokens_hint = QLabel()
+        self.video_tokens = QSpinBox()
+        self.video_tokens.setRange(MIN_VIDEO_TOKENS, MAX_VIDEO_TOKENS)
+        self.video_tokens.setSingleStep(512)
+        self.video_tokens.setSuffix(" tokens")
+        self.video_tokens.setToolTip(
+            "A video clip's whole budget, shared by the frames sampled from it (Tag Photos shows the frames "
+            "and their size for your clips). More tokens: more or sharper frames, more memory and time."
+        )
+        self.video_tokens_hint = QLabel()
         self.max_tokens = QSpinBox()
         self.max_tokens.setRange(0, 32768)
         self.max_tokens.setSingleStep(32)
@@ -110,12 +130,8 @@ class SettingsView(QDialog):
         self.language.addItems(OUTPUT_LANGUAGES)
         generation_box = QGroupBox("Generation")
         generation_form = QFormLayout(generation_box)
-        budget = QWidget()
-        budget_layout = QHBoxLayout(budget)
-        budget_layout.setContentsMargins(0, 0, 0, 0)
-        budget_layout.addWidget(self.image_tokens)
-        budget_layout.addWidget(self.image_tokens_hint, 1)
-        generation_form.addRow("Image detail", budget)
+        generation_form.addRow("Image detail", _with_hint(self.image_tokens, self.image_tokens_hint))
+        generation_form.addRow("Video clip detail", _with_hint(self.video_tokens, self.video_tokens_hint))
         generation_form.addRow("Max answer length", self.max_tokens)
         generation_form.addRow("Temperature", self.temperature)
         generation_form.addRow("Answer language", self.language)

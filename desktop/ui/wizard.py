@@ -21,6 +21,7 @@ from captioneer.backends.hardware import HardwareFacts
 from captioneer.backends.hardware_probes import probe_hardware
 from captioneer.backends.recommend import Profile, recommend
 from captioneer.desktop.core.captioning import CaptionResult, caption_file
+from captioneer.desktop.core.clip_costs import clip_budget_estimate
 from captioneer.desktop.core.engine_setup import engine_config
 from captioneer.desktop.core.fixes import FIX_BUTTONS, WindowError, window_error
 from captioneer.desktop.core.paths import cache_dir, models_dir
@@ -64,15 +65,17 @@ def hardware_lines(facts: HardwareFacts) -> list[tuple[str, str]]:
 
 
 def profile_cells(profile: Profile) -> tuple[str, ...]:
-    """One table row: model, engine, precision, image detail, memory and speed."""
-    return (
-        profile.variant.model.name,
-        profile.engine,
-        profile.quant,
-        f"{profile.image_tokens} tokens",
-        f"{profile.memory_gb:.1f} GB",
-        f"≈ {profile.seconds_per_photo:.0f} s / photo",
-    )
+    """One table row: model, engine, precision, image detail, memory and speed; with a clip estimate, a
+    clip's memory and time too (``photos only`` where a clip does not fit)."""
+    memory, speed = f"{profile.memory_gb:.1f} GB", f"≈ {profile.seconds_per_photo:.0f} s / photo"
+    clip = profile.clip
+    if clip is not None and clip.fits:
+        memory += f" · clip {clip.memory.total_gb:.1f} GB"
+        speed += f" · {clip.seconds:.0f} s / clip"
+    elif clip is not None:
+        memory += " · photos only"
+    image = f"{profile.image_tokens} tokens"
+    return (profile.variant.model.name, profile.engine, profile.quant, image, memory, speed)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class SetupWizard(SetupWizardView):
         self.download_page.complete_when = lambda: self.ready is not None
         self.test_page.complete_when = lambda: self.test_result is not None and self.test_result.ok
         self.hardware_page.table.itemSelectionChanged.connect(self._selection_changed)
+        self.hardware_page.videos.toggled.connect(lambda _on: self._show_profiles())
         self.download_page.download_button.clicked.connect(self.start_download)
         self.download_page.cancel_button.clicked.connect(self.cancel_download)
         self.test_page.retry_button.clicked.connect(self.start_test)
@@ -192,8 +196,18 @@ class SetupWizard(SetupWizardView):
         page.checking.hide()
         for label, value in hardware_lines(facts):
             page.add_fact(label, value)
-        self.profiles = recommend(facts)
+        self._show_profiles()
+
+    def _show_profiles(self) -> None:
+        """Rank the profiles for the probed computer (for clips too when the library has videos)."""
+        if self.facts is None:
+            return
+        page = self.hardware_page
+        videos = page.videos.isChecked()
+        clips = clip_budget_estimate(self.settings.video_tokens) if videos else None
+        self.profiles = recommend(self.facts, clips=clips)
         table = page.table
+        table.clearSelection()
         table.setRowCount(len(self.profiles))
         for row, profile in enumerate(self.profiles):
             for column, text in enumerate(profile_cells(profile)):

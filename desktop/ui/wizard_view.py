@@ -8,6 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -70,6 +71,12 @@ class HardwarePageView(CheckedPage):
         layout.setSpacing(10)
         layout.addWidget(self.checking)
         layout.addLayout(self.facts)
+        self.videos = QCheckBox("My library has videos: choose a model that fits a video clip too")
+        self.videos.setToolTip(
+            "A clip is sent as one request with all its frames (the clip budget in Settings): it needs more "
+            "memory than a photo. Models that fit photos only are listed after the others."
+        )
+        layout.addWidget(self.videos)
         layout.addWidget(QLabel("<b>Recommended for this computer</b> (best first — pick one):"))
         layout.addWidget(self.table, 1)
         layout.addWidget(self.reason)
