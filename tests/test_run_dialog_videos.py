@@ -20,7 +20,6 @@ from captioneer.desktop.core.settings import load_settings, settings_path
 from captioneer.desktop.core.video import probe
 from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS, SamplingMode, plan_sampling
 from captioneer.desktop.library.catalog import open_catalog
-from captioneer.desktop.library.catalog.scanning import FileState, ScanBatch
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.library_run_dialog_view import RunDialogView, fitted_height
 from tests.test_ui_library_shell import answer_modal, library  # noqa: F401  (the fixture)
@@ -36,17 +35,10 @@ pytestmark = [
 HD = dataclasses.replace(KINDS["mp4"], width=1280, height=720)
 
 
-def add_clips(root: Path, clips: list[Path]) -> None:
-    """Photos rows for ``clips``, as a scan that takes videos records them (the scan itself is not ours)."""
+def add_clips(root: Path) -> None:
+    """The real scan catalogs the clips."""
     with open_catalog() as catalog:
         scan_library(catalog, root)
-        library_id = catalog.library_id(root)
-        batch = ScanBatch(catalog, every=100, seconds=60)
-        for clip in clips:
-            stat = clip.stat()
-            state = FileState(stat.st_size, stat.st_mtime_ns, clip.name, "present", None, None)
-            batch.add_photo(library_id, str(clip), state)
-        batch.commit()
 
 
 @pytest.fixture
@@ -59,9 +51,10 @@ def clip_library(tmp_path: Path) -> list[Path]:
         make_clip(root / "walk.mp4", HD, seconds=3.0),
         make_clip(root / "portrait.mov", "mov", seconds=6.0, rotation=90),
     ]
-    broken = root / "broken.mp4"
+    # A clip damaged after the scan (a disk error, a sync tool): the dialog meets it when it probes.
+    broken = make_clip(root / "broken.mp4", seconds=0.5)
+    add_clips(root)
     broken.write_bytes(b"not a video at all" * 100)
-    add_clips(root, [*clips, broken])
     return [*clips, broken]
 
 
