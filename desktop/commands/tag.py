@@ -14,6 +14,10 @@ from typing import Any
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 from captioneer.desktop.commands.keyword_args import add_keyword_arguments, keyword_fields
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
+from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS
+
+MIN_VIDEO_TOKENS = 64
+"""The smallest clip budget ``--video-tokens`` takes: below it frames are too few and small to say much."""
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
@@ -110,12 +114,29 @@ context length, not this)",
         help="keep an answer that is invalid or looks degenerate (empty, looping, cut off, wrong language) "
         "as 'needs review' at once instead of asking the model again",
     )
+    parser.add_argument(
+        "--video-tokens",
+        type=int,
+        default=DEFAULT_VIDEO_TOKENS,
+        metavar="N",
+        help=f"a video clip's whole visual budget, spread over its sampled frames (default "
+        f"{DEFAULT_VIDEO_TOKENS}; at least {MIN_VIDEO_TOKENS}): more frames and sharper ones cost more time "
+        "and memory",
+    )
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
     add_engine_arguments(parser, subcommand=True)
     add_keyword_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def count_media(photos: int, videos: int) -> str:
+    """``3 photos and 2 videos``; ``1 photo``; videos named only when there are some."""
+    said = f"{photos} photo{'s' if photos != 1 else ''}"
+    if videos:
+        said += f" and {videos} video{'s' if videos != 1 else ''}"
+    return said
 
 
 def _say(message: str) -> None:
@@ -216,12 +237,14 @@ def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
     from captioneer.desktop.core.settings import load_settings
     from captioneer.desktop.core.tasks import get_task
+    from captioneer.desktop.core.video import is_video_path
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.folder_rules import describe_groups, read_rules, rules_path
     from captioneer.desktop.library.keyword_rules import check_rules
     from captioneer.desktop.library.keywords import read_vocabulary
     from captioneer.desktop.library.photo_context import check_context
     from captioneer.desktop.library.rule_runs import rule_runs
+    from captioneer.desktop.library.run_media import clip_context
     from captioneer.desktop.library.run_spec import context_fields, vocabulary_fields
     from captioneer.desktop.library.runs import RunController, RunSpec
     from captioneer.desktop.library.scanner import printable, scan_library
@@ -234,6 +257,11 @@ def run(args: argparse.Namespace) -> int:
         _say(f"the vocabulary has {names} at more than one place: written without a path (rename one)")
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
+    if args.video_tokens < MIN_VIDEO_TOKENS:
+        raise ConfigurationError(
+            f"--video-tokens {args.video_tokens} is too small: a clip needs at least {MIN_VIDEO_TOKENS} "
+            f"tokens (default {DEFAULT_VIDEO_TOKENS})."
+        )
     context = ContextSpec(
         parse_variables(args.prompt_context or ""), args.event or "", args.people or "", args.location or ""
     )
@@ -248,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         vocabulary_only=not args.vocabulary_loose,
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
+        video_tokens=args.video_tokens,
         batch_size=args.batch_size,
         **context_fields(context),
         **keyword_fields(args),
@@ -269,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
         ruled = describe_groups([(group.rule, group.photos) for group in runs])
         if ruled:
             _say(f"folder rules: {ruled}")
+        if any(is_video_path(Path(photo.path)) for photo in photos):
+            config = clip_context(config, spec.video_tokens)
         engine = _Engine(settings, config, overrides, args.recycle_every, controller)
         try:
             scope = str(folder)
@@ -335,6 +366,7 @@ def _tag_photos(
         execute_run,
         failed_items,
         plan_run,
+        queued_media,
         reviewed_in_selection,
         run_counts,
         set_run_state,
@@ -348,6 +380,8 @@ def _tag_photos(
         reviewed = reviewed_in_selection(catalog, photos, spec, config, redo=args.redo)
         on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
     plan = plan_run(catalog, scope, photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
+    if plan.skipped_videos:
+        _say(f"{plan.skipped_videos} videos skipped: the '{spec.task}' task takes no videos")
     if plan.skipped_reviewed:
         _say(
             f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
@@ -366,7 +400,8 @@ def _tag_photos(
     verb = "resuming run" if plan.resumed else "run"
     done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
     rule_note = f" (rule {spec.rule}: {spec.task})" if spec.rule else ""
-    _say(f"{verb} {plan.run_id}{rule_note}: {counts.pending} photos to tag{done_note}")
+    pending = count_media(*queued_media(catalog, plan.run_id, "pending"))
+    _say(f"{verb} {plan.run_id}{rule_note}: {pending} to tag{done_note}")
     if counts.pending:
         try:
             backend = engine.load()
@@ -388,10 +423,9 @@ def _tag_photos(
     else:
         set_run_state(catalog, plan.run_id, "done")
     failed = failed_items(catalog, plan.run_id)
-    _say(
-        f"run {plan.run_id} finished: {counts.done} tagged, {counts.failed} failed, "
-        f"{counts.needs_review} need review"
-    )
+    photos, videos = queued_media(catalog, plan.run_id, "done")
+    tagged = f"{counts.done} tagged" + (f" ({count_media(photos, videos)})" if videos else "")
+    _say(f"run {plan.run_id} finished: {tagged}, {counts.failed} failed, {counts.needs_review} need review")
     for path, error, _kind in failed:
         _say(f"failed {printable(path)}: {printable(error)}")
     run_results = catalog.results(run_id=plan.run_id)
