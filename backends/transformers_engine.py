@@ -37,7 +37,7 @@ from captioneer.backends.errors import (
     ResourceExhaustedError,
     setting,
 )
-from captioneer.backends.request import GenerationRequest, PreparedClip, SamplingOptions
+from captioneer.backends.request import GenerationRequest, SamplingOptions
 from captioneer.backends.transformers_cancel import CancelCriterion, watch_layers
 from captioneer.backends.transformers_loading import (
     BITSANDBYTES_PROFILES,
@@ -50,6 +50,7 @@ from captioneer.backends.transformers_loading import (
     quantization_config,
     resolve_model_dir,
 )
+from captioneer.backends.transformers_video import video_input
 
 if TYPE_CHECKING:
     import torch
@@ -83,30 +84,6 @@ def processor_size(pixel_areas: Sequence[int]) -> dict[str, int]:
     """The processor's size limits for images that are already prepared: exactly their own areas, so it
     neither upscales a small image nor shrinks a big one (sides are multiples of 32 already)."""
     return {"shortest_edge": min(pixel_areas), "longest_edge": max(pixel_areas)}
-
-
-TIME_BASE = 1000.0
-"""Frame "indices" handed to the video processor are the frames' times in milliseconds at this "frame rate":
-the processor writes ``<t seconds>`` as index / fps, so the model sees the times the frames were sampled at,
-whatever the clip's own (maybe variable) frame rate."""
-
-
-def video_input(clip: PreparedClip) -> tuple[Any, Any]:
-    """The clip as the Qwen3-VL video processor takes it: its frames stacked (frames × height × width × RGB)
-    and the metadata that gives each frame its time."""
-    import numpy as np
-    from transformers.video_utils import VideoMetadata
-
-    pixels = np.stack([np.asarray(frame.image) for frame in clip.frames])
-    metadata = VideoMetadata(
-        total_num_frames=len(clip.frames),
-        fps=TIME_BASE,
-        frames_indices=[round(time * TIME_BASE) for time in clip.times],
-        duration=clip.duration,
-        height=clip.height,
-        width=clip.width,
-    )
-    return pixels, metadata
 
 
 def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
