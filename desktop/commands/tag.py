@@ -16,9 +16,6 @@ from captioneer.desktop.commands.keyword_args import add_keyword_arguments, keyw
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS
 
-MIN_VIDEO_TOKENS = 64
-"""The smallest clip budget ``--video-tokens`` takes: below it frames are too few and small to say much."""
-
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
 
@@ -114,21 +111,25 @@ context length, not this)",
         help="keep an answer that is invalid or looks degenerate (empty, looping, cut off, wrong language) "
         "as 'needs review' at once instead of asking the model again",
     )
-    parser.add_argument(
-        "--video-tokens",
-        type=int,
-        default=DEFAULT_VIDEO_TOKENS,
-        metavar="N",
-        help=f"a video clip's whole visual budget, spread over its sampled frames (default "
-        f"{DEFAULT_VIDEO_TOKENS}; at least {MIN_VIDEO_TOKENS}): more frames and sharper ones cost more time "
-        "and memory",
-    )
+    add_video_tokens_argument(parser)
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
     add_engine_arguments(parser, subcommand=True)
     add_keyword_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_video_tokens_argument(parser: argparse.ArgumentParser) -> None:
+    """``--video-tokens N``: a clip's whole visual budget (tag and caption take it)."""
+    parser.add_argument(
+        "--video-tokens",
+        type=int,
+        default=DEFAULT_VIDEO_TOKENS,
+        metavar="N",
+        help=f"a video clip's whole visual budget, spread over its sampled frames (default "
+        f"{DEFAULT_VIDEO_TOKENS}; at least 64): more and sharper frames cost more time and memory",
+    )
 
 
 def count_media(photos: int, videos: int) -> str:
@@ -233,6 +234,7 @@ def cancel_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     from captioneer.backends.errors import ConfigurationError
+    from captioneer.desktop.core.clips import check_video_tokens
     from captioneer.desktop.core.context import ContextSpec, parse_variables
     from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
     from captioneer.desktop.core.settings import load_settings
@@ -257,11 +259,7 @@ def run(args: argparse.Namespace) -> int:
         _say(f"the vocabulary has {names} at more than one place: written without a path (rename one)")
     if args.batch_size < 1 or (args.recycle_every is not None and args.recycle_every < 1):
         raise ConfigurationError("--batch-size and --recycle-every must be at least 1.")
-    if args.video_tokens < MIN_VIDEO_TOKENS:
-        raise ConfigurationError(
-            f"--video-tokens {args.video_tokens} is too small: a clip needs at least {MIN_VIDEO_TOKENS} "
-            f"tokens (default {DEFAULT_VIDEO_TOKENS})."
-        )
+    check_video_tokens(args.video_tokens)
     context = ContextSpec(
         parse_variables(args.prompt_context or ""), args.event or "", args.people or "", args.location or ""
     )

@@ -14,11 +14,28 @@ from dataclasses import dataclass
 
 from captioneer.backends.base import Capabilities
 from captioneer.backends.cancel import CancelToken
+from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.request import PreparedClip, PreparedImage
 from captioneer.desktop.core.video import probe, sample_frames, video_error
-from captioneer.desktop.core.video_budget import SamplingMode, SamplingPlan, plan_sampling
+from captioneer.desktop.core.video_budget import (
+    DEFAULT_VIDEO_TOKENS,
+    SamplingMode,
+    SamplingPlan,
+    plan_sampling,
+)
 
 NOTHING_TO_SAMPLE = "video has no picture to sample (no length or no size)"
+MIN_VIDEO_TOKENS = 64
+"""The smallest clip budget a person may choose: below it frames are too few and small to say much."""
+
+
+def check_video_tokens(tokens: int) -> None:
+    """Raises ConfigurationError, in one line, for a clip budget (``--video-tokens``) below the smallest."""
+    if tokens < MIN_VIDEO_TOKENS:
+        raise ConfigurationError(
+            f"--video-tokens {tokens} is too small: a clip needs at least {MIN_VIDEO_TOKENS} tokens "
+            f"(default {DEFAULT_VIDEO_TOKENS})."
+        )
 
 
 def clip_mode(capabilities: Capabilities) -> SamplingMode:
