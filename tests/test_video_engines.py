@@ -1,10 +1,13 @@
 """A clip on the engines that take it differently: transformers gets true video input (Qwen3-VL's video
-processor, frames unresized, ``<t seconds>`` at the sampled times, photos and clips in one batch), an
+processor, frames unresized, ``<t seconds>`` at the sampled times, photos and clips in one batch), also
+across the engine host's pipe, where a clip that crashes the host is quarantined like a photo; an
 OpenAI-compatible server gets the frames as image parts of one message (the real llama-cpp-python server
-decodes every one)."""
+decodes every one) and Ollama gets them as the images of one message."""
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,12 +15,18 @@ from pathlib import Path
 import pytest
 
 from captioneer.backends.base import EngineConfig, collect
+from captioneer.backends.errors import EngineCrashedError
+from captioneer.backends.host import QuarantinedImageError
+from captioneer.backends.host_process import FAULT_INJECTION_KEY
+from captioneer.backends.ollama_engine import OllamaBackend
 from captioneer.backends.request import SamplingOptions
 from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.core.clips import prepare_clip
 from captioneer.desktop.core.images import PixelBudget, prepare_image
 from captioneer.desktop.core.tasks import build_request, get_task
+from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
+from tests.test_host import fast_start, hf_config, host_factory  # noqa: F401
 from tests.test_openai_engine import REAL_MODEL, LlamaServer, backend_for, llama_server  # noqa: F401
 from tests.video_clips import make_clip
 
@@ -107,3 +116,41 @@ def test_a_real_openai_compatible_server_decodes_every_frame(
     assert collect(backend.generate(request))
     decoded = llama_server.log.read_text(errors="replace").count("image decoded") - before
     assert decoded == len(clip.frames) >= 4
+
+
+def test_ollama_gets_the_frames_as_the_images_of_one_message(clip_file: Path) -> None:
+    with FakeOllama() as server:
+        server.responder = lambda body: "A walk."
+        backend = OllamaBackend(
+            EngineConfig(engine="ollama", model="qwen3-vl:2b-instruct", options={"host": server.url})
+        )
+        backend.load()
+        clip = prepare_clip(clip_file, 256, backend.capabilities)
+        request = build_request(video_task(), clip, sampling=GREEDY)
+        assert collect(backend.generate(request)) == "A walk."
+        user = server.last_chat()["messages"][-1]
+    assert user["images"] == [base64.b64encode(frame.png_bytes).decode() for frame in clip.frames]
+    assert user["content"].startswith(f"These are {len(clip.frames)} frames from a 3.0-second video clip")
+
+
+@pytest.mark.slow
+def test_a_clip_crosses_the_engine_host_and_is_quarantined_when_it_crashes_it(
+    tiny_hf_model: Path, clip_file: Path, transformers_engine: TransformersBackend, host_factory,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    clip = prepare_clip(clip_file, 128, transformers_engine.capabilities)
+    request = build_request(video_task(), clip, sampling=GREEDY)
+    expected = collect(transformers_engine.generate(request))
+    poison_file = make_clip(tmp_path / "poison.mkv", "mkv", seconds=1.0)
+    poison_clip = prepare_clip(poison_file, 64, transformers_engine.capabilities)
+    poison = build_request(video_task(), poison_clip, sampling=GREEDY)
+    fault = {FAULT_INJECTION_KEY: {"abort_on_image": poison_clip.sha256}}
+    host = host_factory(hf_config(tiny_hf_model, **fault))
+    host.load()
+    assert collect(host.generate(request)) == expected  # pickled across the pipe, the same answer
+    for _ in range(2):
+        with pytest.raises(EngineCrashedError, match=re.escape(f"SIGABRT while captioning {poison_file} (")):
+            list(host.generate(poison))
+    with pytest.raises(QuarantinedImageError, match=re.escape(f"Skipped {poison_file}: it crashed the")):
+        list(host.generate(poison))
+    assert collect(host.generate(request)) == expected  # the healthy clip is still answered
