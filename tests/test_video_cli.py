@@ -1,7 +1,8 @@
-"""Clips on the command line: `captioneer caption CLIP` prints the clip's sampling plan and answers it on the
-real gguf engine; `--video-tokens` is checked in one line; a task without a video prompt is refused before
-the model loads; `tag` counts photos and videos; the gguf context grows to hold a clip's frames, and a clip
-that does not fit an explicit context says so."""
+"""Clips on the command line: `captioneer tag` tags a folder of photos and clips on the real gguf engine,
+counting each, and leaves the clips out for a task without a video prompt; `captioneer caption CLIP` prints
+the clip's sampling plan and answers it, and refuses a task without a video prompt before the model loads;
+`--video-tokens` is checked in one line; the gguf context grows to hold a clip's frames, and a clip that
+does not fit an explicit context says so."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ from captioneer.backends.request import PreparedClip, PreparedImage
 from captioneer.desktop.cli import main as cli_main
 from captioneer.desktop.commands.tag import count_media
 from captioneer.desktop.core import tasks
+from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.core.tasks import build_request
+from captioneer.desktop.core.video import is_video_path
+from captioneer.desktop.library import folder_walk, scanner
 from captioneer.desktop.library.run_media import clip_context
+from tests.test_video_runs import VIDEO_PROMPT, make_library, video_key
 from tests.video_clips import make_clip
 
 
@@ -122,3 +127,28 @@ def test_a_clip_that_does_not_fit_an_explicit_context_says_so(tiny_gguf: tuple[P
     message = str(raised.value)
     assert message.startswith("The 3 video frames (768 tokens) and prompt")
     assert "512-token context" in message and "--video-tokens" in message and "--context" in message
+
+
+def test_tag_a_folder_of_photos_and_clips_counts_each(
+    tmp_path: Path, tiny_gguf: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Clips indexed as the scanner will index them (see test_video_runs), and a keywords task with a video
+    # prompt; the ocr task takes no videos.
+    monkeypatch.setattr(folder_walk, "is_image_path", lambda path: is_image_path(path) or is_video_path(path))
+    monkeypatch.setattr(scanner, "default_content_key", video_key)
+    presets = tasks.all_tasks()
+    monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
+    monkeypatch.setitem(presets, "ocr", replace(presets["ocr"], video_prompt=None))
+    root = tmp_path / "Library"
+    make_library(root)
+    flags = [*gguf_flags(tiny_gguf), "--video-tokens", "64", "--no-retry"]
+    assert cli_main(["tag", str(root), "--task", "ocr", *flags]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert "captioneer: 3 videos skipped: the 'ocr' task takes no videos" in said
+    assert "captioneer: run 1: 1 photo to tag" in said
+    assert cli_main(["tag", str(root), *flags]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert "captioneer: run 2: 1 photo and 3 videos to tag" in said
+    finished = "captioneer: run 2 finished: 4 tagged (1 photo and 3 videos), 0 failed"
+    assert any(line.startswith(finished) for line in said)

@@ -53,16 +53,15 @@ def videos_in_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
 
 
+def video_key(path: Path) -> str:
+    """A clip keyed by its bytes (the photo keys decode pictures): a stand-in for the scanner's video keys."""
+    if is_video_path(path):
+        return "video:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return default_content_key(path)
+
+
 def scan_library(catalog: object, root: Path) -> None:
-    """Scan ``root`` with clips keyed by their bytes (the photo keys decode pictures), as a stand-in for the
-    scanner's own video keys."""
-
-    def key(path: Path) -> str:
-        if is_video_path(path):
-            return "video:" + hashlib.sha256(path.read_bytes()).hexdigest()
-        return default_content_key(path)
-
-    scan_photos(catalog, root, content_key=key)
+    scan_photos(catalog, root, content_key=video_key)
 
 
 class RecordingGGUF(GGUFBackend):

@@ -379,7 +379,8 @@ def _tag_photos(
         on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
     plan = plan_run(catalog, scope, photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
     if plan.skipped_videos:
-        _say(f"{plan.skipped_videos} videos skipped: the '{spec.task}' task takes no videos")
+        skipped = plan.skipped_videos
+        _say(f"{skipped} video{'s' if skipped != 1 else ''} skipped: the '{spec.task}' task takes no videos")
     if plan.skipped_reviewed:
         _say(
             f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
