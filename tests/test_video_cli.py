@@ -20,12 +20,9 @@ from captioneer.backends.request import PreparedClip, PreparedImage
 from captioneer.desktop.cli import main as cli_main
 from captioneer.desktop.commands.tag import count_media
 from captioneer.desktop.core import tasks
-from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.core.tasks import build_request
-from captioneer.desktop.core.video import is_video_path
-from captioneer.desktop.library import folder_walk, scanner
 from captioneer.desktop.library.run_media import clip_context
-from tests.test_video_runs import VIDEO_PROMPT, make_library, video_key
+from tests.test_video_runs import VIDEO_PROMPT, index_clips, make_library
 from tests.video_clips import make_clip
 
 
@@ -135,8 +132,7 @@ def test_tag_a_folder_of_photos_and_clips_counts_each(
 ) -> None:
     # Clips indexed as the scanner will index them (see test_video_runs), and a keywords task with a video
     # prompt; the ocr task takes no videos.
-    monkeypatch.setattr(folder_walk, "is_image_path", lambda path: is_image_path(path) or is_video_path(path))
-    monkeypatch.setattr(scanner, "default_content_key", video_key)
+    index_clips(monkeypatch)
     presets = tasks.all_tasks()
     monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
     monkeypatch.setitem(presets, "ocr", replace(presets["ocr"], video_prompt=None))

@@ -23,7 +23,7 @@ from captioneer.desktop.core import tasks
 from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.core.video import PROTECTED, is_video_path, probe
 from captioneer.desktop.core.video_budget import SamplingMode, plan_sampling
-from captioneer.desktop.library import folder_walk
+from captioneer.desktop.library import folder_walk, scanner
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import (
     RunController,
@@ -34,8 +34,7 @@ from captioneer.desktop.library.runs import (
     queued_media,
     run_counts,
 )
-from captioneer.desktop.library.scanner import default_content_key
-from captioneer.desktop.library.scanner import scan_library as scan_photos
+from captioneer.desktop.library.scanner import scan_library
 from tests.video_clips import make_clip, make_encrypted
 
 VIDEO_PROMPT = "Describe this video clip. Reply with JSON only: a caption and up to {max_keywords} keywords."
@@ -44,24 +43,31 @@ SPEC = RunSpec(
 )
 
 
-@pytest.fixture(autouse=True)
-def videos_in_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Index clips as the scanner will once videos are scanned (a photos row like any photo's), and give the
-    keywords task a video prompt (tasks.toml's own video prompts come separately)."""
-    monkeypatch.setattr(folder_walk, "is_image_path", lambda path: is_image_path(path) or is_video_path(path))
-    presets = tasks.all_tasks()
-    monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
+original_content_key = scanner.default_content_key
 
 
 def video_key(path: Path) -> str:
     """A clip keyed by its bytes (the photo keys decode pictures): a stand-in for the scanner's video keys."""
     if is_video_path(path):
         return "video:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return default_content_key(path)
+    return original_content_key(path)
 
 
-def scan_library(catalog: object, root: Path) -> None:
-    scan_photos(catalog, root, content_key=video_key)
+def index_clips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the scan index clips as a photos row like any photo's, as the scanner will once it scans videos
+    (the scan work); harmless once it does (``raising=False``: nothing to replace then)."""
+    monkeypatch.setattr(
+        folder_walk, "is_image_path", lambda path: is_image_path(path) or is_video_path(path), raising=False
+    )
+    monkeypatch.setattr(scanner, "default_content_key", video_key, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def videos_in_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clips in the scan, and a keywords task with a video prompt (tasks.toml's own come separately)."""
+    index_clips(monkeypatch)
+    presets = tasks.all_tasks()
+    monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
 
 
 class RecordingGGUF(GGUFBackend):
