@@ -322,6 +322,8 @@ class TransformersBackend(Backend):
                 "video_metadata": [metadata for _, metadata in clips],
                 "do_sample_frames": False,
                 "do_resize": False,
+                # Caps only a resize, which never happens here; saying so keeps its warning off stderr.
+                "cap_pixels_per_frame": True,
             }
         inputs = processor(text=texts, return_tensors="pt", padding=True, **kwargs)
         visual = (processor.image_token_id, processor.video_token_id)
