@@ -21,7 +21,9 @@ from captioneer.desktop.cli import main as cli_main
 from captioneer.desktop.commands.tag import count_media
 from captioneer.desktop.core import tasks
 from captioneer.desktop.core.tasks import build_request
+from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.run_media import clip_context
+from captioneer.desktop.library.runs import get_run
 from tests.test_video_runs import VIDEO_PROMPT, index_clips, make_library
 from tests.video_clips import make_clip
 
@@ -148,3 +150,5 @@ def test_tag_a_folder_of_photos_and_clips_counts_each(
     assert "captioneer: run 2: 1 photo and 3 videos to tag" in said
     finished = "captioneer: run 2 finished: 4 tagged (1 photo and 3 videos), 0 failed"
     assert any(line.startswith(finished) for line in said)
+    with open_catalog() as catalog:
+        assert get_run(catalog, 2).spec.video_tokens == 64  # the clip budget is the run's, kept for a resume

@@ -45,8 +45,8 @@ class Answer:
     """The outcome of asking about one image.
 
     ``text`` is the answer as given (control characters removed); ``data`` the parsed and cleaned object of
-    a structured task. ``attempts`` counts every generation made for it, ``image_tokens`` the image it was
-    finally asked with, ``truncated_at`` where the engine cut a plain answer off at the length limit.
+    a structured task. ``attempts`` counts every generation made for it, ``image_tokens`` the image (or clip)
+    it was finally asked with, ``truncated_at`` where the engine cut a plain answer off at the length limit.
     ``error`` (with ``error_kind`` :data:`INVALID`, :data:`TRUNCATED` or :data:`RESOURCES`) says why there is
     no usable answer: still invalid or cut off after the retries, or out of memory at every budget tried.
     """
