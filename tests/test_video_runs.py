@@ -7,7 +7,7 @@ run; a task without a video prompt leaves the videos out; transformers gets true
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import Cancelled
 from captioneer.backends.gguf import GGUFBackend
 from captioneer.backends.request import GenerationRequest
+from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.core import tasks
 from captioneer.desktop.core.images import is_image_path
 from captioneer.desktop.core.video import PROTECTED, is_video_path, probe
@@ -209,3 +210,49 @@ def test_a_task_without_a_video_prompt_leaves_the_videos_out(
         plan = plan_run(catalog, str(root), catalog.photos_under(root), SPEC, config)
         assert plan.skipped_videos == 3
         assert queued_media(catalog, plan.run_id, "pending") == (1, 0)
+
+
+class RecordingTransformers(TransformersBackend):
+    """The real transformers engine, keeping each batch of requests it is asked."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self.batches: list[list[GenerationRequest]] = []
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
+    ) -> list[str]:
+        self.batches.append(list(requests))
+        return super().generate_batch(requests, cancel)
+
+
+@pytest.mark.slow
+def test_transformers_tags_photos_and_clips_in_one_batch_clips_as_video(
+    tmp_path: Path, tiny_hf_model: Path
+) -> None:
+    root = tmp_path / "Library"
+    files = make_library(root)
+    engine = RecordingTransformers(
+        EngineConfig(engine="transformers", model=str(tiny_hf_model), image_tokens=16,
+                     options={"quant": "fp32", "device": "cpu"})
+    )
+    spec = replace(SPEC, batch_size=4)
+    with open_catalog() as catalog:
+        scan_library(catalog, root)
+        plan = plan_run(catalog, str(root), catalog.photos_under(root), spec, engine.config)
+        engine.load()
+        try:
+            counts = execute_run(catalog, plan.run_id, engine, retries=0)
+        finally:
+            engine.unload()
+    # The engine refuses a batch whose visual tokens differ from the requests' (a resized frame): none failed.
+    assert (counts.done, counts.failed) == (4, 0)
+    batch = engine.batches[0]  # the photo and the three clips asked together (invalid answers again alone)
+    assert len(batch) == 4
+    clips = {Path(request.video.source).name: request for request in batch if request.video is not None}
+    assert set(clips) == {"walk.mp4", "phone.mov", "beach.mkv"}
+    for name, request in clips.items():
+        plan_ = plan_sampling(probe(files[name]), SPEC.video_tokens, mode=SamplingMode.VIDEO)
+        assert len(request.video.frames) == plan_.frame_count and request.images == ()
+        assert (request.video.width, request.video.height) == (plan_.width, plan_.height)
+        assert request.prompt == VIDEO_PROMPT.format(max_keywords=SPEC.max_keywords)  # no preamble
