@@ -1,8 +1,8 @@
 """Clips through a tagging run on the real engines: the tiny gguf model tags a folder of a photo and clips
 (MP4, rotated MOV, MKV) with each clip's frames as images and their times in the prompt; broken and
 copy-protected clips fail with one line and are never retried; cancel while a clip is sampled pauses the
-run; a task without a video prompt leaves the videos out; transformers gets true video input with
-``<t seconds>`` timestamps; an OpenAI-compatible server gets the frames as image parts."""
+run; a task without a video prompt leaves the videos out; the tiny transformers model tags the same folder
+in one batch, each clip as true video input (see test_video_engines for its timestamps and the servers)."""
 
 from __future__ import annotations
 
