@@ -26,6 +26,7 @@ SETTING_NAMES: dict[str, SettingName] = {
     "quant": SettingName("--quant", "Precision", "settings"),
     "device": SettingName("--device", "Device", "settings"),
     "image_tokens": SettingName("--image-tokens", "Image detail", "settings"),
+    "video_tokens": SettingName("--video-tokens", "Video detail", None),
     "context": SettingName("--context", "context length", None),
     "max_tokens": SettingName("--max-tokens", "Max answer length", "settings"),
     "host": SettingName("--host", "Ollama address", "settings"),

@@ -377,10 +377,17 @@ class GGUFBackend(Backend):
         used = request.image_tokens + prompt_tokens + TEMPLATE_OVERHEAD
         room = self._n_ctx - used
         if room < 16:
+            # A video's frames arrive as several images in one request: its budget is the clip's.
+            clip = len(request.images) > 1
+            what = f"The {len(request.images)} video frames" if clip else "The image"
+            budget = (
+                "the clip budget (" + setting("video_tokens") if clip else "the image budget ("
+                + setting("image_tokens")
+            )
             raise ResourceExhaustedError(
-                f"The image ({request.image_tokens} tokens) and prompt ({prompt_tokens} tokens) do not fit "
-                f"in the {self._n_ctx}-token context. Lower the image budget (" + setting("image_tokens")
-                + ")" + setting("context", " or raise the context (--context)", "") + "."
+                f"{what} ({request.image_tokens} tokens) and prompt ({prompt_tokens} tokens) do not fit "
+                f"in the {self._n_ctx}-token context. Lower {budget})"
+                + setting("context", " or raise the context (--context)", "") + "."
             )
         return min(request.options.max_new_tokens, room)
 

@@ -39,7 +39,7 @@ from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.errors import Cancelled, CaptioneerError, EngineCrashedError, GenerationError
 from captioneer.backends.host_process import host_main, without_fault_hook
 from captioneer.backends.registry import backend_class
-from captioneer.backends.request import GenerationRequest, PreparedImage
+from captioneer.backends.request import GenerationRequest, PreparedClip, PreparedImage
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class HostedBackend(Backend):
             self.recycles += 1
             self._stop()
 
-    def _refuse_quarantined(self, images: Sequence[PreparedImage]) -> None:
+    def _refuse_quarantined(self, images: Sequence[PreparedImage | PreparedClip]) -> None:
         for image in images:
             count = self._crashes[image.sha256]
             if count >= self.policy.max_crashes_per_image:
@@ -331,8 +331,8 @@ class HostedBackend(Backend):
                     "Captioneer does not try it again. Try a smaller image budget or another engine for it."
                 )
 
-    def _doing(self, images: Sequence[PreparedImage]) -> str:
-        names = [image.source or "an image" for image in images]
+    def _doing(self, images: Sequence[PreparedImage | PreparedClip]) -> str:
+        names = list(dict.fromkeys(image.source or "an image" for image in images))  # a clip's frames: once
         return "captioning " + ", ".join(names) if names else "generating"
 
     # -- the Backend interface -------------------------------------------------------------------------
@@ -351,8 +351,8 @@ class HostedBackend(Backend):
 
     def generate(self, request: GenerationRequest, cancel: CancelToken | None = None) -> Iterator[str]:
         cancel = token_or_new(cancel)
-        self._refuse_quarantined(request.images)
-        doing = self._doing(request.images)
+        self._refuse_quarantined(request.media)
+        doing = self._doing(request.media)
         with self._lock:
             self._ensure_running(cancel)
             finished = False
@@ -365,7 +365,7 @@ class HostedBackend(Backend):
                         finish_reason = reply[1]
                 finished = True
             except EngineCrashedError:
-                self._crashes.update(image.sha256 for image in request.images)
+                self._crashes.update(image.sha256 for image in request.media)
                 raise
             except CaptioneerError:
                 finished = True  # the engine answered with an error: the host is fine and in step
@@ -401,7 +401,7 @@ class HostedBackend(Backend):
         self, requests: Sequence[GenerationRequest], cancel: CancelToken | None = None
     ) -> list[str]:
         cancel = token_or_new(cancel)
-        images = [image for request in requests for image in request.images]
+        images = [image for request in requests for image in request.media]
         self._refuse_quarantined(images)
         doing = self._doing(images)
         with self._lock:

@@ -15,7 +15,7 @@ from captioneer.backends.base import Backend, EngineConfig, collect
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import CaptioneerError, GenerationError
 from captioneer.backends.registry import create_backend
-from captioneer.backends.request import GenerationRequest, PreparedImage
+from captioneer.backends.request import GenerationRequest, PreparedClip, PreparedImage
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _error_state(exc: BaseException, engine: str) -> dict[str, Any]:
     }
 
 
-def _inject_fault(fault: dict[str, Any] | None, images: Sequence[PreparedImage]) -> None:
+def _inject_fault(fault: dict[str, Any] | None, images: Sequence[PreparedImage | PreparedClip]) -> None:
     """Test-only: die like a native crash when asked to (see :data:`FAULT_INJECTION_KEY`)."""
     if fault and fault.get("abort_on_image") in {image.sha256 for image in images}:
         if os.name == "posix":
@@ -97,14 +97,14 @@ def host_main(conn: Connection, cancel_event: Any, config_data: dict[str, Any]) 
                 conn.send(("done", None, _resident_bytes()))
             elif kind == "generate":
                 request: GenerationRequest = message[1]
-                _inject_fault(fault, request.images)
+                _inject_fault(fault, request.media)
                 completion = collect(
                     engine.generate(request, cancel), lambda chunk: conn.send(("chunk", chunk))
                 )
                 conn.send(("done", completion.finish_reason, _resident_bytes()))
             elif kind == "batch":
                 requests: list[GenerationRequest] = message[1]
-                _inject_fault(fault, [image for request in requests for image in request.images])
+                _inject_fault(fault, [image for request in requests for image in request.media])
                 conn.send(("done", engine.generate_batch(requests, cancel), _resident_bytes()))
             elif kind == "info":
                 conn.send(("done", engine.info(), _resident_bytes()))

@@ -86,6 +86,65 @@ class PreparedImage:
         object.__setattr__(self, "original_size", state["original_size"])
 
 
+CLIP_AS_VIDEO = "video"
+"""A clip sent as true video input (two frames to a temporal patch; the model's processor writes times)."""
+CLIP_AS_IMAGES = "images"
+"""A clip sent as its frames, each an image, with their times in the prompt text."""
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedClip:
+    """A video clip sampled for the model: its frames (PreparedImages, all at the plan's size, upright), the
+    time of each in seconds from the clip's start, the clip's duration, and how it is sent (``mode``:
+    :data:`CLIP_AS_VIDEO` or :data:`CLIP_AS_IMAGES`, the values of core/video_budget.SamplingMode).
+
+    In video mode the frame count is even (a pair shares one set of tokens); a pair may repeat one frame.
+    Pickles frame by frame as PNG (see :class:`PreparedImage`), so it crosses the engine host's pipe.
+    """
+
+    frames: tuple[PreparedImage, ...]
+    times: tuple[float, ...]
+    duration: float
+    mode: str = CLIP_AS_IMAGES
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in (CLIP_AS_VIDEO, CLIP_AS_IMAGES):
+            raise ValueError(f"a clip is sent as {CLIP_AS_VIDEO} or {CLIP_AS_IMAGES}, not {self.mode!r}")
+        if not self.frames or len(self.frames) != len(self.times):
+            raise ValueError(f"a clip needs one time per frame: {len(self.frames)} frames, {len(self.times)}")
+        if self.mode == CLIP_AS_VIDEO and len(self.frames) % 2:
+            raise ValueError(f"video input takes frames in pairs, got {len(self.frames)}")
+        if len({frame.image.size for frame in self.frames}) != 1:
+            raise ValueError("every frame of a clip has the same size")
+
+    @property
+    def width(self) -> int:
+        return self.frames[0].width
+
+    @property
+    def height(self) -> int:
+        return self.frames[0].height
+
+    @property
+    def as_video(self) -> bool:
+        return self.mode == CLIP_AS_VIDEO
+
+    @property
+    def tokens(self) -> int:
+        """What the clip costs in its mode: every frame as an image, or one frame's grid per pair."""
+        per_frame = self.frames[0].tokens
+        return per_frame * (len(self.frames) // 2 if self.as_video else len(self.frames))
+
+    @cached_property
+    def sha256(self) -> str:
+        """The clip's pixels, for the engine host's quarantine of requests that crash it."""
+        digest = hashlib.sha256()
+        for frame in self.frames:
+            digest.update(frame.sha256.encode("ascii"))
+        return digest.hexdigest()
+
+
 class SamplingOptions(BaseModel):
     """Sampling options shared by every engine. An unknown option is an error, never ignored."""
 
@@ -116,22 +175,44 @@ class SamplingOptions(BaseModel):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: images (possibly none), the user prompt, an optional system prompt and JSON schema."""
+    """One generation: images (possibly none) or a video clip, the user prompt, an optional system prompt
+    and JSON schema.
+
+    ``video`` is set only for an engine whose capabilities say ``video_input`` (transformers), and only with
+    a clip in video mode and no ``images``. Every other engine gets a clip as its frames in ``images`` with
+    their times written into ``prompt`` (core/tasks.build_request decides which), so an engine without video
+    input never needs to know about clips.
+    """
 
     prompt: str
     images: tuple[PreparedImage, ...] = ()
     system: str | None = None
     json_schema: dict[str, Any] | None = None
     options: SamplingOptions = field(default_factory=SamplingOptions)
+    video: PreparedClip | None = None
+
+    def __post_init__(self) -> None:
+        if self.video is not None and (self.images or not self.video.as_video):
+            raise ValueError("a request carries a clip as video input alone, and only in video mode")
 
     @property
     def image_tokens(self) -> int:
-        return sum(image.tokens for image in self.images)
+        """The visual tokens the request costs: its images, or its clip."""
+        clip = self.video.tokens if self.video is not None else 0
+        return clip + sum(image.tokens for image in self.images)
+
+    @property
+    def media(self) -> tuple[PreparedImage | PreparedClip, ...]:
+        """What the request shows the model, each with a ``source`` and a ``sha256``: its images, or its
+        clip as one item (the engine host counts crashes against these)."""
+        return self.images if self.video is None else (self.video,)
 
     def openai_messages(self) -> list[dict[str, Any]]:
         """OpenAI-style chat messages: the system prompt (if any), then one user message with the images as
         PNG data URLs before the instruction (Qwen3-VL's recommended order). llama.cpp and every
-        OpenAI-compatible server take this shape."""
+        OpenAI-compatible server take this shape; none of them takes true video input."""
+        if self.video is not None:
+            raise ValueError("a clip as video input goes only to an engine with video input (transformers)")
         messages: list[dict[str, Any]] = []
         if self.system:
             messages.append({"role": "system", "content": self.system})

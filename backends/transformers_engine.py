@@ -50,6 +50,7 @@ from captioneer.backends.transformers_loading import (
     quantization_config,
     resolve_model_dir,
 )
+from captioneer.backends.transformers_video import video_input
 
 if TYPE_CHECKING:
     import torch
@@ -87,12 +88,14 @@ def processor_size(pixel_areas: Sequence[int]) -> dict[str, int]:
 
 def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
     """The chat for one request: the system prompt (with a JSON-only instruction and the schema for
-    structured requests), then the images and the prompt as the user's turn."""
+    structured requests), then the images (or the clip) and the prompt as the user's turn."""
     system = request.system
     if request.json_schema is not None:
         hint = JSON_HINT.format(schema=json.dumps(request.json_schema, ensure_ascii=False))
         system = f"{system}\n\n{hint}" if system else hint
     content: list[dict[str, Any]] = [{"type": "image"} for _ in request.images]
+    if request.video is not None:
+        content.append({"type": "video"})
     content.append({"type": "text", "text": request.prompt})
     messages: list[dict[str, Any]] = []
     if system:
@@ -300,7 +303,8 @@ class TransformersBackend(Backend):
             raise GenerationError("The transformers engine is not loaded: call load() first.")
 
     def _inputs(self, requests: Sequence[GenerationRequest]) -> Any:
-        """Tokenize a batch (left-padded) with every image at exactly its prepared size."""
+        """Tokenize a batch (left-padded) with every image at exactly its prepared size, and every clip as
+        true video input at its frames' size and times (the plan sampled and sized them already)."""
         processor = self._processor
         texts = [
             processor.apply_chat_template(chat_messages(r), tokenize=False, add_generation_prompt=True)
@@ -311,9 +315,19 @@ class TransformersBackend(Backend):
         if images:
             kwargs["images"] = images
             kwargs["size"] = processor_size([image.width * image.height for image in images])
+        clips = [video_input(r.video) for r in requests if r.video is not None]
+        if clips:
+            kwargs["videos"] = [pixels for pixels, _ in clips]
+            kwargs["videos_kwargs"] = {
+                "video_metadata": [metadata for _, metadata in clips],
+                "do_sample_frames": False,
+                "do_resize": False,
+                # Caps only a resize, which never happens here; saying so keeps its warning off stderr.
+                "cap_pixels_per_frame": True,
+            }
         inputs = processor(text=texts, return_tensors="pt", padding=True, **kwargs)
-        image_token_id = processor.image_token_id
-        seen = [int((row == image_token_id).sum()) for row in inputs["input_ids"]]
+        visual = (processor.image_token_id, processor.video_token_id)
+        seen = [sum(int((row == token).sum()) for token in visual) for row in inputs["input_ids"]]
         wanted = [r.image_tokens for r in requests]
         if seen != wanted:
             raise GenerationError(

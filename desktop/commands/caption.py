@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from captioneer.backends.errors import cli_text
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
+from captioneer.desktop.commands.tag import add_video_tokens_argument
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
 
 
@@ -20,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "skipped; the exit status is 1 if any file failed, 2 for a configuration error.",
     )
     parser.add_argument(
-        "images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, HEIC, WebP, RAW…)"
+        "images", nargs="+", metavar="IMAGE",
+        help="image files (JPEG, PNG, HEIC, WebP, RAW…) or video clips (MP4, MOV, MKV…; the plan of frames "
+        "sampled is printed on stderr)",
     )
     parser.add_argument(
         "--task", help="task preset (see `captioneer tasks`; default: caption, or question with --prompt)"
@@ -37,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--vocabulary", type=Path, metavar="FILE", help="keywords only from this list (one a line)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    add_video_tokens_argument(parser)
     add_engine_arguments(parser, subcommand=True)
     parser.set_defaults(func=run)
 
@@ -57,11 +62,14 @@ def _read_vocabulary(path: Path | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from captioneer.backends.errors import EngineCrashedError
+    from captioneer.backends.errors import ConfigurationError, EngineCrashedError
     from captioneer.desktop.core.captioning import CaptionResult, caption_file
+    from captioneer.desktop.core.clips import describe_clip
     from captioneer.desktop.core.engine_setup import engine_config, open_backend, sampling_options
-    from captioneer.desktop.core.settings import load_settings
+    from captioneer.desktop.core.settings import clip_budget, load_settings
     from captioneer.desktop.core.tasks import TaskOptions, get_task
+    from captioneer.desktop.core.video import is_video_path
+    from captioneer.desktop.library.run_media import clip_context
     from captioneer.desktop.library.scanner import escape_undecodable, printable
 
     settings = load_settings()
@@ -76,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = overrides_from_args(args)
     sampling = sampling_options(settings, task, overrides)
     config = engine_config(settings, overrides)
+    video_tokens = clip_budget(settings, args.video_tokens)
+    if any(is_video_path(Path(path)) for path in args.images):
+        if not task.takes_videos:  # said before the model loads, not after the first clip is sampled
+            raise ConfigurationError(f"The '{task.id}' task does not take videos: choose a task that does.")
+        config = clip_context(config, video_tokens)
     backend = open_backend(settings, config, in_process=overrides.in_process)
     multiple = len(args.images) > 1
     failures = 0
@@ -83,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     def stream(chunk: str) -> None:
         sys.stdout.write(chunk)
         sys.stdout.flush()
+
+    def planned(path: str, clip: Any) -> None:
+        print(f"captioneer: {printable(str(path))}: {describe_clip(clip)}", file=sys.stderr, flush=True)
 
     def retrying(reason: str) -> None:
         print(f"\ncaptioneer: {cli_text(reason)}", file=sys.stderr)
@@ -102,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
                     task_options=task_options,
                     sampling=sampling,
                     image_tokens=config.image_tokens,
+                    video_tokens=video_tokens,
                     on_chunk=None if args.json else stream,
                     on_retry=retrying,
+                    on_clip=lambda clip, name=image: planned(name, clip),
                 )
             except EngineCrashedError as exc:
                 # The engine host died on this photo (or refuses it after repeated crashes); the next photo

@@ -13,7 +13,9 @@ from typing import Any
 
 from captioneer.desktop.commands.engine_args import add_engine_arguments, overrides_from_args
 from captioneer.desktop.commands.keyword_args import add_keyword_arguments, keyword_fields
+from captioneer.desktop.core.settings import MAX_VIDEO_TOKENS, MIN_VIDEO_TOKENS
 from captioneer.desktop.core.tasks import DEFAULT_MAX_KEYWORDS
+from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS
 
 WRITE_CHOICES = ("none", "sidecar", "embedded", "both")
 
@@ -110,12 +112,33 @@ context length, not this)",
         help="keep an answer that is invalid or looks degenerate (empty, looping, cut off, wrong language) "
         "as 'needs review' at once instead of asking the model again",
     )
+    add_video_tokens_argument(parser)
     parser.add_argument("--max-tokens", type=int, metavar="N", help="cap on generated tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
     parser.add_argument("--seed", type=int, help="sampling seed")
     add_engine_arguments(parser, subcommand=True)
     add_keyword_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_video_tokens_argument(parser: argparse.ArgumentParser) -> None:
+    """``--video-tokens N``: a clip's whole visual budget (tag and caption take it)."""
+    parser.add_argument(
+        "--video-tokens",
+        type=int,
+        metavar="N",
+        help=f"a video clip's whole visual budget, spread over its sampled frames (default: Settings' video "
+        f"clip detail, {DEFAULT_VIDEO_TOKENS} unless changed; {MIN_VIDEO_TOKENS} to {MAX_VIDEO_TOKENS:,}): "
+        "more and sharper frames cost more time and memory",
+    )
+
+
+def count_media(photos: int, videos: int) -> str:
+    """``3 photos and 2 videos``; ``1 photo``; videos named only when there are some."""
+    said = f"{photos} photo{'s' if photos != 1 else ''}"
+    if videos:
+        said += f" and {videos} video{'s' if videos != 1 else ''}"
+    return said
 
 
 def _say(message: str) -> None:
@@ -216,12 +239,14 @@ def run(args: argparse.Namespace) -> int:
     from captioneer.desktop.core.engine_setup import engine_config, sampling_choices
     from captioneer.desktop.core.settings import clip_budget, load_settings
     from captioneer.desktop.core.tasks import get_task
+    from captioneer.desktop.core.video import is_video_path
     from captioneer.desktop.library.catalog import open_catalog
     from captioneer.desktop.library.folder_rules import describe_groups, read_rules, rules_path
     from captioneer.desktop.library.keyword_rules import check_rules
     from captioneer.desktop.library.keywords import read_vocabulary
     from captioneer.desktop.library.photo_context import check_context
     from captioneer.desktop.library.rule_runs import rule_runs
+    from captioneer.desktop.library.run_media import clip_context
     from captioneer.desktop.library.run_spec import context_fields, vocabulary_fields
     from captioneer.desktop.library.runs import RunController, RunSpec
     from captioneer.desktop.library.scanner import printable, scan_library
@@ -248,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         vocabulary_only=not args.vocabulary_loose,
         sampling=sampling_choices(settings, overrides),
         image_tokens=config.image_tokens,
-        video_tokens=clip_budget(settings),  # the settings' default; --video-tokens goes in as its request
+        video_tokens=clip_budget(settings, args.video_tokens),  # --video-tokens, else the settings
         batch_size=args.batch_size,
         **context_fields(context),
         **keyword_fields(args),
@@ -270,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
         ruled = describe_groups([(group.rule, group.photos) for group in runs])
         if ruled:
             _say(f"folder rules: {ruled}")
+        if any(is_video_path(Path(photo.path)) for photo in photos):
+            config = clip_context(config, spec.video_tokens)
         engine = _Engine(settings, config, overrides, args.recycle_every, controller)
         try:
             scope = str(folder)
@@ -336,6 +363,7 @@ def _tag_photos(
         execute_run,
         failed_items,
         plan_run,
+        queued_media,
         reviewed_in_selection,
         run_counts,
         set_run_state,
@@ -349,6 +377,12 @@ def _tag_photos(
         reviewed = reviewed_in_selection(catalog, photos, spec, config, redo=args.redo)
         on_reviewed = ask_about_reviewed(reviewed, spec.task) if reviewed else "skip"
     plan = plan_run(catalog, scope, photos, spec, config, redo=args.redo, on_reviewed=on_reviewed)
+    for skipped, kind, why in (
+        (plan.skipped_videos, "video", "takes no videos"),
+        (plan.skipped_photos, "photo", "takes only videos"),
+    ):
+        if skipped:
+            _say(f"{skipped} {kind}{'s' if skipped != 1 else ''} skipped: the '{spec.task}' task {why}")
     if plan.skipped_reviewed:
         _say(
             f"skipped {plan.skipped_reviewed} photos whose {spec.task} result you already reviewed "
@@ -367,7 +401,8 @@ def _tag_photos(
     verb = "resuming run" if plan.resumed else "run"
     done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
     rule_note = f" (rule {spec.rule}: {spec.task})" if spec.rule else ""
-    _say(f"{verb} {plan.run_id}{rule_note}: {counts.pending} photos to tag{done_note}")
+    pending = count_media(*queued_media(catalog, plan.run_id, "pending"))
+    _say(f"{verb} {plan.run_id}{rule_note}: {pending} to tag{done_note}")
     if counts.pending:
         try:
             backend = engine.load()
@@ -389,10 +424,9 @@ def _tag_photos(
     else:
         set_run_state(catalog, plan.run_id, "done")
     failed = failed_items(catalog, plan.run_id)
-    _say(
-        f"run {plan.run_id} finished: {counts.done} tagged, {counts.failed} failed, "
-        f"{counts.needs_review} need review"
-    )
+    photos, videos = queued_media(catalog, plan.run_id, "done")
+    tagged = f"{counts.done} tagged" + (f" ({count_media(photos, videos)})" if videos else "")
+    _say(f"run {plan.run_id} finished: {tagged}, {counts.failed} failed, {counts.needs_review} need review")
     for path, error, _kind in failed:
         _say(f"failed {printable(path)}: {printable(error)}")
     run_results = catalog.results(run_id=plan.run_id)

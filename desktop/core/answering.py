@@ -1,8 +1,8 @@
-"""The answer pipeline: one prepared image, one task, any backend → a validated :class:`Answer`.
+"""The answer pipeline: one prepared image or video clip, one task, any backend → a validated :class:`Answer`.
 
 Quick caption, the command line and tagging runs all answer through :func:`answer_image`: it streams the
 request, validates structured answers (asking again when invalid or cut off), retries once at a smaller image
-budget when the engine runs out of memory, and counts every generation it made.
+(or clip) budget when the engine runs out of memory, and counts every generation it made.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from captioneer.backends.base import FINISH_LENGTH, Backend, collect, finish_reason_of
+from captioneer.backends.base import FINISH_LENGTH, Backend, Capabilities, collect, finish_reason_of
 from captioneer.backends.cancel import CancelToken, token_or_new
 from captioneer.backends.errors import (
     InvalidOutputError,
@@ -19,17 +19,22 @@ from captioneer.backends.errors import (
     TruncatedOutputError,
     marked_text,
 )
-from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.request import GenerationRequest, PreparedClip, PreparedImage, SamplingOptions
 from captioneer.backends.structured import parse_structured
 from captioneer.desktop.core.answer_text import clean_answer_data, clean_text
+from captioneer.desktop.core.clips import smaller_clip
 from captioneer.desktop.core.images import engine_budget
 from captioneer.desktop.core.tasks import Task, TaskOptions, build_request
+
+Media = PreparedImage | PreparedClip
+"""What one answer is about: a photo's prepared image or a video's prepared clip."""
 
 ChunkCallback = Callable[[str], None]
 RetryCallback = Callable[[str], None]
 
 MIN_RETRY_TOKENS = 64
-"""The smallest image budget the out-of-memory retry goes down to: below it a photo says too little."""
+"""The smallest image (or clip) budget the out-of-memory retry goes down to: below it a photo says too
+little."""
 INVALID = "invalid-output"
 TRUNCATED = "truncated"
 RESOURCES = "resources"
@@ -40,8 +45,8 @@ class Answer:
     """The outcome of asking about one image.
 
     ``text`` is the answer as given (control characters removed); ``data`` the parsed and cleaned object of
-    a structured task. ``attempts`` counts every generation made for it, ``image_tokens`` the image it was
-    finally asked with, ``truncated_at`` where the engine cut a plain answer off at the length limit.
+    a structured task. ``attempts`` counts every generation made for it, ``image_tokens`` the image (or clip)
+    it was finally asked with, ``truncated_at`` where the engine cut a plain answer off at the length limit.
     ``error`` (with ``error_kind`` :data:`INVALID`, :data:`TRUNCATED` or :data:`RESOURCES`) says why there is
     no usable answer: still invalid or cut off after the retries, or out of memory at every budget tried.
     """
@@ -70,13 +75,14 @@ def retry_options(options: SamplingOptions, attempt: int) -> SamplingOptions:
 
 def task_request(
     task: Task,
-    image: PreparedImage,
+    image: Media,
     options: TaskOptions,
     sampling: SamplingOptions | None = None,
     attempt: int = 0,
 ) -> GenerationRequest:
-    """The request for ``task`` on ``image``; ``attempt`` > 0 asks again with a varied seed."""
-    request = build_request(task, [image], options, sampling)
+    """The request for ``task`` on ``image`` (a photo or a clip); ``attempt`` > 0 asks again with a varied
+    seed."""
+    request = build_request(task, image if isinstance(image, PreparedClip) else [image], options, sampling)
     return replace(request, options=retry_options(request.options, attempt))
 
 
@@ -127,9 +133,20 @@ def generate_answer(
             request = replace(request, options=retry_options(request.options, attempt))
 
 
+def smaller_media(image: Media, max_tokens: int, capabilities: Capabilities) -> Media | None:
+    """``image`` within ``max_tokens`` made from its own pixels (a clip: fewer or smaller frames), or None
+    when that would not make it cost less."""
+    if isinstance(image, PreparedClip):
+        return smaller_clip(image, max_tokens, capabilities)
+    smaller = engine_budget(max_tokens, capabilities)
+    if smaller.max_tokens >= image.tokens:
+        return None
+    return image.downscaled(smaller.fit(image.width, image.height))
+
+
 def answer_image(
     backend: Backend,
-    image: PreparedImage,
+    image: Media,
     task: Task,
     options: TaskOptions,
     retries: int = 1,
@@ -142,13 +159,15 @@ def answer_image(
     on_retry: RetryCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Answer:
-    """Ask ``backend`` to do ``task`` on ``image``: the one way every caller gets an answer.
+    """Ask ``backend`` to do ``task`` on ``image`` (a photo, or a video clip): the one way every caller gets
+    an answer.
 
     ``given`` is an answer already generated for this image (a batch's): used when valid, else the image is
     asked again. ``attempt`` > 0 asks with a varied seed (a caller asking again for its own reasons). When the
     engine runs out of memory or context, the image is asked once more at half of ``image_tokens`` (the
-    budget it was prepared at; default its size), downscaled from the prepared pixels. ``on_retry`` hears
-    each retry as a sentence for people.
+    budget it was prepared at; default its size), downscaled from the prepared pixels; a clip likewise at
+    half its budget, with fewer or smaller frames (see :func:`smaller_media`). ``on_retry`` hears each retry
+    as a sentence for people.
 
     Raises:
         Cancelled: ``cancel`` was set.
@@ -168,14 +187,16 @@ def answer_image(
         return _asked(backend, image, request, task, retries, spent, on_chunk, notify, cancel)
     except ResourceExhaustedError as exc:
         spent += 1  # the generation that ran out
-        smaller = engine_budget(max(MIN_RETRY_TOKENS, budget // 2), backend.capabilities)
-        if smaller.max_tokens >= image.tokens:
+        half = max(MIN_RETRY_TOKENS, budget // 2)
+        smaller = smaller_media(image, half, backend.capabilities)
+        if smaller is None:
             return Answer(
                 text="", attempts=spent, image_tokens=image.tokens, error=marked_text(exc),
                 error_kind=RESOURCES,
             )
-        notify(f"{marked_text(exc)} Retrying with a {smaller.max_tokens}-token image budget.")
-        image = image.downscaled(smaller.fit(image.width, image.height))
+        what = "clip" if isinstance(image, PreparedClip) else "image"
+        notify(f"{marked_text(exc)} Retrying with a {half}-token {what} budget.")
+        image = smaller
     request = task_request(task, image, options, sampling, attempt)
     try:
         return _asked(backend, image, request, task, retries, spent, on_chunk, notify, cancel)
@@ -188,7 +209,7 @@ def answer_image(
 
 def _asked(
     backend: Backend,
-    image: PreparedImage,
+    image: Media,
     request: GenerationRequest,
     task: Task,
     retries: int,
@@ -227,7 +248,7 @@ def _given_answer(given: str, request: GenerationRequest) -> Answer:
     return Answer(text=str(given), data=data)
 
 
-def _cleaned(answer: Answer, task: Task, image: PreparedImage) -> Answer:
+def _cleaned(answer: Answer, task: Task, image: Media) -> Answer:
     """``answer`` safe to show and store: no control characters; the image size it was asked at."""
     answer.text = clean_text(answer.text)
     if answer.data is not None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from captioneer.backends.base import DEFAULT_IMAGE_TOKENS, Backend
 from captioneer.backends.cancel import CancelToken
 from captioneer.backends.errors import ImageError, cli_text
-from captioneer.backends.request import SamplingOptions
+from captioneer.backends.request import PreparedClip, PreparedImage, SamplingOptions
 from captioneer.backends.structured import truncation_message
 from captioneer.desktop.core.answering import (
     Answer,
@@ -20,8 +22,11 @@ from captioneer.desktop.core.answering import (
     answer_image,
     generate_answer,
 )
+from captioneer.desktop.core.clips import prepare_clip
 from captioneer.desktop.core.images import engine_budget, prepare_image
 from captioneer.desktop.core.tasks import Task, TaskOptions
+from captioneer.desktop.core.video import is_video_path
+from captioneer.desktop.core.video_budget import DEFAULT_VIDEO_TOKENS
 
 __all__ = ["Answer", "CaptionResult", "caption_file", "generate_answer"]
 # Answer and generate_answer live in the answer pipeline (answering.py); the engines' tests import them here.
@@ -78,30 +83,41 @@ def caption_file(
     task_options: TaskOptions | None = None,
     sampling: SamplingOptions | None = None,
     image_tokens: int = DEFAULT_IMAGE_TOKENS,
+    video_tokens: int = DEFAULT_VIDEO_TOKENS,
     on_chunk: ChunkCallback | None = None,
     on_retry: RetryCallback | None = None,
+    on_clip: Callable[[PreparedClip], None] | None = None,
     cancel: CancelToken | None = None,
 ) -> CaptionResult:
-    """Prepare one file and run ``task`` on it. Expected failures become a failed result, not an exception;
-    cancellation and configuration errors propagate."""
+    """Prepare one file (a video: its clip, sampled within ``video_tokens``, shown to ``on_clip`` before it
+    is asked) and run ``task`` on it. Expected failures become a failed result, not an exception;
+    cancellation and configuration errors (a task that takes no videos) propagate."""
     task_options = task_options or TaskOptions()
     started = time.perf_counter()
     name = os.fspath(path)
     result = CaptionResult(path=name, task=task.id, ok=False)
+    clip = is_video_path(Path(path))
     try:
-        image = prepare_image(path, engine_budget(image_tokens, backend.capabilities))
+        if clip:
+            image: PreparedImage | PreparedClip = prepare_clip(
+                path, video_tokens, backend.capabilities, cancel=cancel
+            )
+        else:
+            image = prepare_image(path, engine_budget(image_tokens, backend.capabilities))
     except ImageError as exc:
         result.error, result.error_kind = str(exc), exc.kind
         result.error_detail = exc.detail or None
         result.seconds = time.perf_counter() - started
         return result
+    if isinstance(image, PreparedClip) and on_clip is not None:
+        on_clip(image)
     answer = answer_image(
         backend,
         image,
         task,
         task_options,
         sampling=sampling,
-        image_tokens=image_tokens,
+        image_tokens=video_tokens if clip else image_tokens,
         on_chunk=on_chunk,
         on_retry=on_retry,
         cancel=cancel,

@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, Protocol
 
 from captioneer.backends.errors import ConfigurationError
-from captioneer.backends.request import GenerationRequest, PreparedImage, SamplingOptions
+from captioneer.backends.request import GenerationRequest, PreparedClip, PreparedImage, SamplingOptions
 from captioneer.desktop.core.answer_text import clean_text
 from captioneer.desktop.core.paths import resource_path
 from captioneer.desktop.core.scenes import clean_scenes, scene_lines
@@ -249,21 +249,50 @@ def render_prompt(task: Task, options: TaskOptions = TaskOptions(), *, video: bo
     )
 
 
+def frames_preamble(clip: PreparedClip) -> str:
+    """What an engine that takes a clip as separate images is told first: how many frames, from how long a
+    clip, at which times, and that they are one video (true video input carries its times itself)."""
+    times = ", ".join(f"{time:.1f} s" for time in clip.times)
+    count = len(clip.frames)
+    if count == 1:
+        return f"This is 1 frame from a {clip.duration:.1f}-second video clip, at {times}."
+    return (
+        f"These are {count} frames from a {clip.duration:.1f}-second video clip, in order, at {times}. "
+        "Treat them as one video."
+    )
+
+
 def build_request(
     task: Task,
-    images: Sequence[PreparedImage],
+    images: Sequence[PreparedImage] | PreparedClip,
     options: TaskOptions = TaskOptions(),
     sampling: SamplingOptions | None = None,
 ) -> GenerationRequest:
-    """The request every engine gets for ``task`` on ``images``."""
+    """The request every engine gets for ``task`` on ``images``, or on a clip with the task's video prompt:
+    as true video input when the clip was prepared in video mode, else as its frames (images) after
+    :func:`frames_preamble`.
+
+    Raises:
+        ConfigurationError: a clip for a task that takes no videos (and the checks of :func:`render_prompt`).
+    """
     if sampling is None:
         sampling = SamplingOptions(max_new_tokens=task.max_tokens)
+    video: PreparedClip | None = None
+    if isinstance(images, PreparedClip):
+        clip, prompt = images, render_prompt(task, options, video=True)
+        if clip.as_video:
+            images, video = (), clip
+        else:
+            images, prompt = clip.frames, f"{frames_preamble(clip)}\n\n{prompt}"
+    else:
+        prompt = render_prompt(task, options)
     return GenerationRequest(
-        prompt=render_prompt(task, options),
+        prompt=prompt,
         images=tuple(images),
         system=task.system,
         json_schema=task_schema(task, options),
         options=sampling,
+        video=video,
     )
 
 

@@ -23,10 +23,9 @@ from captioneer.backends.errors import (
     window_text,
 )
 from captioneer.backends.host import QuarantinedImageError
-from captioneer.backends.request import GenerationRequest, PreparedImage
+from captioneer.backends.request import GenerationRequest, PreparedClip
 from captioneer.backends.structured import truncation_message
-from captioneer.desktop.core.answering import RESOURCES, TRUNCATED, Answer, answer_image, task_request
-from captioneer.desktop.core.images import engine_budget, prepare_image
+from captioneer.desktop.core.answering import RESOURCES, TRUNCATED, Answer, Media, answer_image, task_request
 from captioneer.desktop.core.tasks import get_task, task_schema
 from captioneer.desktop.library.catalog import Catalog, Photo
 from captioneer.desktop.library.catalog.runs import (
@@ -48,6 +47,7 @@ from captioneer.desktop.library.quality import (
     normalise_caption,
     repeated_caption,
 )
+from captioneer.desktop.library.run_media import UNUSABLE_KINDS, media_budget, prepare_media
 from captioneer.desktop.library.run_spec import (
     EventCallback,
     ProgressCallback,
@@ -61,10 +61,6 @@ from captioneer.desktop.library.run_spec import (
 FAILURE_LIMIT = 2
 """A photo whose generation failed this many times (not a crash: the engine host's quarantine rule decides
 about those) is marked failed."""
-UNUSABLE_IMAGE_KINDS = frozenset(
-    {"empty", "not-an-image", "unsupported", "needs-plugin", "corrupt", "too-large"}
-)
-"""Image failures that will not go away by trying again: the photo is marked unreadable until it changes."""
 SAME_CAPTION = "same caption as neighbouring photos"
 
 
@@ -205,7 +201,7 @@ class _Runner:
         server engines with ``parallel`` × servers), storing each answer the moment it lands, in whatever
         order they land. Pause stops sending; cancel stops at once; when the engine reports that it cannot
         go on (no server left), the answers still in flight land first and then the error ends the run."""
-        flying: dict[Future[str | CaptioneerError], tuple[Photo, PreparedImage, float]] = {}
+        flying: dict[Future[str | CaptioneerError], tuple[Photo, Media, float]] = {}
         fatal: CaptioneerError | None = None
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="captioneer-run") as executor:
             try:
@@ -242,7 +238,7 @@ class _Runner:
                 self.cancel.cancel()
                 raise
 
-    def _ask(self, image: PreparedImage) -> str | CaptioneerError:
+    def _ask(self, image: Media) -> str | CaptioneerError:
         """One photo's answer, or the error that stopped it (runs in a worker thread)."""
         try:
             return self.backend.generate_batch([self._request(image)], self.cancel)[0]
@@ -255,8 +251,9 @@ class _Runner:
         """The first pending photo in queue order that is not already in flight."""
         return next((photo_id for photo_id in self._pending(len(skip) + 1) if photo_id not in skip), None)
 
-    def _prepare(self, photo_id: int) -> tuple[Photo, PreparedImage, float] | None:
-        """The photo and its prepared image, or None when it cannot be used (recorded as failed)."""
+    def _prepare(self, photo_id: int) -> tuple[Photo, Media, float] | None:
+        """The photo and its prepared image (a video: its sampled clip), or None when it cannot be used
+        (recorded as failed)."""
         self.cancel.raise_if_cancelled()
         photo = self.catalog.photo(photo_id)
         started = time.perf_counter()
@@ -267,15 +264,14 @@ class _Runner:
             return None
         self._report(photo.path)
         try:
-            budget = engine_budget(self.spec.image_tokens, self.backend.capabilities)
-            image = prepare_image(photo.path, budget, refuse_links=True)
+            image = prepare_media(photo.path, self.spec, self.backend.capabilities, self.cancel)
         except ImageError as exc:
             self._fail(photo_id, str(exc), exc.kind)
             return None
         self.contexts.gather(photo)
         return photo, image, started
 
-    def _process_one(self, photo: Photo, image: PreparedImage, started: float, first: str | None) -> None:
+    def _process_one(self, photo: Photo, image: Media, started: float, first: str | None) -> None:
         try:
             outcome = self._answer(image, first)
         except QuarantinedImageError as exc:
@@ -309,11 +305,11 @@ class _Runner:
                 outcome.problems.append(SAME_CAPTION)
         self._commit(photo, outcome, time.perf_counter() - started)
 
-    def _request(self, image: PreparedImage) -> GenerationRequest:
+    def _request(self, image: Media) -> GenerationRequest:
         options = self.contexts.options(self.task_options, image.source)
         return task_request(self.task, image, options, self.sampling)
 
-    def _answer(self, image: PreparedImage, first: str | None, attempt: int = 0) -> _Outcome:
+    def _answer(self, image: Media, first: str | None, attempt: int = 0) -> _Outcome:
         """The photo's answer (the batch's ``first`` where usable) as a checked result; asked once more when
         it looks degenerate."""
         outcome = self._evaluate(image, first, attempt)
@@ -323,7 +319,7 @@ class _Runner:
             return retry
         return outcome
 
-    def _evaluate(self, image: PreparedImage, first: str | None, attempt: int) -> _Outcome:
+    def _evaluate(self, image: Media, first: str | None, attempt: int) -> _Outcome:
         answer = answer_image(
             self.backend,
             image,
@@ -331,7 +327,7 @@ class _Runner:
             self.contexts.options(self.task_options, image.source),
             self.retries,
             sampling=self.sampling,
-            image_tokens=self.spec.image_tokens,
+            image_tokens=media_budget(image, self.spec),
             given=first,
             attempt=attempt,
             on_retry=lambda reason: self._event(window_text(reason)),
@@ -351,11 +347,12 @@ class _Runner:
                 problems=[problem],
                 retried=True,
             )
-        return self._outcome(answer)
+        return self._outcome(answer, image.duration if isinstance(image, PreparedClip) else None)
 
-    def _outcome(self, answer: Answer) -> _Outcome:
-        """The answer as a result: the task's fields, keywords cleaned, problems found."""
-        fields = self.task.fields(answer)
+    def _outcome(self, answer: Answer, duration: float | None = None) -> _Outcome:
+        """The answer as a result: the task's fields (a scene list's times checked against the clip's
+        ``duration``), keywords cleaned, problems found."""
+        fields = self.task.fields(answer, duration=duration)
         keywords, too_few = control_keywords(fields.keywords, self.rules, self.keyword_rules)
         problems = too_few + answer_problems(
             fields.caption,
@@ -396,7 +393,7 @@ class _Runner:
 
     def _fail(self, photo_id: int, error: str, kind: str) -> None:
         record_failure(
-            self.catalog, self.run.id, photo_id, error, kind, unreadable=kind in UNUSABLE_IMAGE_KINDS
+            self.catalog, self.run.id, photo_id, error, kind, unreadable=kind in UNUSABLE_KINDS
         )
         photo = self.catalog.photo(photo_id)
         self.contexts.pop(photo.path if photo else "")

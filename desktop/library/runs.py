@@ -14,13 +14,16 @@ from pathlib import Path
 from captioneer.backends.base import EngineConfig
 from captioneer.backends.errors import ConfigurationError
 from captioneer.backends.registry import engine_entry
-from captioneer.desktop.core.tasks import build_request, get_task, prompt_hash
+from captioneer.backends.request import GenerationRequest
+from captioneer.desktop.core.tasks import build_request, get_task, prompt_hash, render_prompt, task_schema
+from captioneer.desktop.core.video import is_video_path
 from captioneer.desktop.library.catalog import Catalog, Photo
 from captioneer.desktop.library.catalog.runs import (
     abandon_run,
     failed_items,
     get_run,
     insert_run,
+    item_paths,
     list_runs,
     queue_photos,
     reopen_run,
@@ -87,6 +90,10 @@ class RunPlan:
     added: int
     already_done: int
     skipped_reviewed: int = 0
+    skipped_videos: int = 0
+    """Videos in the selection left out because the task takes no videos (it has no video prompt)."""
+    skipped_photos: int = 0
+    """Photos in the selection left out because the task takes only videos (the scene list)."""
 
 
 def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
@@ -99,11 +106,24 @@ def model_identity(config: EngineConfig) -> tuple[str, str, str | None]:
 
 def spec_prompt_hash(spec: RunSpec) -> str:
     task = get_task(spec.task)
-    asked = prompt_hash(build_request(task, [], spec.task_options(), spec.sampling_options(task)))
+    options, sampling = spec.task_options(), spec.sampling_options(task)
+    if task.takes_photos:
+        request = build_request(task, [], options, sampling)
+    else:  # a video-only task: what every clip is asked (its frames' times are each clip's own)
+        prompt = render_prompt(task, options, video=True)
+        request = GenerationRequest(prompt, system=task.system, json_schema=task_schema(task, options))
+    asked = prompt_hash(request)
     control = spec.keyword_control()
     # Keyword control changes what is kept, not what is asked; a run with other choices is still another run
     # (never resumed in place of this one). Without it the hash is exactly what was asked, as before.
     return hashlib.sha256(f"{asked} {control}".encode()).hexdigest()[:16] if control else asked
+
+
+def queued_media(catalog: Catalog, run_id: int, state: str) -> tuple[int, int]:
+    """(photos, videos) among the run's items in ``state`` (``pending``, ``done``, ``failed``)."""
+    paths = item_paths(catalog, run_id, state)
+    videos = sum(is_video_path(Path(path)) for path in paths)
+    return len(paths) - videos, videos
 
 
 def photo_decision(*, tagged_by_model: bool, current_reviewed: bool, redo: bool, on_reviewed: str) -> str:
@@ -151,9 +171,11 @@ def plan_run(
     """Queue ``photos`` for tagging, resuming an unfinished run with the same scope, task, model and prompt.
 
     Photos that already have a result for the same task and model are left out unless ``redo``; a photo is
-    never queued twice in one run. ``on_reviewed`` (one of :data:`REVIEWED_CHOICES` but ``ask``) says what
-    happens to photos whose current result for the task was reviewed: ``skip`` leaves them out; ``replace``
-    makes the new result current; ``keep`` stores it as a version and keeps the reviewed one current. A result
+    never queued twice in one run; videos are left out when the task takes none (``skipped_videos``), photos
+    when it takes only videos (``skipped_photos``).
+    ``on_reviewed`` (one of :data:`REVIEWED_CHOICES` but ``ask``) says what happens to photos whose current
+    result for the task was reviewed: ``skip`` leaves them out; ``replace`` makes the new result current;
+    ``keep`` stores it as a version and keeps the reviewed one current. A result
     that meets a reviewed current one at commit time (reviewed while the run went on) never replaces it
     unless the run was told ``replace``.
 
@@ -170,7 +192,14 @@ def plan_run(
         )
     engine, model, quant = model_identity(config)
     phash = spec_prompt_hash(spec)
-    photo_ids = [photo.id for photo in photos if photo.status == "present"]
+    present = [photo for photo in photos if photo.status == "present"]
+    # A task without a video prompt cannot be asked about a clip, nor a video-only task about a photo: what
+    # the task cannot take is never queued.
+    kinds = [(photo, is_video_path(Path(photo.path))) for photo in present]
+    taken = [photo for photo, video in kinds if (task.takes_videos if video else task.takes_photos)]
+    skipped_videos = 0 if task.takes_videos else sum(video for _, video in kinds)
+    skipped_photos = 0 if task.takes_photos else sum(not video for _, video in kinds)
+    photo_ids = [photo.id for photo in taken]
     # What a result does when it meets a reviewed current one: only an explicit replace displaces it.
     at_commit = "replace" if on_reviewed == "replace" else "keep"
     with catalog.transaction() as db:
@@ -197,6 +226,8 @@ def plan_run(
                 added=0,
                 already_done=already_done,
                 skipped_reviewed=skipped_reviewed,
+                skipped_videos=skipped_videos,
+                skipped_photos=skipped_photos,
             )
         if run_id is not None:
             reopen_run(db, run_id, at_commit)
@@ -209,4 +240,6 @@ def plan_run(
         added=added,
         already_done=already_done,
         skipped_reviewed=skipped_reviewed,
+        skipped_videos=skipped_videos,
+        skipped_photos=skipped_photos,
     )

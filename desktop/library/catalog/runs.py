@@ -210,6 +210,16 @@ def set_run_state(catalog: Catalog, run_id: int, state: str, message: str | None
 # -- executing a run ----------------------------------------------------------------------------------------
 
 
+def item_paths(catalog: Catalog, run_id: int, state: str) -> list[str]:
+    """The paths of the run's items in ``state``, in queue order."""
+    rows = catalog.db.execute(
+        "SELECT p.path FROM run_items i JOIN photos p ON p.id = i.photo_id "
+        "WHERE i.run_id = ? AND i.state = ? ORDER BY i.position",
+        (run_id, state),
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def pending_photo_ids(catalog: Catalog, run_id: int, limit: int) -> list[int]:
     """The first ``limit`` pending photos of the run, in queue order."""
     rows = catalog.db.execute(
