@@ -24,7 +24,7 @@ from captioneer.desktop.core.tasks import build_request
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.library.runs import get_run
-from tests.test_video_runs import VIDEO_PROMPT, index_clips, make_library
+from tests.test_video_runs import VIDEO_PROMPT, make_library
 from tests.video_clips import make_clip
 
 
@@ -133,9 +133,7 @@ def test_tag_a_folder_of_photos_and_clips_counts_each(
     tmp_path: Path, tiny_gguf: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Clips indexed as the scanner will index them (see test_video_runs), and a keywords task with a video
-    # prompt; the ocr task takes no videos.
-    index_clips(monkeypatch)
+    # A keywords task with a video prompt of the test's own; the ocr task takes no videos.
     presets = tasks.all_tasks()
     monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
     monkeypatch.setitem(presets, "ocr", replace(presets["ocr"], video_prompt=None))

@@ -6,7 +6,6 @@ in one batch, each clip as true video input (see test_video_engines for its time
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +20,8 @@ from captioneer.backends.gguf import GGUFBackend
 from captioneer.backends.request import GenerationRequest
 from captioneer.backends.transformers_engine import TransformersBackend
 from captioneer.desktop.core import tasks
-from captioneer.desktop.core.images import is_image_path
-from captioneer.desktop.core.video import PROTECTED, is_video_path, probe
+from captioneer.desktop.core.video import PROTECTED, probe
 from captioneer.desktop.core.video_budget import SamplingMode, plan_sampling
-from captioneer.desktop.library import folder_walk, scanner
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.runs import (
     RunController,
@@ -44,29 +41,9 @@ SPEC = RunSpec(
 )
 
 
-original_content_key = scanner.default_content_key
-
-
-def video_key(path: Path) -> str:
-    """A clip keyed by its bytes (the photo keys decode pictures): a stand-in for the scanner's video keys."""
-    if is_video_path(path):
-        return "video:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return original_content_key(path)
-
-
-def index_clips(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let the scan index clips as a photos row like any photo's, as the scanner will once it scans videos
-    (the scan work); harmless once it does (``raising=False``: nothing to replace then)."""
-    monkeypatch.setattr(
-        folder_walk, "is_image_path", lambda path: is_image_path(path) or is_video_path(path), raising=False
-    )
-    monkeypatch.setattr(scanner, "default_content_key", video_key, raising=False)
-
-
 @pytest.fixture(autouse=True)
 def videos_in_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clips in the scan, and a keywords task with a video prompt (tasks.toml's own come separately)."""
-    index_clips(monkeypatch)
+    """A keywords task with a video prompt of the test's own (tasks.toml's are tested in test_video_tasks)."""
     presets = tasks.all_tasks()
     monkeypatch.setitem(presets, "keywords", replace(presets["keywords"], video_prompt=VIDEO_PROMPT))
 
@@ -145,11 +122,15 @@ def test_broken_and_protected_clips_fail_in_one_line_and_are_not_retried(
 ) -> None:
     root = tmp_path / "Library"
     root.mkdir()
-    make_encrypted(root / "drm.mp4")
-    (root / "broken.mov").write_bytes(b"\x00\x00\x00\x18ftypqt  " + b"garbage" * 20)
+    make_clip(root / "drm.mp4", "mp4", seconds=1.0)
+    make_clip(root / "broken.mov", "mov", seconds=1.0)
     engine = gguf(tiny_gguf)
     with open_catalog() as catalog:
         scan_library(catalog, root)
+        # Replaced after the scan (a sync tool, a disk error): the run is the first to meet them. A scan that
+        # meets them marks them unreadable itself (test_video_scan).
+        make_encrypted(root / "drm.mp4")
+        (root / "broken.mov").write_bytes(b"\x00\x00\x00\x18ftypqt  " + b"garbage" * 20)
         plan = plan_run(catalog, str(root), catalog.photos_under(root), SPEC, engine.config)
         ids = {Path(photo.path).name: photo.id for photo in catalog.photos_under(root)}
         engine.load()
