@@ -33,9 +33,11 @@ from captioneer.desktop.library.runs import (
     get_run,
     model_identity,
     plan_run,
+    queued_media,
     run_counts,
     set_run_state,
 )
+from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.workers import BackendOpener, Call
 
@@ -195,6 +197,9 @@ class RunWorker(QObject):
             run_id = run_ids[-1]
             counts = run_counts(catalog, run_id)
             return RunOutcome("done", f"Run {run_id}: every photo is already tagged.", run_id, counts)
+        if any(queued_media(catalog, run_id, "pending")[1] for run_id in pending):
+            # Clips among the photos: an engine sized for one photo gets a context that holds a clip too.
+            self._config = clip_context(self._config, request.spec.video_tokens)
         self.status.emit(f"Loading {Path(self._config.model).name or self._config.model}…")
         backend = self._opener(self._config)
         try:
