@@ -25,6 +25,7 @@ from captioneer.desktop.library.browse import (
 from captioneer.desktop.library.catalog import Catalog
 from captioneer.desktop.library.folder_rules import FolderRule, describe_groups
 from captioneer.desktop.library.rule_runs import rule_runs
+from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.library.runs import (
     RunController,
     RunCounts,
@@ -37,7 +38,6 @@ from captioneer.desktop.library.runs import (
     run_counts,
     set_run_state,
 )
-from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.library.scanner import scan_library
 from captioneer.desktop.ui.workers import BackendOpener, Call
 
