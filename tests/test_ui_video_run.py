@@ -1,6 +1,6 @@
-"""The library window tags a folder holding a photo and a video clip with the real gguf engine (the tiny model,
-through the engine host process): the engine, sized for one photo at the image budget, gets a context that
-holds the clip's frames too, so the clip is answered rather than failed for want of room."""
+"""The library window tags a folder holding a photo and a video clip with the real gguf engine (the tiny
+model, through the engine host process): the engine, sized for one photo at the image budget, gets a context
+that holds the clip's frames too, so the clip is answered whole rather than asked again at half its budget."""
 
 from __future__ import annotations
 
