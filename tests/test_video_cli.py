@@ -18,12 +18,12 @@ from captioneer.backends.errors import ResourceExhaustedError
 from captioneer.backends.gguf import GGUFBackend, context_size
 from captioneer.backends.request import PreparedClip, PreparedImage
 from captioneer.desktop.cli import main as cli_main
-from captioneer.desktop.commands.tag import count_media
 from captioneer.desktop.core import tasks
 from captioneer.desktop.core.tasks import build_request
 from captioneer.desktop.library.catalog import open_catalog
 from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.library.runs import get_run
+from captioneer.desktop.library.scanner import media_count
 from tests.test_video_runs import VIDEO_PROMPT, make_library
 from tests.video_clips import make_clip
 
@@ -92,10 +92,13 @@ def test_video_tokens_below_the_smallest_is_one_line_and_exit_2(
 
 @pytest.mark.parametrize(
     ("photos", "videos", "said"),
-    [(3, 0, "3 photos"), (1, 0, "1 photo"), (3, 2, "3 photos and 2 videos"), (0, 1, "0 photos and 1 video")],
+    [
+        (3, 0, "3 photos"), (1, 0, "1 photo"), (3, 2, "3 photos and 2 videos"), (0, 1, "1 video"),
+        (0, 0, "0 photos"),
+    ],  # fmt: skip
 )
 def test_tag_counts_photos_and_videos(photos: int, videos: int, said: str) -> None:
-    assert count_media(photos, videos) == said
+    assert media_count(photos, videos) == said
 
 
 def test_the_gguf_context_grows_to_hold_a_clip_unless_the_context_was_chosen() -> None:

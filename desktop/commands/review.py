@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
             flag = f"  ({result.review_reason})" if result.review_reason else ""
             version = "" if result.current else ", version (not current)"
             print(f"#{result.id} [{result.review}{version}] {result.task}: {result.path}{flag}")
-            print(f"    caption:  {result.caption}")
+            lines = result.caption.splitlines() or [""]  # a scene list or OCR text: one line each, aligned
+            print(f"    caption:  {lines[0]}", *(f"              {line}" for line in lines[1:]), sep="\n")
             if result.title:
                 print(f"    title:    {result.title}")
             print(f"    keywords: {'; '.join(result.keywords)}")

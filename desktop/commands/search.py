@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             also = f" (in the file: {'; '.join(existing)})" if existing else ""
             print(
-                f"#{result.id} [{result.review}] {result.path}: {result.caption} "
+                f"#{result.id} [{result.review}] {result.path}: {' / '.join(result.caption.splitlines())} "
                 f"[{'; '.join(result.keywords)}]{also}"
             )
             if snippet:

@@ -133,14 +133,6 @@ def add_video_tokens_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def count_media(photos: int, videos: int) -> str:
-    """``3 photos and 2 videos``; ``1 photo``; videos named only when there are some."""
-    said = f"{photos} photo{'s' if photos != 1 else ''}"
-    if videos:
-        said += f" and {videos} video{'s' if videos != 1 else ''}"
-    return said
-
-
 def _say(message: str) -> None:
     print(f"captioneer: {message}", file=sys.stderr, flush=True)
 
@@ -161,7 +153,7 @@ class ProgressPrinter:
 
     def scanning(self, files: int, _path: str) -> None:
         """Show a scan's progress."""
-        self.show(lambda: f"scanning: {files} photos so far", final=False)
+        self.show(lambda: f"scanning: {files:,} files so far", final=False)
 
     def show(self, line: Callable[[], str], final: bool) -> None:
         now = time.monotonic()
@@ -368,7 +360,7 @@ def _tag_photos(
         run_counts,
         set_run_state,
     )
-    from captioneer.desktop.library.scanner import printable
+    from captioneer.desktop.library.scanner import media_count, printable
     from captioneer.desktop.library.sidecars import WriteMode
 
     config, controller = engine.config, engine.controller
@@ -401,7 +393,7 @@ def _tag_photos(
     verb = "resuming run" if plan.resumed else "run"
     done_note = f", {plan.already_done} already tagged (--redo to tag again)" if plan.already_done else ""
     rule_note = f" (rule {spec.rule}: {spec.task})" if spec.rule else ""
-    pending = count_media(*queued_media(catalog, plan.run_id, "pending"))
+    pending = media_count(*queued_media(catalog, plan.run_id, "pending"))
     _say(f"{verb} {plan.run_id}{rule_note}: {pending} to tag{done_note}")
     if counts.pending:
         try:
@@ -425,7 +417,7 @@ def _tag_photos(
         set_run_state(catalog, plan.run_id, "done")
     failed = failed_items(catalog, plan.run_id)
     photos, videos = queued_media(catalog, plan.run_id, "done")
-    tagged = f"{counts.done} tagged" + (f" ({count_media(photos, videos)})" if videos else "")
+    tagged = f"{counts.done} tagged" + (f" ({media_count(photos, videos)})" if videos else "")
     _say(f"run {plan.run_id} finished: {tagged}, {counts.failed} failed, {counts.needs_review} need review")
     for path, error, _kind in failed:
         _say(f"failed {printable(path)}: {printable(error)}")

@@ -78,9 +78,7 @@ class ScanReport:
     """Clips left out because PyAV is not installed (one line in the report, with this count)."""
 
     def summary(self) -> str:
-        parts = [f"{self.files - self.videos} photos"]
-        if self.videos:
-            parts.append(f"{self.videos} videos")
+        parts = [media_count(self.files - self.videos, self.videos).replace(" and ", ", ")]
         parts += [
             f"{self.new} new",
             f"{self.changed} changed",
@@ -92,11 +90,11 @@ class ScanReport:
             ("unreadable", len(self.unreadable_files)),
             ("skipped", len(self.skipped)),
             ("changing, left for next scan", len(self.requeued)),
-            ("Live Photo videos skipped (their photos are tagged)", len(self.live_photo_videos)),
-            ("videos skipped (PyAV is not installed)", self.videos_need_pyav),
+            ("Live Photo video{s} skipped (their photos are tagged)", len(self.live_photo_videos)),
+            ("video{s} skipped (PyAV is not installed)", self.videos_need_pyav),
         ):
             if count:
-                parts.append(f"{count} {label}")
+                parts.append(f"{count} {label.format(s='' if count == 1 else 's')}")
         return ", ".join(parts)
 
     def problem_lines(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
@@ -116,6 +114,15 @@ class ScanReport:
             if len(entries) > limit:
                 lines.append(f"… and {len(entries) - limit} more {label}")
         return lines
+
+
+def media_count(photos: int, videos: int) -> str:
+    """``3 photos and 2 videos``, ``1 photo``, ``2 videos``: a kind is named when there are some (photos when
+    there is nothing)."""
+    parts = [f"{photos} photo{'s' if photos != 1 else ''}"] if photos or not videos else []
+    if videos:
+        parts.append(f"{videos} video{'s' if videos != 1 else ''}")
+    return " and ".join(parts)
 
 
 def default_content_key(path: Path, cancel: CancelToken | None = None) -> str:

@@ -84,7 +84,7 @@ class FilesController(QObject):
 
         def work(catalog: Catalog, progress: ProgressCallback, cancel: CancelToken) -> str:
             def found(count: int, name: str) -> None:
-                progress(0.0, f"Scanning {folder}: {count:,} photos so far ({name})")
+                progress(0.0, f"Scanning {folder}: {count:,} files so far ({name})")
 
             return scan_library(catalog, folder, cancel=cancel, progress=found).summary()
 
