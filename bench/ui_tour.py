@@ -527,10 +527,14 @@ def make_clips(folder: Path) -> list[Path]:
 def clips_added(tour: Tour) -> None:
     """A folder of video clips added to the library (a scan that takes videos catalogues them)."""
     folder = tour.home / "Photos" / "Clips"
-    make_clips(folder)
-    before = tour.library.model.rowCount()
-    tour.library.files.add_folder(folder)
-    tour.wait("the clips in the library", lambda: tour.library.model.rowCount() > before, 30)
+    clips = make_clips(folder)
+    tour.library.files.add_folder(folder)  # then shows that folder
+    shown = tour.library.browse
+    tour.wait(
+        "the clips in the library",
+        lambda: shown.filter.folder == str(folder) and tour.library.model.rowCount() == len(clips),
+        30,
+    )
     tour.pump(1.0)
 
 
