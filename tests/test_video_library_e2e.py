@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.test_tagger_e2e import cli
 from tests.video_clips import make_clip, make_encrypted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,18 +33,6 @@ CLIPS = {
     "Trip/export.m4v": ("m4v", {}),
 }
 CLIPS_NAMES = [Path(name).name for name in CLIPS]
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "captioneer.desktop.cli", *args],
-        env={**os.environ, "CAPTIONEER_HOME": str(home)},
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
