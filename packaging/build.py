@@ -83,6 +83,7 @@ def check_prerequisites(variant: str) -> None:
         "huggingface_hub": "hub",
         "psutil": "hardware",  # the smoke test watches the app's processes with it
         "reverse_geocode": "places",  # place names from GPS for the prompt's context
+        "av": "video",  # PyAV: video clips are probed and sampled with the FFmpeg inside its wheel
     }
     if variant == "full":
         needed |= {"torch": "transformers", "transformers": "transformers"}
