@@ -78,7 +78,7 @@ def test_every_container_is_catalogued_and_live_photo_clips_and_appledouble_are_
     assert (report.files, report.videos, report.new) == (11, 9, 11)
     summary = report.summary()
     assert summary.startswith("2 photos, 9 videos, 11 new")
-    assert "1 Live Photo videos skipped (their photos are tagged)" in summary
+    assert "1 Live Photo video skipped (their photos are tagged)" in summary
     # Broken clips: unreadable, each with the probe's one line, and nothing about the Live Photo per file.
     assert sorted(report.problem_lines()) == sorted(
         [
