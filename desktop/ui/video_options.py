@@ -16,6 +16,7 @@ from captioneer.backends.registry import engine_class
 from captioneer.desktop.core.clip_costs import clips_to_probe, plan_line
 from captioneer.desktop.core.video import VideoError, VideoInfo, is_video_path, probe
 from captioneer.desktop.library.catalog import Photo
+from captioneer.desktop.library.run_media import clip_context
 from captioneer.desktop.ui.video_options_view import VideoOptionsView
 
 
@@ -39,12 +40,10 @@ class ClipEngine:
         does for the image budget (the runner's clip context), unless a context length is set by hand: only
         then can a clip be too big for it."""
         engine = engine_class(config.engine)
-        override = config.context_tokens
 
         def context_for(tokens: int) -> int | None:
-            if override is not None:
-                return override
-            return engine.context_tokens(max(config.image_tokens, tokens))
+            sized = clip_context(config, tokens)  # what the run will do (run_media), not a copy of its rule
+            return engine.context_tokens(sized.image_tokens, sized.context_tokens)
 
         return cls(
             name=config.engine,
